@@ -1,0 +1,3 @@
+"""chaos-build: turn idle lab PCs into a RAM-booted, IPsec-meshed compute cluster."""
+
+__version__ = "0.1.0"

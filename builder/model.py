@@ -1,0 +1,209 @@
+"""The cluster model: every chaos.yaml setting is declared exactly once, here.
+
+Each dataclass field carries its type, default, help text and example. The loader
+derives validation from these declarations, `chaos-build reference` derives the
+commented reference chaos.yaml, and the README's reference table comes from the same
+place. Instances are frozen: nothing past the loader sees a raw dict.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+IPv4Address = ipaddress.IPv4Address
+IPv4Network = ipaddress.IPv4Network
+
+# openMosix-era migration ports (0x3214, 0x3415), protected in scope `migration`.
+MIGRATION_PORTS = (12820, 13333)
+IKE_PORTS = (500, 4500)
+
+
+def setting(default: Any, help: str, example: Any = None, **limits: Any) -> Any:
+    """Declare one chaos.yaml setting: default, help text, example, limits (min/max)."""
+    meta = {"help": help, "example": default if example is None else example, **limits}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed; use a tuple")
+    return field(default=default, metadata=meta)
+
+
+def required(help: str, example: Any, **limits: Any) -> Any:
+    """Declare a setting without a default: the admin must give it."""
+    return field(metadata={"help": help, "example": example, "required": True, **limits})
+
+
+class Addressing(enum.Enum):
+    STATIC = "static"
+    DHCP = "dhcp"
+
+
+class Scope(enum.Enum):
+    ALL = "all"
+    MIGRATION = "migration"
+
+
+class KeyType(enum.Enum):
+    ED25519 = "ed25519"
+    ECDSA_P256 = "ecdsa-p256"
+
+
+class Protocol(enum.Enum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class Role(enum.Enum):
+    COMPUTE = "compute"
+    HEAD = "head"
+
+
+class Hardware(enum.Enum):
+    QEMU = "qemu"
+    LAB = "lab"
+
+
+class ImageFormat(enum.Enum):
+    ISO = "iso"
+    PXE = "pxe"
+
+
+class Compression(enum.Enum):
+    ZSTD = "zstd"
+    XZ = "xz"
+    LZ4 = "lz4"
+    NONE = "none"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSection:
+    name: str = required("cluster name, used in certificate subjects and the tyd handshake",
+                         "chaos-lab", pattern="name")
+    domain: str = setting("chaos.lan", "DNS domain; node N gets the name N.<domain>",
+                          pattern="domain")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkSection:
+    subnet: IPv4Network = required("the cluster's IPv4 subnet (CIDR)", "10.99.0.0/24")
+    gateway: IPv4Address | None = setting(None, "default gateway on the subnet, or null",
+                                          example="10.99.0.1")
+    addressing: Addressing = setting(Addressing.STATIC,
+                                     "static: each node gets its `address`; dhcp: the campus "
+                                     "DHCP server hands out the (reserved) addresses")
+    dns: tuple[IPv4Address, ...] = setting((), "DNS servers for the nodes", example=["10.99.0.1"])
+    interface: str = setting("", "name of the PXE-serving interface on the build host "
+                             "(chaos-build serve); empty: none", example="enp3s0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecuritySection:
+    scope: Scope = setting(Scope.ALL, "all: every packet between members is IPsec; migration: "
+                           "only tcp 12820/13333 (openMosix migration) and tyd")
+    ike_proposals: tuple[str, ...] = setting(
+        ("aes128gcm16-prfsha256-x25519", "chacha20poly1305-prfsha256-x25519",
+         "aes128gcm16-prfsha256-ecp256"),
+        "IKEv2 proposals in strongSwan syntax, most preferred first", pattern="proposal")
+    esp_proposals: tuple[str, ...] = setting(
+        ("aes128gcm16-x25519", "chacha20poly1305-x25519", "aes128gcm16-ecp256"),
+        "ESP proposals (with PFS group) in strongSwan syntax, most preferred first",
+        pattern="proposal")
+    key_type: KeyType = setting(KeyType.ED25519, "key type of the cluster CA and node keys")
+    cert_lifetime_days: int = setting(365, "lifetime of node certificates", min=1, max=3650)
+    ca_lifetime_days: int = setting(3650, "lifetime of the cluster CA", min=30, max=36500)
+    pki_dir: str = setting("pki", "PKI state directory, relative to chaos.yaml; never "
+                           "commit it (it holds the CA key)")
+    rekey_minutes: int = setting(60, "CHILD_SA rekey time", min=5, max=1440)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    port: int = required("port number", 22, min=1, max=65535)
+    protocol: Protocol = setting(Protocol.TCP, "tcp or udp")
+    source: str = setting("cluster", "who may connect: cluster, any or a CIDR", pattern="source")
+    name: str = setting("", "a label for the rule and its counter", pattern="label")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FirewallSection:
+    services: tuple[Service, ...] = setting(
+        (), "extra services to allow in", example=[{"name": "ssh", "port": 22,
+                                                   "protocol": "tcp", "source": "cluster"}])
+    allow_ping: bool = setting(True, "answer ICMP echo from cluster members")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TydSection:
+    port: int = setting(7411, "tyd's TCP port (mutual TLS, reachable only through IPsec)",
+                        min=1024, max=65535)
+    seeds: tuple[str, ...] = setting((), "nodes that act as the first Philips; empty: the "
+                                     "first node", example=["node01"])
+    heartbeat_seconds: int = setting(5, "interval between heartbeats", min=1, max=300)
+    suspect_after_seconds: int = setting(15, "silence after which a member is suspect",
+                                         min=2, max=3600)
+    remove_after_seconds: int = setting(30, "silence after which a member is removed",
+                                        min=3, max=7200)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSection:
+    suite: str = setting("bookworm", "Debian suite of the live image", pattern="name")
+    packages: tuple[str, ...] = setting((), "extra Debian packages for the image",
+                                        example=["htop"], pattern="package")
+    hardware: Hardware = setting(Hardware.QEMU, "kernel module profile: qemu (virtio) or "
+                                 "lab (common desktop NICs)")
+    formats: tuple[ImageFormat, ...] = setting((ImageFormat.ISO, ImageFormat.PXE),
+                                               "artifacts to build")
+    compression: Compression = setting(Compression.ZSTD, "initramfs compression")
+    console: str = setting("ttyS0,115200", "kernel serial console", pattern="console")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeDefaults:
+    roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles of a node")
+    services: tuple[Service, ...] = setting((), "extra firewall services of a node, added to "
+                                            "firewall.services", example=[])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    name: str = required("host name", "node01", pattern="hostname")
+    mac: str = required("MAC address of the cluster NIC (selects the overlay at boot)",
+                        "52:54:00:99:00:11", pattern="mac")
+    address: IPv4Address = required("the node's address on network.subnet", "10.99.0.11")
+    roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles; default from `defaults`")
+    services: tuple[Service, ...] = setting((), "extra firewall services of this node")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cluster:
+    cluster: ClusterSection = required("who the cluster is", {"name": "chaos-lab"})
+    network: NetworkSection = required("the cluster network", {"subnet": "10.99.0.0/24"})
+    security: SecuritySection = setting(SecuritySection(), "IPsec and PKI")
+    firewall: FirewallSection = setting(FirewallSection(), "the nftables firewall")
+    tyd: TydSection = setting(TydSection(), "the discovery daemon")
+    image: ImageSection = setting(ImageSection(), "the live image")
+    defaults: NodeDefaults = setting(NodeDefaults(), "what every node inherits")
+    nodes: tuple[Node, ...] = required("the machines of the lab", [])
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    @property
+    def seeds(self) -> tuple[Node, ...]:
+        if self.tyd.seeds:
+            return tuple(self.node(n) for n in self.tyd.seeds)
+        return self.nodes[:1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """Where a resolved node setting came from (for `chaos-build show`)."""
+
+    value: Any
+    origin: str  # "node", "defaults", "built-in", "cluster"
+    line: int | None = None
