@@ -68,7 +68,7 @@ def new_key(key_type: KeyType) -> PrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm | None:
+def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
@@ -192,9 +192,9 @@ class Pki:
         the node (same SANs, same CA, not revoked, valid beyond 7 days)."""
         ca_key, ca = self.ca()
         cert_path, key_path = self.paths.node_cert(ident.name), self.paths.node_key(ident.name)
-        if not force and cert_path.exists() and key_path.exists():
-            if self._still_good(_load_cert(cert_path), ident, ca, now):
-                return False
+        if (not force and cert_path.exists() and key_path.exists()
+                and self._still_good(_load_cert(cert_path), ident, ca, now)):
+            return False
         if key_path.exists():
             key = _load_key(key_path)
         else:
@@ -266,7 +266,7 @@ class Pki:
     def _revoked_serials(self) -> set[int]:
         return {int(s) for s in self._read_revoked()}
 
-    def list(self) -> list[CertInfo]:
+    def certificates(self) -> list[CertInfo]:
         out = []
         revoked = self._revoked_serials()
         for path in sorted(self.paths.nodes.glob("*.pem")):
@@ -289,7 +289,7 @@ class Pki:
                 nxt = crl.next_update_utc
                 if nxt is not None and nxt <= limit:
                     warnings.append(f"CRL expires {nxt:%Y-%m-%d}: run `chaos-build pki crl`")
-        for info in self.list():
+        for info in self.certificates():
             if not info.revoked and info.not_after <= limit:
                 warnings.append(f"node {info.name}: certificate expires "
                                 f"{info.not_after:%Y-%m-%d}: run `chaos-build pki issue "

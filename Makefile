@@ -1,0 +1,83 @@
+# chaos: `make build` builds the images from chaos.yaml, `make test` runs every test tier.
+# Both set up what they need first (Debian packages and a Python venv), idempotently.
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+CONFIG  ?= chaos.yaml
+PYTEST_ARGS ?=
+
+# Debian packages, each for a reason:
+APT_PACKAGES := \
+	nftables iproute2 \
+	charon-systemd strongswan-swanctl libstrongswan-standard-plugins \
+	libstrongswan-extra-plugins libcharon-extra-plugins \
+	mmdebstrap cpio zstd lz4 xz-utils \
+	xorriso isolinux syslinux-common pxelinux grub-efi-amd64-bin grub-pc-bin grub-common \
+	mtools dosfstools ipxe \
+	qemu-system-x86 qemu-utils ovmf \
+	tcpdump dnsmasq-base
+# nftables/iproute2: render checks and namespace tests; charon-systemd/swanctl: IKE tests and
+# the image; mmdebstrap..xz-utils: the live root; xorriso..ipxe: ISO and PXE artifacts;
+# qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving.
+
+.PHONY: help setup build render check test test-unit test-integration test-image lint bench clean
+
+help:
+	@echo "make setup             install Debian packages and the Python venv (idempotent)"
+	@echo "make build             check $(CONFIG), keep the PKI, render and build images into out/"
+	@echo "make render            check, PKI and per-node overlays only (build/nodes)"
+	@echo "make test              every test tier (unit, integration, image) and the linters"
+	@echo "make test-unit         fast tests without root"
+	@echo "make test-integration  root, network namespaces, nft and charon"
+	@echo "make test-image        build and boot the image in QEMU"
+	@echo "make lint              ruff and mypy"
+	@echo "make bench             the benchmarks under bench/"
+
+$(VENV)/.apt-stamp:
+	@mkdir -p $(VENV)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@touch $@
+
+$(VENV)/.pip-stamp: pyproject.toml $(VENV)/.apt-stamp
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(VENV)/.apt-stamp $(VENV)/.pip-stamp
+
+check: setup
+	$(VENV)/bin/chaos-build check -c $(CONFIG)
+
+render: setup
+	$(VENV)/bin/chaos-build build --render-only -c $(CONFIG)
+
+build: setup
+	$(VENV)/bin/chaos-build build -c $(CONFIG)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest -m "not integration and not image" $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-image: setup
+	$(PY) -m pytest -m image $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check builder tyd tests bench
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/render.py
+
+clean:
+	rm -rf build out .pytest_cache .mypy_cache .ruff_cache

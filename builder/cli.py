@@ -1,0 +1,205 @@
+"""chaos-build: the command line. The only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from . import reference
+from .config import load_cluster
+from .errors import ChaosError, ConfigError
+from .model import Cluster
+from .pki import Identity, Pki
+from .render import render_cluster
+from .show import show_node
+from .views import fqdn
+
+EXIT_INVALID = 2
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pki_for(cluster: Cluster, config: Path) -> Pki:
+    root = Path(cluster.security.pki_dir)
+    if not root.is_absolute():
+        root = config.resolve().parent / root
+    return Pki(root, cluster.security.key_type)
+
+
+def identity(cluster: Cluster, name: str) -> Identity:
+    node = cluster.node(name)
+    return Identity(node.name, fqdn(cluster, node), node.address)
+
+
+def load(args: argparse.Namespace) -> Cluster:
+    cluster, _ = load_cluster(args.config)
+    return cluster
+
+
+# -- commands -------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    cluster = load(args)
+    pki = pki_for(cluster, args.config)
+    for warning in pki.expiry_warnings(now()):
+        log(f"warning: {warning}")
+    print(f"{args.config}: ok: cluster {cluster.cluster.name}, {len(cluster.nodes)} nodes, "
+          f"scope {cluster.security.scope.value}")
+    return 0
+
+
+def cmd_pki(args: argparse.Namespace) -> int:
+    cluster = load(args)
+    pki = pki_for(cluster, args.config)
+    sec = cluster.security
+    if args.pki_command == "init":
+        created = pki.init_ca(cluster.cluster.name, now(), sec.ca_lifetime_days)
+        print(f"{'created' if created else 'kept existing'} cluster CA in {pki.paths.root}")
+    elif args.pki_command == "issue":
+        names = [n.name for n in cluster.nodes] if args.all else args.nodes
+        if not names:
+            raise ChaosError("name the nodes to issue, or use --all")
+        for name in names:
+            _require_node(cluster, name, args.config)
+            issued = pki.issue(identity(cluster, name), cluster.cluster.name, now(),
+                               sec.cert_lifetime_days, force=args.force)
+            print(f"{name}: {'issued' if issued else 'current certificate kept'}")
+    elif args.pki_command == "revoke":
+        serial = pki.revoke(args.node, now(), sec.cert_lifetime_days)
+        print(f"{args.node}: revoked serial {serial:x}; re-render and redeploy so every node "
+              "gets the new CRL")
+    elif args.pki_command == "crl":
+        pki.write_crl(now(), sec.cert_lifetime_days)
+        print(f"wrote {pki.paths.crl}")
+    elif args.pki_command == "list":
+        for info in pki.certificates():
+            state = "REVOKED" if info.revoked else "valid"
+            print(f"{info.name:20} {state:8} until {info.not_after:%Y-%m-%d} "
+                  f"sha256:{info.fingerprint[:16]}")
+        for warning in pki.expiry_warnings(now()):
+            log(f"warning: {warning}")
+    return 0
+
+
+def _require_node(cluster: Cluster, name: str, config: Path) -> None:
+    try:
+        cluster.node(name)
+    except KeyError:
+        known = ", ".join(n.name for n in cluster.nodes)
+        raise ChaosError(f"{config}: no node named {name!r}; known nodes: {known}") from None
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    cluster = load(args)
+    if args.node:
+        _require_node(cluster, args.node, args.config)
+    pki = pki_for(cluster, args.config)
+    start = time.perf_counter()
+    names = render_cluster(cluster, pki, args.output, only=args.node)
+    log(f"rendered {len(names)} node(s) into {args.output} in "
+        f"{time.perf_counter() - start:.2f}s")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    cluster, doc = load_cluster(args.config)
+    _require_node(cluster, args.node, args.config)
+    print(show_node(cluster, doc, args.node))
+    return 0
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    print(reference.markdown() if args.markdown else reference.yaml_reference(), end="")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import build  # noqa: PLC0415 - the image pipeline is heavy; load on use
+
+    cluster = load(args)
+    return build(cluster, args)
+
+
+# -- parser ---------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chaos-build", description="Build a RAM-booted, "
+                                "IPsec-meshed lab cluster from chaos.yaml.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, default=Path("chaos.yaml"),
+                        help="the cluster file (default: ./chaos.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str
+            ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    add("check", cmd_check, "validate chaos.yaml and warn about expiring certificates")
+    sp = add("pki", cmd_pki, "manage the cluster CA and node certificates")
+    psub = sp.add_subparsers(dest="pki_command", required=True)
+    psub.add_parser("init", parents=[common], help="create the cluster CA (never replaces one)")
+    issue = psub.add_parser("issue", parents=[common], help="issue node certificates")
+    issue.add_argument("nodes", nargs="*")
+    issue.add_argument("--all", action="store_true", help="every node in chaos.yaml")
+    issue.add_argument("--force", action="store_true", help="re-issue even if current")
+    revoke = psub.add_parser("revoke", parents=[common], help="revoke a node's certificate")
+    revoke.add_argument("node")
+    psub.add_parser("list", parents=[common], help="list node certificates")
+    psub.add_parser("crl", parents=[common], help="re-sign the CRL")
+    sp = add("render", cmd_render, "render every node's overlay tree")
+    sp.add_argument("-o", "--output", type=Path, default=Path("build/nodes"))
+    sp.add_argument("--node", help="render only this node")
+    sp = add("show", cmd_show, "show one node's resolved settings and where each came from")
+    sp.add_argument("node")
+    sp = add("reference", cmd_reference, "print the commented reference chaos.yaml")
+    sp.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    sp = add("build", cmd_build, "check, issue certificates, render and build the images")
+    sp.add_argument("-o", "--output", type=Path, default=Path("out"))
+    sp.add_argument("--node", help="build a per-node ISO for this node only")
+    sp.add_argument("--cache", type=Path, default=Path("cache"),
+                    help="download and base-image cache (default: ./cache)")
+    sp.add_argument("--render-only", action="store_true",
+                    help="stop after rendering the overlays (no image)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log(str(problem))
+        log(f"{len(exc.problems)} problem(s); nothing was changed")
+        if args.debug:
+            traceback.print_exc()
+        return EXIT_INVALID
+    except ChaosError as exc:
+        log(f"error: {exc}")
+        if args.debug:
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log("interrupted; the last good output is left in place")
+        return 130
+    except Exception as exc:  # a bug: say so plainly, trace only with --debug
+        log(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)")
+        if args.debug:
+            traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

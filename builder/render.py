@@ -1,0 +1,119 @@
+"""Render every node's overlay tree from templates/ (pure) and write it (atomic)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import jinja2
+
+from .errors import RenderError
+from .model import Cluster, Node
+from .pki import Pki
+from .tydconf import HEADER
+from .views import CA_CERT, CRL, NODE_CERT, NODE_KEY, NodeView, Peer, all_peers, node_view
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class OutFile:
+    data: bytes
+    mode: int = 0o644
+
+
+Tree = dict[str, OutFile]
+
+
+def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True,
+                              autoescape=False)
+
+
+def template_names(templates: Path = TEMPLATES) -> list[str]:
+    return sorted(p.relative_to(templates).as_posix()
+                  for p in templates.rglob("*.j2") if p.is_file())
+
+
+def render_templates(view: NodeView, env: jinja2.Environment,
+                     names: Iterable[str]) -> Tree:
+    """Pure: one node's view -> {relative path: file} for every template."""
+    context = {f.name: getattr(view, f.name) for f in dataclasses.fields(view)}
+    context.update(header=HEADER, node_cert=NODE_CERT, ca_cert=CA_CERT)
+    tree: Tree = {}
+    for name in names:
+        try:
+            text = env.get_template(name).render(context)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"templates/{name}: {exc}") from None
+        tree[name.removesuffix(".j2")] = OutFile(text.encode())
+    return tree
+
+
+def pki_files(pki: Pki, node: Node) -> Tree:
+    cert, key = pki.node_files(node.name)
+    return {
+        f"etc/swanctl/x509/{NODE_CERT}": OutFile(cert),
+        f"etc/swanctl/private/{NODE_KEY}": OutFile(key, 0o600),
+        f"etc/swanctl/x509ca/{CA_CERT}": OutFile(pki.paths.ca_cert.read_bytes()),
+        f"etc/swanctl/x509crl/{CRL}": OutFile(pki.crl_pem()),
+    }
+
+
+def node_tree(cluster: Cluster, node: Node, pki: Pki | None, env: jinja2.Environment,
+              names: list[str], everyone: tuple[Peer, ...] | None = None) -> Tree:
+    tree = render_templates(node_view(cluster, node, everyone), env, names)
+    if pki is not None:
+        tree.update(pki_files(pki, node))
+    return tree
+
+
+def write_tree(root: Path, tree: Tree) -> None:
+    """Write files under root; refuse any path that would escape it."""
+    for rel, out in sorted(tree.items()):
+        pure = PurePosixPath(rel)
+        if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+            raise RenderError(f"refusing to write {rel!r}: it escapes the node's root")
+        path = root.joinpath(*pure.parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, out.mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(out.data)
+        os.chmod(path, out.mode)
+
+
+def render_cluster(cluster: Cluster, pki: Pki | None, out_dir: Path,
+                   only: str | None = None, templates: Path = TEMPLATES) -> list[str]:
+    """Render every node (or one) into out_dir/NAME via a staging dir; returns node names."""
+    env, names = environment(templates), template_names(templates)
+    nodes = [cluster.node(only)] if only else list(cluster.nodes)
+    everyone = all_peers(cluster)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for node in nodes:
+            write_tree(staging / node.name, node_tree(cluster, node, pki, env, names, everyone))
+        if only:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _swap(staging / only, out_dir / only)
+        else:
+            _swap(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [n.name for n in nodes]
+
+
+def _swap(new: Path, dest: Path) -> None:
+    """Move new into place at dest; the old tree is removed only after the rename."""
+    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+    if dest.exists():
+        dest.rename(old)
+    new.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)

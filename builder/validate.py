@@ -1,0 +1,108 @@
+"""Cross-field checks: things no single field can know (duplicates, subnets, references)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Hashable, Iterable
+
+from .errors import Problem
+from .loader import Document, Path_, dotted
+from .model import IKE_PORTS, MIGRATION_PORTS, Cluster, Protocol, Service
+
+
+def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def report(path: Path_, message: str) -> None:
+        problems.append(Problem(doc.file, doc.line(path), dotted(path), message))
+
+    _check_network(cluster, report)
+    _check_nodes(cluster, report)
+    _check_tyd(cluster, report)
+    _check_services(cluster, report)
+    return problems
+
+
+Report = Callable[[Path_, str], None]
+
+
+def _check_network(cluster: Cluster, report: Report) -> None:
+    net = cluster.network
+    if net.subnet.num_addresses < 4:
+        report(("network", "subnet"), f"{net.subnet} is too small for a cluster; use /29 "
+               "or larger")
+    if net.gateway is not None and net.gateway not in net.subnet:
+        report(("network", "gateway"), f"{net.gateway} is outside network.subnet {net.subnet}")
+
+
+def _check_nodes(cluster: Cluster, report: Report) -> None:
+    net = cluster.network
+    if not cluster.nodes:
+        report(("nodes",), "no nodes: list at least one machine with name, mac and address")
+    reserved = {net.subnet.network_address: "the subnet's network address",
+                net.subnet.broadcast_address: "the subnet's broadcast address"}
+    if net.gateway is not None:
+        reserved[net.gateway] = "network.gateway"
+    for i, node in enumerate(cluster.nodes):
+        if node.address not in net.subnet:
+            report(("nodes", i, "address"),
+                   f"{node.address} is outside network.subnet {net.subnet}")
+        elif node.address in reserved:
+            report(("nodes", i, "address"), f"{node.address} is {reserved[node.address]}; "
+                   "pick a free host address")
+    for attr, what in (("name", "name"), ("mac", "MAC"), ("address", "address")):
+        _duplicates(((i, getattr(n, attr)) for i, n in enumerate(cluster.nodes)),
+                    lambda i, first, value, attr=attr, what=what: report(  # type: ignore[misc]
+                        ("nodes", i, attr), f"{what} {value} is already used by "
+                        f"nodes[{first}] ({cluster.nodes[first].name}); each node needs its "
+                        f"own {what}"))
+
+
+def _duplicates(items: Iterable[tuple[int, Hashable]],
+                on_dup: Callable[[int, int, Hashable], None]) -> None:
+    seen: dict[Hashable, int] = {}
+    for i, value in items:
+        if value in seen:
+            on_dup(i, seen[value], value)
+        else:
+            seen[value] = i
+
+
+def _check_tyd(cluster: Cluster, report: Report) -> None:
+    tyd = cluster.tyd
+    names = [n.name for n in cluster.nodes]
+    for i, seed in enumerate(tyd.seeds):
+        if seed not in names:
+            close = difflib.get_close_matches(seed, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "name a node from nodes:"
+            report(("tyd", "seeds", i), f"unknown node {seed!r}; {hint}")
+    if tyd.port in IKE_PORTS or tyd.port in MIGRATION_PORTS:
+        report(("tyd", "port"), f"{tyd.port} clashes with IKE (500/4500) or the migration "
+               "ports (12820/13333); pick another port")
+    if not tyd.heartbeat_seconds < tyd.suspect_after_seconds < tyd.remove_after_seconds:
+        report(("tyd", "suspect_after_seconds"),
+               f"need heartbeat_seconds ({tyd.heartbeat_seconds}) < suspect_after_seconds "
+               f"({tyd.suspect_after_seconds}) < remove_after_seconds "
+               f"({tyd.remove_after_seconds})")
+
+
+def _check_services(cluster: Cluster, report: Report) -> None:
+    lists: list[tuple[Path_, tuple[Service, ...]]] = [
+        (("firewall", "services"), cluster.firewall.services),
+        (("defaults", "services"), cluster.defaults.services)]
+    lists += [(("nodes", i, "services"), n.services) for i, n in enumerate(cluster.nodes)]
+    for base, services in lists:
+        seen: dict[tuple[int, Protocol], int] = {}
+        for j, svc in enumerate(services):
+            path = (*base, j, "port")
+            if svc.protocol is Protocol.UDP and svc.port in IKE_PORTS:
+                report(path, f"udp {svc.port} is IKE, which the firewall already handles; "
+                       "remove this service")
+            elif svc.protocol is Protocol.TCP and svc.port == cluster.tyd.port:
+                report(path, f"tcp {svc.port} is tyd.port; tyd is always allowed through "
+                       "IPsec; remove this service or move tyd.port")
+            key = (svc.port, svc.protocol)
+            if key in seen:
+                report(path, f"{svc.protocol.value} {svc.port} is already listed at "
+                       f"index {seen[key]}; keep one")
+            seen.setdefault(key, j)

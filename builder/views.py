@@ -1,0 +1,168 @@
+"""Per-node view models: everything a template needs, computed in Python.
+
+Templates only loop and substitute; every list here is sorted and every string final.
+Nothing reads the clock, the host or the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import MIGRATION_PORTS, Addressing, Cluster, Node, Role, Scope, Service
+
+# Where files land inside the node (shared by templates, tyd config and the image).
+SWANCTL_DIR = "/etc/swanctl"
+NODE_CERT = "node.pem"
+NODE_KEY = "node.key"
+CA_CERT = "ca.pem"
+CRL = "cluster.crl"
+VICI_SOCKET = "/run/charon.vici"
+NFT_TABLE = "chaos"
+NFT_PEER_SET = "cluster_peers"
+CHARON_PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
+                  "curve25519 kernel-netlink socket-default vici updown")
+
+# Named counters on every drop rule: (name, what it counts).
+COUNTERS = (
+    ("drop_ike_outsider", "IKE from an address that is not a member"),
+    ("drop_esp_outsider", "ESP from an address that is not a member"),
+    ("drop_member_plaintext", "member traffic that should have been IPsec but was not"),
+    ("drop_invalid", "conntrack-invalid packets"),
+    ("drop_input", "everything else (default deny)"),
+    ("drop_forward", "forwarded packets (nodes never route)"),
+    ("drop_output_plaintext", "our own traffic to members that would leave unprotected"),
+)
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    fqdn: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Child:
+    """One CHILD_SA: its traffic selectors in swanctl syntax."""
+
+    name: str
+    local_ts: str
+    remote_ts: str
+
+
+@dataclass(frozen=True)
+class NodeView:
+    cluster: str
+    name: str
+    fqdn: str
+    address: str
+    prefixlen: int
+    subnet: str
+    mac: str
+    dhcp: bool
+    gateway: str
+    dns: tuple[str, ...]
+    scope: str
+    hosts: tuple[Peer, ...]
+    peers: tuple[Peer, ...]
+    peer_addresses: str  # "a, b, c" for nft set elements and swanctl lists
+    ike_proposals: str
+    esp_proposals: str
+    rekey_minutes: int
+    children: tuple[Child, ...]
+    protected_ports: str  # "7411, 12820, 13333"
+    input_rules: tuple[str, ...]  # admin services, as nft rule bodies
+    counters: tuple[tuple[str, str], ...]
+    charon_plugins: str
+    vici_socket: str
+    nft_table: str
+    nft_set: str
+    tyd_json: str
+    roles: tuple[str, ...]
+    allow_ping: bool
+
+
+def fqdn(cluster: Cluster, node: Node) -> str:
+    return f"{node.name}.{cluster.cluster.domain}"
+
+
+def protected_ports(cluster: Cluster) -> tuple[int, ...]:
+    """TCP ports that must only ever cross the network inside IPsec."""
+    return tuple(sorted({cluster.tyd.port, *MIGRATION_PORTS}))
+
+
+def node_services(cluster: Cluster, node: Node) -> tuple[Service, ...]:
+    return (*cluster.firewall.services, *node.services)
+
+
+def service_rule(svc: Service, scope: Scope) -> str:
+    if svc.source == "cluster":
+        match = f"ip saddr @{NFT_PEER_SET} "
+        match += "meta ipsec exists " if scope is Scope.ALL else ""
+    elif svc.source == "any":
+        match = ""
+    else:
+        match = f"ip saddr {svc.source} "
+    label = svc.name or f"{svc.protocol.value}-{svc.port}"
+    return f'{match}{svc.protocol.value} dport {svc.port} accept comment "{label}"'
+
+
+def children(cluster: Cluster, node: Node, peers: tuple[Peer, ...]) -> tuple[Child, ...]:
+    local = f"{node.address}/32"
+    remote = ", ".join(f"{p.address}/32" for p in peers)
+    if cluster.security.scope is Scope.ALL:
+        return (Child("cluster", local, remote),)
+    out = []
+    for port in protected_ports(cluster):
+        out.append(Child(f"to-{port}", f"{node.address}/32[tcp]",
+                         ", ".join(f"{p.address}/32[tcp/{port}]" for p in peers)))
+        out.append(Child(f"from-{port}", f"{node.address}/32[tcp/{port}]",
+                         ", ".join(f"{p.address}/32[tcp]" for p in peers)))
+    return tuple(out)
+
+
+def all_peers(cluster: Cluster) -> tuple[Peer, ...]:
+    return tuple(Peer(n.name, fqdn(cluster, n), str(n.address)) for n in cluster.nodes)
+
+
+def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = None) -> NodeView:
+    from .tydconf import tyd_config_json  # noqa: PLC0415 - tydconf builds on this module
+
+    everyone = everyone if everyone is not None else all_peers(cluster)
+    peers = tuple(p for p in everyone if p.name != node.name)
+    net = cluster.network
+    sec = cluster.security
+    return NodeView(
+        cluster=cluster.cluster.name,
+        name=node.name,
+        fqdn=fqdn(cluster, node),
+        address=str(node.address),
+        prefixlen=net.subnet.prefixlen,
+        subnet=str(net.subnet),
+        mac=node.mac,
+        dhcp=net.addressing is Addressing.DHCP,
+        gateway=str(net.gateway) if net.gateway else "",
+        dns=tuple(str(d) for d in net.dns),
+        scope=sec.scope.value,
+        hosts=everyone,
+        peers=peers,
+        peer_addresses=", ".join(p.address for p in peers),
+        ike_proposals=", ".join(sec.ike_proposals),
+        esp_proposals=", ".join(sec.esp_proposals),
+        rekey_minutes=sec.rekey_minutes,
+        children=children(cluster, node, peers),
+        protected_ports=", ".join(str(p) for p in protected_ports(cluster)),
+        input_rules=tuple(service_rule(s, sec.scope) for s in node_services(cluster, node)),
+        counters=COUNTERS,
+        charon_plugins=CHARON_PLUGINS,
+        vici_socket=VICI_SOCKET,
+        nft_table=NFT_TABLE,
+        nft_set=NFT_PEER_SET,
+        tyd_json=tyd_config_json(cluster, node, peers),
+        roles=tuple(r.value for r in node.roles),
+        allow_ping=cluster.firewall.allow_ping,
+    )
+
+
+def is_compute(node: Node) -> bool:
+    return Role.COMPUTE in node.roles

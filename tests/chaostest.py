@@ -1,0 +1,36 @@
+"""Shared fixtures: the repo root, the default cluster, a PKI in a temp dir."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.config import load_cluster
+from builder.model import Cluster
+from builder.pki import Identity, Pki
+from builder.views import fqdn
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+def issue_all(cluster: Cluster, pki: Pki, now: dt.datetime = NOW) -> None:
+    pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
+    for node in cluster.nodes:
+        pki.issue(Identity(node.name, fqdn(cluster, node), node.address), cluster.cluster.name,
+                  now, cluster.security.cert_lifetime_days)
+
+
+@pytest.fixture
+def default_cluster() -> Cluster:
+    return load_cluster(ROOT / "chaos.yaml")[0]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of the default chaos.yaml in an empty directory."""
+    shutil.copy(ROOT / "chaos.yaml", tmp_path / "chaos.yaml")
+    return tmp_path

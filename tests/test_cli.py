@@ -1,0 +1,64 @@
+"""The chaos-build command line as an admin uses it: exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from chaostest import ROOT
+
+
+def chaos_build(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "builder.cli", *args], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_check_default_config():
+    r = chaos_build("check")
+    assert r.returncode == 0, r.stderr
+    assert "3 nodes" in r.stdout
+
+
+def test_invalid_input_exits_2_without_traceback():
+    bad = ROOT / "tests" / "invalid" / "address_outside_subnet.yaml"
+    r = chaos_build("check", "-c", str(bad))
+    assert r.returncode == 2
+    assert "nodes[1].address: 10.9.0.7 is outside network.subnet" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_file_is_explained():
+    r = chaos_build("check", "-c", "/nonexistent/chaos.yaml")
+    assert r.returncode == 2 and "file not found" in r.stderr
+
+
+def test_pki_render_show_round_trip(workdir):
+    assert chaos_build("pki", "init", "-c", "chaos.yaml", cwd=workdir).returncode == 0
+    r = chaos_build("pki", "init", "-c", "chaos.yaml", cwd=workdir)
+    assert "kept existing" in r.stdout
+    r = chaos_build("render", "-c", "chaos.yaml", cwd=workdir)
+    assert r.returncode == 1 and "pki issue" in r.stderr and "Traceback" not in r.stderr
+    assert chaos_build("pki", "issue", "--all", "-c", "chaos.yaml", cwd=workdir).returncode == 0
+    r = chaos_build("render", "-c", "chaos.yaml", "-o", "out/nodes", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert (workdir / "out/nodes/node03/etc/swanctl/x509/node.pem").exists()
+    r = chaos_build("pki", "list", "-c", "chaos.yaml", cwd=workdir)
+    assert r.stdout.count("valid") == 3
+    r = chaos_build("pki", "revoke", "node02", "-c", "chaos.yaml", cwd=workdir)
+    assert r.returncode == 0 and "revoked" in r.stdout
+    r = chaos_build("show", "node02", "-c", "chaos.yaml", cwd=workdir)
+    assert "10.99.0.12/24" in r.stdout and "chaos.yaml:" in r.stdout
+
+
+@pytest.mark.parametrize("args", [("show", "node99"), ("render", "--node", "node99")])
+def test_unknown_node_is_named(args, workdir):
+    r = chaos_build(*args, "-c", "chaos.yaml", cwd=workdir)
+    assert r.returncode == 1 and "no node named 'node99'" in r.stderr
+
+
+def test_debug_shows_traceback():
+    bad = ROOT / "tests" / "invalid" / "bad_scope.yaml"
+    r = chaos_build("--debug", "check", "-c", str(bad))
+    assert r.returncode == 2 and "Traceback" in r.stderr

@@ -1,0 +1,90 @@
+"""chaos.yaml parsing and validation: the default file, every invalid fixture, the reference."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from chaostest import ROOT
+
+from builder import reference
+from builder.config import load_cluster, load_cluster_text
+from builder.errors import ConfigError
+from builder.model import Role, Scope
+
+INVALID = sorted((ROOT / "tests" / "invalid").glob("*.yaml"))
+
+
+def expected_message(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: '"
+    return first.removeprefix("# expect: ")
+
+
+def test_default_cluster_is_valid(default_cluster):
+    assert [n.name for n in default_cluster.nodes] == ["node01", "node02", "node03"]
+    assert default_cluster.network.subnet == ipaddress.IPv4Network("10.99.0.0/24")
+    assert default_cluster.security.scope is Scope.ALL
+    assert all(n.roles == (Role.COMPUTE,) for n in default_cluster.nodes)
+    assert [s.name for s in default_cluster.seeds] == ["node01"]
+
+
+def test_there_are_enough_invalid_fixtures():
+    assert len(INVALID) >= 25
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_config_is_rejected_with_its_message(path):
+    with pytest.raises(ConfigError) as err:
+        load_cluster(path)
+    text = str(err.value)
+    assert expected_message(path) in text
+    for line in text.splitlines():
+        assert line.startswith(f"{path}:"), f"every problem names the file: {line}"
+
+
+def test_all_problems_are_reported_at_once():
+    text = (ROOT / "tests" / "invalid" / "address_outside_subnet.yaml").read_text()
+    text = text.replace('"52:54:00:99:00:12"', '"52:54:00:99:00:11"')
+    with pytest.raises(ConfigError) as err:
+        load_cluster_text(text)
+    assert len(err.value.problems) == 2
+
+
+def test_unquoted_mac_is_read_as_written():
+    # YAML 1.1 reads 52:54:00:12:34:56 as a base-60 number; we must keep the text.
+    text = (ROOT / "chaos.yaml").read_text().replace('"52:54:00:99:00:11"', "52:54:00:12:34:56")
+    cluster = load_cluster_text(text)
+    assert cluster.nodes[0].mac == "52:54:00:12:34:56"
+
+
+def test_defaults_are_inherited_and_overridden():
+    text = (ROOT / "chaos.yaml").read_text().replace(
+        "defaults:\n  roles: [compute]",
+        "defaults:\n  roles: [compute]\n  services:\n    - {name: ssh, port: 22}")
+    text = text.replace("    address: 10.99.0.13\n", "    address: 10.99.0.13\n    roles: [head]\n")
+    cluster = load_cluster_text(text)
+    assert cluster.nodes[0].services[0].port == 22
+    assert cluster.nodes[2].roles == (Role.HEAD,)
+    assert cluster.nodes[0].roles == (Role.COMPUTE,)
+
+
+def test_model_is_frozen(default_cluster):
+    with pytest.raises(AttributeError):
+        default_cluster.nodes[0].name = "x"  # type: ignore[misc]
+
+
+def test_reference_covers_every_setting():
+    ref = reference.yaml_reference()
+    for key in ("subnet:", "scope:", "esp_proposals:", "heartbeat_seconds:", "hardware:",
+                "compression:", "services:", "key_type:"):
+        assert key in ref
+    md = reference.markdown()
+    assert "| `security.scope` | all \\| migration" in md or "`security.scope`" in md
+
+
+def test_readme_reference_is_current():
+    readme = (ROOT / "README.md").read_text()
+    assert reference.markdown() in readme, "README is stale: paste `chaos-build reference " \
+        "--markdown` into its chaos.yaml reference section"
