@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Debian packages, each for a reason:
 APT_PACKAGES := \
-	nftables iproute2 \
+	nftables iproute2 iputils-ping \
 	charon-systemd strongswan-swanctl libstrongswan-standard-plugins \
 	libstrongswan-extra-plugins libcharon-extra-plugins \
 	mmdebstrap cpio zstd lz4 xz-utils \

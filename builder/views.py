@@ -20,7 +20,7 @@ VICI_SOCKET = "/run/charon.vici"
 NFT_TABLE = "chaos"
 NFT_PEER_SET = "cluster_peers"
 CHARON_PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
-                  "curve25519 kernel-netlink socket-default vici updown")
+                  "curve25519 kdf kernel-netlink socket-default vici updown")
 
 # Named counters on every drop rule: (name, what it counts).
 COUNTERS = (
