@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from chaostest import ROOT, issue_all
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from netlab import CHARON, Host, Lab, lab, need_root_tools, wait_for
 
 from builder.config import load_cluster, load_cluster_text
@@ -92,13 +94,34 @@ def test_rendered_configs_load_into_charon(tools, tmp_path, config):
             assert "0.0.0.0/0" not in line
 
 
-def test_two_nodes_authenticate_and_a_rogue_is_refused(tools, tmp_path):
+def self_sign(node_root: Path) -> None:
+    """Replace a rendered node's certificate (and the CA it trusts) by a self-signed one
+    with the same key, subject and SANs."""
+    swanctl = node_root / "etc/swanctl"
+    key = serialization.load_pem_private_key((swanctl / "private/node.key").read_bytes(), None)
+    old = x509.load_pem_x509_certificate((swanctl / "x509/node.pem").read_bytes())
+    builder = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(old.subject)
+               .public_key(old.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(old.not_valid_before_utc)
+               .not_valid_after(old.not_valid_after_utc))
+    for ext in old.extensions:
+        if ext.oid != x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+            builder = builder.add_extension(ext.value, ext.critical)
+    pem = builder.sign(key, None).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+    (swanctl / "x509/node.pem").write_bytes(pem)
+    (swanctl / "x509ca/ca.pem").write_bytes(pem)
+
+
+@pytest.mark.parametrize("rogue", ["foreign-ca", "self-signed"])
+def test_two_nodes_authenticate_and_a_rogue_is_refused(tools, tmp_path, rogue):
     cluster, _ = load_cluster(ROOT / "chaos.yaml")
     out = render(tmp_path, cluster, "good")
-    # The rogue: same names and addresses, certificates from a different CA.
+    # The rogue: same names and addresses, certificates from a different CA (or none).
     rogue_cluster = load_cluster_text((ROOT / "chaos.yaml").read_text()
                                       .replace("name: chaos-lab", "name: rogue-lab"))
     rogue_out = render(tmp_path, rogue_cluster, "rogue")
+    if rogue == "self-signed":
+        self_sign(rogue_out / "node03")
     with lab("ike") as the_lab:
         h1 = the_lab.add("node01", "10.99.0.11")
         h2 = the_lab.add("node02", "10.99.0.12")
