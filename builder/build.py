@@ -26,14 +26,15 @@ def build(cluster: Cluster, args: argparse.Namespace) -> int:
               if pki.issue(identity(cluster, n.name), cluster.cluster.name, now,
                            sec.cert_lifetime_days)]
     step(f"pki: CA ready, {len(issued)} certificate(s) issued", start)
-    nodes_dir = args.output.parent / "build" / "nodes" if args.output.name == "out" \
-        else args.output / "nodes"
+    nodes_dir = args.work / "nodes"
     render_cluster(cluster, pki, nodes_dir)
     step(f"render: {len(cluster.nodes)} node overlays in {nodes_dir}", start)
     if args.render_only:
         return 0
-    from .image.pipeline import build_images  # noqa: PLC0415
+    from .image.build import build_image  # noqa: PLC0415 - heavy; only for images
 
-    build_images(cluster, nodes_dir, args.output, args.cache, args.node)
+    summary = build_image(cluster, nodes_dir, args.output, args.cache, args.node)
     step("image: done", start)
+    for name, value in sorted(summary.items()):
+        print(f"{name}: {value}")
     return 0

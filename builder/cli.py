@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import logging
 import sys
 import time
 import traceback
@@ -123,6 +125,30 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .model import ServeMode  # noqa: PLC0415
+    from .serve import serve  # noqa: PLC0415
+
+    cluster = load(args)
+    interface = args.interface or cluster.serve.interface
+    if not interface:
+        raise ChaosError("no interface to serve on: set serve.interface in chaos.yaml or "
+                         "pass --interface")
+    mode = ServeMode(args.mode) if args.mode else None
+    return serve(cluster, args.pxe, interface, args.run_dir, mode, args.http_port)
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from .smoke.runner import run_smoke  # noqa: PLC0415
+    from .smoke.scenario import load_scenario  # noqa: PLC0415
+
+    scenario = load_scenario(args.scenario)
+    if args.config_given:
+        scenario = dataclasses.replace(scenario, config=args.config)
+    results = args.results / f"{scenario.name}-{args.boot}"
+    return run_smoke(scenario, args.boot, results, args.cache, args.nodes)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build  # noqa: PLC0415 - the image pipeline is heavy; load on use
 
@@ -165,11 +191,27 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("node")
     sp = add("reference", cmd_reference, "print the commented reference chaos.yaml")
     sp.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    sp = add("serve", cmd_serve, "serve out/pxe to the lab (dnsmasq DHCP/TFTP + HTTP)")
+    sp.add_argument("--pxe", type=Path, default=Path("out/pxe"))
+    sp.add_argument("--interface", help="override serve.interface")
+    sp.add_argument("--mode", choices=["proxy", "isolated"], help="override serve.mode")
+    sp.add_argument("--http-port", type=int, help="override serve.http_port")
+    sp.add_argument("--run-dir", type=Path, default=Path("build/serve"),
+                    help="generated dnsmasq config and pid file")
+    sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
+    sp.add_argument("--scenario", type=Path,
+                    default=Path("tests/scenarios/default/scenario.yaml"))
+    sp.add_argument("--boot", choices=["pxe", "iso"], default="pxe")
+    sp.add_argument("--nodes", type=int, help="boot only the first N nodes of the scenario")
+    sp.add_argument("--results", type=Path, default=Path("results"))
+    sp.add_argument("--cache", type=Path, default=Path("cache"))
     sp = add("build", cmd_build, "check, issue certificates, render and build the images")
     sp.add_argument("-o", "--output", type=Path, default=Path("out"))
     sp.add_argument("--node", help="build a per-node ISO for this node only")
     sp.add_argument("--cache", type=Path, default=Path("cache"),
                     help="download and base-image cache (default: ./cache)")
+    sp.add_argument("--work", type=Path, default=Path("build"),
+                    help="where the rendered node overlays go (default: ./build)")
     sp.add_argument("--render-only", action="store_true",
                     help="stop after rendering the overlays (no image)")
     return p
@@ -177,6 +219,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    args.config_given = any(a in ("-c", "--config") or a.startswith("--config=")
+                            for a in (argv if argv is not None else sys.argv[1:]))
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -35,6 +35,7 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "label": (re.compile(r"^[a-z0-9_-]{0,32}$"),
               "use up to 32 lower-case letters, digits, '_' or '-'"),
     "package": (re.compile(r"^[a-z0-9][a-z0-9+.-]+$"), "use a Debian package name"),
+    "ifname": (re.compile(r"^$|^[A-Za-z0-9_.-]{1,15}$"), "use an interface name such as enp3s0"),
     "console": (re.compile(r"^tty[A-Za-z0-9]+(,[0-9]+)?$"), "use e.g. ttyS0,115200"),
 }
 

@@ -93,8 +93,6 @@ class NetworkSection:
                                      "static: each node gets its `address`; dhcp: the campus "
                                      "DHCP server hands out the (reserved) addresses")
     dns: tuple[IPv4Address, ...] = setting((), "DNS servers for the nodes", example=["10.99.0.1"])
-    interface: str = setting("", "name of the PXE-serving interface on the build host "
-                             "(chaos-build serve); empty: none", example="enp3s0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +157,23 @@ class ImageSection:
     console: str = setting("ttyS0,115200", "kernel serial console", pattern="console")
 
 
+class ServeMode(enum.Enum):
+    PROXY = "proxy"
+    ISOLATED = "isolated"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeSection:
+    mode: ServeMode = setting(ServeMode.PROXY, "proxy: answer only PXE requests beside the "
+                              "campus DHCP server; isolated: be the DHCP server of a segment "
+                              "of our own (only the MACs in nodes get an address)")
+    interface: str = setting("", "the build host's interface on the lab segment; serve binds "
+                             "only to it (required for serve)", example="enp3s0",
+                             pattern="ifname")
+    http_port: int = setting(8080, "HTTP port for the kernel, initrd and overlays",
+                             min=1, max=65535)
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeDefaults:
     roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles of a node")
@@ -184,6 +199,7 @@ class Cluster:
     firewall: FirewallSection = setting(FirewallSection(), "the nftables firewall")
     tyd: TydSection = setting(TydSection(), "the discovery daemon")
     image: ImageSection = setting(ImageSection(), "the live image")
+    serve: ServeSection = setting(ServeSection(), "chaos-build serve (PXE for the lab)")
     defaults: NodeDefaults = setting(NodeDefaults(), "what every node inherits")
     nodes: tuple[Node, ...] = required("the machines of the lab", [])
 

@@ -17,6 +17,7 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("firewall", typing.get_type_hints(Cluster)["firewall"]),
     ("tyd", typing.get_type_hints(Cluster)["tyd"]),
     ("image", typing.get_type_hints(Cluster)["image"]),
+    ("serve", typing.get_type_hints(Cluster)["serve"]),
     ("defaults", NodeDefaults),
 )
 
@@ -55,7 +56,7 @@ def _type_name(tp: Any) -> str:
     if origin is not None:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return " | ".join(m.value for m in tp)
+        return " or ".join(m.value for m in tp)
     return {"IPv4Address": "IPv4 address", "IPv4Network": "IPv4 CIDR", "NoneType": "null",
             "str": "text", "int": "integer", "bool": "true/false"}.get(
         getattr(tp, "__name__", str(tp)), getattr(tp, "__name__", str(tp)))
