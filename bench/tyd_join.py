@@ -1,0 +1,121 @@
+"""Mass-boot benchmark: N tyd nodes in one process (one asyncio loop) on loopback with real
+mutual TLS and certificates from the project's PKI, all joining at once through one seed.
+
+    python3 bench/tyd_join.py                 # N = 10, 50, 200
+    python3 bench/tyd_join.py --nodes 50 --heartbeat 1
+
+Prints the time until every node is a Philip with the full map, and the connections and
+messages each node handled up to then (the seed separately: it must not be the bottleneck).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import ipaddress
+import json
+import logging
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from builder.model import KeyType  # noqa: E402
+from builder.pki import Identity, Pki  # noqa: E402
+from tyd import config  # noqa: E402
+from tyd.daemon import Node  # noqa: E402
+
+
+def address(i: int) -> str:
+    return f"127.0.{1 + i // 250}.{1 + i % 250}"
+
+
+def node_name(i: int) -> str:
+    return f"node{i:03d}"
+
+
+def make_configs(root: Path, n: int, port: int, heartbeat: float) -> list[config.Config]:
+    now = dt.datetime.now(dt.UTC)
+    pki = Pki(root / "pki", KeyType.ED25519)
+    pki.init_ca("bench", now, 2)
+    cfgs = []
+    for i in range(n):
+        pki.issue(Identity(node_name(i), f"{node_name(i)}.bench",
+                           ipaddress.IPv4Address(address(i))), "bench", now, 2)
+        raw = {
+            "cluster": "bench", "node": node_name(i), "address": address(i), "port": port,
+            "seeds": [{"name": node_name(0), "address": address(0)}],
+            "heartbeat_seconds": heartbeat, "suspect_after_seconds": 30 * heartbeat,
+            "remove_after_seconds": 60 * heartbeat, "io_timeout_seconds": 60,
+            "tls": {"cert": str(pki.paths.node_cert(node_name(i))),
+                    "key": str(pki.paths.node_key(node_name(i))),
+                    "ca": str(pki.paths.ca_cert), "crl": str(pki.paths.crl)},
+            "exports": {k: str(root / "run" / node_name(i) / k)
+                        for k in ("json", "mosix", "hostfile", "status")},
+            "hooks": {"vici_socket": None, "nft_table": "inet chaos", "nft_set": None,
+                      "static_peers": [], "esp_proposals": [], "ike_proposals": []},
+        }
+        cfgs.append(config.parse(json.loads(json.dumps(raw)), f"bench:{node_name(i)}"))
+    return cfgs
+
+
+def _stats(values: list[int]) -> str:
+    return (f"mean {statistics.mean(values):7.1f}  max {max(values):5d}  "
+            f"(per peer {statistics.mean(values) / max(1, len(values) - 1):.2f})")
+
+
+async def run(n: int, heartbeat: float, timeout: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="tyd-bench-") as tmp:
+        cfgs = make_configs(Path(tmp), n, random.randint(20000, 45000), heartbeat)
+        nodes = [Node(c, write_files=False) for c in cfgs]
+        expected = {c.node for c in cfgs}
+        start = time.monotonic()
+        await asyncio.gather(*(node.start() for node in nodes))
+        try:
+            while not all(x.joined and x.live_names() == expected for x in nodes):
+                if time.monotonic() - start > timeout:
+                    missing = sum(x.live_names() != expected for x in nodes)
+                    raise SystemExit(f"N={n}: no convergence after {timeout}s "
+                                     f"({missing} nodes with an incomplete map)")
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - start
+        finally:
+            await asyncio.gather(*(node.shutdown(leave=False) for node in nodes))
+        seed, rest = nodes[0], nodes[1:]
+        conns = [x.counters["conns_in"] + x.counters["conns_out"] for x in rest]
+        msgs = [x.counters["msgs_in"] + x.counters["msgs_out"] for x in rest]
+        failures = {k: sum(x.counters[k] for x in nodes) for k in
+                    ("refused", "malformed", "out_of_order", "timeouts", "unreachable",
+                     "dropped", "busy", "internal_errors")}
+        failures = {k: v for k, v in failures.items() if v}
+        print(f"N={n:4d}  converged in {elapsed:7.2f} s  (heartbeat {heartbeat} s, "
+              f"{elapsed / heartbeat:.1f} ticks)")
+        print(f"        connections/node   {_stats(conns)}")
+        print(f"        messages/node      {_stats(msgs)}")
+        print(f"        seed: {seed.counters['conns_in'] + seed.counters['conns_out']} "
+              f"connections, {seed.counters['msgs_in'] + seed.counters['msgs_out']} messages; "
+              f"failed exchanges (all nodes): {failures or 'none'}")
+        return {"n": n, "seconds": elapsed, "conns": statistics.mean(conns),
+                "msgs": statistics.mean(msgs)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nodes", type=int, action="append",
+                   help="cluster size (repeatable; default 10, 50, 200)")
+    p.add_argument("--heartbeat", type=float, default=1.0, help="seconds per gossip tick")
+    p.add_argument("--timeout", type=float, default=600.0)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    for n in args.nodes or [10, 50, 200]:
+        asyncio.run(run(n, args.heartbeat, args.timeout))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Shared helpers for the tyd tests: a cluster PKI in a tmp dir, configs, nodes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from builder.model import KeyType
+from builder.pki import Identity, Pki
+from tyd import config
+from tyd.config import Config
+from tyd.daemon import Node
+
+CLUSTER = "chaos-lab"
+NOW = dt.datetime.now(dt.UTC)
+
+
+def address(i: int) -> str:
+    return f"127.0.0.{10 + i}"
+
+
+def name(i: int) -> str:
+    return f"node{i:02d}"
+
+
+def make_pki(root: Path, count: int, cluster: str = CLUSTER) -> Pki:
+    pki = Pki(root, KeyType.ED25519)
+    pki.init_ca(cluster, NOW, 30)
+    for i in range(1, count + 1):
+        pki.issue(Identity(name(i), f"{name(i)}.lab.example", ipaddress.IPv4Address(address(i))),
+                  cluster, NOW, 30)
+    return pki
+
+
+def raw_config(pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] = (1,),
+               **overrides: Any) -> dict[str, Any]:
+    paths = pki.paths
+    raw: dict[str, Any] = {
+        "cluster": CLUSTER,
+        "node": name(i),
+        "address": address(i),
+        "port": port,
+        "seeds": [{"name": name(s), "address": address(s)} for s in seeds],
+        "heartbeat_seconds": 0.2,
+        "suspect_after_seconds": 0.8,
+        "remove_after_seconds": 1.6,
+        "tls": {"cert": str(paths.node_cert(name(i))), "key": str(paths.node_key(name(i))),
+                "ca": str(paths.ca_cert), "crl": str(paths.crl)},
+        "exports": {k: str(run_dir / name(i) / f) for k, f in
+                    (("json", "map.json"), ("mosix", "mosix.map"), ("hostfile", "hostfile"),
+                     ("status", "status.json"))},
+        "hooks": {"vici_socket": None, "nft_table": "inet chaos", "nft_set": None,
+                  "static_peers": [], "esp_proposals": ["aes128gcm16-x25519"],
+                  "ike_proposals": ["aes128gcm16-prfsha256-x25519"]},
+        "io_timeout_seconds": 2.0,
+    }
+    raw.update(overrides)
+    return raw
+
+
+def node_config(pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] = (1,),
+                **overrides: Any) -> Config:
+    return config.parse(json.loads(json.dumps(raw_config(pki, i, port, run_dir, seeds,
+                                                         **overrides))), f"node{i}")
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll until `predicate` holds; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def converged(nodes: Iterable[Node], expected: set[str]) -> bool:
+    return all(n.live_names() == expected and n.joined for n in nodes)

@@ -1,0 +1,117 @@
+"""The rendered /etc/tyd/tyd.json: the documented shape parses; every problem is reported
+with file and field, never as a traceback."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tyd import config
+from tyd.errors import ConfigError
+
+EXAMPLE: dict[str, Any] = {
+    "cluster": "chaos-lab",
+    "node": "node01",
+    "address": "10.99.0.11",
+    "port": 7411,
+    "seeds": [{"name": "node01", "address": "10.99.0.11"}],
+    "heartbeat_seconds": 5,
+    "suspect_after_seconds": 15,
+    "remove_after_seconds": 30,
+    "tls": {"cert": "/etc/swanctl/x509/node.pem", "key": "/etc/swanctl/private/node.key",
+            "ca": "/etc/swanctl/x509ca/ca.pem", "crl": "/etc/swanctl/x509crl/cluster.crl"},
+    "exports": {"json": "/run/tyd/map.json", "mosix": "/run/tyd/mosix.map",
+                "hostfile": "/run/tyd/hostfile", "status": "/run/tyd/status.json"},
+    "hooks": {"vici_socket": "/run/charon.vici", "nft_table": "inet chaos",
+              "nft_set": "cluster_peers", "static_peers": ["10.99.0.12", "10.99.0.13"],
+              "esp_proposals": ["aes128gcm16-x25519"],
+              "ike_proposals": ["aes128gcm16-prfsha256-x25519"]},
+}
+
+
+def test_the_rendered_example_parses_into_frozen_typed_config() -> None:
+    cfg = config.parse(json.loads(json.dumps(EXAMPLE)), "tyd.json")
+    assert cfg.address == ipaddress.IPv4Address("10.99.0.11") and cfg.port == 7411
+    assert cfg.seeds[0].name == "node01" and cfg.heartbeat_seconds == 5.0
+    assert cfg.hooks.static_peers == {ipaddress.IPv4Address("10.99.0.12"),
+                                      ipaddress.IPv4Address("10.99.0.13")}
+    assert cfg.tls.crl == Path("/etc/swanctl/x509crl/cluster.crl")
+    with pytest.raises(AttributeError):
+        cfg.port = 1  # type: ignore[misc]
+
+
+def test_hooks_may_be_disabled_with_null() -> None:
+    raw = json.loads(json.dumps(EXAMPLE))
+    raw["hooks"]["vici_socket"] = None
+    raw["hooks"]["nft_set"] = None
+    cfg = config.parse(raw)
+    assert cfg.hooks.vici_socket is None and cfg.hooks.nft_set is None
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    raw = json.loads(json.dumps(EXAMPLE))
+    *parents, last = path.split(".")
+    target = raw
+    for p in parents:
+        target = target[p]
+    if value is KeyError:
+        del target[last]
+    else:
+        target[last] = value
+    return raw
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("address", "10.99.0.300", "tyd.json: address: '10.99.0.300' is not an IPv4 address"),
+    ("port", 0, "tyd.json: port: expected an integer in [1, 65535], got 0"),
+    ("port", "7411", "tyd.json: port: expected an integer"),
+    ("node", "Node_1", "tyd.json: node: 'Node_1' is not valid here"),
+    ("heartbeat_seconds", True, "tyd.json: heartbeat_seconds: expected a number"),
+    ("remove_after_seconds", 10, "tyd.json: suspect_after_seconds: need heartbeat_seconds"),
+    ("seeds", [{"name": "node01"}], "tyd.json: seeds[0].address: missing"),
+    ("tls.crl", KeyError, "tyd.json: tls.crl: missing"),
+    ("tls.cert", "relative.pem", "tyd.json: tls.cert: expected an absolute path"),
+    ("exports.jsn", "/x", "tyd.json: exports.jsn: unknown setting (typo?)"),
+    ("hooks.nft_table", "chaos", "tyd.json: hooks.nft_table: 'chaos' is not 'FAMILY NAME'"),
+    ("hooks.static_peers", ["10.99.0.x"], "tyd.json: hooks.static_peers[0]: "),
+    ("hooks.nft_set", "bad set", "tyd.json: hooks.nft_set: 'bad set' is not valid here"),
+    ("hooks", None, "tyd.json: hooks: expected an object"),
+])
+def test_each_problem_names_file_and_field(path: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse(_with(path, value), "tyd.json")
+    assert any(line.startswith(message) for line in str(err.value).splitlines()), str(err.value)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    raw = _with("port", -1)
+    raw["address"] = "nope"
+    with pytest.raises(ConfigError) as err:
+        config.parse(raw, "tyd.json")
+    assert len(err.value.problems) == 2
+
+
+def test_not_json_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "tyd.json"
+    bad.write_text('{"cluster": "x",\n "node": }')
+    with pytest.raises(ConfigError, match=r"tyd.json: line 2: invalid JSON"):
+        config.load(bad)
+    with pytest.raises(ConfigError, match="missing.json: cannot read: No such file"):
+        config.load(tmp_path / "missing.json")
+
+
+def test_cli_reports_config_errors_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "tyd.json"
+    bad.write_text(json.dumps(_with("port", 99999)))
+    for argv in (["--config", str(bad)], ["status", "--config", str(bad)]):
+        proc = subprocess.run([sys.executable, "-m", "tyd", *argv], capture_output=True,
+                              text=True, timeout=30, cwd=Path(__file__).parents[2])
+        assert proc.returncode == 2
+        assert f"{bad}: port: expected an integer in [1, 65535], got 99999" in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -1,0 +1,238 @@
+"""The tyd config (/etc/tyd/tyd.json, rendered by chaos-build): parse, validate, freeze.
+
+Every problem is reported as `FILE: FIELD: what is wrong`, all of them at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .codec import CLUSTER_RE, NAME_RE
+from .errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/tyd/tyd.json")
+Address = ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class Seed:
+    name: str
+    address: Address
+
+
+@dataclass(frozen=True)
+class TlsPaths:
+    cert: Path
+    key: Path
+    ca: Path
+    crl: Path
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    json: Path
+    mosix: Path
+    hostfile: Path
+    status: Path
+
+
+@dataclass(frozen=True)
+class Hooks:
+    vici_socket: Path | None
+    nft_table: str
+    nft_set: str | None
+    static_peers: frozenset[Address]
+    esp_proposals: tuple[str, ...]
+    ike_proposals: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: str
+    node: str
+    address: Address
+    port: int
+    seeds: tuple[Seed, ...]
+    heartbeat_seconds: float
+    suspect_after_seconds: float
+    remove_after_seconds: float
+    tls: TlsPaths
+    exports: ExportPaths
+    hooks: Hooks
+    # Optional knobs (not rendered by chaos-build; defaults suit a lab LAN).
+    io_timeout_seconds: float = 10.0
+    gossip_fanout: int = 3
+    max_connections: int = 512
+
+    @property
+    def tombstone_seconds(self) -> float:
+        return 3 * self.remove_after_seconds
+
+
+TOP_KEYS = {"cluster", "node", "address", "port", "seeds", "heartbeat_seconds",
+            "suspect_after_seconds", "remove_after_seconds", "tls", "exports", "hooks"}
+OPTIONAL_KEYS = {"io_timeout_seconds", "gossip_fanout", "max_connections"}
+TLS_KEYS = {"cert", "key", "ca", "crl"}
+EXPORT_KEYS = {"json", "mosix", "hostfile", "status"}
+HOOK_KEYS = {"vici_socket", "nft_table", "nft_set", "static_peers", "esp_proposals",
+             "ike_proposals"}
+NFT_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+NFT_FAMILIES = {"ip", "ip6", "inet", "arp", "bridge", "netdev"}
+PROPOSAL_RE = re.compile(r"[a-z0-9_-]{1,128}")
+
+
+class _Checker:
+    """Collects problems while reading a raw JSON object into typed values."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def bad(self, field: str, message: str) -> None:
+        self.problems.append(f"{field}: {message}")
+
+    def keys(self, obj: Any, field: str, required: set[str],
+             optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+        where = field or "top level"
+        if not isinstance(obj, dict):
+            self.bad(where, f"expected an object, got {type(obj).__name__}")
+            return {}
+        prefix = f"{field}." if field else ""
+        for key in sorted(required - obj.keys()):
+            self.bad(f"{prefix}{key}", "missing")
+        for key in sorted(obj.keys() - required - optional):
+            self.bad(f"{prefix}{key}", "unknown setting (typo?)")
+        return obj
+
+    def text(self, value: Any, field: str, pattern: re.Pattern[str] | None = None) -> str:
+        if not isinstance(value, str) or not value:
+            self.bad(field, "expected a non-empty string")
+            return ""
+        if pattern is not None and not pattern.fullmatch(value):
+            self.bad(field, f"{value!r} is not valid here")
+        return value
+
+    def address(self, value: Any, field: str) -> Address:
+        try:
+            if not isinstance(value, str):
+                raise ValueError("expected a string")
+            return ipaddress.IPv4Address(value)
+        except ValueError as exc:
+            self.bad(field, f"{value!r} is not an IPv4 address ({exc})")
+            return ipaddress.IPv4Address(0)
+
+    def number(self, value: Any, field: str, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.bad(field, "expected a number of seconds")
+            return low
+        if not low <= value <= high:
+            self.bad(field, f"{value} is outside [{low}, {high}]")
+        return float(value)
+
+    def integer(self, value: Any, field: str, low: int, high: int) -> int:
+        if type(value) is not int or not low <= value <= high:
+            self.bad(field, f"expected an integer in [{low}, {high}], got {value!r}")
+            return low
+        return value
+
+    def path(self, value: Any, field: str) -> Path:
+        if not isinstance(value, str) or not value.startswith("/"):
+            self.bad(field, f"expected an absolute path, got {value!r}")
+            return Path("/nonexistent")
+        return Path(value)
+
+    def strings(self, value: Any, field: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.bad(field, "expected a list of strings")
+            return ()
+        return tuple(self.text(v, f"{field}[{i}]", pattern) for i, v in enumerate(value))
+
+
+def parse(raw: Any, source: str = "<config>") -> Config:
+    c = _Checker()
+    top = c.keys(raw, "", TOP_KEYS, frozenset(OPTIONAL_KEYS))
+    if c.problems and not top:
+        raise ConfigError(source, c.problems)
+    get = top.get
+    cluster = c.text(get("cluster"), "cluster", CLUSTER_RE)
+    node = c.text(get("node"), "node", NAME_RE)
+    address = c.address(get("address"), "address")
+    port = c.integer(get("port"), "port", 1, 65535)
+    seeds = _seeds(c, get("seeds"))
+    heartbeat = c.number(get("heartbeat_seconds"), "heartbeat_seconds", 0.01, 3600)
+    suspect = c.number(get("suspect_after_seconds"), "suspect_after_seconds", 0.02, 86400)
+    remove = c.number(get("remove_after_seconds"), "remove_after_seconds", 0.03, 86400)
+    if not heartbeat < suspect < remove:
+        c.bad("suspect_after_seconds", f"need heartbeat_seconds ({heartbeat}) < "
+              f"suspect_after_seconds ({suspect}) < remove_after_seconds ({remove})")
+    t = c.keys(get("tls"), "tls", TLS_KEYS)
+    tls = TlsPaths(*(c.path(t.get(k), f"tls.{k}") for k in ("cert", "key", "ca", "crl")))
+    e = c.keys(get("exports"), "exports", EXPORT_KEYS)
+    exports = ExportPaths(*(c.path(e.get(k), f"exports.{k}")
+                            for k in ("json", "mosix", "hostfile", "status")))
+    hooks = _hooks(c, get("hooks"))
+    io_timeout = c.number(get("io_timeout_seconds", 10.0), "io_timeout_seconds", 0.05, 600)
+    fanout = c.integer(get("gossip_fanout", 3), "gossip_fanout", 1, 64)
+    max_conns = c.integer(get("max_connections", 512), "max_connections", 8, 65536)
+    if c.problems:
+        raise ConfigError(source, c.problems)
+    return Config(cluster=cluster, node=node, address=address, port=port, seeds=seeds,
+                  heartbeat_seconds=heartbeat, suspect_after_seconds=suspect,
+                  remove_after_seconds=remove, tls=tls, exports=exports, hooks=hooks,
+                  io_timeout_seconds=io_timeout, gossip_fanout=fanout,
+                  max_connections=max_conns)
+
+
+def _seeds(c: _Checker, value: Any) -> tuple[Seed, ...]:
+    if not isinstance(value, list):
+        c.bad("seeds", "expected a list of {name, address} objects")
+        return ()
+    out = []
+    for i, raw in enumerate(value):
+        s = c.keys(raw, f"seeds[{i}]", {"name", "address"})
+        if s:
+            out.append(Seed(c.text(s.get("name"), f"seeds[{i}].name", NAME_RE),
+                            c.address(s.get("address"), f"seeds[{i}].address")))
+    return tuple(out)
+
+
+def _hooks(c: _Checker, value: Any) -> Hooks:
+    h = c.keys(value, "hooks", HOOK_KEYS)
+    vici = h.get("vici_socket")
+    nft_set = h.get("nft_set")
+    table = c.text(h.get("nft_table"), "hooks.nft_table")
+    parts = table.split()
+    if table and (len(parts) != 2 or parts[0] not in NFT_FAMILIES
+                  or not NFT_IDENT.fullmatch(parts[1])):
+        c.bad("hooks.nft_table", f"{table!r} is not 'FAMILY NAME' (e.g. 'inet chaos')")
+    peers = h.get("static_peers")
+    if not isinstance(peers, list):
+        c.bad("hooks.static_peers", "expected a list of IPv4 addresses")
+        peers = []
+    return Hooks(
+        vici_socket=None if vici is None else c.path(vici, "hooks.vici_socket"),
+        nft_table=table,
+        nft_set=None if nft_set is None else c.text(nft_set, "hooks.nft_set", NFT_IDENT),
+        static_peers=frozenset(c.address(p, f"hooks.static_peers[{i}]")
+                               for i, p in enumerate(peers)),
+        esp_proposals=c.strings(h.get("esp_proposals"), "hooks.esp_proposals", PROPOSAL_RE),
+        ike_proposals=c.strings(h.get("ike_proposals"), "hooks.ike_proposals", PROPOSAL_RE),
+    )
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), ["not UTF-8 text"]) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(str(path), [f"line {exc.lineno}: invalid JSON: {exc.msg}"]) from None
+    return parse(raw, str(path))

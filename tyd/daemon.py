@@ -1,0 +1,409 @@
+"""The tyd daemon: one asyncio lifecycle per node.
+
+Every exchange is one short mutual-TLS connection carrying one request and at most one
+reply: HELLO -> WELCOME (add me, here is the map), SYNC -> MAP (gossip: heartbeats and
+anti-entropy), LEAVE. A starting node (Terrence) HELLOs a seed or any node it has ever
+known, then every member of the map it gets back, until every live member it knows has
+welcomed it; then it is a Philip. Each tick a node advances its heartbeat and SYNCs with
+`gossip_fanout` random members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from . import codec, exports, status
+from .codec import Kind, Message
+from .config import Config
+from .errors import CodecError, IdentityError, ProtocolError
+from .hooks import Hook, HookRunner
+from .member import Member, State
+from .membership import Change, ChangeKind, ClusterMap, Timing
+from .tls import check_identity, client_context, peer_cert, pem_fingerprint, server_context
+from .transport import close, read_message, write_message
+
+COUNTERS = ("conns_in", "conns_out", "msgs_in", "msgs_out", "refused", "malformed",
+            "out_of_order", "timeouts", "dropped", "busy", "unreachable", "hook_errors",
+            "internal_errors")
+MAX_PARALLEL_HELLOS = 32
+
+
+class Node:
+    def __init__(self, cfg: Config, hooks: Sequence[Hook] = (),
+                 clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None, write_files: bool = True) -> None:
+        self.cfg = cfg
+        self.log = logging.getLogger(f"tyd.{cfg.node}")
+        self.counters: collections.Counter[str] = collections.Counter(
+            {name: 0 for name in COUNTERS})
+        me = Member(name=cfg.node, address=cfg.address, fingerprint=pem_fingerprint(cfg.tls.cert),
+                    state=State.ALIVE, incarnation=time.time_ns() // 1_000_000, heartbeat=0,
+                    slots=os.cpu_count() or 1)
+        timing = Timing(cfg.suspect_after_seconds, cfg.remove_after_seconds,
+                        cfg.tombstone_seconds)
+        self.map = ClusterMap(me, timing, clock)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._server_ctx = server_context(cfg.tls)
+        self._client_ctx = client_context(cfg.tls)
+        self._hooks = HookRunner(hooks, self.log, lambda: self._count("hook_errors"))
+        self._write_files = write_files
+        self.welcomed: set[str] = set()
+        self.joined = False
+        self._started = clock()
+        self._open = 0
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._syncing: set[str] = set()
+        self._server: asyncio.Server | None = None
+        self._live_signature: tuple[tuple[str, str, int], ...] | None = None
+        self._contacts = self._initial_contacts()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Accept(self._accepted), host=str(self.cfg.address), port=self.cfg.port,
+            reuse_address=True, backlog=1024)
+        self.log.info("listening on %s:%d as %s (epoch %d)", self.cfg.address, self.cfg.port,
+                      self.cfg.node, self.map.me.incarnation)
+        self._spawn(self._hooks.run())
+        self._spawn(self._join())
+        self._spawn(self._tick_loop())
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.start()
+        await self._stop.wait()
+        await self.shutdown(leave=True)
+
+    async def shutdown(self, leave: bool = True) -> None:
+        """Stop serving; with `leave`, announce LEAVE to every live member first."""
+        if self._server is not None:
+            self._server.close()
+        if leave:
+            me = self.map.leave()
+            msg = codec.leave(self.cfg.cluster, me)
+            targets = self.map.live()
+            self.log.info("leaving: telling %d members", len(targets))
+            await asyncio.gather(*(self._request(m.name, m.address, m.fingerprint, msg)
+                                   for m in targets))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), self.cfg.io_timeout_seconds)
+        self._write_status()
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._count("internal_errors")
+            self.log.error("task failed: %r", task.exception())
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    # -- joining (Terrence) -----------------------------------------------------------
+
+    def _initial_contacts(self) -> list[tuple[str, ipaddress.IPv4Address]]:
+        """Seeds first, then every node an earlier run of this node knew."""
+        seen = {self.cfg.node}
+        out = []
+        known = exports.known_contacts(self.cfg.exports.json)
+        for name, address in [(s.name, s.address) for s in self.cfg.seeds] + known:
+            if name not in seen:
+                seen.add(name)
+                out.append((name, address))
+        return out
+
+    @property
+    def is_seed(self) -> bool:
+        return any(s.name == self.cfg.node for s in self.cfg.seeds)
+
+    async def _join(self) -> None:
+        delay = self.cfg.heartbeat_seconds
+        while not self._stop.is_set():
+            if not self.map.live() and await self._contact_any() is None:
+                if self.is_seed:
+                    self.log.info("no other node answers; founding the cluster")
+                    break
+                self.log.info("no Philip answers yet; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.cfg.remove_after_seconds)
+                continue
+            pending = [m for m in self.map.live() if m.name not in self.welcomed]
+            if not pending:
+                break
+            limit = asyncio.Semaphore(MAX_PARALLEL_HELLOS)
+            await asyncio.gather(*(self._hello_member(m, limit) for m in pending))
+            if any(m.name not in self.welcomed for m in self.map.live()):
+                await asyncio.sleep(self.cfg.heartbeat_seconds)
+        self.joined = True
+        self.log.info("joined: a Philip of %d live nodes", len(self.map.live_names()))
+        self._after_change()
+
+    async def _contact_any(self) -> str | None:
+        """HELLO the contacts in order until one welcomes us; returns its name."""
+        for name, address in self._contacts:
+            if await self._hello(name, address, None):
+                return name
+        return None
+
+    async def _hello_member(self, m: Member, limit: asyncio.Semaphore) -> None:
+        async with limit:
+            await self._hello(m.name, m.address, m.fingerprint)
+
+    async def _hello(self, name: str, address: ipaddress.IPv4Address,
+                     fingerprint: str | None) -> bool:
+        reply = await self._request(name, address, fingerprint,
+                                    codec.hello(self.cfg.cluster, self.map.me), Kind.WELCOME)
+        if reply is None:
+            return False
+        self.welcomed.add(name)
+        self._apply(self.map.merge(reply.members))
+        return True
+
+    # -- gossip ticks -------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        ticks = 0
+        reseed_every = max(1, round(self.cfg.remove_after_seconds / self.cfg.heartbeat_seconds))
+        while True:
+            await asyncio.sleep(self.cfg.heartbeat_seconds)
+            ticks += 1
+            self.map.beat()
+            self._apply(self.map.expire())
+            live = [m for m in self.map.live() if m.name not in self._syncing]
+            for m in self._rng.sample(live, min(self.cfg.gossip_fanout, len(live))):
+                self._spawn(self._sync(m))
+            if self.joined and ticks % reseed_every == 0:
+                self._reseed()
+            self._after_change()
+            self._write_status()
+
+    def _reseed(self) -> None:
+        """Knock on seeds that are not in the map: heals a cluster split at boot."""
+        live = self.map.live_names()
+        for seed in self.cfg.seeds:
+            if seed.name not in live:
+                self._spawn(self._hello(seed.name, seed.address, None))
+
+    async def _sync(self, m: Member) -> None:
+        self._syncing.add(m.name)
+        try:
+            msg = codec.sync(self.cfg.cluster, self.map.me, self.map.members())
+            reply = await self._request(m.name, m.address, m.fingerprint, msg, Kind.MAP)
+            if reply is not None:
+                self._apply(self.map.merge(reply.members))
+        finally:
+            self._syncing.discard(m.name)
+
+    def _apply(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            m = change.member
+            if change.kind is ChangeKind.REMOVE:
+                self.welcomed.discard(m.name)
+                self.log.info("removed %s (%s)", m.name, m.address)
+            else:
+                self.log.info("added %s (%s)", m.name, m.address)
+            self._hooks.submit(change)
+
+    # -- client side ----------------------------------------------------------------------
+
+    async def _request(self, name: str, address: ipaddress.IPv4Address,
+                       fingerprint: str | None, msg: Message,
+                       expect: Kind | None = None) -> Message | None:
+        """One exchange with one peer; None when it failed (logged and counted)."""
+        timeout = self.cfg.io_timeout_seconds
+        self._count("conns_out")
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                str(address), self.cfg.port, ssl=self._client_ctx,
+                local_addr=(str(self.cfg.address), 0), ssl_handshake_timeout=timeout),
+                timeout)
+        except (OSError, TimeoutError) as exc:
+            self._count("unreachable")
+            self.log.debug("%s (%s) unreachable: %s", name, address, exc)
+            return None
+        try:
+            check_identity(peer_cert(writer.get_extra_info("ssl_object")), name, address,
+                           fingerprint)
+            await write_message(writer, msg, timeout)
+            self._count("msgs_out")
+            if expect is None:
+                return None
+            reply = await read_message(reader, timeout)
+            self._count("msgs_in")
+            if reply.kind is Kind.REFUSED:
+                self.log.warning("%s (%s) refused us: %s", name, address, reply.reason)
+                return None
+            if reply.kind is not expect:
+                raise ProtocolError(f"sent {msg.kind.name}, got {reply.kind.name}")
+            return reply
+        except Exception as exc:
+            self._count_failure(exc, f"{name} ({address})")
+            return None
+        finally:
+            await close(writer, timeout)
+
+    # -- server side ----------------------------------------------------------------------
+
+    def _accepted(self, transport: asyncio.Transport) -> None:
+        self._count("conns_in")
+        if self._open >= self.cfg.max_connections:
+            self._count("busy")
+            transport.abort()
+            return
+        self._open += 1
+        self._spawn(self._serve(transport))
+
+    async def _serve(self, transport: asyncio.Transport) -> None:
+        timeout = self.cfg.io_timeout_seconds
+        peer = transport.get_extra_info("peername")
+        where = f"{peer[0]}:{peer[1]}" if peer else "?"
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        writer: asyncio.StreamWriter | None = None
+        try:
+            try:
+                tls = await loop.start_tls(transport, protocol, self._server_ctx,
+                                           server_side=True, ssl_handshake_timeout=timeout)
+            except (OSError, TimeoutError) as exc:
+                self._count("refused")
+                self.log.warning("refused %s: TLS: %s", where, exc or type(exc).__name__)
+                return
+            if tls is None:
+                raise ConnectionError("closed during the TLS handshake")
+            protocol.connection_made(tls)
+            writer = asyncio.StreamWriter(tls, protocol, reader, loop)
+            await self._handle(reader, writer, peer[0] if peer else "", timeout)
+        except Exception as exc:
+            self._count_failure(exc, where)
+        finally:
+            self._open -= 1
+            if writer is not None:
+                await close(writer, timeout)
+            else:
+                transport.abort()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      source: str, timeout: float) -> None:
+        cert = peer_cert(writer.get_extra_info("ssl_object"))
+        msg = await read_message(reader, timeout)
+        self._count("msgs_in")
+        if msg.kind not in codec.REQUESTS or msg.sender is None:
+            raise ProtocolError(f"{msg.kind.name} is not a request")
+        sender = msg.sender
+        try:
+            if msg.cluster != self.cfg.cluster:
+                raise IdentityError(f"is of cluster {msg.cluster!r}, not {self.cfg.cluster!r}")
+            check_identity(cert, sender.name, sender.address, sender.fingerprint)
+            if source != str(sender.address):
+                raise IdentityError(f"claims {sender.address} but connects from {source}")
+            if sender.name == self.cfg.node:
+                raise IdentityError("claims to be this node")
+        except IdentityError as exc:
+            with contextlib.suppress(OSError, TimeoutError):
+                await write_message(writer, codec.refused(str(exc)), timeout)
+            raise
+        if (msg.kind is Kind.LEAVE) != (sender.state is State.LEFT):
+            raise ProtocolError(f"{msg.kind.name} with sender state {sender.state.value}")
+        entries = (sender, *msg.members) if msg.kind is Kind.SYNC else (sender,)
+        self._apply(self.map.merge(entries))
+        reply = {Kind.HELLO: codec.welcome, Kind.SYNC: codec.map_reply}.get(msg.kind)
+        if reply is not None:
+            await write_message(writer, reply(self.map.members()), timeout)
+            self._count("msgs_out")
+
+    def _count_failure(self, exc: BaseException, where: str) -> None:
+        if isinstance(exc, IdentityError):
+            self._count("refused")
+            self.log.warning("refused %s: %s", where, exc)
+        elif isinstance(exc, CodecError):
+            self._count("malformed")
+            self.log.warning("malformed frame from %s: %s", where, exc)
+        elif isinstance(exc, ProtocolError):
+            self._count("out_of_order")
+            self.log.warning("protocol violation by %s: %s", where, exc)
+        elif isinstance(exc, TimeoutError):
+            self._count("timeouts")
+            self.log.info("timeout talking to %s", where)
+        elif isinstance(exc, (asyncio.IncompleteReadError, ssl.SSLError, OSError)):
+            self._count("dropped")
+            self.log.info("connection with %s dropped: %s", where, exc)
+        else:  # a bug, not bad input: keep serving, but say so loudly
+            self._count("internal_errors")
+            self.log.error("internal error serving %s: %r", where, exc, exc_info=exc)
+
+    # -- exports and status -----------------------------------------------------------
+
+    def _after_change(self) -> None:
+        rows = self.map.view()
+        signature = tuple((v.member.name, str(v.member.address), v.member.slots)
+                          for v in rows if v.state in exports.LIVE)
+        if signature == self._live_signature or not self._write_files:
+            return
+        self._live_signature = signature
+        ex = self.cfg.exports
+        try:
+            exports.write_atomic(ex.json, exports.render_json(
+                self.cfg.cluster, self.cfg.node, self.map.version, rows))
+            exports.write_atomic(ex.mosix, exports.render_mosix(rows))
+            exports.write_atomic(ex.hostfile, exports.render_hostfile(rows))
+        except OSError as exc:
+            self._count("hook_errors")
+            self.log.error("cannot write the map exports: %s", exc)
+
+    def _write_status(self) -> None:
+        if not self._write_files:
+            return
+        doc = status.document(self.cfg.cluster, self.cfg.node, str(self.cfg.address),
+                              self.joined, self._clock() - self._started, self.map.version,
+                              self.map.view(), self.counters, time.time())
+        try:
+            exports.write_atomic(self.cfg.exports.status, _json(doc))
+        except OSError as exc:
+            self.log.error("cannot write the status file: %s", exc)
+
+    # -- for tests and the benchmark ----------------------------------------------------
+
+    def live_names(self) -> set[str]:
+        return self.map.live_names()
+
+
+class _Accept(asyncio.Protocol):
+    """Accepts a TCP connection with reading paused, so that no byte of the TLS
+    ClientHello can be consumed before the handshake starts."""
+
+    def __init__(self, accepted: Callable[[asyncio.Transport], None]) -> None:
+        self._accepted = accepted
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self._accepted(transport)
+
+
+def _json(doc: object) -> str:
+    return json.dumps(doc, indent=1) + "\n"

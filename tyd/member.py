@@ -1,0 +1,47 @@
+"""What one entry of the cluster map is. Shared by the codec and the map state."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+
+
+class State(enum.Enum):
+    """Wire states. `suspect` is a local judgement and never travels."""
+
+    ALIVE = "alive"
+    DEAD = "dead"
+    LEFT = "left"
+
+
+# At the same (incarnation, heartbeat), the more final state wins the merge.
+SEVERITY = {State.ALIVE: 0, State.DEAD: 1, State.LEFT: 2}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One node as the cluster knows it.
+
+    `incarnation` is the epoch of the node's current run (its start time in ms, so a
+    restarted node always outranks its own tombstone); `heartbeat` counts its ticks
+    within that run. Only the node itself advances either.
+    """
+
+    name: str
+    address: ipaddress.IPv4Address
+    fingerprint: str
+    state: State
+    incarnation: int
+    heartbeat: int
+    slots: int = 1
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return (self.incarnation, self.heartbeat)
+
+    def newer_than(self, other: Member) -> bool:
+        """Does this entry supersede `other` (same node) in a merge?"""
+        if self.version != other.version:
+            return self.version > other.version
+        return SEVERITY[self.state] > SEVERITY[other.state]

@@ -1,0 +1,187 @@
+"""The cluster map: who is in, who is suspect, who left. Pure state; the clock is passed in.
+
+Merging is a last-writer-wins join on (incarnation, heartbeat) per node, with the more
+final state winning ties, so any two maps merged in any order converge. Liveness is a
+gossip heartbeat: a member whose version has not advanced for `suspect_after` seconds is
+suspect, after `remove_after` it is removed (a `dead` tombstone that still gossips, so the
+removal reaches nodes that missed it), and tombstones are purged after `tombstone_after`.
+A node that sees itself declared dead refutes it by outrunning the tombstone's version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .codec import MAX_MEMBERS
+from .member import Member, State
+
+Clock = Callable[[], float]
+
+
+class ChangeKind(enum.Enum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A member entered or left the live set: what the hooks act on."""
+
+    kind: ChangeKind
+    member: Member
+
+
+@dataclass(frozen=True)
+class Timing:
+    suspect_after: float
+    remove_after: float
+    tombstone_after: float
+
+
+@dataclass
+class _Record:
+    member: Member
+    heard: float   # local time its version last advanced
+    since: float   # local time its state last changed
+    suspect: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    """One row of the local map, for exports and `tyd status`."""
+
+    member: Member
+    state: str          # alive, suspect, dead or left
+    last_heard: float   # seconds ago
+
+
+class ClusterMap:
+    def __init__(self, me: Member, timing: Timing, clock: Clock,
+                 max_members: int = MAX_MEMBERS) -> None:
+        self._me = me
+        self._timing = timing
+        self._clock = clock
+        self._max = max_members
+        self._records: dict[str, _Record] = {}
+        self.version = 0        # bumps on every local change; shown by `tyd status`
+        self.overflow = 0       # entries dropped because the map was full
+
+    @property
+    def me(self) -> Member:
+        return self._me
+
+    def beat(self) -> Member:
+        """Advance our own heartbeat (once per tick)."""
+        self._me = dataclasses.replace(self._me, heartbeat=self._me.heartbeat + 1)
+        return self._me
+
+    def leave(self) -> Member:
+        """Mark ourselves as leaving, with a version no live entry of ours can beat."""
+        self._me = dataclasses.replace(self._me, state=State.LEFT,
+                                       heartbeat=self._me.heartbeat + 1)
+        self.version += 1
+        return self._me
+
+    def merge(self, entries: Iterable[Member]) -> list[Change]:
+        now = self._clock()
+        changes: list[Change] = []
+        for entry in entries:
+            if entry.name == self._me.name:
+                self._refute(entry)
+                continue
+            rec = self._records.get(entry.name)
+            if rec is None:
+                if len(self._records) >= self._max - 1:
+                    self.overflow += 1
+                    continue
+                self._records[entry.name] = _Record(entry, heard=now, since=now)
+                self.version += 1
+                if entry.state is State.ALIVE:
+                    changes.append(Change(ChangeKind.ADD, entry))
+                continue
+            if not entry.newer_than(rec.member):
+                continue
+            old = rec.member
+            rec.member = entry
+            self.version += 1
+            if entry.version > old.version:
+                rec.heard = now
+            if entry.state is State.ALIVE:
+                rec.suspect = False
+            if old.state is not entry.state:
+                rec.since = now
+            changes.extend(_transition(old, entry))
+        return changes
+
+    def _refute(self, entry: Member) -> None:
+        """Someone gossips a view of us; never accept it, but outrun a false death."""
+        if self._me.state is not State.ALIVE or entry.state is State.ALIVE:
+            return
+        if entry.incarnation > self._me.incarnation:
+            self._me = dataclasses.replace(self._me, incarnation=entry.incarnation + 1,
+                                           heartbeat=0)
+        elif entry.version >= self._me.version:
+            self._me = dataclasses.replace(self._me, heartbeat=entry.heartbeat + 1)
+        self.version += 1
+
+    def expire(self) -> list[Change]:
+        """Apply the liveness rules at the current time."""
+        now = self._clock()
+        changes: list[Change] = []
+        for name, rec in list(self._records.items()):
+            if rec.member.state is State.ALIVE:
+                silent = now - rec.heard
+                if silent >= self._timing.remove_after:
+                    old = rec.member
+                    rec.member = dataclasses.replace(old, state=State.DEAD)
+                    rec.since, rec.suspect = now, False
+                    self.version += 1
+                    changes.append(Change(ChangeKind.REMOVE, old))
+                elif (silent >= self._timing.suspect_after) != rec.suspect:
+                    rec.suspect = not rec.suspect
+                    self.version += 1
+            elif now - rec.since >= self._timing.tombstone_after:
+                del self._records[name]
+                self.version += 1
+        return changes
+
+    def get(self, name: str) -> Member | None:
+        if name == self._me.name:
+            return self._me
+        rec = self._records.get(name)
+        return rec.member if rec else None
+
+    def members(self) -> tuple[Member, ...]:
+        """Everything we gossip: ourselves, live members and tombstones."""
+        return (self._me, *(r.member for r in self._records.values()))
+
+    def live(self) -> list[Member]:
+        """Other members that are alive (suspects included), sorted by name."""
+        return sorted((r.member for r in self._records.values()
+                       if r.member.state is State.ALIVE), key=lambda m: m.name)
+
+    def live_names(self) -> set[str]:
+        return {m.name for m in self.live()} | (
+            {self._me.name} if self._me.state is State.ALIVE else set())
+
+    def view(self) -> list[View]:
+        now = self._clock()
+        rows = [View(self._me, self._me.state.value, 0.0)]
+        for rec in self._records.values():
+            state = "suspect" if rec.suspect else rec.member.state.value
+            rows.append(View(rec.member, state, max(0.0, now - rec.heard)))
+        return sorted(rows, key=lambda v: v.member.name)
+
+
+def _transition(old: Member, new: Member) -> list[Change]:
+    was, now = old.state is State.ALIVE, new.state is State.ALIVE
+    if was and not now:
+        return [Change(ChangeKind.REMOVE, old)]
+    if now and not was:
+        return [Change(ChangeKind.ADD, new)]
+    if was and now and (old.address, old.fingerprint) != (new.address, new.fingerprint):
+        return [Change(ChangeKind.REMOVE, old), Change(ChangeKind.ADD, new)]
+    return []
