@@ -1,0 +1,185 @@
+"""The adapters against the real things, as root, in network namespaces made here:
+nft set changes show in `nft list set`; VICI load-conn shows in `swanctl --list-conns`."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import name
+
+from builder.pki import Pki
+from tyd.errors import HookError
+from tyd.ipsec import ViciHook
+from tyd.member import Member, State
+from tyd.nft import NftSetHook
+
+pytestmark = pytest.mark.integration
+
+CHARON = Path("/usr/sbin/charon-systemd")
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool) or (str(CHARON) if tool == "charon-systemd" and CHARON.exists()
+                                  else None)
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    if path is None:
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+def member(i: int, addr: str) -> Member:
+    return Member(name(i), ipaddress.IPv4Address(addr), "ab" * 32, State.ALIVE, 1, 0)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    need("ip")
+    ns = f"tyd-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+def in_ns(ns: str, *argv: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=True, capture_output=True,
+                          text=True, timeout=30).stdout
+
+
+def test_nft_hook_adds_and_removes_set_elements(netns: str) -> None:
+    need("nft")
+    in_ns(netns, "nft", "add", "table", "inet", "chaos")
+    in_ns(netns, "nft", "add", "set", "inet", "chaos", "cluster_peers",
+          "{ type ipv4_addr; }")
+    static = ipaddress.IPv4Address("10.99.0.12")
+    hook = NftSetHook("inet chaos", "cluster_peers", frozenset({static}),
+                      prefix=("ip", "netns", "exec", netns))
+
+    def elements() -> str:
+        return in_ns(netns, "nft", "list", "set", "inet", "chaos", "cluster_peers")
+
+    async def scenario() -> None:
+        await hook.add(member(20, "10.99.0.20"))
+        await hook.add(member(21, "10.99.0.21"))
+        await hook.add(member(20, "10.99.0.20"))  # idempotent
+        await hook.add(member(2, "10.99.0.12"))
+        listed = elements()
+        assert "10.99.0.20" in listed and "10.99.0.21" in listed and "10.99.0.12" in listed
+        await hook.remove(member(20, "10.99.0.20"))
+        await hook.remove(member(20, "10.99.0.20"))  # already gone: not an error
+        await hook.remove(member(2, "10.99.0.12"))  # static: stays in the rendered set
+        listed = elements()
+        assert "10.99.0.20" not in listed and "10.99.0.21" in listed
+        assert "10.99.0.12" in listed
+        wrong = NftSetHook("inet chaos", "no_such_set", prefix=("ip", "netns", "exec", netns))
+        with pytest.raises(HookError, match="no_such_set"):
+            await wrong.add(member(22, "10.99.0.22"))
+
+    asyncio.run(scenario())
+
+
+STRONGSWAN_CONF = """\
+charon-systemd {{
+  load = random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl \
+curve25519 kernel-netlink socket-default vici
+  install_routes = no
+  plugins {{
+    vici {{
+      socket = unix://{dir}/charon.vici
+    }}
+  }}
+  filelog {{
+    log {{
+      path = {dir}/charon.log
+      default = 1
+    }}
+  }}
+  journal {{
+    default = -1
+  }}
+}}
+"""
+
+
+@pytest.fixture
+def charon(netns: str, tmp_path: Path) -> Iterator[Path]:
+    binary = need("charon-systemd")
+    need("swanctl")
+    rundir = tmp_path / "charon"
+    rundir.mkdir()
+    conf = rundir / "strongswan.conf"
+    conf.write_text(STRONGSWAN_CONF.format(dir=rundir))
+    in_ns(netns, "ip", "link", "set", "lo", "up")
+    in_ns(netns, "ip", "addr", "add", "10.99.0.11/24", "dev", "lo")
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, "env", f"STRONGSWAN_CONF={conf}",
+                             binary], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    socket_path = rundir / "charon.vici"
+    deadline = time.monotonic() + 15
+    try:
+        while not socket_path.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = (rundir / "charon.log").read_text() if (rundir / "charon.log").exists() \
+                    else ""
+                raise AssertionError(f"charon did not start: {log[-2000:]}")
+            time.sleep(0.05)
+        yield socket_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def list_conns(socket_path: Path) -> str:
+    return subprocess.run(["swanctl", "--list-conns", "--uri", f"unix://{socket_path}"],
+                          check=True, capture_output=True, text=True, timeout=30).stdout
+
+
+def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki,
+                                                                  charon: Path) -> None:
+    import socket
+
+    import vici
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(charon))
+    vici.Session(sock=sock).load_key({"type": "any",
+                                      "data": pki.paths.node_key(name(1)).read_text()})
+    sock.close()
+    hook = ViciHook(charon, ipaddress.IPv4Address("10.99.0.11"),
+                    pki.paths.node_cert(name(1)).read_text(), pki.paths.ca_cert.read_text(),
+                    frozenset({ipaddress.IPv4Address("10.99.0.12")}),
+                    ["aes128gcm16-prfsha256-x25519"], ["aes128gcm16-x25519"])
+
+    async def scenario() -> None:
+        await hook.add(member(20, "10.99.0.20"))
+        await hook.add(member(2, "10.99.0.12"))  # covered by the rendered swanctl.conf
+        conns = list_conns(charon)
+        assert "tyd-node20: IKEv2" in conns
+        assert "local:  10.99.0.11\n  remote: 10.99.0.20\n" in conns
+        assert "tyd-node20: TRANSPORT" in conns
+        # selectors are the two hosts, never dynamic (0.0.0.0/0 would capture everything)
+        assert "local:  10.99.0.11/32\n    remote: 10.99.0.20/32\n" in conns
+        assert "cluster CA" in conns  # the peer must hold a cluster-CA certificate
+        assert "tyd-node02" not in conns
+        await hook.remove(member(20, "10.99.0.20"))
+        assert "tyd-node20" not in list_conns(charon)
+        broken = ViciHook(charon.with_name("absent.vici"), ipaddress.IPv4Address("10.99.0.11"),
+                          "", "", frozenset(), [], [])
+        with pytest.raises(HookError, match="absent.vici"):
+            await broken.add(member(21, "10.99.0.21"))
+
+    asyncio.run(scenario())
