@@ -35,7 +35,7 @@ from .transport import close, read_message, write_message
 COUNTERS = ("conns_in", "conns_out", "msgs_in", "msgs_out", "refused", "malformed",
             "out_of_order", "timeouts", "dropped", "busy", "unreachable", "hook_errors",
             "internal_errors")
-MAX_PARALLEL_HELLOS = 32
+MAX_PARALLEL_HELLOS = 16
 
 
 class Node:
@@ -156,8 +156,10 @@ class Node:
                 break
             limit = asyncio.Semaphore(MAX_PARALLEL_HELLOS)
             await asyncio.gather(*(self._hello_member(m, limit) for m in pending))
-            if any(m.name not in self.welcomed for m in self.map.live()):
-                await asyncio.sleep(self.cfg.heartbeat_seconds)
+            tried = {m.name for m in pending}
+            left = {m.name for m in self.map.live()} - self.welcomed
+            if left and left <= tried:  # only failures left (members learned meanwhile
+                await asyncio.sleep(self.cfg.heartbeat_seconds)  # are asked right away)
         self.joined = True
         self.log.info("joined: a Philip of %d live nodes", len(self.map.live_names()))
         self._after_change()
@@ -171,7 +173,15 @@ class Node:
 
     async def _hello_member(self, m: Member, limit: asyncio.Semaphore) -> None:
         async with limit:
-            await self._hello(m.name, m.address, m.fingerprint)
+            if m.name not in self.welcomed:  # it may have HELLOed us meanwhile
+                await self._hello(m.name, m.address, m.fingerprint)
+
+    def _knows_me(self, peer: str, members: Iterable[Member]) -> None:
+        """A peer whose map holds us has added us: no need to ask it again."""
+        me = self.map.me
+        if any(m.name == me.name and m.state is State.ALIVE
+               and m.incarnation == me.incarnation for m in members):
+            self.welcomed.add(peer)
 
     async def _hello(self, name: str, address: ipaddress.IPv4Address,
                      fingerprint: str | None) -> bool:
@@ -193,9 +203,10 @@ class Node:
             ticks += 1
             self.map.beat()
             self._apply(self.map.expire())
-            live = [m for m in self.map.live() if m.name not in self._syncing]
-            for m in self._rng.sample(live, min(self.cfg.gossip_fanout, len(live))):
-                self._spawn(self._sync(m))
+            if self.joined:  # a Terrence is busy asking to be added; Philips gossip
+                live = [m for m in self.map.live() if m.name not in self._syncing]
+                for m in self._rng.sample(live, min(self.cfg.gossip_fanout, len(live))):
+                    self._spawn(self._sync(m))
             if self.joined and ticks % reseed_every == 0:
                 self._reseed()
             self._after_change()
@@ -215,6 +226,7 @@ class Node:
             reply = await self._request(m.name, m.address, m.fingerprint, msg, Kind.MAP)
             if reply is not None:
                 self._apply(self.map.merge(reply.members))
+                self._knows_me(m.name, reply.members)
         finally:
             self._syncing.discard(m.name)
 
@@ -331,10 +343,14 @@ class Node:
             raise ProtocolError(f"{msg.kind.name} with sender state {sender.state.value}")
         entries = (sender, *msg.members) if msg.kind is Kind.SYNC else (sender,)
         self._apply(self.map.merge(entries))
+        if msg.kind is Kind.SYNC:
+            self._knows_me(sender.name, msg.members)
         reply = {Kind.HELLO: codec.welcome, Kind.SYNC: codec.map_reply}.get(msg.kind)
         if reply is not None:
             await write_message(writer, reply(self.map.members()), timeout)
             self._count("msgs_out")
+        if msg.kind is Kind.HELLO:  # our WELCOME carries us: the sender adds us too
+            self.welcomed.add(sender.name)
 
     def _count_failure(self, exc: BaseException, where: str) -> None:
         if isinstance(exc, IdentityError):
