@@ -1,0 +1,148 @@
+"""Steps copy_rootfs, install_common_overlay and pack_initrd: the node-independent base.
+
+The base is one kernel plus one initramfs holding the whole root (`/init` is systemd), so
+nothing on the boot medium or a local disk is needed after the bootloader has read it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from builder.image.context import BuildContext, vici_dir
+from builder.image.prune import kernel_moddir
+from builder.image.run import run
+from builder.model import Compression
+
+SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
+# Units the image starts besides those the packages enable themselves.
+ENABLE_UNITS = ("systemd-networkd.service", "nftables.service", "strongswan.service",
+                "chaos-identity.service", "chaos-selftest.service", "tyd.service")
+COMPRESSORS: dict[Compression, list[str]] = {
+    Compression.ZSTD: ["zstd", "-19", "-T0", "-q", "--no-progress"],
+    # the kernel's XZ decoder wants CRC32 checks
+    Compression.XZ: ["xz", "--check=crc32", "-9", "-T1", "-q"],
+    # the kernel only reads the legacy lz4 frame format
+    Compression.LZ4: ["lz4", "-l", "-9", "-q"],
+}
+INITRD_NAME = "initrd.img"
+KERNEL_NAME = "vmlinuz"
+
+
+def copy_rootfs(ctx: BuildContext) -> bool:
+    """A fresh work copy of the cached rootfs; the cached one is never modified."""
+    shutil.rmtree(ctx.base_work, ignore_errors=True)
+    ctx.base_work.mkdir(parents=True)
+    run(["cp", "-a", "--reflink=auto", ctx.rootfs_dir, ctx.tree])
+    (ctx.tree / ".chaos-rootfs-complete").unlink()
+    moddir = kernel_moddir(ctx.tree)
+    ctx.kernel_version = moddir.name
+    shutil.copy2(ctx.tree / "boot" / f"vmlinuz-{moddir.name}", ctx.base_work / KERNEL_NAME)
+    return True
+
+
+def install_common_overlay(ctx: BuildContext) -> bool:
+    """overlays/common, tyd and vici into the tree; enable units; /init; no build mirror."""
+    root = ctx.tree
+    common = ctx.repo_dir / "overlays" / "common"
+    if common.exists():
+        shutil.copytree(common, root, symlinks=True, dirs_exist_ok=True)
+    site = root / SITE_PACKAGES
+    site.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in (ctx.repo_dir / "tyd", vici_dir()):
+        if package.is_dir():
+            shutil.copytree(package, site / package.name, ignore=ignore, dirs_exist_ok=True)
+    for unit in ENABLE_UNITS:
+        enable_unit(root, unit)
+    init = root / "init"
+    init.unlink(missing_ok=True)
+    init.symlink_to("usr/lib/systemd/systemd")
+    # a RAM-only node gets a fresh machine id every boot
+    (root / "etc/machine-id").write_text("")
+    (root / "etc/hostname").write_text("chaos\n")
+    return True
+
+
+def enable_unit(root: Path, unit: str) -> None:
+    """`systemctl enable` without systemd: link the unit into its WantedBy= targets."""
+    for unit_dir in ("etc/systemd/system", "usr/lib/systemd/system"):
+        path = root / unit_dir / unit
+        if path.exists():
+            break
+    else:
+        return  # not installed (e.g. tyd before the tyd package lands): the selftest says so
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("WantedBy", "RequiredBy"):
+            suffix = ".wants" if key.strip() == "WantedBy" else ".requires"
+            for target in value.split():
+                link_dir = root / "etc/systemd/system" / (target + suffix)
+                link_dir.mkdir(parents=True, exist_ok=True)
+                link = link_dir / unit
+                link.unlink(missing_ok=True)
+                link.symlink_to(f"/{unit_dir}/{unit}")
+        if key.strip() == "Also":
+            # sockets yes; not systemd-networkd-wait-online, which can hold boot for minutes
+            for also in value.split():
+                if also.endswith(".socket"):
+                    enable_unit(root, also)
+
+
+def clamp_mtimes(root: Path, epoch: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if st.st_mtime > epoch:
+                os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def sorted_paths(root: Path) -> list[str]:
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in dirnames + filenames:
+            paths.append(name if rel == "." else f"{rel}/{name}")
+    return sorted(paths)
+
+
+def pack_initrd(ctx: BuildContext) -> bool:
+    """The whole tree as one sorted, root-owned newc cpio, compressed, padded to 4 bytes."""
+    clamp_mtimes(ctx.tree, ctx.epoch)
+    cpio = ctx.base_work / "initrd.cpio"
+    listing = "\0".join(sorted_paths(ctx.tree)).encode() + b"\0"
+    with cpio.open("wb") as out:
+        run(["cpio", "--create", "--null", "--format=newc", "--owner=0:0", "--reproducible",
+             "--quiet"], cwd=ctx.tree, stdout=out.fileno(), input=listing)
+    initrd = ctx.base_work / INITRD_NAME
+    compressor = COMPRESSORS.get(ctx.cluster.image.compression)
+    if compressor is None:
+        cpio.rename(initrd)
+    else:
+        with initrd.open("wb") as out:
+            run([*compressor, "-c", cpio], stdout=out.fileno())
+        cpio.unlink()
+    with initrd.open("ab") as f:
+        f.write(b"\0" * (-initrd.stat().st_size % 4))
+    return True
+
+
+def publish_base(ctx: BuildContext) -> bool:
+    """Keep kernel and initrd under the base key; drop the work tree."""
+    final = ctx.base_dir
+    staged = ctx.base_work / "publish"
+    staged.mkdir()
+    for name in (KERNEL_NAME, INITRD_NAME):
+        (ctx.base_work / name).rename(staged / name)
+    (staged / "kernel-version").write_text(ctx.kernel_version + "\n")
+    (staged / "tree-bytes").write_text(f"{tree_bytes(ctx.tree)}\n")
+    staged.rename(final)
+    shutil.rmtree(ctx.base_work)
+    return True
+
+
+def tree_bytes(root: Path) -> int:
+    return sum(os.lstat(os.path.join(d, f)).st_size
+               for d, _, files in os.walk(root) for f in files)

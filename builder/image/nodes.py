@@ -1,0 +1,37 @@
+"""Step pack_node_overlays: each node's rendered overlay tree as its own small cpio.
+
+A PXE boot or a per-node ISO loads the node's cpio after the base initrd, so the node's
+files land directly on /. The shared ISO loads one bundle holding every node's tree under
+/usr/lib/chaos/nodes/<name>/; chaos-identity.service picks the one matching a NIC's MAC.
+"""
+
+from __future__ import annotations
+
+import json
+
+from builder.errors import BuildError
+from builder.image import cpio
+from builder.image.context import BuildContext
+
+BUNDLE_PREFIX = "usr/lib/chaos/nodes"
+
+
+def pack_node_overlays(ctx: BuildContext) -> bool:
+    trees = {}
+    for node in ctx.nodes:
+        tree = ctx.nodes_dir / node.name
+        node_json = tree / "etc" / "chaos" / "node.json"
+        if not node_json.is_file():
+            raise BuildError(f"{node_json}: missing; render the node overlays first "
+                             "(chaos-build render)")
+        identity = json.loads(node_json.read_text())
+        if identity.get("mac", "").lower() != node.mac.lower():
+            raise BuildError(f"{node_json}: mac {identity.get('mac')} is not {node.mac} "
+                             f"from chaos.yaml; render the node overlays again")
+        trees[node.name] = tree
+        ctx.node_cpios[node.name] = cpio.pack_tree(tree, ctx.epoch)
+    entries: dict[str, cpio.Entry] = {}
+    for name, tree in trees.items():
+        entries.update(cpio.tree_entries(tree, ctx.epoch, f"{BUNDLE_PREFIX}/{name}"))
+    ctx.bundle_cpio = cpio.archive(entries, ctx.epoch)
+    return True

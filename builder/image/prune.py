@@ -1,0 +1,151 @@
+"""Steps prune_modules and prune_files: only what a RAM-booted cluster node runs.
+
+Kernel modules are kept by an allow-list per hardware profile plus what IPsec and
+nftables need, closed over modules.dep. Storage drivers are never kept: the image must not
+see the local disks of the dual-boot lab machines it runs on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from builder.errors import BuildError
+from builder.image.context import BuildContext
+from builder.image.run import run
+from builder.model import Hardware
+
+# Module directories (relative to lib/modules/<kver>/) that are kept whole.
+KEEP_DIRS = (
+    "kernel/net/netfilter/", "kernel/net/ipv4/netfilter/", "kernel/net/ipv6/netfilter/",
+    "kernel/net/bridge/netfilter/", "kernel/net/xfrm/", "kernel/net/key/",
+    "kernel/crypto/", "kernel/arch/x86/crypto/", "kernel/lib/crypto/",
+)
+# Modules kept by name on every profile.
+KEEP_COMMON = (
+    "esp4", "esp6", "ah4", "ah6", "xfrm4_tunnel", "xfrm6_tunnel", "tunnel4", "tunnel6",
+    "ip_tunnel", "ip6_tunnel", "ip_vti", "ip6_vti", "xfrm_interface", "xfrm_user",
+    "binfmt_misc", "efivarfs", "af_packet", "sch_netem", "sch_fq_codel", "dummy", "veth",
+    "bridge", "tun", "8021q", "lz4_decompress", "zstd_decompress", "crc32c_generic",
+    "crc32c-intel", "rng-core", "autofs4",
+)
+KEEP_HARDWARE = {
+    Hardware.QEMU: ("virtio_net", "virtio_pci", "virtio_console", "virtio-rng", "virtio_rng",
+                    "virtio_balloon", "e1000", "e1000e"),
+    Hardware.LAB: ("e1000", "e1000e", "igb", "igc", "ixgbe", "r8169", "tg3", "bnx2", "bnx2x",
+                   "alx", "atl1c", "atl1e", "sky2", "skge", "forcedeth", "b44", "8139too",
+                   "8139cp", "r8152", "ax88179_178a", "cdc_ether", "usbnet", "xhci_pci",
+                   "ehci_pci", "ohci_pci", "uhci_hcd", "usbhid", "hid_generic", "virtio_net",
+                   "virtio_pci", "virtio_console", "virtio_rng"),
+}
+# Never shipped (and blacklisted in overlays/common/etc/modprobe.d): local storage.
+STORAGE = (
+    "ahci", "libahci", "libata", "ata_piix", "ata_generic", "pata_acpi", "sd_mod", "sr_mod",
+    "cdrom", "nvme", "nvme_core", "virtio_blk", "virtio_scsi", "usb_storage", "uas",
+    "scsi_mod", "mmc_block", "sdhci", "sdhci_pci", "rtsx_pci_sdmmc", "loop", "nbd",
+    "megaraid_sas", "mpt3sas", "hpsa", "firewire_sbp2", "isofs", "ext4", "vfat", "ntfs3",
+    "btrfs", "xfs", "dm_mod", "md_mod", "raid1", "raid0",
+)
+STORAGE_DIRS = ("kernel/drivers/ata/", "kernel/drivers/nvme/", "kernel/drivers/scsi/",
+                "kernel/drivers/usb/storage/", "kernel/drivers/mmc/", "kernel/drivers/md/",
+                "kernel/drivers/block/", "kernel/drivers/cdrom/", "kernel/drivers/target/",
+                "kernel/drivers/memstick/",
+                *(f"kernel/fs/{fs}/" for fs in (
+                    "ext4", "jbd2", "btrfs", "xfs", "ntfs3", "fat", "isofs", "udf", "exfat",
+                    "f2fs", "jfs", "reiserfs", "hfs", "hfsplus", "nilfs2", "squashfs", "erofs",
+                    "ocfs2", "gfs2", "ceph", "nfs", "cifs", "smb")))
+
+
+def module_name(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    return name.replace("-", "_")
+
+
+def is_storage(path: str) -> bool:
+    return module_name(path) in {module_name(s) for s in STORAGE} or path.startswith(STORAGE_DIRS)
+
+
+def read_deps(moddir: Path) -> dict[str, list[str]]:
+    deps: dict[str, list[str]] = {}
+    for line in (moddir / "modules.dep").read_text().splitlines():
+        mod, _, rest = line.partition(":")
+        deps[mod] = rest.split()
+    return deps
+
+
+def select_modules(deps: dict[str, list[str]], hardware: Hardware) -> set[str]:
+    """The module files to keep: the allow-list closed over dependencies, minus storage."""
+    names = {module_name(n) for n in KEEP_COMMON + KEEP_HARDWARE[hardware]}
+    wanted = [m for m in deps if m.startswith(KEEP_DIRS) or module_name(m) in names]
+    keep: set[str] = set()
+    while wanted:
+        mod = wanted.pop()
+        if mod not in keep:
+            keep.add(mod)
+            wanted.extend(deps.get(mod, ()))
+    storage = sorted(m for m in keep if is_storage(m))
+    if storage:
+        raise BuildError(f"the module allow-list pulls in storage drivers: {', '.join(storage)}")
+    return keep
+
+
+def kernel_moddir(tree: Path) -> Path:
+    kernels = sorted((tree / "usr/lib/modules").iterdir())
+    if len(kernels) != 1:
+        raise BuildError(f"expected one kernel in the image, found {[k.name for k in kernels]}")
+    return kernels[0]
+
+
+def prune_modules(ctx: BuildContext) -> bool:
+    moddir = kernel_moddir(ctx.tree)
+    keep = select_modules(read_deps(moddir), ctx.cluster.image.hardware)
+    builtin = (moddir / "modules.builtin").read_text().split()
+    if any(is_storage(m) for m in builtin):
+        raise BuildError(f"kernel {moddir.name} has storage drivers built in")
+    for ko in (moddir / "kernel").rglob("*.ko*"):
+        if ko.relative_to(moddir).as_posix() not in keep:
+            ko.unlink()
+    for path in sorted((moddir / "kernel").rglob("*"), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    # the image's own depmod (kmod), so the host needs no kmod
+    run(["chroot", ctx.tree, "/usr/sbin/depmod", "-a", moddir.name])
+    return True
+
+
+# Paths (relative to the root) that a running node never reads.
+PRUNE_PATHS = (
+    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
+    "usr/share/bash-completion", "usr/share/zsh", "usr/share/fish", "usr/share/gcc",
+    "usr/share/gdb", "usr/share/bug", "usr/share/menu", "usr/share/pixmaps", "usr/share/icons",
+    "usr/lib/udev/hwdb.d", "usr/lib/udev/hwdb.bin", "etc/udev/hwdb.bin",
+    "usr/lib/x86_64-linux-gnu/gconv", "usr/lib/x86_64-linux-gnu/perl-base", "usr/bin/perl",
+    "usr/share/perl5", "usr/lib/x86_64-linux-gnu/perl5",
+    "usr/lib/python3.11/test", "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter",
+    "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/lib2to3",
+    "usr/lib/python3.11/pydoc_data", "usr/lib/python3.11/config-3.11-x86_64-linux-gnu",
+    "usr/lib/systemd/catalog", "usr/lib/systemd/boot", "usr/share/systemd/kbd-model-map",
+    "var/cache/apt", "var/lib/apt", "var/cache/debconf", "var/log", "etc/apt",
+    "var/cache/ldconfig/aux-cache", "boot", "usr/lib/firmware",
+)
+
+
+def prune_files(ctx: BuildContext) -> bool:
+    root = ctx.tree
+    for rel in PRUNE_PATHS:
+        path = root / rel
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    for cache in sorted(root.rglob("__pycache__")):
+        shutil.rmtree(cache)
+    for info in (root / "var/lib/dpkg/info").glob("*.md5sums"):
+        info.unlink()
+    for old in (root / "var/lib/dpkg").glob("*-old"):
+        old.unlink()
+    (root / "var/log").mkdir(exist_ok=True)
+    return True

@@ -1,0 +1,59 @@
+"""Helpers of the image tier: where the caches live, what a session build produced."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.config import load_cluster
+from builder.model import Cluster
+from builder.pki import Identity, Pki
+from builder.render import render_cluster
+from builder.views import fqdn
+
+ROOT = Path(__file__).resolve().parents[2]
+# mmdebstrap's package cache and the rootfs/base caches: fixed, so reruns are warm
+CACHE_DIR = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
+NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+UNKNOWN_MAC = "52:54:00:de:ad:01"
+
+
+@dataclass(frozen=True)
+class Built:
+    cluster: Cluster
+    nodes_dir: Path
+    out: Path
+    summary: dict[str, object]
+    work: Path
+    repo: Path
+
+
+def snapshot_repo(dest: Path) -> Path:
+    """overlays/common and tyd/ as they are now: the session's builds must not see later edits."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "overlays" / "common", dest / "overlays" / "common", symlinks=True,
+                    ignore=ignore)
+    shutil.copytree(ROOT / "tyd", dest / "tyd", ignore=ignore)
+    return dest
+
+
+def render_default_cluster(work: Path) -> tuple[Cluster, Path]:
+    """The repo's chaos.yaml with a fresh PKI, rendered by the real renderer."""
+    cluster = load_cluster(ROOT / "chaos.yaml")[0]
+    pki = Pki(work / "pki", cluster.security.key_type)
+    pki.init_ca(cluster.cluster.name, NOW, cluster.security.ca_lifetime_days)
+    for node in cluster.nodes:
+        pki.issue(Identity(node.name, fqdn(cluster, node), node.address), cluster.cluster.name,
+                  NOW, cluster.security.cert_lifetime_days)
+    nodes_dir = work / "nodes"
+    render_cluster(cluster, pki, nodes_dir)
+    return cluster, nodes_dir
+
+
+def tyd_expected(repo: Path) -> str:
+    """tyd=ok once the tyd package ships its unit; until then the selftest says missing."""
+    unit = repo / "overlays" / "common" / "etc" / "systemd" / "system" / "tyd.service"
+    return "ok" if unit.exists() else "missing"

@@ -1,0 +1,81 @@
+"""Module selection, unit enabling and boot configs, without building an image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.errors import BuildError
+from builder.image import base, prune
+from builder.model import Hardware
+
+DEPS = {
+    "kernel/net/ipv4/esp4.ko": ["kernel/net/xfrm/xfrm_algo.ko"],
+    "kernel/net/xfrm/xfrm_algo.ko": [],
+    "kernel/net/netfilter/nf_tables.ko": ["kernel/lib/libcrc32c.ko"],
+    "kernel/lib/libcrc32c.ko": [],
+    "kernel/drivers/net/virtio_net.ko": ["kernel/drivers/net/net_failover.ko"],
+    "kernel/drivers/net/net_failover.ko": [],
+    "kernel/drivers/net/ethernet/intel/igb/igb.ko": ["kernel/drivers/dca/dca.ko"],
+    "kernel/drivers/dca/dca.ko": [],
+    "kernel/drivers/ata/ahci.ko": ["kernel/drivers/ata/libahci.ko"],
+    "kernel/drivers/ata/libahci.ko": [],
+    "kernel/drivers/nvme/host/nvme.ko": [],
+    "kernel/drivers/block/virtio_blk.ko": [],
+    "kernel/fs/binfmt_misc.ko": [],
+    "kernel/fs/ext4/ext4.ko": [],
+    "kernel/sound/core/snd.ko": [],
+}
+
+
+def test_qemu_profile_keeps_ipsec_netfilter_virtio_and_deps() -> None:
+    keep = prune.select_modules(DEPS, Hardware.QEMU)
+    assert {"kernel/net/ipv4/esp4.ko", "kernel/net/xfrm/xfrm_algo.ko",
+            "kernel/net/netfilter/nf_tables.ko", "kernel/lib/libcrc32c.ko",
+            "kernel/drivers/net/virtio_net.ko", "kernel/drivers/net/net_failover.ko",
+            "kernel/fs/binfmt_misc.ko"} <= keep
+    assert "kernel/drivers/net/ethernet/intel/igb/igb.ko" not in keep
+    assert "kernel/sound/core/snd.ko" not in keep
+
+
+def test_lab_profile_keeps_desktop_nics() -> None:
+    keep = prune.select_modules(DEPS, Hardware.LAB)
+    assert {"kernel/drivers/net/ethernet/intel/igb/igb.ko", "kernel/drivers/dca/dca.ko"} <= keep
+
+
+@pytest.mark.parametrize("hardware", list(Hardware))
+def test_no_profile_ships_storage(hardware: Hardware) -> None:
+    keep = prune.select_modules(DEPS, hardware)
+    assert not [m for m in keep if prune.is_storage(m)]
+    assert "kernel/drivers/ata/ahci.ko" not in keep
+    assert "kernel/fs/ext4/ext4.ko" not in keep
+
+
+def test_a_dependency_on_storage_is_refused() -> None:
+    deps = {**DEPS, "kernel/net/ipv4/esp4.ko": ["kernel/drivers/block/virtio_blk.ko"]}
+    with pytest.raises(BuildError, match="virtio_blk"):
+        prune.select_modules(deps, Hardware.QEMU)
+
+
+def test_storage_blacklist_covers_the_common_controllers() -> None:
+    conf = Path(__file__).resolve().parents[2] / "overlays/common/etc/modprobe.d"
+    text = (conf / "chaos-no-storage.conf").read_text().split()
+    for module in ("ahci", "nvme", "sd_mod", "virtio_blk", "usb_storage", "uas"):
+        assert module in text
+
+
+def test_enable_unit_links_wanted_by_and_socket(tmp_path: Path) -> None:
+    units = tmp_path / "usr/lib/systemd/system"
+    units.mkdir(parents=True)
+    (units / "x.service").write_text("[Install]\nWantedBy=multi-user.target\n"
+                                     "Also=x.socket x-wait-online.service\n")
+    (units / "x.socket").write_text("[Install]\nWantedBy=sockets.target\n")
+    (units / "x-wait-online.service").write_text("[Install]\nWantedBy=network-online.target\n")
+    base.enable_unit(tmp_path, "x.service")
+    wants = tmp_path / "etc/systemd/system"
+    assert (wants / "multi-user.target.wants/x.service").readlink() == \
+        Path("/usr/lib/systemd/system/x.service")
+    assert (wants / "sockets.target.wants/x.socket").is_symlink()
+    assert not (wants / "network-online.target.wants").exists()
+    base.enable_unit(tmp_path, "absent.service")  # not installed: nothing to link
