@@ -35,13 +35,14 @@ from .transport import close, read_message, write_message
 COUNTERS = ("conns_in", "conns_out", "msgs_in", "msgs_out", "refused", "malformed",
             "out_of_order", "timeouts", "dropped", "busy", "unreachable", "hook_errors",
             "internal_errors")
-MAX_PARALLEL_HELLOS = 16
+MAX_OUTBOUND = 16  # concurrent exchanges this node starts (joins, gossip, leave)
 
 
 class Node:
     def __init__(self, cfg: Config, hooks: Sequence[Hook] = (),
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None, write_files: bool = True) -> None:
+                 rng: random.Random | None = None, write_files: bool = True,
+                 outbound: asyncio.Semaphore | None = None) -> None:
         self.cfg = cfg
         self.log = logging.getLogger(f"tyd.{cfg.node}")
         self.counters: collections.Counter[str] = collections.Counter(
@@ -58,6 +59,10 @@ class Node:
         self._client_ctx = client_context(cfg.tls)
         self._hooks = HookRunner(hooks, self.log, lambda: self._count("hook_errors"))
         self._write_files = write_files
+        # Bounds the handshakes in flight: under a mass boot, hundreds of concurrent TLS
+        # handshakes all progress in lockstep and all finish late (or time out). Nodes that
+        # share one CPU (the benchmark) share one semaphore.
+        self._outbound = outbound or asyncio.Semaphore(MAX_OUTBOUND)
         self.welcomed: set[str] = set()
         self.joined = False
         self._started = clock()
@@ -154,8 +159,7 @@ class Node:
             pending = [m for m in self.map.live() if m.name not in self.welcomed]
             if not pending:
                 break
-            limit = asyncio.Semaphore(MAX_PARALLEL_HELLOS)
-            await asyncio.gather(*(self._hello_member(m, limit) for m in pending))
+            await asyncio.gather(*(self._hello_member(m) for m in pending))
             tried = {m.name for m in pending}
             left = {m.name for m in self.map.live()} - self.welcomed
             if left and left <= tried:  # only failures left (members learned meanwhile
@@ -171,10 +175,11 @@ class Node:
                 return name
         return None
 
-    async def _hello_member(self, m: Member, limit: asyncio.Semaphore) -> None:
-        async with limit:
-            if m.name not in self.welcomed:  # it may have HELLOed us meanwhile
-                await self._hello(m.name, m.address, m.fingerprint)
+    async def _hello_member(self, m: Member) -> None:
+        async with self._outbound:
+            if m.name in self.welcomed:  # it HELLOed us while we waited our turn
+                return
+        await self._hello(m.name, m.address, m.fingerprint)
 
     def _knows_me(self, peer: str, members: Iterable[Member]) -> None:
         """A peer whose map holds us has added us: no need to ask it again."""
@@ -246,6 +251,12 @@ class Node:
                        fingerprint: str | None, msg: Message,
                        expect: Kind | None = None) -> Message | None:
         """One exchange with one peer; None when it failed (logged and counted)."""
+        async with self._outbound:
+            return await self._exchange(name, address, fingerprint, msg, expect)
+
+    async def _exchange(self, name: str, address: ipaddress.IPv4Address,
+                        fingerprint: str | None, msg: Message,
+                        expect: Kind | None) -> Message | None:
         timeout = self.cfg.io_timeout_seconds
         self._count("conns_out")
         try:

@@ -94,8 +94,10 @@ def test_killed_member_is_removed_from_every_map_and_hooks_run(pki: Pki, port: i
             survivors = [nodes[0], nodes[1], nodes[3]]
             await wait_for(lambda: converged(survivors, names([1, 2, 4])), 10,
                            "node03 to be removed everywhere")
-            await asyncio.sleep(0)
-            for rec in (recorders[0], recorders[1], recorders[3]):
+            watching = (recorders[0], recorders[1], recorders[3])
+            await wait_for(lambda: all(("remove", "node03") in r.events for r in watching), 5,
+                           "the remove hooks to run")
+            for rec in watching:
                 assert rec.events.count(("add", "node03")) == 1
                 assert rec.events.count(("remove", "node03")) == 1
         finally:
