@@ -4,19 +4,24 @@ nft set changes show in `nft list set`; VICI load-conn shows in `swanctl --list-
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ipaddress
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import name
+from helpers import name, raw_config
 
-from builder.pki import Pki
+from builder.model import KeyType
+from builder.pki import Identity, Pki
 from tyd.errors import HookError
 from tyd.ipsec import ViciHook
 from tyd.member import Member, State
@@ -183,3 +188,65 @@ def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki,
             await broken.add(member(21, "10.99.0.21"))
 
     asyncio.run(scenario())
+
+
+def test_two_daemons_in_namespaces_fill_each_others_nft_set(tmp_path: Path) -> None:
+    """End to end: `python -m tyd` in two namespaces joined by a veth pair; each daemon's
+    nft hook adds the other to its set, and a SIGTERM (LEAVE) takes it out again."""
+    need("nft")
+    now = dt.datetime.now(dt.UTC)
+    pki = Pki(tmp_path / "pki", KeyType.ED25519)
+    pki.init_ca("chaos-lab", now, 2)
+    addrs = {1: "10.231.0.1", 2: "10.231.0.2"}
+    for i, addr in addrs.items():
+        pki.issue(Identity(name(i), f"{name(i)}.lab", ipaddress.IPv4Address(addr)), "chaos-lab",
+                  now, 2)
+    tag = uuid.uuid4().hex[:6]
+    spaces = {i: f"tyd-e2e-{tag}-{i}" for i in addrs}
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    try:
+        for ns in spaces.values():
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "link", "add", f"tyd{tag}a", "netns", spaces[1], "type", "veth",
+                        "peer", "name", f"tyd{tag}b", "netns", spaces[2]], check=True)
+        for i, dev in ((1, f"tyd{tag}a"), (2, f"tyd{tag}b")):
+            in_ns(spaces[i], "ip", "addr", "add", f"{addrs[i]}/24", "dev", dev)
+            in_ns(spaces[i], "ip", "link", "set", dev, "up")
+            in_ns(spaces[i], "ip", "link", "set", "lo", "up")
+            in_ns(spaces[i], "nft", "add", "table", "inet", "chaos")
+            in_ns(spaces[i], "nft", "add", "set", "inet", "chaos", "cluster_peers",
+                  "{ type ipv4_addr; }")
+            raw = raw_config(pki, i, 7411, tmp_path / "run", seeds=(1,),
+                             suspect_after_seconds=20, remove_after_seconds=40)
+            raw["address"] = addrs[i]
+            raw["seeds"] = [{"name": name(1), "address": addrs[1]}]
+            raw["hooks"]["nft_set"] = "cluster_peers"
+            cfg = tmp_path / f"tyd{i}.json"
+            cfg.write_text(json.dumps(raw))
+            procs[i] = subprocess.Popen(
+                ["ip", "netns", "exec", spaces[i], sys.executable, "-m", "tyd", "--config",
+                 str(cfg)], cwd=Path(__file__).parents[2], stderr=subprocess.DEVNULL)
+
+        def peers(i: int) -> str:
+            return in_ns(spaces[i], "nft", "list", "set", "inet", "chaos", "cluster_peers")
+
+        poll(lambda: addrs[2] in peers(1) and addrs[1] in peers(2), 20,
+             "each daemon to add the other to its nft set")
+        procs[2].send_signal(signal.SIGTERM)
+        assert procs[2].wait(15) == 0
+        poll(lambda: addrs[2] not in peers(1), 10, "node02's LEAVE to empty node01's set")
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for ns in spaces.values():
+            subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
