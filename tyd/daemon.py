@@ -104,8 +104,12 @@ class Node:
             msg = codec.leave(self.cfg.cluster, me)
             targets = self.map.live()
             self.log.info("leaving: telling %d members", len(targets))
-            await asyncio.gather(*(self._request(m.name, m.address, m.fingerprint, msg)
-                                   for m in targets))
+            try:  # bounded, whatever the number of dead members: systemd is waiting
+                await asyncio.wait_for(asyncio.gather(*(
+                    self._request(m.name, m.address, m.fingerprint, msg) for m in targets)),
+                    2 * self.cfg.io_timeout_seconds)
+            except TimeoutError:
+                self.log.warning("LEAVE did not reach every member in time")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -164,6 +168,8 @@ class Node:
             left = {m.name for m in self.map.live()} - self.welcomed
             if left and left <= tried:  # only failures left (members learned meanwhile
                 await asyncio.sleep(self.cfg.heartbeat_seconds)  # are asked right away)
+        if self._stop.is_set():
+            return
         self.joined = True
         self.log.info("joined: a Philip of %d live nodes", len(self.map.live_names()))
         self._after_change()

@@ -63,7 +63,7 @@ json_values = st.recursive(
     max_leaves=20)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.sampled_from(Kind), json_values)
 def test_well_framed_garbage_json_raises_only_codec_error(kind: Kind, value: object) -> None:
     frame = _frame(kind, json.dumps(value).encode())

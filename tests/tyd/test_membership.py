@@ -162,7 +162,7 @@ entries = st.builds(lambda i, inc, hb, s: member(i, inc, hb, s), st.integers(2, 
                     st.integers(1, 3), st.integers(0, 3), st.sampled_from(State))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(entries, max_size=25), st.integers(0, 2**32))
 def test_merge_order_does_not_matter(batch: list[Member], seed: int) -> None:
     rnd = random.Random(seed)
@@ -176,7 +176,7 @@ def test_merge_order_does_not_matter(batch: list[Member], seed: int) -> None:
     assert sorted(a.members(), key=str) == sorted(b.members(), key=str)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(entries, max_size=25))
 def test_add_and_remove_hooks_alternate_per_member(batch: list[Member]) -> None:
     clock = Clock()
