@@ -118,13 +118,14 @@ def main() -> int:
     p.add_argument("--nodes", type=int, action="append",
                    help="cluster size (repeatable; default 10, 50, 200)")
     p.add_argument("--heartbeat", type=float, default=None,
-                   help="seconds per gossip tick (default max(1, N/25): all N nodes share "
-                   "one CPU here, so gossip load must not starve the joins)")
-    p.add_argument("--timeout", type=float, default=600.0)
+                   help="seconds per gossip tick (default max(1, 0.12 N): all N nodes share "
+                   "one CPU here, and N * fanout / heartbeat gossip handshakes per second "
+                   "must leave most of it to the joins)")
+    p.add_argument("--timeout", type=float, default=1800.0)
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
     for n in args.nodes or [10, 50, 200]:
-        asyncio.run(run(n, args.heartbeat or max(1.0, n / 25), args.timeout))
+        asyncio.run(run(n, args.heartbeat or max(1.0, 0.12 * n), args.timeout))
     return 0
 
 
