@@ -79,3 +79,19 @@ def test_enable_unit_links_wanted_by_and_socket(tmp_path: Path) -> None:
     assert (wants / "sockets.target.wants/x.socket").is_symlink()
     assert not (wants / "network-online.target.wants").exists()
     base.enable_unit(tmp_path, "absent.service")  # not installed: nothing to link
+
+
+def test_lz4_is_refused_before_any_work(tmp_path: Path) -> None:
+    import dataclasses
+
+    from builder.config import load_cluster
+    from builder.image.build import build_image
+    from builder.model import Compression
+
+    cluster = load_cluster(Path(__file__).resolve().parents[2] / "chaos.yaml")[0]
+    lz4 = dataclasses.replace(cluster, image=dataclasses.replace(
+        cluster.image, compression=Compression.LZ4))
+    with pytest.raises(BuildError, match="lz4"):
+        build_image(lz4, tmp_path / "nodes", tmp_path / "out", tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "out").exists()
