@@ -19,6 +19,7 @@ CRL = "cluster.crl"
 VICI_SOCKET = "/run/charon.vici"
 NFT_TABLE = "chaos"
 NFT_PEER_SET = "cluster_peers"
+SWANCTL_PLUGINS = "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl"
 CHARON_PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
                   "curve25519 kdf kernel-netlink socket-default vici updown")
 
@@ -75,6 +76,7 @@ class NodeView:
     counters: tuple[tuple[str, str], ...]
     charon_plugins: str
     vici_socket: str
+    swanctl_plugins: str
     nft_table: str
     nft_set: str
     tyd_json: str
@@ -156,6 +158,7 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         counters=COUNTERS,
         charon_plugins=CHARON_PLUGINS,
         vici_socket=VICI_SOCKET,
+        swanctl_plugins=SWANCTL_PLUGINS,
         nft_table=NFT_TABLE,
         nft_set=NFT_PEER_SET,
         tyd_json=tyd_config_json(cluster, node, peers),
