@@ -146,7 +146,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     if args.config_given:
         scenario = dataclasses.replace(scenario, config=args.config)
     results = args.results / f"{scenario.name}-{args.boot}"
-    return run_smoke(scenario, args.boot, results, args.cache, args.nodes)
+    return run_smoke(scenario, args.boot, results, args.cache, args.nodes, args.keep)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -204,6 +204,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--boot", choices=["pxe", "iso"], default="pxe")
     sp.add_argument("--nodes", type=int, help="boot only the first N nodes of the scenario")
     sp.add_argument("--results", type=Path, default=Path("results"))
+    sp.add_argument("--keep", action="store_true",
+                    help="keep the lab running after the checks until Ctrl-C")
     sp.add_argument("--cache", type=Path, default=Path("cache"))
     sp = add("build", cmd_build, "check, issue certificates, render and build the images")
     sp.add_argument("-o", "--output", type=Path, default=Path("out"))

@@ -154,3 +154,14 @@ def test_render_needs_no_environment(monkeypatch, tmp_path):
     first = rendered("all")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "2000000000")
     assert rendered("all") == first
+
+
+def test_rendered_tyd_config_is_accepted_by_tyd():
+    """The contract between chaos-build and tyd: what we render, tyd reads."""
+    from tyd import config as tyd_config
+
+    for case in CASES:
+        for rel, data in rendered(case).items():
+            if rel.endswith("etc/tyd/tyd.json"):
+                cfg = tyd_config.parse(json.loads(data), rel)
+                assert cfg.node == rel.split("/")[0]

@@ -105,7 +105,8 @@ class _Checker:
         for key in sorted(required - obj.keys()):
             self.bad(f"{prefix}{key}", "missing")
         for key in sorted(obj.keys() - required - optional):
-            self.bad(f"{prefix}{key}", "unknown setting (typo?)")
+            if not key.startswith("_"):  # "_generated" and other comments of the renderer
+                self.bad(f"{prefix}{key}", "unknown setting (typo?)")
         return obj
 
     def text(self, value: Any, field: str, pattern: re.Pattern[str] | None = None) -> str:

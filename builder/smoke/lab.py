@@ -1,0 +1,190 @@
+"""The smoke lab: a private L2 segment (a bridge inside a network namespace of its own, one
+tap per VM) and QEMU guests on it. Nothing here touches a real network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.errors import ChaosError
+from builder.image.qemu import QEMU, RESULT
+
+AGENT_PORT = "org.chaos.agent"
+
+
+def run(argv: list[str], check: bool = True, timeout: float = 60
+        ) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise ChaosError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+    return r
+
+
+@dataclass
+class Segment:
+    """netns + bridge br0 with the server address; taps are added per VM."""
+
+    ns: str
+    server: str  # address/prefix of br0 (the serve host)
+    taps: list[str] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def up(self) -> None:
+        run(["ip", "netns", "add", self.ns])
+        run(["ip", "-n", self.ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", self.ns, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", self.ns, "addr", "add", self.server, "dev", "br0"])
+        run(["ip", "-n", self.ns, "link", "set", "br0", "up"])
+
+    def add_tap(self) -> str:
+        tap = f"tap{len(self.taps)}"
+        run(["ip", "-n", self.ns, "tuntap", "add", "dev", tap, "mode", "tap"])
+        run(["ip", "-n", self.ns, "link", "set", tap, "master", "br0", "up"])
+        self.taps.append(tap)
+        return tap
+
+    def spawn(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        out = log.open("ab")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, *argv], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def down(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        run(["ip", "netns", "del", self.ns], check=False)
+
+
+@dataclass
+class Guest:
+    """One QEMU guest on the segment: serial console to a file, agent on a unix socket."""
+
+    name: str
+    mac: str
+    workdir: Path
+    disk: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    _sock: socket.socket | None = None
+    _buf: bytes = b""
+    _id: int = 0
+
+    @property
+    def console(self) -> Path:
+        return self.workdir / "console.log"
+
+    @property
+    def agent_path(self) -> Path:
+        return self.workdir / "agent.sock"
+
+    def argv(self, accel: list[str], tap: str, boot: str, media: dict[str, Path]) -> list[str]:
+        argv = [QEMU, *accel, "-machine", "pc", "-m", "1024", "-display", "none",
+                "-nodefaults", "-no-reboot", "-monitor", "none",
+                "-serial", f"file:{self.console}",
+                "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"
+                + (",bootindex=0" if boot == "pxe" else ""),
+                "-device", "virtio-serial-pci",
+                "-chardev", f"socket,id=agent,path={self.agent_path},server=on,wait=off",
+                "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
+                "-drive", f"file={self.disk},format=raw,if=none,id=d0",
+                "-device", "virtio-blk-pci,drive=d0"]
+        if boot == "iso":
+            argv += ["-drive", f"file={media['iso']},media=cdrom,readonly=on,if=none,id=cd0",
+                     "-device", "ide-cd,drive=cd0,bootindex=0"]
+        elif boot == "kernel":
+            argv += ["-kernel", str(media["kernel"]), "-initrd", str(media["initrd"]),
+                     "-append", str(media["append"])]
+        return argv
+
+    def result(self) -> str | None:
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        match = RESULT.search(text)
+        return match.group(0).strip() if match else None
+
+    def wait_result(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.result()
+            if line:
+                return line
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) "
+                                 f"before the self-check; see {self.console}")
+            time.sleep(1)
+        raise ChaosError(f"{self.name}: no CHAOS-READY/FAILED line within {timeout:.0f}s; "
+                         f"see {self.console}")
+
+    # -- agent ------------------------------------------------------------------
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(self.agent_path))
+            self._sock = sock
+        return self._sock
+
+    def exec(self, argv: list[str], timeout: float = 30) -> tuple[int, str]:
+        """Run argv in the guest through chaos-agent; (exit code, stdout + stderr)."""
+        self._id += 1
+        sock = self._connect()
+        sock.sendall(json.dumps({"id": self._id, "argv": argv, "timeout": timeout}).encode()
+                     + b"\n")
+        sock.settimeout(timeout + 15)
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                reply = json.loads(line)
+                if reply.get("id") == self._id:
+                    return int(reply["rc"]), reply["out"] + reply["err"]
+            chunk = sock.recv(65536)
+            if not chunk:
+                self._sock = None
+                raise ChaosError(f"{self.name}: agent connection closed")
+            self._buf += chunk
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def make_disk(path: Path, size_mb: int = 16) -> str:
+    """A virtual disk with recognisable content; returns its sha256."""
+    block = hashlib.sha256(path.name.encode()).digest() * (1024 * 1024 // 32)
+    with path.open("wb") as f:
+        for _ in range(size_mb):
+            f.write(block)
+    return sha256(path)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        raise ChaosError("smoke needs root: it creates a network namespace, a bridge and taps")

@@ -1,0 +1,342 @@
+"""`chaos-build smoke`: boot a QEMU lab from the built artifacts and check the cluster.
+
+Flow: build (cached base) -> private segment -> serve (dnsmasq + HTTP, isolated mode) ->
+capture on the bridge -> boot members one after another (the first is the seed Philip, the
+last joins through every member) -> rogue -> data checks -> wire checks -> power-off removal
+-> evidence -> teardown (also on failure and Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from builder.config import load_cluster
+from builder.errors import ChaosError
+from builder.image import cpio
+from builder.image.build import build_image
+from builder.image.pxe import kernel_cmdline
+from builder.image.qemu import probe_accel
+from builder.model import Cluster, ClusterSection, Node
+from builder.pki import Identity, Pki
+from builder.render import render_cluster
+from builder.smoke.lab import Guest, Segment, make_disk, need_root, run, sha256
+from builder.smoke.scenario import Check, Scenario, WireCheck
+from builder.views import fqdn
+
+ROGUE_MAC = "52:54:00:66:66:66"
+BOOT_TIMEOUT = 420.0
+EVIDENCE = {
+    "swanctl-sas.txt": ["swanctl", "--list-sas"],
+    "xfrm-state.txt": ["ip", "xfrm", "state"],
+    "nft-ruleset.txt": ["nft", "list", "ruleset"],
+    "tyd-status.txt": ["python3", "-m", "tyd", "status"],
+    "journal.txt": ["journalctl", "-b", "--no-pager", "-n", "400"],
+}
+
+
+class Report:
+    def __init__(self) -> None:
+        self.results: list[tuple[str, bool, str]] = []
+        self.start = time.monotonic()
+
+    def phase(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.start:6.1f}s] {text}", flush=True)
+
+    def check(self, title: str, ok: bool, detail: str = "") -> bool:
+        self.results.append((title, ok, detail))
+        print(f"{'PASS' if ok else 'FAIL'}  {title}" + (f"  ({detail})" if detail else ""),
+              flush=True)
+        return ok
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for _, ok, _ in self.results if not ok)
+
+
+def issue_pki(cluster: Cluster, root: Path) -> Pki:
+    now = dt.datetime.now(dt.UTC)
+    pki = Pki(root, cluster.security.key_type)
+    pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
+    for node in cluster.nodes:
+        pki.issue(Identity(node.name, fqdn(cluster, node), node.address), cluster.cluster.name,
+                  now, cluster.security.cert_lifetime_days)
+    return pki
+
+
+def rogue_cluster(cluster: Cluster, impersonates: str | None) -> tuple[Cluster, Node]:
+    """The same lab description under a foreign CA; the rogue takes a spare node's place or,
+    without one, an address no member has."""
+    if impersonates:
+        rogue = cluster.node(impersonates)
+    else:
+        used = {n.address for n in cluster.nodes} | {cluster.network.gateway}
+        free = next(a for a in reversed(list(cluster.network.subnet.hosts())) if a not in used)
+        rogue = Node(name="rogue", mac=ROGUE_MAC, address=free)
+    others = tuple(n for n in cluster.nodes if n.name != rogue.name)
+    section = ClusterSection(name=f"rogue-{cluster.cluster.name}"[:63],
+                             domain=cluster.cluster.domain)
+    return dataclasses.replace(cluster, cluster=section, nodes=(*others, rogue)), rogue
+
+
+class Smoke:
+    def __init__(self, scenario: Scenario, boot: str, results: Path, cache: Path,
+                 nodes: int | None, keep: bool = False) -> None:
+        self.scenario = scenario
+        self.keep = keep
+        self.boot_mode = boot
+        self.results = results
+        self.cache = cache
+        self.report = Report()
+        self.cluster, _ = load_cluster(scenario.config)
+        self.members = list(scenario.boot[:nodes] if nodes else scenario.boot)
+        gateway = self.cluster.network.gateway or next(self.cluster.network.subnet.hosts())
+        self.server = ipaddress.IPv4Address(gateway)
+        self.segment = Segment(f"chaos-smoke-{os.getpid()}",
+                               f"{self.server}/{self.cluster.network.subnet.prefixlen}")
+        self.guests: dict[str, Guest] = {}
+        self.disks: dict[str, str] = {}
+
+    # -- build ----------------------------------------------------------------------
+    def build(self) -> None:
+        self.report.phase("build: PKI, render, image (base from cache when unchanged)")
+        pki = issue_pki(self.cluster, self.results / "pki")
+        nodes_dir = self.results / "nodes"
+        render_cluster(self.cluster, pki, nodes_dir)
+        self.out = self.results / "out"
+        build_image(self.cluster, nodes_dir, self.out, self.cache)
+        if self.scenario.rogue is not None:
+            rc, node = rogue_cluster(self.cluster, self.scenario.rogue.impersonates or None)
+            self.rogue_node = node
+            rogue_nodes = self.results / "rogue-nodes"
+            render_cluster(rc, issue_pki(rc, self.results / "rogue-pki"), rogue_nodes,
+                           only=node.name)
+            base = (self.out / "pxe" / "initrd.img").read_bytes()
+            overlay = cpio.pack_tree(rogue_nodes / node.name, int(time.time()))
+            self.rogue_initrd = self.results / "rogue-initrd.img"
+            self.rogue_initrd.write_bytes(base + b"\0" * (-len(base) % 4) + overlay)
+
+    # -- lab ------------------------------------------------------------------------
+    def start_lab(self) -> None:
+        self.report.phase(f"lab: namespace {self.segment.ns}, bridge br0 {self.segment.server}")
+        self.segment.up()
+        self.segment.spawn([sys.executable, "-m", "builder.cli", "serve", "-c",
+                            str(self.scenario.config), "--pxe", str(self.out / "pxe"),
+                            "--interface", "br0", "--mode", "isolated", "--run-dir",
+                            str(self.results / "serve")], self.results / "serve.log")
+        self.pcap = self.results / "wire.pcap"
+        self.segment.spawn(["tcpdump", "-i", "br0", "-nn", "-U", "-s", "256", "-w",
+                            str(self.pcap)], self.results / "tcpdump.log")
+        self.accel = probe_accel(self.out / "pxe" / "vmlinuz", self.results)
+        self.report.phase(f"qemu: {' '.join(self.accel)}")
+        time.sleep(1)
+
+    def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path]) -> Guest:
+        workdir = self.results / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        guest = Guest(name, mac, workdir, workdir / "disk.img")
+        self.disks[name] = make_disk(guest.disk)
+        tap = self.segment.add_tap()
+        guest.proc = self.segment.spawn(guest.argv(self.accel, tap, boot, media),
+                                        workdir / "qemu.log")
+        guest.started = time.monotonic()
+        self.guests[name] = guest
+        return guest
+
+    def boot_members(self) -> None:
+        media = {"iso": self.out / "chaos.iso"}
+        for name in self.members:
+            node = self.cluster.node(name)
+            guest = self.start_guest(name, node.mac, self.boot_mode, media)
+            line = guest.wait_result(BOOT_TIMEOUT)
+            took = time.monotonic() - guest.started
+            self.report.check(f"{name} booted by {self.boot_mode} reaches CHAOS-READY",
+                              line.startswith("CHAOS-READY"), f"{took:.0f}s: {line}")
+
+    def boot_rogue(self) -> None:
+        node = self.rogue_node
+        media = {"kernel": self.out / "pxe" / "vmlinuz", "initrd": self.rogue_initrd,
+                 "append": Path(kernel_cmdline_for(self))}
+        guest = self.start_guest("rogue", node.mac, "kernel", media)
+        line = guest.wait_result(BOOT_TIMEOUT)
+        self.report.phase(f"rogue ({node.address}, foreign CA) booted: {line}")
+
+    # -- checks -----------------------------------------------------------------------
+    def address(self, name: str) -> str:
+        if name == "rogue":
+            return str(self.rogue_node.address)
+        return str(self.cluster.node(name).address)
+
+    def targets(self, on: str) -> list[str]:
+        if on == "members":
+            return list(self.members)
+        return [on] if on in self.guests else []
+
+    def run_check(self, check: Check) -> None:
+        for name in self.targets(check.on):
+            peers = [p for p in self.members if p != name] if "{peer}" in " ".join(
+                (*check.run, check.pattern)) else [None]
+            for peer in peers:
+                self.one_check(check, name, peer)
+
+    def one_check(self, check: Check, name: str, peer: str | None) -> None:
+        def fill(text: str) -> str:
+            if peer is not None:
+                text = text.replace("{peer}", self.address(peer))
+            for node in [*self.members, "rogue"] if self.scenario.rogue else self.members:
+                text = text.replace("{" + node + "}", self.address(node))
+            return text
+
+        argv = [fill(a) for a in check.run]
+        pattern = re.compile(fill(check.pattern), re.S)
+        guest = self.guests[name]
+        deadline = time.monotonic() + check.within
+        while True:
+            rc, out = guest.exec(argv, timeout=60)
+            found = pattern.search(out) is not None
+            if found == check.expect or time.monotonic() >= deadline:
+                break
+            time.sleep(3)
+        title = f"{name}: {fill(check.title)}"
+        self.report.check(title, found == check.expect,
+                          "" if found == check.expect else f"`{' '.join(argv)}` gave: "
+                          f"{out.strip()[-300:]}")
+
+    def run_wire(self, check: WireCheck) -> None:
+        if check.sender not in self.guests or check.receiver not in self.guests:
+            print(f"SKIP  wire: {check.title} (not booted in this run)", flush=True)
+            return
+        marker = f"CHAOSMARK{os.getpid()}{check.port}{check.proto}"
+        receiver, sender = self.guests[check.receiver], self.guests[check.sender]
+        dst = self.address(check.receiver)
+        receiver.exec(["systemd-run", f"--unit=chaos-listen-{check.port}", "/usr/lib/chaos/"
+                       "chaos-probe", "listen", check.proto, str(check.port), "60"])
+        time.sleep(2)
+        rc, out = sender.exec(["/usr/lib/chaos/chaos-probe", "send", check.proto, dst,
+                               str(check.port), marker], timeout=30)
+        time.sleep(2)
+        seen = self.pcap_text(["-A"])
+        in_clear = marker in seen
+        esp = self.pcap_text([f"host {self.address(check.sender)} and host {dst} and esp"])
+        esp_count = len([ln for ln in esp.splitlines() if "ESP" in ln])
+        if check.clear:
+            ok = in_clear
+            detail = "marker seen in clear as expected" if ok else "marker not seen at all"
+        else:
+            ok = not in_clear and esp_count > 0
+            detail = f"marker in clear: {in_clear}, ESP packets between them: {esp_count}"
+        self.report.check(f"wire: {check.title}", ok and rc == 0, detail + f"; send: {out.strip()}")
+
+    def pcap_text(self, args: list[str]) -> str:
+        flt = [a for a in args if not a.startswith("-")]
+        opts = [a for a in args if a.startswith("-")]
+        r = run(["tcpdump", "-r", str(self.pcap), "-nn", *opts, *flt], check=False)
+        return r.stdout
+
+    def power_off(self, name: str, within: float) -> None:
+        guest = self.guests[name]
+        guest.stop()
+        others = [m for m in self.members if m != name]
+        address = self.address(name)
+        start = time.monotonic()
+        gone: set[str] = set()
+        while time.monotonic() - start < within and len(gone) < len(others):
+            for other in others:
+                if other not in gone:
+                    _, out = self.guests[other].exec(["python3", "-m", "tyd", "status"])
+                    if address not in out:
+                        gone.add(other)
+            time.sleep(2)
+        took = time.monotonic() - start
+        self.report.check(f"{name} powered off is removed from every map within {within:.0f}s",
+                          len(gone) == len(others), f"{took:.0f}s, removed on {sorted(gone)}")
+
+    def evidence(self) -> None:
+        for guest in self.guests.values():
+            if guest.proc is None or guest.proc.poll() is not None:
+                continue
+            for file, argv in EVIDENCE.items():
+                try:
+                    _, out = guest.exec(argv, timeout=30)
+                except (ChaosError, OSError) as exc:
+                    out = f"agent: {exc}"
+                (guest.workdir / file).write_text(out)
+
+    def check_disks(self) -> None:
+        for name, guest in self.guests.items():
+            guest.stop()
+            self.report.check(f"{name}: virtual disk byte-identical after the run",
+                              sha256(guest.disk) == self.disks[name])
+
+    def teardown(self) -> None:
+        """Always runs, also after a failure or Ctrl-C; each part on its own."""
+        if self.keep:
+            print(f"lab kept: namespace {self.segment.ns}, agents {self.results}/*/agent.sock;"
+                  " Ctrl-C tears it down", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.pause()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop teardown
+        for guest in self.guests.values():
+            try:
+                guest.stop()
+            except Exception as exc:  # noqa: BLE001
+                print(f"teardown: {guest.name}: {exc}", flush=True)
+        try:
+            self.check_disks()
+        finally:
+            self.segment.down()
+
+    def run(self) -> int:
+        need_root()
+        signal.signal(signal.SIGTERM, _interrupt)
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.build()
+        try:
+            self.start_lab()
+            self.boot_members()
+            if self.scenario.rogue is not None:
+                self.boot_rogue()
+            for check in self.scenario.checks:
+                self.run_check(check)
+            for wire in self.scenario.wire:
+                self.run_wire(wire)
+            self.evidence()
+            if self.scenario.remove and self.scenario.remove in self.members:
+                self.power_off(self.scenario.remove, self.scenario.remove_within)
+        except Exception as exc:  # noqa: BLE001 - report, collect evidence, always tear down
+            self.report.check("scenario ran to the end", False, f"{type(exc).__name__}: {exc}")
+            self.evidence()
+        finally:
+            self.teardown()
+        passed = len(self.report.results) - self.report.failed
+        self.report.phase(f"results in {self.results}")
+        print(f"smoke: {passed} passed, {self.report.failed} failed", flush=True)
+        return 1 if self.report.failed else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def kernel_cmdline_for(smoke: Smoke) -> str:
+    """The PXE command line of this cluster (the rogue boots with the same)."""
+    class _Ctx:
+        cluster = smoke.cluster
+    return kernel_cmdline(_Ctx())  # type: ignore[arg-type]
+
+
+def run_smoke(scenario: Scenario, boot: str, results: Path, cache: Path,
+              nodes: int | None = None, keep: bool = False) -> int:
+    try:
+        return Smoke(scenario, boot, results, cache, nodes, keep).run()
+    except subprocess.TimeoutExpired as exc:
+        raise ChaosError(f"timed out: {exc}") from None
