@@ -33,7 +33,7 @@ KEEP_HARDWARE = {
     Hardware.QEMU: ("virtio_net", "virtio_pci", "virtio_console", "virtio-rng", "virtio_rng",
                     "virtio_balloon", "e1000", "e1000e"),
     Hardware.LAB: ("e1000", "e1000e", "igb", "igc", "ixgbe", "r8169", "tg3", "bnx2", "bnx2x",
-                   "alx", "atl1c", "atl1e", "sky2", "skge", "forcedeth", "b44", "8139too",
+                   "alx", "atl1c", "atl1e", "sky2", "skge", "forcedeth", "8139too",
                    "8139cp", "r8152", "ax88179_178a", "cdc_ether", "usbnet", "xhci_pci",
                    "ehci_pci", "ohci_pci", "uhci_hcd", "usbhid", "hid_generic", "virtio_net",
                    "virtio_pci", "virtio_console", "virtio_rng"),
