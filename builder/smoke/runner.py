@@ -232,8 +232,12 @@ class Smoke:
             ok = in_clear
             detail = "marker seen in clear as expected" if ok else "marker not seen at all"
         else:
-            ok = not in_clear and esp_count > 0
-            detail = f"marker in clear: {in_clear}, ESP packets between them: {esp_count}"
+            _, heard = receiver.exec(["journalctl", "-b", "--no-pager", "-o", "cat", "-u",
+                                      f"chaos-listen-{check.port}"])
+            delivered = marker in heard
+            ok = not in_clear and esp_count > 0 and delivered
+            detail = (f"delivered: {delivered}, marker in clear: {in_clear}, "
+                      f"ESP packets between them: {esp_count}")
         self.report.check(f"wire: {check.title}", ok and rc == 0, detail + f"; send: {out.strip()}")
 
     def pcap_text(self, args: list[str]) -> str:

@@ -17,7 +17,7 @@ from chaostest import ROOT
 pytestmark = pytest.mark.smoke
 
 CACHE = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
-RUNS = [("default", "pxe"), ("default", "iso"), ("migration", "pxe")]
+RUNS = [("default", "pxe"), ("iso", "iso"), ("migration", "pxe")]
 
 
 @pytest.mark.parametrize(("scenario", "boot"), RUNS, ids=[f"{s}-{b}" for s, b in RUNS])
