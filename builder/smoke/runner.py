@@ -257,7 +257,8 @@ class Smoke:
             for other in others:
                 if other not in gone:
                     _, out = self.guests[other].exec(["python3", "-m", "tyd", "status"])
-                    if address not in out:
+                    # removed = no longer alive (tyd keeps a "dead" tombstone for a while)
+                    if not re.search(rf"\b{re.escape(address)}\s+alive\b", out):
                         gone.add(other)
             time.sleep(2)
         took = time.monotonic() - start
