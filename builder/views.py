@@ -21,7 +21,7 @@ NFT_TABLE = "chaos"
 NFT_PEER_SET = "cluster_peers"
 SWANCTL_PLUGINS = "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl"
 CHARON_PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
-                  "curve25519 kdf kernel-netlink socket-default vici updown")
+                  "kdf kernel-netlink socket-default vici updown")
 
 # Named counters on every drop rule: (name, what it counts).
 COUNTERS = (

@@ -16,6 +16,9 @@ BASE_PACKAGES = (
     "linux-image-amd64", "systemd", "systemd-sysv", "udev", "kmod",
     "charon-systemd", "strongswan-swanctl", "libstrongswan-standard-plugins",
     "nftables", "iproute2", "python3",
+    # /etc/protocols and /etc/services: charon resolves selectors like 10.0.0.1/32[tcp/7411]
+    # through them; without netbase a port-scoped config is "invalid value for: local_ts".
+    "netbase",
 )
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*",
                  "/usr/share/info/*", "/usr/share/lintian/*", "/usr/share/linda/*")

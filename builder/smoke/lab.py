@@ -156,10 +156,15 @@ class Guest:
                 raise ChaosError(f"{self.name}: agent connection closed")
             self._buf += chunk
 
-    def stop(self) -> None:
+    def disconnect(self) -> None:
+        """Free the agent port (it takes one client at a time) for someone else."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._buf = b""
+
+    def stop(self) -> None:
+        self.disconnect()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

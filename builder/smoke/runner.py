@@ -285,6 +285,8 @@ class Smoke:
     def teardown(self) -> None:
         """Always runs, also after a failure or Ctrl-C; each part on its own."""
         if self.keep:
+            for guest in self.guests.values():
+                guest.disconnect()
             print(f"lab kept: namespace {self.segment.ns}, agents {self.results}/*/agent.sock;"
                   " Ctrl-C tears it down", flush=True)
             with contextlib.suppress(KeyboardInterrupt):

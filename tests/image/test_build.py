@@ -63,6 +63,8 @@ def test_base_has_no_build_mirror_and_no_storage_drivers(built: Built) -> None:
                            check=True).stdout.decode().split("\n")
     assert not [n for n in names if n.startswith("etc/apt/sources.list")]
     assert "init" in names
+    # charon resolves the migration scope's [tcp/12820] selectors through /etc/protocols
+    assert "etc/protocols" in names and "etc/services" in names
     modules = [n for n in names if n.endswith(".ko")]
     assert any(n.endswith("/esp4.ko") for n in modules)
     assert any(n.endswith("/nf_tables.ko") for n in modules)

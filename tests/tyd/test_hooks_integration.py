@@ -97,7 +97,7 @@ def test_nft_hook_adds_and_removes_set_elements(netns: str) -> None:
 STRONGSWAN_CONF = """\
 charon-systemd {{
   load = random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl \
-curve25519 kernel-netlink socket-default vici
+kdf kernel-netlink socket-default vici
   install_routes = no
   plugins {{
     vici {{
