@@ -21,18 +21,19 @@ APT_PACKAGES := \
 # the image; mmdebstrap..xz-utils: the live root; xorriso..ipxe: ISO and PXE artifacts;
 # qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving.
 
-.PHONY: help setup build render check test test-unit test-integration test-image lint bench clean
+.PHONY: help setup build render check test test-unit test-integration test-image test-smoke lint bench clean
 
 help:
 	@echo "make setup             install Debian packages and the Python venv (idempotent)"
 	@echo "make build             check $(CONFIG), keep the PKI, render and build images into out/"
 	@echo "make render            check, PKI and per-node overlays only (build/nodes)"
-	@echo "make test              every test tier (unit, integration, image) and the linters"
+	@echo "make test              every test tier (unit, integration, image, smoke) and the linters"
 	@echo "make test-unit         fast tests without root"
 	@echo "make test-integration  root, network namespaces, nft and charon"
 	@echo "make test-image        build and boot the image in QEMU"
+	@echo "make test-smoke        whole QEMU labs: PXE through serve, ISO, scope migration"
 	@echo "make lint              ruff and mypy"
-	@echo "make bench             the benchmarks under bench/"
+	@echo "make bench             render benchmark (others: bench/image.py, tyd_join.py, cluster.py)"
 
 $(VENV)/.apt-stamp:
 	@mkdir -p $(VENV)
@@ -64,13 +65,16 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
-	$(PY) -m pytest -m "not integration and not image" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not integration and not image and not smoke" $(PYTEST_ARGS)
 
 test-integration: setup
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 test-image: setup
 	$(PY) -m pytest -m image $(PYTEST_ARGS)
+
+test-smoke: setup
+	$(PY) -m pytest -m smoke $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check builder tyd tests bench

@@ -118,13 +118,15 @@ class Guest:
 
     def wait_result(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             line = self.result()
             if line:
                 return line
             if self.proc is not None and self.proc.poll() is not None:
                 raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) "
                                  f"before the self-check; see {self.console}")
+            if time.monotonic() >= deadline:
+                break
             time.sleep(1)
         raise ChaosError(f"{self.name}: no CHAOS-READY/FAILED line within {timeout:.0f}s; "
                          f"see {self.console}")

@@ -152,15 +152,40 @@ class Smoke:
         self.guests[name] = guest
         return guest
 
-    def boot_members(self) -> None:
+    def boot_members(self, together: bool = False) -> None:
+        """One after another (the first is the seed Philip, the last joins through every
+        member), or all powered on at once as a lab does at 5 pm (together=True)."""
         media = {"iso": self.out / "chaos.iso"}
+        started = []
         for name in self.members:
             node = self.cluster.node(name)
-            guest = self.start_guest(name, node.mac, self.boot_mode, media)
-            line = guest.wait_result(BOOT_TIMEOUT)
-            took = time.monotonic() - guest.started
-            self.report.check(f"{name} booted by {self.boot_mode} reaches CHAOS-READY",
-                              line.startswith("CHAOS-READY"), f"{took:.0f}s: {line}")
+            started.append(self.start_guest(name, node.mac, self.boot_mode, media))
+            if not together:
+                self.wait_ready(started)
+                started = []
+        self.wait_ready(started)
+
+    def wait_ready(self, guests: list[Guest]) -> None:
+        """Each guest's result line, timed from its own power-on as soon as it appears."""
+        pending = list(guests)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while pending:
+            for guest in list(pending):
+                # wait_result(0) looks once: the line, or why there is none (QEMU exited)
+                line = guest.wait_result(0) if (
+                    guest.proc is not None and guest.proc.poll() is not None) else guest.result()
+                if line is None and time.monotonic() > deadline:
+                    raise ChaosError(f"{guest.name}: no CHAOS-READY/FAILED line within "
+                                     f"{BOOT_TIMEOUT:.0f}s; see {guest.console}")
+                if line is None:
+                    continue
+                pending.remove(guest)
+                took = time.monotonic() - guest.started
+                self.report.check(f"{guest.name} booted by {self.boot_mode} reaches "
+                                  "CHAOS-READY", line.startswith("CHAOS-READY"),
+                                  f"{took:.0f}s: {line}")
+            if pending:
+                time.sleep(0.5)
 
     def boot_rogue(self) -> None:
         node = self.rogue_node
