@@ -171,7 +171,8 @@ class Node:
         if self._stop.is_set():
             return
         self.joined = True
-        self.log.info("joined: a Philip of %d live nodes", len(self.map.live_names()))
+        self.log.info("joined: a Philip of %d live nodes; added by %s",
+                      len(self.map.live_names()), ", ".join(sorted(self.welcomed)) or "none")
         self._after_change()
 
     async def _contact_any(self) -> str | None:
@@ -200,6 +201,8 @@ class Node:
                                     codec.hello(self.cfg.cluster, self.map.me), Kind.WELCOME)
         if reply is None:
             return False
+        if name not in self.welcomed:
+            self.log.info("welcomed by %s (%s)", name, address)
         self.welcomed.add(name)
         self._apply(self.map.merge(reply.members))
         return True

@@ -16,6 +16,7 @@ from pathlib import Path
 from builder.errors import BuildError
 from builder.image.base import (
     COMPRESSORS,
+    compile_python,
     copy_rootfs,
     install_common_overlay,
     pack_initrd,
@@ -27,8 +28,8 @@ from builder.image.nodes import pack_node_overlays
 from builder.image.prune import prune_files, prune_modules
 from builder.image.pxe import make_pxe
 from builder.image.rootfs import install_rootfs
-from builder.image.run import check_tools
 from builder.model import Cluster, Compression, ImageFormat
+from builder.run import check_tools
 
 log = logging.getLogger("chaos.image")
 Step = Callable[[BuildContext], bool]
@@ -134,6 +135,7 @@ def recipe(ctx: BuildContext) -> list[Step]:
         base_step(install_common_overlay),
         base_step(prune_modules),
         base_step(prune_files),
+        base_step(compile_python),
         base_step(pack_initrd),
         base_step(publish_base),
         prepare_staging,

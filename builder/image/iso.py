@@ -14,7 +14,7 @@ from pathlib import Path
 from builder.image.base import INITRD_NAME, KERNEL_NAME
 from builder.image.context import BuildContext
 from builder.image.pxe import HEADER, kernel_cmdline
-from builder.image.run import run
+from builder.run import run
 
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
 ISOHDPFX = Path("/usr/lib/ISOLINUX/isohdpfx.bin")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from builder.image.context import BuildContext
-from builder.image.run import run
 from builder.model import Hardware
+from builder.run import run
 
 # Module directories (relative to lib/modules/<kver>/) that are kept whole.
 KEEP_DIRS = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from builder.image.context import BuildContext
-from builder.image.run import run
+from builder.run import run
 
 # Everything the live image runs; the admin's image.packages are added to this.
 # strongSwan's openssl plugin provides X25519, Ed25519, AES-GCM and ChaCha20-Poly1305.

@@ -14,16 +14,13 @@ from pathlib import Path
 
 from builder.errors import ChaosError
 from builder.image.qemu import QEMU, RESULT
+from builder.run import run
 
 AGENT_PORT = "org.chaos.agent"
 
 
-def run(argv: list[str], check: bool = True, timeout: float = 60
-        ) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise ChaosError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()[-800:]}")
-    return r
+def ip(*args: str, check: bool = True) -> None:
+    run(["ip", *args], check=check, timeout=60, quiet=True)
 
 
 @dataclass
@@ -36,16 +33,16 @@ class Segment:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def up(self) -> None:
-        run(["ip", "netns", "add", self.ns])
-        run(["ip", "-n", self.ns, "link", "set", "lo", "up"])
-        run(["ip", "-n", self.ns, "link", "add", "br0", "type", "bridge"])
-        run(["ip", "-n", self.ns, "addr", "add", self.server, "dev", "br0"])
-        run(["ip", "-n", self.ns, "link", "set", "br0", "up"])
+        ip("netns", "add", self.ns)
+        ip("-n", self.ns, "link", "set", "lo", "up")
+        ip("-n", self.ns, "link", "add", "br0", "type", "bridge")
+        ip("-n", self.ns, "addr", "add", self.server, "dev", "br0")
+        ip("-n", self.ns, "link", "set", "br0", "up")
 
     def add_tap(self) -> str:
         tap = f"tap{len(self.taps)}"
-        run(["ip", "-n", self.ns, "tuntap", "add", "dev", tap, "mode", "tap"])
-        run(["ip", "-n", self.ns, "link", "set", tap, "master", "br0", "up"])
+        ip("-n", self.ns, "tuntap", "add", "dev", tap, "mode", "tap")
+        ip("-n", self.ns, "link", "set", tap, "master", "br0", "up")
         self.taps.append(tap)
         return tap
 
@@ -66,7 +63,7 @@ class Segment:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        run(["ip", "netns", "del", self.ns], check=False)
+        ip("netns", "del", self.ns, check=False)
 
 
 @dataclass

@@ -29,7 +29,8 @@ from builder.image.qemu import probe_accel
 from builder.model import Cluster, ClusterSection, Node
 from builder.pki import Identity, Pki
 from builder.render import render_cluster
-from builder.smoke.lab import Guest, Segment, make_disk, need_root, run, sha256
+from builder.run import run
+from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import Check, Scenario, WireCheck
 from builder.views import fqdn
 
@@ -268,8 +269,9 @@ class Smoke:
     def pcap_text(self, args: list[str]) -> str:
         flt = [a for a in args if not a.startswith("-")]
         opts = [a for a in args if a.startswith("-")]
-        r = run(["tcpdump", "-r", str(self.pcap), "-nn", *opts, *flt], check=False)
-        return r.stdout
+        r = run(["tcpdump", "-r", str(self.pcap), "-nn", *opts, *flt], check=False,
+                timeout=120, quiet=True)
+        return r.stdout.decode(errors="replace")
 
     def power_off(self, name: str, within: float) -> None:
         guest = self.guests[name]

@@ -1,4 +1,4 @@
-"""The one subprocess helper of the image build, and the host tool check."""
+"""The one subprocess helper of chaos-build (image, serve, smoke), and the host tool check."""
 
 from __future__ import annotations
 
@@ -27,15 +27,17 @@ def which(tool: str) -> str | None:
 
 def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
         cwd: Path | None = None, stdout: int | None = None, input: bytes | None = None,
+        check: bool = True, timeout: float | None = None, quiet: bool = False,
         ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv (never through a shell); on failure raise BuildError with the tail of stderr."""
+    """Run argv (never through a shell); on failure (check) raise BuildError with the tail of
+    stderr. Each command is logged unless quiet (small plumbing such as `ip link`)."""
     args = [str(a) for a in argv]
     args[0] = which(args[0]) or args[0]
-    log.info("$ %s", shlex.join(args))
+    (log.debug if quiet else log.info)("$ %s", shlex.join(args))
     proc = subprocess.run(args, env=None if env is None else dict(env), cwd=cwd,
                           stdout=stdout if stdout is not None else subprocess.PIPE,
-                          stderr=subprocess.PIPE, input=input, check=False)
-    if proc.returncode != 0:
+                          stderr=subprocess.PIPE, input=input, check=False, timeout=timeout)
+    if check and proc.returncode != 0:
         tail = b"\n".join(proc.stderr.splitlines()[-STDERR_TAIL_LINES:]).decode(errors="replace")
         raise BuildError(f"command failed with exit code {proc.returncode}: "
                          f"{shlex.join(args)}\n{tail}")
