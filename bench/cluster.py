@@ -102,17 +102,16 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/var/tmp/chaos-image-cache"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="chaos-bench-cluster-"))
-    for i, n in enumerate(int(s) for s in args.sizes.split(",")):
-        rates = {"ESP aes128gcm16, tcp": 5201} if i == 0 else {}
+    for n in (int(s) for s in args.sizes.split(",") if s):
         scenario = write_lab(work / f"all-{n}", "bench-all", n, "all", "aes128gcm16-x25519", "")
-        run_lab(scenario, work / f"all-{n}-run", args.cache, rates, args.megabytes)
-    # Scope migration: 12820 is ESP (ChaCha20-Poly1305), 5201 is plaintext between the same pair.
-    scenario = write_lab(work / "mig", "bench-mig", 2, "migration", "chacha20poly1305-x25519",
-                         "{name: bench, port: 5201, source: cluster}")
-    run_lab(scenario, work / "mig-run", args.cache,
-            {"ESP chacha20poly1305, tcp 12820": 12820, "plaintext, tcp 5201": 5201},
-            args.megabytes)
-
+        run_lab(scenario, work / f"all-{n}-run", args.cache, {}, args.megabytes)
+    # Scope migration: tcp 12820 is ESP, tcp 5201 is plaintext between the same two guests.
+    for esp in ("aes128gcm16-x25519", "chacha20poly1305-x25519"):
+        scenario = write_lab(work / f"mig-{esp}", "bench-mig", 2, "migration", esp,
+                             "{name: bench, port: 5201, source: cluster}")
+        run_lab(scenario, work / f"mig-{esp}-run", args.cache,
+                {f"ESP {esp.split('-')[0]}, tcp 12820": 12820, "plaintext, tcp 5201": 5201},
+                args.megabytes)
 
 if __name__ == "__main__":
     main()

@@ -42,6 +42,8 @@ EVIDENCE = {
     "nft-ruleset.txt": ["nft", "list", "ruleset"],
     "tyd-status.txt": ["python3", "-m", "tyd", "status"],
     "journal.txt": ["journalctl", "-b", "--no-pager", "-n", "400"],
+    "boot-time.txt": ["sh", "-c", "systemd-analyze time; systemd-analyze critical-chain "
+                      "chaos-selftest.service; systemd-analyze blame | head -25"],
 }
 
 
@@ -318,16 +320,20 @@ class Smoke:
                   " Ctrl-C tears it down", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop teardown
-        for guest in self.guests.values():
-            try:
-                guest.stop()
-            except Exception as exc:  # noqa: BLE001
-                print(f"teardown: {guest.name}: {exc}", flush=True)
+        # a second Ctrl-C must not stop teardown; the caller's handler comes back afterwards
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            self.check_disks()
+            for guest in self.guests.values():
+                try:
+                    guest.stop()
+                except Exception as exc:  # noqa: BLE001
+                    print(f"teardown: {guest.name}: {exc}", flush=True)
+            try:
+                self.check_disks()
+            finally:
+                self.segment.down()
         finally:
-            self.segment.down()
+            signal.signal(signal.SIGINT, previous)
 
     def run(self) -> int:
         need_root()
