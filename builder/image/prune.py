@@ -23,7 +23,8 @@ KEEP_DIRS = (
 )
 # Modules kept by name on every profile.
 KEEP_COMMON = (
-    "esp4", "esp6", "ah4", "ah6", "xfrm4_tunnel", "xfrm6_tunnel", "tunnel4", "tunnel6",
+    "esp4", "esp6", "esp4_offload", "esp6_offload", "ah4", "ah6", "xfrm4_tunnel",
+    "xfrm6_tunnel", "tunnel4", "tunnel6",
     "ip_tunnel", "ip6_tunnel", "ip_vti", "ip6_vti", "xfrm_interface", "xfrm_user",
     "binfmt_misc", "efivarfs", "af_packet", "sch_netem", "sch_fq_codel", "dummy", "veth",
     "bridge", "tun", "8021q", "lz4_decompress", "zstd_decompress", "crc32c_generic",
