@@ -44,6 +44,20 @@ def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
     return proc
 
 
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 10) -> None:
+    """Terminate every process still running (newest first), then reap each; kill the ones
+    that do not end within timeout."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def check_tools(tools: Mapping[str, str]) -> None:
     """Fail before any work if a needed host tool is missing; `tools` maps tool -> reason."""
     missing = [f"  {tool}: {why}" for tool, why in sorted(tools.items()) if which(tool) is None]

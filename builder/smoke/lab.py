@@ -14,7 +14,7 @@ from pathlib import Path
 
 from builder.errors import ChaosError
 from builder.image.qemu import QEMU, RESULT
-from builder.run import run
+from builder.run import run, stop_processes
 
 AGENT_PORT = "org.chaos.agent"
 
@@ -54,15 +54,7 @@ class Segment:
         return proc
 
     def down(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
         ip("netns", "del", self.ns, check=False)
 
 

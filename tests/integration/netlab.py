@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.run import stop_processes
+
 CHARON = Path("/usr/sbin/charon-systemd")
 
 
@@ -102,13 +104,7 @@ class Lab:
         return proc
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(self.procs)
         for host in self.hosts.values():
             run("ip", "netns", "del", host.ns, check=False)
         run("ip", "netns", "del", self.bridge_ns, check=False)
