@@ -113,5 +113,6 @@ def main() -> None:
                 {f"ESP {esp.split('-')[0]}, tcp 12820": 12820, "plaintext, tcp 5201": 5201},
                 args.megabytes)
 
+
 if __name__ == "__main__":
     main()

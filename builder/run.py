@@ -12,7 +12,7 @@ from pathlib import Path
 
 from builder.errors import BuildError, ToolMissing
 
-log = logging.getLogger("chaos.image")
+log = logging.getLogger("chaos.run")
 
 STDERR_TAIL_LINES = 20
 # depmod, mkfs.vfat and friends live in sbin, which a user's PATH may lack

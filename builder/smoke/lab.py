@@ -101,24 +101,23 @@ class Guest:
         return argv
 
     def result(self) -> str | None:
+        """The self-check line once printed, None before; raises if QEMU ended without it."""
         text = self.console.read_text(errors="replace") if self.console.exists() else ""
-        match = RESULT.search(text)
-        return match.group(0).strip() if match else None
+        if match := RESULT.search(text):
+            return match.group(0).strip()
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) "
+                             f"before the self-check; see {self.console}")
+        return None
 
     def wait_result(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        while True:
-            line = self.result()
-            if line:
-                return line
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) "
-                                 f"before the self-check; see {self.console}")
+        while (line := self.result()) is None:
             if time.monotonic() >= deadline:
-                break
+                raise ChaosError(f"{self.name}: no CHAOS-READY/FAILED line within "
+                                 f"{timeout:.0f}s; see {self.console}")
             time.sleep(1)
-        raise ChaosError(f"{self.name}: no CHAOS-READY/FAILED line within {timeout:.0f}s; "
-                         f"see {self.console}")
+        return line
 
     # -- agent ------------------------------------------------------------------
     def _connect(self) -> socket.socket:
@@ -156,12 +155,8 @@ class Guest:
 
     def stop(self) -> None:
         self.disconnect()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            stop_processes([self.proc])
 
 
 def make_disk(path: Path, size_mb: int = 16) -> str:

@@ -173,20 +173,16 @@ class Smoke:
         pending = list(guests)
         deadline = time.monotonic() + BOOT_TIMEOUT
         while pending:
-            for guest in list(pending):
-                # wait_result(0) looks once: the line, or why there is none (QEMU exited)
-                line = guest.wait_result(0) if (
-                    guest.proc is not None and guest.proc.poll() is not None) else guest.result()
-                if line is None and time.monotonic() > deadline:
-                    raise ChaosError(f"{guest.name}: no CHAOS-READY/FAILED line within "
-                                     f"{BOOT_TIMEOUT:.0f}s; see {guest.console}")
-                if line is None:
-                    continue
+            for guest in [g for g in pending if g.result() is not None]:
                 pending.remove(guest)
+                line = guest.wait_result(0)
                 took = time.monotonic() - guest.started
                 self.report.check(f"{guest.name} booted by {self.boot_mode} reaches "
                                   "CHAOS-READY", line.startswith("CHAOS-READY"),
                                   f"{took:.0f}s: {line}")
+            if pending and time.monotonic() > deadline:
+                raise ChaosError(f"{pending[0].name}: no CHAOS-READY/FAILED line within "
+                                 f"{BOOT_TIMEOUT:.0f}s; see {pending[0].console}")
             if pending:
                 time.sleep(0.5)
 
