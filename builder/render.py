@@ -11,11 +11,21 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
+from chaosnode.paths import (
+    CA_CERT,
+    CA_CERT_PATH,
+    CRL_PATH,
+    NODE_CERT,
+    NODE_CERT_PATH,
+    NODE_KEY_PATH,
+    in_root,
+)
+
 from .errors import RenderError
 from .model import Cluster, Node
 from .pki import Pki
 from .tydconf import HEADER
-from .views import CA_CERT, CRL, NODE_CERT, NODE_KEY, NodeView, Peer, all_peers, node_view
+from .views import NodeView, Peer, all_peers, node_view
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -59,10 +69,10 @@ def render_templates(view: NodeView, env: jinja2.Environment,
 def pki_files(pki: Pki, node: Node) -> Tree:
     cert, key = pki.node_files(node.name)
     return {
-        f"etc/swanctl/x509/{NODE_CERT}": OutFile(cert),
-        f"etc/swanctl/private/{NODE_KEY}": OutFile(key, 0o600),
-        f"etc/swanctl/x509ca/{CA_CERT}": OutFile(pki.paths.ca_cert.read_bytes()),
-        f"etc/swanctl/x509crl/{CRL}": OutFile(pki.crl_pem()),
+        in_root(NODE_CERT_PATH): OutFile(cert),
+        in_root(NODE_KEY_PATH): OutFile(key, 0o600),
+        in_root(CA_CERT_PATH): OutFile(pki.paths.ca_cert.read_bytes()),
+        in_root(CRL_PATH): OutFile(pki.crl_pem()),
     }
 
 

@@ -8,17 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chaosnode.paths import NFT_PEER_SET, NFT_TABLE, VICI_SOCKET
+
 from .model import MIGRATION_PORTS, Addressing, Cluster, Node, Role, Scope, Service
 
-# Where files land inside the node (shared by templates, tyd config and the image).
-SWANCTL_DIR = "/etc/swanctl"
-NODE_CERT = "node.pem"
-NODE_KEY = "node.key"
-CA_CERT = "ca.pem"
-CRL = "cluster.crl"
-VICI_SOCKET = "/run/charon.vici"
-NFT_TABLE = "chaos"
-NFT_PEER_SET = "cluster_peers"
 SWANCTL_PLUGINS = "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl"
 CHARON_PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
                   "kdf kernel-netlink socket-default vici updown")

@@ -1,0 +1,37 @@
+"""Where things live on a node: one declaration, imported by the builder and the node alike."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SWANCTL_DIR: Final = "/etc/swanctl"
+NODE_CERT: Final = "node.pem"
+NODE_KEY: Final = "node.key"
+CA_CERT: Final = "ca.pem"
+CRL: Final = "cluster.crl"
+
+NODE_CERT_PATH: Final = f"{SWANCTL_DIR}/x509/{NODE_CERT}"
+NODE_KEY_PATH: Final = f"{SWANCTL_DIR}/private/{NODE_KEY}"
+CA_CERT_PATH: Final = f"{SWANCTL_DIR}/x509ca/{CA_CERT}"
+CRL_PATH: Final = f"{SWANCTL_DIR}/x509crl/{CRL}"
+
+VICI_SOCKET: Final = "/run/charon.vici"
+NFT_TABLE: Final = "chaos"
+NFT_PEER_SET: Final = "cluster_peers"
+
+# The node's public settings, rendered by chaos-build and picked by MAC at boot.
+NODE_JSON: Final = "/etc/chaos/node.json"
+TYD_CONFIG: Final = "/etc/tyd/tyd.json"
+
+TYD_RUN: Final = "/run/tyd"
+TYD_EXPORTS: Final = {
+    "json": f"{TYD_RUN}/map.json",
+    "mosix": f"{TYD_RUN}/mosix.map",
+    "hostfile": f"{TYD_RUN}/hostfile",
+    "status": f"{TYD_RUN}/status.json",
+}
+
+
+def in_root(path: str) -> str:
+    """A node path relative to the node's root (for overlay trees and cpio archives)."""
+    return path.lstrip("/")
