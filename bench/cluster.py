@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.smoke.runner import Smoke  # noqa: E402
+from builder.smoke.runner import PROBE, Smoke  # noqa: E402
 from builder.smoke.scenario import load_scenario  # noqa: E402
 
 READY = re.compile(r"(\d+)s: CHAOS-READY node=(\S+)")
@@ -61,10 +61,10 @@ def meshed(smoke: Smoke) -> bool:
 
 def throughput(smoke: Smoke, port: int, megabytes: int) -> float:
     a, b = smoke.guests[smoke.members[0]], smoke.guests[smoke.members[1]]
-    b.exec(["systemd-run", f"--unit=chaos-sink-{port}", "/usr/lib/chaos/chaos-probe", "sink",
+    b.exec(["systemd-run", f"--unit=chaos-sink-{port}", *PROBE, "sink",
             str(port), "120"])
     time.sleep(2)
-    a.exec(["/usr/lib/chaos/chaos-probe", "blast", smoke.address(smoke.members[1]),
+    a.exec([*PROBE, "blast", smoke.address(smoke.members[1]),
             str(port), str(megabytes)], timeout=300)
     time.sleep(1)
     _, log = b.exec(["journalctl", "-b", "--no-pager", "-o", "cat", "-u",

@@ -75,7 +75,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
     results: dict[str, object] = {}
     try:
-        # a snapshot of overlays/common and tyd/: edits during the run must not rebuild the base
+        # a snapshot of overlays/common and the node packages: edits during the run
+        # must not rebuild the base
         repo = snapshot_repo(work / "repo")
         cluster, nodes_dir = render_default_cluster(work)
         mac = cluster.node("node01").mac

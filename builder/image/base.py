@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from builder.image.context import BuildContext, vici_dir
+from builder.image.packages import NODE_PACKAGES
 from builder.image.prune import kernel_moddir
 from builder.model import Compression
 from builder.run import run
@@ -47,7 +48,7 @@ def copy_rootfs(ctx: BuildContext) -> bool:
 
 
 def install_common_overlay(ctx: BuildContext) -> bool:
-    """overlays/common, tyd and vici into the tree; enable units; /init; no build mirror."""
+    """overlays/common, the node packages and vici into the tree; enable units; /init."""
     root = ctx.tree
     common = ctx.repo_dir / "overlays" / "common"
     if common.exists():
@@ -55,7 +56,7 @@ def install_common_overlay(ctx: BuildContext) -> bool:
     site = root / SITE_PACKAGES
     site.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in (ctx.repo_dir / "tyd", vici_dir()):
+    for package in (*ctx.node_packages, vici_dir()):
         if package.is_dir():
             shutil.copytree(package, site / package.name, ignore=ignore, dirs_exist_ok=True)
     for unit in ENABLE_UNITS:
@@ -73,12 +74,10 @@ def compile_python(ctx: BuildContext) -> bool:
     """Bytecode for what the node's Python programs import at boot (prune_files removed all
     of Debian's): under TCG, compiling asyncio/ssl/json on every start cost seconds."""
     root = ctx.tree
-    scripts = sorted(f"/{p.relative_to(root)}" for p in (root / "usr/lib/chaos").glob("chaos-*")
-                     if p.read_bytes().startswith(b"#!/usr/bin/python3"))
     shutil.copy2(PRECOMPILE, root / "tmp" / PRECOMPILE.name)
     try:
         result = run(["chroot", root, "/usr/bin/python3", "-I", f"/tmp/{PRECOMPILE.name}",
-                      "--package", "tyd", "--package", "vici", *scripts])
+                      *[f"--package={name}" for name in (*NODE_PACKAGES, "vici")]])
     finally:
         (root / "tmp" / PRECOMPILE.name).unlink()
     log.info("bytecode for %s modules", result.stdout.decode().strip())

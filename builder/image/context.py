@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.image.packages import BASE_PACKAGES, NODE_PACKAGES
 from builder.model import Cluster, Node
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -66,7 +67,6 @@ class BuildContext:
 
     @property
     def packages(self) -> tuple[str, ...]:
-        from builder.image.rootfs import BASE_PACKAGES
         return tuple(sorted(set(BASE_PACKAGES) | set(self.cluster.image.packages)))
 
     def _rootfs_key(self) -> str:
@@ -83,11 +83,16 @@ class BuildContext:
         h = hashlib.sha256()
         h.update(self.rootfs_key.encode())
         h.update(f"{image.hardware.value}\0{image.compression.value}\0".encode())
-        for tree in (self.repo_dir / "overlays" / "common", self.repo_dir / "tyd", vici_dir()):
+        for tree in (self.repo_dir / "overlays" / "common", *self.node_packages, vici_dir()):
             hash_tree(h, tree)
         for recipe in BASE_RECIPE:
             h.update((Path(__file__).parent / recipe).read_bytes())
         return h.hexdigest()[:16]
+
+    @property
+    def node_packages(self) -> tuple[Path, ...]:
+        """The Python packages that run on the nodes, from the checkout."""
+        return tuple(self.repo_dir / name for name in NODE_PACKAGES)
 
     @property
     def rootfs_dir(self) -> Path:

@@ -12,8 +12,9 @@ import json
 from builder.errors import BuildError
 from builder.image import cpio
 from builder.image.context import BuildContext
+from chaosnode import paths
 
-BUNDLE_PREFIX = "usr/lib/chaos/nodes"
+BUNDLE_PREFIX = paths.in_root(paths.NODE_BUNDLE)
 
 
 def pack_node_overlays(ctx: BuildContext) -> bool:

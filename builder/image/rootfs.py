@@ -10,16 +10,6 @@ from builder.errors import BuildError
 from builder.image.context import BuildContext
 from builder.run import run
 
-# Everything the live image runs; the admin's image.packages are added to this.
-# strongSwan's openssl plugin provides X25519, Ed25519, AES-GCM and ChaCha20-Poly1305.
-BASE_PACKAGES = (
-    "linux-image-amd64", "systemd", "systemd-sysv", "udev", "kmod",
-    "charon-systemd", "strongswan-swanctl", "libstrongswan-standard-plugins",
-    "nftables", "iproute2", "python3",
-    # /etc/protocols and /etc/services: charon resolves selectors like 10.0.0.1/32[tcp/7411]
-    # through them; without netbase a port-scoped config is "invalid value for: local_ts".
-    "netbase",
-)
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*",
                  "/usr/share/info/*", "/usr/share/lintian/*", "/usr/share/linda/*")
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")

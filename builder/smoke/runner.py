@@ -34,6 +34,9 @@ from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import Check, Scenario, WireCheck
 from builder.views import fqdn
 
+# the traffic helper on the nodes (chaosnode.probe), run through the agent
+PROBE = ("python3", "-m", "chaosnode.probe")
+
 ROGUE_MAC = "52:54:00:66:66:66"
 BOOT_TIMEOUT = 420.0
 EVIDENCE = {
@@ -242,10 +245,10 @@ class Smoke:
         marker = f"CHAOSMARK{os.getpid()}{check.port}{check.proto}"
         receiver, sender = self.guests[check.receiver], self.guests[check.sender]
         dst = self.address(check.receiver)
-        receiver.exec(["systemd-run", f"--unit=chaos-listen-{check.port}", "/usr/lib/chaos/"
-                       "chaos-probe", "listen", check.proto, str(check.port), "60"])
+        receiver.exec(["systemd-run", f"--unit=chaos-listen-{check.port}", *PROBE, "listen",
+                       check.proto, str(check.port), "60"])
         time.sleep(2)
-        rc, out = sender.exec(["/usr/lib/chaos/chaos-probe", "send", check.proto, dst,
+        rc, out = sender.exec([*PROBE, "send", check.proto, dst,
                                str(check.port), marker], timeout=30)
         time.sleep(2)
         seen = self.pcap_text(["-A"])

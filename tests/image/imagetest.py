@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.config import load_cluster
+from builder.image.packages import NODE_PACKAGES
 from builder.model import Cluster
 from builder.pki import Identity, Pki
 from builder.render import render_cluster
@@ -32,11 +33,13 @@ class Built:
 
 
 def snapshot_repo(dest: Path) -> Path:
-    """overlays/common and tyd/ as they are now: the session's builds must not see later edits."""
+    """overlays/common and the node packages as they are now: the session's builds must not
+    see later edits."""
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(ROOT / "overlays" / "common", dest / "overlays" / "common", symlinks=True,
                     ignore=ignore)
-    shutil.copytree(ROOT / "tyd", dest / "tyd", ignore=ignore)
+    for name in NODE_PACKAGES:
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
     return dest
 
 

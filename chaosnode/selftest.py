@@ -1,11 +1,14 @@
-#!/usr/bin/python3
 """Report on the console, in one line, whether this node came up as a cluster member.
 
 CHAOS-READY node=NAME addr=ADDR nft=ok charon=ok tyd=ok disks=none
 CHAOS-FAILED node=NAME addr=none nft=ok charon=failed tyd=missing disks=none
 
 With chaos.selftest=1 on the kernel command line the machine powers off afterwards.
+
+    python3 -I -m chaosnode.selftest
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -13,13 +16,16 @@ import subprocess
 import time
 from pathlib import Path
 
+from chaosnode import paths
+from chaosnode.console import console
+
 SETTLE_SECONDS = 90
 ADDRESS_WAIT_SECONDS = 30
 UNITS = {"nft": "nftables.service", "charon": "strongswan.service", "tyd": "tyd.service"}
 RAM_BLOCK = ("loop", "ram", "zram")
 
 
-def sh(*argv: str) -> subprocess.CompletedProcess:
+def sh(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
@@ -67,19 +73,16 @@ def disks() -> str:
     return ",".join(names) or "none"
 
 
-def console(line: str) -> None:
-    names = Path("/sys/class/tty/console/active").read_text().split()
-    for name in names or ["console"]:
-        try:
-            with open(f"/dev/{name}", "w") as tty:
-                tty.write(f"\r\n{line}\r\n")
-        except OSError:
-            pass
-    print(line, flush=True)
+def verdict(node: dict[str, str], fields: dict[str, str]) -> str:
+    """The one console line: READY only when every part is up and no disk is visible."""
+    ready = (bool(node) and fields["addr"] != "none" and fields["disks"] == "none"
+             and all(fields[f] == "ok" for f in UNITS))
+    return (("CHAOS-READY " if ready else "CHAOS-FAILED ")
+            + " ".join(f"{k}={v}" for k, v in fields.items()))
 
 
 def main() -> int:
-    node_json = Path("/etc/chaos/node.json")
+    node_json = Path(paths.NODE_JSON)
     node = json.loads(node_json.read_text()) if node_json.exists() else {}
     deadline = time.monotonic() + SETTLE_SECONDS
     fields = {"node": node.get("name", "unknown")}
@@ -88,10 +91,7 @@ def main() -> int:
     for field in UNITS:
         fields[field] = check_unit(field, deadline)
     fields["disks"] = disks()
-    ready = (node and fields["addr"] != "none" and fields["disks"] == "none"
-             and all(fields[f] == "ok" for f in UNITS))
-    console(("CHAOS-READY " if ready else "CHAOS-FAILED ")
-            + " ".join(f"{k}={v}" for k, v in fields.items()))
+    console(verdict(node, fields))
     if "chaos.selftest=1" in Path("/proc/cmdline").read_text().split():
         os.sync()
         sh("systemctl", "poweroff", "--no-block")

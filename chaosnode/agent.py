@@ -1,11 +1,14 @@
-#!/usr/bin/python3
 """chaos-agent: answers a QEMU test host's commands over a virtio-serial port.
 
 Only a hypervisor can create the port org.chaos.agent, so on a real lab machine this never
 starts (systemd starts it when that device appears). One JSON request per line:
 {"id": N, "argv": [...], "timeout": S}; one JSON reply per line: {"id", "rc", "out", "err"}.
 No shell: argv is executed as given. Output is capped so a reply stays bounded.
+
+    python3 -I -m chaosnode.agent
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -13,7 +16,8 @@ import select
 import subprocess
 import time
 
-PORT = "/dev/virtio-ports/org.chaos.agent"
+from chaosnode.paths import AGENT_PORT
+
 MAX_REQUEST = 64 * 1024
 MAX_OUTPUT = 256 * 1024
 
@@ -39,7 +43,7 @@ def answer(line: bytes) -> bytes:
 
 
 def main() -> None:
-    fd = os.open(PORT, os.O_RDWR | os.O_NONBLOCK)
+    fd = os.open(AGENT_PORT, os.O_RDWR | os.O_NONBLOCK)
     buf = b""
     while True:
         ready, _, _ = select.select([fd], [], [], 1.0)

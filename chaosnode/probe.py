@@ -1,11 +1,12 @@
-#!/usr/bin/python3
-"""chaos-probe: tiny traffic helpers for the smoke tests (run through chaos-agent).
+"""Tiny traffic helpers for the smoke tests (run through the agent): python3 -m chaosnode.probe
 
-  chaos-probe listen tcp|udp PORT SECONDS   accept/receive for SECONDS, print what arrived
-  chaos-probe send tcp|udp ADDR PORT TEXT   send TEXT once
-  chaos-probe sink PORT SECONDS             accept one TCP stream, print its rate
-  chaos-probe blast ADDR PORT MEGABYTES     send MEGABYTES over TCP, print the rate
+  probe listen tcp|udp PORT SECONDS   accept/receive for SECONDS, print what arrived
+  probe send tcp|udp ADDR PORT TEXT   send TEXT once
+  probe sink PORT SECONDS             accept one TCP stream, print its rate
+  probe blast ADDR PORT MEGABYTES     send MEGABYTES over TCP, print the rate
 """
+
+from __future__ import annotations
 
 import socket
 import sys
@@ -74,12 +75,21 @@ def blast(addr: str, port: int, megabytes: int) -> None:
           flush=True)
 
 
+def main(argv: list[str]) -> int:
+    match argv:
+        case ["sink", port, seconds]:
+            sink(int(port), float(seconds))
+        case ["blast", addr, port, megabytes]:
+            blast(addr, int(port), int(megabytes))
+        case ["listen", ("tcp" | "udp") as proto, port, seconds]:
+            listen(proto, int(port), float(seconds))
+        case ["send", ("tcp" | "udp") as proto, addr, port, text]:
+            send(proto, addr, int(port), text)
+        case _:
+            print(__doc__, file=sys.stderr)
+            return 2
+    return 0
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "sink":
-        sink(int(sys.argv[2]), float(sys.argv[3]))
-    elif sys.argv[1] == "blast":
-        blast(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-    elif sys.argv[1] == "listen":
-        listen(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
-    else:
-        send(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    raise SystemExit(main(sys.argv[1:]))

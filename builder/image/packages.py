@@ -1,0 +1,17 @@
+"""What the live image is made of: its Debian packages and the node-side Python packages."""
+
+from __future__ import annotations
+
+# Everything the live image runs; the admin's image.packages are added to this.
+# strongSwan's openssl plugin provides X25519, Ed25519, AES-GCM and ChaCha20-Poly1305.
+BASE_PACKAGES = (
+    "linux-image-amd64", "systemd", "systemd-sysv", "udev", "kmod",
+    "charon-systemd", "strongswan-swanctl", "libstrongswan-standard-plugins",
+    "nftables", "iproute2", "python3",
+    # /etc/protocols and /etc/services: charon resolves selectors like 10.0.0.1/32[tcp/7411]
+    # through them; without netbase a port-scoped config is "invalid value for: local_ts".
+    "netbase",
+)
+
+# The Python packages that run on the nodes, copied from the checkout into the image.
+NODE_PACKAGES = ("tyd", "chaosnode")

@@ -1,0 +1,142 @@
+"""The node-side programs (chaosnode) run here against temporary trees: no root, no VM."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from chaosnode import agent, identity, paths, probe, selftest
+
+
+def node_overlay(bundle: Path, name: str, mac: str) -> Path:
+    root = bundle / name
+    node_json = root / paths.in_root(paths.NODE_JSON)
+    node_json.parent.mkdir(parents=True)
+    node_json.write_text(json.dumps({"name": name, "mac": mac, "address": "10.99.0.11"}))
+    (root / "etc" / "hostname").write_text(f"{name}\n")
+    return root
+
+
+def nics(sys_net: Path, **macs: str) -> Path:
+    for nic, mac in {"lo": "00:00:00:00:00:00", **macs}.items():
+        (sys_net / nic).mkdir(parents=True)
+        (sys_net / nic / "address").write_text(mac + "\n")
+    return sys_net
+
+
+def test_identity_applies_the_overlay_of_a_matching_mac_and_drops_the_rest(tmp_path, capsys):
+    root = tmp_path / "root"
+    bundle = root / paths.in_root(paths.NODE_BUNDLE)
+    node_overlay(bundle, "node01", "52:54:00:00:00:01")
+    node_overlay(bundle, "node02", "52:54:00:00:00:02")
+    sys_net = nics(tmp_path / "net", ens3="52:54:00:00:00:02")
+    assert identity.main(root, sys_net, wait=0) == 0
+    assert (root / "etc/hostname").read_text() == "node02\n"
+    assert json.loads((root / paths.in_root(paths.NODE_JSON)).read_text())["name"] == "node02"
+    assert not bundle.exists(), "the other nodes' settings must not stay in RAM"
+    assert "takes node node02's settings" in capsys.readouterr().out
+
+
+def test_identity_of_an_unknown_mac_applies_nothing(tmp_path, capsys):
+    root = tmp_path / "root"
+    bundle = root / paths.in_root(paths.NODE_BUNDLE)
+    node_overlay(bundle, "node01", "52:54:00:00:00:01")
+    sys_net = nics(tmp_path / "net", ens3="52:54:00:99:99:99")
+    assert identity.main(root, sys_net, wait=0) == 0
+    assert not (root / paths.in_root(paths.NODE_JSON)).exists()
+    assert not bundle.exists()
+    out = capsys.readouterr().out
+    assert "52:54:00:99:99:99" in out and "not a node of this cluster image" in out
+
+
+def test_identity_ignores_loopback_mac(tmp_path):
+    assert identity.macs(nics(tmp_path / "net", eth0="AA:BB:CC:DD:EE:FF")) == \
+        ["aa:bb:cc:dd:ee:ff"]
+
+
+@pytest.mark.parametrize(("fields", "ready"), [
+    ({"addr": "10.0.0.1", "nft": "ok", "charon": "ok", "tyd": "ok", "disks": "none"}, True),
+    ({"addr": "10.0.0.1", "nft": "ok", "charon": "failed", "tyd": "ok", "disks": "none"}, False),
+    ({"addr": "none", "nft": "ok", "charon": "ok", "tyd": "ok", "disks": "none"}, False),
+    ({"addr": "10.0.0.1", "nft": "ok", "charon": "ok", "tyd": "ok", "disks": "sda"}, False),
+])
+def test_selftest_verdict_is_ready_only_when_everything_is(fields, ready):
+    line = selftest.verdict({"name": "node01"}, {"node": "node01", **fields})
+    assert line.startswith("CHAOS-READY " if ready else "CHAOS-FAILED ")
+    assert f"disks={fields['disks']}" in line
+
+
+def test_selftest_without_node_settings_is_never_ready():
+    fields = {"node": "unknown", "addr": "none", "nft": "ok", "charon": "ok", "tyd": "ok",
+              "disks": "none"}
+    assert selftest.verdict({}, fields).startswith("CHAOS-FAILED ")
+
+
+def test_agent_runs_argv_without_a_shell():
+    reply = json.loads(agent.answer(json.dumps({"id": 7, "argv": ["echo", "$HOME;x"]}).encode()))
+    assert reply == {"id": 7, "rc": 0, "out": "$HOME;x\n", "err": ""}
+
+
+@pytest.mark.parametrize("line", [b"not json", b'{"id": 1}', b'{"argv": 5}', b"[]"])
+def test_agent_answers_a_malformed_request_with_an_error(line):
+    reply = json.loads(agent.answer(line))
+    assert reply["rc"] == -1 and reply["err"].startswith("bad request")
+
+
+def test_agent_reports_a_missing_program_and_a_timeout():
+    missing = json.loads(agent.answer(b'{"id": 1, "argv": ["/nonexistent/prog"]}'))
+    assert missing["rc"] == -2
+    slow = json.loads(agent.answer(b'{"id": 2, "argv": ["sleep", "5"], "timeout": 0.2}'))
+    assert slow["rc"] == -9 and slow["err"] == "timed out"
+
+
+def test_agent_caps_its_output():
+    big = agent.MAX_OUTPUT * 2
+    reply = json.loads(agent.answer(json.dumps(
+        {"id": 3, "argv": [sys.executable, "-c", f"print('x' * {big})"]}).encode()))
+    assert len(reply["out"]) == agent.MAX_OUTPUT
+
+
+def test_probe_sends_tcp_to_a_listener_on_loopback(capsys):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        got: list[bytes] = []
+
+        def accept() -> None:
+            conn, _ = server.accept()
+            with conn:
+                got.append(conn.recv(100))
+
+        t = threading.Thread(target=accept)
+        t.start()
+        assert probe.main(["send", "tcp", "127.0.0.1", str(server.getsockname()[1]),
+                           "marker"]) == 0
+        t.join(5)
+    assert got == [b"marker"]
+    assert capsys.readouterr().out == "sent\n"
+
+
+@pytest.mark.parametrize("argv", [[], ["send", "icmp", "1.2.3.4", "1", "x"], ["bogus"]])
+def test_probe_refuses_bad_arguments_with_usage(argv, capsys):
+    assert probe.main(argv) == 2
+    assert "listen tcp|udp" in capsys.readouterr().err
+
+
+def test_node_programs_run_under_the_node_python_with_stdlib_only():
+    """The image runs them with Debian's python3 -I: no venv, no builder imports."""
+    root = Path(__file__).resolve().parents[2]
+    for module in ("identity", "selftest", "agent", "probe", "console", "paths"):
+        r = subprocess.run([sys.executable, "-I", "-c",
+                            f"import sys; sys.path.insert(0, {str(root)!r}); "
+                            f"import chaosnode.{module}; "
+                            "assert not any(m.split('.')[0] in ('builder', 'jinja2', 'yaml') "
+                            "for m in sys.modules), sorted(sys.modules)"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
