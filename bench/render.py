@@ -18,9 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder.config import load_cluster_text  # noqa: E402
-from builder.pki import Identity, Pki  # noqa: E402
+from builder.pki import Pki, issue_all  # noqa: E402
 from builder.render import render_cluster  # noqa: E402
-from builder.views import fqdn  # noqa: E402
 
 
 def cluster_yaml(n: int) -> str:
@@ -47,10 +46,7 @@ def main() -> None:
             cluster = load_cluster_text(cluster_yaml(n), "bench.yaml")
             t1 = time.perf_counter()
             pki = Pki(tmp / "pki")
-            pki.init_ca("bench", now, 3650)
-            for node in cluster.nodes:
-                pki.issue(Identity(node.name, fqdn(cluster, node), node.address), "bench",
-                          now, 365)
+            issue_all(cluster, pki, now)
             t2 = time.perf_counter()
             render_cluster(cluster, pki, tmp / "nodes")
             t3 = time.perf_counter()

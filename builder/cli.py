@@ -16,10 +16,9 @@ from . import reference
 from .config import load_cluster
 from .errors import ChaosError, ConfigError
 from .model import Cluster
-from .pki import Identity, Pki
+from .pki import node_identity, pki_for
 from .render import render_cluster
 from .show import show_node
-from .views import fqdn
 
 EXIT_INVALID = 2
 
@@ -30,18 +29,6 @@ def now() -> dt.datetime:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def pki_for(cluster: Cluster, config: Path) -> Pki:
-    root = Path(cluster.security.pki_dir)
-    if not root.is_absolute():
-        root = config.resolve().parent / root
-    return Pki(root, cluster.security.key_type)
-
-
-def identity(cluster: Cluster, name: str) -> Identity:
-    node = cluster.node(name)
-    return Identity(node.name, fqdn(cluster, node), node.address)
 
 
 def load(args: argparse.Namespace) -> Cluster:
@@ -73,8 +60,9 @@ def cmd_pki(args: argparse.Namespace) -> int:
             raise ChaosError("name the nodes to issue, or use --all")
         for name in names:
             _require_node(cluster, name, args.config)
-            issued = pki.issue(identity(cluster, name), cluster.cluster.name, now(),
-                               sec.cert_lifetime_days, force=args.force)
+            issued = pki.issue(node_identity(cluster, cluster.node(name)),
+                               cluster.cluster.name, now(), sec.cert_lifetime_days,
+                               force=args.force)
             print(f"{name}: {'issued' if issued else 'current certificate kept'}")
     elif args.pki_command == "revoke":
         serial = pki.revoke(args.node, now(), sec.cert_lifetime_days)

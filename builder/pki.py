@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import PkiError
-from .model import KeyType
+from .model import Cluster, KeyType, Node
+from .views import fqdn
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
@@ -304,3 +305,26 @@ def sans_of(cert: x509.Certificate) -> list[str]:
         return []
     return [*ext.get_values_for_type(x509.DNSName),
             *(str(a) for a in ext.get_values_for_type(x509.IPAddress))]
+
+
+# -- the cluster's PKI, as every caller (CLI, build, smoke, tests, bench) uses it ----------
+def pki_for(cluster: Cluster, config: Path) -> Pki:
+    """The PKI state directory of a cluster file (security.pki_dir, relative to the file)."""
+    root = Path(cluster.security.pki_dir)
+    if not root.is_absolute():
+        root = config.resolve().parent / root
+    return Pki(root, cluster.security.key_type)
+
+
+def node_identity(cluster: Cluster, node: Node) -> Identity:
+    return Identity(node.name, fqdn(cluster, node), node.address)
+
+
+def issue_all(cluster: Cluster, pki: Pki, now: dt.datetime) -> list[str]:
+    """The CA (created once, never replaced) and a current certificate for every node;
+    returns the names that got a new certificate."""
+    sec = cluster.security
+    pki.init_ca(cluster.cluster.name, now, sec.ca_lifetime_days)
+    return [n.name for n in cluster.nodes
+            if pki.issue(node_identity(cluster, n), cluster.cluster.name, now,
+                         sec.cert_lifetime_days)]

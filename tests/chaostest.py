@@ -10,18 +10,15 @@ import pytest
 
 from builder.config import load_cluster
 from builder.model import Cluster
-from builder.pki import Identity, Pki
-from builder.views import fqdn
+from builder.pki import Pki
+from builder.pki import issue_all as pki_issue_all
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def issue_all(cluster: Cluster, pki: Pki, now: dt.datetime = NOW) -> None:
-    pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
-    for node in cluster.nodes:
-        pki.issue(Identity(node.name, fqdn(cluster, node), node.address), cluster.cluster.name,
-                  now, cluster.security.cert_lifetime_days)
+    pki_issue_all(cluster, pki, now)
 
 
 @pytest.fixture

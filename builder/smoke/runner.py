@@ -27,12 +27,11 @@ from builder.image.build import build_image
 from builder.image.pxe import kernel_cmdline
 from builder.image.qemu import probe_accel
 from builder.model import Cluster, ClusterSection, Node
-from builder.pki import Identity, Pki
+from builder.pki import Pki, issue_all
 from builder.render import render_cluster
 from builder.run import run
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import Check, Scenario, WireCheck
-from builder.views import fqdn
 
 # the traffic helper on the nodes (chaosnode.probe), run through the agent
 PROBE = ("python3", "-m", "chaosnode.probe")
@@ -70,12 +69,8 @@ class Report:
 
 
 def issue_pki(cluster: Cluster, root: Path) -> Pki:
-    now = dt.datetime.now(dt.UTC)
     pki = Pki(root, cluster.security.key_type)
-    pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
-    for node in cluster.nodes:
-        pki.issue(Identity(node.name, fqdn(cluster, node), node.address), cluster.cluster.name,
-                  now, cluster.security.cert_lifetime_days)
+    issue_all(cluster, pki, dt.datetime.now(dt.UTC))
     return pki
 
 

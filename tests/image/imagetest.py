@@ -11,9 +11,8 @@ from pathlib import Path
 from builder.config import load_cluster
 from builder.image.packages import NODE_PACKAGES
 from builder.model import Cluster
-from builder.pki import Identity, Pki
+from builder.pki import Pki, issue_all
 from builder.render import render_cluster
-from builder.views import fqdn
 
 ROOT = Path(__file__).resolve().parents[2]
 # mmdebstrap's package cache and the rootfs/base caches: fixed, so reruns are warm
@@ -47,10 +46,7 @@ def render_default_cluster(work: Path) -> tuple[Cluster, Path]:
     """The repo's chaos.yaml with a fresh PKI, rendered by the real renderer."""
     cluster = load_cluster(ROOT / "chaos.yaml")[0]
     pki = Pki(work / "pki", cluster.security.key_type)
-    pki.init_ca(cluster.cluster.name, NOW, cluster.security.ca_lifetime_days)
-    for node in cluster.nodes:
-        pki.issue(Identity(node.name, fqdn(cluster, node), node.address), cluster.cluster.name,
-                  NOW, cluster.security.cert_lifetime_days)
+    issue_all(cluster, pki, NOW)
     nodes_dir = work / "nodes"
     render_cluster(cluster, pki, nodes_dir)
     return cluster, nodes_dir
