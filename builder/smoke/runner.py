@@ -31,7 +31,7 @@ from builder.pki import Pki, issue_all
 from builder.render import render_cluster
 from builder.run import run
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
-from builder.smoke.scenario import Check, Scenario, WireCheck
+from builder.smoke.scenario import Check, Scenario, WireCheck, fit, spare_node
 
 # the traffic helper on the nodes (chaosnode.probe), run through the agent
 PROBE = ("python3", "-m", "chaosnode.probe")
@@ -99,6 +99,7 @@ class Smoke:
         self.cache = cache
         self.report = Report()
         self.cluster, _ = load_cluster(scenario.config)
+        fit(scenario, self.cluster, scenario.config)
         self.members = list(scenario.boot[:nodes] if nodes else scenario.boot)
         gateway = self.cluster.network.gateway or next(self.cluster.network.subnet.hosts())
         self.server = ipaddress.IPv4Address(gateway)
@@ -116,7 +117,7 @@ class Smoke:
         self.out = self.results / "out"
         build_image(self.cluster, nodes_dir, self.out, self.cache)
         if self.scenario.rogue is not None:
-            rc, node = rogue_cluster(self.cluster, self.scenario.rogue.impersonates or None)
+            rc, node = rogue_cluster(self.cluster, spare_node(self.scenario, self.cluster))
             self.rogue_node = node
             rogue_nodes = self.results / "rogue-nodes"
             render_cluster(rc, issue_pki(rc, self.results / "rogue-pki"), rogue_nodes,
@@ -214,6 +215,8 @@ class Smoke:
         def fill(text: str) -> str:
             if peer is not None:
                 text = text.replace("{peer}", self.address(peer))
+            if self.scenario.rogue is not None:
+                text = text.replace("{rogue_name}", self.rogue_node.name)
             for node in [*self.members, "rogue"] if self.scenario.rogue else self.members:
                 text = text.replace("{" + node + "}", self.address(node))
             return text

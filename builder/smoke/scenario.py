@@ -1,23 +1,34 @@
 """Smoke scenarios are data (tests/scenarios/NAME/scenario.yaml), in the style of
-strongSwan's testing/ suite: on which node, which command, which pattern, expected or not."""
+strongSwan's testing/ suite: on which node, which command, which pattern, expected or not.
+
+A scenario file is read like chaos.yaml: every problem is reported with file:line: field,
+all at once, before anything is built. `fit()` then checks the scenario against the cluster
+file it will run with (its own, or the admin's `-c chaos.yaml`).
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from builder.errors import ConfigError, Problem
+from builder.loader import Document, Path_, dotted, load_file
+from builder.model import Cluster
 
-from builder.errors import ChaosError
+# {peer}: once per other member; {rogue}: the rogue's address; {rogue_name}: its node name;
+# {NODE}: the address of a booted member.
+FIXED_PLACEHOLDERS = ("peer", "rogue", "rogue_name")
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_-]*)\}")
+SPARE = "spare"
 
 
 @dataclass(frozen=True)
 class Check:
     title: str
     on: str  # a node name, "members" or "rogue"
-    run: tuple[str, ...]  # may use {peer} (once per other member) and {NODE} (its address)
+    run: tuple[str, ...]  # may use the placeholders above
     pattern: str
     expect: bool
     within: float
@@ -35,12 +46,15 @@ class WireCheck:
 
 @dataclass(frozen=True)
 class Rogue:
-    impersonates: str  # a node of chaos.yaml that is never booted (a spare lab machine)
+    # a node of the cluster that is never booted (a spare lab machine), "spare" for any such
+    # node, or "" for a stranger at a free address
+    impersonates: str
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
+    description: str
     config: Path
     boot: tuple[str, ...]
     checks: tuple[Check, ...]
@@ -48,37 +62,174 @@ class Scenario:
     rogue: Rogue | None
     remove: str | None
     remove_within: float
+    file: str = ""
+    lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
 
-def _need(raw: dict[str, Any], key: str, where: str) -> Any:
-    if key not in raw:
-        raise ChaosError(f"{where}: missing {key!r}")
-    return raw[key]
+class _Reader:
+    """Typed access to one scenario document, collecting problems instead of raising."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+
+    def problem(self, path: Path_, message: str) -> None:
+        self.problems.append(Problem(self.doc.file, self.doc.line(path), dotted(path), message))
+
+    def mapping(self, value: Any, path: Path_, keys: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.problem(path, "expected a mapping")
+            return {}
+        for key in sorted(set(value) - keys):
+            self.problem((*path, key), f"unknown key; known: {', '.join(sorted(keys))}")
+        return value
+
+    def get(self, raw: dict[str, Any], path: Path_, key: str, kind: type, default: Any = None,
+            required: bool = False) -> Any:
+        if key not in raw:
+            if required:
+                self.problem(path, f"missing {key!r}")
+            return default
+        value = raw[key]
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            self.problem((*path, key), f"expected {kind.__name__}, got {value!r}")
+            return default
+        return value
+
+    def text(self, raw: dict[str, Any], path: Path_, key: str, required: bool = False,
+             default: str = "") -> str:
+        if key in raw and isinstance(raw[key], (int, float)) and not isinstance(raw[key], bool):
+            return self.doc.texts.get((*path, key), str(raw[key]))
+        return str(self.get(raw, path, key, str, default, required))
+
+    def items(self, raw: dict[str, Any], key: str) -> list[Any]:
+        value = raw.get(key, [])
+        if not isinstance(value, list):
+            self.problem((key,), "expected a list")
+            return []
+        return value
+
+
+def _check(r: _Reader, raw: Any, i: int) -> Check:
+    at: Path_ = ("checks", i)
+    c = r.mapping(raw, at, {"title", "node", "run", "pattern", "expect", "within"})
+    pattern = r.text(c, at, "pattern", required=True)
+    try:
+        re.compile(PLACEHOLDER.sub("x", pattern))
+    except re.error as exc:
+        r.problem((*at, "pattern"), f"not a regular expression: {exc}")
+    run = r.get(c, at, "run", list, [], required=True)
+    if not run:
+        r.problem((*at, "run"), "give the command as a non-empty list of arguments")
+    within = r.get(c, at, "within", float, 0.0)
+    if within < 0 or within > 900:
+        r.problem((*at, "within"), f"{within} is outside 0..900 seconds")
+    return Check(r.text(c, at, "title", default=pattern), r.text(c, at, "node", required=True),
+                 tuple(r.doc.texts.get((*at, "run", j), str(a)) for j, a in enumerate(run)),
+                 pattern, bool(r.get(c, at, "expect", bool, True)), within)
+
+
+def _wire(r: _Reader, raw: Any, i: int) -> WireCheck:
+    at: Path_ = ("wire", i)
+    w = r.mapping(raw, at, {"title", "from", "to", "proto", "port", "clear"})
+    proto = r.text(w, at, "proto", required=True)
+    if proto not in ("tcp", "udp"):
+        r.problem((*at, "proto"), f"{proto!r}: use tcp or udp")
+    port = r.get(w, at, "port", int, 0, required=True)
+    if not 1 <= port <= 65535:
+        r.problem((*at, "port"), f"{port} is outside 1..65535")
+    return WireCheck(r.text(w, at, "title", required=True), r.text(w, at, "from", required=True),
+                     r.text(w, at, "to", required=True), proto, port,
+                     bool(r.get(w, at, "clear", bool, False, required=True)))
+
+
+def _references(r: _Reader, scenario: Scenario) -> None:
+    """Every node a check or wire check names is booted (or the rogue); placeholders known."""
+    booted = set(scenario.boot)
+    targets = booted | {"members"} | ({"rogue"} if scenario.rogue else set())
+    for i, c in enumerate(scenario.checks):
+        if c.on not in targets:
+            r.problem(("checks", i, "node"), f"{c.on!r} is not booted by this scenario; use "
+                      f"one of {', '.join(sorted(targets))}")
+        for text in (*c.run, c.pattern, c.title):
+            for name in PLACEHOLDER.findall(text):
+                if name in ("rogue", "rogue_name") and scenario.rogue is None:
+                    r.problem(("checks", i), f"{{{name}}} used, but the scenario has no rogue")
+                elif name not in FIXED_PLACEHOLDERS and name not in booted:
+                    r.problem(("checks", i), f"{{{name}}} is neither a booted node nor one of "
+                              f"{', '.join('{' + p + '}' for p in FIXED_PLACEHOLDERS)}")
+    for i, w in enumerate(scenario.wire):
+        for key, name in (("from", w.sender), ("to", w.receiver)):
+            if name not in booted:
+                r.problem(("wire", i, key), f"{name!r} is not booted by this scenario")
+    if scenario.remove is not None and scenario.remove not in booted:
+        r.problem(("remove", "node"), f"{scenario.remove!r} is not booted by this scenario")
 
 
 def load_scenario(path: Path) -> Scenario:
-    where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ChaosError(f"{where}: cannot read scenario: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ChaosError(f"{where}: a scenario is a mapping")
-    checks = []
-    for i, c in enumerate(raw.get("checks", [])):
-        at = f"{where}: checks[{i}]"
-        pattern = str(_need(c, "pattern", at))
-        try:
-            re.compile(pattern.replace("{peer}", "x"))
-        except re.error as exc:
-            raise ChaosError(f"{at}.pattern: {exc}") from None
-        checks.append(Check(str(c.get("title", pattern)), str(_need(c, "node", at)),
-                            tuple(str(a) for a in _need(c, "run", at)), pattern,
-                            bool(c.get("expect", True)), float(c.get("within", 0))))
-    wire = [WireCheck(str(w["title"]), str(w["from"]), str(w["to"]), str(w["proto"]),
-                      int(w["port"]), bool(w["clear"])) for w in raw.get("wire", [])]
-    rogue = Rogue(str(raw["rogue"]["impersonates"])) if raw.get("rogue") else None
-    remove = raw.get("remove") or {}
-    return Scenario(path.parent.name, (path.parent / str(raw.get("config", "chaos.yaml"))),
-                    tuple(str(n) for n in _need(raw, "boot", where)), tuple(checks),
-                    tuple(wire), rogue, remove.get("node"), float(remove.get("within", 60)))
+    doc = load_file(path)
+    r = _Reader(doc)
+    raw = r.mapping(doc.data if doc.data is not None else {}, (),
+                    {"description", "config", "boot", "rogue", "checks", "wire", "remove"})
+    boot = r.get(raw, (), "boot", list, [], required=True)
+    if raw and not boot:
+        r.problem(("boot",), "name at least one node to boot")
+    rogue = None
+    if "rogue" in raw:
+        rg = r.mapping(raw["rogue"] or {}, ("rogue",), {"impersonates"})
+        rogue = Rogue(r.text(rg, ("rogue",), "impersonates"))
+    remove = r.mapping(raw.get("remove") or {}, ("remove",), {"node", "within"})
+    scenario = Scenario(
+        name=path.parent.name,
+        description=r.text(raw, (), "description", required=True),
+        config=path.parent / r.text(raw, (), "config", default="chaos.yaml"),
+        boot=tuple(str(n) for n in boot),
+        checks=tuple(_check(r, c, i) for i, c in enumerate(r.items(raw, "checks"))),
+        wire=tuple(_wire(r, w, i) for i, w in enumerate(r.items(raw, "wire"))),
+        rogue=rogue,
+        remove=r.text(remove, ("remove",), "node") or None,
+        remove_within=r.get(remove, ("remove",), "within", float, 60.0),
+        file=doc.file, lines=dict(doc.lines))
+    _references(r, scenario)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return scenario
+
+
+def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
+    """Refuse, before anything is built, a scenario that the cluster file cannot run."""
+    names = [n.name for n in cluster.nodes]
+    problems = []
+
+    def problem(path: Path_, message: str) -> None:
+        line = scenario.lines.get(path) or scenario.lines.get(path[:1])
+        problems.append(Problem(scenario.file, line, dotted(path), message))
+
+    for i, name in enumerate(scenario.boot):
+        if name not in names:
+            problem(("boot", i), f"{name} is not a node of {config} (nodes: {', '.join(names)})")
+    if scenario.rogue is not None and scenario.rogue.impersonates not in ("", SPARE):
+        name = scenario.rogue.impersonates
+        if name not in names:
+            problem(("rogue", "impersonates"), f"{name} is not a node of {config}; use "
+                    f"`{SPARE}` (a node the scenario does not boot, else a stranger at a free "
+                    "address) or leave it empty (a stranger)")
+        elif name in scenario.boot:
+            problem(("rogue", "impersonates"), f"{name} is booted by this scenario; the rogue "
+                    "must impersonate a node that is not (a spare lab machine)")
+    if problems:
+        raise ConfigError(problems)
+
+
+def spare_node(scenario: Scenario, cluster: Cluster) -> str:
+    """The node the rogue impersonates: the named one, the last unbooted one for `spare`,
+    or "" (a stranger) when the cluster has none to spare."""
+    if scenario.rogue is None:
+        return ""
+    if scenario.rogue.impersonates != SPARE:
+        return scenario.rogue.impersonates
+    spare = [n.name for n in cluster.nodes if n.name not in scenario.boot]
+    return spare[-1] if spare else ""

@@ -72,8 +72,8 @@ def test_one_iso_gives_each_machine_its_own_identity(
     first, second = bios_iso_boot[0].fields, uefi_iso_boot.fields
     assert (first["node"], first["addr"]) == ("node01", "10.99.0.11")
     assert (second["node"], second["addr"]) == ("node02", "10.99.0.12")
-    assert "this machine is node node01" in bios_iso_boot[0].console
-    assert "this machine is node node02" in uefi_iso_boot.console
+    assert "this machine takes node node01's settings" in bios_iso_boot[0].console
+    assert "this machine takes node node02's settings" in uefi_iso_boot.console
 
 
 def test_pxe_with_ipxe_over_tftp(built: Built, accel: list[str]) -> None:
@@ -82,7 +82,7 @@ def test_pxe_with_ipxe_over_tftp(built: Built, accel: list[str]) -> None:
                           bootfile="boot.ipxe"), timeout=BOOT_TIMEOUT)
     assert_node_ready(result, built, "node02")
     # the PXE node gets its own overlay directly: no MAC lookup at boot
-    assert "this machine is node" not in result.console
+    assert "this machine takes node" not in result.console
 
 
 def test_uefi_pxe_with_grub_over_tftp(built: Built, accel: list[str]) -> None:

@@ -1,0 +1,97 @@
+"""Smoke scenario files are validated like chaos.yaml (file:line: field: what and how to fix),
+and checked against the cluster file they run with before anything is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chaostest import ROOT
+
+from builder.config import load_cluster
+from builder.errors import ConfigError
+from builder.smoke.scenario import fit, load_scenario, spare_node
+
+GOOD = """\
+description: two members
+boot: [node01, node02]
+checks:
+  - {title: "map", node: members, run: [python3, -m, tyd, status], pattern: "node01"}
+"""
+
+
+def scenario(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s" / "scenario.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", ["default", "iso", "migration"])
+def test_shipped_scenarios_load_and_fit_their_cluster(name):
+    s = load_scenario(ROOT / "tests/scenarios" / name / "scenario.yaml")
+    fit(s, load_cluster(s.config)[0], s.config)
+    assert s.description and s.checks
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (GOOD.replace("description: two members\n", ""), ":1: missing 'description'"),
+    (GOOD.replace('title: "map", ', ""), None),  # title defaults to the pattern
+    (GOOD.replace('pattern: "node01"', 'pattern: "node01("'),
+     ":4: checks[0].pattern: not a regular expression"),
+    (GOOD.replace(', pattern: "node01"', ""), ":4: checks[0]: missing 'pattern'"),
+    (GOOD.replace("node: members", "node: node09"),
+     ":4: checks[0].node: 'node09' is not booted by this scenario"),
+    (GOOD.replace('"node01"}', '"{node07}"}'), ":4: checks[0]: {node07} is neither a booted"),
+    (GOOD.replace('"node01"}', '"{rogue}"}'), ":4: checks[0]: {rogue} used, but the scenario"),
+    (GOOD + "wire:\n  - {title: w, from: node01, to: node02, proto: icmp, port: 1, clear: no}\n",
+     ":6: wire[0].proto: 'icmp': use tcp or udp"),
+    (GOOD + "wire:\n  - {title: w, from: node01, to: node03, proto: udp, port: 1, clear: no}\n",
+     ":6: wire[0].to: 'node03' is not booted"),
+    (GOOD + "remove: {node: node03}\n", ":5: remove.node: 'node03' is not booted"),
+    (GOOD + "rouge: {impersonates: node04}\n", ":5: rouge: unknown key"),
+    ("- a list\n", ":1: expected a mapping"),
+    (GOOD.replace("boot: [node01, node02]", "boot: [node01, node02"), ":3: not valid YAML"),
+])
+def test_invalid_scenario_is_refused_with_file_line_and_field(tmp_path, text, message):
+    path = scenario(tmp_path, text)
+    if message is None:
+        assert load_scenario(path).checks[0].title == "node01"
+        return
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(path)
+    assert f"{path}{message}" in str(exc.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    text = GOOD.replace("node: members", "node: node09").replace('"node01"}', '"node01("}')
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(scenario(tmp_path, text))
+    assert len(exc.value.problems) == 2
+
+
+def test_default_scenario_fits_the_admins_three_node_cluster_with_a_stranger_rogue():
+    """`chaos-build smoke -c chaos.yaml` used to die with KeyError: 'node04'."""
+    s = load_scenario(ROOT / "tests/scenarios/default/scenario.yaml")
+    cluster = load_cluster(ROOT / "chaos.yaml")[0]
+    fit(s, cluster, ROOT / "chaos.yaml")
+    assert spare_node(s, cluster) == ""
+    test_cluster = load_cluster(s.config)[0]
+    assert spare_node(s, test_cluster) == "node04"
+
+
+def test_scenario_that_boots_a_node_the_cluster_lacks_is_refused_before_any_build(tmp_path):
+    text = GOOD.replace("[node01, node02]", "[node01, node02, node07]")
+    s = load_scenario(scenario(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"scenario.yaml:2: boot\[2\]: node07 is not a node of"):
+        fit(s, load_cluster(ROOT / "chaos.yaml")[0], ROOT / "chaos.yaml")
+
+
+@pytest.mark.parametrize(("rogue", "message"), [
+    ("node09", "rogue.impersonates: node09 is not a node of"),
+    ("node02", "rogue.impersonates: node02 is booted by this scenario"),
+])
+def test_rogue_must_impersonate_an_unbooted_node_of_the_cluster(tmp_path, rogue, message):
+    s = load_scenario(scenario(tmp_path, GOOD + f"rogue: {{impersonates: {rogue}}}\n"))
+    with pytest.raises(ConfigError, match=message):
+        fit(s, load_cluster(ROOT / "chaos.yaml")[0], ROOT / "chaos.yaml")
