@@ -1,16 +1,19 @@
-"""The one subprocess helper of chaos-build (image, serve, smoke), and the host tool check."""
+"""The subprocess helpers of chaos-build: run() for commands that finish, spawn() and
+supervised() for long-running children (dnsmasq, QEMU, swtpm, tcpdump, charon), which are
+always stopped and reaped by stop_processes(), and the host tool check."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from builder.errors import BuildError, ToolMissing
+from builder.errors import BuildError, ChaosError, ToolMissing
 
 log = logging.getLogger("chaos.run")
 
@@ -42,6 +45,46 @@ def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
         raise BuildError(f"command failed with exit code {proc.returncode}: "
                          f"{shlex.join(args)}\n{tail}")
     return proc
+
+
+def spawn(argv: Sequence[str | Path], *, log_file: Path | None = None,
+          env: Mapping[str, str] | None = None, stdout: int | None = None,
+          ) -> subprocess.Popen[bytes]:
+    """Start a long-running child, logged; its output goes to log_file (appended), or to
+    stdout (e.g. subprocess.PIPE), else is discarded. The caller owns it: stop it with
+    stop_processes(), or use supervised()."""
+    args = [str(a) for a in argv]
+    args[0] = which(args[0]) or args[0]
+    log.info("$ %s &%s", shlex.join(args), f" (log {log_file})" if log_file else "")
+    out: int | object = stdout if stdout is not None else subprocess.DEVNULL
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as f:  # the child keeps its own descriptor
+            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=f,
+                                    stderr=subprocess.STDOUT,
+                                    env=None if env is None else dict(env))
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,  # type: ignore[arg-type]
+                            stderr=subprocess.STDOUT, env=None if env is None else dict(env))
+
+
+@contextlib.contextmanager
+def supervised(argv: Sequence[str | Path], **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+    """spawn() for the duration of a with-block; stopped and reaped however the block ends."""
+    proc = spawn(argv, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield proc
+    finally:
+        stop_processes([proc])
+
+
+def process_failure(proc: subprocess.Popen[bytes], what: str, log_file: Path | None) -> ChaosError:
+    """The error for a child that ended on its own: its exit code and the tail of its log."""
+    tail = ""
+    if log_file is not None and log_file.exists():
+        lines = log_file.read_text(errors="replace").splitlines()[-STDERR_TAIL_LINES:]
+        tail = f"; last lines of {log_file}:\n" + "\n".join(lines)
+    return ChaosError(f"{what} exited with code {proc.returncode}: "
+                      f"{shlex.join(str(a) for a in proc.args)}{tail}")  # type: ignore[union-attr]
 
 
 def stop_processes(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 10) -> None:

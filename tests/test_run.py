@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
-from builder.errors import BuildError
-from builder.run import run, stop_processes
+from builder.errors import BuildError, ChaosError
+from builder.run import process_failure, run, spawn, stop_processes, supervised
 
 
 def test_failure_names_the_command_and_its_stderr() -> None:
@@ -27,3 +28,27 @@ def test_stop_processes_ends_and_reaps_even_those_ignoring_sigterm() -> None:
     stop_processes([polite, stubborn], timeout=1)
     assert polite.returncode == -15
     assert stubborn.returncode == -9
+
+
+def test_supervised_child_logs_to_its_file_and_is_reaped_however_the_block_ends(tmp_path):
+    log = tmp_path / "child.log"
+    with pytest.raises(RuntimeError), supervised(
+            [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+            log_file=log) as proc:
+        for _ in range(100):
+            if log.exists() and log.read_text():
+                break
+            time.sleep(0.05)
+        raise RuntimeError("the block failed")
+    assert proc.returncode is not None, "the child must be reaped"
+    assert log.read_text() == "up\n"
+
+
+def test_process_failure_names_the_child_its_code_and_its_log_tail(tmp_path):
+    log = tmp_path / "dnsmasq.log"
+    proc = spawn([sys.executable, "-c", "import sys; print('bind failed'); sys.exit(2)"],
+                 log_file=log)
+    proc.wait(10)
+    err = process_failure(proc, "dnsmasq", log)
+    assert isinstance(err, ChaosError)
+    assert "dnsmasq exited with code 2" in str(err) and "bind failed" in str(err)

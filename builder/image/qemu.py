@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.run import spawn
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -104,8 +105,7 @@ def boot(machine: Machine, timeout: float = 300.0, wait_for_exit: bool = False) 
     """Boot until the CHAOS-READY/FAILED line (and, if asked, until QEMU exits)."""
     result = Boot(argv=machine.argv())
     start = time.monotonic()
-    proc = subprocess.Popen(result.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    proc = spawn(result.argv, stdout=subprocess.PIPE)
     chunks: list[str] = []
     found = threading.Event()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from builder.errors import ChaosError
 from builder.image.qemu import QEMU, RESULT
-from builder.run import run, stop_processes
+from builder.run import run, spawn, stop_processes
 
 AGENT_PORT = "org.chaos.agent"
 
@@ -47,9 +47,7 @@ class Segment:
         return tap
 
     def spawn(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        out = log.open("ab")
-        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, *argv], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = spawn(["ip", "netns", "exec", self.ns, *argv], log_file=log)
         self.procs.append(proc)
         return proc
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.run import stop_processes
+from builder.run import spawn, stop_processes
 
 CHARON = Path("/usr/sbin/charon-systemd")
 
@@ -96,10 +96,9 @@ class Lab:
 
     def spawn(self, host: Host, argv: list[str], env: dict[str, str],
               log: Path) -> subprocess.Popen[bytes]:
-        out = log.open("wb")
-        proc = subprocess.Popen(["ip", "netns", "exec", host.ns, "env",
-                                 *(f"{k}={v}" for k, v in env.items()), *argv],
-                                stdout=out, stderr=subprocess.STDOUT)
+        log.unlink(missing_ok=True)
+        proc = spawn(["ip", "netns", "exec", host.ns, "env",
+                      *(f"{k}={v}" for k, v in env.items()), *argv], log_file=log)
         self.procs.append(proc)
         return proc
 

@@ -22,6 +22,7 @@ from helpers import name, raw_config
 
 from builder.model import KeyType
 from builder.pki import Identity, Pki
+from builder.run import spawn, stop_processes
 from tyd.errors import HookError
 from tyd.ipsec import ViciHook
 from tyd.member import Member, State
@@ -127,8 +128,7 @@ def charon(netns: str, tmp_path: Path) -> Iterator[Path]:
     conf.write_text(STRONGSWAN_CONF.format(dir=rundir))
     in_ns(netns, "ip", "link", "set", "lo", "up")
     in_ns(netns, "ip", "addr", "add", "10.99.0.11/24", "dev", "lo")
-    proc = subprocess.Popen(["ip", "netns", "exec", netns, "env", f"STRONGSWAN_CONF={conf}",
-                             binary], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = spawn(["ip", "netns", "exec", netns, "env", f"STRONGSWAN_CONF={conf}", binary])
     socket_path = rundir / "charon.vici"
     deadline = time.monotonic() + 15
     try:
@@ -140,12 +140,7 @@ def charon(netns: str, tmp_path: Path) -> Iterator[Path]:
             time.sleep(0.05)
         yield socket_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes([proc])
 
 
 def list_conns(socket_path: Path) -> str:
