@@ -1,14 +1,27 @@
-"""`chaos-build show NODE`: a node's resolved settings and where each came from."""
+"""`chaos-build show NODE`: a node's resolved settings and where each came from.
+
+The rows come from the model's declarations (every node field, then every cluster-wide
+setting a node gets), so a setting added to builder/model.py shows up here by itself;
+only the derived rows at the end are listed by hand.
+"""
 
 from __future__ import annotations
 
-from .loader import Document
-from .model import Cluster
+import dataclasses
+from typing import Any
+
+from .loader import Document, Path_
+from .model import Cluster, Node, NodeDefaults
 from .reference import _plain
 from .views import fqdn, node_services, protected_ports
 
+# sections whose settings a node does not carry (the node's own fields come from `nodes`)
+NOT_PER_NODE = ("defaults", "nodes")
+# node fields that `defaults` can set
+DEFAULTED = frozenset(f.name for f in dataclasses.fields(NodeDefaults))
 
-def _origin(doc: Document, *paths: tuple[str | int, ...]) -> str:
+
+def _origin(doc: Document, *paths: Path_) -> str:
     for path in paths:
         if path in doc.lines:
             where = "node" if path and path[0] == "nodes" else "chaos.yaml"
@@ -18,34 +31,49 @@ def _origin(doc: Document, *paths: tuple[str | int, ...]) -> str:
     return "built-in default"
 
 
+def _value(value: Any) -> Any:
+    plain = _plain(value)
+    return plain if not isinstance(plain, tuple) else list(plain)
+
+
+def node_rows(cluster: Cluster, doc: Document, index: int) -> list[tuple[str, Any, str]]:
+    node = cluster.nodes[index]
+    npath: Path_ = ("nodes", index)
+    rows = []
+    for f in dataclasses.fields(Node):
+        value = getattr(node, f.name)
+        if f.name == "address":
+            value = f"{value}/{cluster.network.subnet.prefixlen}"
+        elif f.name == "services":
+            value = [_plain(s) for s in node_services(cluster, node)]
+        inherited = [("defaults", f.name)] if f.name in DEFAULTED else []
+        extra = [("firewall", "services")] if f.name == "services" else []
+        rows.append((f.name, _value(value), _origin(doc, (*npath, f.name), *inherited, *extra)))
+    return rows
+
+
+def cluster_rows(cluster: Cluster, doc: Document) -> list[tuple[str, Any, str]]:
+    rows = []
+    for section in dataclasses.fields(Cluster):
+        if section.name in NOT_PER_NODE:
+            continue
+        value = getattr(cluster, section.name)
+        for f in dataclasses.fields(value):
+            if section.name == "firewall" and f.name == "services":
+                continue  # merged into the node's services row
+            rows.append((f"{section.name}.{f.name}", _value(getattr(value, f.name)),
+                         _origin(doc, (section.name, f.name))))
+    return rows
+
+
 def show_node(cluster: Cluster, doc: Document, name: str) -> str:
     index = next(i for i, n in enumerate(cluster.nodes) if n.name == name)
     node = cluster.nodes[index]
-    npath = ("nodes", index)
-    rows: list[tuple[str, object, str]] = [
-        ("name", node.name, _origin(doc, (*npath, "name"))),
-        ("fqdn", fqdn(cluster, node), _origin(doc, ("cluster", "domain"))),
-        ("mac", node.mac, _origin(doc, (*npath, "mac"))),
-        ("address", f"{node.address}/{cluster.network.subnet.prefixlen}",
-         _origin(doc, (*npath, "address"))),
-        ("addressing", cluster.network.addressing.value,
-         _origin(doc, ("network", "addressing"))),
-        ("gateway", cluster.network.gateway, _origin(doc, ("network", "gateway"))),
-        ("roles", [r.value for r in node.roles],
-         _origin(doc, (*npath, "roles"), ("defaults", "roles"))),
-        ("services", [_plain(s) for s in node_services(cluster, node)],
-         _origin(doc, (*npath, "services"), ("defaults", "services"),
-                 ("firewall", "services"))),
-        ("ipsec scope", cluster.security.scope.value, _origin(doc, ("security", "scope"))),
-        ("ike proposals", list(cluster.security.ike_proposals),
-         _origin(doc, ("security", "ike_proposals"))),
-        ("esp proposals", list(cluster.security.esp_proposals),
-         _origin(doc, ("security", "esp_proposals"))),
-        ("key type", cluster.security.key_type.value, _origin(doc, ("security", "key_type"))),
-        ("tyd port", cluster.tyd.port, _origin(doc, ("tyd", "port"))),
-        ("tyd seeds", [s.name for s in cluster.seeds], _origin(doc, ("tyd", "seeds"))),
-        ("ipsec-only tcp ports", list(protected_ports(cluster)), "derived"),
-        ("peers", [n.name for n in cluster.nodes if n.name != name], "derived"),
-    ]
+    rows = [*node_rows(cluster, doc, index),
+            ("fqdn", fqdn(cluster, node), _origin(doc, ("cluster", "domain"))),
+            *cluster_rows(cluster, doc),
+            ("tyd seed nodes", [s.name for s in cluster.seeds], "derived"),
+            ("ipsec-only tcp ports", list(protected_ports(cluster)), "derived"),
+            ("peers", [n.name for n in cluster.nodes if n.name != name], "derived")]
     width = max(len(k) for k, _, _ in rows)
     return "\n".join(f"{k:<{width}}  {v!s:<40}  <- {o}" for k, v, o in rows)

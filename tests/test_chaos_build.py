@@ -62,3 +62,24 @@ def test_debug_shows_traceback():
     bad = ROOT / "tests" / "invalid" / "bad_scope.yaml"
     r = chaos_build("--debug", "check", "-c", str(bad))
     assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def test_show_lists_every_declared_setting_with_its_origin(workdir):
+    """Rows come from the model: a setting added to builder/model.py appears by itself."""
+    import dataclasses
+    import typing
+
+    from builder.model import Cluster, Node
+
+    r = chaos_build("show", "node02", "-c", "chaos.yaml", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    keys = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+    expected = {f.name for f in dataclasses.fields(Node)}
+    for name, kind in typing.get_type_hints(Cluster).items():
+        if name in ("defaults", "nodes"):
+            continue
+        expected |= {f"{name}.{f.name}" for f in dataclasses.fields(kind)
+                     if not (name == "firewall" and f.name == "services")}
+    assert len(expected) > 30
+    assert expected <= keys, sorted(expected - keys)
+    assert "security.scope" in keys and "cluster.name" in keys
