@@ -8,6 +8,7 @@ Works with python3-tpm2-pytss 1.2.0 (Debian bookworm, the node image).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,8 +105,11 @@ class Tpm:
         finally:
             esapi.tr_close(handle)
 
-    def _create_ek(self) -> tuple[Any, TPM2B_PUBLIC]:
+    def _create_ek(self, unique: bytes | None = None) -> tuple[Any, TPM2B_PUBLIC]:
         _, template = create_ek_template(EK_TYPE, self._nv_read)
+        if unique is not None:  # benches: many distinct EKs from one TPM
+            template.publicArea.unique.ecc.x = unique.ljust(32, b"\0")[:32]
+            template.publicArea.unique.ecc.y = b"\0" * 32
         handle, public, _, _, _ = self.esapi.create_primary(
             TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.ENDORSEMENT)
         return handle, public
@@ -138,18 +142,19 @@ class Tpm:
         return handle, public
 
     def _flush(self, handle: Any) -> None:
-        try:
+        # already gone is fine (a failed policy session is flushed by the TPM)
+        with contextlib.suppress(TSS2_Exception):
             self.esapi.flush_context(handle)
-        except TSS2_Exception:
-            pass  # already gone (a failed policy session is flushed by the TPM)
 
     @contextmanager
-    def keys(self, ak_attributes: int = AK_ATTRIBUTES) -> Iterator[Keys]:
-        """A transient EK with an AK under it, flushed on exit."""
+    def keys(self, ak_attributes: int = AK_ATTRIBUTES, ek_unique: bytes | None = None
+             ) -> Iterator[Keys]:
+        """A transient EK with an AK under it, flushed on exit. ak_attributes and ek_unique
+        are for tests and benches (a weak AK; many EKs from one TPM)."""
         ek = ak = None
         try:
             try:
-                ek, ek_pub = self._create_ek()
+                ek, ek_pub = self._create_ek(ek_unique)
                 ak, ak_pub = self._create_ak(ek, ak_template(ak_attributes))
             except TSS2_Exception as exc:
                 raise TpmError(f"TPM refused to create the EK/AK: {exc}") from None
