@@ -137,6 +137,18 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return run_smoke(scenario, args.boot, results, args.cache, args.nodes, args.keep)
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from .enroll import cli as enroll_cli  # noqa: PLC0415 - loads tpm2_pytss; only on use
+
+    cluster = load(args)
+    pki = pki_for(cluster, args.config)
+    if args.enroll_command == "serve":
+        return enroll_cli.serve(cluster, args.config, pki, args.address, args.port)
+    if args.enroll_command == "pending":
+        return enroll_cli.pending(pki)
+    return enroll_cli.approve(cluster, args.config, pki, args.ek_hash, args.node)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build  # noqa: PLC0415 - the image pipeline is heavy; load on use
 
@@ -186,6 +198,18 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--http-port", type=int, help="override serve.http_port")
     sp.add_argument("--run-dir", type=Path, default=Path("build/serve"),
                     help="generated dnsmasq config and pid file")
+    sp = add("enroll", cmd_enroll, "the TPM enrollment service and its registry")
+    esub = sp.add_subparsers(dest="enroll_command", required=True)
+    es = esub.add_parser("serve", parents=[common], help="run the enrollment service alone "
+                         "(Ctrl-C stops it)")
+    es.add_argument("--address", help="listen on and certify this IPv4 address (default "
+                    "serve.address)")
+    es.add_argument("--port", type=int, help="override serve.enroll_port")
+    esub.add_parser("pending", parents=[common], help="list machines waiting for approval")
+    ea = esub.add_parser("approve", parents=[common], help="register a pending machine's TPM "
+                         "for a node (edits security.tpm_registry)")
+    ea.add_argument("ek_hash", metavar="EK_HASH", help="sha256:... as `enroll pending` shows")
+    ea.add_argument("--node", required=True, help="the node this machine is")
     sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
     sp.add_argument("--scenario", type=Path,
                     default=Path("tests/scenarios/default/scenario.yaml"))

@@ -113,6 +113,11 @@ class SecuritySection:
     pki_dir: str = setting("pki", "PKI state directory, relative to chaos.yaml; never "
                            "commit it (it holds the CA key)")
     rekey_minutes: int = setting(60, "CHILD_SA rekey time", min=5, max=1440)
+    node_cert_hours: int = setting(16, "lifetime of the certificates the enrollment service "
+                                   "issues to nodes at boot (the night plus a margin)",
+                                   min=1, max=168)
+    tpm_registry: str = setting("tpm-registry.yaml", "the TPM registry (node name -> EK "
+                                "hashes), relative to chaos.yaml; review and version it")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +177,11 @@ class ServeSection:
                              pattern="ifname")
     http_port: int = setting(8080, "HTTP port for the kernel, initrd and overlays",
                              min=1, max=65535)
+    address: IPv4Address | None = setting(None, "the build host's address on network.subnet, "
+                                          "where nodes reach serve and the enrollment "
+                                          "service; null: not set", example="10.99.0.2")
+    enroll_port: int = setting(8443, "HTTPS port of the enrollment service", min=1,
+                               max=65535)
 
 
 @dataclass(frozen=True, kw_only=True)

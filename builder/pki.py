@@ -27,6 +27,7 @@ from .model import Cluster, KeyType, Node
 from .views import fqdn
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class PkiPaths:
         self.nodes = root / "nodes"
         self.revoked = root / "revoked.json"
         self.crl = root / "crl.pem"
+        self.service_key = root / "enroll-service.key"
+        self.service_cert = root / "enroll-service.pem"
+        self.enrolled = root / "enrolled"
 
     def node_key(self, name: str) -> Path:
         return self.nodes / f"{name}.key"
@@ -117,25 +121,47 @@ def make_ca(cluster: str, key: PrivateKey, now: dt.datetime, days: int) -> x509.
             .sign(key, _hash_for(key)))
 
 
-def make_node_cert(ident: Identity, cluster: str, key: PrivateKey, ca_key: PrivateKey,
-                   ca: x509.Certificate, now: dt.datetime, days: int) -> x509.Certificate:
+def _leaf_cert(cluster: str, common_name: str, sans: list[x509.GeneralName],
+               usages: list[x509.ObjectIdentifier], key: PrivateKey | PublicKey,
+               ca_key: PrivateKey, ca: x509.Certificate, now: dt.datetime,
+               lifetime: dt.timedelta) -> x509.Certificate:
+    """The one end-entity profile of the cluster CA (nodes and the enrollment service)."""
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster),
-                         x509.NameAttribute(NameOID.COMMON_NAME, ident.fqdn)])
-    not_after = min(now + dt.timedelta(days=days), ca.not_valid_after_utc)
-    sans = [x509.DNSName(ident.fqdn), x509.DNSName(ident.name), x509.IPAddress(ident.address)]
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    pub = key.public_key() if isinstance(key, PrivateKey) else key
+    not_after = min(now + lifetime, ca.not_valid_after_utc)
     return (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(ca.subject).public_key(key.public_key())
+            .subject_name(subject).issuer_name(ca.subject).public_key(pub)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 ca_key.public_key()), critical=False)
             .sign(ca_key, _hash_for(ca_key)))
+
+
+def make_node_cert(ident: Identity, cluster: str, key: PrivateKey | PublicKey,
+                   ca_key: PrivateKey, ca: x509.Certificate, now: dt.datetime,
+                   days: float) -> x509.Certificate:
+    """A node certificate for `key` (the node's private key, or just its public half when
+    the key never leaves the node: enrollment)."""
+    sans: list[x509.GeneralName] = [x509.DNSName(ident.fqdn), x509.DNSName(ident.name),
+                                    x509.IPAddress(ident.address)]
+    return _leaf_cert(cluster, ident.fqdn, sans, [ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH],
+                      key, ca_key, ca, now, dt.timedelta(days=days))
+
+
+def make_service_cert(cluster: str, address: ipaddress.IPv4Address, key: PrivateKey,
+                      ca_key: PrivateKey, ca: x509.Certificate, now: dt.datetime,
+                      days: float) -> x509.Certificate:
+    """The enrollment service's TLS certificate: server auth only, for its IP address."""
+    return _leaf_cert(cluster, f"{cluster} enrollment service {address}",
+                      [x509.IPAddress(address)], [ExtendedKeyUsageOID.SERVER_AUTH],
+                      key, ca_key, ca, now, dt.timedelta(days=days))
 
 
 def _load_key(path: Path) -> PrivateKey:
@@ -228,6 +254,37 @@ class Pki:
         """(certificate PEM, key PEM) of a node, for rendering."""
         self.node_cert(name)
         return self.paths.node_cert(name).read_bytes(), self.paths.node_key(name).read_bytes()
+
+    def service_identity(self, cluster: str, address: ipaddress.IPv4Address,
+                         now: dt.datetime, days: int = 30) -> tuple[Path, Path]:
+        """(certificate, key) of the enrollment service at `address`: kept while it is for
+        this address, from this CA and valid beyond a day; reissued otherwise. The key is
+        made once (0600) and kept; the CA key is only ever read."""
+        ca_key, ca = self.ca()
+        cert_path, key_path = self.paths.service_cert, self.paths.service_key
+        if key_path.exists():
+            key = _load_key(key_path)
+        else:
+            key = new_key(self.key_type)
+            _write_secret(key_path, key_pem(key))
+        if cert_path.exists():
+            cert = _load_cert(cert_path)
+            if (cert.issuer == ca.subject and sans_of(cert) == [str(address)]
+                    and cert.public_key() == key.public_key()
+                    and cert.not_valid_after_utc - now > dt.timedelta(days=1)):
+                return cert_path, key_path
+        _write_public(cert_path, cert_pem(make_service_cert(cluster, address, key, ca_key, ca,
+                                                            now, days)))
+        return cert_path, key_path
+
+    def record_enrolled(self, name: str, cert: x509.Certificate) -> None:
+        """Keep the last certificate enrollment issued to a node (public; for audits)."""
+        _write_public(self.paths.enrolled / f"{name}.pem", cert_pem(cert))
+
+    def is_revoked(self, name: str) -> bool:
+        """A node whose certificate was revoked and that has not been re-issued since."""
+        names = {entry.get("name") for entry in self._read_revoked().values()}
+        return name in names and not self.paths.node_cert(name).exists()
 
     def revoke(self, name: str, now: dt.datetime, crl_days: int) -> int:
         cert = self.node_cert(name)

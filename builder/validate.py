@@ -20,6 +20,7 @@ def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
     _check_nodes(cluster, report)
     _check_tyd(cluster, report)
     _check_services(cluster, report)
+    _check_serve(cluster, report)
     return problems
 
 
@@ -106,3 +107,21 @@ def _check_services(cluster: Cluster, report: Report) -> None:
                 report(path, f"{svc.protocol.value} {svc.port} is already listed at "
                        f"index {seen[key]}; keep one")
             seen.setdefault(key, j)
+
+
+def _check_serve(cluster: Cluster, report: Report) -> None:
+    serve, net = cluster.serve, cluster.network
+    if serve.enroll_port == serve.http_port:
+        report(("serve", "enroll_port"), f"{serve.enroll_port} is serve.http_port too; "
+               "pick another port")
+    if serve.address is None:
+        return
+    if serve.address not in net.subnet:
+        report(("serve", "address"), f"{serve.address} is outside network.subnet {net.subnet}")
+    elif serve.address in (net.subnet.network_address, net.subnet.broadcast_address):
+        report(("serve", "address"), f"{serve.address} is not a host address of {net.subnet}")
+    else:
+        for i, node in enumerate(cluster.nodes):
+            if node.address == serve.address:
+                report(("serve", "address"), f"{serve.address} is nodes[{i}] ({node.name}); "
+                       "use the build host's own address")

@@ -1,0 +1,1 @@
+"""Node enrollment, server side: the TPM registry and the HTTPS enrollment service."""

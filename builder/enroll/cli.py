@@ -1,0 +1,91 @@
+"""`chaos-build enroll serve|pending|approve`: what the CLI does, errors typed (exit codes are
+cli.py's job)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from ..errors import ChaosError
+from ..model import Cluster
+from ..pki import Pki
+from .registry import PendingStore, RegistryError
+from .registry import approve as approve_hash
+from .service import ServiceSettings, open_service, registry_path
+
+
+class InvalidInput(ChaosError):
+    exit_code = 2
+
+
+def _out(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None,
+          port: int | None) -> int:
+    """Run the enrollment service in the foreground until Ctrl-C / SIGTERM."""
+    if address is None and cluster.serve.address is None:
+        raise InvalidInput(f"{config}: serve.address is not set: set it to the build host's "
+                           "address on the lab segment, or pass --address")
+    try:
+        ip = ipaddress.IPv4Address(address) if address else cluster.serve.address
+    except ValueError:
+        raise InvalidInput(f"--address {address!r} is not an IPv4 address") from None
+    assert ip is not None
+    if port is not None and not 1 <= port <= 65535:
+        raise InvalidInput(f"--port {port} is out of range; use 1..65535")
+    settings = ServiceSettings(ip, port or cluster.serve.enroll_port)
+    logging.getLogger("chaos.enroll").setLevel(logging.INFO)
+    server = open_service(cluster, config, pki, settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start_background()
+    _out(f"enrollment service on {server.url} (registry {registry_path(cluster, config)}, "
+         f"certificates for {cluster.security.node_cert_hours} h); Ctrl-C stops")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    _out("enrollment service stopped")
+    return 0
+
+
+def pending(pki: Pki) -> int:
+    entries = PendingStore(pki.paths.root / "pending.json").entries()
+    if not entries:
+        _out("no machines are waiting for approval")
+        return 0
+    for p in entries:
+        print(f"{p.ek_hash}  as {p.node:12} from {p.source:15} macs {','.join(p.macs) or '-'}"
+              f"  first {p.first_seen}  last {p.last_seen}  ({p.attempts} tries)")
+    _out("approve one with: chaos-build enroll approve EK_HASH --node NAME")
+    return 0
+
+
+def approve(cluster: Cluster, config: Path, pki: Pki, ek_hash: str, node: str) -> int:
+    store = PendingStore(pki.paths.root / "pending.json")
+    seen = next((p for p in store.entries() if p.ek_hash == ek_hash), None)
+    comment = f"approved {dt.datetime.now(dt.UTC):%Y-%m-%d}"
+    if seen is not None:
+        comment += f" from {seen.source} ({', '.join(seen.macs) or 'no MAC'})"
+    path = registry_path(cluster, config)
+    try:
+        added = approve_hash(path, cluster, ek_hash, node, comment)
+    except RegistryError as exc:
+        raise InvalidInput(str(exc)) from None
+    store.remove(ek_hash)
+    print(f"{node}: {'registered' if added else 'already registered'} {ek_hash} in {path}")
+    return 0

@@ -1,0 +1,194 @@
+"""The TPM registry (which machine may be which node) and the machines waiting for approval.
+
+The registry is a YAML file an admin reviews and versions (security.tpm_registry, beside
+chaos.yaml): node name -> list of "sha256:<hex>" EK hashes. EK hashes are not secret.
+    # TPM registry of chaos-lab ...
+    node01:
+      - sha256:4ede...  # approved 2026-11-27 from 10.99.0.11 (52:54:00:99:00:11)
+Pending machines (unknown EK) go to PKI_DIR/pending.json, newest kept, bounded in number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+
+from ..errors import ChaosError, ConfigError, Problem
+from ..loader import Document, dotted, load_text
+from ..model import Cluster
+
+EK_HASH: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
+MAX_PENDING: Final = 1000
+HEADER: Final = ("# TPM registry: which machine (the sha256 of its TPM endorsement key) may "
+                 "enroll as which node.\n# EK hashes are not secret: review and version this "
+                 "file. `chaos-build enroll approve` adds entries.\n")
+
+
+class RegistryError(ChaosError):
+    """The registry cannot do what was asked (unknown hash, unknown node, ...)."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """node name -> EK hashes, as loaded (and checked against chaos.yaml)."""
+
+    path: Path
+    nodes: dict[str, tuple[str, ...]]
+
+    def node_for(self, ek_hash: str) -> str | None:
+        for node, hashes in self.nodes.items():
+            if ek_hash in hashes:
+                return node
+        return None
+
+
+def load_registry(path: Path, cluster: Cluster | None = None) -> Registry:
+    """Load and check the registry; a missing file is an empty registry."""
+    if not path.exists():
+        return Registry(path, {})
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+    return parse_registry(load_text(text, str(path)), path, cluster)
+
+
+def parse_registry(doc: Document, path: Path, cluster: Cluster | None = None) -> Registry:
+    problems: list[Problem] = []
+
+    def report(where: tuple[str | int, ...], message: str) -> None:
+        problems.append(Problem(doc.file, doc.line(where), dotted(where), message))
+
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        report((), "the registry must be a mapping of node name -> list of EK hashes")
+        raise ConfigError(problems)
+    known = {n.name for n in cluster.nodes} if cluster else None
+    nodes: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for name, hashes in data.items():
+        if known is not None and name not in known:
+            report((name,), "no such node in chaos.yaml; remove the entry or add the node")
+        if hashes is None:
+            hashes = []
+        if not isinstance(hashes, list):
+            report((name,), "must be a list of EK hashes ('- sha256:<64 hex digits>')")
+            continue
+        for i, value in enumerate(hashes):
+            if not isinstance(value, str) or not EK_HASH.match(value):
+                report((name, i), f"{value!r} is not an EK hash; write sha256:<64 hex digits> "
+                       "as `chaos-build enroll pending` shows it")
+            elif value in owner:
+                report((name, i), f"{value} is already registered for {owner[value]}; one "
+                       "machine is one node")
+            else:
+                owner[value] = name
+        nodes[name] = tuple(h for h in hashes if isinstance(h, str))
+    if problems:
+        raise ConfigError(problems)
+    return Registry(path, nodes)
+
+
+def approve(path: Path, cluster: Cluster, ek_hash: str, node: str, comment: str = "") -> bool:
+    """Add ek_hash for node to the registry file, editing its text so the admin's layout
+    and comments stay. Returns False when it was already there."""
+    if not EK_HASH.match(ek_hash):
+        raise RegistryError(f"{ek_hash!r} is not an EK hash (sha256:<64 hex digits>)")
+    if node not in {n.name for n in cluster.nodes}:
+        raise RegistryError(f"no node named {node!r} in chaos.yaml")
+    registry = load_registry(path, cluster)
+    holder = registry.node_for(ek_hash)
+    if holder == node:
+        return False
+    if holder is not None:
+        raise RegistryError(f"{path}: {ek_hash} is registered for {holder}; remove it there "
+                            "first (one machine is one node)")
+    text = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    item = f"  - {ek_hash}" + (f"  # {comment}" if comment else "")
+    lines = text.splitlines()
+    doc = load_text(text, str(path)) if text.strip() else None
+    hashes = registry.nodes.get(node)
+    if doc is None or hashes is None:
+        lines += [f"{node}:", item]
+    elif hashes and doc.line((node, len(hashes) - 1)) != doc.line((node,)):
+        last = doc.line((node, len(hashes) - 1))
+        assert last is not None
+        indent = re.match(r"^\s*", lines[last - 1])
+        lines.insert(last, (indent.group(0) if indent else "  ") + item.lstrip())
+    else:  # `node01:` or `node01: []` (or a flow list): rewrite as a block list
+        line = doc.line((node,))
+        assert line is not None
+        items = [f"  - {h}" for h in hashes]
+        lines[line - 1:line] = [f"{node}:", *items, item]
+    _write_text(path, "\n".join(lines) + "\n")
+    load_registry(path, cluster)  # what we wrote must read back
+    return True
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- pending machines -------------------------------------------------------------
+@dataclass(frozen=True)
+class Pending:
+    ek_hash: str
+    node: str
+    macs: tuple[str, ...]
+    source: str
+    first_seen: str
+    last_seen: str
+    attempts: int
+
+
+class PendingStore:
+    """PKI_DIR/pending.json: one entry per EK hash, the most recent MAX_PENDING kept."""
+
+    def __init__(self, path: Path, limit: int = MAX_PENDING) -> None:
+        self.path = path
+        self.limit = limit
+        self._lock = threading.Lock()
+
+    def entries(self) -> list[Pending]:
+        if not self.path.exists():
+            return []
+        try:
+            raw = json.loads(self.path.read_text())
+            return [Pending(**{**e, "macs": tuple(e["macs"])}) for e in raw]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise RegistryError(f"{self.path}: unreadable ({exc}); move it aside, machines "
+                                "will be recorded again at their next boot") from None
+
+    def record(self, ek_hash: str, node: str, macs: tuple[str, ...], source: str,
+               now: dt.datetime) -> Pending:
+        with self._lock:
+            entries = {p.ek_hash: p for p in self.entries()}
+            when = now.isoformat(timespec="seconds")
+            old = entries.pop(ek_hash, None)
+            entry = Pending(ek_hash, node, macs, source, old.first_seen if old else when, when,
+                            (old.attempts if old else 0) + 1)
+            entries[ek_hash] = entry
+            kept = sorted(entries.values(), key=lambda p: p.last_seen)[-self.limit:]
+            self._write(kept)
+            return entry
+
+    def remove(self, ek_hash: str) -> Pending | None:
+        with self._lock:
+            entries = self.entries()
+            found = next((p for p in entries if p.ek_hash == ek_hash), None)
+            if found is not None:
+                self._write([p for p in entries if p.ek_hash != ek_hash])
+            return found
+
+    def _write(self, entries: list[Pending]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = [{**asdict(p), "macs": list(p.macs)} for p in entries]
+        _write_text(self.path, json.dumps(data, indent=1) + "\n")

@@ -1,0 +1,463 @@
+"""The enrollment service: a node proves its machine by TPM credential activation and gets a
+short-lived certificate for a key that never leaves it.
+
+Layers: `Enrollment` is the protocol logic (sessions, registry, CSR checks, signing; clock
+passed in; callable from tests without a socket); `EnrollServer` is the HTTPS edge (stdlib
+ThreadingHTTPServer, TLS handshake in the connection's thread, bounded bodies, socket
+timeouts, per-source rate limit). Every request is logged: source, node, outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import http.server
+import ipaddress
+import logging
+import secrets
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+from tpm2_pytss.types import TPM2B_NAME
+from tpm2_pytss.utils import make_credential
+
+from chaosnode import tpmpub
+from chaosnode.enrollment import (
+    CONTENT_TYPE,
+    FINISH_PATH,
+    MAX_BODY,
+    SECRET_BYTES,
+    START_PATH,
+    FinishRequest,
+    FinishResponse,
+    ProtocolError,
+    StartRequest,
+    StartResponse,
+    proof_matches,
+)
+
+from ..errors import ChaosError
+from ..model import Cluster
+from ..pki import Identity, Pki, make_node_cert
+from .registry import PendingStore, Registry, load_registry
+
+log = logging.getLogger("chaos.enroll")
+
+Clock = Callable[[], dt.datetime]
+SWEEP_EVERY: Final = 64
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Refused(ProtocolError):
+    """A refusal that knows which node it concerns (for the request log)."""
+
+    def __init__(self, code: str, reason: str, node: str = "-") -> None:
+        super().__init__(code, reason)
+        self.node = node
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    address: ipaddress.IPv4Address
+    port: int
+    session_seconds: float = 10.0   # how long a challenge may be answered
+    max_sessions: int = 4096        # challenges in flight
+    rate_per_second: float = 2.0    # per source address (a node needs 2 requests)
+    burst: int = 10
+    socket_timeout: float = 10.0    # per read/write; a slow client loses its connection
+    max_connections: int = 1024
+
+
+@dataclass
+class _Session:
+    node: str
+    source: str
+    secret: bytes
+    csr: x509.CertificateSigningRequest
+    ek_hash: str
+    expires: dt.datetime
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: dt.datetime
+
+
+class RateLimiter:
+    """A token bucket per source address; the table is bounded by sweeping full buckets."""
+
+    def __init__(self, rate: float, burst: int, clock: Clock, max_sources: int = 65536) -> None:
+        self.rate, self.burst, self.clock, self.max_sources = rate, burst, clock, max_sources
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, source: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            bucket = self._buckets.get(source) or _Bucket(float(self.burst), now)
+            elapsed = max(0.0, (now - bucket.at).total_seconds())
+            bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
+            bucket.at = now
+            self._buckets[source] = bucket
+            if len(self._buckets) > self.max_sources:
+                self._sweep(now)
+            if bucket.tokens < 1:
+                return False
+            bucket.tokens -= 1
+            return True
+
+    def _sweep(self, now: dt.datetime) -> None:
+        full = self.burst / self.rate if self.rate else 0
+        for src, b in list(self._buckets.items()):
+            if (now - b.at).total_seconds() >= full:
+                del self._buckets[src]
+
+
+@dataclass
+class Enrollment:
+    """The protocol logic. Thread-safe; the clock is passed in."""
+
+    cluster: Cluster
+    pki: Pki
+    registry_path: Path
+    pending: PendingStore
+    settings: ServiceSettings
+    clock: Clock = utc_now
+    _sessions: dict[str, _Session] = field(default_factory=dict)
+    _used: dict[str, dt.datetime] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _registry: tuple[float, Registry] | None = None
+    _starts: int = 0
+
+    def __post_init__(self) -> None:
+        self._ca_key, self._ca = self.pki.ca()  # read once; never written here
+        self._ca_pem = self._ca.public_bytes(serialization.Encoding.PEM).decode()
+
+    # -- start ---------------------------------------------------------------
+    def start(self, req: StartRequest, source: str) -> StartResponse:
+        node = self._node(req.node)
+        try:
+            ek = tpmpub.parse_public(req.ek_public, "ek_public")
+            ek_hash = tpmpub.ek_hash(req.ek_public)
+            ak = tpmpub.parse_public(req.ak_public, "ak_public")
+        except tpmpub.PublicAreaError as exc:
+            raise Refused("malformed", str(exc), node.name) from None
+        holder = self.registry().node_for(ek_hash)
+        if holder is None:
+            self.pending.record(ek_hash, node.name, req.macs, source, self.clock())
+            raise Refused("unregistered", f"this machine's TPM ({ek_hash}) is not registered; "
+                          f"recorded as pending; an admin approves it with `chaos-build enroll "
+                          f"approve {ek_hash} --node {node.name}`", node.name)
+        if holder != node.name:
+            raise Refused("unregistered", f"this machine's TPM ({ek_hash}) is registered for "
+                          f"{holder}, not {node.name}", node.name)
+        problems = tpmpub.ak_problems(ak)
+        if problems:
+            raise Refused("bad_ak", "the AK is not a restricted signing key bound to the TPM: "
+                          + "; ".join(problems), node.name)
+        csr = self._check_csr(req.csr, node.name)
+        secret = secrets.token_bytes(SECRET_BYTES)
+        blob, encrypted = make_credential(ek, secret, TPM2B_NAME(tpmpub.name_of(ak)))
+        session_id = secrets.token_urlsafe(24)
+        now = self.clock()
+        with self._lock:
+            self._starts += 1
+            if self._starts % SWEEP_EVERY == 0 or len(self._sessions) >= \
+                    self.settings.max_sessions:
+                self._sweep(now)
+            if len(self._sessions) >= self.settings.max_sessions:
+                raise Refused("busy", "too many enrollments in flight; retry in a few "
+                              "seconds", node.name)
+            self._sessions[session_id] = _Session(
+                node.name, source, secret, csr, ek_hash,
+                now + dt.timedelta(seconds=self.settings.session_seconds))
+        log.debug("challenge for %s (%s)", node.name, ek_hash)
+        return StartResponse(session_id, blob.marshal(), encrypted.marshal(),
+                             max(1, int(self.settings.session_seconds)))
+
+    def _node(self, name: str) -> Any:
+        try:
+            node = self.cluster.node(name)
+        except KeyError:
+            raise Refused("unknown_node", f"no node named {name!r} in chaos.yaml", name) \
+                from None
+        if self.pki.is_revoked(name):
+            raise Refused("revoked", f"node {name} is revoked; it gets no certificate", name)
+        return node
+
+    def registry(self) -> Registry:
+        """The registry file, reread when it changes (an approval takes effect at once)."""
+        try:
+            mtime = self.registry_path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = -1.0
+        cached = self._registry
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, load_registry(self.registry_path, self.cluster))
+            self._registry = cached
+        return cached[1]
+
+    def _check_csr(self, pem: str, node: str) -> x509.CertificateSigningRequest:
+        try:
+            csr = x509.load_pem_x509_csr(pem.encode())
+            valid = csr.is_signature_valid
+        except ValueError as exc:
+            raise Refused("bad_csr", f"cannot parse the CSR ({exc})", node) from None
+        if not valid:
+            raise Refused("bad_csr", "the CSR's signature does not verify", node)
+        key = csr.public_key()
+        if not (isinstance(key, ed25519.Ed25519PublicKey) or (
+                isinstance(key, ec.EllipticCurvePublicKey)
+                and isinstance(key.curve, ec.SECP256R1))):
+            raise Refused("bad_csr", "the CSR's key must be Ed25519 or ECDSA P-256", node)
+        names = [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        if names != [node]:
+            raise Refused("wrong_identity", f"the CSR names {names or 'nobody'}, not {node}",
+                          node)
+        ident = self._identity(node)
+        allowed = {ident.name, ident.fqdn, str(ident.address)}
+        try:
+            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            asked = {*san.get_values_for_type(x509.DNSName),
+                     *(str(a) for a in san.get_values_for_type(x509.IPAddress))}
+            if len(asked) != len(san):
+                raise Refused("wrong_identity", "the CSR asks for SANs other than DNS names "
+                              "and IP addresses", node)
+        except x509.ExtensionNotFound:
+            asked = set()
+        if asked - allowed:
+            raise Refused("wrong_identity", f"the CSR asks for {', '.join(sorted(asked - allowed))}"
+                          f"; {node} is {', '.join(sorted(allowed))}", node)
+        return csr
+
+    def _identity(self, name: str) -> Identity:
+        node = self.cluster.node(name)
+        return Identity(node.name, f"{node.name}.{self.cluster.cluster.domain}", node.address)
+
+    # -- finish --------------------------------------------------------------
+    def finish(self, req: FinishRequest, source: str) -> tuple[str, FinishResponse]:
+        now = self.clock()
+        with self._lock:
+            if req.session in self._used:
+                raise Refused("replayed", "this session was already used; start again")
+            session = self._sessions.pop(req.session, None)
+            if session is None:
+                raise Refused("unknown_session", "no such session (it expired long ago or the "
+                              "service restarted); start again")
+            # single use from here on, whatever the outcome: no guessing the proof
+            self._used[req.session] = session.expires
+        node = session.node
+        if session.source != source:
+            raise Refused("unknown_session", "this session was started from another "
+                          "address", node)
+        if now > session.expires:
+            raise Refused("expired", f"the challenge expired after "
+                          f"{self.settings.session_seconds:g} s; start again", node)
+        csr_der = session.csr.public_bytes(serialization.Encoding.DER)
+        if not proof_matches(session.secret, csr_der, req.hmac):
+            raise Refused("bad_proof", "the proof does not match: this machine did not "
+                          f"activate the credential for {session.ek_hash}", node)
+        self._node(node)  # revoked or removed meanwhile?
+        hours = self.cluster.security.node_cert_hours
+        cert = make_node_cert(self._identity(node), self.cluster.cluster.name,
+                              session.csr.public_key(),  # type: ignore[arg-type]
+                              self._ca_key, self._ca, now, hours / 24)
+        self.pki.record_enrolled(node, cert)
+        return node, FinishResponse(
+            certificate=cert.public_bytes(serialization.Encoding.PEM).decode(),
+            ca=self._ca_pem, crl=self.pki.crl_pem().decode(),
+            not_after=cert.not_valid_after_utc.isoformat())
+
+    def _sweep(self, now: dt.datetime) -> None:
+        for sid, s in list(self._sessions.items()):
+            if s.expires < now:
+                del self._sessions[sid]
+        horizon = now - dt.timedelta(seconds=self.settings.session_seconds)
+        for sid, expires in list(self._used.items()):
+            if expires < horizon:
+                del self._used[sid]
+
+
+# -- the HTTPS edge --------------------------------------------------------------
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: EnrollServer
+    server_version = "chaos-enroll"
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        source = self.client_address[0]
+        node, outcome = "-", "ok"
+        try:
+            node, reply = self._dispatch(source)
+            self._send(200, reply)
+        except ProtocolError as exc:
+            node = getattr(exc, "node", node)
+            outcome = f"refused {exc.code}: {exc.reason}"
+            self._send(exc.status, exc.to_json())
+        except Exception as exc:  # a bug or a broken PKI: say so, keep serving
+            outcome = f"internal error {type(exc).__name__}: {exc}"
+            self._send(500, ProtocolError("internal", "the service failed; see its log")
+                       .to_json())
+        log.info("enroll %s %s node=%s %s", source, self.path, node, outcome)
+
+    def _dispatch(self, source: str) -> tuple[str, bytes]:
+        if not self.server.limiter.allow(source):
+            self.close_connection = True
+            raise ProtocolError("rate_limited", "too many requests from this address; slow "
+                                "down")
+        if self.path not in (START_PATH, FINISH_PATH):
+            raise ProtocolError("not_found", f"no such endpoint {self.path[:80]!r}; use "
+                                f"{START_PATH} or {FINISH_PATH}")
+        body = self._body()
+        service = self.server.enrollment
+        if self.path == START_PATH:
+            req = StartRequest.from_json(body)
+            try:
+                return req.node, service.start(req, source).to_json()
+            except ProtocolError as exc:
+                exc.node = req.node  # type: ignore[attr-defined]
+                raise
+        node, reply = service.finish(FinishRequest.from_json(body), source)
+        return node, reply.to_json()
+
+    def _body(self) -> bytes:
+        raw = self.headers.get("Content-Length")
+        try:
+            length = int(raw) if raw is not None else -1
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            raise ProtocolError("malformed", "a Content-Length header is required")
+        if length > MAX_BODY:
+            self.close_connection = True  # the body is never read
+            raise ProtocolError("too_large", f"the body is {length} bytes; the limit is "
+                                f"{MAX_BODY}")
+        return self.rfile.read(length)
+
+    def _refuse_method(self) -> None:
+        self.close_connection = True
+        self._send(405, ProtocolError("not_found", "only POST is served here").to_json())
+        log.info("enroll %s %s %s node=- refused method", self.client_address[0],
+                 self.command, self.path[:80])
+
+    do_GET = do_PUT = do_DELETE = do_HEAD = _refuse_method  # noqa: N815
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        log.debug("http %s %s", self.client_address[0], format % args)
+
+
+class EnrollServer(http.server.ThreadingHTTPServer):
+    """HTTPS: the TLS handshake runs in the connection's own thread, under a timeout."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, enrollment: Enrollment, context: ssl.SSLContext,
+                 limiter: RateLimiter) -> None:
+        settings = enrollment.settings
+        self.enrollment, self.context, self.limiter = enrollment, context, limiter
+        self.settings = settings
+        self._slots = threading.BoundedSemaphore(settings.max_connections)
+        super().__init__((str(settings.address), settings.port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("enroll %s: too many connections; dropped", client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(self.settings.socket_timeout)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.info("enroll %s: TLS handshake failed: %s", client_address[0], exc)
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
+        except (OSError, ssl.SSLError) as exc:
+            log.info("enroll %s: connection dropped: %s", client_address[0], exc)
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("enroll %s: connection failed", client_address[0])
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"https://{host!s}:{port}"
+
+    def start_background(self) -> threading.Thread:
+        """Serve in a daemon thread (for `chaos-build serve` and tests); stop with stop()."""
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
+                                  daemon=True, name="enroll")
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def registry_path(cluster: Cluster, config: Path) -> Path:
+    path = Path(cluster.security.tpm_registry)
+    return path if path.is_absolute() else config.resolve().parent / path
+
+
+def open_service(cluster: Cluster, config: Path, pki: Pki, settings: ServiceSettings,
+                 clock: Clock = utc_now) -> EnrollServer:
+    """Bind the enrollment service (not yet serving: call serve_forever or
+    start_background). Issues its TLS certificate from the cluster CA for settings.address
+    (kept while the address stays the same); never touches the CA key."""
+    if not pki.has_ca():
+        raise ChaosError(f"no cluster CA in {pki.paths.root}: run `chaos-build pki init`")
+    now = clock()
+    cert, key = pki.service_identity(cluster.cluster.name, settings.address, now)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    load_registry(registry_path(cluster, config), cluster)  # a bad registry fails here, early
+    enrollment = Enrollment(cluster, pki, registry_path(cluster, config),
+                            PendingStore(pki.paths.root / "pending.json"), settings, clock)
+    limiter = RateLimiter(settings.rate_per_second, settings.burst, clock)
+    try:
+        return EnrollServer(enrollment, context, limiter)
+    except OSError as exc:
+        raise ChaosError(f"cannot listen on {settings.address}:{settings.port}: "
+                         f"{exc.strerror or exc}") from None

@@ -1,0 +1,340 @@
+"""The node's enrollment client: make a key in RAM, prove the machine with its TPM, get a
+short-lived certificate for the key. The private key never leaves this process but to the
+file it is written to (0600, tmpfs on a node).
+
+    python3 -m chaosnode.enroll --url https://10.99.0.2:8443 --ca /etc/swanctl/x509ca/ca.pem \
+        --node node01 --address 10.99.0.11 --key-out K --cert-out C [--tcti T]
+
+Runs under `/usr/bin/python3 -I` with the stdlib, python3-cryptography 38 and
+python3-tpm2-pytss 1.2.0 (Debian bookworm). Expected failures are one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import ipaddress
+import os
+import random
+import ssl
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+
+from .enrollment import (
+    CONTENT_TYPE,
+    FINISH_PATH,
+    START_PATH,
+    FinishRequest,
+    FinishResponse,
+    ProtocolError,
+    StartRequest,
+    StartResponse,
+    proof,
+)
+from .paths import NODE_CERT_PATH, NODE_KEY_PATH
+from .tpm import NODE_TCTI, Keys, Tpm, TpmError
+from .tpmpub import ek_hash
+
+KEY_TYPES: Final = ("ed25519", "ecdsa-p256")
+REQUEST_TIMEOUT: Final = 15.0
+BACKOFF_FIRST: Final = 1.0
+BACKOFF_MAX: Final = 30.0
+PENDING_WAIT: Final = 60.0
+# refusals worth another try: the server is busy, or the challenge ran out
+RETRY_SOON: Final = frozenset({"rate_limited", "busy", "internal", "expired",
+                               "unknown_session"})
+
+NodeKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+
+class EnrollError(Exception):
+    """Enrollment failed for a reason retrying will not fix (or time ran out)."""
+
+
+class _Retry(Exception):
+    def __init__(self, why: str, wait: float | None = None) -> None:
+        super().__init__(why)
+        self.wait = wait
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    certificate: bytes  # PEM
+    ca: bytes           # PEM
+    crl: bytes          # PEM
+    not_after: str
+    ek_hash: str
+
+
+def say(message: str) -> None:
+    """One line on the console (the journal and the serial console on a node)."""
+    print(f"chaos-enroll: {message}", file=sys.stderr, flush=True)
+
+
+# -- key and CSR ------------------------------------------------------------------
+def new_key(key_type: str = "ed25519") -> NodeKey:
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise EnrollError(f"unknown key type {key_type!r}; use {' or '.join(KEY_TYPES)}")
+
+
+def make_csr(key: NodeKey, node: str, address: ipaddress.IPv4Address
+             ) -> x509.CertificateSigningRequest:
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return (x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)]))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(node), x509.IPAddress(address)]), critical=False)
+            .sign(key, algorithm))
+
+
+def local_macs(sys_net: Path = Path("/sys/class/net")) -> tuple[str, ...]:
+    """MACs of this machine's NICs (for the admin's pending list; not a proof of anything)."""
+    macs = set()
+    for iface in sorted(sys_net.glob("*")):
+        try:
+            mac = (iface / "address").read_text().strip().lower()
+        except OSError:
+            continue
+        if mac and mac != "00:00:00:00:00:00" and len(mac) == 17 and int(mac[:2], 16) & 1 == 0:
+            macs.add(mac)
+    return tuple(sorted(macs))[:16]
+
+
+# -- HTTPS ------------------------------------------------------------------------
+class Client:
+    """One HTTPS connection to the enrollment service, checked against the cluster CA."""
+
+    def __init__(self, url: str, ca_file: Path, timeout: float = REQUEST_TIMEOUT) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise EnrollError(f"--url {url!r} must be https://HOST:PORT")
+        try:
+            self.context = ssl.create_default_context(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise EnrollError(f"cannot load the cluster CA {ca_file}: {exc}") from None
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.host, self.port = parts.hostname, parts.port or 443
+        self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
+                                                timeout=timeout)
+
+    def post(self, path: str, body: bytes) -> bytes:
+        """The response body of a 200; a refusal as ProtocolError; a failed connection as
+        _Retry."""
+        try:
+            self.conn.request("POST", path, body, {"Content-Type": CONTENT_TYPE})
+            resp = self.conn.getresponse()
+            data = resp.read(64 * 1024)
+        except ssl.SSLCertVerificationError as exc:
+            self.close()
+            raise EnrollError(f"the server at {self.host}:{self.port} is not the cluster's "
+                              f"enrollment service: {exc.verify_message}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise _Retry(f"cannot reach {self.host}:{self.port}: {exc or type(exc).__name__}"
+                         ) from None
+        if resp.status != 200:
+            raise ProtocolError.from_json(data, resp.status)
+        return data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# -- the protocol -----------------------------------------------------------------
+def attempt(client: Client, keys: Keys, node: str, macs: Sequence[str],
+            csr: x509.CertificateSigningRequest, ca: x509.Certificate) -> Enrolled:
+    """One start / activate / finish round."""
+    att = keys.attestation
+    start = StartRequest(node=node, macs=tuple(macs), ek_public=att.ek_public,
+                         ak_public=att.ak_public,
+                         csr=csr.public_bytes(serialization.Encoding.PEM).decode())
+    try:
+        challenge = StartResponse.from_json(client.post(START_PATH, start.to_json()))
+    except ProtocolError as exc:
+        if exc.code == "malformed" and "response" in exc.reason:
+            raise _Retry(f"garbled answer from the server: {exc.reason}") from None
+        raise
+    secret = keys.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
+    finish = FinishRequest(challenge.session,
+                           proof(secret, csr.public_bytes(serialization.Encoding.DER)))
+    reply = FinishResponse.from_json(client.post(FINISH_PATH, finish.to_json()))
+    cert = _check_certificate(reply, csr, ca)
+    return Enrolled(cert.public_bytes(serialization.Encoding.PEM), reply.ca.encode(),
+                    reply.crl.encode(), reply.not_after, ek_hash(att.ek_public))
+
+
+def _check_certificate(reply: FinishResponse, csr: x509.CertificateSigningRequest,
+                       ca: x509.Certificate) -> x509.Certificate:
+    """The certificate is for our key and signed by the cluster CA we trust."""
+    try:
+        cert = x509.load_pem_x509_certificate(reply.certificate.encode())
+    except ValueError as exc:
+        raise EnrollError(f"the server sent an unreadable certificate: {exc}") from None
+    der = serialization.Encoding.DER
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(der, spki) != csr.public_key().public_bytes(der, spki):
+        raise EnrollError("the server's certificate is not for this node's key")
+    ca_key = ca.public_key()
+    try:
+        if isinstance(ca_key, ed25519.Ed25519PublicKey):
+            ca_key.verify(cert.signature, cert.tbs_certificate_bytes)
+        elif isinstance(ca_key, ec.EllipticCurvePublicKey) and cert.signature_hash_algorithm:
+            ca_key.verify(cert.signature, cert.tbs_certificate_bytes,
+                          ec.ECDSA(cert.signature_hash_algorithm))
+        else:
+            raise EnrollError("the cluster CA's key type is not supported")
+    except InvalidSignature:
+        raise EnrollError("the certificate is not signed by the cluster CA") from None
+    return cert
+
+
+def enroll(url: str, ca_file: Path, node: str, address: ipaddress.IPv4Address | str,
+           tcti: str = NODE_TCTI, key_type: str = "ed25519",
+           macs: Sequence[str] | None = None, max_seconds: float | None = None,
+           sleep: Callable[[float], None] = time.sleep) -> tuple[NodeKey, Enrolled]:
+    """Enroll this machine as `node`: returns the new key (in memory) and what the service
+    issued. Retries connection failures, 5xx and 429 with bounded backoff, and waits for an
+    admin while the machine is pending; raises EnrollError for the rest, or when
+    max_seconds (None: no limit) run out."""
+    address = ipaddress.IPv4Address(address)
+    try:
+        ca = x509.load_pem_x509_certificate(Path(ca_file).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise EnrollError(f"cannot read the cluster CA {ca_file}: {exc}") from None
+    key = new_key(key_type)
+    csr = make_csr(key, node, address)
+    macs = local_macs() if macs is None else tuple(macs)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    backoff = BACKOFF_FIRST
+    while True:
+        client = Client(url, Path(ca_file))
+        try:
+            with Tpm(tcti) as tpm, tpm.keys() as keys:
+                try:
+                    return key, attempt(client, keys, node, macs, csr, ca)
+                except ProtocolError as exc:
+                    wait = _after_refusal(exc, node, keys)
+        except _Retry as exc:
+            say(f"{exc}; retrying")
+            wait = exc.wait
+        except TpmError as exc:
+            raise EnrollError(str(exc)) from None
+        finally:
+            client.close()
+        if wait is None:
+            wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+        else:
+            backoff = BACKOFF_FIRST
+        wait *= random.uniform(0.8, 1.2)  # a lab booting at once must not retry in step
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EnrollError(f"no certificate within {max_seconds:g} s; giving up")
+            wait = min(wait, left)
+        sleep(wait)
+
+
+def _after_refusal(exc: ProtocolError, node: str, keys: Keys) -> float | None:
+    """How long to wait before the next try (None: the backoff), or raise if hopeless."""
+    if exc.code == "unregistered":
+        ek = ek_hash(keys.attestation.ek_public)
+        say(f"this machine is not registered as {node}: TPM EK {ek}; waiting for an admin "
+            f"to run `chaos-build enroll approve {ek} --node {node}` ({exc.reason})")
+        return PENDING_WAIT
+    if exc.code in RETRY_SOON:
+        say(f"refused ({exc.code}: {exc.reason}); retrying")
+        return None
+    raise EnrollError(f"refused: {exc.code}: {exc.reason}")
+
+
+# -- files ------------------------------------------------------------------------
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Atomically: a temp file with the final mode from the first byte, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def key_pem(key: NodeKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def save(key: NodeKey, enrolled: Enrolled, key_out: Path, cert_out: Path,
+         crl_out: Path | None = None) -> None:
+    write_file(key_out, key_pem(key), 0o600)
+    write_file(cert_out, enrolled.certificate, 0o644)
+    if crl_out is not None:
+        write_file(crl_out, enrolled.crl, 0o644)
+
+
+# -- command line -----------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python3 -m chaosnode.enroll",
+                                description="Enroll this machine: TPM-attested certificate "
+                                "for a key made here, in RAM.")
+    p.add_argument("--url", required=True, help="https://IP:PORT of the enrollment service")
+    p.add_argument("--ca", required=True, type=Path, help="the cluster CA certificate")
+    p.add_argument("--node", required=True, help="this node's name")
+    p.add_argument("--address", required=True, help="this node's IPv4 address")
+    p.add_argument("--key-out", type=Path, default=Path(NODE_KEY_PATH))
+    p.add_argument("--cert-out", type=Path, default=Path(NODE_CERT_PATH))
+    p.add_argument("--crl-out", type=Path, help="also write the CRL the service sent")
+    p.add_argument("--tcti", default=NODE_TCTI, help=f"TPM access (default {NODE_TCTI})")
+    p.add_argument("--key-type", choices=KEY_TYPES, default="ed25519",
+                   help="the cluster's security.key_type")
+    p.add_argument("--max-time", type=float, default=0,
+                   help="give up after this many seconds (default 0: keep trying)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        address = ipaddress.IPv4Address(args.address)
+    except ValueError:
+        say(f"--address {args.address!r} is not an IPv4 address")
+        return 2
+    try:
+        key, enrolled = enroll(args.url, args.ca, args.node, address, tcti=args.tcti,
+                               key_type=args.key_type, max_seconds=args.max_time or None)
+        save(key, enrolled, args.key_out, args.cert_out, args.crl_out)
+    except EnrollError as exc:
+        say(str(exc))
+        return 1
+    except OSError as exc:
+        say(f"cannot write the key or certificate: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    say(f"enrolled as {args.node} (TPM EK {enrolled.ek_hash}); certificate valid until "
+        f"{enrolled.not_after}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
