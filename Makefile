@@ -16,10 +16,11 @@ APT_PACKAGES := \
 	xorriso isolinux syslinux-common pxelinux grub-efi-amd64-bin grub-pc-bin grub-common \
 	mtools dosfstools ipxe \
 	qemu-system-x86 qemu-utils ovmf \
-	tcpdump dnsmasq-base
+	tcpdump dnsmasq-base curl
 # nftables/iproute2: render checks and namespace tests; charon-systemd/swanctl: IKE tests and
 # the image; mmdebstrap..xz-utils: the live root; xorriso..ipxe: ISO and PXE artifacts;
-# qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving.
+# qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving; curl: fetches what
+# serve offers (HTTP and TFTP) in the tests.
 
 .PHONY: help setup build render check test test-unit test-integration test-image test-smoke lint bench clean
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 from .model import Cluster
-from .pki import issue_all, pki_for
+from .pki import ensure_ca, pki_for
 from .render import render_cluster
 
 
@@ -19,8 +19,9 @@ def build(cluster: Cluster, args: argparse.Namespace) -> int:
     start = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
     pki = pki_for(cluster, args.config)
-    issued = issue_all(cluster, pki, now)
-    step(f"pki: CA ready, {len(issued)} certificate(s) issued", start)
+    created = ensure_ca(cluster, pki, now)
+    step(f"pki: cluster CA {'created' if created else 'kept'} in {pki.paths.root} (node "
+         "certificates come from enrollment at boot)", start)
     nodes_dir = args.work / "nodes"
     render_cluster(cluster, pki, nodes_dir)
     step(f"render: {len(cluster.nodes)} node overlays in {nodes_dir}", start)

@@ -123,7 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ChaosError("no interface to serve on: set serve.interface in chaos.yaml or "
                          "pass --interface")
     mode = ServeMode(args.mode) if args.mode else None
-    return serve(cluster, args.pxe, interface, args.run_dir, mode, args.http_port)
+    return serve(cluster, args.config, args.pxe, interface, args.run_dir, mode, args.http_port)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:

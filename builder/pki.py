@@ -377,6 +377,12 @@ def node_identity(cluster: Cluster, node: Node) -> Identity:
     return Identity(node.name, fqdn(cluster, node), node.address)
 
 
+def ensure_ca(cluster: Cluster, pki: Pki, now: dt.datetime) -> bool:
+    """The cluster CA (and its CRL), created once and never replaced; True when created.
+    All a build needs: nodes make their own keys and enroll for certificates at boot."""
+    return pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
+
+
 def issue_all(cluster: Cluster, pki: Pki, now: dt.datetime) -> list[str]:
     """The CA (created once, never replaced) and a current certificate for every node;
     returns the names that got a new certificate."""

@@ -22,13 +22,13 @@ SECTIONS: tuple[tuple[str, type], ...] = (
 )
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if value is None:
         return None
     if isinstance(value, (int, bool, list, dict)):
@@ -39,7 +39,7 @@ def _plain(value: Any) -> Any:
 def _yaml(value: Any) -> str:
     import json  # noqa: PLC0415
 
-    value = _plain(value)
+    value = plain(value)
     if value is None:
         return "null"
     if isinstance(value, bool):

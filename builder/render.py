@@ -16,8 +16,6 @@ from chaosnode.paths import (
     CA_CERT_PATH,
     CRL_PATH,
     NODE_CERT,
-    NODE_CERT_PATH,
-    NODE_KEY_PATH,
     in_root,
 )
 
@@ -66,11 +64,10 @@ def render_templates(view: NodeView, env: jinja2.Environment,
     return tree
 
 
-def pki_files(pki: Pki, node: Node) -> Tree:
-    cert, key = pki.node_files(node.name)
+def pki_files(pki: Pki) -> Tree:
+    """Public things only: the cluster CA and the CRL. A node's key is made on the node at
+    boot and its certificate comes from enrollment; no private key is ever rendered."""
     return {
-        in_root(NODE_CERT_PATH): OutFile(cert),
-        in_root(NODE_KEY_PATH): OutFile(key, 0o600),
         in_root(CA_CERT_PATH): OutFile(pki.paths.ca_cert.read_bytes()),
         in_root(CRL_PATH): OutFile(pki.crl_pem()),
     }
@@ -80,7 +77,7 @@ def node_tree(cluster: Cluster, node: Node, pki: Pki | None, env: jinja2.Environ
               names: list[str], everyone: tuple[Peer, ...] | None = None) -> Tree:
     tree = render_templates(node_view(cluster, node, everyone), env, names)
     if pki is not None:
-        tree.update(pki_files(pki, node))
+        tree.update(pki_files(pki))
     return tree
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .loader import Document, Path_
 from .model import Cluster, Node, NodeDefaults
-from .reference import _plain
+from .reference import plain
 from .views import fqdn, node_services, protected_ports
 
 # sections whose settings a node does not carry (the node's own fields come from `nodes`)
@@ -31,11 +31,6 @@ def _origin(doc: Document, *paths: Path_) -> str:
     return "built-in default"
 
 
-def _value(value: Any) -> Any:
-    plain = _plain(value)
-    return plain if not isinstance(plain, tuple) else list(plain)
-
-
 def node_rows(cluster: Cluster, doc: Document, index: int) -> list[tuple[str, Any, str]]:
     node = cluster.nodes[index]
     npath: Path_ = ("nodes", index)
@@ -45,10 +40,10 @@ def node_rows(cluster: Cluster, doc: Document, index: int) -> list[tuple[str, An
         if f.name == "address":
             value = f"{value}/{cluster.network.subnet.prefixlen}"
         elif f.name == "services":
-            value = [_plain(s) for s in node_services(cluster, node)]
+            value = [plain(s) for s in node_services(cluster, node)]
         inherited = [("defaults", f.name)] if f.name in DEFAULTED else []
         extra = [("firewall", "services")] if f.name == "services" else []
-        rows.append((f.name, _value(value), _origin(doc, (*npath, f.name), *inherited, *extra)))
+        rows.append((f.name, plain(value), _origin(doc, (*npath, f.name), *inherited, *extra)))
     return rows
 
 
@@ -61,7 +56,7 @@ def cluster_rows(cluster: Cluster, doc: Document) -> list[tuple[str, Any, str]]:
         for f in dataclasses.fields(value):
             if section.name == "firewall" and f.name == "services":
                 continue  # merged into the node's services row
-            rows.append((f"{section.name}.{f.name}", _value(getattr(value, f.name)),
+            rows.append((f"{section.name}.{f.name}", plain(getattr(value, f.name)),
                          _origin(doc, (section.name, f.name))))
     return rows
 

@@ -75,6 +75,8 @@ class NodeView:
     tyd_json: str
     roles: tuple[str, ...]
     allow_ping: bool
+    enroll_url: str  # "" when serve.address is not set: the node cannot enroll
+    key_type: str
 
 
 def fqdn(cluster: Cluster, node: Node) -> str:
@@ -157,7 +159,15 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         tyd_json=tyd_config_json(cluster, node, peers),
         roles=tuple(r.value for r in node.roles),
         allow_ping=cluster.firewall.allow_ping,
+        enroll_url=enroll_url(cluster),
+        key_type=sec.key_type.value,
     )
+
+
+def enroll_url(cluster: Cluster) -> str:
+    """Where nodes enroll: the serve host's enrollment service (HTTPS, cluster-CA cert)."""
+    serve = cluster.serve
+    return f"https://{serve.address}:{serve.enroll_port}" if serve.address else ""
 
 
 def is_compute(node: Node) -> bool:

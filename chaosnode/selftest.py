@@ -1,7 +1,10 @@
 """Report on the console, in one line, whether this node came up as a cluster member.
 
-CHAOS-READY node=NAME addr=ADDR nft=ok charon=ok tyd=ok disks=none
-CHAOS-FAILED node=NAME addr=none nft=ok charon=failed tyd=missing disks=none
+CHAOS-READY node=NAME addr=ADDR nft=ok enroll=ok charon=ok tyd=ok disks=none
+CHAOS-FAILED node=NAME addr=ADDR nft=ok enroll=waiting charon=waiting tyd=waiting disks=none
+
+enroll=waiting: no certificate yet (no enrollment service reachable, or this machine's TPM
+is not registered and waits for an admin's approval); charon and tyd wait for it.
 
 With chaos.selftest=1 on the kernel command line the machine powers off afterwards.
 
@@ -19,9 +22,10 @@ from pathlib import Path
 from chaosnode import paths
 from chaosnode.console import console
 
-SETTLE_SECONDS = 90
+SETTLE_SECONDS = 120
 ADDRESS_WAIT_SECONDS = 30
-UNITS = {"nft": "nftables.service", "charon": "strongswan.service", "tyd": "tyd.service"}
+UNITS = {"nft": "nftables.service", "enroll": "chaos-enroll.service",
+         "charon": "strongswan.service", "tyd": "tyd.service"}
 RAM_BLOCK = ("loop", "ram", "zram")
 
 
@@ -29,17 +33,23 @@ def sh(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
-def unit_state(unit: str) -> tuple[str, str]:
-    out = sh("systemctl", "show", "--property=LoadState,ActiveState", unit).stdout
+def unit_state(unit: str) -> tuple[str, str, bool]:
+    """LoadState, ActiveState and whether a start job is still queued (waiting on another)."""
+    out = sh("systemctl", "show", "--property=LoadState,ActiveState,Job", unit).stdout
     props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return props.get("LoadState", ""), props.get("ActiveState", "")
+    return props.get("LoadState", ""), props.get("ActiveState", ""), bool(props.get("Job"))
+
+
+def settled(active: str, queued: bool) -> bool:
+    return not queued and active not in ("activating", "reloading", "deactivating")
 
 
 def settled_state(unit: str, deadline: float) -> tuple[str, str]:
     while True:
-        load, active = unit_state(unit)
-        if active not in ("activating", "reloading", "deactivating") or \
-                time.monotonic() > deadline:
+        load, active, queued = unit_state(unit)
+        if time.monotonic() > deadline and not settled(active, queued):
+            return load, "waiting"
+        if settled(active, queued):
             return load, active
         time.sleep(0.5)
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from chaostest import ROOT, issue_all
 
 from builder.config import load_cluster
 from builder.errors import RenderError
+from builder.image.audit import scan_tree
 from builder.pki import Pki
 from builder.render import (
+    TEMPLATES,
     OutFile,
     environment,
     node_tree,
@@ -111,8 +114,11 @@ def test_render_is_reproducible_and_atomic(tmp_path, default_cluster):
         a, b = tmp_path / "a" / rel, tmp_path / "b" / rel
         if a.is_file():
             assert a.read_bytes() == b.read_bytes(), rel
-    key = tmp_path / "a" / "node01" / "etc/swanctl/private/node.key"
-    assert key.stat().st_mode & 0o777 == 0o600
+    # public things only: the CA and CRL, never a key or a node certificate
+    assert (tmp_path / "a" / "node01" / "etc/swanctl/x509ca/ca.pem").exists()
+    assert not list((tmp_path / "a").rglob("*.key"))
+    assert not list((tmp_path / "a").rglob("x509/node.pem"))
+    assert scan_tree(tmp_path / "a") == {}
     assert not list(tmp_path.glob(".*staging*"))
 
 
@@ -122,11 +128,15 @@ def test_failed_render_leaves_last_good_output(tmp_path, default_cluster):
     out = tmp_path / "nodes"
     render_cluster(default_cluster, pki, out)
     before = (out / "node01/etc/nftables.conf").read_bytes()
-    (pki.paths.node_cert("node03")).unlink()  # node03 cannot be rendered now
-    with pytest.raises(Exception, match="node03"):
-        render_cluster(default_cluster, pki, out)
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "etc/broken.j2").write_text(  # node03 cannot be rendered now
+        '{% if name == "node03" %}{{ no_such_value }}{% endif %}\n')
+    with pytest.raises(RenderError, match="no_such_value"):
+        render_cluster(default_cluster, pki, out, templates=templates)
     assert (out / "node01/etc/nftables.conf").read_bytes() == before
-    assert (out / "node03/etc/swanctl/x509/node.pem").exists()
+    assert (out / "node03/etc/nftables.conf").exists()
+    assert not (out / "node01/etc/broken").exists()
 
 
 @pytest.mark.parametrize("bad", ["../escape", "/etc/passwd", "a/../../b"])

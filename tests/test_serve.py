@@ -56,6 +56,9 @@ def test_serve_answers_http_and_tftp_on_its_interface_only(tmp_path):
         pytest.skip("needs root for a network namespace")
     if not DNSMASQ.exists() or shutil.which("curl") is None:
         pytest.skip("dnsmasq and curl are needed (make setup installs them)")
+    shutil.copy(ROOT / "chaos.yaml", tmp_path / "chaos.yaml")
+    subprocess.run([sys.executable, "-m", "builder.cli", "pki", "init", "-c",
+                    str(tmp_path / "chaos.yaml")], check=True, cwd=ROOT, capture_output=True)
     pxe = tmp_path / "pxe"
     pxe.mkdir()
     (pxe / "boot.ipxe").write_text("#!ipxe\n")
@@ -73,7 +76,7 @@ def test_serve_answers_http_and_tftp_on_its_interface_only(tmp_path):
         subprocess.run([*ip, "link", "set", "lab0", "up"], check=True)
         subprocess.run([*ip, "link", "set", "cli0", "up"], check=True)
         proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
-                                 "builder.cli", "serve", "-c", str(ROOT / "chaos.yaml"),
+                                 "builder.cli", "serve", "-c", str(tmp_path / "chaos.yaml"),
                                  "--pxe", str(pxe), "--interface", "lab0", "--mode",
                                  "isolated", "--run-dir", str(tmp_path / "run")],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -87,8 +90,16 @@ def test_serve_answers_http_and_tftp_on_its_interface_only(tmp_path):
         assert r.stdout == b"#!ipxe\n", r.stderr
         r = subprocess.run([*curl, "tftp://10.99.0.1/undionly.kpxe"], capture_output=True)
         assert r.returncode == 0 and r.stdout == b"\x55" * 1000, r.stderr
+        # The enrollment service answers on serve.address with a cluster-CA certificate for
+        # that address (curl checks it), and refuses a malformed request with a reason.
+        r = subprocess.run([*curl, "--cacert", str(tmp_path / "pki" / "ca.pem"), "-X", "POST",
+                            "-H", "Content-Type: application/json", "--data", "{}",
+                            "https://10.99.0.1:8443/enroll/start"], capture_output=True)
+        assert r.returncode == 0 and b'"error"' in r.stdout, r.stderr
         # Bound to lab0 only: nothing answers on loopback.
         r = subprocess.run([*curl, "http://127.0.0.1:8080/boot.ipxe"], capture_output=True)
+        assert r.returncode != 0
+        r = subprocess.run([*curl, "-k", "https://127.0.0.1:8443/"], capture_output=True)
         assert r.returncode != 0
         proc.terminate()
         out, _ = proc.communicate(timeout=15)

@@ -11,6 +11,9 @@ BASE_PACKAGES = (
     # /etc/protocols and /etc/services: charon resolves selectors like 10.0.0.1/32[tcp/7411]
     # through them; without netbase a port-scoped config is "invalid value for: local_ts".
     "netbase",
+    # enrollment: the node proves its machine with its TPM 2.0 (chaosnode.tpm through
+    # tpm2-pytss over /dev/tpmrm0) and makes its key and CSR with python3-cryptography
+    "python3-tpm2-pytss", "libtss2-tcti-device0", "python3-cryptography",
 )
 
 # The Python packages that run on the nodes, copied from the checkout into the image.

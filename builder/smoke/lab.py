@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from builder.errors import ChaosError
 from builder.image.qemu import QEMU, RESULT
 from builder.run import run, spawn, stop_processes
+from builder.smoke import tpms
 
 AGENT_PORT = "org.chaos.agent"
 
@@ -65,6 +67,7 @@ class Guest:
     workdir: Path
     disk: Path
     proc: subprocess.Popen[bytes] | None = None
+    tpm_proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     _sock: socket.socket | None = None
     _buf: bytes = b""
@@ -78,6 +81,14 @@ class Guest:
     def agent_path(self) -> Path:
         return self.workdir / "agent.sock"
 
+    @property
+    def tpm_state(self) -> Path:
+        return self.workdir / "tpm"
+
+    @property
+    def tpm_socket(self) -> Path:
+        return self.workdir / "swtpm.sock"
+
     def argv(self, accel: list[str], tap: str, boot: str, media: dict[str, Path]) -> list[str]:
         argv = [QEMU, *accel, "-machine", "pc", "-m", "1024", "-display", "none",
                 "-nodefaults", "-no-reboot", "-monitor", "none",
@@ -89,7 +100,7 @@ class Guest:
                 "-chardev", f"socket,id=agent,path={self.agent_path},server=on,wait=off",
                 "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
                 "-drive", f"file={self.disk},format=raw,if=none,id=d0",
-                "-device", "virtio-blk-pci,drive=d0"]
+                "-device", "virtio-blk-pci,drive=d0", *tpms.qemu_args(self.tpm_socket)]
         if boot == "iso":
             argv += ["-drive", f"file={media['iso']},media=cdrom,readonly=on,if=none,id=cd0",
                      "-device", "ide-cd,drive=cd0,bootindex=0"]
@@ -116,6 +127,20 @@ class Guest:
                                  f"{timeout:.0f}s; see {self.console}")
             time.sleep(1)
         return line
+
+    def wait_console(self, pattern: re.Pattern[str], timeout: float) -> str:
+        """The first console match of pattern (or the self-check line) within timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console.read_text(errors="replace") if self.console.exists() else ""
+            if match := pattern.search(text):
+                return match.group(0).strip()
+            if (line := self.result()) is not None:
+                return line
+            if time.monotonic() >= deadline:
+                raise ChaosError(f"{self.name}: {pattern.pattern!r} not on the console within "
+                                 f"{timeout:.0f}s; see {self.console}")
+            time.sleep(1)
 
     # -- agent ------------------------------------------------------------------
     def _connect(self) -> socket.socket:
@@ -153,8 +178,7 @@ class Guest:
 
     def stop(self) -> None:
         self.disconnect()
-        if self.proc is not None:
-            stop_processes([self.proc])
+        stop_processes([p for p in (self.proc, self.tpm_proc) if p is not None])
 
 
 def make_disk(path: Path, size_mb: int = 16) -> str:

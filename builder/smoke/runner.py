@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import ipaddress
 import os
 import re
 import signal
@@ -20,16 +19,23 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from builder.config import load_cluster
+from builder.enroll.registry import approve
+from builder.enroll.service import registry_path
 from builder.errors import ChaosError
 from builder.image import cpio
+from builder.image.audit import secrets_in
 from builder.image.build import build_image
 from builder.image.pxe import kernel_cmdline
 from builder.image.qemu import probe_accel
-from builder.model import Cluster, ClusterSection, Node
-from builder.pki import Pki, issue_all
+from builder.model import Cluster, Node
+from builder.pki import ensure_ca, pki_for
+from builder.reference import plain
 from builder.render import render_cluster
 from builder.run import run
+from builder.smoke import tpms
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import Check, Scenario, WireCheck, fit, spare_node
 
@@ -37,6 +43,9 @@ from builder.smoke.scenario import Check, Scenario, WireCheck, fit, spare_node
 PROBE = ("python3", "-m", "chaosnode.probe")
 
 ROGUE_MAC = "52:54:00:66:66:66"
+TFTP_SCAN_MAX = 4 * 1024 * 1024  # bigger files are fetched over HTTP only (the same bytes)
+# the rogue's enrollment client saying it is not registered (and showing its EK hash)
+ROGUE_REFUSED = re.compile(r"chaos-enroll: this machine is not registered as \S+: TPM EK \S+")
 BOOT_TIMEOUT = 420.0
 EVIDENCE = {
     "swanctl-sas.txt": ["swanctl", "--list-sas"],
@@ -68,25 +77,30 @@ class Report:
         return sum(1 for _, ok, _ in self.results if not ok)
 
 
-def issue_pki(cluster: Cluster, root: Path) -> Pki:
-    pki = Pki(root, cluster.security.key_type)
-    issue_all(cluster, pki, dt.datetime.now(dt.UTC))
-    return pki
+def lab_cluster(cluster: Cluster, results: Path) -> Cluster:
+    """The cluster as the lab runs it: PKI and TPM registry in the results folder, and the
+    lab's server as serve.address when the cluster file names none."""
+    security = dataclasses.replace(cluster.security, pki_dir=str((results / "pki").resolve()),
+                                   tpm_registry=str((results / "tpm-registry.yaml").resolve()))
+    address = cluster.serve.address
+    if address is None:
+        net = cluster.network
+        taken = {n.address for n in cluster.nodes}
+        address = net.gateway or next(a for a in net.subnet.hosts() if a not in taken)
+    serve = dataclasses.replace(cluster.serve, address=address)
+    return dataclasses.replace(cluster, security=security, serve=serve)
 
 
 def rogue_cluster(cluster: Cluster, impersonates: str | None) -> tuple[Cluster, Node]:
-    """The same lab description under a foreign CA; the rogue takes a spare node's place or,
-    without one, an address no member has."""
+    """The rogue boots the cluster's own public artifacts with a TPM nobody registered: as
+    a spare node (its MAC, so serve hands it that node's settings) or, without one, as a
+    stranger at an address no member has."""
     if impersonates:
-        rogue = cluster.node(impersonates)
-    else:
-        used = {n.address for n in cluster.nodes} | {cluster.network.gateway}
-        free = next(a for a in reversed(list(cluster.network.subnet.hosts())) if a not in used)
-        rogue = Node(name="rogue", mac=ROGUE_MAC, address=free)
-    others = tuple(n for n in cluster.nodes if n.name != rogue.name)
-    section = ClusterSection(name=f"rogue-{cluster.cluster.name}"[:63],
-                             domain=cluster.cluster.domain)
-    return dataclasses.replace(cluster, cluster=section, nodes=(*others, rogue)), rogue
+        return cluster, cluster.node(impersonates)
+    used = {n.address for n in cluster.nodes} | {cluster.network.gateway, cluster.serve.address}
+    free = next(a for a in reversed(list(cluster.network.subnet.hosts())) if a not in used)
+    rogue = Node(name="rogue", mac=ROGUE_MAC, address=free)
+    return dataclasses.replace(cluster, nodes=(*cluster.nodes, rogue)), rogue
 
 
 class Smoke:
@@ -98,11 +112,13 @@ class Smoke:
         self.results = results
         self.cache = cache
         self.report = Report()
-        self.cluster, _ = load_cluster(scenario.config)
-        fit(scenario, self.cluster, scenario.config)
+        cluster, _ = load_cluster(scenario.config)
+        fit(scenario, cluster, scenario.config)
+        self.cluster = lab_cluster(cluster, results)
+        self.config = results / "chaos.yaml"
         self.members = list(scenario.boot[:nodes] if nodes else scenario.boot)
-        gateway = self.cluster.network.gateway or next(self.cluster.network.subnet.hosts())
-        self.server = ipaddress.IPv4Address(gateway)
+        assert self.cluster.serve.address is not None
+        self.server = self.cluster.serve.address
         self.segment = Segment(f"chaos-smoke-{os.getpid()}",
                                f"{self.server}/{self.cluster.network.subnet.prefixlen}")
         self.guests: dict[str, Guest] = {}
@@ -111,28 +127,47 @@ class Smoke:
     # -- build ----------------------------------------------------------------------
     def build(self) -> None:
         self.report.phase("build: PKI, render, image (base from cache when unchanged)")
-        pki = issue_pki(self.cluster, self.results / "pki")
+        self.config.write_text(yaml.safe_dump(plain(self.cluster), sort_keys=False))
+        pki = pki_for(self.cluster, self.config)
+        ensure_ca(self.cluster, pki, dt.datetime.now(dt.UTC))
         nodes_dir = self.results / "nodes"
         render_cluster(self.cluster, pki, nodes_dir)
         self.out = self.results / "out"
         build_image(self.cluster, nodes_dir, self.out, self.cache)
+        self.register_tpms()
         if self.scenario.rogue is not None:
-            rc, node = rogue_cluster(self.cluster, spare_node(self.scenario, self.cluster))
+            spare = spare_node(self.scenario, self.cluster)
+            rc, node = rogue_cluster(self.cluster, spare or None)
             self.rogue_node = node
-            rogue_nodes = self.results / "rogue-nodes"
-            render_cluster(rc, issue_pki(rc, self.results / "rogue-pki"), rogue_nodes,
-                           only=node.name)
-            base = (self.out / "pxe" / "initrd.img").read_bytes()
-            overlay = cpio.pack_tree(rogue_nodes / node.name, int(time.time()))
-            self.rogue_initrd = self.results / "rogue-initrd.img"
-            self.rogue_initrd.write_bytes(base + b"\0" * (-len(base) % 4) + overlay)
+            self.rogue_boot = "pxe" if spare else "kernel"
+            if not spare:  # a stranger: the same base with public settings of its own
+                rogue_nodes = self.results / "rogue-nodes"
+                render_cluster(rc, pki, rogue_nodes, only=node.name)
+                base = (self.out / "pxe" / "initrd.img").read_bytes()
+                overlay = cpio.pack_tree(rogue_nodes / node.name, int(time.time()))
+                self.rogue_initrd = self.results / "rogue-initrd.img"
+                self.rogue_initrd.write_bytes(base + b"\0" * (-len(base) % 4) + overlay)
+
+    def register_tpms(self) -> None:
+        """Each member's TPM is registered for it (what an admin does on the enrollment
+        night); the rogue's target gets a TPM of a machine that never boots, and the rogue
+        a TPM of its own that nobody registered."""
+        registry = registry_path(self.cluster, self.config)
+        registry.unlink(missing_ok=True)
+        spare = spare_node(self.scenario, self.cluster)
+        for name in [*self.members, *([spare] if spare else [])]:
+            state = self.results / (name if name in self.members else f"{name}-spare") / "tpm"
+            approve(registry, self.cluster, tpms.ek_hash_of(state), name,
+                    comment="smoke lab swtpm")
+        self.report.phase(f"TPM registry {registry}: {len(self.members)} members"
+                          + (f", {spare} (a machine that never boots)" if spare else ""))
 
     # -- lab ------------------------------------------------------------------------
     def start_lab(self) -> None:
         self.report.phase(f"lab: namespace {self.segment.ns}, bridge br0 {self.segment.server}")
         self.segment.up()
         self.segment.spawn([sys.executable, "-m", "builder.cli", "serve", "-c",
-                            str(self.scenario.config), "--pxe", str(self.out / "pxe"),
+                            str(self.config), "--pxe", str(self.out / "pxe"),
                             "--interface", "br0", "--mode", "isolated", "--run-dir",
                             str(self.results / "serve")], self.results / "serve.log")
         self.pcap = self.results / "wire.pcap"
@@ -142,11 +177,35 @@ class Smoke:
         self.report.phase(f"qemu: {' '.join(self.accel)}")
         time.sleep(1)
 
+    def check_served_files(self) -> None:
+        """What anyone on the lab segment can fetch holds no private key: every file serve
+        offers, fetched from inside the segment over HTTP and (the small ones) over TFTP."""
+        pxe = self.out / "pxe"
+        files = sorted(p.relative_to(pxe).as_posix() for p in pxe.rglob("*") if p.is_file())
+        fetched: dict[str, bytes] = {}
+        failed = []
+        for rel in files:
+            urls = [f"http://{self.server}:{self.cluster.serve.http_port}/{rel}"]
+            if (pxe / rel).stat().st_size <= TFTP_SCAN_MAX:
+                urls.append(f"tftp://{self.server}/{rel}")
+            for url in urls:
+                r = run(["ip", "netns", "exec", self.segment.ns, "curl", "-sf", "--max-time",
+                         "60", url], check=False, timeout=90, quiet=True)
+                if r.returncode != 0:
+                    failed.append(url)
+                fetched[url] = r.stdout
+        leaks = {url: found for url, data in fetched.items() if (found := secrets_in(data))}
+        self.report.check(f"served files hold no private key ({len(fetched)} fetches of "
+                          f"{len(files)} files over HTTP and TFTP)", not leaks and not failed,
+                          f"leaks: {leaks}, failed: {failed[:5]}" if leaks or failed else "")
+
     def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path]) -> Guest:
         workdir = self.results / name
         workdir.mkdir(parents=True, exist_ok=True)
         guest = Guest(name, mac, workdir, workdir / "disk.img")
         self.disks[name] = make_disk(guest.disk)
+        guest.tpm_proc = tpms.spawn_for_qemu(guest.tpm_state, guest.tpm_socket,
+                                             workdir / "swtpm.log")
         tap = self.segment.add_tap()
         guest.proc = self.segment.spawn(guest.argv(self.accel, tap, boot, media),
                                         workdir / "qemu.log")
@@ -187,11 +246,14 @@ class Smoke:
 
     def boot_rogue(self) -> None:
         node = self.rogue_node
-        media = {"kernel": self.out / "pxe" / "vmlinuz", "initrd": self.rogue_initrd,
-                 "append": Path(kernel_cmdline_for(self))}
-        guest = self.start_guest("rogue", node.mac, "kernel", media)
-        line = guest.wait_result(BOOT_TIMEOUT)
-        self.report.phase(f"rogue ({node.address}, foreign CA) booted: {line}")
+        media: dict[str, Path] = {}
+        if self.rogue_boot == "kernel":
+            media = {"kernel": self.out / "pxe" / "vmlinuz", "initrd": self.rogue_initrd,
+                     "append": Path(kernel_cmdline_for(self))}
+        guest = self.start_guest("rogue", node.mac, self.rogue_boot, media)
+        line = guest.wait_console(ROGUE_REFUSED, BOOT_TIMEOUT)
+        self.report.phase(f"rogue (as {node.name}, {node.address}, unregistered TPM, "
+                          f"{self.rogue_boot}) booted: {line}")
 
     # -- checks -----------------------------------------------------------------------
     def address(self, name: str) -> str:
@@ -339,6 +401,7 @@ class Smoke:
         self.build()
         try:
             self.start_lab()
+            self.check_served_files()
             self.boot_members()
             if self.scenario.rogue is not None:
                 self.boot_rogue()

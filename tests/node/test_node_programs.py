@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chaosnode import agent, identity, paths, probe, selftest
+from chaosnode import agent, bootenroll, enroll, identity, paths, probe, selftest
 
 
 def node_overlay(bundle: Path, name: str, mac: str) -> Path:
@@ -60,11 +60,16 @@ def test_identity_ignores_loopback_mac(tmp_path):
         ["aa:bb:cc:dd:ee:ff"]
 
 
+UP = {"addr": "10.0.0.1", "nft": "ok", "enroll": "ok", "charon": "ok", "tyd": "ok",
+      "disks": "none"}
+
+
 @pytest.mark.parametrize(("fields", "ready"), [
-    ({"addr": "10.0.0.1", "nft": "ok", "charon": "ok", "tyd": "ok", "disks": "none"}, True),
-    ({"addr": "10.0.0.1", "nft": "ok", "charon": "failed", "tyd": "ok", "disks": "none"}, False),
-    ({"addr": "none", "nft": "ok", "charon": "ok", "tyd": "ok", "disks": "none"}, False),
-    ({"addr": "10.0.0.1", "nft": "ok", "charon": "ok", "tyd": "ok", "disks": "sda"}, False),
+    (UP, True),
+    ({**UP, "charon": "failed"}, False),
+    ({**UP, "addr": "none"}, False),
+    ({**UP, "disks": "sda"}, False),
+    ({**UP, "enroll": "waiting", "charon": "waiting", "tyd": "waiting"}, False),
 ])
 def test_selftest_verdict_is_ready_only_when_everything_is(fields, ready):
     line = selftest.verdict({"name": "node01"}, {"node": "node01", **fields})
@@ -73,8 +78,7 @@ def test_selftest_verdict_is_ready_only_when_everything_is(fields, ready):
 
 
 def test_selftest_without_node_settings_is_never_ready():
-    fields = {"node": "unknown", "addr": "none", "nft": "ok", "charon": "ok", "tyd": "ok",
-              "disks": "none"}
+    fields = {"node": "unknown", **UP, "addr": "none"}
     assert selftest.verdict({}, fields).startswith("CHAOS-FAILED ")
 
 
@@ -127,6 +131,33 @@ def test_probe_sends_tcp_to_a_listener_on_loopback(capsys):
 def test_probe_refuses_bad_arguments_with_usage(argv, capsys):
     assert probe.main(argv) == 2
     assert "listen tcp|udp" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("active", "queued", "done"), [
+    ("active", False, True), ("failed", False, True), ("inactive", False, True),
+    ("activating", False, False), ("inactive", True, False)])
+def test_selftest_waits_for_units_still_starting_or_queued_behind_enrollment(active, queued,
+                                                                            done):
+    assert selftest.settled(active, queued) is done
+
+
+def test_bootenroll_passes_the_rendered_settings_to_the_client():
+    node = {"name": "node02", "address": "10.99.0.12", "key_type": "ecdsa-p256",
+            "enroll_url": "https://10.99.0.1:8443"}
+    argv = bootenroll.enroll_argv(node)
+    assert argv[argv.index("--url") + 1] == "https://10.99.0.1:8443"
+    assert argv[argv.index("--node") + 1] == "node02"
+    assert argv[argv.index("--key-type") + 1] == "ecdsa-p256"
+    assert argv[argv.index("--key-out") + 1] == paths.NODE_KEY_PATH
+    assert enroll.parser().parse_args(argv).address == "10.99.0.12"
+
+
+def test_bootenroll_without_an_enrollment_service_says_so(tmp_path, capsys):
+    node_json = tmp_path / "node.json"
+    node_json.write_text(json.dumps({"name": "node01", "address": "10.99.0.11",
+                                     "enroll_url": ""}))
+    assert bootenroll.main(node_json) == 1
+    assert "serve.address is null" in capsys.readouterr().out
 
 
 def test_node_programs_run_under_the_node_python_with_stdlib_only():

@@ -1,0 +1,57 @@
+"""Proof that an artifact carries no secret: a private key in any file, cpio member or
+compressed initrd of out/ (or anything serve hands out) is found and named.
+
+Looked for: PEM private keys of every kind (PKCS#8, RSA, EC, OpenSSH), strongSwan and
+munge key file names. Compressed data (zstd, xz, gzip) is opened first; an initrd made of
+several concatenated archives is scanned as a whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import re
+from pathlib import Path
+
+from builder.run import run
+
+# a whole PEM private key (with key material: library code quotes the BEGIN line alone),
+# or a key file's name as a cpio member
+SECRET = re.compile(rb"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY)-----\r?\n[A-Za-z0-9+/=\r\n]{40,}"
+                    rb"-----END \1-----|(?:^|/)private/[^/\0]+\.key\0|munge\.key\0")
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def expand(data: bytes) -> bytes:
+    """The data as a node would read it: compressed payloads decompressed (best effort)."""
+    if data.startswith(ZSTD_MAGIC):
+        return run(["zstd", "-dcq"], input=data, check=False, quiet=True).stdout
+    if data.startswith(XZ_MAGIC):
+        try:
+            return lzma.decompress(data)
+        except lzma.LZMAError:
+            return data
+    if data.startswith(GZIP_MAGIC):
+        try:
+            return gzip.decompress(data)
+        except OSError:
+            return data
+    return data
+
+
+def secrets_in(data: bytes) -> list[str]:
+    """What in this blob looks like a secret: the matched markers, deduplicated."""
+    found = {m.group(0).strip(b"\0").splitlines()[0].decode(errors="replace")
+             for blob in (data, expand(data)) for m in SECRET.finditer(blob)}
+    return sorted(found)
+
+
+def scan_tree(root: Path) -> dict[str, list[str]]:
+    """{relative path: secrets found} for every file under root that holds one."""
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        if found := secrets_in(path.read_bytes()):
+            out[path.relative_to(root).as_posix()] = found
+    return out

@@ -1,0 +1,40 @@
+"""chaos-enroll.service: enroll this node with the public settings chaos-build rendered for
+it (etc/chaos/node.json: name, address, key type, the enrollment service's URL).
+
+    python3 -I -m chaosnode.bootenroll
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from chaosnode import enroll, paths
+from chaosnode.console import console
+
+NOT_CONFIGURED = ("CHAOS: no enrollment service is configured for this cluster (serve.address "
+                  "is null in chaos.yaml): this node gets no certificate and joins nothing")
+
+
+def enroll_argv(node: dict[str, str]) -> list[str]:
+    """The enrollment client's command line for these node settings."""
+    return ["--url", node["enroll_url"], "--ca", paths.CA_CERT_PATH, "--node", node["name"],
+            "--address", node["address"], "--key-type", node.get("key_type", "ed25519"),
+            "--key-out", paths.NODE_KEY_PATH, "--cert-out", paths.NODE_CERT_PATH,
+            "--crl-out", paths.CRL_PATH]
+
+
+def main(node_json: Path = Path(paths.NODE_JSON)) -> int:
+    node = json.loads(node_json.read_text())
+    if not node.get("enroll_url"):
+        console(NOT_CONFIGURED)
+        return 1
+    rc = enroll.main(enroll_argv(node))
+    if rc == 0:
+        console(f"CHAOS: node {node['name']} enrolled: certificate for a key made on this "
+                "machine, attested by its TPM")
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
