@@ -51,8 +51,3 @@ def render_default_cluster(work: Path) -> tuple[Cluster, Path]:
     render_cluster(cluster, pki, nodes_dir)
     return cluster, nodes_dir
 
-
-def tyd_expected(repo: Path) -> str:
-    """tyd=ok once the tyd package ships its unit; until then the selftest says missing."""
-    unit = repo / "overlays" / "common" / "etc" / "systemd" / "system" / "tyd.service"
-    return "ok" if unit.exists() else "missing"

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from imagetest import UNKNOWN_MAC, Built, tyd_expected
+from imagetest import UNKNOWN_MAC, Built
 
 from builder.image.qemu import Boot, Machine, boot
 
@@ -16,16 +16,19 @@ BOOT_TIMEOUT = 420.0
 
 
 def assert_node_ready(result: Boot, built: Built, name: str) -> None:
+    """The machine took node NAME's public settings and came up to enrollment. No enrollment
+    service answers in this tier, so it holds no certificate and charon and tyd wait for one
+    (the smoke lab enrolls nodes with their TPMs and checks READY)."""
     node = built.cluster.node(name)
     assert result.line is not None, f"no CHAOS-READY/FAILED line:\n{result.console[-4000:]}"
     fields = result.fields
     assert fields["node"] == name
     assert fields["addr"] == str(node.address)
     assert fields["nft"] == "ok"
-    assert fields["charon"] == "ok"
+    assert fields["enroll"] == "waiting"
+    assert fields["charon"] == fields["tyd"] == "waiting"
     assert fields["disks"] == "none"
-    assert fields["tyd"] == tyd_expected(built.repo)
-    assert result.ready == (tyd_expected(built.repo) == "ok"), result.line
+    assert not result.ready, result.line
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 from imagetest import CACHE_DIR, Built
 
+from builder.image.audit import scan_tree, secrets_in
 from builder.image.build import build_image
 
 pytestmark = pytest.mark.image
@@ -78,3 +79,26 @@ def test_base_has_no_build_mirror_and_no_storage_drivers(built: Built) -> None:
     assert not [n for n in pyc if n.startswith(("usr/lib/python3.11/email/",
                                                 "usr/lib/python3.11/pydoc"))]
     assert not [n for n in names if n.startswith("usr/share/man/")]
+
+
+def test_no_private_key_anywhere_in_out(built: Built, tmp_path) -> None:
+    """Everything a lab can get (the ISO's files, the PXE tree, every cpio and initrd,
+    decompressed) holds public things only."""
+    iso_files = tmp_path / "iso"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(built.out / "chaos.iso"),
+                    "-extract", "/", str(iso_files)], check=True, capture_output=True)
+    assert (iso_files / "live").exists() or list(iso_files.rglob("*.img")), "ISO not extracted"
+    assert scan_tree(iso_files) == {}
+    assert scan_tree(built.out) == {}
+    assert secrets_in(unpacked_base(built)) == []
+    # the audit itself finds a key where there is one
+    assert secrets_in(b"etc/swanctl/private/node.key\0")
+
+
+def test_base_carries_the_tpm_client(built: Built) -> None:
+    names = subprocess.run(["cpio", "-it", "--quiet"], input=unpacked_base(built),
+                           capture_output=True, check=True).stdout.decode().split("\n")
+    assert any(n.startswith("usr/lib/python3/dist-packages/tpm2_pytss/") for n in names)
+    assert any("libtss2-tcti-device.so" in n for n in names)
+    assert "usr/local/lib/python3.11/dist-packages/chaosnode/enroll.py" in names
+    assert "etc/systemd/system/multi-user.target.wants/chaos-enroll.service" in names
