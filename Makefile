@@ -77,7 +77,7 @@ test-smoke: setup
 	$(PY) -m pytest -m smoke $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check builder tyd tests bench
+	$(VENV)/bin/ruff check builder tyd chaosnode tests bench
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -20,7 +20,7 @@ def tool(name: str) -> list[str]:
     return [sys.executable, "-m", name]
 
 
-@pytest.mark.parametrize("cmd", [["ruff", "check", "builder", "tyd", "tests", "bench"],
+@pytest.mark.parametrize("cmd", [["ruff", "check", "builder", "tyd", "chaosnode", "tests", "bench"],
                                  ["mypy"]], ids=["ruff", "mypy"])
 def test_linter_is_clean(cmd):
     r = subprocess.run([*tool(cmd[0]), *cmd[1:]], cwd=ROOT, capture_output=True, text=True,
