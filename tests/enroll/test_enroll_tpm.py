@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import http.client
 import json
+import logging
 import secrets
 import ssl
 
@@ -80,7 +81,9 @@ def assert_good_client_enrolls(lab: Lab) -> x509.Certificate:
     return x509.load_pem_x509_certificate((lab.root / "out/node01/node.pem").read_bytes())
 
 
-def test_registered_tpm_gets_a_certificate_for_a_key_that_never_left_the_node(lab: Lab):
+def test_registered_tpm_gets_a_certificate_for_a_key_that_never_left_the_node(lab: Lab,
+                                                                              caplog):
+    caplog.set_level(logging.INFO, logger="chaos.enroll")
     before = persistent_handles(lab.tpm_a)
     r = lab.client(lab.tpm_a)
     assert r.returncode == 0, r.stderr
@@ -107,6 +110,10 @@ def test_registered_tpm_gets_a_certificate_for_a_key_that_never_left_the_node(la
             assert form not in body
     assert (lab.pki.paths.enrolled / "node01.pem").read_bytes() == cert_file.read_bytes()
     assert persistent_handles(lab.tpm_a) == before
+    # every request logged with source, node and outcome; no key material in the log
+    lines = [r.getMessage() for r in caplog.records if r.name == "chaos.enroll"]
+    assert lines == ["enroll 127.0.0.1 /enroll/start node=node01 ok",
+                     "enroll 127.0.0.1 /enroll/finish node=node01 ok"]
 
 
 def test_ecdsa_key_type(lab: Lab):

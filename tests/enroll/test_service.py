@@ -194,3 +194,35 @@ def test_cli_approve_refuses_bad_input(workdir: Path, capsys):
     assert main(["enroll", "approve", "sha256:" + "a" * 64, "--node", "node01", "-c",
                  str(workdir / "chaos.yaml")]) == 2
     assert "tpm-registry.yaml:1: node01[0]: 'nope' is not an EK hash" in capsys.readouterr().err
+
+
+def test_client_checks_the_certificate_is_for_its_key_and_from_the_cluster_ca(tmp_path):
+    from builder.model import KeyType  # noqa: PLC0415
+    from builder.pki import make_node_cert  # noqa: PLC0415
+    from chaosnode.enroll import EnrollError, _check_certificate  # noqa: PLC0415
+    from chaosnode.enrollment import FinishResponse  # noqa: PLC0415
+
+    pki = Pki(tmp_path / "pki", KeyType.ECDSA_P256)
+    pki.init_ca("lab", T0, 30)
+    ca_key, ca = pki.ca()
+    ident = Identity("node01", "node01.lab", ipaddress.IPv4Address("10.99.0.11"))
+    csr = make_csr(new_key("ecdsa-p256"), "node01", ident.address)
+
+    def reply(key: object) -> FinishResponse:
+        cert = make_node_cert(ident, "lab", key, ca_key, ca, T0, 1)  # type: ignore[arg-type]
+        return FinishResponse(cert.public_bytes(serialization.Encoding.PEM).decode(), "", "",
+                              "")
+
+    assert _check_certificate(reply(csr.public_key()), csr, ca)
+    with pytest.raises(EnrollError, match="not for this node's key"):
+        _check_certificate(reply(new_key().public_key()), csr, ca)
+    other = Pki(tmp_path / "other", KeyType.ECDSA_P256)
+    other.init_ca("lab", T0, 30)
+    with pytest.raises(EnrollError, match="not signed by the cluster CA"):
+        _check_certificate(reply(csr.public_key()), csr, other.ca_cert())
+
+
+def test_an_ek_must_be_a_restricted_decryption_key():
+    from chaosnode.tpmpub import ek_problems  # noqa: PLC0415
+
+    assert ek_problems(ak_template()) == ["missing decrypt", "must not have sign"]
