@@ -57,10 +57,11 @@ class Lab:
     tpm_b: SoftTpm   # unknown
     ek_a: str
     bodies: list[bytes] = field(default_factory=list)  # every request body the server read
+    url_override: str | None = None  # point the client elsewhere (a dead port)
 
     @property
     def url(self) -> str:
-        return self.server.url
+        return self.url_override or self.server.url
 
     @property
     def ca_file(self) -> Path:

@@ -254,3 +254,18 @@ def test_client_rejects_a_server_without_a_cluster_certificate(lab: Lab, tmp_pat
     assert r.returncode == 1 and "not the cluster's enrollment service" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
     assert lab.bodies == []  # nothing was sent to a server it does not trust
+
+
+def test_client_retries_an_unreachable_service_then_gives_up_in_time(lab: Lab):
+    import time  # noqa: PLC0415
+
+    from builder.enroll.swtpm import free_ports  # noqa: PLC0415
+
+    dead = f"https://127.0.0.1:{free_ports(1)}"
+    lab.url_override = dead
+    t = time.monotonic()
+    r = lab.client(lab.tpm_a, "node01", "10.99.0.11", "--max-time", "2")
+    assert 1.5 < time.monotonic() - t < 10
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.count("cannot reach 127.0.0.1") >= 2
+    assert "no certificate within 2 s; giving up" in r.stderr
