@@ -324,7 +324,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             outcome = f"internal error {type(exc).__name__}: {exc}"
             self._send(500, ProtocolError("internal", "the service failed; see its log")
                        .to_json())
-        log.info("enroll %s %s node=%s %s", source, self.path, node, outcome)
+        log.info("enroll %s %s node=%s %s", source, self._logged_path(), node, outcome)
+
+    def _logged_path(self) -> str:
+        """The path as sent by a stranger: quoted and cut unless it is one of ours."""
+        return self.path if self.path in (START_PATH, FINISH_PATH) else repr(self.path[:80])
 
     def _dispatch(self, source: str) -> tuple[str, bytes]:
         if not self.server.limiter.allow(source):
@@ -364,7 +368,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         self._send(405, ProtocolError("not_found", "only POST is served here").to_json())
         log.info("enroll %s %s %s node=- refused method", self.client_address[0],
-                 self.command, self.path[:80])
+                 self.command, self._logged_path())
 
     do_GET = do_PUT = do_DELETE = do_HEAD = _refuse_method  # noqa: N815
 
@@ -377,6 +381,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Errors found by the stdlib (a bad request line, an unknown method) as refusals."""
+        self.close_connection = True
+        refusal = ProtocolError("not_found" if code in (404, 405, 501) else "malformed",
+                                f"HTTP {code}: {message or 'bad request'}")
+        log.info("enroll %s - node=- refused %s: %s", self.client_address[0], refusal.code,
+                 refusal.reason)
+        with contextlib.suppress(OSError):
+            self._send(code, refusal.to_json())
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         log.debug("http %s %s", self.client_address[0], format % args)

@@ -236,6 +236,8 @@ def test_protocol_refusals_each_with_its_reason_and_service_keeps_serving(lab: L
     assert (status, body["error"]) == (404, "not_found")
     status, body = raw_post(lab, START_PATH, b"", method="GET")
     assert status == 405
+    status, body = raw_post(lab, START_PATH, b"", method="BREW")
+    assert (status, body["error"]) == (501, "not_found")
     # a client that does not speak TLS, or stalls, does not hurt the service
     import socket  # noqa: PLC0415
 
