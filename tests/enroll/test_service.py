@@ -157,7 +157,6 @@ def test_ak_attributes_and_name():
     assert ak_problems(weak) == ["missing restricted"]
 
 
-@pytest.mark.skipif(shutil.which("swtpm") is None, reason="swtpm is not installed")
 def test_cli_enroll_serve_runs_until_ctrl_c(tmp_path):
     shutil.copy(ROOT / "chaos.yaml", tmp_path / "chaos.yaml")
     cluster = load_cluster(tmp_path / "chaos.yaml")[0]
