@@ -15,6 +15,9 @@ NODE_KEY_PATH: Final = f"{SWANCTL_DIR}/private/{NODE_KEY}"
 CA_CERT_PATH: Final = f"{SWANCTL_DIR}/x509ca/{CA_CERT}"
 CRL_PATH: Final = f"{SWANCTL_DIR}/x509crl/{CRL}"
 
+# the kernel's TPM resource manager: it flushes what a client leaves behind
+TPM_DEVICE: Final = "/dev/tpmrm0"
+
 VICI_SOCKET: Final = "/run/charon.vici"
 NFT_TABLE: Final = "chaos"
 NFT_PEER_SET: Final = "cluster_peers"

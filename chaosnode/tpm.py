@@ -28,7 +28,9 @@ from tpm2_pytss.types import (
 )
 from tpm2_pytss.utils import NoSuchIndex, create_ek_template
 
-NODE_TCTI: Final = "device:/dev/tpmrm0"
+from .paths import TPM_DEVICE
+
+NODE_TCTI: Final = f"device:{TPM_DEVICE}"
 EK_TYPE: Final = "EK-ECC256"
 AK_ATTRIBUTES: Final = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT
                         | TPMA_OBJECT.SENSITIVEDATAORIGIN | TPMA_OBJECT.USERWITHAUTH

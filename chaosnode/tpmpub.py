@@ -70,6 +70,17 @@ def ak_problems(ak: TPM2B_PUBLIC) -> list[str]:
     return problems
 
 
+def ek_problems(ek: TPM2B_PUBLIC) -> list[str]:
+    """Why this public area cannot be an endorsement key (a restricted decryption key)."""
+    attrs = int(ek.publicArea.objectAttributes)
+    problems = [f"missing {name}" for bit, name in (
+        (TPMA_OBJECT.RESTRICTED, "restricted"), (TPMA_OBJECT.DECRYPT, "decrypt"),
+        (TPMA_OBJECT.FIXEDTPM, "fixedTPM")) if not attrs & int(bit)]
+    if attrs & int(TPMA_OBJECT.SIGN_ENCRYPT):
+        problems.append("must not have sign")
+    return problems
+
+
 def name_of(public: TPM2B_PUBLIC) -> bytes:
     """The TPM name: nameAlg || H(TPMT_PUBLIC), computed here, never taken from the client."""
     area = public.publicArea.marshal()

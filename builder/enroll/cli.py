@@ -4,7 +4,6 @@ cli.py's job)."""
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import signal
 import sys
@@ -12,16 +11,11 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from ..errors import ChaosError
 from ..model import Cluster
 from ..pki import Pki
 from .registry import PendingStore, RegistryError
 from .registry import approve as approve_hash
-from .service import ServiceSettings, open_service, registry_path
-
-
-class InvalidInput(ChaosError):
-    exit_code = 2
+from .service import InvalidInput, open_service, registry_path, settings_for
 
 
 def _out(message: str) -> None:
@@ -31,17 +25,10 @@ def _out(message: str) -> None:
 def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None,
           port: int | None) -> int:
     """Run the enrollment service in the foreground until Ctrl-C / SIGTERM."""
-    if address is None and cluster.serve.address is None:
-        raise InvalidInput(f"{config}: serve.address is not set: set it to the build host's "
-                           "address on the lab segment, or pass --address")
     try:
-        ip = ipaddress.IPv4Address(address) if address else cluster.serve.address
-    except ValueError:
-        raise InvalidInput(f"--address {address!r} is not an IPv4 address") from None
-    assert ip is not None
-    if port is not None and not 1 <= port <= 65535:
-        raise InvalidInput(f"--port {port} is out of range; use 1..65535")
-    settings = ServiceSettings(ip, port or cluster.serve.enroll_port)
+        settings = settings_for(cluster, address, port)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{config}: {exc}") from None
     logging.getLogger("chaos.enroll").setLevel(logging.INFO)
     server = open_service(cluster, config, pki, settings)
     stop = threading.Event()

@@ -59,6 +59,12 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class InvalidInput(ChaosError):
+    """A setting or option the service cannot start with."""
+
+    exit_code = 2
+
+
 class Refused(ProtocolError):
     """A refusal that knows which node it concerns (for the request log)."""
 
@@ -163,13 +169,21 @@ class Enrollment:
         if holder != node.name:
             raise Refused("unregistered", f"this machine's TPM ({ek_hash}) is registered for "
                           f"{holder}, not {node.name}", node.name)
+        problems = tpmpub.ek_problems(ek)
+        if problems:
+            raise Refused("malformed", "ek_public is not an endorsement key: "
+                          + "; ".join(problems), node.name)
         problems = tpmpub.ak_problems(ak)
         if problems:
             raise Refused("bad_ak", "the AK is not a restricted signing key bound to the TPM: "
                           + "; ".join(problems), node.name)
         csr = self._check_csr(req.csr, node.name)
         secret = secrets.token_bytes(SECRET_BYTES)
-        blob, encrypted = make_credential(ek, secret, TPM2B_NAME(tpmpub.name_of(ak)))
+        try:
+            blob, encrypted = make_credential(ek, secret, TPM2B_NAME(tpmpub.name_of(ak)))
+        except (ValueError, TypeError) as exc:  # odd symmetric or scheme in the EK template
+            raise Refused("malformed", f"ek_public cannot wrap a credential ({exc})",
+                          node.name) from None
         session_id = secrets.token_urlsafe(24)
         now = self.clock()
         with self._lock:
@@ -310,7 +324,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             outcome = f"internal error {type(exc).__name__}: {exc}"
             self._send(500, ProtocolError("internal", "the service failed; see its log")
                        .to_json())
-        log.info("enroll %s %s node=%s %s", source, self.path, node, outcome)
+        log.info("enroll %s %s node=%s %s", source, self._logged_path(), node, outcome)
+
+    def _logged_path(self) -> str:
+        """The path as sent by a stranger: quoted and cut unless it is one of ours."""
+        return self.path if self.path in (START_PATH, FINISH_PATH) else repr(self.path[:80])
 
     def _dispatch(self, source: str) -> tuple[str, bytes]:
         if not self.server.limiter.allow(source):
@@ -327,8 +345,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             try:
                 return req.node, service.start(req, source).to_json()
             except ProtocolError as exc:
-                exc.node = req.node  # type: ignore[attr-defined]
-                raise
+                raise Refused(exc.code, exc.reason, req.node) from None
         node, reply = service.finish(FinishRequest.from_json(body), source)
         return node, reply.to_json()
 
@@ -351,7 +368,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         self._send(405, ProtocolError("not_found", "only POST is served here").to_json())
         log.info("enroll %s %s %s node=- refused method", self.client_address[0],
-                 self.command, self.path[:80])
+                 self.command, self._logged_path())
 
     do_GET = do_PUT = do_DELETE = do_HEAD = _refuse_method  # noqa: N815
 
@@ -364,6 +381,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Errors found by the stdlib (a bad request line, an unknown method) as refusals."""
+        self.close_connection = True
+        refusal = ProtocolError("not_found" if code in (404, 405, 501) else "malformed",
+                                f"HTTP {code}: {message or 'bad request'}")
+        log.info("enroll %s - node=- refused %s: %s", self.client_address[0], refusal.code,
+                 refusal.reason)
+        with contextlib.suppress(OSError):
+            self._send(code, refusal.to_json())
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         log.debug("http %s %s", self.client_address[0], format % args)
@@ -438,6 +466,23 @@ class EnrollServer(http.server.ThreadingHTTPServer):
 def registry_path(cluster: Cluster, config: Path) -> Path:
     path = Path(cluster.security.tpm_registry)
     return path if path.is_absolute() else config.resolve().parent / path
+
+
+def settings_for(cluster: Cluster, address: ipaddress.IPv4Address | str | None = None,
+                 port: int | None = None) -> ServiceSettings:
+    """The service's settings from chaos.yaml (serve.address, serve.enroll_port), each
+    overridable (the CLI's --address/--port)."""
+    if address is None and cluster.serve.address is None:
+        raise InvalidInput("serve.address is not set: set it to the build host's address on "
+                           "the lab segment, or pass --address")
+    try:
+        ip = ipaddress.IPv4Address(address) if address is not None else cluster.serve.address
+    except ValueError:
+        raise InvalidInput(f"--address {address!r} is not an IPv4 address") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise InvalidInput(f"--port {port} is out of range; use 1..65535")
+    assert ip is not None
+    return ServiceSettings(ip, port or cluster.serve.enroll_port)
 
 
 def open_service(cluster: Cluster, config: Path, pki: Pki, settings: ServiceSettings,

@@ -1,0 +1,133 @@
+"""Fixtures of the enrollment tests: software TPMs on loopback and the service in-process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from chaostest import ROOT
+
+from builder.config import load_cluster
+from builder.enroll import service
+from builder.enroll.registry import approve
+from builder.enroll.swtpm import SoftTpm, free_ports, start_swtpm
+from builder.model import Cluster
+from builder.pki import Pki
+from chaosnode.enrollment import FinishRequest, StartRequest
+from chaosnode.tpm import Tpm
+from chaosnode.tpmpub import ek_hash
+
+NODE_PYTHON = "/usr/bin/python3"
+# as on the node: isolated mode (no PYTHONPATH, no user site); the image installs chaosnode
+# into dist-packages, here the worktree goes first on sys.path
+NODE_BOOTSTRAP = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+                  "from chaosnode.enroll import main; sys.exit(main())")
+
+needs_swtpm = pytest.mark.skipif(shutil.which("swtpm") is None,
+                                 reason="swtpm is not installed (apt-get install swtpm)")
+
+
+def tpm_ek_hash(tpm: SoftTpm) -> str:
+    with Tpm(tpm.tcti) as t, t.keys() as keys:
+        return ek_hash(keys.attestation.ek_public)
+
+
+def persistent_handles(tpm: SoftTpm) -> str:
+    r = subprocess.run(["tpm2_getcap", "-T", f"swtpm:host=127.0.0.1,port={tpm.port}",
+                        "handles-persistent"], capture_output=True, text=True, timeout=10,
+                       check=True)
+    return r.stdout
+
+
+@dataclass
+class Lab:
+    root: Path
+    config: Path
+    cluster: Cluster
+    pki: Pki
+    server: service.EnrollServer
+    tpm_a: SoftTpm   # registered for node01
+    tpm_b: SoftTpm   # unknown
+    ek_a: str
+    bodies: list[bytes] = field(default_factory=list)  # every request body the server read
+    url_override: str | None = None  # point the client elsewhere (a dead port)
+
+    @property
+    def url(self) -> str:
+        return self.url_override or self.server.url
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki.paths.ca_cert
+
+    @property
+    def registry(self) -> Path:
+        return service.registry_path(self.cluster, self.config)
+
+    def client(self, tpm: SoftTpm, node: str = "node01", address: str = "10.99.0.11",
+               *extra: str, ca: Path | None = None, out: Path | None = None,
+               timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """The node's client as the node runs it: /usr/bin/python3 -I, Debian's packages."""
+        out = out or self.root / "out" / node
+        argv = [NODE_PYTHON, "-I", "-c", NODE_BOOTSTRAP, "--url", self.url,
+                "--ca", str(ca or self.ca_file), "--node", node, "--address", address,
+                "--key-out", str(out / "node.key"), "--cert-out", str(out / "node.pem"),
+                "--tcti", tpm.tcti, *extra]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env={"PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture
+def soft_tpms(tmp_path: Path) -> Iterator[Callable[[], SoftTpm]]:
+    started: list[SoftTpm] = []
+
+    def start() -> SoftTpm:
+        tpm = start_swtpm(tmp_path / f"tpm{len(started)}", free_ports(2))
+        started.append(tpm)
+        return tpm
+
+    yield start
+    for tpm in started:
+        tpm.stop()
+
+
+@pytest.fixture
+def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+    shutil.copy(ROOT / "chaos.yaml", tmp_path / "chaos.yaml")
+    config = tmp_path / "chaos.yaml"
+    cluster = load_cluster(config)[0]
+    pki = Pki(tmp_path / "pki", cluster.security.key_type)
+    pki.init_ca(cluster.cluster.name, dt.datetime.now(dt.UTC), 30)
+    tpm_a, tpm_b = soft_tpms(), soft_tpms()
+    ek_a = tpm_ek_hash(tpm_a)
+    approve(service.registry_path(cluster, config), cluster, ek_a, "node01", "test TPM A")
+    bodies: list[bytes] = []
+    for record in (StartRequest, FinishRequest):
+        original = record.from_json
+
+        def recording(body: bytes, original: Callable[[bytes], object] = original) -> object:
+            bodies.append(body)
+            return original(body)
+
+        monkeypatch.setattr(record, "from_json", staticmethod(recording))
+    settings = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), free_ports(1),
+                                       rate_per_second=1000, burst=1000)
+    server = service.open_service(cluster, config, pki, settings)
+    server.start_background()
+    try:
+        yield Lab(tmp_path, config, cluster, pki, server, tpm_a, tpm_b, ek_a, bodies)
+    finally:
+        server.stop()
+
+
+def pending_entries(lab: Lab) -> list[dict[str, object]]:
+    path = lab.pki.paths.root / "pending.json"
+    return json.loads(path.read_text()) if path.exists() else []
