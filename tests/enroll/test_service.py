@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import shutil
 import signal
 import subprocess
 import sys
@@ -158,7 +157,10 @@ def test_ak_attributes_and_name():
 
 
 def test_cli_enroll_serve_runs_until_ctrl_c(tmp_path):
-    shutil.copy(ROOT / "chaos.yaml", tmp_path / "chaos.yaml")
+    # the default chaos.yaml without its serve section (serve.address unset)
+    text = (ROOT / "chaos.yaml").read_text()
+    start = text.index("\nserve:\n")
+    (tmp_path / "chaos.yaml").write_text(text[:start] + text[text.index("\n\n", start):])
     cluster = load_cluster(tmp_path / "chaos.yaml")[0]
     Pki(tmp_path / "pki", cluster.security.key_type).init_ca("chaos-lab", T0 +
                                                              dt.timedelta(days=-1), 30)
