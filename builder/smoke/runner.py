@@ -53,6 +53,8 @@ EVIDENCE = {
     "nft-ruleset.txt": ["nft", "list", "ruleset"],
     "tyd-status.txt": ["python3", "-m", "tyd", "status"],
     "journal.txt": ["journalctl", "-b", "--no-pager", "-n", "400"],
+    "enroll.txt": ["journalctl", "-b", "-u", "chaos-enroll", "--no-pager", "-o",
+                   "short-monotonic"],
     "boot-time.txt": ["sh", "-c", "systemd-analyze time; systemd-analyze critical-chain "
                       "chaos-selftest.service; systemd-analyze blame | head -25"],
 }
@@ -244,6 +246,17 @@ class Smoke:
             if pending:
                 time.sleep(0.5)
 
+    def enrollment_times(self) -> None:
+        """When each member held its certificate, in seconds after its kernel started."""
+        times = {}
+        for name in self.members:
+            _, out = self.guests[name].exec(["journalctl", "-b", "-u", "chaos-enroll",
+                                             "--no-pager", "-o", "short-monotonic"])
+            found = re.search(r"\[\s*([0-9.]+)\][^\n]*enrolled", out)
+            times[name] = f"{float(found.group(1)):.1f}s" if found else "none"
+        self.report.phase("certificate held, after kernel start: "
+                          + ", ".join(f"{n} {t}" for n, t in times.items()))
+
     def boot_rogue(self) -> None:
         node = self.rogue_node
         media: dict[str, Path] = {}
@@ -403,6 +416,7 @@ class Smoke:
             self.start_lab()
             self.check_served_files()
             self.boot_members()
+            self.enrollment_times()
             if self.scenario.rogue is not None:
                 self.boot_rogue()
             for check in self.scenario.checks:
