@@ -45,7 +45,8 @@ class Charon:
             f"include {node_root}/etc/strongswan.conf\n"
             "charon-systemd {\n"
             f"  plugins {{ vici {{ socket = unix://{self.socket} }} }}\n"
-            f"  filelog {{ test {{ path = {self.log}\n default = 1\n ike = 2\n cfg = 2 }} }}\n"
+            f"  filelog {{ test {{ path = {self.log}\n flush_line = yes\n default = 1\n"
+            "    ike = 2\n cfg = 2 } }\n"
             "}\n"
             f"swanctl {{ socket = unix://{self.socket} }}\n")
         self.env = {"STRONGSWAN_CONF": str(conf),
@@ -83,8 +84,9 @@ def test_rendered_configs_load_into_charon(tools, tmp_path, config):
         host = the_lab.add(node.name, str(node.address))
         charon = Charon(the_lab, host, out / node.name, tmp_path)
         loaded = charon.load_all()
-        assert "loaded connection 'cluster'" in loaded
-        assert "successfully loaded 1 connections, 0 unloaded" in loaded
+        peers = len(cluster.nodes) - 1
+        assert f"loaded connection 'peer-{cluster.nodes[1].name}'" in loaded
+        assert f"successfully loaded {peers} connections, 0 unloaded" in loaded
         conns = charon.swanctl("--list-conns").stdout
         assert "TRANSPORT" in conns and "0.0.0.0/0" not in conns
         pols = charon.swanctl("--list-pols").stdout
