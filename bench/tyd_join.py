@@ -60,7 +60,10 @@ def make_configs(root: Path, n: int, port: int, heartbeat: float) -> list[config
             "exports": {k: str(root / "run" / node_name(i) / k)
                         for k in ("json", "mosix", "hostfile", "status")},
             "hooks": {"vici_socket": None, "nft_table": "inet chaos", "nft_set": None,
-                      "static_peers": [], "esp_proposals": [], "ike_proposals": []},
+                      "static_peers": [],
+                      "ipsec": {"scope": "all", "ike_proposals": [], "esp_proposals": [],
+                                "rekey_minutes": 60, "dpd_seconds": 30,
+                                "protected_ports": [port]}},
         }
         cfgs.append(config.parse(json.loads(json.dumps(raw)), f"bench:{node_name(i)}"))
     return cfgs

@@ -7,10 +7,13 @@ Nothing reads the clock, the host or the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
-from chaosnode.paths import NFT_PEER_SET, NFT_TABLE, VICI_SOCKET
+from chaosnode import ipsec
+from chaosnode.paths import CA_CERT, NFT_PEER_SET, NFT_TABLE, NODE_CERT, VICI_SOCKET
 
 from .model import MIGRATION_PORTS, Addressing, Cluster, Node, Role, Scope, Service
+from .tydconf import tyd_config_json
 
 SWANCTL_PLUGINS = "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl"
 CHARON_PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
@@ -36,15 +39,6 @@ class Peer:
 
 
 @dataclass(frozen=True)
-class Child:
-    """One CHILD_SA: its traffic selectors in swanctl syntax."""
-
-    name: str
-    local_ts: str
-    remote_ts: str
-
-
-@dataclass(frozen=True)
 class NodeView:
     cluster: str
     name: str
@@ -60,10 +54,7 @@ class NodeView:
     hosts: tuple[Peer, ...]
     peers: tuple[Peer, ...]
     peer_addresses: str  # "a, b, c" for nft set elements and swanctl lists
-    ike_proposals: str
-    esp_proposals: str
-    rekey_minutes: int
-    children: tuple[Child, ...]
+    connections: tuple[str, ...]  # the body of swanctl.conf's `connections`, line by line
     protected_ports: str  # "7411, 12820, 13333"
     input_rules: tuple[str, ...]  # admin services, as nft rule bodies
     counters: tuple[tuple[str, str], ...]
@@ -104,18 +95,32 @@ def service_rule(svc: Service, scope: Scope) -> str:
     return f'{match}{svc.protocol.value} dport {svc.port} accept comment "{label}"'
 
 
-def children(cluster: Cluster, node: Node, peers: tuple[Peer, ...]) -> tuple[Child, ...]:
-    local = f"{node.address}/32"
-    remote = ", ".join(f"{p.address}/32" for p in peers)
-    if cluster.security.scope is Scope.ALL:
-        return (Child("cluster", local, remote),)
-    out = []
-    for port in protected_ports(cluster):
-        out.append(Child(f"to-{port}", f"{node.address}/32[tcp]",
-                         ", ".join(f"{p.address}/32[tcp/{port}]" for p in peers)))
-        out.append(Child(f"from-{port}", f"{node.address}/32[tcp/{port}]",
-                         ", ".join(f"{p.address}/32[tcp]" for p in peers)))
+def ipsec_policy(cluster: Cluster, node: Node) -> ipsec.Policy:
+    sec = cluster.security
+    return ipsec.Policy(address=node.address, ike_proposals=sec.ike_proposals,
+                        esp_proposals=sec.esp_proposals, rekey_minutes=sec.rekey_minutes,
+                        dpd_seconds=ipsec.DPD_SECONDS, scope=sec.scope.value,
+                        protected_ports=protected_ports(cluster))
+
+
+def swanctl_lines(section: ipsec.Section, depth: int = 1) -> tuple[str, ...]:
+    """A nested section in swanctl.conf syntax, in the definition's order, one line each."""
+    pad = "    " * depth
+    out: list[str] = []
+    for key, value in section.items():
+        if isinstance(value, dict):
+            out += [f"{pad}{key} {{", *swanctl_lines(value, depth + 1), f"{pad}}}"]
+        else:
+            out.append(f"{pad}{key} = {value if isinstance(value, str) else ', '.join(value)}")
     return tuple(out)
+
+
+def connections(policy: ipsec.Policy, peers: tuple[Peer, ...]) -> tuple[str, ...]:
+    certs = ipsec.Certs(node=NODE_CERT, ca=CA_CERT)
+    section: ipsec.Section = {}
+    for p in peers:
+        section.update(ipsec.connection(policy, p.name, IPv4Address(p.address), certs))
+    return swanctl_lines(section)
 
 
 def all_peers(cluster: Cluster) -> tuple[Peer, ...]:
@@ -123,12 +128,11 @@ def all_peers(cluster: Cluster) -> tuple[Peer, ...]:
 
 
 def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = None) -> NodeView:
-    from .tydconf import tyd_config_json  # noqa: PLC0415 - tydconf builds on this module
-
     everyone = everyone if everyone is not None else all_peers(cluster)
     peers = tuple(p for p in everyone if p.name != node.name)
     net = cluster.network
     sec = cluster.security
+    policy = ipsec_policy(cluster, node)
     return NodeView(
         cluster=cluster.cluster.name,
         name=node.name,
@@ -144,10 +148,7 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         hosts=everyone,
         peers=peers,
         peer_addresses=", ".join(p.address for p in peers),
-        ike_proposals=", ".join(sec.ike_proposals),
-        esp_proposals=", ".join(sec.esp_proposals),
-        rekey_minutes=sec.rekey_minutes,
-        children=children(cluster, node, peers),
+        connections=connections(policy, peers),
         protected_ports=", ".join(str(p) for p in protected_ports(cluster)),
         input_rules=tuple(service_rule(s, sec.scope) for s in node_services(cluster, node)),
         counters=COUNTERS,
@@ -156,7 +157,7 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         swanctl_plugins=SWANCTL_PLUGINS,
         nft_table=NFT_TABLE,
         nft_set=NFT_PEER_SET,
-        tyd_json=tyd_config_json(cluster, node, peers),
+        tyd_json=tyd_config_json(cluster, node, tuple(p.address for p in peers), policy),
         roles=tuple(r.value for r in node.roles),
         allow_ping=cluster.firewall.allow_ping,
         enroll_url=enroll_url(cluster),

@@ -12,6 +12,8 @@ from builder.config import load_cluster
 from builder.model import Cluster
 from builder.pki import Pki
 from builder.pki import issue_all as pki_issue_all
+from builder.render import OutFile, write_tree
+from chaosnode.paths import NODE_CERT_PATH, NODE_KEY_PATH, in_root
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -31,3 +33,12 @@ def workdir(tmp_path: Path) -> Path:
     """A copy of the default chaos.yaml in an empty directory."""
     shutil.copy(ROOT / "chaos.yaml", tmp_path / "chaos.yaml")
     return tmp_path
+
+
+def install_enrolled_identity(nodes_dir: Path, cluster: Cluster, pki: Pki) -> None:
+    """What chaos-enroll.service leaves on each node at boot (its key, 0600, and its
+    certificate), here from the build host's PKI: rendered trees carry no identity."""
+    for node in cluster.nodes:
+        cert, key = pki.node_files(node.name)
+        write_tree(nodes_dir / node.name, {in_root(NODE_CERT_PATH): OutFile(cert),
+                                           in_root(NODE_KEY_PATH): OutFile(key, 0o600)})

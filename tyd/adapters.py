@@ -20,6 +20,5 @@ def build_hooks(cfg: Config) -> list[Hook]:
             ca_pem = cfg.tls.ca.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise TydError(f"tls.cert/tls.ca: cannot read for the VICI hook: {exc}") from None
-        hooks.append(ViciHook(h.vici_socket, cfg.address, cert_pem, ca_pem, h.static_peers,
-                              h.ike_proposals, h.esp_proposals))
+        hooks.append(ViciHook(h.vici_socket, h.ipsec, cert_pem, ca_pem, h.static_peers))
     return hooks

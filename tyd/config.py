@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaosnode.ipsec import SCOPES, Policy
+
 from .codec import CLUSTER_RE, NAME_RE
 from .errors import ConfigError
 
@@ -47,8 +49,7 @@ class Hooks:
     nft_table: str
     nft_set: str | None
     static_peers: frozenset[Address]
-    esp_proposals: tuple[str, ...]
-    ike_proposals: tuple[str, ...]
+    ipsec: Policy  # the IPsec policy for peers that join at run time
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,9 @@ TOP_KEYS = {"cluster", "node", "address", "port", "seeds", "heartbeat_seconds",
 OPTIONAL_KEYS = {"io_timeout_seconds", "gossip_fanout", "max_connections"}
 TLS_KEYS = {"cert", "key", "ca", "crl"}
 EXPORT_KEYS = {"json", "mosix", "hostfile", "status"}
-HOOK_KEYS = {"vici_socket", "nft_table", "nft_set", "static_peers", "esp_proposals",
-             "ike_proposals"}
+HOOK_KEYS = {"vici_socket", "nft_table", "nft_set", "static_peers", "ipsec"}
+IPSEC_KEYS = {"scope", "ike_proposals", "esp_proposals", "rekey_minutes", "dpd_seconds",
+              "protected_ports"}
 NFT_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 NFT_FAMILIES = {"ip", "ip6", "inet", "arp", "bridge", "netdev"}
 PROPOSAL_RE = re.compile(r"[a-z0-9_-]{1,128}")
@@ -175,7 +177,7 @@ def parse(raw: Any, source: str = "<config>") -> Config:
     e = c.keys(get("exports"), "exports", EXPORT_KEYS)
     exports = ExportPaths(*(c.path(e.get(k), f"exports.{k}")
                             for k in ("json", "mosix", "hostfile", "status")))
-    hooks = _hooks(c, get("hooks"))
+    hooks = _hooks(c, get("hooks"), address)
     io_timeout = c.number(get("io_timeout_seconds", 10.0), "io_timeout_seconds", 0.05, 600)
     fanout = c.integer(get("gossip_fanout", 3), "gossip_fanout", 1, 64)
     max_conns = c.integer(get("max_connections", 512), "max_connections", 8, 65536)
@@ -201,7 +203,7 @@ def _seeds(c: _Checker, value: Any) -> tuple[Seed, ...]:
     return tuple(out)
 
 
-def _hooks(c: _Checker, value: Any) -> Hooks:
+def _hooks(c: _Checker, value: Any, address: Address) -> Hooks:
     h = c.keys(value, "hooks", HOOK_KEYS)
     vici = h.get("vici_socket")
     nft_set = h.get("nft_set")
@@ -220,8 +222,33 @@ def _hooks(c: _Checker, value: Any) -> Hooks:
         nft_set=None if nft_set is None else c.text(nft_set, "hooks.nft_set", NFT_IDENT),
         static_peers=frozenset(c.address(p, f"hooks.static_peers[{i}]")
                                for i, p in enumerate(peers)),
-        esp_proposals=c.strings(h.get("esp_proposals"), "hooks.esp_proposals", PROPOSAL_RE),
-        ike_proposals=c.strings(h.get("ike_proposals"), "hooks.ike_proposals", PROPOSAL_RE),
+        ipsec=_ipsec(c, h.get("ipsec"), address),
+    )
+
+
+def _ipsec(c: _Checker, value: Any, address: Address) -> Policy:
+    s = c.keys(value, "hooks.ipsec", IPSEC_KEYS)
+    scope = s.get("scope")
+    if scope not in SCOPES:
+        c.bad("hooks.ipsec.scope", f"{scope!r} is not one of {', '.join(SCOPES)}")
+        scope = SCOPES[0]
+    ports = s.get("protected_ports")
+    if not isinstance(ports, list):
+        c.bad("hooks.ipsec.protected_ports", "expected a list of tcp ports")
+        ports = []
+    if scope == "migration" and not ports:
+        c.bad("hooks.ipsec.protected_ports", "scope migration protects these ports: none given")
+    return Policy(
+        address=address,
+        ike_proposals=c.strings(s.get("ike_proposals"), "hooks.ipsec.ike_proposals",
+                                PROPOSAL_RE),
+        esp_proposals=c.strings(s.get("esp_proposals"), "hooks.ipsec.esp_proposals",
+                                PROPOSAL_RE),
+        rekey_minutes=c.integer(s.get("rekey_minutes"), "hooks.ipsec.rekey_minutes", 1, 1440),
+        dpd_seconds=c.integer(s.get("dpd_seconds"), "hooks.ipsec.dpd_seconds", 1, 3600),
+        scope=scope,
+        protected_ports=tuple(c.integer(p, f"hooks.ipsec.protected_ports[{i}]", 1, 65535)
+                              for i, p in enumerate(ports)),
     )
 
 

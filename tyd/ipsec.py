@@ -1,9 +1,8 @@
 """IPsec adapter: a strongSwan connection through VICI for each peer that the rendered
 swanctl.conf does not already cover (its address is not in `static_peers`).
 
-The connection is IKEv2 with certificate auth (our node certificate, the peer must hold a
-cluster-CA certificate naming its address), and a trap-installed transport-mode child
-between the two addresses only: never dynamic selectors, which would capture everything.
+The connection is `chaosnode.ipsec.connection()`, the one chaos-build renders for the peers it
+knows, so a peer that joins at run time gets the same policy; certificates go as PEM data.
 """
 
 from __future__ import annotations
@@ -11,55 +10,34 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from chaosnode.ipsec import Certs, Policy, Section, conn_name, connection
 
 from .errors import HookError
 from .member import Member
 
 
-def conn_name(peer: Member) -> str:
-    return f"tyd-{peer.name}"
-
-
-def connection(me: ipaddress.IPv4Address, peer: Member, cert_pem: str, ca_pem: str,
-               ike_proposals: Sequence[str], esp_proposals: Sequence[str]) -> dict[str, Any]:
-    """The load-conn message for one peer (pure; certificates are PEM data, not paths)."""
-    name = conn_name(peer)
-    child = {"mode": "transport", "local_ts": [f"{me}/32"], "remote_ts": [f"{peer.address}/32"],
-             "esp_proposals": list(esp_proposals), "start_action": "trap",
-             "close_action": "trap", "dpd_action": "trap"}
-    return {name: {
-        "version": "2",
-        "local_addrs": [str(me)],
-        "remote_addrs": [str(peer.address)],
-        "proposals": list(ike_proposals),
-        "local": {"auth": "pubkey", "certs": [cert_pem], "id": str(me)},
-        "remote": {"auth": "pubkey", "id": str(peer.address), "cacerts": [ca_pem]},
-        "children": {name: child},
-    }}
-
-
 class ViciHook:
     name = "vici"
 
-    def __init__(self, socket_path: Path, address: ipaddress.IPv4Address, cert_pem: str,
-                 ca_pem: str, static_peers: frozenset[ipaddress.IPv4Address],
-                 ike_proposals: Sequence[str], esp_proposals: Sequence[str],
+    def __init__(self, socket_path: Path, policy: Policy, cert_pem: str, ca_pem: str,
+                 static_peers: frozenset[ipaddress.IPv4Address],
                  timeout: float = 10.0) -> None:
         self.socket_path = socket_path
-        self.address = address
-        self.cert_pem = cert_pem
-        self.ca_pem = ca_pem
+        self.policy = policy
+        self.certs = Certs(node=cert_pem, ca=ca_pem)
         self.static_peers = static_peers
-        self.ike_proposals = tuple(ike_proposals)
-        self.esp_proposals = tuple(esp_proposals)
         self.timeout = timeout
 
     def covers(self, peer: Member) -> bool:
         """Is this peer ours to manage (not already in the rendered swanctl.conf)?"""
-        return peer.address not in self.static_peers and peer.address != self.address
+        return peer.address not in self.static_peers and peer.address != self.policy.address
+
+    def connection(self, peer: Member) -> dict[str, Section]:
+        """The load-conn message for one peer (pure)."""
+        return connection(self.policy, peer.name, peer.address, self.certs)
 
     async def add(self, member: Member) -> None:
         if self.covers(member):
@@ -85,14 +63,13 @@ class ViciHook:
             sock.close()
 
     def _load(self, peer: Member) -> None:
-        conn = connection(self.address, peer, self.cert_pem, self.ca_pem, self.ike_proposals,
-                          self.esp_proposals)
-        self._call(f"load-conn {conn_name(peer)}", lambda s: s.load_conn(conn))
+        conn = self.connection(peer)
+        self._call(f"load-conn {conn_name(peer.name)}", lambda s: s.load_conn(conn))
 
     def _unload(self, peer: Member) -> None:
         import vici
 
-        name = conn_name(peer)
+        name = conn_name(peer.name)
 
         def unload(session: Any) -> None:
             session.unload_conn({"name": name})

@@ -7,11 +7,15 @@ the trap policies and IKE authentication; ESP on the wire is proven inside QEMU 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import ipaddress
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from chaostest import ROOT, issue_all
+from chaostest import ROOT, install_enrolled_identity, issue_all
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from netlab import CHARON, Host, Lab, lab, need_root_tools, wait_for
@@ -20,6 +24,9 @@ from builder.config import load_cluster, load_cluster_text
 from builder.model import Cluster
 from builder.pki import Pki
 from builder.render import render_cluster
+from tyd import config as tyd_config
+from tyd.adapters import build_hooks
+from tyd.member import Member, State
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +36,7 @@ def render(tmp: Path, cluster: Cluster, tag: str) -> Path:
     issue_all(cluster, pki)
     out = tmp / "nodes" / tag
     render_cluster(cluster, pki, out)
+    install_enrolled_identity(out, cluster, pki)
     return out
 
 
@@ -45,7 +53,8 @@ class Charon:
             f"include {node_root}/etc/strongswan.conf\n"
             "charon-systemd {\n"
             f"  plugins {{ vici {{ socket = unix://{self.socket} }} }}\n"
-            f"  filelog {{ test {{ path = {self.log}\n default = 1\n ike = 2\n cfg = 2 }} }}\n"
+            f"  filelog {{ test {{ path = {self.log}\n flush_line = yes\n default = 1\n"
+            "    ike = 2\n cfg = 2 } }\n"
             "}\n"
             f"swanctl {{ socket = unix://{self.socket} }}\n")
         self.env = {"STRONGSWAN_CONF": str(conf),
@@ -83,8 +92,9 @@ def test_rendered_configs_load_into_charon(tools, tmp_path, config):
         host = the_lab.add(node.name, str(node.address))
         charon = Charon(the_lab, host, out / node.name, tmp_path)
         loaded = charon.load_all()
-        assert "loaded connection 'cluster'" in loaded
-        assert "successfully loaded 1 connections, 0 unloaded" in loaded
+        peers = len(cluster.nodes) - 1
+        assert f"loaded connection 'peer-{cluster.nodes[1].name}'" in loaded
+        assert f"successfully loaded {peers} connections, 0 unloaded" in loaded
         conns = charon.swanctl("--list-conns").stdout
         assert "TRANSPORT" in conns and "0.0.0.0/0" not in conns
         pols = charon.swanctl("--list-pols").stdout
@@ -162,3 +172,102 @@ def test_two_nodes_authenticate_and_a_rogue_is_refused(tools, tmp_path, rogue):
             raise
         assert not c1.established_with("10.99.0.13")
         assert not c3.established_with("10.99.0.11")
+
+
+def conn_listing(listing: str, name: str) -> str:
+    """One connection's block of `swanctl --list-conns`."""
+    lines = listing.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}: "))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")),
+               len(lines))
+    return "\n".join(lines[start:end])
+
+
+def load_through_tyd(node_root: Path, socket: Path, peer_name: str, peer_address: str) -> None:
+    """What tyd does for a run-time peer: its rendered tyd.json, its VICI hook, load-conn."""
+    cfg = tyd_config.load(node_root / "etc/tyd/tyd.json")
+    swanctl = node_root / "etc/swanctl"
+    cfg = dataclasses.replace(
+        cfg,
+        tls=dataclasses.replace(cfg.tls, cert=swanctl / "x509/node.pem",
+                                ca=swanctl / "x509ca/ca.pem"),
+        hooks=dataclasses.replace(cfg.hooks, vici_socket=socket, nft_set=None,
+                                  static_peers=frozenset()))
+    [hook] = build_hooks(cfg)
+    peer = Member(peer_name, ipaddress.IPv4Address(peer_address), "ab" * 32, State.ALIVE, 1, 0)
+    asyncio.run(hook.add(peer))
+
+
+@pytest.mark.parametrize("config", [ROOT / "chaos.yaml", ROOT / "tests/golden/migration.yaml"],
+                         ids=lambda p: p.stem)
+def test_rendered_and_runtime_connections_are_the_same_in_charon(tools, tmp_path, config):
+    """The same peer, once from the rendered swanctl.conf and once through tyd's VICI hook,
+    each in its own charon: `swanctl --list-conns` shows the same connection."""
+    cluster, _ = load_cluster(config)
+    out = render(tmp_path, cluster, "c")
+    node, peer = cluster.nodes[0], cluster.nodes[1]
+    name = f"peer-{peer.name}"
+    with lab("file") as file_lab, lab("vici") as vici_lab:
+        from_file = Charon(file_lab, file_lab.add(node.name, str(node.address)),
+                           out / node.name, tmp_path)
+        from_file.load_all()
+        by_tyd = Charon(vici_lab, vici_lab.add(node.name, str(node.address)),
+                        out / node.name, tmp_path)
+        load_through_tyd(out / node.name, by_tyd.socket, peer.name, str(peer.address))
+        rendered = conn_listing(from_file.swanctl("--list-conns").stdout, name)
+        runtime_all = by_tyd.swanctl("--list-conns").stdout
+        runtime = conn_listing(runtime_all, name)
+    assert runtime_all.count(": IKEv2") == 1
+    assert f"remote public key authentication:\n    id: {peer.address}" in rendered
+    assert "TRANSPORT" in rendered and "0.0.0.0/0" not in rendered
+    assert runtime == rendered, f"rendered:\n{rendered}\nrun-time:\n{runtime}"
+
+
+def test_a_member_certificate_from_another_members_address_gets_no_ike_sa(tools, tmp_path):
+    """Issue 9 point 7. C holds B's valid certificate and key and claims B's identity from its
+    own address: A establishes no IKE_SA with it. B itself, from B's address, still does."""
+    cluster, _ = load_cluster(ROOT / "chaos.yaml")
+    out = render(tmp_path, cluster, "c")
+    a, b, c = (cluster.nodes[i] for i in range(3))
+    stolen = tmp_path / "stolen" / c.name
+    shutil.copytree(out / c.name, stolen)
+    for rel in ("etc/swanctl/x509/node.pem", "etc/swanctl/private/node.key"):
+        shutil.copy(out / b.name / rel, stolen / rel)
+    conf = stolen / "etc/swanctl/swanctl.conf"
+    text = conf.read_text()
+    assert text.count(f"id = {c.address}\n") == len(cluster.nodes) - 1  # the local ids only
+    conf.write_text(text.replace(f"id = {c.address}\n", f"id = {b.address}\n"))
+    with lab("stolen") as the_lab:
+        ha = the_lab.add(a.name, str(a.address))
+        hb = the_lab.add(b.name, str(b.address))
+        hc = the_lab.add(c.name, str(c.address))
+        ha.sh("nft", "-f", str(out / a.name / "etc/nftables.conf"))
+        ca = Charon(the_lab, ha, out / a.name, tmp_path)
+        cb = Charon(the_lab, hb, out / b.name, tmp_path)
+        cc = Charon(the_lab, hc, stolen, tmp_path)
+        for charon in (ca, cb, cc):
+            charon.load_all()
+
+        def refused() -> bool:
+            hc.ping(str(a.address))  # C's trap for A starts IKE as B
+            return "no matching peer config found" in ca.log_text()
+
+        try:
+            wait_for(refused, 30, f"{a.name} to refuse B's certificate from C's address")
+        except AssertionError:
+            print("A:", ca.log_text()[-20000:], "\nC:", cc.log_text()[-20000:])
+            raise
+        log = ca.log_text()
+        print("A's charon on the attempt:\n" + "\n".join(
+            line for line in log.splitlines()
+            if f"{c.address}" in line or "peer config" in line or "AUTHENTICATION" in line))
+        assert f"...{c.address}[{b.address}]" in log  # the claim: B's identity, C's address
+        assert not ca.established_with(str(c.address))
+        assert "ESTABLISHED" not in cc.swanctl("--list-sas").stdout
+
+        # Positive control: the honest B, from B's own address, gets its IKE_SA.
+        hb.ping(str(a.address))
+        wait_for(lambda: ca.established_with(str(b.address)), 20,
+                 f"IKE_SA {b.name} -> {a.name} ESTABLISHED")
+        assert f"authentication of '{b.address}' with ED25519 successful" in ca.log_text()
+        assert not ca.established_with(str(c.address))

@@ -56,8 +56,10 @@ def raw_config(pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] 
                     (("json", "map.json"), ("mosix", "mosix.map"), ("hostfile", "hostfile"),
                      ("status", "status.json"))},
         "hooks": {"vici_socket": None, "nft_table": "inet chaos", "nft_set": None,
-                  "static_peers": [], "esp_proposals": ["aes128gcm16-x25519"],
-                  "ike_proposals": ["aes128gcm16-prfsha256-x25519"]},
+                  "static_peers": [],
+                  "ipsec": {"scope": "all", "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
+                            "esp_proposals": ["aes128gcm16-x25519"], "rekey_minutes": 60,
+                            "dpd_seconds": 30, "protected_ports": [port]}},
         "io_timeout_seconds": 2.0,
     }
     raw.update(overrides)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from chaosnode.ipsec import Policy
 from tyd import config
 from tyd.errors import ConfigError
 
@@ -30,8 +31,9 @@ EXAMPLE: dict[str, Any] = {
                 "hostfile": "/run/tyd/hostfile", "status": "/run/tyd/status.json"},
     "hooks": {"vici_socket": "/run/charon.vici", "nft_table": "inet chaos",
               "nft_set": "cluster_peers", "static_peers": ["10.99.0.12", "10.99.0.13"],
-              "esp_proposals": ["aes128gcm16-x25519"],
-              "ike_proposals": ["aes128gcm16-prfsha256-x25519"]},
+              "ipsec": {"scope": "migration", "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
+                        "esp_proposals": ["aes128gcm16-x25519"], "rekey_minutes": 60,
+                        "dpd_seconds": 30, "protected_ports": [7411, 12820, 13333]}},
 }
 
 
@@ -42,6 +44,9 @@ def test_the_rendered_example_parses_into_frozen_typed_config() -> None:
     assert cfg.hooks.static_peers == {ipaddress.IPv4Address("10.99.0.12"),
                                       ipaddress.IPv4Address("10.99.0.13")}
     assert cfg.tls.crl == Path("/etc/swanctl/x509crl/cluster.crl")
+    assert cfg.hooks.ipsec == Policy(ipaddress.IPv4Address("10.99.0.11"),
+                                     ("aes128gcm16-prfsha256-x25519",), ("aes128gcm16-x25519",),
+                                     60, 30, "migration", (7411, 12820, 13333))
     with pytest.raises(AttributeError):
         cfg.port = 1  # type: ignore[misc]
 
@@ -82,6 +87,12 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     ("hooks.static_peers", ["10.99.0.x"], "tyd.json: hooks.static_peers[0]: "),
     ("hooks.nft_set", "bad set", "tyd.json: hooks.nft_set: 'bad set' is not valid here"),
     ("hooks", None, "tyd.json: hooks: expected an object"),
+    ("hooks.ipsec.scope", "some", "tyd.json: hooks.ipsec.scope: 'some' is not one of all, "),
+    ("hooks.ipsec.rekey_minutes", "60", "tyd.json: hooks.ipsec.rekey_minutes: expected an "),
+    ("hooks.ipsec.protected_ports", [], "tyd.json: hooks.ipsec.protected_ports: scope "),
+    ("hooks.ipsec.protected_ports", [0], "tyd.json: hooks.ipsec.protected_ports[0]: "),
+    ("hooks.ipsec.esp_proposals", ["AES"], "tyd.json: hooks.ipsec.esp_proposals[0]: 'AES' "),
+    ("hooks.ipsec.dpd", 30, "tyd.json: hooks.ipsec.dpd: unknown setting (typo?)"),
 ])
 def test_each_problem_names_file_and_field(path: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError) as err:

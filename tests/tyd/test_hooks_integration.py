@@ -23,6 +23,7 @@ from helpers import name, raw_config
 from builder.model import KeyType
 from builder.pki import Identity, Pki
 from builder.run import spawn, stop_processes
+from chaosnode.ipsec import Policy
 from tyd.errors import HookError
 from tyd.ipsec import ViciHook
 from tyd.member import Member, State
@@ -31,6 +32,8 @@ from tyd.nft import NftSetHook
 pytestmark = pytest.mark.integration
 
 CHARON = Path("/usr/sbin/charon-systemd")
+POLICY = Policy(ipaddress.IPv4Address("10.99.0.11"), ("aes128gcm16-prfsha256-x25519",),
+                ("aes128gcm16-x25519",), 60, 30, "all", (7411,))
 
 
 def need(tool: str) -> str:
@@ -159,26 +162,24 @@ def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki,
     vici.Session(sock=sock).load_key({"type": "any",
                                       "data": pki.paths.node_key(name(1)).read_text()})
     sock.close()
-    hook = ViciHook(charon, ipaddress.IPv4Address("10.99.0.11"),
-                    pki.paths.node_cert(name(1)).read_text(), pki.paths.ca_cert.read_text(),
-                    frozenset({ipaddress.IPv4Address("10.99.0.12")}),
-                    ["aes128gcm16-prfsha256-x25519"], ["aes128gcm16-x25519"])
+    hook = ViciHook(charon, POLICY, pki.paths.node_cert(name(1)).read_text(),
+                    pki.paths.ca_cert.read_text(), frozenset({ipaddress.IPv4Address("10.99.0.12")}))
 
     async def scenario() -> None:
         await hook.add(member(20, "10.99.0.20"))
         await hook.add(member(2, "10.99.0.12"))  # covered by the rendered swanctl.conf
         conns = list_conns(charon)
-        assert "tyd-node20: IKEv2" in conns
+        assert "peer-node20: IKEv2" in conns
         assert "local:  10.99.0.11\n  remote: 10.99.0.20\n" in conns
-        assert "tyd-node20: TRANSPORT" in conns
+        assert "peer-node20: TRANSPORT" in conns
         # selectors are the two hosts, never dynamic (0.0.0.0/0 would capture everything)
         assert "local:  10.99.0.11/32\n    remote: 10.99.0.20/32\n" in conns
         assert "cluster CA" in conns  # the peer must hold a cluster-CA certificate
-        assert "tyd-node02" not in conns
+        assert "id: 10.99.0.20" in conns  # the peer's certificate must name its address
+        assert "peer-node02" not in conns
         await hook.remove(member(20, "10.99.0.20"))
-        assert "tyd-node20" not in list_conns(charon)
-        broken = ViciHook(charon.with_name("absent.vici"), ipaddress.IPv4Address("10.99.0.11"),
-                          "", "", frozenset(), [], [])
+        assert "peer-node20" not in list_conns(charon)
+        broken = ViciHook(charon.with_name("absent.vici"), POLICY, "", "", frozenset())
         with pytest.raises(HookError, match="absent.vici"):
             await broken.add(member(21, "10.99.0.21"))
 
