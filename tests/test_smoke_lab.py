@@ -7,9 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+from chaostest import ROOT
 
+from builder.config import load_cluster
 from builder.errors import ChaosError
+from builder.reference import plain
 from builder.smoke.lab import Guest
+from builder.smoke.runner import lab_cluster, rogue_cluster
 
 READY = "CHAOS-READY node=node01 addr=10.0.0.11 nft=ok charon=ok tyd=ok disks=none"
 
@@ -44,3 +49,18 @@ def test_no_line_in_time_names_the_console(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_lab_cluster_file_round_trips_with_the_labs_pki_registry_and_server(tmp_path):
+    """serve runs from the lab's own cluster file: PKI and TPM registry in the results."""
+    cluster = load_cluster(ROOT / "chaos.yaml")[0]
+    lab = lab_cluster(cluster, tmp_path)
+    assert lab.security.pki_dir == str((tmp_path / "pki").resolve())
+    assert lab.security.tpm_registry == str((tmp_path / "tpm-registry.yaml").resolve())
+    assert lab.serve.address == cluster.serve.address
+    (tmp_path / "chaos.yaml").write_text(yaml.safe_dump(plain(lab), sort_keys=False))
+    assert load_cluster(tmp_path / "chaos.yaml")[0] == lab
+    with_stranger, rogue = rogue_cluster(lab, None)
+    assert rogue.address not in {n.address for n in cluster.nodes}
+    assert rogue.address not in (lab.serve.address, lab.network.gateway)
+    assert rogue in with_stranger.nodes
