@@ -26,6 +26,7 @@ def ek_hash_of(state: Path) -> str:
 
 def spawn_for_qemu(state: Path, socket_path: Path, log: Path) -> subprocess.Popen[bytes]:
     """swtpm serving one QEMU over a unix socket; it ends when QEMU disconnects."""
+    state.mkdir(parents=True, exist_ok=True)  # a TPM nobody read yet is manufactured here
     socket_path.unlink(missing_ok=True)
     proc = spawn(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
                   "--ctrl", f"type=unixio,path={socket_path}", "--terminate"], log_file=log)
