@@ -15,7 +15,7 @@ from pathlib import Path
 from . import reference
 from .config import load_cluster
 from .errors import ChaosError, ConfigError
-from .model import Cluster
+from .model import Cluster, ServeMode
 from .pki import node_identity, pki_for
 from .render import render_cluster
 from .show import show_node
@@ -114,7 +114,6 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .model import ServeMode  # noqa: PLC0415
     from .serve import serve  # noqa: PLC0415
 
     cluster = load(args)

@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ConfigError, Problem
 from .loader import Document, Path_, dotted, load_file, load_text
 from .model import Cluster, Node, NodeDefaults
+from .validate import cross_check
 
 PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "name": (re.compile(r"^[a-z][a-z0-9-]{0,62}$"),
@@ -217,7 +218,6 @@ def _example(value: Any) -> str:
 
 def parse(doc: Document) -> Cluster:
     """Document -> validated, frozen Cluster (or ConfigError with every problem)."""
-    from .validate import cross_check  # noqa: PLC0415 - validate imports this module
 
     parser = Parser(doc)
     raw = doc.data

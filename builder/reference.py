@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import typing
 from typing import Any
 
@@ -37,7 +38,6 @@ def plain(value: Any) -> Any:
 
 
 def _yaml(value: Any) -> str:
-    import json  # noqa: PLC0415
 
     value = plain(value)
     if value is None:
