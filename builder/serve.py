@@ -21,7 +21,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .enroll.service import EnrollServer, ServiceSettings, open_service
+from .enroll.server import EnrollServer, open_service
+from .enroll.service import ServiceSettings
 from .errors import ChaosError, ToolMissing
 from .model import Cluster, ServeMode
 from .pki import pki_for

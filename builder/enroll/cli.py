@@ -13,9 +13,10 @@ from types import FrameType
 
 from ..model import Cluster
 from ..pki import Pki
-from .registry import PendingStore, RegistryError
+from .registry import PendingStore, RegistryError, registry_path
 from .registry import approve as approve_hash
-from .service import InvalidInput, open_service, registry_path, settings_for
+from .server import open_service
+from .service import InvalidInput, settings_for
 
 
 def _out(message: str) -> None:

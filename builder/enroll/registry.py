@@ -192,3 +192,9 @@ class PendingStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = [{**asdict(p), "macs": list(p.macs)} for p in entries]
         _write_text(self.path, json.dumps(data, indent=1) + "\n")
+
+
+def registry_path(cluster: Cluster, config: Path) -> Path:
+    path = Path(cluster.security.tpm_registry)
+    return path if path.is_absolute() else config.resolve().parent / path
+

@@ -22,8 +22,7 @@ from pathlib import Path
 import yaml
 
 from builder.config import load_cluster
-from builder.enroll.registry import approve
-from builder.enroll.service import registry_path
+from builder.enroll.registry import approve, registry_path
 from builder.errors import ChaosError
 from builder.image import cpio
 from builder.image.audit import secrets_in

@@ -15,7 +15,8 @@ import pytest
 from chaostest import ROOT
 
 from builder.config import load_cluster
-from builder.enroll import service
+from builder.enroll import registry, service
+from builder.enroll import server as server_mod
 from builder.enroll.registry import approve
 from builder.enroll.swtpm import SoftTpm, free_ports, start_swtpm
 from builder.model import Cluster
@@ -52,7 +53,7 @@ class Lab:
     config: Path
     cluster: Cluster
     pki: Pki
-    server: service.EnrollServer
+    server: server_mod.EnrollServer
     tpm_a: SoftTpm   # registered for node01
     tpm_b: SoftTpm   # unknown
     ek_a: str
@@ -69,7 +70,7 @@ class Lab:
 
     @property
     def registry(self) -> Path:
-        return service.registry_path(self.cluster, self.config)
+        return registry.registry_path(self.cluster, self.config)
 
     def client(self, tpm: SoftTpm, node: str = "node01", address: str = "10.99.0.11",
                *extra: str, ca: Path | None = None, out: Path | None = None,
@@ -108,7 +109,7 @@ def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
     pki.init_ca(cluster.cluster.name, dt.datetime.now(dt.UTC), 30)
     tpm_a, tpm_b = soft_tpms(), soft_tpms()
     ek_a = tpm_ek_hash(tpm_a)
-    approve(service.registry_path(cluster, config), cluster, ek_a, "node01", "test TPM A")
+    approve(registry.registry_path(cluster, config), cluster, ek_a, "node01", "test TPM A")
     bodies: list[bytes] = []
     for record in (StartRequest, FinishRequest):
         original = record.from_json
@@ -120,7 +121,7 @@ def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
         monkeypatch.setattr(record, "from_json", staticmethod(recording))
     settings = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), free_ports(1),
                                        rate_per_second=1000, burst=1000)
-    server = service.open_service(cluster, config, pki, settings)
+    server = server_mod.open_service(cluster, config, pki, settings)
     server.start_background()
     try:
         yield Lab(tmp_path, config, cluster, pki, server, tpm_a, tpm_b, ek_a, bodies)
