@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from builder.config import load_cluster
-from builder.enroll.registry import approve, registry_path
+from builder.enroll.registry import PendingStore, approve, registry_path
 from builder.errors import ChaosError
 from builder.image import cpio
 from builder.image.audit import secrets_in
@@ -266,6 +266,17 @@ class Smoke:
         line = guest.wait_console(ROGUE_REFUSED, BOOT_TIMEOUT)
         self.report.phase(f"rogue (as {node.name}, {node.address}, unregistered TPM, "
                           f"{self.rogue_boot}) booted: {line}")
+        pending = PendingStore(pki_for(self.cluster, self.config).paths.root / "pending.json")
+        seen = [p for p in pending.entries() if p.node == node.name]
+        self.report.check(f"serve recorded the rogue as a pending machine for {node.name} and "
+                          "issued it nothing", bool(seen) and node.name not in self.enrolled(),
+                          f"{seen[0].ek_hash}, {seen[0].attempts} attempts" if seen else
+                          "not in pending.json")
+
+    def enrolled(self) -> set[str]:
+        """Nodes the enrollment service issued a certificate to (serve's request log)."""
+        log = (self.results / "serve.log").read_text(errors="replace")
+        return set(re.findall(r"enroll \S+ /enroll/finish node=(\S+) ok", log))
 
     # -- checks -----------------------------------------------------------------------
     def address(self, name: str) -> str:
