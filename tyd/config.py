@@ -264,3 +264,42 @@ def load(path: Path) -> Config:
     except json.JSONDecodeError as exc:
         raise ConfigError(str(path), [f"line {exc.lineno}: invalid JSON: {exc.msg}"]) from None
     return parse(raw, str(path))
+
+
+def document(cfg: Config, generated: str | None = None) -> dict[str, Any]:
+    """The JSON document for cfg: the inverse of parse(), so the config's shape is declared
+    here once and chaos-build writes tyd.json through it (optional knobs stay at defaults)."""
+    doc: dict[str, Any] = {"_generated": generated} if generated else {}
+    hooks, policy = cfg.hooks, cfg.hooks.ipsec
+    doc.update({
+        "cluster": cfg.cluster,
+        "node": cfg.node,
+        "address": str(cfg.address),
+        "port": cfg.port,
+        "seeds": [{"name": s.name, "address": str(s.address)} for s in cfg.seeds],
+        "heartbeat_seconds": _seconds(cfg.heartbeat_seconds),
+        "suspect_after_seconds": _seconds(cfg.suspect_after_seconds),
+        "remove_after_seconds": _seconds(cfg.remove_after_seconds),
+        "tls": {k: str(getattr(cfg.tls, k)) for k in ("cert", "key", "ca", "crl")},
+        "exports": {k: str(getattr(cfg.exports, k)) for k in ("json", "mosix", "hostfile",
+                                                              "status")},
+        "hooks": {"vici_socket": str(hooks.vici_socket) if hooks.vici_socket else None,
+                  "nft_table": hooks.nft_table,
+                  "nft_set": hooks.nft_set,
+                  "static_peers": [str(a) for a in sorted(hooks.static_peers)],
+                  "ipsec": {"scope": policy.scope,
+                            "ike_proposals": list(policy.ike_proposals),
+                            "esp_proposals": list(policy.esp_proposals),
+                            "rekey_minutes": policy.rekey_minutes,
+                            "dpd_seconds": policy.dpd_seconds,
+                            "protected_ports": list(policy.protected_ports)}},
+    })
+    return doc
+
+
+def _seconds(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def dumps(cfg: Config, generated: str | None = None) -> str:
+    return json.dumps(document(cfg, generated), indent=2) + "\n"

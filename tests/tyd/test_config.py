@@ -51,6 +51,14 @@ def test_the_rendered_example_parses_into_frozen_typed_config() -> None:
         cfg.port = 1  # type: ignore[misc]
 
 
+def test_document_is_the_inverse_of_parse() -> None:
+    """The config's shape is declared once: chaos-build writes tyd.json with document()."""
+    cfg = config.parse(json.loads(json.dumps(EXAMPLE)), "tyd.json")
+    assert config.document(cfg) == EXAMPLE
+    assert config.parse(json.loads(config.dumps(cfg, "generated")), "again") == cfg
+    assert json.loads(config.dumps(cfg, "generated"))["_generated"] == "generated"
+
+
 def test_hooks_may_be_disabled_with_null() -> None:
     raw = json.loads(json.dumps(EXAMPLE))
     raw["hooks"]["vici_socket"] = None
