@@ -27,11 +27,40 @@ def scenario(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["default", "iso", "migration"])
+SHIPPED = sorted(p.parent.name for p in (ROOT / "tests/scenarios").glob("*/scenario.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_scenarios_load_and_fit_their_cluster(name):
     s = load_scenario(ROOT / "tests/scenarios" / name / "scenario.yaml")
     fit(s, load_cluster(s.config)[0], s.config)
-    assert s.description and s.checks
+    assert s.description and (s.checks or s.remove)
+    assert len(SHIPPED) >= 6
+
+
+def test_default_lab_runs_the_focused_scenarios_in_one_boot():
+    default = load_scenario(ROOT / "tests/scenarios/default/scenario.yaml")
+    parts = [load_scenario(ROOT / "tests/scenarios" / n / "scenario.yaml")
+             for n in ("mesh", "rogue-tpm", "power-off")]
+    assert default.includes == ("mesh", "rogue-tpm", "power-off")
+    assert default.checks == tuple(c for p in parts for c in p.checks)
+    assert default.wire == parts[0].wire and default.rogue == parts[1].rogue
+    assert default.remove == "node03"
+
+
+def test_include_errors_name_the_file_and_line(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "scenario.yaml").write_text(
+        "description: a\nboot: [node01]\ninclude: [../b/scenario.yaml, ../a/scenario.yaml,"
+        " ../none/scenario.yaml]\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "scenario.yaml").write_text("description: b\nboot: [node01, node02]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(tmp_path / "a" / "scenario.yaml")
+    text = str(exc.value)
+    assert "a/scenario.yaml:3: include[0]: ../b/scenario.yaml boots node02" in text
+    assert "include[1]: ../a/scenario.yaml includes itself" in text
+    assert "include[2]: ../none/scenario.yaml: no such scenario file" in text
 
 
 @pytest.mark.parametrize(("text", "message"), [

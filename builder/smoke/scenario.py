@@ -8,6 +8,7 @@ file it will run with (its own, or the admin's `-c chaos.yaml`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class Scenario:
     rogue: Rogue | None
     remove: str | None
     remove_within: float
+    includes: tuple[str, ...] = ()  # the focused scenarios this lab also runs
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -169,11 +171,14 @@ def _references(r: _Reader, scenario: Scenario) -> None:
         r.problem(("remove", "node"), f"{scenario.remove!r} is not booted by this scenario")
 
 
-def load_scenario(path: Path) -> Scenario:
+def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
+    """One scenario file; `include:` adds the checks of focused scenarios (each a folder of
+    its own, runnable alone) to this one's lab, so one boot serves several of them."""
     doc = load_file(path)
     r = _Reader(doc)
     raw = r.mapping(doc.data if doc.data is not None else {}, (),
-                    {"description", "config", "boot", "rogue", "checks", "wire", "remove"})
+                    {"description", "config", "boot", "rogue", "checks", "wire", "remove",
+                     "include"})
     boot = r.get(raw, (), "boot", list, [], required=True)
     if raw and not boot:
         r.problem(("boot",), "name at least one node to boot")
@@ -193,10 +198,41 @@ def load_scenario(path: Path) -> Scenario:
         remove=r.text(remove, ("remove",), "node") or None,
         remove_within=r.get(remove, ("remove",), "within", float, 60.0),
         file=doc.file, lines=dict(doc.lines))
+    for i, item in enumerate(r.items(raw, "include")):
+        scenario = _include(r, scenario, path, str(item), i, (*_seen, path.resolve()))
     _references(r, scenario)
     if r.problems:
         raise ConfigError(r.problems)
     return scenario
+
+
+def _include(r: _Reader, scenario: Scenario, path: Path, rel: str, i: int,
+             seen: tuple[Path, ...]) -> Scenario:
+    """This scenario with the checks, wire checks, rogue and removal of an included one, which
+    must boot no node this one does not."""
+    other_path = (path.parent / rel).resolve()
+    if other_path in seen:
+        r.problem(("include", i), f"{rel} includes itself (through {seen[-1]})")
+        return scenario
+    if not other_path.is_file():
+        r.problem(("include", i), f"{rel}: no such scenario file")
+        return scenario
+    try:
+        other = load_scenario(other_path, seen)
+    except ConfigError as exc:
+        r.problems.extend(exc.problems)
+        return scenario
+    extra = sorted(set(other.boot) - set(scenario.boot))
+    if extra:
+        r.problem(("include", i), f"{rel} boots {', '.join(extra)}, which this scenario "
+                  "does not; add them to boot")
+    if scenario.rogue and other.rogue and scenario.rogue != other.rogue:
+        r.problem(("include", i), f"{rel} has another rogue; a lab has one")
+    return dataclasses.replace(
+        scenario, checks=(*scenario.checks, *other.checks), wire=(*scenario.wire, *other.wire),
+        rogue=scenario.rogue or other.rogue, remove=scenario.remove or other.remove,
+        remove_within=scenario.remove_within if scenario.remove else other.remove_within,
+        includes=(*scenario.includes, other.name, *other.includes))
 
 
 def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
