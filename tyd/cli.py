@@ -59,5 +59,6 @@ async def _run(cfg: config.Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, lambda: node.reload_trust(force=True))
     await node.run()
     return 0

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from . import codec, exports, status
 from .codec import Kind, Message
 from .config import Config
-from .errors import CodecError, IdentityError, ProtocolError
+from .errors import CodecError, IdentityError, ProtocolError, TydError
 from .hooks import Hook, HookRunner
 from .member import Member, State
 from .membership import Change, ChangeKind, ClusterMap, Timing
@@ -34,7 +34,7 @@ from .transport import close, read_message, write_message
 
 COUNTERS = ("conns_in", "conns_out", "msgs_in", "msgs_out", "refused", "malformed",
             "out_of_order", "timeouts", "dropped", "busy", "unreachable", "hook_errors",
-            "internal_errors")
+            "internal_errors", "tls_reloads")
 MAX_OUTBOUND = 16  # concurrent exchanges this node starts (joins, gossip, leave)
 
 
@@ -57,6 +57,7 @@ class Node:
         self._rng = rng or random.Random()
         self._server_ctx = server_context(cfg.tls)
         self._client_ctx = client_context(cfg.tls)
+        self._tls_stamp = self._trust_stamp()
         self._hooks = HookRunner(hooks, self.log, lambda: self._count("hook_errors"))
         self._write_files = write_files
         # Bounds the handshakes in flight: under a mass boot, hundreds of concurrent TLS
@@ -209,12 +210,41 @@ class Node:
 
     # -- gossip ticks -------------------------------------------------------------------
 
+    def _trust_stamp(self) -> tuple[int, ...]:
+        """When the CRL and the CA last changed (a revocation lands as a new CRL file)."""
+        stamp = []
+        for path in (self.cfg.tls.crl, self.cfg.tls.ca):
+            try:
+                stamp.append(os.stat(path).st_mtime_ns)
+            except OSError:
+                stamp.append(-1)
+        return tuple(stamp)
+
+    def reload_trust(self, force: bool = False) -> bool:
+        """Rebuild the TLS contexts when the CRL or CA changed (or on SIGHUP): a member
+        revoked while we run is refused from its next connection on. A broken new file
+        keeps the old contexts and is logged."""
+        stamp = self._trust_stamp()
+        if stamp == self._tls_stamp and not force:
+            return False
+        self._tls_stamp = stamp
+        try:
+            server, client = server_context(self.cfg.tls), client_context(self.cfg.tls)
+        except TydError as exc:
+            self.log.warning("keeping the previous CRL and CA: %s", exc)
+            return False
+        self._server_ctx, self._client_ctx = server, client
+        self._count("tls_reloads")
+        self.log.info("CRL or CA changed: reloaded (%s)", self.cfg.tls.crl)
+        return True
+
     async def _tick_loop(self) -> None:
         ticks = 0
         reseed_every = max(1, round(self.cfg.remove_after_seconds / self.cfg.heartbeat_seconds))
         while True:
             await asyncio.sleep(self.cfg.heartbeat_seconds)
             ticks += 1
+            self.reload_trust()
             self.map.beat()
             self._apply(self.map.expire())
             if self.joined:  # a Terrence is busy asking to be added; Philips gossip

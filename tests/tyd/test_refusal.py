@@ -4,12 +4,13 @@ daemon keeps serving good members."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ssl
 import struct
 from pathlib import Path
 
 import pytest
-from helpers import address, converged, name, node_config, wait_for
+from helpers import NOW, address, converged, make_pki, name, node_config, wait_for
 
 from builder.pki import Pki
 from tyd import codec
@@ -139,5 +140,40 @@ def test_connection_limit_keeps_memory_bounded(pki: Pki, port: int, run_dir: Pat
             for _, w in idle:
                 w.close()
             await node.shutdown(leave=False)
+
+    asyncio.run(scenario())
+
+
+def test_a_member_revoked_while_running_is_refused_once_the_crl_changes(
+        tmp_path: Path, port: int, run_dir: Path) -> None:
+    """tyd rereads the CRL when it changes (or on SIGHUP): the revoked member's next
+    connection fails its TLS handshake and it leaves the map; nobody restarts anything."""
+    pki = make_pki(tmp_path / "pki", 3)
+    cert2 = (pki.paths.node_cert(name(2)), pki.paths.node_key(name(2)))
+
+    async def scenario() -> None:
+        nodes = [Node(node_config(pki, i, port, run_dir)) for i in (1, 2)]
+        try:
+            await asyncio.gather(*(n.start() for n in nodes))
+            await wait_for(lambda: converged(nodes, {name(1), name(2)}), 10, "2 nodes")
+            n1 = nodes[0]
+            assert n1.counters["tls_reloads"] == 0
+            assert is_welcome(await exchange(port, address(2), cert2, hello_from(2, cert2[0]),
+                                             pki.paths.ca_cert))
+            revoked_at = NOW + dt.timedelta(minutes=1)
+            pki.revoke(name(2), revoked_at, 30)  # writes the new CRL that node01 reads
+            await wait_for(lambda: n1.counters["tls_reloads"] == 1, 5, "the CRL reload")
+            refused_before = n1.counters["refused"]
+            revoked = next(pki.paths.nodes.glob(f"{name(2)}.*.revoked"))
+            reply = await exchange(port, address(2), (revoked, cert2[1]),
+                                   hello_from(2, revoked), pki.paths.ca_cert)
+            assert not is_welcome(reply)
+            await wait_for(lambda: n1.counters["refused"] > refused_before, 3, "the refusal")
+            await wait_for(lambda: name(2) not in n1.live_names(), 10,
+                           "the revoked member to leave node01's map")
+            assert not n1.reload_trust(), "an unchanged CRL is not reloaded again"
+            assert n1.reload_trust(force=True)  # SIGHUP
+        finally:
+            await asyncio.gather(*(n.shutdown(leave=False) for n in nodes))
 
     asyncio.run(scenario())
