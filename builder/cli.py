@@ -65,9 +65,10 @@ def cmd_pki(args: argparse.Namespace) -> int:
                                force=args.force)
             print(f"{name}: {'issued' if issued else 'current certificate kept'}")
     elif args.pki_command == "revoke":
-        serial = pki.revoke(args.node, now(), sec.cert_lifetime_days)
-        print(f"{args.node}: revoked serial {serial:x}; re-render and redeploy so every node "
-              "gets the new CRL")
+        serials = pki.revoke(args.node, now(), sec.cert_lifetime_days)
+        print(f"{args.node}: revoked serial {', '.join(f'{s:x}' for s in serials)}; it gets no "
+              "new certificate (re-admit with `chaos-build pki issue NAME`); running nodes fetch "
+              "the new CRL from the enrollment service within minutes")
     elif args.pki_command == "crl":
         pki.write_crl(now(), sec.cert_lifetime_days)
         print(f"wrote {pki.paths.crl}")

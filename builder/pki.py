@@ -286,14 +286,24 @@ class Pki:
         names = {entry.get("name") for entry in self._read_revoked().values()}
         return name in names and not self.paths.node_cert(name).exists()
 
-    def revoke(self, name: str, now: dt.datetime, crl_days: int) -> int:
-        cert = self.node_cert(name)
+    def revoke(self, name: str, now: dt.datetime, crl_days: int) -> list[int]:
+        """Revoke every certificate the node holds: the one enrollment issued it tonight and
+        one made here by `pki issue`; both serials go on the CRL. Returns the serials."""
+        held = [path for path in (self.paths.node_cert(name), self.paths.enrolled / f"{name}.pem")
+                if path.exists()]
+        if not held:
+            raise PkiError(f"{name} holds no certificate in {self.paths.root} (it never "
+                           "enrolled): nothing to revoke")
         revoked = self._read_revoked()
-        revoked[str(cert.serial_number)] = {"name": name, "date": now.isoformat()}
+        serials = []
+        for path in held:
+            cert = _load_cert(path)
+            revoked[str(cert.serial_number)] = {"name": name, "date": now.isoformat()}
+            path.rename(path.parent / f"{name}.{cert.serial_number}.revoked")
+            serials.append(cert.serial_number)
         self._write_revoked(revoked)
-        self.paths.node_cert(name).rename(self.paths.nodes / f"{name}.{cert.serial_number}.revoked")
         self.write_crl(now, days=crl_days)
-        return cert.serial_number
+        return serials
 
     def write_crl(self, now: dt.datetime, days: int) -> None:
         ca_key, ca = self.ca()

@@ -8,10 +8,11 @@ import ipaddress
 import pytest
 from chaostest import NOW
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from builder.errors import PkiError
 from builder.model import KeyType
-from builder.pki import Identity, Pki, sans_of
+from builder.pki import Identity, Pki, make_node_cert, sans_of
 
 ALPHA = Identity("alpha", "alpha.lab.test", ipaddress.IPv4Address("10.99.0.11"))
 
@@ -66,7 +67,7 @@ def test_changed_address_gets_a_new_certificate(pki):
 
 def test_revocation_lands_in_the_crl(pki):
     pki.issue(ALPHA, "lab", NOW, 365)
-    serial = pki.revoke("alpha", NOW, 365)
+    [serial] = pki.revoke("alpha", NOW, 365)
     crl = x509.load_pem_x509_crl(pki.crl_pem())
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
     assert crl.is_signature_valid(pki.ca_cert().public_key())
@@ -74,6 +75,19 @@ def test_revocation_lands_in_the_crl(pki):
     # re-issuing after revocation gives a new serial that is not revoked
     assert pki.issue(ALPHA, "lab", NOW, 365)
     assert pki.node_cert("alpha").serial_number != serial
+
+
+def test_revoking_a_node_revokes_the_certificate_enrollment_issued_it(pki):
+    key = ed25519.Ed25519PrivateKey.generate()
+    ca_key, ca = pki.ca()
+    tonight = make_node_cert(ALPHA, "lab", key.public_key(), ca_key, ca, NOW, 16 / 24)
+    pki.record_enrolled("alpha", tonight)
+    assert pki.revoke("alpha", NOW, 365) == [tonight.serial_number]
+    crl = x509.load_pem_x509_crl(pki.crl_pem())
+    assert crl.get_revoked_certificate_by_serial_number(tonight.serial_number) is not None
+    assert pki.is_revoked("alpha")
+    with pytest.raises(PkiError, match="holds no certificate"):
+        pki.revoke("alpha", NOW, 365)
 
 
 def test_expiry_warning_within_seven_days(pki):
