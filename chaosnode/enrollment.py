@@ -20,6 +20,8 @@ from typing import Any, Final
 
 START_PATH: Final = "/enroll/start"
 FINISH_PATH: Final = "/enroll/finish"
+# GET: the cluster's current CRL (public; nodes refresh theirs from it while they run)
+CRL_PATH: Final = "/crl"
 CONTENT_TYPE: Final = "application/json"
 MAX_BODY: Final = 16 * 1024
 MAX_MACS: Final = 16

@@ -14,6 +14,7 @@ from typing import Any
 
 from chaosnode.enrollment import (
     CONTENT_TYPE,
+    CRL_PATH,
     FINISH_PATH,
     MAX_BODY,
     START_PATH,
@@ -102,7 +103,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.info("enroll %s %s %s node=- refused method", self.client_address[0],
                  self.command, self._logged_path())
 
-    do_GET = do_PUT = do_DELETE = do_HEAD = _refuse_method  # noqa: N815
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        """The current CRL, for nodes that refresh theirs during the night."""
+        source = self.client_address[0]
+        if self.path != CRL_PATH:
+            self._refuse_method()
+            return
+        if not self.server.limiter.allow(source):
+            self.close_connection = True
+            self._send(429, ProtocolError("rate_limited", "too many requests").to_json())
+            log.info("enroll %s GET %s refused rate_limited", source, CRL_PATH)
+            return
+        crl = self.server.enrollment.pki.crl_pem()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-pem-file")
+        self.send_header("Content-Length", str(len(crl)))
+        self.end_headers()
+        self.wfile.write(crl)
+        log.info("enroll %s GET %s ok", source, CRL_PATH)
+
+    do_PUT = do_DELETE = do_HEAD = _refuse_method  # noqa: N815
 
     def _send(self, status: int, body: bytes) -> None:
         self.send_response(status)
