@@ -41,7 +41,7 @@ help:
 	@echo "make test-image        build and boot the image in QEMU"
 	@echo "make test-smoke        whole QEMU labs: PXE through serve, ISO, scope migration"
 	@echo "make lint              ruff and mypy"
-	@echo "make bench             render benchmark (others: bench/image.py, tyd_join.py, cluster.py, enroll.py)"
+	@echo "make bench             render benchmark (others: bench/image.py, tyd_join.py, cluster.py, enroll.py, storm.py)"
 
 $(VENV)/.apt-stamp:
 	@mkdir -p $(VENV)
