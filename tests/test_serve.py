@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from builder.nginx import NginxSite, nginx_conf
 from builder.serve import (
     ServePlan,
     check_artifacts,
+    check_free_space,
     dnsmasq_conf,
     dnsmasq_limits,
     pxe_artifacts,
@@ -124,6 +126,13 @@ def test_every_missing_artifact_is_named_before_serving(default_cluster, tmp_pat
     assert f"{pxe / 'initrd.img'}" in str(err.value)
     assert f"{pxe / 'nodes' / 'node02.cpio'}" in str(err.value)
     assert "chaos-build build" in str(err.value)
+
+
+def test_a_full_disk_is_refused_at_start(tmp_path, monkeypatch):
+    check_free_space(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=1 << 20))
+    with pytest.raises(ChaosError, match=r"only 1 MiB free; serve logs every boot request"):
+        check_free_space(tmp_path)
 
 
 @pytest.mark.parametrize("mode", list(ServeMode))
