@@ -292,6 +292,48 @@ def test_200_concurrent_downloads_arrive_intact(tmp_path):
     assert sum(1 for line in lines if "GET /initrd.img" in line and '" 200 ' in line) == 200
 
 
+STALLERS = """
+import socket, sys, time
+held = []
+for _ in range(100):  # ask for the initrd, then never read: the send buffers fill and stay
+    s = socket.create_connection(("10.99.0.1", 8080))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET /initrd.img HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    held.append(s)
+for s in held[:50]:  # and half of them hang up mid-download
+    s.close()
+print("stalled", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.integration
+def test_stalled_and_vanished_clients_cost_the_others_nothing(tmp_path):
+    need_root_and_tools()
+    cluster = cluster_with_pki(tmp_path)
+    pxe = tmp_path / "pxe"
+    pxe_tree(cluster, pxe, initrd=8 << 20)
+    with lab_namespace() as ns:
+        proc = start_serve(ns, tmp_path, pxe)
+        stallers = None
+        try:
+            wait_for_http(ns, proc)
+            stallers = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                         STALLERS], stdout=subprocess.PIPE)
+            assert stallers.stdout is not None and stallers.stdout.readline() == b"stalled\n"
+            r = subprocess.run(["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "20",
+                                "http://10.99.0.1:8080/initrd.img"], capture_output=True)
+            assert r.returncode == 0 and r.stdout == (pxe / "initrd.img").read_bytes(), r.stderr
+            stop_serve(proc)
+        finally:
+            if stallers is not None:
+                stallers.kill()
+                stallers.wait()
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
+
+
 @pytest.mark.integration
 def test_serve_fails_with_nginx_exit_code_and_log_tail(tmp_path):
     need_root_and_tools()
