@@ -79,13 +79,14 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def _too_big(file: str, size: int) -> ConfigError:
     return ConfigError([Problem(file, None, "", f"{size} bytes is more than the "
-                                f"{MAX_FILE_BYTES // 1024} KiB a chaos-build YAML file may have; "
+                                f"{MAX_FILE_BYTES >> 20} MiB a chaos-build YAML file may have; "
                                 "is this the right file?")])
 
 
 def load_text(text: str, file: str) -> Document:
-    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8")) > MAX_FILE_BYTES:
-        raise _too_big(file, len(text.encode("utf-8")))
+    size = len(text.encode("utf-8"))
+    if size > MAX_FILE_BYTES:
+        raise _too_big(file, size)
     loader = _BoundedLoader(text, file)
     try:
         root = loader.get_single_node()

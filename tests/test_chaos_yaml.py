@@ -65,8 +65,8 @@ def test_oversized_chaos_yaml_is_refused_before_parsing(tmp_path):
         load_cluster(big)
     assert time.monotonic() - start < 5, "generous: only the first MiB is read"
     assert str(err.value).startswith(f"{big}: ")
-    assert "more than the 1024 KiB a chaos-build YAML file may have" in str(err.value)
-    with pytest.raises(ConfigError, match="more than the 1024 KiB"):
+    assert "more than the 1 MiB a chaos-build YAML file may have" in str(err.value)
+    with pytest.raises(ConfigError, match="more than the 1 MiB"):
         load_cluster_text("#" * (MAX_FILE_BYTES + 1))
 
 

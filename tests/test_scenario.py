@@ -102,5 +102,5 @@ def test_scenario_aliases_and_oversized_files_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"scenario.yaml:5: wire: YAML anchor &w is not"):
         load_scenario(path)
     path.write_text(GOOD + "#" * (2 * 1024 * 1024) + "\n")
-    with pytest.raises(ConfigError, match="scenario.yaml: .* bytes is more than the 1024 KiB"):
+    with pytest.raises(ConfigError, match="scenario.yaml: .* bytes is more than the 1 MiB"):
         load_scenario(path)

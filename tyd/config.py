@@ -264,7 +264,7 @@ def load(path: Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(str(path), ["not UTF-8 text"]) from None
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(str(path), [f"larger than {MAX_FILE_BYTES // 1024} KiB; tyd.json is "
+        raise ConfigError(str(path), [f"larger than {MAX_FILE_BYTES >> 20} MiB; tyd.json is "
                                       "rendered by chaos-build and is a few KiB"])
     try:
         raw = json.loads(text)

@@ -25,7 +25,7 @@ def test_missing_registry_is_empty(default_cluster, tmp_path):
 def test_oversized_registry_is_refused(default_cluster, tmp_path):
     path = tmp_path / "reg.yaml"
     path.write_text("#" * (1024 * 1024 + 1))
-    with pytest.raises(ConfigError, match="reg.yaml: .* more than the 1024 KiB"):
+    with pytest.raises(ConfigError, match="reg.yaml: .* more than the 1 MiB"):
         load_registry(path, default_cluster)
 
 

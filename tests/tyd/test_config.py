@@ -121,7 +121,7 @@ def test_oversized_file_is_refused_unread(tmp_path: Path) -> None:
     big = tmp_path / "tyd.json"
     with big.open("wb") as f:
         f.truncate(100 * 1024 * 1024)  # sparse: 100 MiB of zeros, never read in full
-    with pytest.raises(ConfigError, match=r"tyd.json: larger than 1024 KiB"):
+    with pytest.raises(ConfigError, match=r"tyd.json: larger than 1 MiB"):
         config.load(big)
 
 
