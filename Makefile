@@ -16,12 +16,13 @@ APT_PACKAGES := \
 	xorriso isolinux syslinux-common pxelinux grub-efi-amd64-bin grub-pc-bin grub-common \
 	mtools dosfstools ipxe \
 	qemu-system-x86 qemu-utils ovmf \
-	tcpdump dnsmasq-base curl \
+	tcpdump dnsmasq-base nginx-light curl \
 	swtpm swtpm-tools tpm2-tools python3-tpm2-pytss libtss2-tcti-swtpm0 libtss2-dev pkg-config
 # nftables/iproute2: render checks and namespace tests; charon-systemd/swanctl: IKE tests and
 # the image; mmdebstrap..xz-utils: the live root; xorriso..ipxe: ISO and PXE artifacts;
-# qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving; curl: fetches what
-# serve offers (HTTP and TFTP) in the tests.
+# qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving (DHCP, TFTP); nginx-light:
+# serve's HTTP (kernel, initrd, node files with sendfile, hundreds of PCs at once); curl:
+# fetches what serve offers (HTTP and TFTP) in the tests.
 # swtpm: a software TPM per test client and QEMU guest; swtpm-tools: swtpm_setup (EK
 # certificates for guests); tpm2-tools: tpm2_getcap shows persistent handles are untouched;
 # python3-tpm2-pytss: the node's enrollment client runs on Debian's python3 with it, as in the
@@ -40,7 +41,7 @@ help:
 	@echo "make test-image        build and boot the image in QEMU"
 	@echo "make test-smoke        whole QEMU labs: PXE through serve, ISO, scope migration"
 	@echo "make lint              ruff and mypy"
-	@echo "make bench             render benchmark (others: bench/image.py, tyd_join.py, cluster.py, enroll.py)"
+	@echo "make bench             render benchmark (others: bench/image.py, tyd_join.py, cluster.py, enroll.py, storm.py)"
 
 $(VENV)/.apt-stamp:
 	@mkdir -p $(VENV)

@@ -1,7 +1,14 @@
-"""Load YAML keeping the line of every key and item, so errors can say where."""
+"""Load YAML keeping the line of every key and item, so errors can say where.
+
+Every YAML input of chaos-build (chaos.yaml, smoke scenarios, the TPM registry) comes through
+here, so the bounds live here too: files larger than MAX_FILE_BYTES are refused before they are
+read in full, and anchors/aliases are refused while composing, before anything is constructed
+(nested aliases, the "billion laughs", expand a few lines into billions of values).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +18,9 @@ import yaml
 from .errors import ConfigError, Problem
 
 Path_ = tuple[str | int, ...]
+
+# chaos.yaml for a lab of a thousand nodes is ~100 KiB; ten times that is no cluster file.
+MAX_FILE_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -33,9 +43,55 @@ class Document:
         return self.lines.get((), None)
 
 
+class _Refused(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases at the first event that has one, and keeps
+    the path of the node being composed so the error can name the field."""
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file = file
+        self.path: list[str | int] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        segment: list[str | int] = []
+        if isinstance(index, int):
+            segment = [index]
+        elif isinstance(index, yaml.ScalarNode):
+            segment = [str(index.value)]
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            what = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise _Refused(Problem(
+                self.file, event.start_mark.line + 1, _dotted((*self.path, *segment)),
+                f"YAML {what}{event.anchor} is not allowed (aliases can expand a few lines into "
+                "billions of values); write the value out in full"))
+        self.path.extend(segment)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            del self.path[len(self.path) - len(segment):]
+
+
+def _too_big(file: str, size: int) -> ConfigError:
+    return ConfigError([Problem(file, None, "", f"{size} bytes is more than the "
+                                f"{MAX_FILE_BYTES >> 20} MiB a chaos-build YAML file may have; "
+                                "is this the right file?")])
+
+
 def load_text(text: str, file: str) -> Document:
+    size = len(text.encode("utf-8"))
+    if size > MAX_FILE_BYTES:
+        raise _too_big(file, size)
+    loader = _BoundedLoader(text, file)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+    except _Refused as exc:
+        raise ConfigError([exc.problem]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
@@ -43,6 +99,8 @@ def load_text(text: str, file: str) -> Document:
                                    "indentation and quoting near this line")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, None, "", f"not valid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
     doc = Document(file, None)
     if root is None:
         return doc
@@ -54,15 +112,25 @@ def load_text(text: str, file: str) -> Document:
     return doc
 
 
-def load_file(path: Path) -> Document:
+def read_bounded(path: Path) -> str:
+    """The text of a YAML input file, refused unread past MAX_FILE_BYTES (reading stops there,
+    so neither a huge file nor a device such as /dev/zero is read in full)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                size = max(os.fstat(f.fileno()).st_size, len(data))
+                raise _too_big(str(path), size)
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem(str(path), None, "", "file not found; pass the cluster "
                                    "file with -c PATH")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
-    return load_text(text, str(path))
+
+
+def load_file(path: Path) -> Document:
+    return load_text(read_bounded(path), str(path))
 
 
 def _walk(node: yaml.Node, path: Path_, doc: Document, constructor: yaml.SafeLoader,

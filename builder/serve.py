@@ -1,16 +1,21 @@
-"""`chaos-build serve`: PXE for the lab from out/pxe/, with dnsmasq and a small HTTP server.
+"""`chaos-build serve`: PXE for the lab from out/pxe/, with dnsmasq and nginx.
 
-dnsmasq (the real server, supervised here with a generated config) answers DHCP for PXE and
-serves the iPXE loaders over TFTP; the kernel, initrd and overlays go over HTTP. In `proxy`
-mode dnsmasq only adds boot information beside the campus DHCP server; in `isolated` mode it
-is the DHCP server of a segment of our own and gives addresses to the MACs in chaos.yaml only.
+dnsmasq (supervised here with a generated config) answers DHCP for PXE and serves the iPXE
+loaders over TFTP; nginx (builder/nginx.py, supervised the same way) serves the boot scripts,
+kernel, initrd and node files over HTTP with sendfile. In `proxy` mode dnsmasq only adds boot
+information beside the campus DHCP server; in `isolated` mode it is the DHCP server of a segment
+of our own and gives addresses to the MACs in chaos.yaml only. Every artifact a node fetches is
+checked before anything starts, so a missing file is an error now, not a 404 at 17:00.
 """
 
 from __future__ import annotations
 
-import http.server
+import contextlib
+import grp
 import ipaddress
 import json
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from .enroll.server import EnrollServer, open_service
 from .enroll.service import ServiceSettings
 from .errors import ChaosError, ToolMissing
+from .image.base import INITRD_NAME, KERNEL_NAME
+from .image.pxe import mac_hyphen
 from .model import Cluster, ServeMode
+from .nginx import ACCESS_LOG, NginxSite, nginx_conf
 from .pki import pki_for
 from .run import process_failure, run, supervised, which
 
@@ -40,15 +47,43 @@ class ServePlan:
     mode: ServeMode
 
 
+# the loaders dnsmasq's dhcp-boot and pxe-service lines name (TFTP)
+LOADERS = ("undionly.kpxe", "snponly.efi")
+# room for the access log and dnsmasq's log of a day of storms
+MIN_FREE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DnsmasqLimits:
+    tftp_max: int
+    lease_max: int
+
+
+def dnsmasq_limits(node_count: int) -> DnsmasqLimits:
+    """Pure: dnsmasq's limits for a lab of node_count PCs that all boot at once.
+
+    TFTP: a PXE ROM often asks for the loader's size first and then fetches it, so two
+    transfers per node may overlap; dnsmasq's default of 50 makes the 51st PC of a storm time
+    out. Leases: a node may hold one under its PXE ROM's client id and one under iPXE's. Both
+    get a margin for retries; TFTP never goes below dnsmasq's default.
+    """
+    margin = 16
+    return DnsmasqLimits(tftp_max=max(50, 2 * node_count + margin),
+                         lease_max=2 * node_count + margin)
+
+
 def dnsmasq_conf(cluster: Cluster, plan: ServePlan) -> str:
     """Pure: the dnsmasq configuration for one serve plan."""
     net = cluster.network.subnet
     url = f"http://{plan.server}:{plan.http_port}/boot.ipxe"
+    limits = dnsmasq_limits(len(cluster.nodes))
     lines = [HEADER,
              "port=0", "# no DNS: we only boot machines",
              f"interface={plan.interface}", "bind-interfaces", "except-interface=lo",
              "log-dhcp", "log-facility=-", "keep-in-foreground",
              "enable-tftp", f"tftp-root={plan.pxe_dir.resolve()}", "tftp-no-blocksize",
+             "# sized for every node booting at once (dnsmasq_limits)",
+             f"tftp-max={limits.tftp_max}", f"dhcp-lease-max={limits.lease_max}",
              "# iPXE identifies itself with option 175; it gets the HTTP boot script",
              "dhcp-match=set:ipxe,175",
              "dhcp-match=set:efi64,option:client-arch,7",
@@ -86,18 +121,34 @@ def interface_address(interface: str) -> ipaddress.IPv4Address:
                      "segment")
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
-        print(f"http: {self.client_address[0]} {format % args}", file=sys.stderr, flush=True)
+def pxe_artifacts(cluster: Cluster) -> list[str]:
+    """Pure: every file (relative to the PXE tree) a node of this cluster fetches to boot."""
+    files = ["boot.ipxe", KERNEL_NAME, INITRD_NAME, *LOADERS]
+    for node in cluster.nodes:
+        files += [f"mac-{mac_hyphen(node)}.ipxe", f"nodes/{node.name}.cpio"]
+    return files
 
 
-def start_http(plan: ServePlan) -> http.server.ThreadingHTTPServer:
-    def handler(*args: Any, **kwargs: Any) -> _Handler:
-        return _Handler(*args, directory=str(plan.pxe_dir), **kwargs)
+def check_artifacts(cluster: Cluster, pxe_dir: Path) -> None:
+    missing = [f"  {pxe_dir / rel}" for rel in pxe_artifacts(cluster)
+               if not (pxe_dir / rel).is_file()]
+    if missing:
+        raise ChaosError(f"{len(missing)} file(s) the nodes boot from are missing (run "
+                         "`chaos-build build` for this chaos.yaml first):\n" + "\n".join(missing))
 
-    server = http.server.ThreadingHTTPServer((str(plan.server), plan.http_port), handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
-    return server
+
+def check_free_space(run_dir: Path) -> None:
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise ChaosError(f"{run_dir}: only {free // (1024 * 1024)} MiB free; serve logs every "
+                         f"boot request there and needs {MIN_FREE_BYTES // (1024 * 1024)} MiB: "
+                         "free some space or pass --run-dir on another filesystem")
+
+
+def nginx_site(plan: ServePlan, run_dir: Path) -> NginxSite:
+    st = plan.pxe_dir.stat()
+    return NginxSite(plan.server, plan.http_port, plan.pxe_dir, run_dir,
+                     user=pwd.getpwuid(st.st_uid).pw_name, group=grp.getgrgid(st.st_gid).gr_name)
 
 
 def start_enrollment(cluster: Cluster, config: Path, plan: ServePlan) -> EnrollServer | None:
@@ -120,39 +171,49 @@ def start_enrollment(cluster: Cluster, config: Path, plan: ServePlan) -> EnrollS
 
 def serve(cluster: Cluster, config: Path, pxe_dir: Path, interface: str, run_dir: Path,
           mode: ServeMode | None = None, http_port: int | None = None) -> int:
-    """Run dnsmasq, the HTTP server and the enrollment service until Ctrl-C / SIGTERM;
-    stop them cleanly."""
-    if not (pxe_dir / "boot.ipxe").exists():
-        raise ChaosError(f"{pxe_dir} has no boot.ipxe: run `chaos-build build` first")
-    dnsmasq = which("dnsmasq")
+    """Run dnsmasq, nginx and the enrollment service until Ctrl-C / SIGTERM; stop them
+    cleanly; fail with the exit code and log tail of a child that dies."""
+    check_artifacts(cluster, pxe_dir)
+    dnsmasq, nginx = which("dnsmasq"), which("nginx")
     if dnsmasq is None:
         raise ToolMissing("dnsmasq is needed for DHCP/TFTP: apt-get install dnsmasq-base")
+    if nginx is None:
+        raise ToolMissing("nginx is needed for HTTP (kernel, initrd and node files at line "
+                          "rate): apt-get install nginx-light")
     plan = ServePlan(interface, interface_address(interface), pxe_dir,
                      http_port or cluster.serve.http_port, mode or cluster.serve.mode)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_free_space(run_dir)
     conf = run_dir / "dnsmasq.conf"
     conf.write_text(dnsmasq_conf(cluster, plan))
     run([dnsmasq, "--test", f"--conf-file={conf}"])
+    nginx_conf_file = run_dir / "nginx.conf"
+    nginx_conf_file.write_text(nginx_conf(nginx_site(plan, run_dir)))
+    nginx_argv: list[str | Path] = [nginx, "-p", f"{run_dir.resolve()}/", "-c",
+                                    nginx_conf_file.resolve(), "-e", "stderr"]
+    run([*nginx_argv, "-t", "-q"])
     enrollment = start_enrollment(cluster, config, plan)
-    http = start_http(plan)
-    dnsmasq_log = run_dir / "dnsmasq.log"
-    with supervised([dnsmasq, f"--conf-file={conf}", f"--pid-file={run_dir / 'dnsmasq.pid'}",
-                     "--user=root"], log_file=dnsmasq_log) as proc:
+    dnsmasq_log, nginx_log = run_dir / "dnsmasq.log", run_dir / "nginx.log"
+    with contextlib.ExitStack() as children:
         try:
-            _serve_until_stopped(proc, dnsmasq_log, plan, pxe_dir, interface)
+            http = children.enter_context(supervised(nginx_argv, log_file=nginx_log))
+            dhcp = children.enter_context(supervised(
+                [dnsmasq, f"--conf-file={conf}", f"--pid-file={run_dir / 'dnsmasq.pid'}",
+                 "--user=root"], log_file=dnsmasq_log))
+            _serve_until_stopped([(http, "nginx", nginx_log), (dhcp, "dnsmasq", dnsmasq_log)],
+                                 plan, run_dir)
         finally:
-            http.shutdown()
             if enrollment is not None:
                 enrollment.stop()
     print("serve stopped", file=sys.stderr, flush=True)
     return 0
 
 
-def _serve_until_stopped(proc: subprocess.Popen[bytes], dnsmasq_log: Path, plan: ServePlan,
-                         pxe_dir: Path, interface: str) -> None:
-    print(f"serving {pxe_dir} on {interface} ({plan.server}): {plan.mode.value} DHCP, TFTP, "
-          f"HTTP :{plan.http_port}, enrollment HTTPS; Ctrl-C stops", file=sys.stderr,
-          flush=True)
+def _serve_until_stopped(watched: list[tuple[subprocess.Popen[bytes], str, Path]],
+                         plan: ServePlan, run_dir: Path) -> None:
+    print(f"serving {plan.pxe_dir} on {plan.interface} ({plan.server}): {plan.mode.value} DHCP, "
+          f"TFTP, HTTP :{plan.http_port} (nginx, access log {run_dir / ACCESS_LOG}), "
+          "enrollment HTTPS; Ctrl-C stops", file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -161,6 +222,7 @@ def _serve_until_stopped(proc: subprocess.Popen[bytes], dnsmasq_log: Path, plan:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     while not stop.is_set():
-        if proc.poll() is not None:
-            raise process_failure(proc, "dnsmasq", dnsmasq_log)
+        for proc, name, log_file in watched:
+            if proc.poll() is not None:
+                raise process_failure(proc, name, log_file)
         time.sleep(0.2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from chaostest import ROOT
 from builder import reference
 from builder.config import load_cluster, load_cluster_text
 from builder.errors import ConfigError
+from builder.loader import MAX_FILE_BYTES
 from builder.model import Role, Scope
 
 INVALID = sorted((ROOT / "tests" / "invalid").glob("*.yaml"))
@@ -42,6 +44,30 @@ def test_invalid_config_is_rejected_with_its_message(path):
     assert expected_message(path) in text
     for line in text.splitlines():
         assert line.startswith(f"{path}:"), f"every problem names the file: {line}"
+
+
+def test_alias_bomb_is_refused_before_it_expands():
+    # every level multiplies by 9: 9**9 items if composed, refused at the first anchor
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="anchor &a is not allowed"):
+        load_cluster(ROOT / "tests" / "invalid" / "alias_bomb.yaml")
+    assert time.monotonic() - start < 5, "generous: it takes milliseconds"
+
+
+def test_oversized_chaos_yaml_is_refused_before_parsing(tmp_path):
+    big = tmp_path / "chaos.yaml"
+    line = b"# a comment line that makes the file large, as a pasted log would\n"
+    with big.open("wb") as f:
+        f.write((ROOT / "chaos.yaml").read_bytes())
+        f.write(line * (100 * 1024 * 1024 // len(line)))  # ~100 MB
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        load_cluster(big)
+    assert time.monotonic() - start < 5, "generous: only the first MiB is read"
+    assert str(err.value).startswith(f"{big}: ")
+    assert "more than the 1 MiB a chaos-build YAML file may have" in str(err.value)
+    with pytest.raises(ConfigError, match="more than the 1 MiB"):
+        load_cluster_text("#" * (MAX_FILE_BYTES + 1))
 
 
 def test_all_problems_are_reported_at_once():

@@ -124,3 +124,12 @@ def test_rogue_must_impersonate_an_unbooted_node_of_the_cluster(tmp_path, rogue,
     s = load_scenario(scenario(tmp_path, GOOD + f"rogue: {{impersonates: {rogue}}}\n"))
     with pytest.raises(ConfigError, match=message):
         fit(s, load_cluster(ROOT / "chaos.yaml")[0], ROOT / "chaos.yaml")
+
+
+def test_scenario_aliases_and_oversized_files_are_refused(tmp_path):
+    path = scenario(tmp_path, GOOD + "wire: &w []\nremove: *w\n")
+    with pytest.raises(ConfigError, match=r"scenario.yaml:5: wire: YAML anchor &w is not"):
+        load_scenario(path)
+    path.write_text(GOOD + "#" * (2 * 1024 * 1024) + "\n")
+    with pytest.raises(ConfigError, match="scenario.yaml: .* bytes is more than the 1 MiB"):
+        load_scenario(path)

@@ -18,6 +18,8 @@ from .codec import CLUSTER_RE, NAME_RE
 from .errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/tyd/tyd.json")
+# a rendered tyd.json is a few KiB (static peers of a 1000-node lab: ~20 KiB); read no more
+MAX_FILE_BYTES = 1024 * 1024
 Address = ipaddress.IPv4Address
 
 
@@ -254,11 +256,16 @@ def _ipsec(c: _Checker, value: Any, address: Address) -> Policy:
 
 def load(path: Path) -> Config:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        text = data.decode("utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError(str(path), ["not UTF-8 text"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(str(path), [f"larger than {MAX_FILE_BYTES >> 20} MiB; tyd.json is "
+                                      "rendered by chaos-build and is a few KiB"])
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:

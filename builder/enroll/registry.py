@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import ChaosError, ConfigError, Problem
-from ..loader import Document, dotted, load_text
+from ..loader import Document, dotted, load_text, read_bounded
 from ..model import Cluster
 
 EK_HASH: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -52,11 +52,7 @@ def load_registry(path: Path, cluster: Cluster | None = None) -> Registry:
     """Load and check the registry; a missing file is an empty registry."""
     if not path.exists():
         return Registry(path, {})
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
-    return parse_registry(load_text(text, str(path)), path, cluster)
+    return parse_registry(load_text(read_bounded(path), str(path)), path, cluster)
 
 
 def parse_registry(doc: Document, path: Path, cluster: Cluster | None = None) -> Registry:

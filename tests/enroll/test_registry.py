@@ -22,6 +22,13 @@ def test_missing_registry_is_empty(default_cluster, tmp_path):
     assert reg.nodes == {} and reg.node_for(H1) is None
 
 
+def test_oversized_registry_is_refused(default_cluster, tmp_path):
+    path = tmp_path / "reg.yaml"
+    path.write_text("#" * (1024 * 1024 + 1))
+    with pytest.raises(ConfigError, match="reg.yaml: .* more than the 1 MiB"):
+        load_registry(path, default_cluster)
+
+
 @pytest.mark.parametrize("text, where, message", [
     ("node01: [sha256:abc]\n", "reg.yaml:1: node01[0]", "is not an EK hash"),
     (f"node01:\n  - {H1}\nnode02:\n  - {H1}\n", "reg.yaml:4: node02[0]",
@@ -30,6 +37,7 @@ def test_missing_registry_is_empty(default_cluster, tmp_path):
     ("node01: sha256:x\n", "reg.yaml:1: node01", "must be a list"),
     ("- a\n", "reg.yaml:1", "must be a mapping"),
     ("node01: [\n", "reg.yaml:", "not valid YAML"),
+    (f"node01: &x\n  - {H1}\nnode02: *x\n", "reg.yaml:1: node01", "anchor &x is not allowed"),
 ])
 def test_registry_problems_name_file_line_and_field(default_cluster, tmp_path, text, where,
                                                     message):

@@ -125,6 +125,14 @@ def test_not_json_and_missing_file(tmp_path: Path) -> None:
         config.load(tmp_path / "missing.json")
 
 
+def test_oversized_file_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "tyd.json"
+    with big.open("wb") as f:
+        f.truncate(100 * 1024 * 1024)  # sparse: 100 MiB of zeros, never read in full
+    with pytest.raises(ConfigError, match=r"tyd.json: larger than 1 MiB"):
+        config.load(big)
+
+
 def test_cli_reports_config_errors_without_a_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "tyd.json"
     bad.write_text(json.dumps(_with("port", 99999)))
