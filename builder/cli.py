@@ -145,6 +145,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         return enroll_cli.serve(cluster, args.config, pki, args.address, args.port)
     if args.enroll_command == "pending":
         return enroll_cli.pending(pki)
+    if args.enroll_command == "approve-boot":
+        return enroll_cli.approve_boot(pki, args.fingerprint)
     return enroll_cli.approve(cluster, args.config, pki, args.ek_hash, args.node)
 
 
@@ -204,11 +206,18 @@ def parser() -> argparse.ArgumentParser:
     es.add_argument("--address", help="listen on and certify this IPv4 address (default "
                     "serve.address)")
     es.add_argument("--port", type=int, help="override serve.enroll_port")
-    esub.add_parser("pending", parents=[common], help="list machines waiting for approval")
+    esub.add_parser("pending", parents=[common], help="list machines waiting for approval "
+                         "(unregistered TPMs and boots of nodes without a TPM)")
     ea = esub.add_parser("approve", parents=[common], help="register a pending machine's TPM "
                          "for a node (edits security.tpm_registry)")
     ea.add_argument("ek_hash", metavar="EK_HASH", help="sha256:... as `enroll pending` shows")
     ea.add_argument("--node", required=True, help="the node this machine is")
+    eb = esub.add_parser("approve-boot", parents=[common], help="approve one boot of a node "
+                         "without a TPM (attestation: approval) by the fingerprint on its "
+                         "console; single use, valid 15 min")
+    eb.add_argument("fingerprint", metavar="FINGERPRINT",
+                    help="such as 3f2a-91bc-0d4e-7a11, as the node's console and `enroll "
+                    "pending` show it")
     sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
     sp.add_argument("--scenario", type=Path,
                     default=Path("tests/scenarios/default/scenario.yaml"))
