@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import ipaddress
 import json
 import shutil
+import ssl
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -150,3 +152,21 @@ def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
 def pending_entries(lab: Lab) -> list[dict[str, object]]:
     path = lab.pki.paths.root / "pending.json"
     return json.loads(path.read_text()) if path.exists() else []
+
+
+def raw_post(lab: Lab, path: str, body: bytes, method: str = "POST",
+             declared: int | None = None) -> tuple[int, dict[str, str]]:
+    ctx = ssl.create_default_context(cafile=str(lab.ca_file))
+    conn = http.client.HTTPSConnection("127.0.0.1", lab.server.server_address[1], context=ctx,
+                                       timeout=10)
+    try:
+        if declared is None:
+            conn.request(method, path, body, {"Content-Type": "application/json"})
+        else:  # announce a body and send none: the server must answer without reading it
+            conn.putrequest(method, path)
+            conn.putheader("Content-Length", str(declared))
+            conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
