@@ -188,3 +188,33 @@ def test_boots_are_bounded(tmp_path):
         store.ask(f"{i:04x}-0000-0000-0000", f"sha256:{i:064x}", NODE, MACS, "x",
                   T0 + dt.timedelta(seconds=i))
     assert [b.fingerprint[:4] for b in store.entries()] == ["0002", "0003", "0004"]
+
+
+def test_the_rendered_node_json_tells_the_boot_unit_which_attestation(tmp_path):
+    """chaos.yaml -> node.json (the real render path) -> bootenroll -> the client's flag."""
+    import json  # noqa: PLC0415
+
+    from builder.render import environment, render_templates  # noqa: PLC0415
+    from builder.views import node_view  # noqa: PLC0415
+    from chaosnode import bootenroll, enroll  # noqa: PLC0415
+
+    cluster = load_cluster(write_lab_config(tmp_path))[0]
+    for name, attestation in (("node01", "tpm"), (NODE, "approval")):
+        tree = render_templates(node_view(cluster, cluster.node(name)), environment(),
+                                ["etc/chaos/node.json.j2"])
+        node = json.loads(tree["etc/chaos/node.json"].data)
+        assert node["attestation"] == attestation
+        assert enroll.parser().parse_args(bootenroll.enroll_argv(node)).attestation == \
+            attestation
+
+
+def test_cli_approve_boot_refuses_unknown_and_malformed_fingerprints(workdir: Path, capsys):
+    from builder.cli import main  # noqa: PLC0415
+
+    config = str(workdir / "chaos.yaml")
+    assert main(["enroll", "approve-boot", "3f2a-91bc-0d4e-7a11", "-c", config]) == 2
+    assert "no boot is waiting with fingerprint 3f2a-91bc-0d4e-7a11" in capsys.readouterr().err
+    assert main(["enroll", "approve-boot", "3f2a", "-c", config]) == 2
+    assert "'3f2a' is not a boot fingerprint" in capsys.readouterr().err
+    assert main(["enroll", "pending", "-c", config]) == 0
+    assert "no machines are waiting" in capsys.readouterr().err
