@@ -199,7 +199,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--http-port", type=int, help="override serve.http_port")
     sp.add_argument("--run-dir", type=Path, default=Path("build/serve"),
                     help="generated dnsmasq config and pid file")
-    sp = add("enroll", cmd_enroll, "the TPM enrollment service and its registry")
+    sp = add("enroll", cmd_enroll, "the enrollment service, its TPM registry and the "
+             "approvals of boots without a TPM")
     esub = sp.add_subparsers(dest="enroll_command", required=True)
     es = esub.add_parser("serve", parents=[common], help="run the enrollment service alone "
                          "(Ctrl-C stops it)")

@@ -218,3 +218,12 @@ def test_cli_approve_boot_refuses_unknown_and_malformed_fingerprints(workdir: Pa
     assert "'3f2a' is not a boot fingerprint" in capsys.readouterr().err
     assert main(["enroll", "pending", "-c", config]) == 0
     assert "no machines are waiting" in capsys.readouterr().err
+    # a boot that stopped asking 20 minutes ago: listed with its age, too late to approve
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
+    BootStore(workdir / "pki" / BOOTS_FILE).ask("3f2a-91bc-0d4e-7a11", "sha256:" + "a" * 64,
+                                                NODE, MACS, "10.99.0.13", long_ago)
+    assert main(["enroll", "pending", "-c", config]) == 0
+    out = capsys.readouterr().out
+    assert "boot 3f2a-91bc-0d4e-7a11  as node03" in out and "age 20 min" in out
+    assert main(["enroll", "approve-boot", "3F2A91BC0D4E7A11", "-c", config]) == 2
+    assert "(node03) expired: it last asked 20 min ago" in capsys.readouterr().err
