@@ -146,6 +146,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         return enroll_cli.serve(cluster, args.config, pki, args.address, args.port)
     if args.enroll_command == "pending":
         return enroll_cli.pending(pki)
+    if args.enroll_command == "approve-boot":
+        return enroll_cli.approve_boot(pki, args.fingerprint)
     return enroll_cli.approve(cluster, args.config, pki, args.ek_hash, args.node)
 
 
@@ -198,18 +200,26 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--http-port", type=int, help="override serve.http_port")
     sp.add_argument("--run-dir", type=Path, default=Path("build/serve"),
                     help="generated dnsmasq config and pid file")
-    sp = add("enroll", cmd_enroll, "the TPM enrollment service and its registry")
+    sp = add("enroll", cmd_enroll, "the enrollment service, its TPM registry and the "
+             "approvals of boots without a TPM")
     esub = sp.add_subparsers(dest="enroll_command", required=True)
     es = esub.add_parser("serve", parents=[common], help="run the enrollment service alone "
                          "(Ctrl-C stops it)")
     es.add_argument("--address", help="listen on and certify this IPv4 address (default "
                     "serve.address)")
     es.add_argument("--port", type=int, help="override serve.enroll_port")
-    esub.add_parser("pending", parents=[common], help="list machines waiting for approval")
+    esub.add_parser("pending", parents=[common], help="list machines waiting for approval "
+                         "(unregistered TPMs and boots of nodes without a TPM)")
     ea = esub.add_parser("approve", parents=[common], help="register a pending machine's TPM "
                          "for a node (edits security.tpm_registry)")
     ea.add_argument("ek_hash", metavar="EK_HASH", help="sha256:... as `enroll pending` shows")
     ea.add_argument("--node", required=True, help="the node this machine is")
+    eb = esub.add_parser("approve-boot", parents=[common], help="approve one boot of a node "
+                         "without a TPM (attestation: approval) by the fingerprint on its "
+                         "console; single use, valid 15 min")
+    eb.add_argument("fingerprint", metavar="FINGERPRINT",
+                    help="such as 3f2a-91bc-0d4e-7a11, as the node's console and `enroll "
+                    "pending` show it")
     sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
     sp.add_argument("--scenario", type=Path,
                     default=Path("tests/scenarios/default/scenario.yaml"))

@@ -226,7 +226,7 @@ def parse(doc: Document) -> Cluster:
         raise ConfigError(parser.problems)
     top = {k: v for k, v in raw.items() if k not in ("nodes", "defaults")}
     defaults = parser.value(NodeDefaults, raw.get("defaults", {}), ("defaults",), {})
-    inherited = {"roles": defaults.roles, "services": defaults.services} \
+    inherited = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(NodeDefaults)} \
         if isinstance(defaults, NodeDefaults) else {}
     nodes = _parse_nodes(parser, raw.get("nodes"), inherited)
     cluster = parser.record(Cluster, {**top, "nodes": []}, ())

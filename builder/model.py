@@ -64,6 +64,11 @@ class Hardware(enum.Enum):
     LAB = "lab"
 
 
+class Attestation(enum.Enum):
+    TPM = "tpm"
+    APPROVAL = "approval"
+
+
 class ImageFormat(enum.Enum):
     ISO = "iso"
     PXE = "pxe"
@@ -189,6 +194,11 @@ class NodeDefaults:
     roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles of a node")
     services: tuple[Service, ...] = setting((), "extra firewall services of a node, added to "
                                             "firewall.services", example=[])
+    attestation: Attestation = setting(
+        Attestation.TPM, "how a node proves its machine at boot: tpm (its TPM 2.0 EK, "
+        "registered once in security.tpm_registry); approval (a PC without a TPM: every boot "
+        "waits until an admin runs `chaos-build enroll approve-boot` with the fingerprint on "
+        "its console)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,6 +209,8 @@ class Node:
     address: IPv4Address = required("the node's address on network.subnet", "10.99.0.11")
     roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles; default from `defaults`")
     services: tuple[Service, ...] = setting((), "extra firewall services of this node")
+    attestation: Attestation = setting(Attestation.TPM, "tpm or approval (no TPM: every boot "
+                                       "waits for an admin); default from `defaults`")
 
 
 @dataclass(frozen=True, kw_only=True)

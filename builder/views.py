@@ -68,6 +68,7 @@ class NodeView:
     allow_ping: bool
     enroll_url: str  # "" when serve.address is not set: the node cannot enroll
     key_type: str
+    attestation: str  # "tpm" or "approval": how chaos-enroll proves this machine
 
 
 def fqdn(cluster: Cluster, node: Node) -> str:
@@ -162,6 +163,7 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         allow_ping=cluster.firewall.allow_ping,
         enroll_url=enroll_url(cluster),
         key_type=sec.key_type.value,
+        attestation=node.attestation.value,
     )
 
 

@@ -1,5 +1,5 @@
 """chaos-enroll.service: enroll this node with the public settings chaos-build rendered for
-it (etc/chaos/node.json: name, address, key type, the enrollment service's URL).
+it (etc/chaos/node.json: name, address, key type, attestation, the enrollment service's URL).
 
     python3 -I -m chaosnode.bootenroll
 """
@@ -20,6 +20,7 @@ def enroll_argv(node: dict[str, str]) -> list[str]:
     """The enrollment client's command line for these node settings."""
     return ["--url", node["enroll_url"], "--ca", paths.CA_CERT_PATH, "--node", node["name"],
             "--address", node["address"], "--key-type", node.get("key_type", "ed25519"),
+            "--attestation", node.get("attestation", "tpm"),
             "--key-out", paths.NODE_KEY_PATH, "--cert-out", paths.NODE_CERT_PATH,
             "--crl-out", paths.CRL_PATH]
 
@@ -31,8 +32,10 @@ def main(node_json: Path = Path(paths.NODE_JSON)) -> int:
         return 1
     rc = enroll.main(enroll_argv(node))
     if rc == 0:
+        how = "approved by an admin (no TPM)" if node.get("attestation") == "approval" \
+            else "attested by its TPM"
         console(f"CHAOS: node {node['name']} enrolled: certificate for a key made on this "
-                "machine, attested by its TPM")
+                f"machine, {how}")
     return rc
 
 

@@ -1,9 +1,12 @@
 """The node's enrollment client: make a key in RAM, prove the machine with its TPM, get a
-short-lived certificate for the key. The private key never leaves this process but to the
-file it is written to (0600, tmpfs on a node).
+short-lived certificate for the key. A node without a TPM (attestation: approval) shows its
+key's fingerprint on the console instead and waits until an admin approves this boot.
+The private key never leaves this process but to the file it is written to (0600, tmpfs on
+a node).
 
     python3 -m chaosnode.enroll --url https://10.99.0.2:8443 --ca /etc/swanctl/x509ca/ca.pem \
         --node node01 --address 10.99.0.11 --key-out K --cert-out C [--tcti T]
+        [--attestation tpm|approval]
 
 Runs under `/usr/bin/python3 -I` with the stdlib, python3-cryptography 38 and
 python3-tpm2-pytss 1.2.0 (Debian bookworm). Expected failures are one line, never a traceback.
@@ -32,14 +35,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from .enrollment import (
+    APPROVAL_PATH,
     CONTENT_TYPE,
     FINISH_PATH,
     START_PATH,
+    ApprovalRequest,
     FinishRequest,
     FinishResponse,
     ProtocolError,
     StartRequest,
     StartResponse,
+    boot_fingerprint,
     proof,
 )
 from .paths import NODE_CERT_PATH, NODE_KEY_PATH
@@ -51,6 +57,9 @@ REQUEST_TIMEOUT: Final = 15.0
 BACKOFF_FIRST: Final = 1.0
 BACKOFF_MAX: Final = 30.0
 PENDING_WAIT: Final = 60.0
+APPROVAL_POLL_MAX: Final = 15.0  # a node without a TPM asks this often once approved
+APPROVAL_REMIND: Final = 60.0    # and repeats its fingerprint on the console this often
+ATTESTATIONS: Final = ("tpm", "approval")  # chaos.yaml's nodes[].attestation
 # refusals worth another try: the server is busy, or the challenge ran out
 RETRY_SOON: Final = frozenset({"rate_limited", "busy", "internal", "expired",
                                "unknown_session"})
@@ -68,13 +77,21 @@ class _Retry(Exception):
         self.wait = wait
 
 
+class _Wait(Exception):
+    """Try again after `wait` seconds (None: the backoff); the console was already told."""
+
+    def __init__(self, wait: float | None) -> None:
+        super().__init__("wait")
+        self.wait = wait
+
+
 @dataclass(frozen=True)
 class Enrolled:
     certificate: bytes  # PEM
     ca: bytes           # PEM
     crl: bytes          # PEM
     not_after: str
-    ek_hash: str
+    attested: str  # how: "TPM EK sha256:..." or "boot 3f2a-... approved by an admin, no TPM"
 
 
 def say(message: str) -> None:
@@ -174,7 +191,7 @@ def attempt(client: Client, keys: Keys, node: str, macs: Sequence[str],
     reply = FinishResponse.from_json(client.post(FINISH_PATH, finish.to_json()))
     cert = _check_certificate(reply, csr, ca)
     return Enrolled(cert.public_bytes(serialization.Encoding.PEM), reply.ca.encode(),
-                    reply.crl.encode(), reply.not_after, ek_hash(att.ek_public))
+                    reply.crl.encode(), reply.not_after, f"TPM EK {ek_hash(att.ek_public)}")
 
 
 def _check_certificate(reply: FinishResponse, csr: x509.CertificateSigningRequest,
@@ -205,11 +222,17 @@ def _check_certificate(reply: FinishResponse, csr: x509.CertificateSigningReques
 def enroll(url: str, ca_file: Path, node: str, address: ipaddress.IPv4Address | str,
            tcti: str = NODE_TCTI, key_type: str = "ed25519",
            macs: Sequence[str] | None = None, max_seconds: float | None = None,
-           sleep: Callable[[float], None] = time.sleep) -> tuple[NodeKey, Enrolled]:
+           sleep: Callable[[float], None] = time.sleep, attestation: str = "tpm"
+           ) -> tuple[NodeKey, Enrolled]:
     """Enroll this machine as `node`: returns the new key (in memory) and what the service
-    issued. Retries connection failures, 5xx and 429 with bounded backoff, and waits for an
-    admin while the machine is pending; raises EnrollError for the rest, or when
-    max_seconds (None: no limit) run out."""
+    issued. With attestation "tpm" the TPM proves the machine; with "approval" (a node
+    without a TPM) the boot waits until an admin approves the key's fingerprint. Retries
+    connection failures, 5xx and 429 with bounded backoff, and waits for an admin while the
+    machine is pending; raises EnrollError for the rest, or when max_seconds (None: no
+    limit) run out."""
+    if attestation not in ATTESTATIONS:
+        raise EnrollError(f"unknown attestation {attestation!r}; use "
+                          f"{' or '.join(ATTESTATIONS)}")
     address = ipaddress.IPv4Address(address)
     try:
         ca = x509.load_pem_x509_certificate(Path(ca_file).read_bytes())
@@ -218,25 +241,44 @@ def enroll(url: str, ca_file: Path, node: str, address: ipaddress.IPv4Address | 
     key = new_key(key_type)
     csr = make_csr(key, node, address)
     macs = local_macs() if macs is None else tuple(macs)
-    deadline = None if max_seconds is None else time.monotonic() + max_seconds
-    backoff = BACKOFF_FIRST
-    while True:
-        client = Client(url, Path(ca_file))
+
+    def by_tpm(client: Client) -> Enrolled:
         try:
             with Tpm(tcti) as tpm, tpm.keys() as keys:
                 try:
-                    return key, attempt(client, keys, node, macs, csr, ca)
+                    return attempt(client, keys, node, macs, csr, ca)
                 except ProtocolError as exc:
-                    wait = _after_refusal(exc, node, keys)
+                    raise _Wait(_after_refusal(exc, node, keys)) from None
+        except TpmError as exc:
+            raise EnrollError(str(exc)) from None
+
+    if attestation == "approval":
+        waiting = _Waiting(node, boot_fingerprint(csr.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)))
+        return key, _keep_trying(url, Path(ca_file), lambda client: by_approval(
+            client, node, macs, csr, ca, waiting), max_seconds, sleep, APPROVAL_POLL_MAX)
+    return key, _keep_trying(url, Path(ca_file), by_tpm, max_seconds, sleep, BACKOFF_MAX)
+
+
+def _keep_trying(url: str, ca_file: Path, one_try: Callable[[Client], Enrolled],
+                 max_seconds: float | None, sleep: Callable[[float], None],
+                 backoff_max: float) -> Enrolled:
+    """one_try until it returns, with backoff (_Retry, _Wait) and an overall deadline."""
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    backoff = BACKOFF_FIRST
+    while True:
+        client = Client(url, ca_file)
+        try:
+            return one_try(client)
         except _Retry as exc:
             say(f"{exc}; retrying")
             wait = exc.wait
-        except TpmError as exc:
-            raise EnrollError(str(exc)) from None
+        except _Wait as exc:
+            wait = exc.wait
         finally:
             client.close()
         if wait is None:
-            wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+            wait, backoff = backoff, min(backoff * 2, backoff_max)
         else:
             backoff = BACKOFF_FIRST
         wait *= random.uniform(0.8, 1.2)  # a lab booting at once must not retry in step
@@ -259,6 +301,48 @@ def _after_refusal(exc: ProtocolError, node: str, keys: Keys) -> float | None:
         say(f"refused ({exc.code}: {exc.reason}); retrying")
         return None
     raise EnrollError(f"refused: {exc.code}: {exc.reason}")
+
+
+# -- a node without a TPM ---------------------------------------------------------
+@dataclass
+class _Waiting:
+    """What the console has been told while this boot waits for its approval."""
+
+    node: str
+    fingerprint: str
+    told_at: float | None = None
+
+
+def by_approval(client: Client, node: str, macs: Sequence[str],
+                csr: x509.CertificateSigningRequest, ca: x509.Certificate,
+                waiting: _Waiting) -> Enrolled:
+    """One try of a node without a TPM: the certificate once an admin approved this boot's
+    key; _Wait (polling with backoff) while it is not approved."""
+    req = ApprovalRequest(node=node, macs=tuple(macs),
+                          csr=csr.public_bytes(serialization.Encoding.PEM).decode())
+    try:
+        body = client.post(APPROVAL_PATH, req.to_json())
+    except ProtocolError as exc:
+        if exc.code in ("awaiting_approval", "expired"):
+            now = time.monotonic()
+            if exc.code == "expired" or waiting.told_at is None or \
+                    now - waiting.told_at >= APPROVAL_REMIND:
+                waiting.told_at = now
+                say(f"this machine has no TPM attestation: approve this boot with "
+                    f"chaos-build enroll approve-boot {waiting.fingerprint} (node {node})"
+                    + (f" ({exc.reason})" if exc.code == "expired" else ""))
+            raise _Wait(None) from None
+        if exc.code in RETRY_SOON:
+            raise _Retry(f"refused ({exc.code}: {exc.reason})") from None
+        raise EnrollError(f"refused: {exc.code}: {exc.reason}") from None
+    try:
+        reply = FinishResponse.from_json(body)
+    except ProtocolError as exc:
+        raise _Retry(f"garbled answer from the server: {exc.reason}") from None
+    cert = _check_certificate(reply, csr, ca)
+    return Enrolled(cert.public_bytes(serialization.Encoding.PEM), reply.ca.encode(),
+                    reply.crl.encode(), reply.not_after,
+                    f"boot {waiting.fingerprint} approved by an admin, no TPM")
 
 
 # -- files ------------------------------------------------------------------------
@@ -304,6 +388,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cert-out", type=Path, default=Path(NODE_CERT_PATH))
     p.add_argument("--crl-out", type=Path, help="also write the CRL the service sent")
     p.add_argument("--tcti", default=NODE_TCTI, help=f"TPM access (default {NODE_TCTI})")
+    p.add_argument("--attestation", choices=ATTESTATIONS, default="tpm",
+                   help="tpm: prove the machine with its TPM; approval (no TPM): wait until "
+                   "an admin approves this boot's fingerprint")
     p.add_argument("--key-type", choices=KEY_TYPES, default="ed25519",
                    help="the cluster's security.key_type")
     p.add_argument("--max-time", type=float, default=0,
@@ -320,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         key, enrolled = enroll(args.url, args.ca, args.node, address, tcti=args.tcti,
-                               key_type=args.key_type, max_seconds=args.max_time or None)
+                               key_type=args.key_type, max_seconds=args.max_time or None,
+                               attestation=args.attestation)
         save(key, enrolled, args.key_out, args.cert_out, args.crl_out)
     except EnrollError as exc:
         say(str(exc))
@@ -331,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted")
         return 130
-    say(f"enrolled as {args.node} (TPM EK {enrolled.ek_hash}); certificate valid until "
+    say(f"enrolled as {args.node} ({enrolled.attested}); certificate valid until "
         f"{enrolled.not_after}")
     return 0
 

@@ -3,6 +3,9 @@
 JSON over HTTPS POST, two steps:
     POST /enroll/start   StartRequest  -> StartResponse   (the server's challenge)
     POST /enroll/finish  FinishRequest -> FinishResponse  (the certificate)
+A node without a TPM (attestation: approval in chaos.yaml) has no proof to give; it repeats
+one step until an admin approves this boot by its fingerprint:
+    POST /enroll/approval  ApprovalRequest -> FinishResponse, or 403 awaiting_approval
 A refusal is an HTTP 4xx/5xx with a Refusal body {error: short code, reason: human text}.
 Pure: no I/O, no clock; stdlib only (runs under `python3 -I` on the node).
 """
@@ -20,6 +23,8 @@ from typing import Any, Final
 
 START_PATH: Final = "/enroll/start"
 FINISH_PATH: Final = "/enroll/finish"
+APPROVAL_PATH: Final = "/enroll/approval"
+PATHS: Final = (START_PATH, FINISH_PATH, APPROVAL_PATH)
 # GET: the cluster's current CRL (public; nodes refresh theirs from it while they run)
 CRL_PATH: Final = "/crl"
 CONTENT_TYPE: Final = "application/json"
@@ -34,6 +39,7 @@ NODE_NAME: Final = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAC: Final = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 SESSION: Final = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 HMAC_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
+FINGERPRINT: Final = re.compile(r"^[0-9a-f]{4}(-[0-9a-f]{4}){3}$")
 
 # Every refusal code with its HTTP status: one table for server and client.
 REFUSALS: Final[dict[str, int]] = {
@@ -45,6 +51,8 @@ REFUSALS: Final[dict[str, int]] = {
     "unknown_node": 403,     # no such node in chaos.yaml (or removed)
     "revoked": 403,          # the node is revoked
     "unregistered": 403,     # EK not registered for this node: recorded as pending
+    "tpm_required": 403,     # a request without TPM proof for a node whose attestation is tpm
+    "awaiting_approval": 403,  # a boot without TPM, recorded; waits for `approve-boot`
     "unknown_session": 403,  # no such session (or the server restarted)
     "expired": 403,          # the challenge expired
     "replayed": 403,         # the session was already used
@@ -140,6 +148,24 @@ def _int(data: dict[str, Any], name: str, low: int, high: int) -> int:
     return value
 
 
+def _macs(data: dict[str, Any]) -> tuple[str, ...]:
+    macs = data["macs"]
+    if not isinstance(macs, list) or len(macs) > MAX_MACS:
+        raise ProtocolError("malformed", f"macs must be a list of at most {MAX_MACS}")
+    for mac in macs:
+        if not isinstance(mac, str) or not MAC.match(mac):
+            raise ProtocolError("malformed", f"macs: {str(mac)[:40]!r} is not a MAC "
+                                "such as 52:54:00:99:00:11 (lower case)")
+    return tuple(macs)
+
+
+def _csr(data: dict[str, Any]) -> str:
+    csr = _text(data, "csr", MAX_CSR)
+    if not csr.startswith("-----BEGIN CERTIFICATE REQUEST-----"):
+        raise ProtocolError("malformed", "csr must be a PEM certificate request")
+    return csr
+
+
 def _enc(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
@@ -163,19 +189,31 @@ class StartRequest:
     @classmethod
     def from_json(cls, body: bytes) -> StartRequest:
         data = _load(body, cls.FIELDS, "start request")
-        macs = data["macs"]
-        if not isinstance(macs, list) or len(macs) > MAX_MACS:
-            raise ProtocolError("malformed", f"macs must be a list of at most {MAX_MACS}")
-        for mac in macs:
-            if not isinstance(mac, str) or not MAC.match(mac):
-                raise ProtocolError("malformed", f"macs: {str(mac)[:40]!r} is not a MAC "
-                                    "such as 52:54:00:99:00:11 (lower case)")
-        csr = _text(data, "csr", MAX_CSR)
-        if not csr.startswith("-----BEGIN CERTIFICATE REQUEST-----"):
-            raise ProtocolError("malformed", "csr must be a PEM certificate request")
-        return cls(node=_text(data, "node", 63, NODE_NAME), macs=tuple(macs),
+        macs, csr = _macs(data), _csr(data)
+        return cls(node=_text(data, "node", 63, NODE_NAME), macs=macs,
                    ek_public=_b64(data, "ek_public", MAX_TPM_PUBLIC),
                    ak_public=_b64(data, "ak_public", MAX_TPM_PUBLIC), csr=csr)
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """The start request of a node without a TPM: no EK, no AK, only what an admin compares
+    (the node, its MACs, the fingerprint of the CSR's key)."""
+
+    node: str
+    macs: tuple[str, ...]
+    csr: str  # PEM
+
+    FIELDS = ("node", "macs", "csr")
+
+    def to_json(self) -> bytes:
+        return _dump({"node": self.node, "macs": list(self.macs), "csr": self.csr})
+
+    @classmethod
+    def from_json(cls, body: bytes) -> ApprovalRequest:
+        data = _load(body, cls.FIELDS, "approval request")
+        return cls(node=_text(data, "node", 63, NODE_NAME), macs=_macs(data),
+                   csr=_csr(data))
 
 
 @dataclass(frozen=True)
@@ -243,6 +281,18 @@ class FinishResponse:
 def proof(secret: bytes, csr_der: bytes) -> str:
     """What the node sends to show it activated the credential: binds the CSR to the TPM."""
     return hmac.new(secret, csr_der, hashlib.sha256).hexdigest()
+
+
+def boot_fingerprint(public_key_der: bytes) -> str:
+    """What a node without a TPM shows on its console and the admin approves: the first 64
+    bits of the SHA-256 of its key (DER SubjectPublicKeyInfo), as 3f2a-91bc-0d4e-7a11.
+    The service binds the approval to the full hash; this is for human eyes."""
+    digest = hashlib.sha256(public_key_der).hexdigest()[:16]
+    return "-".join(digest[i:i + 4] for i in range(0, 16, 4))
+
+
+def key_sha256(public_key_der: bytes) -> str:
+    return "sha256:" + hashlib.sha256(public_key_der).hexdigest()
 
 
 def proof_matches(secret: bytes, csr_der: bytes, claimed: str) -> bool:

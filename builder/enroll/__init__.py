@@ -1,1 +1,2 @@
-"""Node enrollment, server side: the TPM registry and the HTTPS enrollment service."""
+"""Node enrollment, server side: the TPM registry, boots of nodes without a TPM awaiting
+approval, and the HTTPS enrollment service."""

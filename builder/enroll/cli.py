@@ -1,5 +1,5 @@
-"""`chaos-build enroll serve|pending|approve`: what the CLI does, errors typed (exit codes are
-cli.py's job)."""
+"""`chaos-build enroll serve|pending|approve|approve-boot`: what the CLI does, errors typed
+(exit codes are cli.py's job)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from types import FrameType
 
 from ..model import Cluster
 from ..pki import Pki
+from .boots import BOOTS_FILE, BootStore
 from .registry import PendingStore, RegistryError, registry_path
 from .registry import approve as approve_hash
 from .server import open_service
@@ -53,13 +54,37 @@ def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None,
 
 def pending(pki: Pki) -> int:
     entries = PendingStore(pki.paths.root / "pending.json").entries()
-    if not entries:
+    now = dt.datetime.now(dt.UTC)
+    boots = [b for b in BootStore(pki.paths.root / BOOTS_FILE).entries() if not b.used_at]
+    if not entries and not boots:
         _out("no machines are waiting for approval")
         return 0
     for p in entries:
         print(f"{p.ek_hash}  as {p.node:12} from {p.source:15} macs {','.join(p.macs) or '-'}"
               f"  first {p.first_seen}  last {p.last_seen}  ({p.attempts} tries)")
-    _out("approve one with: chaos-build enroll approve EK_HASH --node NAME")
+    if entries:
+        _out("approve one with: chaos-build enroll approve EK_HASH --node NAME")
+    for b in boots:
+        print(f"boot {b.fingerprint}  as {b.node:12} from {b.source:15} macs "
+              f"{','.join(b.macs) or '-'}  age {_minutes(b.age(now))}  last asked "
+              f"{_minutes(b.silent_for(now))} ago  ({b.state}, no TPM)")
+    if boots:
+        _out("compare with the node's console, then: chaos-build enroll approve-boot "
+             "FINGERPRINT")
+    return 0
+
+
+def _minutes(span: dt.timedelta) -> str:
+    seconds = max(0, int(span.total_seconds()))
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+
+
+def approve_boot(pki: Pki, fingerprint: str) -> int:
+    """Approve one boot of a node without a TPM, by the fingerprint on its console."""
+    boot = BootStore(pki.paths.root / BOOTS_FILE).approve(fingerprint,
+                                                          dt.datetime.now(dt.UTC))
+    print(f"{boot.node}: approved boot {boot.fingerprint} (from {boot.source}, macs "
+          f"{', '.join(boot.macs) or '-'}); it gets its certificate at its next try")
     return 0
 
 

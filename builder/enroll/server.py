@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from chaosnode.enrollment import (
+    APPROVAL_PATH,
     CONTENT_TYPE,
     CRL_PATH,
-    FINISH_PATH,
     MAX_BODY,
+    PATHS,
     START_PATH,
+    ApprovalRequest,
     FinishRequest,
     ProtocolError,
     StartRequest,
@@ -61,16 +63,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _logged_path(self) -> str:
         """The path as sent by a stranger: quoted and cut unless it is one of ours."""
-        return self.path if self.path in (START_PATH, FINISH_PATH) else repr(self.path[:80])
+        return self.path if self.path in PATHS else repr(self.path[:80])
 
     def _dispatch(self, source: str) -> tuple[str, bytes]:
         if not self.server.limiter.allow(source):
             self.close_connection = True
             raise ProtocolError("rate_limited", "too many requests from this address; slow "
                                 "down")
-        if self.path not in (START_PATH, FINISH_PATH):
+        if self.path not in PATHS:
             raise ProtocolError("not_found", f"no such endpoint {self.path[:80]!r}; use "
-                                f"{START_PATH} or {FINISH_PATH}")
+                                f"{', '.join(PATHS)}")
         body = self._body()
         service = self.server.enrollment
         if self.path == START_PATH:
@@ -79,6 +81,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return req.node, service.start(req, source).to_json()
             except ProtocolError as exc:
                 raise Refused(exc.code, exc.reason, req.node) from None
+        if self.path == APPROVAL_PATH:
+            boot = ApprovalRequest.from_json(body)
+            try:
+                return boot.node, service.approval(boot, source).to_json()
+            except ProtocolError as exc:
+                raise Refused(exc.code, exc.reason, boot.node) from None
         node, reply = service.finish(FinishRequest.from_json(body), source)
         return node, reply.to_json()
 

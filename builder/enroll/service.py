@@ -27,17 +27,21 @@ from tpm2_pytss.utils import make_credential
 from chaosnode import tpmpub
 from chaosnode.enrollment import (
     SECRET_BYTES,
+    ApprovalRequest,
     FinishRequest,
     FinishResponse,
     ProtocolError,
     StartRequest,
     StartResponse,
+    boot_fingerprint,
+    key_sha256,
     proof_matches,
 )
 
 from ..errors import ChaosError
-from ..model import Cluster
+from ..model import Attestation, Cluster
 from ..pki import Identity, Pki, make_node_cert
+from .boots import APPROVAL_SECONDS, BOOTS_FILE, BootStore, Verdict
 from .registry import PendingStore, Registry, load_registry
 
 log = logging.getLogger("chaos.enroll")
@@ -74,6 +78,7 @@ class ServiceSettings:
     burst: int = 10
     socket_timeout: float = 10.0    # per read/write; a slow client loses its connection
     max_connections: int = 1024
+    approval_seconds: float = APPROVAL_SECONDS  # how long an admin's approve-boot holds
 
 
 @dataclass
@@ -141,6 +146,8 @@ class Enrollment:
     def __post_init__(self) -> None:
         self._ca_key, self._ca = self.pki.ca()  # read once; never written here
         self._ca_pem = self._ca.public_bytes(serialization.Encoding.PEM).decode()
+        self.boots = BootStore(self.pki.paths.root / BOOTS_FILE,
+                               approval_seconds=self.settings.approval_seconds)
 
     # -- start ---------------------------------------------------------------
     def start(self, req: StartRequest, source: str) -> StartResponse:
@@ -191,6 +198,38 @@ class Enrollment:
         log.debug("challenge for %s (%s)", node.name, ek_hash)
         return StartResponse(session_id, blob.marshal(), encrypted.marshal(),
                              max(1, int(self.settings.session_seconds)))
+
+    # -- a node without a TPM -----------------------------------------------
+    def approval(self, req: ApprovalRequest, source: str) -> FinishResponse:
+        """A boot of a node without a TPM: recorded until an admin approves this very key,
+        then one certificate for it."""
+        node = self._node(req.node)
+        if node.attestation is not Attestation.APPROVAL:
+            raise Refused("tpm_required", f"node {node.name} proves its machine with its TPM "
+                          "(attestation: tpm in chaos.yaml); a request without TPM proof is "
+                          "refused", node.name)
+        csr = self._check_csr(req.csr, node.name)
+        der = csr.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        fp, now = boot_fingerprint(der), self.clock()
+        verdict, boot = self.boots.ask(fp, key_sha256(der), node.name, req.macs, source, now)
+        if verdict is Verdict.OTHER_NODE:
+            raise Refused("wrong_identity", f"this key ({fp}) waits as {boot.node}, not "
+                          f"{node.name}", node.name)
+        if verdict is Verdict.USED:
+            raise Refused("replayed", f"the approval of boot {fp} was already used; a new "
+                          "boot makes a new key and waits for a new approval", node.name)
+        wait = (f"recorded; an admin approves this boot with `chaos-build enroll "
+                f"approve-boot {fp}` (node {node.name})")
+        if verdict is Verdict.EXPIRED:
+            raise Refused("expired", f"the approval of boot {fp} expired after "
+                          f"{self.settings.approval_seconds / 60:g} min; {wait}", node.name)
+        if verdict is Verdict.WAITING:
+            raise Refused("awaiting_approval", f"boot {fp} of {node.name} has no TPM "
+                          f"attestation: {wait}", node.name)
+        log.info("enroll %s: boot %s of %s approved at %s; issuing", source, fp, node.name,
+                 boot.approved_at)
+        return self._issue(node.name, csr, now)
 
     def _node(self, name: str) -> Any:
         try:
@@ -275,12 +314,17 @@ class Enrollment:
             raise Refused("bad_proof", "the proof does not match: this machine did not "
                           f"activate the credential for {session.ek_hash}", node)
         self._node(node)  # revoked or removed meanwhile?
+        return node, self._issue(node, session.csr, now)
+
+    def _issue(self, node: str, csr: x509.CertificateSigningRequest, now: dt.datetime
+               ) -> FinishResponse:
+        """The certificate for the CSR's key, valid node_cert_hours from now."""
         hours = self.cluster.security.node_cert_hours
         cert = make_node_cert(self._identity(node), self.cluster.cluster.name,
-                              session.csr.public_key(),  # type: ignore[arg-type]
+                              csr.public_key(),  # type: ignore[arg-type]
                               self._ca_key, self._ca, now, hours / 24)
         self.pki.record_enrolled(node, cert)
-        return node, FinishResponse(
+        return FinishResponse(
             certificate=cert.public_bytes(serialization.Encoding.PEM).decode(),
             ca=self._ca_pem, crl=self.pki.crl_pem().decode(),
             not_after=cert.not_valid_after_utc.isoformat())

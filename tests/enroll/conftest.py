@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import ipaddress
 import json
 import shutil
+import ssl
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from builder.enroll.registry import approve
 from builder.enroll.swtpm import SoftTpm, free_ports, start_swtpm
 from builder.model import Cluster
 from builder.pki import Pki
-from chaosnode.enrollment import FinishRequest, StartRequest
+from chaosnode.enrollment import ApprovalRequest, FinishRequest, StartRequest
 from chaosnode.tpm import Tpm
 from chaosnode.tpmpub import ek_hash
 
@@ -30,6 +32,8 @@ NODE_PYTHON = "/usr/bin/python3"
 # into dist-packages, here the worktree goes first on sys.path
 NODE_BOOTSTRAP = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                   "from chaosnode.enroll import main; sys.exit(main())")
+
+NODE_ENV = {"PATH": "/usr/bin:/bin"}
 
 needs_swtpm = pytest.mark.skipif(shutil.which("swtpm") is None,
                                  reason="swtpm is not installed (apt-get install swtpm)")
@@ -45,6 +49,19 @@ def persistent_handles(tpm: SoftTpm) -> str:
                         "handles-persistent"], capture_output=True, text=True, timeout=10,
                        check=True)
     return r.stdout
+
+
+APPROVAL_NODE = ("node03", "10.99.0.13")  # the lab's PC without a TPM
+
+
+def write_lab_config(root: Path) -> Path:
+    """The default chaos.yaml, with node03 as a PC without a TPM (attestation: approval)."""
+    text = (ROOT / "chaos.yaml").read_text()
+    node03 = "  - name: node03\n"
+    assert node03 in text
+    config = root / "chaos.yaml"
+    config.write_text(text.replace(node03, node03 + "    attestation: approval\n"))
+    return config
 
 
 @dataclass
@@ -76,13 +93,17 @@ class Lab:
                *extra: str, ca: Path | None = None, out: Path | None = None,
                timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """The node's client as the node runs it: /usr/bin/python3 -I, Debian's packages."""
+        argv = self.client_argv(node, address, "--tcti", tpm.tcti, *extra, ca=ca, out=out)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env=NODE_ENV)
+
+    def client_argv(self, node: str, address: str, *extra: str, ca: Path | None = None,
+                    out: Path | None = None) -> list[str]:
         out = out or self.root / "out" / node
-        argv = [NODE_PYTHON, "-I", "-c", NODE_BOOTSTRAP, "--url", self.url,
+        return [NODE_PYTHON, "-I", "-c", NODE_BOOTSTRAP, "--url", self.url,
                 "--ca", str(ca or self.ca_file), "--node", node, "--address", address,
                 "--key-out", str(out / "node.key"), "--cert-out", str(out / "node.pem"),
-                "--tcti", tpm.tcti, *extra]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env={"PATH": "/usr/bin:/bin"})
+                *extra]
 
 
 @pytest.fixture
@@ -102,8 +123,7 @@ def soft_tpms(tmp_path: Path) -> Iterator[Callable[[], SoftTpm]]:
 @pytest.fixture
 def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
         monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
-    shutil.copy(ROOT / "chaos.yaml", tmp_path / "chaos.yaml")
-    config = tmp_path / "chaos.yaml"
+    config = write_lab_config(tmp_path)
     cluster = load_cluster(config)[0]
     pki = Pki(tmp_path / "pki", cluster.security.key_type)
     pki.init_ca(cluster.cluster.name, dt.datetime.now(dt.UTC), 30)
@@ -111,7 +131,7 @@ def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
     ek_a = tpm_ek_hash(tpm_a)
     approve(registry.registry_path(cluster, config), cluster, ek_a, "node01", "test TPM A")
     bodies: list[bytes] = []
-    for record in (StartRequest, FinishRequest):
+    for record in (StartRequest, FinishRequest, ApprovalRequest):
         original = record.from_json
 
         def recording(body: bytes, original: Callable[[bytes], object] = original) -> object:
@@ -132,3 +152,21 @@ def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
 def pending_entries(lab: Lab) -> list[dict[str, object]]:
     path = lab.pki.paths.root / "pending.json"
     return json.loads(path.read_text()) if path.exists() else []
+
+
+def raw_post(lab: Lab, path: str, body: bytes, method: str = "POST",
+             declared: int | None = None) -> tuple[int, dict[str, str]]:
+    ctx = ssl.create_default_context(cafile=str(lab.ca_file))
+    conn = http.client.HTTPSConnection("127.0.0.1", lab.server.server_address[1], context=ctx,
+                                       timeout=10)
+    try:
+        if declared is None:
+            conn.request(method, path, body, {"Content-Type": "application/json"})
+        else:  # announce a body and send none: the server must answer without reading it
+            conn.putrequest(method, path)
+            conn.putheader("Content-Length", str(declared))
+            conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()

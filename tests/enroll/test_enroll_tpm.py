@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import http.client
 import json
 import logging
 import secrets
-import ssl
 
 import pytest
-from conftest import Lab, needs_swtpm, pending_entries, persistent_handles, tpm_ek_hash
+from conftest import (
+    Lab,
+    needs_swtpm,
+    pending_entries,
+    persistent_handles,
+    raw_post,
+    tpm_ek_hash,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -33,24 +38,6 @@ from chaosnode.tpm import AK_ATTRIBUTES, Tpm, TpmError
 from chaosnode.tpmpub import TPMA_OBJECT
 
 pytestmark = needs_swtpm
-
-
-def raw_post(lab: Lab, path: str, body: bytes, method: str = "POST",
-             declared: int | None = None) -> tuple[int, dict[str, str]]:
-    ctx = ssl.create_default_context(cafile=str(lab.ca_file))
-    conn = http.client.HTTPSConnection("127.0.0.1", lab.server.server_address[1], context=ctx,
-                                       timeout=10)
-    try:
-        if declared is None:
-            conn.request(method, path, body, {"Content-Type": "application/json"})
-        else:  # announce a body and send none: the server must answer without reading it
-            conn.putrequest(method, path)
-            conn.putheader("Content-Length", str(declared))
-            conn.endheaders()
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"{}")
-    finally:
-        conn.close()
 
 
 def start_request(keys_att: object, node: str = "node01", address: str = "10.99.0.11",

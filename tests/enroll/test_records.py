@@ -8,13 +8,16 @@ import json
 import pytest
 
 from chaosnode.enrollment import (
+    FINGERPRINT,
     MAX_BODY,
     REFUSALS,
+    ApprovalRequest,
     FinishRequest,
     FinishResponse,
     ProtocolError,
     StartRequest,
     StartResponse,
+    boot_fingerprint,
     proof,
     proof_matches,
 )
@@ -36,8 +39,18 @@ def reason(call: object) -> tuple[str, str]:
     return err.value.code, err.value.reason
 
 
+APPROVAL = ApprovalRequest(node="node03", macs=("52:54:00:99:00:13",), csr=CSR)
+
+
+def approval_json(**changes: object) -> bytes:
+    data = json.loads(APPROVAL.to_json())
+    data.update(changes)
+    return json.dumps({k: v for k, v in data.items() if v is not ...}).encode()
+
+
 def test_round_trips():
     assert StartRequest.from_json(START.to_json()) == START
+    assert ApprovalRequest.from_json(APPROVAL.to_json()) == APPROVAL
     resp = StartResponse("A" * 32, b"blob", b"secret", 10)
     assert StartResponse.from_json(resp.to_json()) == resp
     fin = FinishRequest("A" * 32, "0" * 64)
@@ -66,6 +79,35 @@ def test_start_request_refusals(body, code, text):
     got = reason(lambda: StartRequest.from_json(body))
     assert got[0] == code and text in got[1]
     assert REFUSALS[code] in (400, 413)
+
+
+@pytest.mark.parametrize("body, code, text", [
+    (b"\xff", "malformed", "approval request is not JSON"),
+    (approval_json(csr=...), "malformed", "approval request lacks csr"),
+    # the TPM variant's fields are not part of this record: no mixing the two
+    (approval_json(ek_public="AAE="), "malformed", "unknown fields ek_public"),
+    (approval_json(node="../etc"), "malformed", "node '../etc' is not valid"),
+    (approval_json(macs="52:54:00:99:00:13"), "malformed", "at most 16"),
+    (approval_json(macs=["52:54:00:99:00:13"] * 17), "malformed", "at most 16"),
+    (approval_json(macs=["52-54-00-99-00-13"]), "malformed", "is not a MAC"),
+    (approval_json(csr="-----BEGIN CERTIFICATE-----"), "malformed", "PEM certificate request"),
+    (approval_json(csr=CSR + "A" * 5000), "malformed", "csr is longer than 4096"),
+    (b" " * (MAX_BODY + 1), "too_large", "the limit is 16384"),
+])
+def test_approval_request_refusals(body, code, text):
+    got = reason(lambda: ApprovalRequest.from_json(body))
+    assert got[0] == code and text in got[1]
+
+
+def test_a_start_request_without_ek_and_ak_is_not_a_start_request():
+    got = reason(lambda: StartRequest.from_json(APPROVAL.to_json()))
+    assert got == ("malformed", "start request lacks ek_public, ak_public")
+
+
+def test_boot_fingerprint_is_short_grouped_and_from_the_key():
+    fp = boot_fingerprint(b"public key")
+    assert FINGERPRINT.match(fp) and len(fp) == 19
+    assert fp == boot_fingerprint(b"public key") != boot_fingerprint(b"other key")
 
 
 @pytest.mark.parametrize("data, text", [

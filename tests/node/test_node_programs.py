@@ -150,6 +150,9 @@ def test_bootenroll_passes_the_rendered_settings_to_the_client():
     assert argv[argv.index("--key-type") + 1] == "ecdsa-p256"
     assert argv[argv.index("--key-out") + 1] == paths.NODE_KEY_PATH
     assert enroll.parser().parse_args(argv).address == "10.99.0.12"
+    assert enroll.parser().parse_args(argv).attestation == "tpm"
+    no_tpm = bootenroll.enroll_argv({**node, "attestation": "approval"})
+    assert enroll.parser().parse_args(no_tpm).attestation == "approval"
 
 
 def test_bootenroll_without_an_enrollment_service_says_so(tmp_path, capsys):
