@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from chaosnode import paths
 from chaosnode.enrollment import CRL_PATH as CRL_URL_PATH
+from chaosnode.signature import ca_signed
 
 MAX_CRL: Final = 1 << 20
 TIMEOUT: Final = 15.0
@@ -59,23 +58,6 @@ def fetch(url: str, ca_file: Path, timeout: float = TIMEOUT) -> bytes:
     return body
 
 
-def signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
-    """The CA's signature over the CRL. Checked by hand: bookworm's cryptography 38 has no
-    Ed25519 in CRL.is_signature_valid."""
-    key = ca.public_key()
-    try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(crl.signature, crl.tbs_certlist_bytes)
-        elif isinstance(key, ec.EllipticCurvePublicKey) and crl.signature_hash_algorithm:
-            key.verify(crl.signature, crl.tbs_certlist_bytes,
-                       ec.ECDSA(crl.signature_hash_algorithm))
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True
-
-
 def newer(candidate: bytes, current: bytes | None, ca_pem: bytes) -> bool:
     """True if candidate is a CRL signed by the cluster CA and newer than current."""
     try:
@@ -83,7 +65,8 @@ def newer(candidate: bytes, current: bytes | None, ca_pem: bytes) -> bool:
         ca = x509.load_pem_x509_certificate(ca_pem)
     except ValueError as exc:
         raise CrlError(f"not a PEM CRL: {exc}") from None
-    if crl.issuer != ca.subject or not signed_by(crl, ca):
+    if crl.issuer != ca.subject or not ca_signed(ca, crl.signature, crl.tbs_certlist_bytes,
+                                                 crl.signature_hash_algorithm):
         raise CrlError("the CRL is not signed by the cluster CA")
     if current is None:
         return True

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
@@ -49,6 +48,7 @@ from .enrollment import (
     proof,
 )
 from .paths import NODE_CERT_PATH, NODE_KEY_PATH
+from .signature import ca_signed
 from .tpm import NODE_TCTI, Keys, Tpm, TpmError
 from .tpmpub import ek_hash
 
@@ -205,17 +205,9 @@ def _check_certificate(reply: FinishResponse, csr: x509.CertificateSigningReques
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     if cert.public_key().public_bytes(der, spki) != csr.public_key().public_bytes(der, spki):
         raise EnrollError("the server's certificate is not for this node's key")
-    ca_key = ca.public_key()
-    try:
-        if isinstance(ca_key, ed25519.Ed25519PublicKey):
-            ca_key.verify(cert.signature, cert.tbs_certificate_bytes)
-        elif isinstance(ca_key, ec.EllipticCurvePublicKey) and cert.signature_hash_algorithm:
-            ca_key.verify(cert.signature, cert.tbs_certificate_bytes,
-                          ec.ECDSA(cert.signature_hash_algorithm))
-        else:
-            raise EnrollError("the cluster CA's key type is not supported")
-    except InvalidSignature:
-        raise EnrollError("the certificate is not signed by the cluster CA") from None
+    if not ca_signed(ca, cert.signature, cert.tbs_certificate_bytes,
+                     cert.signature_hash_algorithm):
+        raise EnrollError("the certificate is not signed by the cluster CA")
     return cert
 
 
