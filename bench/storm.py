@@ -14,6 +14,8 @@ namespace, each with one kept-alive connection, as iPXE):
   serve PXE   TFTP loader, then boot.ipxe, mac-<mac>.ipxe, kernel, initrd, node cpio
   serve HTTP  the same without TFTP
   ceiling     the same HTTP fetches from the plain nginx
+  asyncio     the same from bench/asyncio_sendfile.py (loop.sendfile): the alternative to
+              nginx that the issue asked to measure side by side
 Prints completion time (start until the last client is done), throughput, failures, and
 serve's HTTP throughput as a share of the ceiling. Bodies are checked by size here (by SHA-256
 in tests/test_serve.py); the clients are Python threads on the same 2 cores as the servers,
@@ -42,7 +44,7 @@ from bench.pxe_clients import write_tree  # noqa: E402
 from builder.run import supervised  # noqa: E402
 
 SERVER, CLIENT, PREFIX = "10.96.0.1", "10.96.0.2", 22
-SERVE_PORT, CEILING_PORT = 8080, 8081
+SERVE_PORT, CEILING_PORT, ASYNCIO_PORT = 8080, 8081, 8082
 MAX_NODES = 750  # addresses 10.96.1.1 .. 10.96.3.250
 RUN_TIMEOUT = 600  # seconds per client run: the bench is bounded however the servers behave
 
@@ -168,10 +170,15 @@ def main() -> int:
                            log_file=work / "serve.log"), \
                 supervised(["ip", "netns", "exec", srv, "nginx", "-p", f"{work / 'ceiling'}/",
                             "-c", work / "ceiling" / "nginx.conf", "-e", "stderr"],
-                           log_file=work / "ceiling.log"):
+                           log_file=work / "ceiling.log"), \
+                supervised(["ip", "netns", "exec", srv, sys.executable,
+                            ROOT / "bench" / "asyncio_sendfile.py", "--root", work / "pxe",
+                            "--listen", SERVER, "--port", str(ASYNCIO_PORT)],
+                           log_file=work / "asyncio.log"):
             deadline = time.monotonic() + 30
             wait_http(cli, SERVE_PORT, deadline)
             wait_http(cli, CEILING_PORT, deadline)
+            wait_http(cli, ASYNCIO_PORT, deadline)
             print(f"{'N':>5} {'server':<11} {'complete':>10} {'throughput':>14}", flush=True)
             for n in args.nodes:
                 row("serve PXE", n, clients(cli, SERVE_PORT, work / "manifest.json", n, True),
@@ -180,7 +187,10 @@ def main() -> int:
                                                       n, False))
                 ceiling = row("ceiling", n, clients(cli, CEILING_PORT, work / "manifest.json",
                                                     n, False))
-                print(f"{n:>5} serve HTTP / ceiling: {100 * served / ceiling:.0f}%", flush=True)
+                aio = row("asyncio", n, clients(cli, ASYNCIO_PORT, work / "manifest.json", n,
+                                                False))
+                print(f"{n:>5} serve HTTP / ceiling: {100 * served / ceiling:.0f}%, "
+                      f"asyncio sendfile / ceiling: {100 * aio / ceiling:.0f}%", flush=True)
     return 0
 
 
