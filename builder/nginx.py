@@ -35,7 +35,7 @@ class NginxSite:
     port: int
     root: Path  # the PXE tree, served read-only
     run_dir: Path  # config, pid, logs and temp directories
-    user: str  # workers run as the owner of the PXE tree: they need to read it, nothing more
+    user: str  # nobody for a world-readable tree, else its owner: read it, nothing more
     group: str
 
 

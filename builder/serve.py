@@ -145,10 +145,35 @@ def check_free_space(run_dir: Path) -> None:
                          "free some space or pass --run-dir on another filesystem")
 
 
+# nginx's workers run unprivileged when they can read the PXE tree that way
+UNPRIVILEGED = ("nobody", "nogroup")
+
+
+def world_readable(tree: Path) -> bool:
+    """Every directory from / down to the tree searchable by others, and every file in the
+    tree readable by others: what an unprivileged worker needs."""
+    resolved = tree.resolve()
+    for directory in (resolved, *resolved.parents):
+        if not directory.stat().st_mode & 0o001:
+            return False
+    return all(p.stat().st_mode & (0o004 if p.is_file() else 0o005) for p in resolved.rglob("*"))
+
+
+def worker_user(tree: Path) -> tuple[str, str]:
+    """nobody/nogroup for a world-readable tree (a build's out/pxe); otherwise the tree's owner,
+    the only one who can read it (a private temporary folder)."""
+    if world_readable(tree):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(UNPRIVILEGED[0])
+            grp.getgrnam(UNPRIVILEGED[1])
+            return UNPRIVILEGED
+    st = tree.stat()
+    return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name
+
+
 def nginx_site(plan: ServePlan, run_dir: Path) -> NginxSite:
-    st = plan.pxe_dir.stat()
-    return NginxSite(plan.server, plan.http_port, plan.pxe_dir, run_dir,
-                     user=pwd.getpwuid(st.st_uid).pw_name, group=grp.getgrgid(st.st_gid).gr_name)
+    user, group = worker_user(plan.pxe_dir)
+    return NginxSite(plan.server, plan.http_port, plan.pxe_dir, run_dir, user=user, group=group)
 
 
 def start_enrollment(cluster: Cluster, config: Path, plan: ServePlan) -> EnrollServer | None:

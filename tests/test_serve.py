@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +31,14 @@ from builder.image.pxe import mac_hyphen
 from builder.model import Cluster, ServeMode
 from builder.nginx import NginxSite, nginx_conf
 from builder.serve import (
+    UNPRIVILEGED,
     ServePlan,
     check_artifacts,
     check_free_space,
     dnsmasq_conf,
     dnsmasq_limits,
     pxe_artifacts,
+    worker_user,
 )
 
 DNSMASQ = Path("/usr/sbin/dnsmasq")
@@ -211,16 +214,41 @@ def cluster_with_pki(tmp_path: Path) -> Cluster:
     return load_cluster(tmp_path / "chaos.yaml")[0]
 
 
+@pytest.fixture
+def public() -> Iterator[Path]:
+    """A folder others can read (as out/pxe is after a build), outside pytest's 0700 tmp."""
+    path = Path(tempfile.mkdtemp(prefix="chaos-pxe-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_workers_run_unprivileged_when_the_tree_is_world_readable(tmp_path, public):
+    if os.geteuid() != 0:
+        pytest.skip("the fallback owner is root only when root runs the tests")
+    (public / "pxe").mkdir()
+    (public / "pxe" / "boot.ipxe").write_text("#!ipxe\n")
+    (public / "pxe" / "boot.ipxe").chmod(0o644)
+    assert worker_user(public / "pxe") == UNPRIVILEGED
+    (public / "pxe" / "boot.ipxe").chmod(0o600)  # a file only root can read
+    assert worker_user(public / "pxe") == ("root", "root")
+    private = tmp_path / "pxe"  # pytest's tmp is 0700: only its owner gets in
+    private.mkdir()
+    assert worker_user(private) == ("root", "root")
+
+
 @pytest.mark.integration
-def test_serve_answers_http_and_tftp_on_its_interface_only(tmp_path):
+def test_serve_answers_http_and_tftp_on_its_interface_only(tmp_path, public):
     need_root_and_tools()
     cluster = cluster_with_pki(tmp_path)
-    pxe = tmp_path / "pxe"
+    pxe = public / "pxe"  # world-readable: nginx's workers serve it as nobody
     files = pxe_tree(cluster, pxe)["files"]
     with lab_namespace() as ns:
         proc = start_serve(ns, tmp_path, pxe)
         try:
             wait_for_http(ns, proc)
+            conf = (tmp_path / "run" / "nginx.conf").read_text()
+            assert "user nobody nogroup;" in conf, conf[:200]
             curl = ["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5"]
             r = subprocess.run([*curl, "http://10.99.0.1:8080/boot.ipxe"], capture_output=True)
             assert r.stdout == (pxe / "boot.ipxe").read_bytes(), r.stderr
