@@ -18,14 +18,13 @@ import os
 import ssl
 import subprocess
 import sys
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 from cryptography import x509
 
-from chaosnode import paths
+from chaosnode import paths, service
 from chaosnode.enrollment import CRL_PATH as CRL_URL_PATH
 from chaosnode.signature import ca_signed
 
@@ -38,13 +37,10 @@ class CrlError(Exception):
 
 
 def fetch(url: str, ca_file: Path, timeout: float = TIMEOUT) -> bytes:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise CrlError(f"{url}: not an https:// URL")
-    context = ssl.create_default_context(cafile=str(ca_file))
-    context.check_hostname = True
-    conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout,
-                                       context=context)
+    try:
+        conn = service.connect(url, ca_file, timeout)
+    except ValueError as exc:
+        raise CrlError(str(exc)) from None
     try:
         conn.request("GET", CRL_URL_PATH)
         reply = conn.getresponse()

@@ -22,7 +22,6 @@ import random
 import ssl
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from . import service
 from .enrollment import (
     APPROVAL_PATH,
     CONTENT_TYPE,
@@ -136,17 +136,11 @@ class Client:
     """One HTTPS connection to the enrollment service, checked against the cluster CA."""
 
     def __init__(self, url: str, ca_file: Path, timeout: float = REQUEST_TIMEOUT) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise EnrollError(f"--url {url!r} must be https://HOST:PORT")
         try:
-            self.context = ssl.create_default_context(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise EnrollError(f"cannot load the cluster CA {ca_file}: {exc}") from None
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.host, self.port = parts.hostname, parts.port or 443
-        self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
-                                                timeout=timeout)
+            self.conn = service.connect(url, ca_file, timeout)
+        except ValueError as exc:
+            raise EnrollError(str(exc)) from None
+        self.host, self.port = self.conn.host, self.conn.port
 
     def post(self, path: str, body: bytes) -> bytes:
         """The response body of a 200; a refusal as ProtocolError; a failed connection as

@@ -11,20 +11,16 @@ The clock is passed in.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import enum
-import fcntl
-import json
-import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
 from chaosnode.enrollment import FINGERPRINT
 
 from ..errors import ChaosError
+from .records import RecordFile
 
 APPROVAL_SECONDS: Final = 15 * 60  # an approval is good for this long
 MAX_BOOTS: Final = 1000
@@ -86,24 +82,18 @@ class BootStore:
     def __init__(self, path: Path, limit: int = MAX_BOOTS,
                  approval_seconds: float = APPROVAL_SECONDS) -> None:
         self.path = path
-        self.limit = limit
         self.window = dt.timedelta(seconds=approval_seconds)
+        self._file = RecordFile(path, Boot, lambda b: b.key_sha256, limit, lambda why: BootError(
+            f"{why}; move it aside, waiting nodes are recorded again at their next try"))
 
     def entries(self) -> list[Boot]:
-        if not self.path.exists():
-            return []
-        try:
-            raw = json.loads(self.path.read_text())
-            return [Boot(**{**e, "macs": tuple(e["macs"])}) for e in raw]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise BootError(f"{self.path}: unreadable ({exc}); move it aside, waiting nodes "
-                            "are recorded again at their next try") from None
+        return self._file.entries()
 
     def ask(self, fingerprint: str, key_sha256: str, node: str, macs: tuple[str, ...],
             source: str, now: dt.datetime) -> tuple[Verdict, Boot]:
         """A node asks for a certificate for this key: record the try and say what holds.
         APPROVED spends the approval (single use)."""
-        with self._locked() as boots:
+        with self._file.locked() as boots:
             when = _when(now)
             old = boots.get(key_sha256)
             if old is None:
@@ -131,7 +121,7 @@ class BootStore:
         if fp is None:
             raise BootError(f"{fingerprint!r} is not a boot fingerprint; write it as the "
                             "node's console shows it, such as 3f2a-91bc-0d4e-7a11")
-        with self._locked() as boots:
+        with self._file.locked() as boots:
             found = [b for b in boots.values() if b.fingerprint == fp and not b.used_at]
             if not found:
                 used = any(b.fingerprint == fp for b in boots.values())
@@ -152,17 +142,3 @@ class BootStore:
             boot = replace(boot, approved_at=_when(now))
             boots[boot.key_sha256] = boot
             return boot
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Boot]]:
-        """The entries by key hash, written back (bounded) when the block ends."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            boots = {b.key_sha256: b for b in self.entries()}
-            yield boots
-            kept = sorted(boots.values(), key=lambda b: b.last_seen)[-self.limit:]
-            data = [{**asdict(b), "macs": list(b.macs)} for b in kept]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            os.replace(tmp, self.path)

@@ -14,7 +14,7 @@ from types import FrameType
 from ..model import Cluster
 from ..pki import Pki
 from .boots import BOOTS_FILE, BootStore
-from .registry import PendingStore, RegistryError, registry_path
+from .registry import PENDING_FILE, PendingStore, RegistryError, registry_path
 from .registry import approve as approve_hash
 from .server import open_service
 from .service import InvalidInput, settings_for
@@ -53,7 +53,7 @@ def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None,
 
 
 def pending(pki: Pki) -> int:
-    entries = PendingStore(pki.paths.root / "pending.json").entries()
+    entries = PendingStore(pki.paths.root / PENDING_FILE).entries()
     now = dt.datetime.now(dt.UTC)
     boots = [b for b in BootStore(pki.paths.root / BOOTS_FILE).entries() if not b.used_at]
     if not entries and not boots:
@@ -89,7 +89,7 @@ def approve_boot(pki: Pki, fingerprint: str) -> int:
 
 
 def approve(cluster: Cluster, config: Path, pki: Pki, ek_hash: str, node: str) -> int:
-    store = PendingStore(pki.paths.root / "pending.json")
+    store = PendingStore(pki.paths.root / PENDING_FILE)
     seen = next((p for p in store.entries() if p.ek_hash == ek_hash), None)
     comment = f"approved {dt.datetime.now(dt.UTC):%Y-%m-%d}"
     if seen is not None:

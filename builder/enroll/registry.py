@@ -11,20 +11,20 @@ Pending machines (unknown EK) go to PKI_DIR/pending.json, newest kept, bounded i
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
-import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from ..errors import ChaosError, ConfigError, Problem
 from ..loader import Document, dotted, load_text, read_bounded
 from ..model import Cluster
+from .records import RecordFile
 
 EK_HASH: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_PENDING: Final = 1000
+PENDING_FILE: Final = "pending.json"  # in PKI_DIR
 HEADER: Final = ("# TPM registry: which machine (the sha256 of its TPM endorsement key) may "
                  "enroll as which node.\n# EK hashes are not secret: review and version this "
                  "file. `chaos-build enroll approve` adds entries.\n")
@@ -150,44 +150,26 @@ class PendingStore:
 
     def __init__(self, path: Path, limit: int = MAX_PENDING) -> None:
         self.path = path
-        self.limit = limit
-        self._lock = threading.Lock()
+        self._file = RecordFile(path, Pending, lambda p: p.ek_hash, limit, lambda why: (
+            RegistryError(f"{why}; move it aside, machines will be recorded again at their "
+                          "next boot")))
 
     def entries(self) -> list[Pending]:
-        if not self.path.exists():
-            return []
-        try:
-            raw = json.loads(self.path.read_text())
-            return [Pending(**{**e, "macs": tuple(e["macs"])}) for e in raw]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise RegistryError(f"{self.path}: unreadable ({exc}); move it aside, machines "
-                                "will be recorded again at their next boot") from None
+        return self._file.entries()
 
     def record(self, ek_hash: str, node: str, macs: tuple[str, ...], source: str,
                now: dt.datetime) -> Pending:
-        with self._lock:
-            entries = {p.ek_hash: p for p in self.entries()}
+        with self._file.locked() as entries:
             when = now.isoformat(timespec="seconds")
-            old = entries.pop(ek_hash, None)
+            old = entries.get(ek_hash)
             entry = Pending(ek_hash, node, macs, source, old.first_seen if old else when, when,
                             (old.attempts if old else 0) + 1)
             entries[ek_hash] = entry
-            kept = sorted(entries.values(), key=lambda p: p.last_seen)[-self.limit:]
-            self._write(kept)
             return entry
 
     def remove(self, ek_hash: str) -> Pending | None:
-        with self._lock:
-            entries = self.entries()
-            found = next((p for p in entries if p.ek_hash == ek_hash), None)
-            if found is not None:
-                self._write([p for p in entries if p.ek_hash != ek_hash])
-            return found
-
-    def _write(self, entries: list[Pending]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = [{**asdict(p), "macs": list(p.macs)} for p in entries]
-        _write_text(self.path, json.dumps(data, indent=1) + "\n")
+        with self._file.locked() as entries:
+            return entries.pop(ek_hash, None)
 
 
 def registry_path(cluster: Cluster, config: Path) -> Path:

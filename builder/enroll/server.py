@@ -28,7 +28,7 @@ from chaosnode.enrollment import (
 from ..errors import ChaosError
 from ..model import Cluster
 from ..pki import Pki
-from .registry import PendingStore, load_registry, registry_path
+from .registry import PENDING_FILE, PendingStore, load_registry, registry_path
 from .service import (
     Clock,
     Enrollment,
@@ -237,7 +237,7 @@ def open_service(cluster: Cluster, config: Path, pki: Pki, settings: ServiceSett
     context.load_cert_chain(cert, key)
     load_registry(registry_path(cluster, config), cluster)  # a bad registry fails here, early
     enrollment = Enrollment(cluster, pki, registry_path(cluster, config),
-                            PendingStore(pki.paths.root / "pending.json"), settings, clock)
+                            PendingStore(pki.paths.root / PENDING_FILE), settings, clock)
     limiter = RateLimiter(settings.rate_per_second, settings.burst, clock)
     try:
         return EnrollServer(enrollment, context, limiter)

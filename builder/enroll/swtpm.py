@@ -6,18 +6,17 @@ Started through `start_swtpm`, which logs the command and waits until the TPM an
 
 from __future__ import annotations
 
-import logging
-import shlex
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ToolMissing
-from ..run import stop_processes, which
+from chaosnode.tpm import Tpm
+from chaosnode.tpmpub import ek_hash
 
-log = logging.getLogger("chaos.run")
+from ..errors import ToolMissing
+from ..run import spawn, stop_processes, which
 
 
 @dataclass
@@ -29,6 +28,12 @@ class SoftTpm:
     @property
     def tcti(self) -> str:
         return f"swtpm:host=127.0.0.1,port={self.port}"
+
+    def ek_hash(self) -> str:
+        """The hash of this TPM's endorsement key (transient keys only), as the service
+        registers it."""
+        with Tpm(self.tcti) as tpm, tpm.keys() as keys:
+            return ek_hash(keys.attestation.ek_public)
 
     def stop(self) -> None:
         stop_processes([self.proc], timeout=5)
@@ -50,9 +55,7 @@ def start_swtpm(state: Path, port: int, timeout: float = 5.0) -> SoftTpm:
             "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
             "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
             "--flags", "not-need-init,startup-clear", "--tpmstate", f"dir={state}"]
-    log.debug("$ %s", shlex.join(argv))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = spawn(argv)
     tpm = SoftTpm(port, state, proc)
     deadline = time.monotonic() + timeout
     while True:

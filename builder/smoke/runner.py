@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from builder.config import load_cluster
-from builder.enroll.registry import PendingStore, approve, registry_path
+from builder.enroll.registry import PENDING_FILE, PendingStore, approve, registry_path
 from builder.errors import ChaosError
 from builder.image import cpio
 from builder.image.audit import secrets_in
@@ -266,7 +266,7 @@ class Smoke:
         line = guest.wait_console(ROGUE_REFUSED, BOOT_TIMEOUT)
         self.report.phase(f"rogue (as {node.name}, {node.address}, unregistered TPM, "
                           f"{self.rogue_boot}) booted: {line}")
-        pending = PendingStore(pki_for(self.cluster, self.config).paths.root / "pending.json")
+        pending = PendingStore(pki_for(self.cluster, self.config).paths.root / PENDING_FILE)
         seen = [p for p in pending.entries() if p.node == node.name]
         self.report.check(f"serve recorded the rogue as a pending machine for {node.name} and "
                           "issued it nothing", bool(seen) and node.name not in self.enrolled(),

@@ -11,17 +11,14 @@ from pathlib import Path
 from builder.enroll.swtpm import free_ports, start_swtpm
 from builder.errors import ChaosError
 from builder.run import spawn
-from chaosnode.tpm import Tpm
-from chaosnode.tpmpub import ek_hash
 
 SOCKET_WAIT = 10.0
 
 
 def ek_hash_of(state: Path) -> str:
     """Manufacture the TPM in `state` (first start) and return its EK hash."""
-    with start_swtpm(state, free_ports(2)) as tpm, Tpm(tpm.tcti) as session, \
-            session.keys() as keys:
-        return ek_hash(keys.attestation.ek_public)
+    with start_swtpm(state, free_ports(2)) as tpm:
+        return tpm.ek_hash()
 
 
 def spawn_for_qemu(state: Path, socket_path: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -24,8 +24,6 @@ from builder.enroll.swtpm import SoftTpm, free_ports, start_swtpm
 from builder.model import Cluster
 from builder.pki import Pki
 from chaosnode.enrollment import ApprovalRequest, FinishRequest, StartRequest
-from chaosnode.tpm import Tpm
-from chaosnode.tpmpub import ek_hash
 
 NODE_PYTHON = "/usr/bin/python3"
 # as on the node: isolated mode (no PYTHONPATH, no user site); the image installs chaosnode
@@ -40,8 +38,7 @@ needs_swtpm = pytest.mark.skipif(shutil.which("swtpm") is None,
 
 
 def tpm_ek_hash(tpm: SoftTpm) -> str:
-    with Tpm(tpm.tcti) as t, t.keys() as keys:
-        return ek_hash(keys.attestation.ek_public)
+    return tpm.ek_hash()
 
 
 def persistent_handles(tpm: SoftTpm) -> str:
