@@ -224,12 +224,21 @@ class Pki:
             return False
         if key_path.exists():
             key = _load_key(key_path)
+            if key.public_key() in self._revoked_keys(ident.name):
+                raise PkiError(f"{key_path} is the key of a revoked certificate of "
+                               f"{ident.name}: delete it and run `chaos-build pki issue "
+                               f"{ident.name}` again for a new key")
         else:
             key = new_key(self.key_type)
             _write_secret(key_path, key_pem(key))
         cert = make_node_cert(ident, cluster, key, ca_key, ca, now, days)
         _write_public(cert_path, cert_pem(cert))
         return True
+
+    def _revoked_keys(self, name: str) -> list[object]:
+        return [_load_cert(p).public_key()
+                for folder in (self.paths.nodes, self.paths.enrolled)
+                for p in folder.glob(f"{name}.*.revoked")]
 
     def _still_good(self, cert: x509.Certificate, ident: Identity, ca: x509.Certificate,
                     now: dt.datetime) -> bool:
@@ -302,6 +311,9 @@ class Pki:
             path.rename(path.parent / f"{name}.{cert.serial_number}.revoked")
             serials.append(cert.serial_number)
         self._write_revoked(revoked)
+        # The key goes with its certificate: `pki issue` after a revocation makes a new key,
+        # never a new certificate for the revoked one.
+        self.paths.node_key(name).unlink(missing_ok=True)
         self.write_crl(now, days=crl_days)
         return serials
 

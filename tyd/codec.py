@@ -3,10 +3,16 @@
 A frame is an 8-byte header -- magic b"TY", protocol version, message type, payload
 length (big endian u32) -- followed by a UTF-8 JSON object. Every field is checked
 here; anything else raises `CodecError`, and nothing else escapes.
+
+Each member entry travels as a self-certifying record (protocol 2): `rec` is the entry as
+the member signed it (canonical JSON, base64), `sig` its signature and `cert` its
+certificate (DER, base64). The codec only parses; tyd.record verifies.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import functools
 import ipaddress
@@ -18,14 +24,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import CodecError
-from .member import Member, State
+from .member import Member, Proof, State
 
 MAGIC = b"TY"
-VERSION = 1
+VERSION = 2  # 2: self-certifying member records
 HEADER = struct.Struct(">2sBBI")
 HEADER_SIZE = HEADER.size
-MAX_PAYLOAD = 1 << 20  # 1 MiB: a 2048-member map is ~350 KiB
+MAX_PAYLOAD = 4 << 20  # 4 MiB: a 2048-member map of signed records is ~2.2 MiB
 MAX_MEMBERS = 2048
+MAX_BODY = 600      # a signed entry's JSON is ~230 bytes
+MAX_SIGNATURE = 80  # Ed25519: 64 bytes; ECDSA P-256 (DER): at most 72
+MAX_CERT = 2048     # a node certificate (Ed25519 or P-256) is ~450-650 bytes DER
+WIRE_STATES = {State.ALIVE.value: State.ALIVE, State.LEFT.value: State.LEFT}
 MAX_REASON = 200
 MAX_INT = (1 << 63) - 1
 NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -87,9 +97,25 @@ def refused(reason: str) -> Message:
 
 # -- encoding -------------------------------------------------------------------------
 
-def member_to_wire(m: Member) -> dict[str, Any]:
-    return {"name": m.name, "address": str(m.address), "fp": m.fingerprint,
-            "state": m.state.value, "inc": m.incarnation, "hb": m.heartbeat, "slots": m.slots}
+def body_bytes(cluster: str, m: Member) -> bytes:
+    """The canonical bytes a member signs for its entry (tyd.record.Signer)."""
+    return json.dumps({"cluster": cluster, "name": m.name, "address": str(m.address),
+                       "fp": m.fingerprint, "state": m.state.value, "inc": m.incarnation,
+                       "hb": m.heartbeat, "slots": m.slots, "ts": m.stamp},
+                      separators=(",", ":"), sort_keys=True).encode()
+
+
+def member_to_wire(m: Member) -> dict[str, str]:
+    if m.proof is None:
+        raise CodecError(f"entry of {m.name} is not signed")
+    if m.state not in WIRE_STATES.values():
+        raise CodecError(f"entry of {m.name}: state {m.state.value} never travels")
+    p = m.proof
+    return {"rec": _b64(p.body), "sig": _b64(p.signature), "cert": _b64(p.cert)}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _body(msg: Message) -> dict[str, Any]:
@@ -164,27 +190,55 @@ def _str(value: Any, what: str, pattern: re.Pattern[str]) -> str:
     return value
 
 
-MEMBER_KEYS = {"name", "address", "fp", "state", "inc", "hb", "slots"}
+RECORD_KEYS = {"rec", "sig", "cert"}
+BODY_KEYS = {"cluster", "name", "address", "fp", "state", "inc", "hb", "slots", "ts"}
+
+
+def _unb64(value: Any, what: str, limit: int) -> bytes:
+    if not isinstance(value, str) or len(value) > (limit + 2) // 3 * 4:
+        raise CodecError(f"{what}: expected base64 of at most {limit} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise CodecError(f"{what}: not base64") from None
 
 
 def member_from_wire(obj: Any, what: str = "member") -> Member:
-    d = _exact_keys(obj, MEMBER_KEYS, what)
-    name = _str(d["name"], f"{what}.name", NAME_RE)
-    address = d["address"]
+    """A signed record as claimed: parsed and bounded here, not yet verified."""
+    d = _exact_keys(obj, RECORD_KEYS, what)
+    body = _unb64(d["rec"], f"{what}.rec", MAX_BODY)
+    proof_parts = (_unb64(d["sig"], f"{what}.sig", MAX_SIGNATURE),
+                   _unb64(d["cert"], f"{what}.cert", MAX_CERT))
+    b = _exact_keys(_json(body, f"{what}.rec"), BODY_KEYS, f"{what}.rec")
+    name = _str(b["name"], f"{what}.name", NAME_RE)
+    address = b["address"]
     if not isinstance(address, str) or len(address) > 15:
         raise CodecError(f"{what}.address: expected an IPv4 address")
     try:
         ip = _parse_address(address)
     except ValueError as exc:
         raise CodecError(f"{what}.address: {exc}") from None
+    state = WIRE_STATES.get(b["state"]) if isinstance(b["state"], str) else None
+    if state is None:
+        raise CodecError(f"{what}.state: expected alive or left (a node judges death "
+                         "itself; nobody can declare another dead)")
+    cluster = _str(b["cluster"], f"{what}.cluster", CLUSTER_RE)
+    return Member(name=name, address=ip, fingerprint=_str(b["fp"], f"{what}.fp", FP_RE),
+                  state=state, incarnation=_int(b["inc"], f"{what}.inc", 0, MAX_INT),
+                  heartbeat=_int(b["hb"], f"{what}.hb", 0, MAX_INT),
+                  slots=_int(b["slots"], f"{what}.slots", 1, 4096),
+                  stamp=_int(b["ts"], f"{what}.ts", 0, MAX_INT),
+                  proof=Proof(cluster, body, *proof_parts))
+
+
+def _json(data: bytes, what: str) -> Any:
     try:
-        state = State(d["state"])
-    except (ValueError, TypeError):
-        raise CodecError(f"{what}.state: expected one of alive, dead, left") from None
-    return Member(name=name, address=ip, fingerprint=_str(d["fp"], f"{what}.fp", FP_RE),
-                  state=state, incarnation=_int(d["inc"], f"{what}.inc", 0, MAX_INT),
-                  heartbeat=_int(d["hb"], f"{what}.hb", 0, MAX_INT),
-                  slots=_int(d["slots"], f"{what}.slots", 1, 4096))
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                          parse_constant=_no_constants)
+    except CodecError:
+        raise
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CodecError(f"{what}: not JSON: {str(exc)[:80]}") from None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -215,13 +269,7 @@ KEYS = {
 def decode_payload(kind: Kind, payload: bytes) -> Message:
     if len(payload) > MAX_PAYLOAD:
         raise CodecError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    try:
-        obj = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                         parse_constant=_no_constants)
-    except CodecError:
-        raise
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise CodecError(f"{kind.name}: payload is not JSON: {str(exc)[:80]}") from None
+    obj = _json(payload, f"{kind.name}: payload")
     d = _exact_keys(obj, KEYS[kind], kind.name)
     cluster = _str(d["cluster"], "cluster", CLUSTER_RE) if "cluster" in d else ""
     sender = member_from_wire(d["sender"], "sender") if "sender" in d else None

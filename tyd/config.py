@@ -59,6 +59,10 @@ class Config:
     cluster: str
     node: str
     address: Address
+    subnet: ipaddress.IPv4Network  # members live here and nowhere else
+    # chaos.yaml's nodes: a member's name and address must be listed together here (as in
+    # its certificate); None (tests, hand-written configs): the certificate alone decides
+    roster: tuple[Seed, ...] | None
     port: int
     seeds: tuple[Seed, ...]
     heartbeat_seconds: float
@@ -70,16 +74,18 @@ class Config:
     # Optional knobs (not rendered by chaos-build; defaults suit a lab LAN).
     io_timeout_seconds: float = 10.0
     gossip_fanout: int = 3
-    max_connections: int = 512
+    max_connections: int = 256
+    max_connections_per_source: int = 8
+    clock_skew_seconds: float = 30.0  # tolerated between nodes; see tyd.record.Freshness
 
-    @property
-    def tombstone_seconds(self) -> float:
-        return 3 * self.remove_after_seconds
+    def roster_map(self) -> dict[str, Address] | None:
+        return None if self.roster is None else {s.name: s.address for s in self.roster}
 
 
-TOP_KEYS = {"cluster", "node", "address", "port", "seeds", "heartbeat_seconds",
+TOP_KEYS = {"cluster", "node", "address", "subnet", "port", "seeds", "heartbeat_seconds",
             "suspect_after_seconds", "remove_after_seconds", "tls", "exports", "hooks"}
-OPTIONAL_KEYS = {"io_timeout_seconds", "gossip_fanout", "max_connections"}
+OPTIONAL_KEYS = {"roster", "io_timeout_seconds", "gossip_fanout", "max_connections",
+                 "max_connections_per_source", "clock_skew_seconds"}
 TLS_KEYS = {"cert", "key", "ca", "crl"}
 EXPORT_KEYS = {"json", "mosix", "hostfile", "status"}
 HOOK_KEYS = {"vici_socket", "nft_table", "nft_set", "static_peers", "ipsec"}
@@ -166,6 +172,8 @@ def parse(raw: Any, source: str = "<config>") -> Config:
     cluster = c.text(get("cluster"), "cluster", CLUSTER_RE)
     node = c.text(get("node"), "node", NAME_RE)
     address = c.address(get("address"), "address")
+    subnet = _subnet(c, get("subnet"), address)
+    roster = None if get("roster") is None else _seeds(c, get("roster"), "roster")
     port = c.integer(get("port"), "port", 1, 65535)
     seeds = _seeds(c, get("seeds"))
     heartbeat = c.number(get("heartbeat_seconds"), "heartbeat_seconds", 0.01, 3600)
@@ -182,26 +190,46 @@ def parse(raw: Any, source: str = "<config>") -> Config:
     hooks = _hooks(c, get("hooks"), address)
     io_timeout = c.number(get("io_timeout_seconds", 10.0), "io_timeout_seconds", 0.05, 600)
     fanout = c.integer(get("gossip_fanout", 3), "gossip_fanout", 1, 64)
-    max_conns = c.integer(get("max_connections", 512), "max_connections", 8, 65536)
+    max_conns = c.integer(get("max_connections", 256), "max_connections", 8, 65536)
+    per_source = c.integer(get("max_connections_per_source", 8),
+                           "max_connections_per_source", 2, 1024)
+    skew = c.number(get("clock_skew_seconds", 30.0), "clock_skew_seconds", 0, 3600)
     if c.problems:
         raise ConfigError(source, c.problems)
-    return Config(cluster=cluster, node=node, address=address, port=port, seeds=seeds,
+    return Config(cluster=cluster, node=node, address=address, subnet=subnet, roster=roster,
+                  port=port, seeds=seeds,
                   heartbeat_seconds=heartbeat, suspect_after_seconds=suspect,
                   remove_after_seconds=remove, tls=tls, exports=exports, hooks=hooks,
                   io_timeout_seconds=io_timeout, gossip_fanout=fanout,
-                  max_connections=max_conns)
+                  max_connections=max_conns, max_connections_per_source=per_source,
+                  clock_skew_seconds=skew)
 
 
-def _seeds(c: _Checker, value: Any) -> tuple[Seed, ...]:
+def _subnet(c: _Checker, value: Any, address: Address) -> ipaddress.IPv4Network:
+    if value is None:  # reported as missing
+        return ipaddress.IPv4Network("0.0.0.0/0")
+    try:
+        if not isinstance(value, str):
+            raise ValueError("expected a string like 10.99.0.0/24")
+        subnet = ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        c.bad("subnet", f"{value!r} is not an IPv4 network ({exc})")
+        return ipaddress.IPv4Network("0.0.0.0/32")
+    if int(address) and address not in subnet:  # 0.0.0.0: the address itself was bad
+        c.bad("subnet", f"{subnet} does not hold this node's address {address}")
+    return subnet
+
+
+def _seeds(c: _Checker, value: Any, field: str = "seeds") -> tuple[Seed, ...]:
     if not isinstance(value, list):
-        c.bad("seeds", "expected a list of {name, address} objects")
+        c.bad(field, "expected a list of {name, address} objects")
         return ()
     out = []
     for i, raw in enumerate(value):
-        s = c.keys(raw, f"seeds[{i}]", {"name", "address"})
+        s = c.keys(raw, f"{field}[{i}]", {"name", "address"})
         if s:
-            out.append(Seed(c.text(s.get("name"), f"seeds[{i}].name", NAME_RE),
-                            c.address(s.get("address"), f"seeds[{i}].address")))
+            out.append(Seed(c.text(s.get("name"), f"{field}[{i}].name", NAME_RE),
+                            c.address(s.get("address"), f"{field}[{i}].address")))
     return tuple(out)
 
 
@@ -282,6 +310,7 @@ def document(cfg: Config, generated: str | None = None) -> dict[str, Any]:
         "cluster": cfg.cluster,
         "node": cfg.node,
         "address": str(cfg.address),
+        "subnet": str(cfg.subnet),
         "port": cfg.port,
         "seeds": [{"name": s.name, "address": str(s.address)} for s in cfg.seeds],
         "heartbeat_seconds": _seconds(cfg.heartbeat_seconds),
@@ -301,6 +330,8 @@ def document(cfg: Config, generated: str | None = None) -> dict[str, Any]:
                             "dpd_seconds": policy.dpd_seconds,
                             "protected_ports": list(policy.protected_ports)}},
     })
+    if cfg.roster is not None:
+        doc["roster"] = [{"name": s.name, "address": str(s.address)} for s in cfg.roster]
     return doc
 
 

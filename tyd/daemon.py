@@ -29,12 +29,13 @@ from .errors import CodecError, IdentityError, ProtocolError, TydError
 from .hooks import Hook, HookRunner
 from .member import Member, State
 from .membership import Change, ChangeKind, ClusterMap, Timing
-from .tls import check_identity, client_context, peer_cert, pem_fingerprint, server_context
+from .record import Freshness, RecordError, Signer, Verifier, load_trust
+from .tls import check_identity, client_context, peer_cert, pem_cert_der, server_context
 from .transport import close, read_message, write_message
 
 COUNTERS = ("conns_in", "conns_out", "msgs_in", "msgs_out", "refused", "malformed",
-            "out_of_order", "timeouts", "dropped", "busy", "unreachable", "hook_errors",
-            "internal_errors", "tls_reloads")
+            "out_of_order", "timeouts", "dropped", "busy", "busy_source", "unreachable",
+            "forged", "stale", "hook_errors", "internal_errors", "tls_reloads")
 MAX_OUTBOUND = 16  # concurrent exchanges this node starts (joins, gossip, leave)
 
 
@@ -42,17 +43,23 @@ class Node:
     def __init__(self, cfg: Config, hooks: Sequence[Hook] = (),
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None, write_files: bool = True,
-                 outbound: asyncio.Semaphore | None = None) -> None:
+                 outbound: asyncio.Semaphore | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.log = logging.getLogger(f"tyd.{cfg.node}")
         self.counters: collections.Counter[str] = collections.Counter(
             {name: 0 for name in COUNTERS})
-        me = Member(name=cfg.node, address=cfg.address, fingerprint=pem_fingerprint(cfg.tls.cert),
-                    state=State.ALIVE, incarnation=time.time_ns() // 1_000_000, heartbeat=0,
+        self._wall = wall
+        self._freshness = Freshness(cfg.clock_skew_seconds, cfg.remove_after_seconds)
+        self._verifier = self._load_verifier()
+        signer = self._load_signer()
+        me = Member(name=cfg.node, address=cfg.address, fingerprint=signer.fingerprint,
+                    state=State.ALIVE, incarnation=int(wall() * 1000), heartbeat=0,
                     slots=os.cpu_count() or 1)
         timing = Timing(cfg.suspect_after_seconds, cfg.remove_after_seconds,
-                        cfg.tombstone_seconds)
-        self.map = ClusterMap(me, timing, clock)
+                        self._freshness.tombstone_seconds)
+        self.map = ClusterMap(me, timing, clock, sign=signer)
+        self._per_source: collections.Counter[str] = collections.Counter()
         self._clock = clock
         self._rng = rng or random.Random()
         self._server_ctx = server_context(cfg.tls)
@@ -72,7 +79,7 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._syncing: set[str] = set()
         self._server: asyncio.Server | None = None
-        self._live_signature: tuple[tuple[str, str, int], ...] | None = None
+        self._live_signature: tuple[tuple[str, str, int, str], ...] | None = None
         self._contacts = self._initial_contacts()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -205,7 +212,7 @@ class Node:
         if name not in self.welcomed:
             self.log.info("welcomed by %s (%s)", name, address)
         self.welcomed.add(name)
-        self._apply(self.map.merge(reply.members))
+        self._apply(self.map.merge(self._verified(reply.members, f"{name} ({address})")))
         return True
 
     # -- gossip ticks -------------------------------------------------------------------
@@ -220,23 +227,59 @@ class Node:
                 stamp.append(-1)
         return tuple(stamp)
 
+    def _load_verifier(self) -> Verifier:
+        cfg = self.cfg
+        return Verifier(load_trust(cfg.cluster, cfg.tls.ca, cfg.tls.crl, cfg.subnet,
+                                   cfg.roster_map(), self._freshness), self._wall)
+
+    def _load_signer(self) -> Signer:
+        return Signer(self.cfg.cluster, self.cfg.tls.key, pem_cert_der(self.cfg.tls.cert),
+                      self._wall)
+
     def reload_trust(self, force: bool = False) -> bool:
-        """Rebuild the TLS contexts when the CRL or CA changed (or on SIGHUP): a member
-        revoked while we run is refused from its next connection on. A broken new file
-        keeps the old contexts and is logged."""
+        """Rebuild the TLS contexts and the record verifier when the CRL or CA changed (or
+        on SIGHUP, which also adopts a renewed certificate and key of our own): a member
+        revoked while we run is refused from its next connection and record on. A broken
+        new file keeps the old state and is logged."""
         stamp = self._trust_stamp()
         if stamp == self._tls_stamp and not force:
             return False
         self._tls_stamp = stamp
         try:
             server, client = server_context(self.cfg.tls), client_context(self.cfg.tls)
+            verifier, signer = self._load_verifier(), self._load_signer()
         except TydError as exc:
-            self.log.warning("keeping the previous CRL and CA: %s", exc)
+            self.log.warning("keeping the previous CRL, CA and certificate: %s", exc)
             return False
-        self._server_ctx, self._client_ctx = server, client
+        self._server_ctx, self._client_ctx, self._verifier = server, client, verifier
+        if signer.fingerprint != self.map.me.fingerprint:
+            self.map.resign(signer)
+            self.log.info("now speaking with a renewed certificate %s...",
+                          signer.fingerprint[:16])
         self._count("tls_reloads")
         self.log.info("CRL or CA changed: reloaded (%s)", self.cfg.tls.crl)
         return True
+
+    def _verified(self, claims: Iterable[Member], where: str) -> list[Member]:
+        """The entries of a message that are news and that their own members signed;
+        the rest is refused, counted (forged or stale) and logged once per message."""
+        out: list[Member] = []
+        refused: collections.Counter[str] = collections.Counter()
+        first = ""
+        for claim in claims:
+            if not self.map.is_news(claim):
+                continue
+            try:
+                out.append(self._verifier.verify(claim))
+            except RecordError as exc:
+                self._count("stale" if exc.stale else "forged")
+                refused[exc.reason] += 1
+                first = first or str(exc)
+        if refused:
+            self.log.warning("refused %d entries from %s (%s); first: %s",
+                             sum(refused.values()), where,
+                             ", ".join(f"{n} {r}" for r, n in sorted(refused.items())), first)
+        return out
 
     async def _tick_loop(self) -> None:
         ticks = 0
@@ -269,7 +312,8 @@ class Node:
             msg = codec.sync(self.cfg.cluster, self.map.me, self.map.members())
             reply = await self._request(m.name, m.address, m.fingerprint, msg, Kind.MAP)
             if reply is not None:
-                self._apply(self.map.merge(reply.members))
+                self._apply(self.map.merge(self._verified(reply.members,
+                                                          f"{m.name} ({m.address})")))
                 self._knows_me(m.name, reply.members)
         finally:
             self._syncing.discard(m.name)
@@ -331,15 +375,33 @@ class Node:
     # -- server side ----------------------------------------------------------------------
 
     def _accepted(self, transport: asyncio.Transport) -> None:
+        """Admit a connection within the global and the per-source limits, so that one
+        address cannot starve the others (a refused one is closed at once, unread)."""
         self._count("conns_in")
+        peer = transport.get_extra_info("peername")
+        source = str(peer[0]) if peer else "?"
         if self._open >= self.cfg.max_connections:
             self._count("busy")
             transport.abort()
             return
+        if self._per_source[source] >= self.cfg.max_connections_per_source:
+            self._count("busy_source")
+            if self.counters["busy_source"] % 100 == 1:
+                self.log.warning("%s holds %d connections: refusing more (%d so far)", source,
+                                 self._per_source[source], self.counters["busy_source"])
+            transport.abort()
+            return
         self._open += 1
-        self._spawn(self._serve(transport))
+        self._per_source[source] += 1
+        self._spawn(self._serve(transport, source))
 
-    async def _serve(self, transport: asyncio.Transport) -> None:
+    def _release(self, source: str) -> None:
+        self._open -= 1
+        self._per_source[source] -= 1
+        if self._per_source[source] <= 0:
+            del self._per_source[source]
+
+    async def _serve(self, transport: asyncio.Transport, source: str) -> None:
         timeout = self.cfg.io_timeout_seconds
         peer = transport.get_extra_info("peername")
         where = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -363,7 +425,7 @@ class Node:
         except Exception as exc:
             self._count_failure(exc, where)
         finally:
-            self._open -= 1
+            self._release(source)
             if writer is not None:
                 await close(writer, timeout)
             else:
@@ -381,6 +443,11 @@ class Node:
             if msg.cluster != self.cfg.cluster:
                 raise IdentityError(f"is of cluster {msg.cluster!r}, not {self.cfg.cluster!r}")
             check_identity(cert, sender.name, sender.address, sender.fingerprint)
+            try:
+                sender = self._verifier.verify(sender)
+            except RecordError as exc:
+                self._count("stale" if exc.stale else "forged")
+                raise IdentityError(f"its own entry is refused: {exc}") from None
             if source != str(sender.address):
                 raise IdentityError(f"claims {sender.address} but connects from {source}")
             if sender.name == self.cfg.node:
@@ -391,8 +458,9 @@ class Node:
             raise
         if (msg.kind is Kind.LEAVE) != (sender.state is State.LEFT):
             raise ProtocolError(f"{msg.kind.name} with sender state {sender.state.value}")
-        entries = (sender, *msg.members) if msg.kind is Kind.SYNC else (sender,)
-        self._apply(self.map.merge(entries))
+        others = self._verified(msg.members, f"{sender.name} ({source})") \
+            if msg.kind is Kind.SYNC else []
+        self._apply(self.map.merge((sender, *others)))
         if msg.kind is Kind.SYNC:
             self._knows_me(sender.name, msg.members)
         reply = {Kind.HELLO: codec.welcome, Kind.SYNC: codec.map_reply}.get(msg.kind)
@@ -426,7 +494,7 @@ class Node:
 
     def _after_change(self) -> None:
         rows = self.map.view()
-        signature = tuple((v.member.name, str(v.member.address), v.member.slots)
+        signature = tuple((v.member.name, str(v.member.address), v.member.slots, v.state)
                           for v in rows if v.state in exports.LIVE)
         if signature == self._live_signature or not self._write_files:
             return

@@ -15,7 +15,8 @@ from typing import Any
 
 from .membership import View
 
-LIVE = ("alive", "suspect")
+LIVE = ("alive", "suspect")  # in the JSON map (with their state); never the dead or left
+USABLE = ("alive",)          # in the hostfile and the openMosix map: where work may go
 
 
 def map_document(cluster: str, node: str, version: int, rows: Sequence[View]) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def map_document(cluster: str, node: str, version: int, rows: Sequence[View]) ->
              "fingerprint": v.member.fingerprint, "state": v.state,
              "incarnation": v.member.incarnation, "heartbeat": v.member.heartbeat,
              "slots": v.member.slots, "last_heard_seconds": round(v.last_heard, 3)}
-            for v in rows
+            for v in rows if v.state in LIVE
         ],
     }
 
@@ -37,8 +38,8 @@ def render_json(cluster: str, node: str, version: int, rows: Sequence[View]) -> 
     return json.dumps(map_document(cluster, node, version, rows), indent=1) + "\n"
 
 
-def _live_by_address(rows: Sequence[View]) -> list[View]:
-    return sorted((v for v in rows if v.state in LIVE), key=lambda v: v.member.address)
+def _usable_by_address(rows: Sequence[View]) -> list[View]:
+    return sorted((v for v in rows if v.state in USABLE), key=lambda v: v.member.address)
 
 
 def render_mosix(rows: Sequence[View]) -> str:
@@ -50,7 +51,7 @@ def render_mosix(rows: Sequence[View]) -> str:
     node_id = 1
     start: ipaddress.IPv4Address | None = None
     count = 0
-    for v in _live_by_address(rows):
+    for v in _usable_by_address(rows):
         addr = v.member.address
         if start is not None and addr == start + count:
             count += 1
@@ -65,9 +66,10 @@ def render_mosix(rows: Sequence[View]) -> str:
 
 
 def render_hostfile(rows: Sequence[View]) -> str:
-    """Open MPI / MPICH hostfile: one live member per line with its CPU count."""
+    """Open MPI / MPICH hostfile: one usable (alive, not suspect) member per line with its
+    CPU count."""
     return "".join(f"{v.member.address} slots={v.member.slots}\n"
-                   for v in _live_by_address(rows))
+                   for v in _usable_by_address(rows))
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class State(enum.Enum):
-    """Wire states. `suspect` is a local judgement and never travels."""
+    """Member states. `dead` and `suspect` are local judgements from a member's own silence
+    and never travel: only the member itself can say it is alive or has left."""
 
     ALIVE = "alive"
     DEAD = "dead"
@@ -17,6 +18,17 @@ class State(enum.Enum):
 
 # At the same (incarnation, heartbeat), the more final state wins the merge.
 SEVERITY = {State.ALIVE: 0, State.DEAD: 1, State.LEFT: 2}
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What makes an entry self-certifying (see tyd.record): the signed body exactly as
+    signed, the member's signature over it and its certificate (DER)."""
+
+    cluster: str
+    body: bytes
+    signature: bytes
+    cert: bytes
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class Member:
     incarnation: int
     heartbeat: int
     slots: int = 1
+    stamp: int = 0  # wall-clock ms when the member signed this entry
+    proof: Proof | None = field(default=None, compare=False, repr=False)
 
     @property
     def version(self) -> tuple[int, int]:

@@ -1,11 +1,13 @@
 """The cluster map: who is in, who is suspect, who left. Pure state; the clock is passed in.
 
 Merging is a last-writer-wins join on (incarnation, heartbeat) per node, with the more
-final state winning ties, so any two maps merged in any order converge. Liveness is a
-gossip heartbeat: a member whose version has not advanced for `suspect_after` seconds is
-suspect, after `remove_after` it is removed (a `dead` tombstone that still gossips, so the
-removal reaches nodes that missed it), and tombstones are purged after `tombstone_after`.
-A node that sees itself declared dead refutes it by outrunning the tombstone's version.
+final state winning ties, so any two maps merged in any order converge. Every entry that
+reaches `merge` was signed by its own member (tyd.record verified it): only X advances X's
+version. Liveness is by own observation: a member whose signed heartbeat has not advanced
+for `suspect_after` seconds is suspect, after `remove_after` this node removes it (a local
+`dead` tombstone that never travels: nobody can declare another node dead). A member that
+leaves signs a `left` entry, which does travel. Tombstones are purged `tombstone_after`
+seconds after they began, and are not gossiped then or ever after.
 """
 
 from __future__ import annotations
@@ -58,10 +60,18 @@ class View:
     last_heard: float   # seconds ago
 
 
+Sign = Callable[[Member], Member]
+
+
+def _unsigned(m: Member) -> Member:
+    return m
+
+
 class ClusterMap:
     def __init__(self, me: Member, timing: Timing, clock: Clock,
-                 max_members: int = MAX_MEMBERS) -> None:
-        self._me = me
+                 max_members: int = MAX_MEMBERS, sign: Sign = _unsigned) -> None:
+        self._sign = sign
+        self._me = sign(me)
         self._timing = timing
         self._clock = clock
         self._max = max_members
@@ -74,16 +84,31 @@ class ClusterMap:
         return self._me
 
     def beat(self) -> Member:
-        """Advance our own heartbeat (once per tick)."""
-        self._me = dataclasses.replace(self._me, heartbeat=self._me.heartbeat + 1)
+        """Advance our own heartbeat (once per tick) and sign the new entry."""
+        self._me = self._sign(dataclasses.replace(self._me, heartbeat=self._me.heartbeat + 1))
         return self._me
 
     def leave(self) -> Member:
         """Mark ourselves as leaving, with a version no live entry of ours can beat."""
-        self._me = dataclasses.replace(self._me, state=State.LEFT,
-                                       heartbeat=self._me.heartbeat + 1)
+        self._me = self._sign(dataclasses.replace(self._me, state=State.LEFT,
+                                                  heartbeat=self._me.heartbeat + 1))
         self.version += 1
         return self._me
+
+    def resign(self, sign: Sign) -> Member:
+        """Sign our entry with a new key and certificate (after a renewal) from now on."""
+        self._sign = sign
+        self._me = sign(dataclasses.replace(self._me, heartbeat=self._me.heartbeat + 1))
+        self.version += 1
+        return self._me
+
+    def is_news(self, entry: Member) -> bool:
+        """Would merging this entry change anything? Checked before verifying it, so an
+        entry that many peers repeat is verified once."""
+        if entry.name == self._me.name:
+            return entry.version >= self._me.version
+        rec = self._records.get(entry.name)
+        return rec is None or entry.newer_than(rec.member)
 
     def merge(self, entries: Iterable[Member]) -> list[Change]:
         now = self._clock()
@@ -117,14 +142,16 @@ class ClusterMap:
         return changes
 
     def _refute(self, entry: Member) -> None:
-        """Someone gossips a view of us; never accept it, but outrun a false death."""
-        if self._me.state is not State.ALIVE or entry.state is State.ALIVE:
+        """An entry of ours that is not older than our own (signed by us: an earlier run
+        whose clock was ahead, or a second process with our key): never accept it, but
+        outrun it so that our current entry wins everywhere."""
+        if self._me.state is not State.ALIVE or entry.version < self._me.version:
             return
         if entry.incarnation > self._me.incarnation:
-            self._me = dataclasses.replace(self._me, incarnation=entry.incarnation + 1,
-                                           heartbeat=0)
-        elif entry.version >= self._me.version:
-            self._me = dataclasses.replace(self._me, heartbeat=entry.heartbeat + 1)
+            me = dataclasses.replace(self._me, incarnation=entry.incarnation + 1, heartbeat=0)
+        else:
+            me = dataclasses.replace(self._me, heartbeat=entry.heartbeat + 1)
+        self._me = self._sign(me)
         self.version += 1
 
     def expire(self) -> list[Change]:
@@ -155,8 +182,11 @@ class ClusterMap:
         return rec.member if rec else None
 
     def members(self) -> tuple[Member, ...]:
-        """Everything we gossip: ourselves, live members and tombstones."""
-        return (self._me, *(r.member for r in self._records.values()))
+        """Everything we gossip: ourselves, the members we hear from and those that said
+        they left. Suspects and the dead are our own judgement and stay here."""
+        return (self._me, *(r.member for r in self._records.values()
+                            if (r.member.state is State.ALIVE and not r.suspect)
+                            or r.member.state is State.LEFT))
 
     def live(self) -> list[Member]:
         """Other members that are alive (suspects included), sorted by name."""

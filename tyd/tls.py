@@ -52,8 +52,8 @@ def der_fingerprint(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def pem_fingerprint(path: Path) -> str:
-    """Fingerprint of the first certificate in a PEM file (our own node certificate)."""
+def pem_cert_der(path: Path) -> bytes:
+    """The first certificate in a PEM file (our own node certificate), as DER."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -61,7 +61,12 @@ def pem_fingerprint(path: Path) -> str:
     found = PEM_CERT.search(data)
     if not found:
         raise TydError(f"tls.cert: {path} holds no PEM certificate")
-    return der_fingerprint(ssl.PEM_cert_to_DER_cert(found.group().decode("ascii")))
+    return ssl.PEM_cert_to_DER_cert(found.group().decode("ascii"))
+
+
+def pem_fingerprint(path: Path) -> str:
+    """Fingerprint of the first certificate in a PEM file."""
+    return der_fingerprint(pem_cert_der(path))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ EXPIRED = 10  # node10 holds an expired certificate (see `bad_certs`)
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     p = make_pki(tmp_path_factory.mktemp("pki"), NODES)
+    # what the revoked member still holds: revoking deletes the PKI's copy of its key
+    p.paths.node_key(name(REVOKED)).rename(p.paths.root / "revoked-member.key")
     p.revoke(name(REVOKED), NOW, 30)
     return p
 
@@ -57,7 +59,7 @@ def bad_certs(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
     _write(root, "expired", cert_pem(old), key_pem(key), out)
 
     revoked = next(pki.paths.nodes.glob(f"{name(REVOKED)}.*.revoked"))
-    out["revoked"] = (revoked, pki.paths.node_key(name(REVOKED)))
+    out["revoked"] = (revoked, pki.paths.root / "revoked-member.key")
     return out
 
 

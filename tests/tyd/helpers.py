@@ -45,6 +45,7 @@ def raw_config(pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] 
         "cluster": CLUSTER,
         "node": name(i),
         "address": address(i),
+        "subnet": "127.0.0.0/24",
         "port": port,
         "seeds": [{"name": name(s), "address": address(s)} for s in seeds],
         "heartbeat_seconds": 0.2,

@@ -20,6 +20,7 @@ EXAMPLE: dict[str, Any] = {
     "cluster": "chaos-lab",
     "node": "node01",
     "address": "10.99.0.11",
+    "subnet": "10.99.0.0/24",
     "port": 7411,
     "seeds": [{"name": "node01", "address": "10.99.0.11"}],
     "heartbeat_seconds": 5,
@@ -34,6 +35,8 @@ EXAMPLE: dict[str, Any] = {
               "ipsec": {"scope": "migration", "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
                         "esp_proposals": ["aes128gcm16-x25519"], "rekey_minutes": 60,
                         "dpd_seconds": 30, "protected_ports": [7411, 12820, 13333]}},
+    "roster": [{"name": "node01", "address": "10.99.0.11"},
+               {"name": "node02", "address": "10.99.0.12"}],
 }
 
 
@@ -47,8 +50,23 @@ def test_the_rendered_example_parses_into_frozen_typed_config() -> None:
     assert cfg.hooks.ipsec == Policy(ipaddress.IPv4Address("10.99.0.11"),
                                      ("aes128gcm16-prfsha256-x25519",), ("aes128gcm16-x25519",),
                                      60, 30, "migration", (7411, 12820, 13333))
+    assert cfg.subnet == ipaddress.IPv4Network("10.99.0.0/24")
+    assert cfg.roster_map() == {"node01": ipaddress.IPv4Address("10.99.0.11"),
+                                "node02": ipaddress.IPv4Address("10.99.0.12")}
     with pytest.raises(AttributeError):
         cfg.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"subnet": "10.99.1.0/24"}, "subnet: 10.99.1.0/24 does not hold this node's address"),
+    ({"subnet": "10.99.0.0/33"}, "subnet: '10.99.0.0/33' is not an IPv4 network"),
+    ({"roster": [{"name": "node01"}]}, "roster\\[0\\].address: missing"),
+    ({"max_connections_per_source": 1}, "max_connections_per_source: expected an integer"),
+    ({"clock_skew_seconds": -1}, "clock_skew_seconds: -1 is outside"),
+])
+def test_bounds_settings_are_checked(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.parse({**EXAMPLE, **change}, "tyd.json")
 
 
 def test_document_is_the_inverse_of_parse() -> None:

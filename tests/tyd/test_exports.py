@@ -22,15 +22,18 @@ ROWS = [row("10.99.0.13"), row("10.99.0.11"), row("10.99.0.12", "suspect"),
         row("10.99.0.20", slots=8), row("10.99.0.21", "dead"), row("10.99.0.22")]
 
 
-def test_mosix_map_groups_consecutive_addresses() -> None:
-    assert exports.render_mosix(ROWS) == ("1 10.99.0.11 3\n"
-                                          "4 10.99.0.20 1\n"
-                                          "5 10.99.0.22 1\n")
+def test_mosix_map_groups_consecutive_addresses_of_usable_members() -> None:
+    assert exports.render_mosix(ROWS) == ("1 10.99.0.11 1\n"   # .12 is suspect: no work
+                                          "2 10.99.0.13 1\n"
+                                          "3 10.99.0.20 1\n"   # .21 is dead
+                                          "4 10.99.0.22 1\n")
+    assert exports.render_mosix([row("10.99.0.11"), row("10.99.0.12")]) == "1 10.99.0.11 2\n"
     assert exports.render_mosix([]) == ""
 
 
-def test_hostfile_lists_live_members_with_their_cpus() -> None:
-    assert exports.render_hostfile(ROWS) == ("10.99.0.11 slots=2\n10.99.0.12 slots=2\n"
+def test_hostfile_lists_usable_members_with_their_cpus() -> None:
+    """A suspect member (silent, not yet removed) and the dead get no MPI ranks."""
+    assert exports.render_hostfile(ROWS) == ("10.99.0.11 slots=2\n"
                                              "10.99.0.13 slots=2\n10.99.0.20 slots=8\n"
                                              "10.99.0.22 slots=2\n")
 
@@ -39,7 +42,8 @@ def test_json_export_round_trips_into_known_contacts(tmp_path: Path) -> None:
     path = tmp_path / "run" / "map.json"
     exports.write_atomic(path, exports.render_json("chaos-lab", "n11", 4, ROWS))
     doc = json.loads(path.read_text())
-    assert doc["version"] == 4 and len(doc["members"]) == 6
+    assert doc["version"] == 4 and len(doc["members"]) == 5  # live only: the dead is not listed
+    assert {m["state"] for m in doc["members"]} == {"alive", "suspect"}
     contacts = exports.known_contacts(path)
     assert ("n21", ipaddress.IPv4Address("10.99.0.21")) not in contacts  # dead: not a contact
     assert len(contacts) == 5

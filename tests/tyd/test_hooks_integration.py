@@ -215,6 +215,7 @@ def test_two_daemons_in_namespaces_fill_each_others_nft_set(tmp_path: Path) -> N
             raw = raw_config(pki, i, 7411, tmp_path / "run", seeds=(1,),
                              suspect_after_seconds=20, remove_after_seconds=40)
             raw["address"] = addrs[i]
+            raw["subnet"] = str(ipaddress.ip_interface(f"{addrs[i]}/24").network)
             raw["seeds"] = [{"name": name(1), "address": addrs[1]}]
             raw["hooks"]["nft_set"] = "cluster_peers"
             cfg = tmp_path / f"tyd{i}.json"

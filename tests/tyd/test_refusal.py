@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import ssl
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from tyd import codec
 from tyd.codec import Kind
 from tyd.daemon import Node
 from tyd.member import Member, State
-from tyd.tls import pem_fingerprint
+from tyd.record import Signer
+from tyd.tls import pem_cert_der
 
 
 async def exchange(port: int, source: str, cert: tuple[Path, Path] | None,
@@ -44,13 +47,14 @@ async def exchange(port: int, source: str, cert: tuple[Path, Path] | None,
         writer.close()
 
 
-def hello_from(i: int, cert: Path, claimed_address: str | None = None,
+def hello_from(i: int, cert: tuple[Path, Path], claimed_address: str | None = None,
                claimed_name: str | None = None) -> bytes:
-    import ipaddress
-
+    """A HELLO whose sender entry is signed with the key of `cert` (what a client holding
+    that certificate and key can send)."""
     me = Member(claimed_name or name(i), ipaddress.IPv4Address(claimed_address or address(i)),
-                pem_fingerprint(cert), State.ALIVE, 1, 0)
-    return codec.encode(codec.hello("chaos-lab", me))
+                "", State.ALIVE, int(time.time() * 1000), 0)
+    signer = Signer("chaos-lab", cert[1], pem_cert_der(cert[0]))
+    return codec.encode(codec.hello("chaos-lab", signer(me)))
 
 
 def is_welcome(reply: bytes) -> bool:
@@ -91,16 +95,16 @@ def test_bad_clients_are_refused_counted_and_the_daemon_keeps_serving(
                 return reply
 
             # No certificate at all, then four certificates TLS itself must reject.
-            await refused(None, hello_from(5, good5[0]), address(5))
+            await refused(None, hello_from(5, good5), address(5))
             for case in BAD_TLS:
                 cert = bad_certs[case]
-                await refused(cert, hello_from(5, cert[0]), address(5))
+                await refused(cert, hello_from(5, cert), address(5))
             # A good certificate claiming another node's address, name, or source.
-            reply = await refused(good5, hello_from(5, good5[0], claimed_address=address(3)),
+            reply = await refused(good5, hello_from(5, good5, claimed_address=address(3)),
                                   address(5))
             assert codec.decode(reply).kind is Kind.REFUSED
-            await refused(good5, hello_from(5, good5[0], claimed_name=name(3)), address(5))
-            await refused(good5, hello_from(5, good5[0]), address(3))
+            await refused(good5, hello_from(5, good5, claimed_name=name(3)), address(5))
+            await refused(good5, hello_from(5, good5), address(3))
             # Malformed, oversized, out of order, silent.
             await refused(good5, b"GET / HTTP/1.0\r\n\r\n", address(5), "malformed")
             await refused(good5, struct.pack(">2sBBI", b"TY", 1, 1, 1 << 30), address(5),
@@ -149,7 +153,9 @@ def test_a_member_revoked_while_running_is_refused_once_the_crl_changes(
     """tyd rereads the CRL when it changes (or on SIGHUP): the revoked member's next
     connection fails its TLS handshake and it leaves the map; nobody restarts anything."""
     pki = make_pki(tmp_path / "pki", 3)
-    cert2 = (pki.paths.node_cert(name(2)), pki.paths.node_key(name(2)))
+    key2 = tmp_path / "node02.key"  # what the member holds: revoking deletes the PKI's copy
+    key2.write_bytes(pki.paths.node_key(name(2)).read_bytes())
+    cert2 = (pki.paths.node_cert(name(2)), key2)
 
     async def scenario() -> None:
         nodes = [Node(node_config(pki, i, port, run_dir)) for i in (1, 2)]
@@ -158,15 +164,15 @@ def test_a_member_revoked_while_running_is_refused_once_the_crl_changes(
             await wait_for(lambda: converged(nodes, {name(1), name(2)}), 10, "2 nodes")
             n1 = nodes[0]
             assert n1.counters["tls_reloads"] == 0
-            assert is_welcome(await exchange(port, address(2), cert2, hello_from(2, cert2[0]),
+            assert is_welcome(await exchange(port, address(2), cert2, hello_from(2, cert2),
                                              pki.paths.ca_cert))
             revoked_at = NOW + dt.timedelta(minutes=1)
             pki.revoke(name(2), revoked_at, 30)  # writes the new CRL that node01 reads
             await wait_for(lambda: n1.counters["tls_reloads"] == 1, 5, "the CRL reload")
             refused_before = n1.counters["refused"]
             revoked = next(pki.paths.nodes.glob(f"{name(2)}.*.revoked"))
-            reply = await exchange(port, address(2), (revoked, cert2[1]),
-                                   hello_from(2, revoked), pki.paths.ca_cert)
+            reply = await exchange(port, address(2), (revoked, key2),
+                                   hello_from(2, (revoked, key2)), pki.paths.ca_cert)
             assert not is_welcome(reply)
             await wait_for(lambda: n1.counters["refused"] > refused_before, 3, "the refusal")
             await wait_for(lambda: name(2) not in n1.live_names(), 10,
