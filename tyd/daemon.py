@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from . import codec, exports, status
+from . import codec, exports, memory, status
 from .codec import Kind, Message
 from .config import Config
 from .errors import CodecError, IdentityError, ProtocolError, TydError
@@ -60,6 +60,7 @@ class Node:
                         self._freshness.tombstone_seconds)
         self.map = ClusterMap(me, timing, clock, sign=signer)
         self._per_source: collections.Counter[str] = collections.Counter()
+        self._closed = 0  # connections served and closed since memory was last reclaimed
         self._clock = clock
         self._rng = rng or random.Random()
         self._server_ctx = server_context(cfg.tls)
@@ -288,6 +289,9 @@ class Node:
             await asyncio.sleep(self.cfg.heartbeat_seconds)
             ticks += 1
             self.reload_trust()
+            if self._closed >= memory.RECLAIM_AFTER and self._open < MAX_OUTBOUND:
+                self._closed = 0
+                memory.reclaim()
             self.map.beat()
             self._apply(self.map.expire())
             if self.joined:  # a Terrence is busy asking to be added; Philips gossip
@@ -397,6 +401,7 @@ class Node:
 
     def _release(self, source: str) -> None:
         self._open -= 1
+        self._closed += 1
         self._per_source[source] -= 1
         if self._per_source[source] <= 0:
             del self._per_source[source]

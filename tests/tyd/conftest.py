@@ -40,7 +40,7 @@ def bad_certs(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
 
     ident = Identity(name(5), f"{name(5)}.lab.example", ipaddress.IPv4Address(address(5)))
     key = new_key(KeyType.ED25519)
-    from cryptography import x509  # test-only: tyd itself never needs `cryptography`
+    from cryptography import x509
     from cryptography.x509.oid import NameOID
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ident.fqdn)])
     selfsigned = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -84,3 +85,28 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> 
 
 def converged(nodes: Iterable[Node], expected: set[str]) -> bool:
     return all(n.live_names() == expected and n.joined for n in nodes)
+
+
+async def exchange(port: int, source: str, cert: tuple[Path, Path] | None,
+                   payload: bytes | None, ca: Path, target: int = 1) -> bytes:
+    """Connect to node `target` as `source` (mutual TLS with `cert`, or none), send
+    `payload` as is, return whatever comes back: the attacker's client."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(cafile=str(ca))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    try:
+        reader, writer = await asyncio.open_connection(address(target), port, ssl=ctx,
+                                                       local_addr=(source, 0))
+    except (OSError, ssl.SSLError):
+        return b""
+    try:
+        if payload:
+            writer.write(payload)
+            await writer.drain()
+        return await asyncio.wait_for(reader.read(8 << 20), 5)
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+        return b""
+    finally:
+        writer.close()

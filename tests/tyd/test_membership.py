@@ -191,3 +191,27 @@ def test_add_and_remove_hooks_alternate_per_member(batch: list[Member]) -> None:
                 assert c.member.name in live
                 live.discard(c.member.name)
     assert live | {"node01"} == m.live_names()
+
+
+def test_judgements_stay_local_and_tombstones_expire_on_schedule() -> None:
+    """Suspects and the dead are this node's own judgement: never gossiped. A member's own
+    LEAVE travels until its tombstone expires; every tombstone is purged on time."""
+    clock = Clock()
+    m = new_map(1, clock)
+    m.merge([member(2), member(3), member(4)])
+    m.merge([member(4, hb=1, state=State.LEFT)])
+    gossiped = lambda: {x.name for x in m.members()}  # noqa: E731
+    assert gossiped() == {"node01", "node02", "node03", "node04"}  # node04: its LEAVE
+    clock.now += TIMING.suspect_after
+    m.merge([member(3, hb=1)])
+    m.expire()
+    assert gossiped() == {"node01", "node03", "node04"}  # node02 is suspect here
+    clock.now += TIMING.remove_after - TIMING.suspect_after
+    m.expire()
+    assert {v.member.name: v.state for v in m.view()}["node02"] == "dead"
+    assert "node02" not in gossiped()
+    clock.now += TIMING.tombstone_after
+    m.expire()
+    assert m.get("node02") is None and m.get("node04") is None  # both tombstones purged
+    assert gossiped() == {"node01"}  # node03 went silent too meanwhile
+    # (an old entry of node02 replayed now is refused by its age: tyd.record, test_insider)

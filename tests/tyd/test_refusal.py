@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import ssl
 import struct
 import time
 from pathlib import Path
 
 import pytest
-from helpers import NOW, address, converged, make_pki, name, node_config, wait_for
+from helpers import NOW, address, converged, exchange, make_pki, name, node_config, wait_for
 
 from builder.pki import Pki
 from tyd import codec
@@ -21,30 +20,6 @@ from tyd.daemon import Node
 from tyd.member import Member, State
 from tyd.record import Signer
 from tyd.tls import pem_cert_der
-
-
-async def exchange(port: int, source: str, cert: tuple[Path, Path] | None,
-                   payload: bytes | None, ca: Path) -> bytes:
-    """Connect to node01 as `source`, send `payload`, return whatever comes back."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.load_verify_locations(cafile=str(ca))
-    if cert is not None:
-        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
-    try:
-        reader, writer = await asyncio.open_connection(address(1), port, ssl=ctx,
-                                                       local_addr=(source, 0))
-    except (OSError, ssl.SSLError):
-        return b""
-    try:
-        if payload:
-            writer.write(payload)
-            await writer.drain()
-        return await asyncio.wait_for(reader.read(1 << 20), 5)
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
-        return b""
-    finally:
-        writer.close()
 
 
 def hello_from(i: int, cert: tuple[Path, Path], claimed_address: str | None = None,
