@@ -8,7 +8,7 @@ import sys
 import time
 
 from .model import Cluster
-from .pki import ensure_ca, pki_for
+from .pki import ensure_ca, pki_for, revoked_in_roster
 from .render import render_cluster
 
 
@@ -22,6 +22,8 @@ def build(cluster: Cluster, args: argparse.Namespace) -> int:
     created = ensure_ca(cluster, pki, now)
     step(f"pki: cluster CA {'created' if created else 'kept'} in {pki.paths.root} (node "
          "certificates come from enrollment at boot)", start)
+    for warning in revoked_in_roster(cluster, pki):
+        print(f"warning: {warning}", file=sys.stderr)
     nodes_dir = args.work / "nodes"
     render_cluster(cluster, pki, nodes_dir)
     step(f"render: {len(cluster.nodes)} node overlays in {nodes_dir}", start)

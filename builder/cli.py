@@ -16,7 +16,7 @@ from . import reference
 from .config import load_cluster
 from .errors import ChaosError, ConfigError
 from .model import Cluster, ServeMode
-from .pki import node_identity, pki_for
+from .pki import node_identity, pki_for, revoked_in_roster
 from .render import render_cluster
 from .show import show_node
 
@@ -40,7 +40,7 @@ def load(args: argparse.Namespace) -> Cluster:
 def cmd_check(args: argparse.Namespace) -> int:
     cluster = load(args)
     pki = pki_for(cluster, args.config)
-    for warning in pki.expiry_warnings(now()):
+    for warning in pki.expiry_warnings(now()) + revoked_in_roster(cluster, pki):
         log(f"warning: {warning}")
     print(f"{args.config}: ok: cluster {cluster.cluster.name}, {len(cluster.nodes)} nodes, "
           f"scope {cluster.security.scope.value}")
@@ -95,6 +95,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.node:
         _require_node(cluster, args.node, args.config)
     pki = pki_for(cluster, args.config)
+    for warning in revoked_in_roster(cluster, pki):
+        log(f"warning: {warning}")
     start = time.perf_counter()
     names = render_cluster(cluster, pki, args.output, only=args.node)
     log(f"rendered {len(names)} node(s) into {args.output} in "

@@ -377,6 +377,15 @@ class Pki:
         return warnings
 
 
+def revoked_in_roster(cluster: Cluster, pki: Pki) -> list[str]:
+    """What to do about nodes chaos.yaml still lists whose certificate was revoked: they
+    would boot, be refused a certificate and never join."""
+    return [f"node {n.name} is revoked (`pki revoke`): it will boot but gets no certificate "
+            f"and cannot join. Remove it from chaos.yaml, or re-admit it with `chaos-build "
+            f"pki issue {n.name}` (a new key; its revoked key is never certified again)"
+            for n in cluster.nodes if pki.is_revoked(n.name)]
+
+
 def sans_of(cert: x509.Certificate) -> list[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

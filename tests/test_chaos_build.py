@@ -47,8 +47,21 @@ def test_pki_render_show_round_trip(workdir):
     assert chaos_build("pki", "issue", "--all", "-c", "chaos.yaml", cwd=workdir).returncode == 0
     r = chaos_build("pki", "list", "-c", "chaos.yaml", cwd=workdir)
     assert r.stdout.count("valid") == 3
+    old_key = (workdir / "pki/nodes/node02.key").read_bytes()
     r = chaos_build("pki", "revoke", "node02", "-c", "chaos.yaml", cwd=workdir)
     assert r.returncode == 0 and "revoked" in r.stdout
+    assert not (workdir / "pki/nodes/node02.key").exists()  # the key goes with its certificate
+    # a render with the revoked node still in chaos.yaml says what to do, and succeeds
+    r = chaos_build("render", "-c", "chaos.yaml", "-o", "out/nodes", cwd=workdir)
+    assert r.returncode == 0 and "node node02 is revoked" in r.stderr
+    assert "Remove it from chaos.yaml, or re-admit it" in r.stderr
+    # re-admitting makes a new key, never a new certificate for the revoked one
+    assert chaos_build("pki", "issue", "node02", "-c", "chaos.yaml", cwd=workdir).returncode == 0
+    assert (workdir / "pki/nodes/node02.key").read_bytes() != old_key
+    (workdir / "pki/nodes/node02.key").write_bytes(old_key)  # the revoked key, restored
+    r = chaos_build("pki", "issue", "node02", "--force", "-c", "chaos.yaml", cwd=workdir)
+    assert r.returncode == 1 and "is the key of a revoked certificate" in r.stderr
+    assert "Traceback" not in r.stderr
     r = chaos_build("show", "node02", "-c", "chaos.yaml", cwd=workdir)
     assert "10.99.0.12/24" in r.stdout and "chaos.yaml:" in r.stdout
 

@@ -20,9 +20,19 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from helpers import CLUSTER, address, converged, exchange, name, node_config, raw_config, wait_for
+from helpers import (
+    CLUSTER,
+    NOW,
+    address,
+    converged,
+    exchange,
+    name,
+    node_config,
+    raw_config,
+    wait_for,
+)
 
-from builder.pki import Pki
+from builder.pki import Identity, Pki
 from tyd import codec
 from tyd.codec import Kind, Message
 from tyd.daemon import Node
@@ -254,3 +264,38 @@ def test_memory_returns_to_its_baseline_after_a_connection_flood(
           f"after {after:.0f} MB")
     assert during < baseline + 120, "the global connection limit bounds memory"
     assert after <= baseline + 12, f"memory stayed at {after:.0f} MB (baseline {baseline:.0f})"
+
+
+def test_a_renewed_certificate_is_adopted_on_sighup_and_believed_by_peers(
+        tmp_path: Path, port: int, run_dir: Path) -> None:
+    """Renewal (chaosnode.renew) installs a new key and certificate and sends SIGHUP: tyd
+    signs its entry with them from then on, and the peers take the newer entry with the new
+    fingerprint (its certificate comes with it) and connect to the node with it."""
+    from helpers import make_pki  # a PKI of its own: this test re-issues a certificate
+
+    pki = make_pki(tmp_path / "pki", 2)
+
+    async def scenario() -> None:
+        nodes = [Node(node_config(pki, i, port, run_dir, **TIMES)) for i in (1, 2)]
+        try:
+            await asyncio.gather(*(n.start() for n in nodes))
+            await wait_for(lambda: converged(nodes, {name(1), name(2)}), 10, "2 nodes")
+            old = nodes[1].map.me.fingerprint
+            pki.paths.node_key(name(2)).unlink()  # renewal: a new key and certificate
+            pki.issue(Identity(name(2), f"{name(2)}.lab.example",
+                               ipaddress.IPv4Address(address(2))), CLUSTER, NOW, 1, force=True)
+            assert nodes[1].reload_trust(force=True)
+            new = nodes[1].map.me.fingerprint
+            assert new != old
+            await wait_for(lambda: nodes[0].map.get(name(2)).fingerprint == new, 5,  # type: ignore[union-attr]
+                           "node01 to believe node02's renewed entry")
+            # until then node01 may have met the new certificate where it pinned the old one
+            # (counted refused); from now on every exchange works
+            out, refused = nodes[0].counters["conns_out"], nodes[0].counters["refused"]
+            await wait_for(lambda: nodes[0].counters["conns_out"] > out + 2, 5, "more gossip")
+            assert converged(nodes, {name(1), name(2)})
+            assert nodes[0].counters["refused"] == refused and nodes[0].counters["forged"] == 0
+        finally:
+            await asyncio.gather(*(n.shutdown(leave=False) for n in nodes))
+
+    asyncio.run(scenario())
