@@ -289,7 +289,7 @@ class Node:
             await asyncio.sleep(self.cfg.heartbeat_seconds)
             ticks += 1
             self.reload_trust()
-            if self._closed >= memory.RECLAIM_AFTER and self._open < MAX_OUTBOUND:
+            if self._closed >= memory.RECLAIM_AFTER or (self._closed and not self._open):
                 self._closed = 0
                 memory.reclaim()
             self.map.beat()

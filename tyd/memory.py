@@ -5,7 +5,7 @@ Each TLS connection asyncio serves holds a 256 KiB receive buffer inside a refer
 daemon seldom triggers; and glibc keeps freed heap pages. Measured: a daemon at 36 MB grew
 to 116 MB holding 256 idle connections (the global limit) and stayed there after they
 closed; after a collection 52 MB, after malloc_trim 41 MB. The daemon calls `reclaim()`
-on its tick once many connections have closed since the last time.
+on its tick once many connections have closed since the last time, or once none is open.
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ from tyd.tls import pem_cert_der
 INSIDER = 2
 MAX_EPOCH = (1 << 63) - 1
 # small clock skew so that tombstones (R + 3S) and the record age limit (R + 2S) pass quickly
-TIMES = {"heartbeat_seconds": 0.2, "suspect_after_seconds": 0.8, "remove_after_seconds": 1.6,
-         "clock_skew_seconds": 0.5, "io_timeout_seconds": 2.0}
+TIMES = {"heartbeat_seconds": 0.25, "suspect_after_seconds": 2.0, "remove_after_seconds": 4.0,
+         "clock_skew_seconds": 0.5, "io_timeout_seconds": 8.0}
 
 
 def creds(pki: Pki, i: int) -> tuple[Path, Path]:
@@ -109,7 +109,7 @@ def test_an_insider_cannot_rewrite_poison_or_partition_the_map(
             async def refused(members: tuple[Member, ...], counter: str = "forged") -> None:
                 before = n1.counters[counter]
                 await sync(pki, port, members)
-                await wait_for(lambda: n1.counters[counter] >= before + len(members), 3,
+                await wait_for(lambda: n1.counters[counter] >= before + len(members), 15,
                                f"{len(members)} entries counted {counter}")
 
             # a fake member, inside and outside the subnet
@@ -165,10 +165,10 @@ def test_an_insider_cannot_rewrite_poison_or_partition_the_map(
 
             # replay: node04 dies; its last entry is replayed during and after its tombstone
             await nodes.pop(4).shutdown(leave=False)
-            await wait_for(lambda: name(4) not in n1.live_names(), 5, "node04 removed")
+            await wait_for(lambda: name(4) not in n1.live_names(), 10, "node04 removed")
             await sync(pki, port, (real4,))
             assert name(4) not in n1.live_names()  # older than its tombstone: ignored
-            await wait_for(lambda: n1.map.get(name(4)) is None, 6, "node04's tombstone purged")
+            await wait_for(lambda: n1.map.get(name(4)) is None, 12, "node04's tombstone purged")
             await refused((real4,), "stale")
             assert name(4) not in n1.live_names()
             assert n1.counters["internal_errors"] == 0
@@ -178,7 +178,7 @@ def test_an_insider_cannot_rewrite_poison_or_partition_the_map(
             nodes[5] = fresh
             await fresh.start()
             want = {name(1), name(3), name(5)}
-            await wait_for(lambda: converged(nodes.values(), want), 15,
+            await wait_for(lambda: converged(nodes.values(), want), 30,
                            "the fresh node to join and the insider to age out")
         finally:
             await asyncio.gather(*(n.shutdown(leave=False) for n in nodes.values()))
@@ -229,7 +229,8 @@ def test_memory_returns_to_its_baseline_after_a_connection_flood(
     global limit is held (bounded memory), and once they are gone the daemon's memory comes
     back to near its baseline (it measured 36 -> 116 -> 116 MB before tyd.memory)."""
     cfg = tmp_path / "tyd.json"
-    cfg.write_text(json.dumps(raw_config(pki, 1, port, tmp_path / "run", **TIMES)))
+    cfg.write_text(json.dumps(raw_config(pki, 1, port, tmp_path / "run",
+                                         **{**TIMES, "io_timeout_seconds": 2.0})))
     proc = subprocess.Popen([sys.executable, "-m", "tyd", "--config", str(cfg)],
                             cwd=Path(__file__).parents[2], stderr=subprocess.DEVNULL)
 
@@ -248,7 +249,7 @@ def test_memory_returns_to_its_baseline_after_a_connection_flood(
         during = _rss_mb(proc.pid)
         for _, w in idle:
             w.close()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         after = _rss_mb(proc.pid)
         while after > baseline + 12 and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
