@@ -74,7 +74,7 @@ class Config:
     # Optional knobs (not rendered by chaos-build; defaults suit a lab LAN).
     io_timeout_seconds: float = 10.0
     gossip_fanout: int = 3
-    max_connections: int = 256
+    max_connections: int = 512
     max_connections_per_source: int = 8
     clock_skew_seconds: float = 30.0  # tolerated between nodes; see tyd.record.Freshness
 
@@ -190,7 +190,7 @@ def parse(raw: Any, source: str = "<config>") -> Config:
     hooks = _hooks(c, get("hooks"), address)
     io_timeout = c.number(get("io_timeout_seconds", 10.0), "io_timeout_seconds", 0.05, 600)
     fanout = c.integer(get("gossip_fanout", 3), "gossip_fanout", 1, 64)
-    max_conns = c.integer(get("max_connections", 256), "max_connections", 8, 65536)
+    max_conns = c.integer(get("max_connections", 512), "max_connections", 8, 65536)
     per_source = c.integer(get("max_connections_per_source", 8),
                            "max_connections_per_source", 2, 1024)
     skew = c.number(get("clock_skew_seconds", 30.0), "clock_skew_seconds", 0, 3600)

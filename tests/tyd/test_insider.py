@@ -225,12 +225,13 @@ def _rss_mb(pid: int) -> float:
 
 def test_memory_returns_to_its_baseline_after_a_connection_flood(
         pki: Pki, port: int, tmp_path: Path) -> None:
-    """800 idle connections from 100 addresses against a real `python -m tyd`: at most the
-    global limit is held (bounded memory), and once they are gone the daemon's memory comes
+    """800 idle connections from 100 addresses against a real `python -m tyd` (limit 256):
+    at most that many are held (bounded memory), and once they are gone its memory comes
     back to near its baseline (it measured 36 -> 116 -> 116 MB before tyd.memory)."""
     cfg = tmp_path / "tyd.json"
     cfg.write_text(json.dumps(raw_config(pki, 1, port, tmp_path / "run",
-                                         **{**TIMES, "io_timeout_seconds": 2.0})))
+                                         **{**TIMES, "io_timeout_seconds": 2.0,
+                                            "max_connections": 256})))
     proc = subprocess.Popen([sys.executable, "-m", "tyd", "--config", str(cfg)],
                             cwd=Path(__file__).parents[2], stderr=subprocess.DEVNULL)
 
