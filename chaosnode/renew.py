@@ -149,9 +149,9 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--force", action="store_true",
                    help="renew now, due or not (on a node without a TPM: ask an admin)")
-    p.add_argument("--max-time", type=float, default=MAX_SECONDS,
-                   help=f"give up after this many seconds (default {MAX_SECONDS:g}; "
-                   "0: keep trying)")
+    p.add_argument("--max-time", type=float, default=None,
+                   help=f"give up after this many seconds (0: keep trying; default "
+                   f"{MAX_SECONDS:g}, or 0 on a node without a TPM: an admin must act)")
     p.add_argument("--reload", choices=RELOADS, default="all",
                    help="whom to tell: charon and tyd (all), charon only, or nobody")
     p.add_argument("--node-json", type=Path, default=Path(paths.NODE_JSON))
@@ -194,11 +194,15 @@ def main(argv: Sequence[str] | None = None,
         return 0
     say(f"{name}: renewing ({why}): a new key in RAM, "
         + ("approval by an admin" if approval else "attested by the TPM again"))
+    max_time = args.max_time if args.max_time is not None else 0 if approval else MAX_SECONDS
     try:
         key, enrolled = enroll.enroll(
             node["enroll_url"], args.ca, name, node["address"], tcti=args.tcti,
-            key_type=node.get("key_type", "ed25519"), max_seconds=args.max_time or None,
+            key_type=node.get("key_type", "ed25519"), max_seconds=max_time or None,
             attestation=node.get("attestation", "tpm"))
+    except KeyboardInterrupt:
+        say(f"{name}: interrupted; keeping the current key and certificate")
+        return 130
     except enroll.EnrollError as exc:
         until = f"{state.not_after:%Y-%m-%d %H:%M} UTC" if state.not_after else "unknown"
         say(f"{name}: renewal failed: {exc}; keeping the current key and certificate "
@@ -206,22 +210,33 @@ def main(argv: Sequence[str] | None = None,
         return 1
     try:
         install(key, enrolled, args.key, args.cert)
-        new_crl = install_crl(enrolled, args.crl, args.ca)
-    except (OSError, crl.CrlError) as exc:
-        say(f"{name}: cannot install the new key and certificate: {exc}")
+    except OSError as exc:
+        say(f"{name}: cannot install the new key and certificate: {exc}; keeping the "
+            "current ones")
         return 1
-    charon = reload.charon_creds() if args.reload != "none" else None
-    tyd = reload.tyd() if args.reload == "all" else None
-    for problem in (charon, tyd):
-        if problem:
-            say(f"{name}: {problem}")
-    told = {"all": "charon and tyd reloaded", "charon": "charon reloaded", "none": ""}
-    console(f"CHAOS: node {name} renewed its certificate: new key made on this machine "
-            f"({enrolled.attested}), valid until {enrolled.not_after}"
-            + ("; newer CRL installed" if new_crl else "")
-            + (f"; {told[args.reload]}, SAs kept" if told[args.reload] and not charon else "")
-            + ("; charon did NOT reload: run swanctl --load-creds" if charon else ""))
+    done = [f"CHAOS: node {name} renewed its certificate: new key made on this machine "
+            f"({enrolled.attested}), valid until {enrolled.not_after}"]
+    try:
+        if install_crl(enrolled, args.crl, args.ca):
+            done.append("newer CRL installed")
+    except (OSError, crl.CrlError) as exc:
+        say(f"{name}: keeping our CRL: {exc}")
+    return tell(name, args.reload, done)
+
+
+def tell(name: str, whom: str, done: list[str]) -> int:
+    """Reload charon (and tyd) and say on the console what happened; 1 if charon did not
+    take the new credentials (it keeps signing with the old key until someone reloads it)."""
+    charon = reload.charon_creds() if whom != "none" else None
+    if whom != "none":
+        done.append(f"charon did NOT reload ({charon}): run swanctl --load-creds" if charon
+                    else "charon reloaded its credentials, SAs kept")
+    if whom == "all":
+        problem = reload.tyd()
+        done.append(f"tyd: {problem}" if problem else "tyd reloaded")
+    console("; ".join(done))
     return 1 if charon else 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -17,6 +17,7 @@ from chaostest import ROOT
 from conftest import APPROVAL_NODE, NODE_ENV, NODE_PYTHON, Lab, needs_swtpm
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from test_approval_enroll import boots, cli, wait_for
 
 from builder.enroll.swtpm import free_ports
 from builder.image.base import ENABLE_UNITS
@@ -81,12 +82,16 @@ def node_files(lab: Lab, name: str = "node01", address: str = "10.99.0.11",
     return node
 
 
-def renew(lab: Lab, node: NodeFiles, *extra: str, timeout: float = 90
-          ) -> subprocess.CompletedProcess[str]:
-    argv = [NODE_PYTHON, "-I", "-c", RENEW_BOOTSTRAP, "--node-json", str(node.node_json),
+def renew_argv(lab: Lab, node: NodeFiles, *extra: str) -> list[str]:
+    return [NODE_PYTHON, "-I", "-c", RENEW_BOOTSTRAP, "--node-json", str(node.node_json),
             "--ca", str(lab.ca_file), "--key", str(node.key), "--cert", str(node.cert),
             "--crl", str(node.crl), "--tcti", lab.tpm_a.tcti, "--reload", "none", *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=NODE_ENV)
+
+
+def renew(lab: Lab, node: NodeFiles, *extra: str, timeout: float = 90
+          ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(renew_argv(lab, node, *extra), capture_output=True, text=True,
+                          timeout=timeout, env=NODE_ENV)
 
 
 def public(cert: x509.Certificate) -> bytes:
@@ -187,6 +192,33 @@ def test_a_node_without_a_tpm_does_not_renew_unattended(lab: Lab):
     assert "--force" in r.stdout
     assert node.snapshot() == before
     assert lab.bodies == []
+
+
+@needs_swtpm
+def test_an_admin_renews_a_node_without_a_tpm_by_hand_and_approves_its_fingerprint(
+        lab: Lab, capsys: pytest.CaptureFixture[str]):
+    name, address = APPROVAL_NODE
+    node = node_files(lab, name, address, hours_old=12, attestation="approval")
+    old = node.snapshot()
+    argv = renew_argv(lab, node, "--force")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=NODE_ENV)
+    try:
+        wait_for(lambda: any(b.attempts >= 1 for b in boots(lab).entries()))
+        assert proc.poll() is None and node.snapshot() == old  # nothing before the admin acts
+        [boot] = boots(lab).entries()
+        assert boot.node == name
+        assert cli(lab, capsys, "approve-boot", boot.fingerprint)[0] == 0
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert f"approve-boot {boot.fingerprint} (node {name})" in err  # shown on its console
+    assert f"renewed its certificate: new key made on this machine (boot {boot.fingerprint} " \
+           "approved by an admin, no TPM)" in out
+    new = x509.load_pem_x509_certificate(node.cert.read_bytes())
+    assert public(new) != public(x509.load_pem_x509_certificate(old["node.pem"]))
+    assert sorted(sans_of(new)) == [address, name, f"{name}.chaos.lan"]
 
 
 def test_due_follows_the_lifetime_and_a_mismatched_pair(tmp_path: Path):

@@ -103,7 +103,7 @@ def test_renewed_certificate_reloads_into_charon_without_tearing_down_the_ike_sa
                 capture_output=True, text=True, timeout=120,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **ca_.env})
             assert r.returncode == 0, r.stdout + r.stderr
-            assert "charon reloaded, SAs kept" in r.stdout
+            assert "charon reloaded its credentials, SAs kept" in r.stdout
             new = x509.load_pem_x509_certificate((swanctl / "x509/node.pem").read_bytes())
             assert new.serial_number != old.serial_number
             assert new.public_key() != old.public_key()
