@@ -20,11 +20,13 @@ an admin renews it by hand with `--force` and approves the fingerprint shown.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -163,10 +165,37 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def one_at_a_time(directory: Path) -> Iterator[bool]:
+    """True while this process holds the renewal lock (a flock on the certificate's
+    directory): the timer and an admin's --force must not interleave their renames."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield True  # no directory: the certificate is missing, which main reports
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 def main(argv: Sequence[str] | None = None,
          now: dt.datetime | None = None) -> int:
     args = parser().parse_args(argv)
-    now = now or dt.datetime.now(dt.UTC)
+    with one_at_a_time(args.cert.parent) as alone:
+        if not alone:
+            say(f"another renewal is running (it holds {args.cert.parent}); leaving it be")
+            return 0
+        return renew(args, now or dt.datetime.now(dt.UTC))
+
+
+def renew(args: argparse.Namespace, now: dt.datetime) -> int:
     try:
         node = node_settings(args.node_json)
         cert_pem = args.cert.read_bytes()

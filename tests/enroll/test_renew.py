@@ -6,8 +6,10 @@ under Debian's /usr/bin/python3 -I, as on a node, against a software TPM on loop
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +180,20 @@ def test_service_down_keeps_the_files_and_the_next_run_renews(lab: Lab):
     r = renew(lab, node)
     assert r.returncode == 0, r.stderr
     assert node.cert.read_bytes() != before["node.pem"]
+
+
+@needs_swtpm
+def test_a_second_renewal_while_one_runs_leaves_it_be(lab: Lab):
+    node = node_files(lab, hours_old=12)
+    before = node.snapshot()
+    fd = os.open(node.dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a running renewal holds
+        r = renew(lab, node, "--force")
+    finally:
+        os.close(fd)
+    assert r.returncode == 0 and "another renewal is running" in r.stderr, r.stderr
+    assert node.snapshot() == before and lab.bodies == []
 
 
 @needs_swtpm
