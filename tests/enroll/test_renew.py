@@ -21,6 +21,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from test_approval_enroll import boots, cli, wait_for
 
+from builder.config import load_cluster
+from builder.enroll import server as server_mod
+from builder.enroll import service
 from builder.enroll.swtpm import free_ports
 from builder.image.base import ENABLE_UNITS
 from builder.model import KeyType
@@ -41,21 +44,9 @@ class NodeFiles:
     name: str
     address: str
 
-    @property
-    def key(self) -> Path:
-        return self.dir / "node.key"
-
-    @property
-    def cert(self) -> Path:
-        return self.dir / "node.pem"
-
-    @property
-    def crl(self) -> Path:
-        return self.dir / "cluster.crl"
-
-    @property
-    def node_json(self) -> Path:
-        return self.dir / "node.json"
+    def __post_init__(self) -> None:
+        self.key, self.cert, self.crl, self.node_json = (
+            self.dir / f for f in ("node.key", "node.pem", "cluster.crl", "node.json"))
 
     def settings(self, url: str, attestation: str = "tpm") -> None:
         self.node_json.write_text(json.dumps({
@@ -159,6 +150,32 @@ def test_revoked_node_is_refused_and_keeps_its_files(lab: Lab):
     assert "Traceback" not in r.stderr
     assert node.snapshot() == before
     assert not (lab.pki.paths.enrolled / "node01.pem").exists()
+
+
+@needs_swtpm
+def test_node_removed_from_chaos_yaml_is_refused_and_keeps_its_files(lab: Lab):
+    """The admin removed node02 from chaos.yaml and restarted the service."""
+    removed = lab.root / "removed" / "chaos.yaml"
+    removed.parent.mkdir()
+    text = lab.config.read_text()
+    block = '  - name: node02\n    mac: "52:54:00:99:00:12"\n    address: 10.99.0.12\n'
+    assert block in text
+    removed.write_text(text.replace(block, ""))
+    cluster = load_cluster(removed)[0]
+    settings = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), free_ports(1))
+    server = server_mod.open_service(cluster, removed, lab.pki, settings)
+    server.start_background()
+    try:
+        node = node_files(lab, "node02", "10.99.0.12", hours_old=12)
+        node.settings(server.url)
+        before = node.snapshot()
+        r = renew(lab, node)
+    finally:
+        server.stop()
+    assert r.returncode == 1
+    assert "renewal failed: refused: unknown_node: no node named 'node02' in chaos.yaml; " \
+           "keeping the current key and certificate" in r.stderr, r.stderr
+    assert node.snapshot() == before
 
 
 @needs_swtpm
