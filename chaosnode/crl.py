@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import ssl
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Final
 
 from cryptography import x509
 
-from chaosnode import paths, service
+from chaosnode import paths, reload, service
 from chaosnode.enrollment import CRL_PATH as CRL_URL_PATH
 from chaosnode.signature import ca_signed
 
@@ -116,8 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"chaos-crl: installed a newer CRL in {args.crl}", flush=True)
     if not args.no_reload:
-        subprocess.run(["swanctl", "--load-creds", "--noprompt"], check=False,
-                       capture_output=True, timeout=60)
+        problem = reload.charon_creds()
+        if problem:
+            print(f"chaos-crl: {problem}", file=sys.stderr, flush=True)
     return 0
 
 

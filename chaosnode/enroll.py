@@ -334,6 +334,17 @@ def by_approval(client: Client, node: str, macs: Sequence[str],
 # -- files ------------------------------------------------------------------------
 def write_file(path: Path, data: bytes, mode: int) -> None:
     """Atomically: a temp file with the final mode from the first byte, then rename."""
+    tmp = stage_file(path, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def stage_file(path: Path, data: bytes, mode: int) -> Path:
+    """A temp file beside path, with the final mode from the first byte, synced: the
+    caller renames it into place (or several at once, as renewal does)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -342,10 +353,10 @@ def write_file(path: Path, data: bytes, mode: int) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def key_pem(key: NodeKey) -> bytes:

@@ -104,3 +104,4 @@ def test_base_carries_the_tpm_client(built: Built) -> None:
     assert "usr/local/lib/python3.11/dist-packages/chaosnode/enroll.py" in names
     assert "etc/systemd/system/multi-user.target.wants/chaos-enroll.service" in names
     assert "etc/systemd/system/timers.target.wants/chaos-crl.timer" in names
+    assert "etc/systemd/system/timers.target.wants/chaos-renew.timer" in names
