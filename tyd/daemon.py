@@ -80,7 +80,7 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._syncing: set[str] = set()
         self._server: asyncio.Server | None = None
-        self._live_signature: tuple[tuple[str, str, int, str], ...] | None = None
+        self._live_signature: tuple[tuple[str, str, str, int, str], ...] | None = None
         self._contacts = self._initial_contacts()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -499,8 +499,8 @@ class Node:
 
     def _after_change(self) -> None:
         rows = self.map.view()
-        signature = tuple((v.member.name, str(v.member.address), v.member.slots, v.state)
-                          for v in rows if v.state in exports.LIVE)
+        signature = tuple((v.member.name, str(v.member.address), v.member.fingerprint,
+                           v.member.slots, v.state) for v in rows if v.state in exports.LIVE)
         if signature == self._live_signature or not self._write_files:
             return
         self._live_signature = signature

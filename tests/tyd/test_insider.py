@@ -291,6 +291,8 @@ def test_a_renewed_certificate_is_adopted_on_sighup_and_believed_by_peers(
             assert new != old
             await wait_for(lambda: nodes[0].map.get(name(2)).fingerprint == new, 5,  # type: ignore[union-attr]
                            "node01 to believe node02's renewed entry")
+            exported = run_dir / name(1) / "map.json"  # what Slurm and MPI read
+            await wait_for(lambda: new in exported.read_text(), 5, "the export to follow")
             # until then node01 may have met the new certificate where it pinned the old one
             # (counted refused); from now on every exchange works
             out, refused = nodes[0].counters["conns_out"], nodes[0].counters["refused"]
