@@ -87,13 +87,14 @@ class Night:
         return any(s <= minute < e for w in self.windows for s, e in w.arcs())
 
     def next_change(self, t: dt.datetime) -> dt.datetime | None:
-        """The first instant after t whose inside() differs from t's; None if it never
-        changes within a year (every day whole, or no window and no whole day)."""
+        """The first instant after t whose inside() differs from t's (in the zone's local
+        time); None if it never changes within a year (every day whole, or no window and no
+        whole day)."""
         now = self.inside(t)
         prev = t
         for cand in self._candidates(t):
             if self.inside(cand) != now:
-                return self._bisect(prev, cand, now)
+                return self._bisect(prev, cand, now).astimezone(self.tz)
             prev = cand
         return None
 
