@@ -144,6 +144,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(cluster, args.config, args.pxe, interface, args.run_dir, mode, args.http_port)
 
 
+def cmd_wake(args: argparse.Namespace) -> int:
+    from .night import wake  # noqa: PLC0415
+
+    cluster = load(args)
+    interface = args.interface or cluster.serve.interface
+    if not interface:
+        raise ChaosError("no lab interface to wake on: set serve.interface in chaos.yaml or "
+                         "pass --interface")
+    nodes = wake.targets(cluster, args.nodes)
+    stagger = cluster.schedule.wake_stagger_ms if args.stagger_ms is None else args.stagger_ms
+    count = wake.wake(nodes, interface, stagger)
+    log(f"sent {count} Wake-on-LAN packet(s) on {interface}, {stagger} ms apart")
+    return 0
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
     from .smoke.runner import run_smoke  # noqa: PLC0415
     from .smoke.scenario import load_scenario  # noqa: PLC0415
@@ -221,6 +236,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--http-port", type=int, help="override serve.http_port")
     sp.add_argument("--run-dir", type=Path, default=Path("build/serve"),
                     help="generated dnsmasq config and pid file")
+    sp = add("wake", cmd_wake, "wake the lab's PCs (Wake-on-LAN on the lab interface): every "
+             "node, or the named ones")
+    sp.add_argument("nodes", nargs="*", metavar="NODE")
+    sp.add_argument("--interface", help="override serve.interface")
+    sp.add_argument("--stagger-ms", type=int, help="override schedule.wake_stagger_ms")
     sp = add("enroll", cmd_enroll, "the enrollment service, its TPM registry and the "
              "approvals of boots without a TPM")
     esub = sp.add_subparsers(dest="enroll_command", required=True)

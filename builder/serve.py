@@ -36,7 +36,7 @@ from .image.base import INITRD_NAME, KERNEL_NAME
 from .image.pxe import mac_hyphen
 from .model import Cluster, ServeMode
 from .nginx import ACCESS_LOG, NginxSite, nginx_conf
-from .night import answers, night_of
+from .night import answers, night_of, wake
 from .pki import pki_for
 from .run import process_failure, run, supervised, which
 
@@ -316,5 +316,15 @@ def _serve_until_stopped(watched: list[tuple[subprocess.Popen[bytes], str, Path]
         for proc, name, log_file in watched:
             if proc.poll() is not None:
                 raise process_failure(proc, name, log_file)
-        edges.tick()
+        if edges.tick() and edges.cluster.schedule.wake_at_start:
+            threading.Thread(target=wake_lab, args=(edges.cluster, plan.interface),
+                             daemon=True).start()
         time.sleep(0.2)
+
+
+def wake_lab(cluster: Cluster, interface: str) -> None:
+    """The night began: wake every node (staggered), in the background of serve's loop."""
+    try:
+        wake.wake(cluster.nodes, interface, cluster.schedule.wake_stagger_ms, say=say)
+    except ChaosError as exc:
+        say(f"warning: Wake-on-LAN failed: {exc}")
