@@ -14,7 +14,7 @@ import pytest
 from bench.pxe_clients import write_tree
 from builder.image.pxe import answer_paths, mac_hyphen
 from builder.model import Cluster, ScheduleSection, Weekday
-from builder.night import night_of
+from builder.night import cert_hours, night_of
 from builder.night.answers import answer_for, assemble, refresh
 from builder.serve import NightEdges
 
@@ -110,3 +110,15 @@ def test_serve_rewrites_the_answers_when_the_clock_passes_an_edge(lab, tmp_path)
     assert edges.next == at(2026, 11, 26, 9)
     now[0] = at(2026, 11, 26, 9, 0, 1)
     assert not edges.tick() and "sanboot" in ipxe.read_text()
+
+
+def test_certificates_expire_shortly_after_the_night(lab, default_cluster):
+    # issued at 20:00 on a Wednesday: the night ends at 09:00, plus the hour of margin
+    assert cert_hours(lab, at(2026, 11, 25, 20, 0)) == pytest.approx(14.0)
+    # at 17:10 that would be 16 h 50 min: node_cert_hours (16) bounds it, still past 09:00
+    assert cert_hours(lab, at(2026, 11, 25, 17, 10)) == 16
+    assert cert_hours(lab, at(2026, 11, 26, 8, 0)) == pytest.approx(2.0)
+    # a Friday evening: the weekend is night; node_cert_hours (16) bounds it
+    assert cert_hours(lab, at(2026, 11, 27, 17, 0)) == 16
+    assert cert_hours(lab, at(2026, 11, 25, 12, 0)) == 16, "outside the night: the setting"
+    assert cert_hours(default_cluster, at(2026, 11, 25, 17, 10)) == 16, "no schedule"
