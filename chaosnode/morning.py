@@ -107,7 +107,12 @@ class NodeActions:
         return len(r.stdout.split()) if r.returncode == 0 else 0
 
     def leave(self) -> str:
-        return self._run(["systemctl", "stop", "tyd.service"])
+        """Stop tyd (its SIGTERM announces LEAVE); its last words go with the answer, so the
+        console shows whom it told."""
+        stopped = self._run(["systemctl", "stop", "tyd.service"])
+        r = subprocess.run(["journalctl", "-b", "-u", "tyd.service", "-n", "3", "-o", "cat",
+                            "--no-pager"], capture_output=True, text=True, timeout=60)
+        return f"{stopped}; tyd: {' / '.join(r.stdout.strip().splitlines())}"
 
     def power(self, morning: str) -> str:
         return self._run(["systemctl", "poweroff" if morning == "poweroff" else "reboot"])
