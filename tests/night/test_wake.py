@@ -127,3 +127,29 @@ def test_wake_sends_one_packet_per_node_on_the_lab_interface_only(tmp_path, defa
     assert [payload for _, payload in got] == expected, "one per node, in order, nothing else"
     assert all(dst == b"\xff" * 6 for dst, _ in got), "Ethernet broadcast"
     assert wol_payloads(other_frames) == [], "nothing leaves on another interface"
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def __enter__(self) -> FakeSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        self.sent.append((data, address))
+
+
+def test_packets_are_staggered(default_cluster, monkeypatch):
+    from builder.night import wake as wake_module  # noqa: PLC0415
+
+    sock = FakeSocket()
+    monkeypatch.setattr(wake_module, "open_socket", lambda interface: sock)
+    pauses: list[float] = []
+    count = wake_module.wake(default_cluster.nodes, "lab0", 250, sleep=pauses.append,
+                             say=lambda _: None)
+    assert count == 3 and pauses == [0.25, 0.25], "a pause between two packets, none before"
+    assert [a for _, a in sock.sent] == [("255.255.255.255", 9)] * 3
