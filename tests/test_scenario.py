@@ -150,4 +150,4 @@ def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
     end = night_end(lab)
     assert dt.timedelta(seconds=300) <= end - before <= dt.timedelta(seconds=420)
     assert end.second == 0 and lab.schedule.morning.value == "reboot"
-    assert load_scenario(ROOT / "tests/scenarios/night/scenario.yaml").night_ends_after == 420
+    assert load_scenario(ROOT / "tests/scenarios/night/scenario.yaml").night_ends_after == 600

@@ -476,7 +476,8 @@ class Smoke:
         try:
             self.start_lab()
             self.check_served_files()
-            self.boot_members()
+            # the night: every PC powered on at once, as at 17:00
+            self.boot_members(together=self.scenario.night_ends_after is not None)
             self.enrollment_times()
             if self.scenario.rogue is not None:
                 self.boot_rogue()
