@@ -82,7 +82,15 @@ class NightSettings:
 class Actions(Protocol):
     def drain(self, node: str, reason: str) -> str: ...
     def running_work(self, node: str) -> int: ...
-    def leave(self) -> str: ...
+    def leave(self) -> str:
+        """Stop tyd (its SIGTERM announces LEAVE); tyd's own words about leaving go with the
+        answer, so the console shows whom it told."""
+        stopped = self._run(["systemctl", "stop", "tyd.service"])
+        r = subprocess.run(["journalctl", "-b", "-u", "tyd.service", "-n", "30", "-o", "cat",
+                            "--no-pager"], capture_output=True, text=True, timeout=60)
+        words = [ln for ln in r.stdout.splitlines() if "leaving" in ln or "LEAVE" in ln]
+        return f"{stopped}; tyd: {' / '.join(words) or 'said nothing about leaving'}"
+
     def power(self, morning: str) -> str: ...
 
 
@@ -118,6 +126,10 @@ class NodeActions:
         return self._run(["systemctl", "poweroff" if morning == "poweroff" else "reboot"])
 
 
+def say_now(text: str) -> None:
+    print(text, flush=True)  # the console shows each step when it happens
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -131,7 +143,7 @@ def sleep_until(when: dt.datetime, clock: Callable[[], dt.datetime],
 def morning(settings: NightSettings, actions: Actions,
             clock: Callable[[], dt.datetime] = utc_now,
             sleep: Callable[[float], None] = time.sleep,
-            say: Callable[[str], None] = print) -> int:
+            say: Callable[[str], None] = say_now) -> int:
     """Run the end of this night; returns when the node has been told to reboot/power off."""
     if not settings.enabled:
         say("chaos-morning: no schedule in chaos.yaml: the node stays until it is switched off")
