@@ -82,15 +82,7 @@ class NightSettings:
 class Actions(Protocol):
     def drain(self, node: str, reason: str) -> str: ...
     def running_work(self, node: str) -> int: ...
-    def leave(self) -> str:
-        """Stop tyd (its SIGTERM announces LEAVE); tyd's own words about leaving go with the
-        answer, so the console shows whom it told."""
-        stopped = self._run(["systemctl", "stop", "tyd.service"])
-        r = subprocess.run(["journalctl", "-b", "-u", "tyd.service", "-n", "30", "-o", "cat",
-                            "--no-pager"], capture_output=True, text=True, timeout=60)
-        words = [ln for ln in r.stdout.splitlines() if "leaving" in ln or "LEAVE" in ln]
-        return f"{stopped}; tyd: {' / '.join(words) or 'said nothing about leaving'}"
-
+    def leave(self) -> str: ...
     def power(self, morning: str) -> str: ...
 
 
@@ -115,12 +107,13 @@ class NodeActions:
         return len(r.stdout.split()) if r.returncode == 0 else 0
 
     def leave(self) -> str:
-        """Stop tyd (its SIGTERM announces LEAVE); its last words go with the answer, so the
-        console shows whom it told."""
+        """Stop tyd (its SIGTERM announces LEAVE); tyd's own words about leaving go with the
+        answer, so the console shows whom it told."""
         stopped = self._run(["systemctl", "stop", "tyd.service"])
-        r = subprocess.run(["journalctl", "-b", "-u", "tyd.service", "-n", "3", "-o", "cat",
+        r = subprocess.run(["journalctl", "-b", "-u", "tyd.service", "-n", "30", "-o", "cat",
                             "--no-pager"], capture_output=True, text=True, timeout=60)
-        return f"{stopped}; tyd: {' / '.join(r.stdout.strip().splitlines())}"
+        words = [ln for ln in r.stdout.splitlines() if "leaving" in ln or "LEAVE" in ln]
+        return f"{stopped}; tyd: {' / '.join(words) or 'said nothing about leaving'}"
 
     def power(self, morning: str) -> str:
         return self._run(["systemctl", "poweroff" if morning == "poweroff" else "reboot"])
