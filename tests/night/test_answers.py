@@ -122,3 +122,22 @@ def test_certificates_expire_shortly_after_the_night(lab, default_cluster):
     assert cert_hours(lab, at(2026, 11, 27, 17, 0)) == 16
     assert cert_hours(lab, at(2026, 11, 25, 12, 0)) == 16, "outside the night: the setting"
     assert cert_hours(default_cluster, at(2026, 11, 25, 17, 10)) == 16, "no schedule"
+
+
+def test_show_says_what_a_mac_gets_and_until_when(capsys):
+    from chaostest import ROOT  # noqa: PLC0415
+
+    from builder.cli import main  # noqa: PLC0415
+
+    config = str(ROOT / "tests/golden/all.yaml")
+    assert main(["show", "-c", config, "52-54-00-00-00-02", "--at",
+                 "2026-11-27T17:30+01:00"]) == 0
+    assert capsys.readouterr().out == ("52:54:00:00:00:02 (node beta) gets the cluster boot "
+                                       "until 2026-11-30T09:00:00+01:00\n"), "the weekend"
+    assert main(["show", "-c", config, "alpha", "--at", "2026-11-27T16:30+01:00"]) == 0
+    assert "gets the local disk until 2026-11-27T17:00:00+01:00" in capsys.readouterr().out
+    assert main(["show", "-c", config, "52:54:00:00:00:09"]) == 0
+    assert "no node of this cluster) gets the local disk at any hour" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["show", "-c", config, "alpha", "--at", "2026-11-27T16:30"])
+    assert exc.value.code == 2 and "has no UTC offset" in capsys.readouterr().err
