@@ -15,10 +15,8 @@ import argparse
 import datetime as dt
 import http.client
 import ipaddress
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from builder.nginx import NginxSite, nginx_conf  # noqa: E402
 from builder.night import night_of  # noqa: E402
 from builder.night.answers import assemble, refresh  # noqa: E402
 from builder.run import supervised  # noqa: E402
+from builder.serve import served_tree  # noqa: E402
 
 SCHEDULE = 'schedule: {windows: ["17:00-09:00"], time_zone: Europe/Berlin, ' \
     "whole_days: [sat, sun]}\nserve: {address: 10.100.0.1}\n"
@@ -82,9 +81,7 @@ def main() -> int:
     cluster = load_cluster_text(cluster_yaml(args.nodes) + SCHEDULE)
     night = night_of(cluster)
     assert night is not None
-    work = Path(tempfile.mkdtemp(prefix="chaos-bench-night-"))
-    work.chmod(0o755)
-    try:
+    with served_tree() as work:  # where serve keeps its served tree (/run: a tmpfs)
         pxe, tree, run = work / "pxe", work / "tree", work / "run"
         build_tree(cluster, pxe)
         assemble(tree, pxe, cluster, night, DAY)
@@ -115,8 +112,6 @@ def main() -> int:
             refresh(tree, pxe, cluster, night, NIGHT)
             med, p99 = latencies(answer, args.requests)
             print(f"{'boot answer, night link':32} median {med:6.0f} us  p99 {p99:6.0f} us")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
