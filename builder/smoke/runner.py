@@ -48,6 +48,7 @@ TFTP_SCAN_MAX = 4 * 1024 * 1024  # bigger files are fetched over HTTP only (the 
 # the rogue's enrollment client saying it is not registered (and showing its EK hash)
 ROGUE_REFUSED = re.compile(r"chaos-enroll: this machine is not registered as \S+: TPM EK \S+")
 BOOT_TIMEOUT = 420.0
+SERVE_TIMEOUT = 60.0
 # after the night's end: drain, LEAVE, reboot, PXE, the day OS's marker
 MORNING_TIMEOUT = 300.0
 EVIDENCE = {
@@ -190,7 +191,19 @@ class Smoke:
                             str(self.pcap)], self.results / "tcpdump.log")
         self.accel = probe_accel(self.out / "pxe" / "vmlinuz", self.results)
         self.report.phase(f"qemu: {' '.join(self.accel)}")
-        time.sleep(1)
+        self.wait_for_serve()
+
+    def wait_for_serve(self) -> None:
+        """serve answers HTTP before anything fetches from it (on a loaded host it may take
+        longer than a second to set up its served tree, dnsmasq and nginx)."""
+        url = f"http://{self.server}:{self.cluster.serve.http_port}/boot.ipxe"
+        deadline = time.monotonic() + SERVE_TIMEOUT
+        while run(["ip", "netns", "exec", self.segment.ns, "curl", "-sf", "-o", "/dev/null",
+                   "--max-time", "5", url], check=False, timeout=30, quiet=True).returncode:
+            if time.monotonic() > deadline:
+                raise ChaosError(f"serve did not answer {url} within {SERVE_TIMEOUT:.0f}s; "
+                                 f"see {self.results / 'serve.log'}")
+            time.sleep(0.5)
 
     def check_served_files(self) -> None:
         """What anyone on the lab segment can fetch holds no private key: every file serve
