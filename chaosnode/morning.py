@@ -143,23 +143,30 @@ def morning(settings: NightSettings, actions: Actions,
         return 0
     night = settings.night()
     now = clock()
-    if night.inside(now):
-        end = night.next_change(now)
-        if end is None:
-            say("chaos-morning: the night does not end within a year; nothing to do")
+    if not night.inside(now):
+        # booted by hand by day (a USB stick, or a clock that was wrong at boot): never leave
+        # at once (an ISO boot would loop); the node leaves at the end of the next night
+        start = night.next_change(now)
+        if start is None:
+            say("chaos-morning: no night within a year; nothing to do")
             return 0
-        drain_at = end - dt.timedelta(minutes=settings.stop_new_work_before)
-        say(f"chaos-morning: the night ends at {end.isoformat()}; no new work from "
-            f"{drain_at.isoformat()}, then {settings.morning}")
-        sleep_until(drain_at, clock, sleep)
-        say(f"chaos-morning: {actions.drain(settings.node, f'chaos: night ends {end:%H:%M}')}")
-        while clock() < end and (jobs := actions.running_work(settings.node)):
-            say(f"chaos-morning: {jobs} job(s) still running; waiting until {end:%H:%M}")
-            sleep(min(LOOK_SECONDS, max((end - clock()).total_seconds(), 0.0)))
-        sleep_until(end, clock, sleep)
-    else:
-        say("chaos-morning: this node runs outside the night (booted by hand, or its clock "
-            "is wrong): leaving now")
+        say(f"chaos-morning: this node runs outside the night; it leaves at the end of the "
+            f"night that starts at {start.isoformat()}")
+        sleep_until(start, clock, sleep)
+        now = clock()
+    end = night.next_change(now)
+    if end is None:
+        say("chaos-morning: the night does not end within a year; nothing to do")
+        return 0
+    drain_at = end - dt.timedelta(minutes=settings.stop_new_work_before)
+    say(f"chaos-morning: the night ends at {end.isoformat()}; no new work from "
+        f"{drain_at.isoformat()}, then {settings.morning}")
+    sleep_until(drain_at, clock, sleep)
+    say(f"chaos-morning: {actions.drain(settings.node, f'chaos: night ends {end:%H:%M}')}")
+    while clock() < end and (jobs := actions.running_work(settings.node)):
+        say(f"chaos-morning: {jobs} job(s) still running; waiting until {end:%H:%M}")
+        sleep(min(LOOK_SECONDS, max((end - clock()).total_seconds(), 0.0)))
+    sleep_until(end, clock, sleep)
     say(f"chaos-morning: leaving the cluster: {actions.leave()}")
     say(f"chaos-morning: {settings.morning}: {actions.power(settings.morning)}")
     return 0

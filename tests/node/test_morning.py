@@ -79,11 +79,14 @@ def test_running_work_gets_no_more_than_the_end():
     assert node.done[-2:] == [("leave", at(9)), ("poweroff", at(9))]
 
 
-def test_a_node_running_outside_the_night_leaves_at_once():
+def test_a_node_booted_by_day_leaves_at_the_end_of_the_next_night_not_at_once():
     node = FakeNode(jobs=[])
-    node.now = at(12)
+    node.now = at(12)  # an ISO boot by day must not reboot at once (and loop)
     said = run(node, settings())
-    assert node.done == [("leave", at(12)), ("reboot", at(12))]
+    tomorrow = dt.datetime(2026, 11, 26, 9, tzinfo=UTC)
+    assert node.done == [("drain node01 chaos: night ends 09:00",
+                          tomorrow - dt.timedelta(minutes=20)),
+                         ("leave", tomorrow), ("reboot", tomorrow)]
     assert "outside the night" in said[0]
 
 
