@@ -426,6 +426,10 @@ class Smoke:
                               and "LEAVE did not reach" not in text)
             self.report.check(f"{name}: rebooted into its own disk (the day OS printed "
                               f"{DAY_OS_MARKER})", 0 <= morning < day)
+        told = [n for n, t in consoles.items()
+                 if re.search(r"leaving: telling [1-9]\d* members", t)]
+        self.report.check("the first member to leave told the others (tyd LEAVE)",
+                          bool(told), f"told by {', '.join(told)}" if told else "")
         served = (self.results / "serve.log").read_text(errors="replace")
         self.report.check("serve switched the boot answers to the local disk at the end",
                           "outside the night: nodes get the local disk" in served)
