@@ -132,14 +132,19 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_interface(args: argparse.Namespace, cluster: Cluster, what: str) -> str:
+    interface: str = args.interface or cluster.serve.interface
+    if not interface:
+        raise ChaosError(f"no interface to {what} on: set serve.interface in chaos.yaml or "
+                         "pass --interface")
+    return interface
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve  # noqa: PLC0415
 
     cluster = load(args)
-    interface = args.interface or cluster.serve.interface
-    if not interface:
-        raise ChaosError("no interface to serve on: set serve.interface in chaos.yaml or "
-                         "pass --interface")
+    interface = lab_interface(args, cluster, "serve")
     mode = ServeMode(args.mode) if args.mode else None
     return serve(cluster, args.config, args.pxe, interface, args.run_dir, mode, args.http_port)
 
@@ -148,10 +153,7 @@ def cmd_wake(args: argparse.Namespace) -> int:
     from .night import wake  # noqa: PLC0415
 
     cluster = load(args)
-    interface = args.interface or cluster.serve.interface
-    if not interface:
-        raise ChaosError("no lab interface to wake on: set serve.interface in chaos.yaml or "
-                         "pass --interface")
+    interface = lab_interface(args, cluster, "wake")
     nodes = wake.targets(cluster, args.nodes)
     stagger = cluster.schedule.wake_stagger_ms if args.stagger_ms is None else args.stagger_ms
     count = wake.wake(nodes, interface, stagger)
