@@ -83,6 +83,8 @@ def write_answers(tree: Path, pxe_dir: Path, node: Node, cluster_boot: bool,
         if cluster_boot:
             if (pxe_dir / rel).is_file():
                 _replace_link(dest, pxe_dir / rel)
+            else:  # the build has no such loader's answer: none, rather than the day's
+                dest.unlink(missing_ok=True)
         else:
             _replace_file(dest, day_text)
 

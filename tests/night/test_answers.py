@@ -94,6 +94,9 @@ def test_served_tree_holds_day_answers_then_night_links(lab, tmp_path):
     assert not list(tree.rglob(".*.new")), "no temporary file left behind"
     assert not refresh(tree, pxe, lab, night, at(2026, 11, 26, 9))
     assert "sanboot" in ipxe.read_text()
+    (pxe / answer_paths(node)[2]).unlink()  # a build without GRUB's answer
+    assert refresh(tree, pxe, lab, night, at(2026, 11, 26, 17))
+    assert not grub.exists(), "no stale day answer at night"
 
 
 def test_serve_rewrites_the_answers_when_the_clock_passes_an_edge(lab, tmp_path):
