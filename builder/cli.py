@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import re
 import sys
 import time
 import traceback
@@ -18,9 +19,10 @@ from .errors import ChaosError, ConfigError
 from .model import Cluster, ServeMode
 from .pki import node_identity, pki_for, revoked_in_roster
 from .render import render_cluster
-from .show import show_node
+from .show import show_mac, show_node
 
 EXIT_INVALID = 2
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def now() -> dt.datetime:
@@ -106,9 +108,25 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     cluster, doc = load_cluster(args.config)
+    at = args.at or now()
+    if MAC_RE.match(args.node.lower().replace("-", ":")) and \
+            all(n.name != args.node for n in cluster.nodes):
+        print(show_mac(cluster, args.node, at))
+        return 0
     _require_node(cluster, args.node, args.config)
-    print(show_node(cluster, doc, args.node))
+    print(show_node(cluster, doc, args.node, at))
     return 0
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time such as "
+                                         "2026-11-27T17:00+01:00") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. +01:00")
+    return value
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
@@ -116,16 +134,33 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_interface(args: argparse.Namespace, cluster: Cluster, what: str) -> str:
+    interface: str = args.interface or cluster.serve.interface
+    if not interface:
+        raise ChaosError(f"no interface to {what} on: set serve.interface in chaos.yaml or "
+                         "pass --interface")
+    return interface
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve  # noqa: PLC0415
 
     cluster = load(args)
-    interface = args.interface or cluster.serve.interface
-    if not interface:
-        raise ChaosError("no interface to serve on: set serve.interface in chaos.yaml or "
-                         "pass --interface")
+    interface = lab_interface(args, cluster, "serve")
     mode = ServeMode(args.mode) if args.mode else None
     return serve(cluster, args.config, args.pxe, interface, args.run_dir, mode, args.http_port)
+
+
+def cmd_wake(args: argparse.Namespace) -> int:
+    from .night import wake  # noqa: PLC0415
+
+    cluster = load(args)
+    interface = lab_interface(args, cluster, "wake")
+    nodes = wake.targets(cluster, args.nodes)
+    stagger = cluster.schedule.wake_stagger_ms if args.stagger_ms is None else args.stagger_ms
+    count = wake.wake(nodes, interface, stagger)
+    log(f"sent {count} Wake-on-LAN packet(s) on {interface}, {stagger} ms apart")
+    return 0
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -191,8 +226,11 @@ def parser() -> argparse.ArgumentParser:
     sp = add("render", cmd_render, "render every node's overlay tree")
     sp.add_argument("-o", "--output", type=Path, default=Path("build/nodes"))
     sp.add_argument("--node", help="render only this node")
-    sp = add("show", cmd_show, "show one node's resolved settings and where each came from")
-    sp.add_argument("node")
+    sp = add("show", cmd_show, "show one node's resolved settings and where each came from, "
+             "or what serve answers a MAC now and when that changes")
+    sp.add_argument("node", metavar="NODE|MAC")
+    sp.add_argument("--at", type=_instant, help="judge the boot answer at this time "
+                    "(ISO 8601 with offset) instead of now")
     sp = add("reference", cmd_reference, "print the commented reference chaos.yaml")
     sp.add_argument("--markdown", action="store_true", help="as a Markdown table")
     sp = add("serve", cmd_serve, "serve out/pxe to the lab (dnsmasq DHCP/TFTP + HTTP)")
@@ -202,6 +240,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--http-port", type=int, help="override serve.http_port")
     sp.add_argument("--run-dir", type=Path, default=Path("build/serve"),
                     help="generated dnsmasq config and pid file")
+    sp = add("wake", cmd_wake, "wake the lab's PCs (Wake-on-LAN on the lab interface): every "
+             "node, or the named ones")
+    sp.add_argument("nodes", nargs="*", metavar="NODE")
+    sp.add_argument("--interface", help="override serve.interface")
+    sp.add_argument("--stagger-ms", type=int, help="override schedule.wake_stagger_ms")
     sp = add("enroll", cmd_enroll, "the enrollment service, its TPM registry and the "
              "approvals of boots without a TPM")
     esub = sp.add_subparsers(dest="enroll_command", required=True)

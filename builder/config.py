@@ -7,6 +7,7 @@ how to fix it. Cross-field checks live in `validate.py`.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
 import enum
 import ipaddress
@@ -16,6 +17,8 @@ import typing
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from chaosnode.window import WINDOW_RE
 
 from .errors import ConfigError, Problem
 from .loader import Document, Path_, dotted, load_file, load_text
@@ -38,6 +41,9 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "package": (re.compile(r"^[a-z0-9][a-z0-9+.-]+$"), "use a Debian package name"),
     "ifname": (re.compile(r"^$|^[A-Za-z0-9_.-]{1,15}$"), "use an interface name such as enp3s0"),
     "console": (re.compile(r"^tty[A-Za-z0-9]+(,[0-9]+)?$"), "use e.g. ttyS0,115200"),
+    "window": (WINDOW_RE, "write HH:MM-HH:MM on a 24-hour clock, e.g. 17:00-09:00"),
+    "zone": (re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"),
+             "use an IANA time zone name such as Europe/Berlin or UTC"),
 }
 
 
@@ -126,6 +132,8 @@ class Parser:
             return self.address(raw, path)
         if tp is ipaddress.IPv4Network:
             return self.network(raw, path)
+        if tp is dt.date:
+            return self.date(raw, path)
         raise TypeError(f"no parser for {tp!r}")  # a model declaration error, not user input
 
     def enum(self, tp: type[enum.Enum], raw: Any, path: Path_) -> Any:
@@ -178,6 +186,15 @@ class Parser:
             return str(ipaddress.IPv4Network(raw, strict=True))
         except ValueError as exc:
             self.problem(path, f"{raw!r} is not cluster, any or an IPv4 CIDR ({exc})")
+            return _BAD
+
+    def date(self, raw: Any, path: Path_) -> Any:
+        if isinstance(raw, dt.date) and not isinstance(raw, dt.datetime):
+            return raw
+        try:
+            return dt.date.fromisoformat(str(raw))
+        except ValueError:
+            self.problem(path, f"{raw!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-12-25")
             return _BAD
 
     def address(self, raw: Any, path: Path_) -> Any:

@@ -156,7 +156,10 @@ def _walk(node: yaml.Node, path: Path_, doc: Document, constructor: yaml.SafeLoa
         return [_walk(item, (*path, i), doc, constructor, problems)
                 for i, item in enumerate(node.value)]
     doc.texts[path] = node.value
-    return constructor.construct_object(node)
+    try:
+        return constructor.construct_object(node)
+    except ValueError:  # a scalar YAML resolves but cannot build, e.g. the date 2026-02-30:
+        return node.value  # the field's parser judges the text and says what is wrong
 
 
 def _dotted(path: Path_) -> str:

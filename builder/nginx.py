@@ -43,7 +43,7 @@ def nginx_conf(site: NginxSite) -> str:
     """Pure: the nginx configuration of one serve run."""
     run = site.run_dir.resolve()
     temp = "\n".join(f"    {name}_temp_path {run / (name + '_temp')};" for name in TEMP_PATHS)
-    return f"""{HEADER}
+    return rf"""{HEADER}
 daemon off;
 master_process on;
 user {site.user} {site.group};
@@ -95,6 +95,14 @@ http {{
         root {site.root.resolve()};
         location / {{
             # read-only: GET (and HEAD); byte ranges are answered (nginx default)
+            limit_except GET {{
+                deny all;
+            }}
+            try_files $uri =404;
+        }}
+        # boot answers are replaced (renamed) at the night's edges: never from the fd cache
+        location ~ ^/mac-[0-9a-f-]+\.ipxe$ {{
+            open_file_cache off;
             limit_except GET {{
                 deny all;
             }}

@@ -19,6 +19,7 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("tyd", typing.get_type_hints(Cluster)["tyd"]),
     ("image", typing.get_type_hints(Cluster)["image"]),
     ("serve", typing.get_type_hints(Cluster)["serve"]),
+    ("schedule", typing.get_type_hints(Cluster)["schedule"]),
     ("defaults", NodeDefaults),
 )
 
@@ -58,7 +59,8 @@ def _type_name(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return " or ".join(m.value for m in tp)
     return {"IPv4Address": "IPv4 address", "IPv4Network": "IPv4 CIDR", "NoneType": "null",
-            "str": "text", "int": "integer", "bool": "true/false"}.get(
+            "str": "text", "int": "integer", "bool": "true/false",
+            "date": "date"}.get(
         getattr(tp, "__name__", str(tp)), getattr(tp, "__name__", str(tp)))
 
 

@@ -8,10 +8,13 @@ only the derived rows at the end are listed by hand.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 from .loader import Document, Path_
 from .model import Cluster, Node, NodeDefaults
+from .night import night_of
+from .night.answers import answer_for
 from .reference import plain
 from .views import fqdn, node_services, protected_ports
 
@@ -61,7 +64,13 @@ def cluster_rows(cluster: Cluster, doc: Document) -> list[tuple[str, Any, str]]:
     return rows
 
 
-def show_node(cluster: Cluster, doc: Document, name: str) -> str:
+def show_mac(cluster: Cluster, mac: str, now: dt.datetime) -> str:
+    """What serve answers this MAC at `now`, and when that changes."""
+    return answer_for(cluster, night_of(cluster), mac, now).describe()
+
+
+def show_node(cluster: Cluster, doc: Document, name: str,
+              now: dt.datetime | None = None) -> str:
     index = next(i for i, n in enumerate(cluster.nodes) if n.name == name)
     node = cluster.nodes[index]
     rows = [*node_rows(cluster, doc, index),
@@ -70,5 +79,8 @@ def show_node(cluster: Cluster, doc: Document, name: str) -> str:
             ("tyd seed nodes", [s.name for s in cluster.seeds], "derived"),
             ("ipsec-only tcp ports", list(protected_ports(cluster)), "derived"),
             ("peers", [n.name for n in cluster.nodes if n.name != name], "derived")]
+    if now is not None:
+        rows.append(("boot answer", show_mac(cluster, node.mac, now),
+                     f"schedule at {now:%F %T %Z}"))
     width = max(len(k) for k, _, _ in rows)
     return "\n".join(f"{k:<{width}}  {v!s:<40}  <- {o}" for k, v, o in rows)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import zoneinfo
 from collections.abc import Callable, Hashable, Iterable
+
+from chaosnode.window import DAY, Window, overlapping, parse_window
 
 from .errors import Problem
 from .loader import Document, Path_, dotted
@@ -21,6 +24,7 @@ def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
     _check_tyd(cluster, report)
     _check_services(cluster, report)
     _check_serve(cluster, report)
+    _check_schedule(cluster, report)
     return problems
 
 
@@ -125,3 +129,39 @@ def _check_serve(cluster: Cluster, report: Report) -> None:
             if node.address == serve.address:
                 report(("serve", "address"), f"{serve.address} is nodes[{i}] ({node.name}); "
                        "use the build host's own address")
+
+
+def _check_schedule(cluster: Cluster, report: Report) -> None:
+    sched = cluster.schedule
+    windows: list[tuple[int, Window]] = []
+    for i, text in enumerate(sched.windows):
+        try:
+            windows.append((i, parse_window(text)))
+        except ValueError as exc:
+            report(("schedule", "windows", i), str(exc))
+    for n, (i, a) in enumerate(windows):
+        for j, b in windows[:n]:
+            if overlapping(a, b):
+                report(("schedule", "windows", i), f"{a} overlaps windows[{j}] ({b}); merge "
+                       "them into one window")
+    try:
+        zoneinfo.ZoneInfo(sched.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(sched.time_zone, sorted(zoneinfo.available_timezones()),
+                                          n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "use a name such as Europe/Berlin"
+        report(("schedule", "time_zone"), f"unknown time zone {sched.time_zone!r}; {hint}")
+    _duplicates(enumerate(sched.holidays), lambda i, first, value: report(
+        ("schedule", "holidays", i), f"{value} is already listed at index {first}; keep one"))
+    _duplicates(((i, d.value) for i, d in enumerate(sched.whole_days)),
+                lambda i, first, value: report(("schedule", "whole_days", i),
+                                               f"{value} is already listed at index {first}; "
+                                               "keep one"))
+    shortest = min((((w.end - w.start) % DAY) for _, w in windows), default=None)
+    if shortest is not None and sched.stop_new_work_before >= shortest:
+        report(("schedule", "stop_new_work_before"), f"{sched.stop_new_work_before} minutes is "
+               f"not shorter than the shortest window ({shortest} minutes): nodes would take no "
+               "work at all; lower it")
+    if sched.enabled and sched.time_source is None and cluster.serve.address is None:
+        report(("schedule", "time_source"), "nodes need a clock source to know when the night "
+               "ends: set schedule.time_source or serve.address")

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from chaosnode import ipsec
+from chaosnode.morning import NightSettings
 from chaosnode.paths import CA_CERT, NFT_PEER_SET, NFT_TABLE, NODE_CERT, VICI_SOCKET
 
 from .model import MIGRATION_PORTS, Addressing, Cluster, Node, Role, Scope, Service
-from .tydconf import tyd_config_json
+from .tydconf import HEADER, tyd_config_json
 
 SWANCTL_PLUGINS = "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl"
 CHARON_PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
@@ -69,6 +70,8 @@ class NodeView:
     enroll_url: str  # "" when serve.address is not set: the node cannot enroll
     key_type: str
     attestation: str  # "tpm" or "approval": how chaos-enroll proves this machine
+    night_json: str  # chaosnode.morning.NightSettings: when this node's night ends
+    time_source: str  # NTP server for systemd-timesyncd; "" when there is none
 
 
 def fqdn(cluster: Cluster, node: Node) -> str:
@@ -164,7 +167,24 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         enroll_url=enroll_url(cluster),
         key_type=sec.key_type.value,
         attestation=node.attestation.value,
+        night_json=night_settings(cluster, node).dumps(HEADER),
+        time_source=time_source(cluster),
     )
+
+
+def time_source(cluster: Cluster) -> str:
+    """Where nodes set their clock: schedule.time_source, else the serve host."""
+    source = cluster.schedule.time_source or cluster.serve.address
+    return str(source) if source else ""
+
+
+def night_settings(cluster: Cluster, node: Node) -> NightSettings:
+    sched = cluster.schedule
+    return NightSettings(node=node.name, windows=sched.windows, time_zone=sched.time_zone,
+                         whole_days=tuple(d.value for d in sched.whole_days),
+                         holidays=tuple(d.isoformat() for d in sched.holidays),
+                         stop_new_work_before=sched.stop_new_work_before,
+                         morning=sched.morning.value, time_source=time_source(cluster))
 
 
 def enroll_url(cluster: Cluster) -> str:

@@ -25,6 +25,8 @@ NFT_PEER_SET: Final = "cluster_peers"
 # The node's public settings, rendered by chaos-build and picked by MAC at boot.
 NODE_JSON: Final = "/etc/chaos/node.json"
 TYD_CONFIG: Final = "/etc/tyd/tyd.json"
+# The night window as this node knows it (chaosnode.morning.NightSettings).
+NIGHT_JSON: Final = "/etc/chaos/night.json"
 
 TYD_RUN: Final = "/run/tyd"
 TYD_EXPORTS: Final = {

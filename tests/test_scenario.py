@@ -79,6 +79,8 @@ def test_include_errors_name_the_file_and_line(tmp_path):
      ":6: wire[0].to: 'node03' is not booted"),
     (GOOD + "remove: {node: node03}\n", ":5: remove.node: 'node03' is not booted"),
     (GOOD + "rouge: {impersonates: node04}\n", ":5: rouge: unknown key"),
+    (GOOD + "night: {ends_after: 30}\n", ":5: night.ends_after: 30 is outside 120..3600"),
+    (GOOD + "night: {end: 300}\n", ":5: night.end: unknown key"),
     ("- a list\n", ":1: expected a mapping"),
     (GOOD.replace("boot: [node01, node02]", "boot: [node01, node02"), ":3: not valid YAML"),
 ])
@@ -133,3 +135,19 @@ def test_scenario_aliases_and_oversized_files_are_refused(tmp_path):
     path.write_text(GOOD + "#" * (2 * 1024 * 1024) + "\n")
     with pytest.raises(ConfigError, match="scenario.yaml: .* bytes is more than the 1 MiB"):
         load_scenario(path)
+
+
+def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
+    import datetime as dt  # noqa: PLC0415
+
+    from builder.night import night_of  # noqa: PLC0415
+    from builder.smoke.runner import night_cluster, night_end  # noqa: PLC0415
+
+    before = dt.datetime.now(dt.UTC)
+    lab = night_cluster(default_cluster, 300)
+    night = night_of(lab)
+    assert night is not None and night.inside(before), "the lab boots inside the night"
+    end = night_end(lab)
+    assert dt.timedelta(seconds=300) <= end - before <= dt.timedelta(seconds=420)
+    assert end.second == 0 and lab.schedule.morning.value == "reboot"
+    assert load_scenario(ROOT / "tests/scenarios/night/scenario.yaml").night_ends_after == 600

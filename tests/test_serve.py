@@ -5,6 +5,7 @@ the lab interface only, 200 downloads at once intact, and a clear error when ngi
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import grp
 import ipaddress
 import json
@@ -27,7 +28,7 @@ from chaostest import ROOT
 from bench.pxe_clients import write_tree
 from builder.config import load_cluster
 from builder.errors import ChaosError
-from builder.image.pxe import mac_hyphen
+from builder.image.pxe import answer_paths, mac_hyphen
 from builder.model import Cluster, ServeMode
 from builder.nginx import NginxSite, nginx_conf
 from builder.serve import (
@@ -385,3 +386,65 @@ def test_serve_fails_with_nginx_exit_code_and_log_tail(tmp_path):
     assert proc.returncode != 0
     text = out.decode()
     assert "nginx exited with code 1" in text and "Address already in use" in text, text
+
+
+def schedule_text(inside: bool) -> str:
+    """A UTC window that holds now (inside) or starts in two hours, with hours of margin on
+    either side: the answer cannot flip while the test runs."""
+    now = dt.datetime.now(dt.UTC)
+    start = now - dt.timedelta(hours=2) if inside else now + dt.timedelta(hours=2)
+    end = start + dt.timedelta(hours=4) if inside else start + dt.timedelta(hours=2)
+    return (f'\nschedule:\n  windows: ["{start:%H:%M}-{end:%H:%M}"]\n  time_zone: UTC\n'
+            "  wake_at_start: false\n")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("inside", [True, False], ids=["night", "day"])
+def test_serve_answers_each_mac_by_the_clock(tmp_path, public, inside):
+    """The real nginx (HTTP, iPXE) and dnsmasq (TFTP, pxelinux and GRUB) answer a member with
+    its cluster boot inside the night and with its local disk outside it; an unknown MAC's
+    iPXE script does not exist, so the dispatch falls back to the local disk."""
+    need_root_and_tools()
+    cluster = cluster_with_pki(tmp_path)
+    with (tmp_path / "chaos.yaml").open("a") as f:
+        f.write(schedule_text(inside))
+    pxe = public / "pxe"
+    pxe_tree(cluster, pxe)
+    node = cluster.nodes[0]
+    for rel in answer_paths(node)[1:]:
+        (pxe / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pxe / rel).write_text(f"# the cluster boot of {node.name}\n")
+    with lab_namespace() as ns:
+        proc = start_serve(ns, tmp_path, pxe)
+        try:
+            wait_for_http(ns, proc)
+            curl = ["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5"]
+            got = {}
+            for url in (f"http://10.99.0.1:8080/{answer_paths(node)[0]}",
+                        f"tftp://10.99.0.1/{answer_paths(node)[1]}",
+                        f"tftp://10.99.0.1/{answer_paths(node)[2]}"):
+                r = subprocess.run([*curl, url], capture_output=True)
+                assert r.returncode == 0, (url, r.stderr)
+                got[url.rsplit("/", 1)[-1]] = r.stdout
+            r = subprocess.run([*curl, "-o", "/dev/null", "-w", "%{http_code}",
+                                "http://10.99.0.1:8080/mac-52-54-00-aa-bb-cc.ipxe"],
+                               capture_output=True)
+            assert r.stdout == b"404", "an unknown MAC has no script: the local disk"
+            kernel = subprocess.run([*curl, "http://10.99.0.1:8080/vmlinuz"],
+                                    capture_output=True).stdout
+            out = stop_serve(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert kernel == (pxe / "vmlinuz").read_bytes(), "bulk files are served at any hour"
+    ipxe, pxelinux, grub = (got[rel.rsplit("/", 1)[-1]] for rel in answer_paths(node))
+    if inside:
+        for rel, body in zip(answer_paths(node), (ipxe, pxelinux, grub), strict=True):
+            assert body == (pxe / rel).read_bytes(), rel
+        assert b"inside the night: nodes get the cluster boot" in out
+    else:
+        assert b"sanboot --no-describe --drive 0x80" in ipxe and b"exit" in ipxe
+        assert b"LOCALBOOT 0" in pxelinux and b"exit" in grub
+        assert b"outside the night: nodes get the local disk until" in out
+    served = out.decode().split("serving ", 1)[1].split(" ", 1)[0]
+    assert "chaos-serve-" in served and not Path(served).exists(), "removed when serve stops"

@@ -40,6 +40,7 @@ from chaosnode.enrollment import (
 
 from ..errors import ChaosError
 from ..model import Attestation, Cluster
+from ..night import cert_hours
 from ..pki import Identity, Pki, make_node_cert
 from .boots import APPROVAL_SECONDS, BOOTS_FILE, BootStore, Verdict
 from .registry import PendingStore, Registry, load_registry
@@ -318,8 +319,9 @@ class Enrollment:
 
     def _issue(self, node: str, csr: x509.CertificateSigningRequest, now: dt.datetime
                ) -> FinishResponse:
-        """The certificate for the CSR's key, valid node_cert_hours from now."""
-        hours = self.cluster.security.node_cert_hours
+        """The certificate for the CSR's key, valid until the night's end plus a margin, at
+        most node_cert_hours (builder/night: cert_hours)."""
+        hours = cert_hours(self.cluster, now)
         cert = make_node_cert(self._identity(node), self.cluster.cluster.name,
                               csr.public_key(),  # type: ignore[arg-type]
                               self._ca_key, self._ca, now, hours / 24)

@@ -14,6 +14,9 @@ BASE_PACKAGES = (
     # enrollment: the node proves its machine with its TPM 2.0 (chaosnode.tpm through
     # tpm2-pytss over /dev/tpmrm0) and makes its key and CSR with python3-cryptography
     "python3-tpm2-pytss", "libtss2-tcti-device0", "python3-cryptography",
+    # the night (chaosnode.morning): the window's time zone rules, and the clock from
+    # schedule.time_source
+    "tzdata", "systemd-timesyncd",
 )
 
 # The Python packages that run on the nodes, copied from the checkout into the image.

@@ -32,6 +32,28 @@ def mac_hyphen(node: Node) -> str:
     return node.mac.lower().replace(":", "-")
 
 
+def answer_paths(node: Node) -> tuple[str, str, str]:
+    """The node's boot answers in the PXE tree (iPXE over HTTP, pxelinux and GRUB over TFTP):
+    the only files whose content depends on the hour (builder/night/answers.py)."""
+    return (f"mac-{mac_hyphen(node)}.ipxe", f"pxelinux.cfg/01-{mac_hyphen(node)}",
+            f"grub/mac-{node.mac.lower()}.cfg")
+
+
+def local_disk_answers(node: Node, why: str) -> tuple[str, str, str]:
+    """The same three answers saying "boot the local disk" (outside the night): iPXE leaves
+    to the firmware on UEFI and boots the first hard disk on BIOS; pxelinux LOCALBOOT; GRUB
+    leaves to the firmware's next boot entry."""
+    who = f"node {node.name} ({node.mac})"
+    return (f"#!ipxe\n# {HEADER} serve: {who}: {why}\n"
+            f"echo chaos: {why}; booting the local disk\n"
+            "iseq ${platform} efi && exit ||\n"
+            "sanboot --no-describe --drive 0x80 || exit\n",
+            f"# {HEADER} serve: {who}: {why}\nDEFAULT local\nPROMPT 0\nLABEL local\n"
+            "  LOCALBOOT 0\n",
+            f"# {HEADER} serve: {who}: {why}\necho \"chaos: {why}; booting the local disk\"\n"
+            "exit\n")
+
+
 def ipxe_script(ctx: BuildContext, node: Node) -> str:
     return (f"#!ipxe\n# {HEADER}: node {node.name} ({node.mac})\n"
             f"kernel {KERNEL_NAME} {kernel_cmdline(ctx)}\n"
@@ -96,7 +118,7 @@ def make_grub_netboot(ctx: BuildContext, pxe: Path) -> None:
          "--themes=", f"boot/grub/grub.cfg={cfg}"])
     cfg.unlink()
     for node in ctx.nodes:
-        (pxe / "grub" / f"mac-{node.mac.lower()}.cfg").write_text(grub_net_entry(ctx, node))
+        (pxe / answer_paths(node)[2]).write_text(grub_net_entry(ctx, node))
 
 
 def make_pxe(ctx: BuildContext) -> bool:
@@ -107,8 +129,9 @@ def make_pxe(ctx: BuildContext) -> bool:
     shutil.copy2(ctx.base_dir / INITRD_NAME, pxe / INITRD_NAME)
     for node in ctx.nodes:
         (pxe / "nodes" / f"{node.name}.cpio").write_bytes(ctx.node_cpios[node.name])
-        (pxe / f"mac-{mac_hyphen(node)}.ipxe").write_text(ipxe_script(ctx, node))
-        (pxe / "pxelinux.cfg" / f"01-{mac_hyphen(node)}").write_text(pxelinux_entry(ctx, node))
+        ipxe, pxelinux, _ = answer_paths(node)
+        (pxe / ipxe).write_text(ipxe_script(ctx, node))
+        (pxe / pxelinux).write_text(pxelinux_entry(ctx, node))
     (pxe / "boot.ipxe").write_text(DISPATCH_SCRIPT)
     (pxe / "pxelinux.cfg" / "default").write_text(PXELINUX_DEFAULT)
     for binary in IPXE_BINARIES:

@@ -69,6 +69,7 @@ class Guest:
     proc: subprocess.Popen[bytes] | None = None
     tpm_proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
+    reboot: bool = False  # a reboot restarts the VM (the night scenario), else QEMU exits
     _sock: socket.socket | None = None
     _buf: bytes = b""
     _id: int = 0
@@ -91,7 +92,7 @@ class Guest:
 
     def argv(self, accel: list[str], tap: str, boot: str, media: dict[str, Path]) -> list[str]:
         argv = [QEMU, *accel, "-machine", "pc", "-m", "1024", "-display", "none",
-                "-nodefaults", "-no-reboot", "-monitor", "none",
+                "-nodefaults", *([] if self.reboot else ["-no-reboot"]), "-monitor", "none",
                 "-serial", f"file:{self.console}",
                 "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
                 "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"
@@ -142,6 +143,21 @@ class Guest:
                                  f"{timeout:.0f}s; see {self.console}")
             time.sleep(1)
 
+    def wait_text(self, marker: str, timeout: float) -> str:
+        """The whole console once marker is on it; raises after timeout or if QEMU ends."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console.read_text(errors="replace") if self.console.exists() else ""
+            if marker in text:
+                return text
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) before "
+                                 f"{marker!r}; see {self.console}")
+            if time.monotonic() >= deadline:
+                raise ChaosError(f"{self.name}: {marker!r} not on the console within "
+                                 f"{timeout:.0f}s; see {self.console}")
+            time.sleep(1)
+
     # -- agent ------------------------------------------------------------------
     def _connect(self) -> socket.socket:
         if self._sock is None:
@@ -181,12 +197,15 @@ class Guest:
         stop_processes([p for p in (self.proc, self.tpm_proc) if p is not None])
 
 
-def make_disk(path: Path, size_mb: int = 16) -> str:
-    """A virtual disk with recognisable content; returns its sha256."""
+def make_disk(path: Path, size_mb: int = 16, boot_sector: bytes = b"") -> str:
+    """A virtual disk with recognisable content (and a boot sector: the day OS); returns its
+    sha256."""
     block = hashlib.sha256(path.name.encode()).digest() * (1024 * 1024 // 32)
     with path.open("wb") as f:
         for _ in range(size_mb):
             f.write(block)
+        f.seek(0)
+        f.write(boot_sector)
     return sha256(path)
 
 

@@ -27,14 +27,16 @@ from builder.errors import ChaosError
 from builder.image import cpio
 from builder.image.audit import secrets_in
 from builder.image.build import build_image
-from builder.image.pxe import kernel_cmdline
+from builder.image.pxe import answer_paths, kernel_cmdline
 from builder.image.qemu import probe_accel
-from builder.model import Cluster, Node
+from builder.model import Cluster, Morning, Node, ScheduleSection
+from builder.night import night_of
 from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
 from builder.render import render_cluster
 from builder.run import run
 from builder.smoke import tpms
+from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import Check, Scenario, WireCheck, fit, spare_node
 
@@ -46,6 +48,9 @@ TFTP_SCAN_MAX = 4 * 1024 * 1024  # bigger files are fetched over HTTP only (the 
 # the rogue's enrollment client saying it is not registered (and showing its EK hash)
 ROGUE_REFUSED = re.compile(r"chaos-enroll: this machine is not registered as \S+: TPM EK \S+")
 BOOT_TIMEOUT = 420.0
+SERVE_TIMEOUT = 60.0
+# after the night's end: drain, LEAVE, reboot, PXE, the day OS's marker
+MORNING_TIMEOUT = 300.0
 EVIDENCE = {
     "swanctl-sas.txt": ["swanctl", "--list-sas"],
     "xfrm-state.txt": ["ip", "xfrm", "state"],
@@ -128,6 +133,17 @@ class Smoke:
     # -- build ----------------------------------------------------------------------
     def build(self) -> None:
         self.report.phase("build: PKI, render, image (base from cache when unchanged)")
+        self.build_once()
+        if self.scenario.night_ends_after is not None:
+            # the night ends ends_after seconds from now: a first build warms the base cache,
+            # the second (node files only) carries the window counted from its own start
+            self.cluster = night_cluster(self.cluster, self.scenario.night_ends_after)
+            self.night_end = night_end(self.cluster)
+            self.report.phase(f"night: schedule {self.cluster.schedule.windows[0]} UTC, ends "
+                              f"{self.night_end:%H:%M:%S}; rebuilding the node files")
+            self.build_once()
+        self.register_tpms()
+    def build_once(self) -> None:
         self.config.write_text(yaml.safe_dump(plain(self.cluster), sort_keys=False))
         pki = pki_for(self.cluster, self.config)
         ensure_ca(self.cluster, pki, dt.datetime.now(dt.UTC))
@@ -135,7 +151,6 @@ class Smoke:
         render_cluster(self.cluster, pki, nodes_dir)
         self.out = self.results / "out"
         build_image(self.cluster, nodes_dir, self.out, self.cache)
-        self.register_tpms()
         if self.scenario.rogue is not None:
             spare = spare_node(self.scenario, self.cluster)
             rc, node = rogue_cluster(self.cluster, spare or None)
@@ -176,7 +191,19 @@ class Smoke:
                             str(self.pcap)], self.results / "tcpdump.log")
         self.accel = probe_accel(self.out / "pxe" / "vmlinuz", self.results)
         self.report.phase(f"qemu: {' '.join(self.accel)}")
-        time.sleep(1)
+        self.wait_for_serve()
+
+    def wait_for_serve(self) -> None:
+        """serve answers HTTP before anything fetches from it (on a loaded host it may take
+        longer than a second to set up its served tree, dnsmasq and nginx)."""
+        url = f"http://{self.server}:{self.cluster.serve.http_port}/boot.ipxe"
+        deadline = time.monotonic() + SERVE_TIMEOUT
+        while run(["ip", "netns", "exec", self.segment.ns, "curl", "-sf", "-o", "/dev/null",
+                   "--max-time", "5", url], check=False, timeout=30, quiet=True).returncode:
+            if time.monotonic() > deadline:
+                raise ChaosError(f"serve did not answer {url} within {SERVE_TIMEOUT:.0f}s; "
+                                 f"see {self.results / 'serve.log'}")
+            time.sleep(0.5)
 
     def check_served_files(self) -> None:
         """What anyone on the lab segment can fetch holds no private key: every file serve
@@ -203,8 +230,9 @@ class Smoke:
     def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path]) -> Guest:
         workdir = self.results / name
         workdir.mkdir(parents=True, exist_ok=True)
-        guest = Guest(name, mac, workdir, workdir / "disk.img")
-        self.disks[name] = make_disk(guest.disk)
+        night = self.scenario.night_ends_after is not None
+        guest = Guest(name, mac, workdir, workdir / "disk.img", reboot=night)
+        self.disks[name] = make_disk(guest.disk, boot_sector=boot_sector() if night else b"")
         guest.tpm_proc = tpms.spawn_for_qemu(guest.tpm_state, guest.tpm_socket,
                                              workdir / "swtpm.log")
         tap = self.segment.add_tap()
@@ -376,6 +404,46 @@ class Smoke:
         self.report.check(f"{name} powered off is removed from every map within {within:.0f}s",
                           len(gone) == len(others), f"{took:.0f}s, removed on {sorted(gone)}")
 
+    def morning(self) -> None:
+        """The end of the night: every member drains, leaves tyd, reboots; serve answers
+        "local disk" and the VM boots its own disk (the day OS prints its marker)."""
+        wait = (self.night_end - dt.datetime.now(dt.UTC)).total_seconds() + MORNING_TIMEOUT
+        self.report.phase(f"morning: the night ends at {self.night_end:%H:%M:%S}; waiting up "
+                          f"to {wait:.0f}s for every member's day OS")
+        for guest in self.guests.values():
+            guest.disconnect()  # the agent goes away with the reboot
+        consoles = {name: self.guests[name].wait_text(DAY_OS_MARKER, wait)
+                    for name in self.members}
+        for name, text in consoles.items():
+            morning = text.find("chaos-morning: leaving the cluster")
+            day = text.find(DAY_OS_MARKER, max(morning, 0))
+            self.report.check(f"{name}: stopped taking work before the end",
+                              "chaos-morning: no Slurm on this node: nothing to drain" in text
+                              or "scontrol update" in text)
+            self.report.check(f"{name}: left tyd (LEAVE announced) at the end of the night",
+                              morning >= 0 and re.search(r"leaving: telling \d+ members",
+                                                         text) is not None
+                              and "LEAVE did not reach" not in text)
+            self.report.check(f"{name}: rebooted into its own disk (the day OS printed "
+                              f"{DAY_OS_MARKER})", 0 <= morning < day)
+        told = [n for n, t in consoles.items()
+                 if re.search(r"leaving: telling [1-9]\d* members", t)]
+        self.report.check("the first member to leave told the others (tyd LEAVE)",
+                          bool(told), f"told by {', '.join(told)}" if told else "")
+        served = (self.results / "serve.log").read_text(errors="replace")
+        self.report.check("serve switched the boot answers to the local disk at the end",
+                          "outside the night: nodes get the local disk" in served)
+        access = (self.results / "serve" / "access.log").read_text(errors="replace")
+        for name in self.members:
+            node = self.cluster.node(name)
+            after = [ln for ln in access.splitlines()
+                     if ln.startswith(f"{node.address} [")
+                     and f"GET /{answer_paths(node)[0]} " in ln
+                     and dt.datetime.fromisoformat(ln.split("[", 1)[1].split("]", 1)[0])
+                     >= self.night_end]
+            self.report.check(f"{name}: asked serve for its boot answer after the night ended",
+                              bool(after), after[0] if after else "no request after the end")
+
     def evidence(self) -> None:
         for guest in self.guests.values():
             if guest.proc is None or guest.proc.poll() is not None:
@@ -425,7 +493,8 @@ class Smoke:
         try:
             self.start_lab()
             self.check_served_files()
-            self.boot_members()
+            # the night: every PC powered on at once, as at 17:00
+            self.boot_members(together=self.scenario.night_ends_after is not None)
             self.enrollment_times()
             if self.scenario.rogue is not None:
                 self.boot_rogue()
@@ -434,6 +503,8 @@ class Smoke:
             for wire in self.scenario.wire:
                 self.run_wire(wire)
             self.evidence()
+            if self.scenario.night_ends_after is not None:
+                self.morning()
             if self.scenario.remove and self.scenario.remove in self.members:
                 self.power_off(self.scenario.remove, self.scenario.remove_within)
         except Exception as exc:  # noqa: BLE001 - report, collect evidence, always tear down
@@ -445,6 +516,26 @@ class Smoke:
         self.report.phase(f"results in {self.results}")
         print(f"smoke: {passed} passed, {self.report.failed} failed", flush=True)
         return 1 if self.report.failed else 0
+
+
+def night_cluster(cluster: Cluster, ends_after: float) -> Cluster:
+    """The lab's cluster with a UTC night that began two hours ago and ends at the first
+    whole minute at least ends_after seconds from now (the schedule is set relative to now)."""
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    start = now - dt.timedelta(hours=2)
+    end = now + dt.timedelta(seconds=ends_after + 60)
+    schedule = ScheduleSection(windows=(f"{start:%H:%M}-{end:%H:%M}",), time_zone="UTC",
+                               stop_new_work_before=1, morning=Morning.REBOOT,
+                               wake_at_start=False)
+    return dataclasses.replace(cluster, schedule=schedule)
+
+
+def night_end(cluster: Cluster) -> dt.datetime:
+    night = night_of(cluster)
+    assert night is not None
+    end = night.next_change(dt.datetime.now(dt.UTC))
+    assert end is not None
+    return end
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -64,6 +64,9 @@ class Scenario:
     remove: str | None
     remove_within: float
     includes: tuple[str, ...] = ()  # the focused scenarios this lab also runs
+    # the night: the lab's schedule ends this many seconds after the build (None: no
+    # schedule); members then leave, reboot and must boot their own disk (the day OS)
+    night_ends_after: float | None = None
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -178,7 +181,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     r = _Reader(doc)
     raw = r.mapping(doc.data if doc.data is not None else {}, (),
                     {"description", "config", "boot", "rogue", "checks", "wire", "remove",
-                     "include"})
+                     "include", "night"})
     boot = r.get(raw, (), "boot", list, [], required=True)
     if raw and not boot:
         r.problem(("boot",), "name at least one node to boot")
@@ -187,6 +190,12 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         rg = r.mapping(raw["rogue"] or {}, ("rogue",), {"impersonates"})
         rogue = Rogue(r.text(rg, ("rogue",), "impersonates"))
     remove = r.mapping(raw.get("remove") or {}, ("remove",), {"node", "within"})
+    night = None
+    if "night" in raw:
+        nt = r.mapping(raw["night"] or {}, ("night",), {"ends_after"})
+        night = r.get(nt, ("night",), "ends_after", float, 0.0, required=True)
+        if not 120 <= night <= 3600:
+            r.problem(("night", "ends_after"), f"{night:g} is outside 120..3600 seconds")
     scenario = Scenario(
         name=path.parent.name,
         description=r.text(raw, (), "description", required=True),
@@ -197,7 +206,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         rogue=rogue,
         remove=r.text(remove, ("remove",), "node") or None,
         remove_within=r.get(remove, ("remove",), "within", float, 60.0),
-        file=doc.file, lines=dict(doc.lines))
+        night_ends_after=night, file=doc.file, lines=dict(doc.lines))
     for i, item in enumerate(r.items(raw, "include")):
         scenario = _include(r, scenario, path, str(item), i, (*_seen, path.resolve()))
     _references(r, scenario)

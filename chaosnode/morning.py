@@ -1,0 +1,196 @@
+"""chaos-morning: the end of the night on a node (chaos-morning.service).
+
+The node reads the night rendered for it (/etc/chaos/night.json, from chaos.yaml's schedule;
+its clock comes from the network: systemd-timesyncd with schedule.time_source). At the end
+minus schedule.stop_new_work_before it stops taking new work (Slurm drain, when Slurm is on
+the node), waits for running work until the end, then stops tyd (tyd's SIGTERM announces
+LEAVE to every member) and reboots (the boot answer is then the local disk) or powers off.
+
+    python3 -I -m chaosnode.morning [--settings /etc/chaos/night.json] [--dry-run]
+
+The clock, the sleep and the actions are arguments, so tests run a whole night in
+microseconds with fakes; `--dry-run` prints the plan and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from chaosnode.paths import NIGHT_JSON
+from chaosnode.window import Night, night_from_settings
+
+# never sleep longer than this between two looks at the clock: NTP may step it
+LOOK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class NightSettings:
+    """What a node knows of the night: one record, written by chaos-build, read here."""
+
+    node: str
+    windows: tuple[str, ...]
+    time_zone: str
+    whole_days: tuple[str, ...]
+    holidays: tuple[str, ...]  # YYYY-MM-DD
+    stop_new_work_before: int  # minutes
+    morning: str  # reboot or poweroff
+    time_source: str  # "" when there is none
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.windows or self.whole_days or self.holidays)
+
+    def night(self) -> Night:
+        return night_from_settings(self.windows, self.time_zone, self.whole_days,
+                                   tuple(dt.date.fromisoformat(d) for d in self.holidays))
+
+    def dumps(self, header: str) -> str:
+        data = {"_generated": header, **dataclasses.asdict(self)}
+        return json.dumps(data, indent=2) + "\n"
+
+    @classmethod
+    def loads(cls, text: str) -> NightSettings:
+        """Read night.json; ValueError (KeyError included) when it is not one."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+
+        def texts(key: str) -> tuple[str, ...]:
+            value = data[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{key}: not a list of text")
+            return tuple(value)
+
+        return cls(node=str(data["node"]), windows=texts("windows"),
+                   time_zone=str(data["time_zone"]), whole_days=texts("whole_days"),
+                   holidays=texts("holidays"),
+                   stop_new_work_before=int(data["stop_new_work_before"]),
+                   morning=str(data["morning"]), time_source=str(data["time_source"]))
+
+
+class Actions(Protocol):
+    def drain(self, node: str, reason: str) -> str: ...
+    def running_work(self, node: str) -> int: ...
+    def leave(self) -> str: ...
+    def power(self, morning: str) -> str: ...
+
+
+class NodeActions:
+    """The real actions: scontrol only when Slurm is installed, systemctl for the rest."""
+
+    def _run(self, argv: list[str]) -> str:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        return f"{' '.join(argv)}: exit {r.returncode} {r.stderr.strip()[-200:]}".strip()
+
+    def drain(self, node: str, reason: str) -> str:
+        if shutil.which("scontrol") is None:
+            return "no Slurm on this node: nothing to drain"
+        return self._run(["scontrol", "update", f"nodename={node}", "state=drain",
+                          f"reason={reason}"])
+
+    def running_work(self, node: str) -> int:
+        if shutil.which("squeue") is None:
+            return 0
+        r = subprocess.run(["squeue", "-h", "-w", node, "-t", "running", "-o", "%i"],
+                           capture_output=True, text=True, timeout=60)
+        return len(r.stdout.split()) if r.returncode == 0 else 0
+
+    def leave(self) -> str:
+        """Stop tyd (its SIGTERM announces LEAVE); tyd's own words about leaving go with the
+        answer, so the console shows whom it told."""
+        stopped = self._run(["systemctl", "stop", "tyd.service"])
+        r = subprocess.run(["journalctl", "-b", "-u", "tyd.service", "-n", "30", "-o", "cat",
+                            "--no-pager"], capture_output=True, text=True, timeout=60)
+        words = [ln for ln in r.stdout.splitlines() if "leaving" in ln or "LEAVE" in ln]
+        return f"{stopped}; tyd: {' / '.join(words) or 'said nothing about leaving'}"
+
+    def power(self, morning: str) -> str:
+        return self._run(["systemctl", "poweroff" if morning == "poweroff" else "reboot"])
+
+
+def say_now(text: str) -> None:
+    print(text, flush=True)  # the console shows each step when it happens
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def sleep_until(when: dt.datetime, clock: Callable[[], dt.datetime],
+                sleep: Callable[[float], None]) -> None:
+    while (left := (when - clock()).total_seconds()) > 0:
+        sleep(min(left, LOOK_SECONDS))
+
+
+def morning(settings: NightSettings, actions: Actions,
+            clock: Callable[[], dt.datetime] = utc_now,
+            sleep: Callable[[float], None] = time.sleep,
+            say: Callable[[str], None] = say_now) -> int:
+    """Run the end of this night; returns when the node has been told to reboot/power off."""
+    if not settings.enabled:
+        say("chaos-morning: no schedule in chaos.yaml: the node stays until it is switched off")
+        return 0
+    night = settings.night()
+    now = clock()
+    if not night.inside(now):
+        # booted by hand by day (a USB stick, or a clock that was wrong at boot): never leave
+        # at once (an ISO boot would loop); the node leaves at the end of the next night
+        start = night.next_change(now)
+        if start is None:
+            say("chaos-morning: no night within a year; nothing to do")
+            return 0
+        say(f"chaos-morning: this node runs outside the night; it leaves at the end of the "
+            f"night that starts at {start.isoformat()}")
+        sleep_until(start, clock, sleep)
+        now = clock()
+    end = night.next_change(now)
+    if end is None:
+        say("chaos-morning: the night does not end within a year; nothing to do")
+        return 0
+    drain_at = end - dt.timedelta(minutes=settings.stop_new_work_before)
+    say(f"chaos-morning: the night ends at {end.isoformat()}; no new work from "
+        f"{drain_at.isoformat()}, then {settings.morning}")
+    sleep_until(drain_at, clock, sleep)
+    say(f"chaos-morning: {actions.drain(settings.node, f'chaos: night ends {end:%H:%M}')}")
+    while clock() < end and (jobs := actions.running_work(settings.node)):
+        say(f"chaos-morning: {jobs} job(s) still running; waiting until {end:%H:%M}")
+        sleep(min(LOOK_SECONDS, max((end - clock()).total_seconds(), 0.0)))
+    sleep_until(end, clock, sleep)
+    say(f"chaos-morning: leaving the cluster: {actions.leave()}")
+    say(f"chaos-morning: {settings.morning}: {actions.power(settings.morning)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="chaos-morning", description=__doc__.splitlines()[0])
+    p.add_argument("--settings", type=Path, default=Path(NIGHT_JSON))
+    p.add_argument("--dry-run", action="store_true", help="print the plan only")
+    args = p.parse_args(argv)
+    try:
+        settings = NightSettings.loads(args.settings.read_text())
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"chaos-morning: cannot read {args.settings}: {exc}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        night = settings.night() if settings.enabled else None
+        now = utc_now()
+        state = "no schedule" if night is None else (
+            f"inside={night.inside(now)} next change {night.next_change(now)}")
+        print(f"chaos-morning: {settings.node}: {state}; morning {settings.morning}")
+        return 0
+    return morning(settings, NodeActions())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Boot answers by the clock (injected): a member and an unknown MAC inside, outside and at
+the edges of the night, across midnight, a weekend and a daylight-saving change; the served
+tree's files and their atomic replacement at an edge."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bench.pxe_clients import write_tree
+from builder.image.pxe import answer_paths, mac_hyphen
+from builder.model import Cluster, ScheduleSection, Weekday
+from builder.night import cert_hours, night_of
+from builder.night.answers import answer_for, assemble, refresh
+from builder.serve import NightEdges
+
+TZ = ZoneInfo("Europe/Berlin")
+STRANGER = "52:54:00:aa:bb:cc"
+
+
+def at(y: int, mo: int, d: int, h: int, mi: int = 0, s: int = 0) -> dt.datetime:
+    return dt.datetime(y, mo, d, h, mi, s, tzinfo=TZ)
+
+
+@pytest.fixture
+def lab(default_cluster: Cluster) -> Cluster:
+    schedule = ScheduleSection(windows=("17:00-09:00",), time_zone="Europe/Berlin",
+                               whole_days=(Weekday.SAT, Weekday.SUN))
+    return dataclasses.replace(default_cluster, schedule=schedule)
+
+
+@pytest.mark.parametrize(("when", "cluster_boot", "until"), [
+    (at(2026, 11, 25, 12), False, at(2026, 11, 25, 17)),          # Wednesday midday
+    (at(2026, 11, 25, 16, 59, 59), False, at(2026, 11, 25, 17)),  # a second before
+    (at(2026, 11, 25, 17), True, at(2026, 11, 26, 9)),            # the edge: the night
+    (at(2026, 11, 26, 0, 30), True, at(2026, 11, 26, 9)),         # across midnight
+    (at(2026, 11, 26, 9), False, at(2026, 11, 26, 17)),           # the morning edge
+    (at(2026, 11, 28, 13), True, at(2026, 11, 30, 9)),            # Saturday: all day
+    (at(2026, 10, 25, 8, 59), True, at(2026, 10, 26, 9)),         # DST change on a Sunday
+    (at(2026, 3, 30, 8, 59), True, at(2026, 3, 30, 9)),           # Monday after spring change
+])
+def test_a_member_gets_the_cluster_inside_and_its_disk_outside(lab, when, cluster_boot, until):
+    node = lab.nodes[0]
+    answer = answer_for(lab, night_of(lab), node.mac, when)
+    assert (answer.node, answer.cluster_boot, answer.until) == (node.name, cluster_boot, until)
+
+
+@pytest.mark.parametrize("when", [at(2026, 11, 25, 12), at(2026, 11, 25, 17),
+                                  at(2026, 11, 28, 13), at(2026, 10, 25, 2, 30)])
+def test_an_unknown_mac_gets_the_local_disk_at_any_hour(lab, when):
+    answer = answer_for(lab, night_of(lab), STRANGER, when)
+    assert answer.node is None and not answer.cluster_boot
+    assert "no node of this cluster" in answer.describe()
+
+
+def test_without_a_schedule_members_boot_the_cluster_at_any_hour(default_cluster):
+    answer = answer_for(default_cluster, night_of(default_cluster),
+                        default_cluster.nodes[1].mac.upper(), at(2026, 11, 25, 12))
+    assert answer.cluster_boot and answer.until is None
+    assert "at any hour" in answer.describe()
+
+
+def build_tree(cluster: Cluster, pxe: Path) -> None:
+    write_tree(pxe, [(n.name, mac_hyphen(n)) for n in cluster.nodes], kernel=4096,
+               initrd=4096, cpio=1024, loader=100)
+    for node in cluster.nodes:
+        for rel in answer_paths(node)[1:]:
+            (pxe / rel).parent.mkdir(parents=True, exist_ok=True)
+            (pxe / rel).write_text(f"cluster boot of {node.name}\n")
+
+
+def test_served_tree_holds_day_answers_then_night_links(lab, tmp_path):
+    pxe, tree = tmp_path / "pxe", tmp_path / "tree"
+    build_tree(lab, pxe)
+    night = night_of(lab)
+    assert not assemble(tree, pxe, lab, night, at(2026, 11, 25, 12))
+    node = lab.nodes[0]
+    ipxe, pxelinux, grub = (tree / rel for rel in answer_paths(node))
+    assert "sanboot --no-describe --drive 0x80" in ipxe.read_text()
+    assert "iseq ${platform} efi && exit" in ipxe.read_text()
+    assert "LOCALBOOT 0" in pxelinux.read_text() and "exit" in grub.read_text()
+    assert "until 2026-11-25T17:00:00+01:00" in ipxe.read_text()
+    assert (tree / "vmlinuz").read_bytes() == (pxe / "vmlinuz").read_bytes(), "bulk linked"
+    assert (tree / "vmlinuz").is_symlink()
+    before = ipxe.stat().st_ino
+    assert refresh(tree, pxe, lab, night, at(2026, 11, 25, 17))
+    for rel in answer_paths(node):
+        assert (tree / rel).read_bytes() == (pxe / rel).read_bytes(), rel
+    assert ipxe.lstat().st_ino != before, "replaced by rename, never rewritten in place"
+    assert not list(tree.rglob(".*.new")), "no temporary file left behind"
+    assert not refresh(tree, pxe, lab, night, at(2026, 11, 26, 9))
+    assert "sanboot" in ipxe.read_text()
+    (pxe / answer_paths(node)[2]).unlink()  # a build without GRUB's answer
+    assert refresh(tree, pxe, lab, night, at(2026, 11, 26, 17))
+    assert not grub.exists(), "no stale day answer at night"
+
+
+def test_serve_rewrites_the_answers_when_the_clock_passes_an_edge(lab, tmp_path):
+    pxe, tree = tmp_path / "pxe", tmp_path / "tree"
+    build_tree(lab, pxe)
+    now = [at(2026, 11, 25, 16, 59, 58)]
+    edges = NightEdges(lab, tree, pxe, clock=lambda: now[0])
+    ipxe = tree / answer_paths(lab.nodes[2])[0]
+    assert "sanboot" in ipxe.read_text()
+    assert not edges.tick(), "nothing changes before the edge"
+    now[0] = at(2026, 11, 25, 17)
+    assert edges.tick(), "the night begins"
+    assert ipxe.read_bytes() == (pxe / answer_paths(lab.nodes[2])[0]).read_bytes()
+    assert edges.next == at(2026, 11, 26, 9)
+    now[0] = at(2026, 11, 26, 9, 0, 1)
+    assert not edges.tick() and "sanboot" in ipxe.read_text()
+
+
+def test_certificates_expire_shortly_after_the_night(lab, default_cluster):
+    # issued at 20:00 on a Wednesday: the night ends at 09:00, plus the hour of margin
+    assert cert_hours(lab, at(2026, 11, 25, 20, 0)) == pytest.approx(14.0)
+    # at 17:10 that would be 16 h 50 min: node_cert_hours (16) bounds it, still past 09:00
+    assert cert_hours(lab, at(2026, 11, 25, 17, 10)) == 16
+    assert cert_hours(lab, at(2026, 11, 26, 8, 0)) == pytest.approx(2.0)
+    # a Friday evening: the weekend is night; node_cert_hours (16) bounds it
+    assert cert_hours(lab, at(2026, 11, 27, 17, 0)) == 16
+    assert cert_hours(lab, at(2026, 11, 25, 12, 0)) == 16, "outside the night: the setting"
+    assert cert_hours(default_cluster, at(2026, 11, 25, 17, 10)) == 16, "no schedule"
+
+
+def test_show_says_what_a_mac_gets_and_until_when(capsys):
+    from chaostest import ROOT  # noqa: PLC0415
+
+    from builder.cli import main  # noqa: PLC0415
+
+    config = str(ROOT / "tests/golden/all.yaml")
+    assert main(["show", "-c", config, "52-54-00-00-00-02", "--at",
+                 "2026-11-27T17:30+01:00"]) == 0
+    assert capsys.readouterr().out == ("52:54:00:00:00:02 (node beta) gets the cluster boot "
+                                       "until 2026-11-30T09:00:00+01:00\n"), "the weekend"
+    assert main(["show", "-c", config, "alpha", "--at", "2026-11-27T16:30+01:00"]) == 0
+    assert "gets the local disk until 2026-11-27T17:00:00+01:00" in capsys.readouterr().out
+    assert main(["show", "-c", config, "52:54:00:00:00:09"]) == 0
+    assert "no node of this cluster) gets the local disk at any hour" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["show", "-c", config, "alpha", "--at", "2026-11-27T16:30"])
+    assert exc.value.code == 2 and "has no UTC offset" in capsys.readouterr().err
