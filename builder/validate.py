@@ -7,7 +7,17 @@ from collections.abc import Callable, Hashable, Iterable
 
 from .errors import Problem
 from .loader import Document, Path_, dotted
-from .model import IKE_PORTS, MIGRATION_PORTS, Cluster, Protocol, Service
+from .model import (
+    IKE_PORTS,
+    MIGRATION_PORTS,
+    SLURMCTLD_PORT,
+    SLURMD_PORT,
+    SRUN_PORTS,
+    Cluster,
+    Protocol,
+    Role,
+    Service,
+)
 
 
 def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
@@ -21,6 +31,7 @@ def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
     _check_tyd(cluster, report)
     _check_services(cluster, report)
     _check_serve(cluster, report)
+    _check_workload(cluster, report)
     return problems
 
 
@@ -77,7 +88,10 @@ def _check_tyd(cluster: Cluster, report: Report) -> None:
             close = difflib.get_close_matches(seed, names, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "name a node from nodes:"
             report(("tyd", "seeds", i), f"unknown node {seed!r}; {hint}")
-    if tyd.port in IKE_PORTS or tyd.port in MIGRATION_PORTS:
+    if cluster.workload.slurm and slurm_port(tyd.port):
+        report(("tyd", "port"), f"{tyd.port} is a Slurm port ({slurm_ports_text()}); pick "
+               "another port")
+    elif tyd.port in IKE_PORTS or tyd.port in MIGRATION_PORTS:
         report(("tyd", "port"), f"{tyd.port} clashes with IKE (500/4500) or the migration "
                "ports (12820/13333); pick another port")
     if not tyd.heartbeat_seconds < tyd.suspect_after_seconds < tyd.remove_after_seconds:
@@ -102,6 +116,10 @@ def _check_services(cluster: Cluster, report: Report) -> None:
             elif svc.protocol is Protocol.TCP and svc.port == cluster.tyd.port:
                 report(path, f"tcp {svc.port} is tyd.port; tyd is always allowed through "
                        "IPsec; remove this service or move tyd.port")
+            elif (svc.protocol is Protocol.TCP and cluster.workload.slurm
+                  and slurm_port(svc.port)):
+                report(path, f"tcp {svc.port} is a Slurm port ({slurm_ports_text()}), open "
+                       "to members through IPsec already; remove this service")
             key = (svc.port, svc.protocol)
             if key in seen:
                 report(path, f"{svc.protocol.value} {svc.port} is already listed at "
@@ -125,3 +143,24 @@ def _check_serve(cluster: Cluster, report: Report) -> None:
             if node.address == serve.address:
                 report(("serve", "address"), f"{serve.address} is nodes[{i}] ({node.name}); "
                        "use the build host's own address")
+
+
+def slurm_port(port: int) -> bool:
+    return port in (SLURMCTLD_PORT, SLURMD_PORT) or SRUN_PORTS[0] <= port <= SRUN_PORTS[1]
+
+
+def slurm_ports_text() -> str:
+    return f"{SLURMCTLD_PORT}, {SLURMD_PORT}, {SRUN_PORTS[0]}-{SRUN_PORTS[1]}"
+
+
+def _check_workload(cluster: Cluster, report: Report) -> None:
+    if not cluster.workload.slurm:
+        return
+    heads = [i for i, n in enumerate(cluster.nodes) if Role.HEAD in n.roles]
+    for i in heads[1:]:
+        report(("nodes", i, "roles"), f"{cluster.nodes[i].name} is a second head "
+               f"(nodes[{heads[0]}] {cluster.nodes[heads[0]].name} is one); workload "
+               f"{cluster.workload.value} runs one slurmctld: keep role head on one node")
+    if not any(Role.COMPUTE in n.roles for n in cluster.nodes):
+        report(("nodes",), f"no node has role compute, so workload {cluster.workload.value} "
+               "has nowhere to run jobs; add compute to some node's roles or set workload: none")
