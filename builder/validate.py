@@ -16,6 +16,7 @@ from .model import (
     Cluster,
     Protocol,
     Role,
+    Scope,
     Service,
 )
 
@@ -156,6 +157,10 @@ def slurm_ports_text() -> str:
 def _check_workload(cluster: Cluster, report: Report) -> None:
     if not cluster.workload.slurm:
         return
+    if cluster.security.scope is Scope.MIGRATION:
+        report(("security", "scope"), f"scope migration protects only tyd and the migration "
+               f"ports, so Slurm's and MPI's traffic would cross the network in clear; use "
+               f"scope all, or workload: none (workload is {cluster.workload.value})")
     heads = [i for i, n in enumerate(cluster.nodes) if Role.HEAD in n.roles]
     for i in heads[1:]:
         report(("nodes", i, "roles"), f"{cluster.nodes[i].name} is a second head "

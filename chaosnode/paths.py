@@ -26,6 +26,13 @@ NFT_PEER_SET: Final = "cluster_peers"
 NODE_JSON: Final = "/etc/chaos/node.json"
 TYD_CONFIG: Final = "/etc/tyd/tyd.json"
 
+# Slurm (chaos.yaml workload). The cluster's munge key arrives with the certificate at
+# enrollment and lives only in RAM; slurm.json says what this node runs (rendered).
+MUNGE_KEY: Final = "/run/chaos/munge.key"
+MUNGE_USER: Final = "munge"
+SLURM_JSON: Final = "/etc/chaos/slurm.json"
+SLURM_CONF: Final = "/etc/slurm/slurm.conf"
+
 TYD_RUN: Final = "/run/tyd"
 TYD_EXPORTS: Final = {
     "json": f"{TYD_RUN}/map.json",

@@ -23,7 +23,7 @@ SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 # Units the image starts besides those the packages enable themselves.
 ENABLE_UNITS = ("systemd-networkd.service", "nftables.service", "strongswan.service",
                 "chaos-identity.service", "chaos-enroll.service", "chaos-selftest.service",
-                "tyd.service", "chaos-crl.timer")
+                "tyd.service", "chaos-crl.timer", "chaos-slurm.service")
 COMPRESSORS: dict[Compression, list[str]] = {
     Compression.ZSTD: ["zstd", "-19", "-T0", "-q", "--no-progress"],
     # the kernel's XZ decoder wants CRC32 checks
@@ -31,6 +31,9 @@ COMPRESSORS: dict[Compression, list[str]] = {
     # the kernel only reads the legacy lz4 frame format
     Compression.LZ4: ["lz4", "-l", "-9", "-q"],
 }
+# Units the packages enable that must wait for what only a booted node has (the munge key
+# from enrollment, the head in tyd's map): chaos-slurm.service starts them.
+DISABLE_UNITS = ("munge.service", "slurmd.service", "slurmctld.service")
 INITRD_NAME = "initrd.img"
 PRECOMPILE = Path(__file__).with_name("precompile.py")
 KERNEL_NAME = "vmlinuz"
@@ -62,6 +65,8 @@ def install_common_overlay(ctx: BuildContext) -> bool:
             shutil.copytree(package, site / package.name, ignore=ignore, dirs_exist_ok=True)
     for unit in ENABLE_UNITS:
         enable_unit(root, unit)
+    for unit in DISABLE_UNITS:
+        disable_unit(root, unit)
     init = root / "init"
     init.unlink(missing_ok=True)
     init.symlink_to("usr/lib/systemd/systemd")
@@ -108,6 +113,12 @@ def enable_unit(root: Path, unit: str) -> None:
             for also in value.split():
                 if also.endswith(".socket"):
                     enable_unit(root, also)
+
+
+def disable_unit(root: Path, unit: str) -> None:
+    """`systemctl disable` without systemd: drop the unit's links from every target."""
+    for link in (root / "etc/systemd/system").glob(f"*.wants/{unit}"):
+        link.unlink()
 
 
 def clamp_mtimes(root: Path, epoch: int) -> None:

@@ -134,8 +134,16 @@ PRUNE_PATHS = (
 )
 
 
+# Secrets that package scripts make at install time, the same in every image built from this
+# rootfs: munge's postinst runs `mungekey -c`. A node gets the cluster's munge key only from
+# enrollment, into tmpfs (chaosnode.paths.MUNGE_KEY); the image audit would refuse this one.
+PACKAGE_SECRETS = ("etc/munge/munge.key",)
+
+
 def prune_files(ctx: BuildContext) -> bool:
     root = ctx.tree
+    for rel in PACKAGE_SECRETS:
+        (root / rel).unlink(missing_ok=True)
     for rel in PRUNE_PATHS:
         path = root / rel
         if path.is_dir() and not path.is_symlink():
