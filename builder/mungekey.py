@@ -65,3 +65,10 @@ def for_cluster(cluster: Cluster, pki_root: Path) -> bytes:
         return b""
     ensure(pki_root)
     return read(pki_root)
+
+
+def known_secrets(pki_root: Path) -> dict[str, bytes]:
+    """{name: bytes} of the cluster's secrets without a marker, for the audits of out/ and of
+    what serve offers (empty when there is no munge key)."""
+    path = key_path(pki_root)
+    return {f"the cluster's munge key ({path})": read(pki_root)} if path.exists() else {}

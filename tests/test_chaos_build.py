@@ -87,3 +87,17 @@ def test_show_lists_every_declared_setting_with_its_origin(workdir):
     assert len(expected) > 30
     assert expected <= keys, sorted(expected - keys)
     assert "security.scope" in keys and "cluster.name" in keys and "workload" in keys
+
+
+def test_build_says_where_to_submit_jobs(default_cluster):
+    import dataclasses
+
+    from builder.build import workload_line
+    from builder.model import Workload
+
+    line = workload_line(default_cluster)
+    assert line.startswith("workload: slurm: submit jobs on node01 (10.99.0.11, the head)")
+    assert "--mpi=pmix" not in line
+    mpi = dataclasses.replace(default_cluster, workload=Workload.SLURM_MPI)
+    assert "srun --mpi=pmix" in workload_line(mpi)
+    assert workload_line(dataclasses.replace(default_cluster, workload=Workload.NONE)) == ""

@@ -2,8 +2,9 @@
 compressed initrd of out/ (or anything serve hands out) is found and named.
 
 Looked for: PEM private keys of every kind (PKCS#8, RSA, EC, OpenSSH), strongSwan and
-munge key file names. Compressed data (zstd, xz, gzip) is opened first; an initrd made of
-several concatenated archives is scanned as a whole.
+munge key file names, and by its bytes the cluster's munge key (it has no marker).
+Compressed data (zstd, xz, gzip) is opened first; an initrd made of several concatenated
+archives is scanned as a whole.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from builder.run import run
@@ -70,11 +72,13 @@ def _markers(blob: bytes) -> set[str]:
             for m in SECRET.finditer(blob)}
 
 
-def secrets_in(data: bytes) -> list[str]:
+def secrets_in(data: bytes, known: Mapping[str, bytes] | None = None) -> list[str]:
     """What in this blob looks like a secret: markers, deduplicated; inside a cpio archive
-    (also a compressed one) each member is named, library self-test keys left out."""
+    (also a compressed one) each member is named, library self-test keys left out. `known`
+    names secrets without a marker, by their bytes (the cluster's munge key)."""
     found: set[str] = set()
     for blob in dict.fromkeys((data, expand(data))):
+        found |= {name for name, secret in (known or {}).items() if secret in blob}
         members = cpio_members(blob)
         if members is None:
             found |= _markers(blob)
@@ -87,10 +91,10 @@ def secrets_in(data: bytes) -> list[str]:
     return sorted(found)
 
 
-def scan_tree(root: Path) -> dict[str, list[str]]:
+def scan_tree(root: Path, known: Mapping[str, bytes] | None = None) -> dict[str, list[str]]:
     """{relative path: secrets found} for every file under root that holds one."""
     out = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        if found := secrets_in(path.read_bytes()):
+        if found := secrets_in(path.read_bytes(), known):
             out[path.relative_to(root).as_posix()] = found
     return out
