@@ -62,7 +62,11 @@ ONLY_FOR = {
     "etc/default/munge.j2": "slurm",
     "etc/default/slurmd.j2": "slurm_compute",
     "etc/slurm/slurm.conf.j2": "slurm_head",
+    "etc/slurm/cgroup.conf.j2": "slurm_head",
 }
+# cgroup.conf: slurmd initializes its cgroup plugin whatever ProctrackType says; without D-Bus
+# (not in the image) it must not ask systemd for a scope.
+SLURM_CGROUP_CONF = (("CgroupPlugin", "cgroup/v2"), ("IgnoreSystemd", "yes"))
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class NodeView:
     slurm_json: str  # /etc/chaos/slurm.json for chaos-slurm
     slurm_conf: tuple[tuple[str, str], ...]  # the head's slurm.conf, key = value in order
     slurm_partition: str
+    slurm_cgroup_conf: tuple[tuple[str, str], ...]
     slurmd_options: str
     munge_key: str  # where munged finds the key enrollment brought (tmpfs)
 
@@ -229,6 +234,7 @@ def slurm_fields(cluster: Cluster, node: Node) -> dict[str, Any]:
         "slurm_json": json.dumps({"_generated": HEADER, **doc}, indent=1),
         "slurm_conf": slurm_conf(cluster, head),
         "slurm_partition": SLURM_PARTITION,
+        "slurm_cgroup_conf": SLURM_CGROUP_CONF,
         "slurmd_options": f"-Z --conf-server {head.address}:{SLURMCTLD_PORT}",
         "munge_key": MUNGE_KEY,
     }

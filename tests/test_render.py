@@ -76,6 +76,8 @@ def test_slurm_files_go_to_the_nodes_whose_roles_ask_for_them():
                  "SelectType=select/cons_tres", "SrunPortRange=60001-60100",
                  "SlurmctldHost=beta(10.99.0.12)", "AuthType=auth/munge"):
         assert f"\n{line}\n" in conf, line
+    # no D-Bus in the image: slurmd must not ask systemd for its steps' cgroup scope
+    assert "IgnoreSystemd=yes" in files["beta/etc/slurm/cgroup.conf"].decode()
     # the munge key is a secret: only where munged finds it, never the key itself
     assert files["alpha/etc/default/munge"].decode().endswith(
         'OPTIONS="--key-file=/run/chaos/munge.key"\n')

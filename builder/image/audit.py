@@ -17,10 +17,12 @@ from pathlib import Path
 
 from builder.run import run
 
-# a whole PEM private key (with key material: library code quotes the BEGIN line alone),
-# or a key file's name as a cpio member
-SECRET = re.compile(rb"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY)-----\r?\n[A-Za-z0-9+/=\r\n]{40,}"
-                    rb"-----END \1-----|(?:^|/)private/[^/\0]+\.key\0|munge\.key\0")
+# a whole PEM private key (with key material: library code quotes the BEGIN line alone)
+PEM_KEY = re.compile(rb"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY)-----\r?\n[A-Za-z0-9+/=\r\n]{40,}"
+                     rb"-----END \1-----")
+# or a key file's name as a cpio member (inside a member's contents such a name is only a
+# program's default path: munged and mungekey carry "munge.key")
+SECRET = re.compile(PEM_KEY.pattern + rb"|(?:^|/)private/[^/\0]+\.key\0|munge\.key\0")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -67,9 +69,9 @@ def cpio_members(data: bytes) -> list[tuple[str, bytes]] | None:
     return members if members else None
 
 
-def _markers(blob: bytes) -> set[str]:
+def _markers(blob: bytes, pattern: re.Pattern[bytes] = SECRET) -> set[str]:
     return {m.group(0).strip(b"\0").splitlines()[0].decode(errors="replace")
-            for m in SECRET.finditer(blob)}
+            for m in pattern.finditer(blob)}
 
 
 def secrets_in(data: bytes, known: Mapping[str, bytes] | None = None) -> list[str]:
@@ -87,7 +89,7 @@ def secrets_in(data: bytes, known: Mapping[str, bytes] | None = None) -> list[st
             if SECRET.search(name.encode() + b"\0"):
                 found.add(f"{name} (a key file)")
             elif not name.startswith(tuple(SELF_TEST_KEYS)):
-                found |= {f"{name}: {m}" for m in _markers(contents)}
+                found |= {f"{name}: {m}" for m in _markers(contents, PEM_KEY)}
     return sorted(found)
 
 

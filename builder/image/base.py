@@ -31,9 +31,6 @@ COMPRESSORS: dict[Compression, list[str]] = {
     # the kernel only reads the legacy lz4 frame format
     Compression.LZ4: ["lz4", "-l", "-9", "-q"],
 }
-# Units the packages enable that must wait for what only a booted node has (the munge key
-# from enrollment, the head in tyd's map): chaos-slurm.service starts them.
-DISABLE_UNITS = ("munge.service", "slurmd.service", "slurmctld.service")
 INITRD_NAME = "initrd.img"
 PRECOMPILE = Path(__file__).with_name("precompile.py")
 KERNEL_NAME = "vmlinuz"
@@ -65,8 +62,6 @@ def install_common_overlay(ctx: BuildContext) -> bool:
             shutil.copytree(package, site / package.name, ignore=ignore, dirs_exist_ok=True)
     for unit in ENABLE_UNITS:
         enable_unit(root, unit)
-    for unit in DISABLE_UNITS:
-        disable_unit(root, unit)
     init = root / "init"
     init.unlink(missing_ok=True)
     init.symlink_to("usr/lib/systemd/systemd")
@@ -113,12 +108,6 @@ def enable_unit(root: Path, unit: str) -> None:
             for also in value.split():
                 if also.endswith(".socket"):
                     enable_unit(root, also)
-
-
-def disable_unit(root: Path, unit: str) -> None:
-    """`systemctl disable` without systemd: drop the unit's links from every target."""
-    for link in (root / "etc/systemd/system").glob(f"*.wants/{unit}"):
-        link.unlink()
 
 
 def clamp_mtimes(root: Path, epoch: int) -> None:

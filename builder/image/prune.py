@@ -140,6 +140,15 @@ PRUNE_PATHS = (
 PACKAGE_SECRETS = ("etc/munge/munge.key",)
 
 
+# Slurm plugins and commands for what a chaos cluster does not have: slurmrestd's OpenAPI and
+# REST auth, Cray/KNL hardware, burst buffers, energy/Lustre accounting, and the accounting
+# database's clients (no slurmdbd).
+PRUNE_GLOBS = tuple(f"usr/lib/x86_64-linux-gnu/slurm-wlm/{p}" for p in (
+    "openapi_*.so", "rest_auth_*.so", "burst_buffer_*.so", "*cray*.so", "node_features_knl_*.so",
+    "acct_gather_energy_[gipr]*.so", "acct_gather_filesystem_lustre.so")) + tuple(
+    f"usr/bin/{c}" for c in ("sacctmgr", "sacct", "sreport"))
+
+
 def prune_files(ctx: BuildContext) -> bool:
     root = ctx.tree
     for rel in PACKAGE_SECRETS:
@@ -149,6 +158,9 @@ def prune_files(ctx: BuildContext) -> bool:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
+            path.unlink()
+    for pattern in PRUNE_GLOBS:
+        for path in root.glob(pattern):
             path.unlink()
     for cache in sorted(root.rglob("__pycache__")):
         shutil.rmtree(cache)
