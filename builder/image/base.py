@@ -31,6 +31,10 @@ COMPRESSORS: dict[Compression, list[str]] = {
     # the kernel only reads the legacy lz4 frame format
     Compression.LZ4: ["lz4", "-l", "-9", "-q"],
 }
+# Units the packages enable that must wait for what only a booted node has (the munge key
+# from enrollment, the head in tyd's map): chaos-slurm.service starts them. A preset in
+# overlays/common keeps systemd's first-boot preset from enabling them again.
+DISABLE_UNITS = ("munge.service", "slurmd.service", "slurmctld.service")
 INITRD_NAME = "initrd.img"
 PRECOMPILE = Path(__file__).with_name("precompile.py")
 KERNEL_NAME = "vmlinuz"
@@ -62,6 +66,8 @@ def install_common_overlay(ctx: BuildContext) -> bool:
             shutil.copytree(package, site / package.name, ignore=ignore, dirs_exist_ok=True)
     for unit in ENABLE_UNITS:
         enable_unit(root, unit)
+    for unit in DISABLE_UNITS:
+        disable_unit(root, unit)
     init = root / "init"
     init.unlink(missing_ok=True)
     init.symlink_to("usr/lib/systemd/systemd")
@@ -108,6 +114,16 @@ def enable_unit(root: Path, unit: str) -> None:
             for also in value.split():
                 if also.endswith(".socket"):
                     enable_unit(root, also)
+
+
+def disable_unit(root: Path, unit: str) -> None:
+    """`systemctl disable` without systemd: drop the unit's links from every target (they
+    point into the image, so on the build host they dangle: no glob, which skips those)."""
+    system = root / "etc/systemd/system"
+    for wants in system.iterdir() if system.is_dir() else ():
+        link = wants / unit
+        if wants.name.endswith((".wants", ".requires")) and link.is_symlink():
+            link.unlink()
 
 
 def clamp_mtimes(root: Path, epoch: int) -> None:

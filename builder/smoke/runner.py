@@ -366,6 +366,7 @@ class Smoke:
         """A command on the sender whose traffic with the receiver carries the marker (a
         Slurm job's output, an MPI token): its output shows the marker, the bridge never
         does in clear, and ESP flows between the two."""
+        marker = f"{marker}x{len(self.report.results)}"  # one of its own for each check
         argv = [a.replace("{marker}", marker) for a in check.run]
         rc, out = self.guests[check.sender].exec(argv, timeout=120)
         time.sleep(2)
