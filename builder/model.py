@@ -247,7 +247,7 @@ class Cluster:
     workload: Workload = setting(
         Workload.SLURM, "what runs jobs: slurm (slurmctld on the head, every compute node a "
         "dynamic slurmd; munge authenticates it), slurm+mpi (adds Open MPI, launched with "
-        "`srun --mpi=pmix`; ~25 MiB more image) or none")
+        "`srun --mpi=pmix`; ~20 MB more initrd) or none")
     defaults: NodeDefaults = setting(NodeDefaults(), "what every node inherits")
     nodes: tuple[Node, ...] = required("the machines of the lab", [])
 
