@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from builder.image.context import BuildContext, vici_dir
-from builder.image.packages import NODE_PACKAGES
+from builder.image.packages import NODE_PACKAGES, WORKLOAD_LINKS
 from builder.image.prune import kernel_moddir
 from builder.model import Compression
 from builder.run import run
@@ -68,6 +68,9 @@ def install_common_overlay(ctx: BuildContext) -> bool:
         enable_unit(root, unit)
     for unit in DISABLE_UNITS:
         disable_unit(root, unit)
+    for link, target in WORKLOAD_LINKS.get(ctx.cluster.workload, ()):
+        (root / link).unlink(missing_ok=True)
+        (root / link).symlink_to(target)
     init = root / "init"
     init.unlink(missing_ok=True)
     init.symlink_to("usr/lib/systemd/systemd")

@@ -17,7 +17,7 @@ SOURCES_CANDIDATES = (Path("/etc/apt/sources.list.d/debian.sources"),
 # Bump when the rootfs recipe changes in a way the hashed inputs do not show.
 ROOTFS_RECIPE = "1"
 # The modules whose code shapes the base image (a change rebuilds it).
-BASE_RECIPE = ("rootfs.py", "prune.py", "base.py", "precompile.py")
+BASE_RECIPE = ("rootfs.py", "prune.py", "base.py", "precompile.py", "packages.py")
 
 
 @dataclass(frozen=True)

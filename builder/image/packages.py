@@ -32,6 +32,13 @@ WORKLOAD_PACKAGES: dict[Workload, tuple[str, ...]] = {
     Workload.SLURM_MPI: (*SLURM_PACKAGES, *MPI_PACKAGES),
 }
 
+# Symbolic links a workload needs that its packages leave out: Slurm's mpi/pmix plugin
+# dlopens the unversioned libpmix.so, which only libpmix-dev ships (with the headers of
+# libevent, hwloc and zlib); without it `srun --mpi=pmix` says "can not load PMIx library".
+WORKLOAD_LINKS: dict[Workload, tuple[tuple[str, str], ...]] = {
+    Workload.SLURM_MPI: (("usr/lib/x86_64-linux-gnu/pmix2/lib/libpmix.so", "libpmix.so.2"),),
+}
+
 
 def image_packages(workload: Workload, extra: tuple[str, ...]) -> tuple[str, ...]:
     """Every Debian package of the image, sorted: base, workload and the admin's."""
