@@ -368,7 +368,9 @@ class Smoke:
         does in clear, and ESP flows between the two."""
         marker = f"{marker}x{len(self.report.results)}"  # one of its own for each check
         argv = [a.replace("{marker}", marker) for a in check.run]
+        began = time.monotonic()
         rc, out = self.guests[check.sender].exec(argv, timeout=120)
+        took = time.monotonic() - began
         time.sleep(2)
         in_clear = marker in self.pcap_text(["-A"])
         src, dst = self.address(check.sender), self.address(check.receiver)
@@ -378,8 +380,8 @@ class Smoke:
         ok = rc == 0 and delivered and (in_clear if check.clear else
                                         not in_clear and esp_count > 0)
         self.report.check(f"wire: {check.title}", ok,
-                          f"delivered: {delivered}, marker in clear: {in_clear}, ESP packets "
-                          f"between them: {esp_count}" + ("" if rc == 0 else
+                          f"{took:.1f}s, delivered: {delivered}, marker in clear: {in_clear}, "
+                          f"ESP packets between them: {esp_count}" + ("" if rc == 0 else
                                                           f"; rc {rc}: {out.strip()[-300:]}"))
 
     def pcap_text(self, args: list[str]) -> str:
