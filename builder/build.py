@@ -35,4 +35,17 @@ def build(cluster: Cluster, args: argparse.Namespace) -> int:
     step("image: done", start)
     for name, value in sorted(summary.items()):
         print(f"{name}: {value}")
+    if line := workload_line(cluster):
+        print(line)
     return 0
+
+
+def workload_line(cluster: Cluster) -> str:
+    """Where the admin submits jobs, said once the images are there."""
+    if not cluster.workload.slurm:
+        return ""
+    head = cluster.heads[0]
+    return (f"workload: {cluster.workload.value}: submit jobs on {head.name} ({head.address}, "
+            "the head) with sbatch or srun"
+            + (" (MPI: srun --mpi=pmix)" if cluster.workload.mpi else "")
+            + "; the munge key stays beside the CA (security.pki_dir): back it up")

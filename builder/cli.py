@@ -17,7 +17,7 @@ from . import reference
 from .config import load_cluster
 from .errors import ChaosError, ConfigError
 from .model import Cluster, ServeMode
-from .pki import node_identity, pki_for, revoked_in_roster
+from .pki import ensure_ca, node_identity, pki_for, revoked_in_roster
 from .render import render_cluster
 from .show import show_mac, show_node
 
@@ -54,7 +54,7 @@ def cmd_pki(args: argparse.Namespace) -> int:
     pki = pki_for(cluster, args.config)
     sec = cluster.security
     if args.pki_command == "init":
-        created = pki.init_ca(cluster.cluster.name, now(), sec.ca_lifetime_days)
+        created = ensure_ca(cluster, pki, now())
         print(f"{'created' if created else 'kept existing'} cluster CA in {pki.paths.root}")
     elif args.pki_command == "issue":
         names = [n.name for n in cluster.nodes] if args.all else args.nodes

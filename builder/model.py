@@ -20,6 +20,11 @@ IPv4Network = ipaddress.IPv4Network
 # openMosix-era migration ports (0x3214, 0x3415), protected in scope `migration`.
 MIGRATION_PORTS = (12820, 13333)
 IKE_PORTS = (500, 4500)
+# Slurm's daemons (slurmctld, slurmd) and the ports srun listens on for its steps
+# (SrunPortRange): members only, through IPsec only. Slurm's own defaults for the daemons.
+SLURMCTLD_PORT = 6817
+SLURMD_PORT = 6818
+SRUN_PORTS = (60001, 60100)
 
 
 def setting(default: Any, help: str, example: Any = None, **limits: Any) -> Any:
@@ -58,6 +63,20 @@ class Protocol(enum.Enum):
 class Role(enum.Enum):
     COMPUTE = "compute"
     HEAD = "head"
+
+
+class Workload(enum.Enum):
+    SLURM = "slurm"
+    SLURM_MPI = "slurm+mpi"
+    NONE = "none"
+
+    @property
+    def slurm(self) -> bool:
+        return self is not Workload.NONE
+
+    @property
+    def mpi(self) -> bool:
+        return self is Workload.SLURM_MPI
 
 
 class Hardware(enum.Enum):
@@ -239,7 +258,10 @@ class ScheduleSection:
 
 @dataclass(frozen=True, kw_only=True)
 class NodeDefaults:
-    roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles of a node")
+    roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles of a node: compute runs jobs "
+                                      "(slurmd); head runs the scheduler (slurmctld) and is "
+                                      "where jobs are submitted; none marked: the first seed "
+                                      "is the head", example=["compute"])
     services: tuple[Service, ...] = setting((), "extra firewall services of a node, added to "
                                             "firewall.services", example=[])
     attestation: Attestation = setting(
@@ -272,6 +294,10 @@ class Cluster:
     serve: ServeSection = setting(ServeSection(), "chaos-build serve (PXE for the lab)")
     schedule: ScheduleSection = setting(ScheduleSection(), "the night window: when the cluster "
                                         "exists")
+    workload: Workload = setting(
+        Workload.SLURM, "what runs jobs: slurm (slurmctld on the head, every compute node a "
+        "dynamic slurmd; munge authenticates it), slurm+mpi (adds Open MPI, launched with "
+        "`srun --mpi=pmix`; ~20 MB more initrd) or none")
     defaults: NodeDefaults = setting(NodeDefaults(), "what every node inherits")
     nodes: tuple[Node, ...] = required("the machines of the lab", [])
 
@@ -286,6 +312,12 @@ class Cluster:
         if self.tyd.seeds:
             return tuple(self.node(n) for n in self.tyd.seeds)
         return self.nodes[:1]
+
+    @property
+    def heads(self) -> tuple[Node, ...]:
+        """Nodes with role head; when none has it, the first seed (as tyd.seeds defaults)."""
+        marked = tuple(n for n in self.nodes if Role.HEAD in n.roles)
+        return marked or self.seeds[:1]
 
 
 @dataclass(frozen=True, kw_only=True)

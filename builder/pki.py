@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from . import mungekey
 from .errors import PkiError
 from .model import Cluster, KeyType, Node
 from .views import fqdn
@@ -410,8 +411,12 @@ def node_identity(cluster: Cluster, node: Node) -> Identity:
 
 def ensure_ca(cluster: Cluster, pki: Pki, now: dt.datetime) -> bool:
     """The cluster CA (and its CRL), created once and never replaced; True when created.
-    All a build needs: nodes make their own keys and enroll for certificates at boot."""
-    return pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
+    All a build needs: nodes make their own keys and enroll for certificates at boot.
+    With a Slurm workload, also the cluster's munge key beside it (made once)."""
+    created = pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
+    if cluster.workload.slurm:
+        mungekey.ensure(pki.paths.root)
+    return created
 
 
 def issue_all(cluster: Cluster, pki: Pki, now: dt.datetime) -> list[str]:

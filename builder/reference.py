@@ -22,6 +22,8 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("schedule", typing.get_type_hints(Cluster)["schedule"]),
     ("defaults", NodeDefaults),
 )
+# Settings that are one value at the top level of chaos.yaml, not a section.
+SCALARS: tuple[str, ...] = ("workload",)
 
 
 def plain(value: Any) -> Any:
@@ -64,9 +66,12 @@ def _type_name(tp: Any) -> str:
         getattr(tp, "__name__", str(tp)), getattr(tp, "__name__", str(tp)))
 
 
-def _rows(cls: type) -> list[tuple[str, str, str, str, str]]:
+def _rows(cls: type, only: tuple[str, ...] | None = None) -> list[tuple[str, str, str, str,
+                                                                          str]]:
     rows = []
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         meta = f.metadata
         default = "(required)" if meta.get("required") else _yaml(f.default)
         limits = ""
@@ -88,6 +93,9 @@ def yaml_reference() -> str:
                 out.append(f"  {name}: {example}")
             else:
                 out.append(f"  # {name}: {example}    (default: {default})")
+    for name, tp, default, help_, example in _rows(Cluster, SCALARS):
+        out.append(f"\n# {help_} [{tp}]")
+        out.append(f"# {name}: {example}    (default: {default})")
     out.append("\nnodes:")
     for name, tp, default, help_, _ in _rows(Node):
         out.append(f"  # {name}: {help_} [{tp}]" + ("" if default == "(required)"
@@ -101,4 +109,7 @@ def markdown() -> str:
     for section, cls in (*SECTIONS, ("nodes[]", Node)):
         for name, tp, default, help_, _ in _rows(cls):
             out.append(f"| `{section}.{name}` | {tp} | `{default}` | {help_} |")
+        if section == "serve":
+            for name, tp, default, help_, _ in _rows(Cluster, SCALARS):
+                out.append(f"| `{name}` | {tp} | `{default}` | {help_} |")
     return "\n".join(out) + "\n"

@@ -23,7 +23,7 @@ from .errors import RenderError
 from .model import Cluster, Node
 from .pki import Pki
 from .tydconf import HEADER
-from .views import NodeView, Peer, all_peers, node_view
+from .views import ONLY_FOR, NodeView, Peer, all_peers, node_view
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -56,6 +56,8 @@ def render_templates(view: NodeView, env: jinja2.Environment,
     context.update(header=HEADER, node_cert=NODE_CERT, ca_cert=CA_CERT)
     tree: Tree = {}
     for name in names:
+        if name in ONLY_FOR and not getattr(view, ONLY_FOR[name]):
+            continue
         try:
             text = env.get_template(name).render(context)
         except jinja2.TemplateError as exc:

@@ -56,6 +56,9 @@ def cluster_rows(cluster: Cluster, doc: Document) -> list[tuple[str, Any, str]]:
         if section.name in NOT_PER_NODE:
             continue
         value = getattr(cluster, section.name)
+        if not dataclasses.is_dataclass(value):  # a top-level scalar such as workload
+            rows.append((section.name, plain(value), _origin(doc, (section.name,))))
+            continue
         for f in dataclasses.fields(value):
             if section.name == "firewall" and f.name == "services":
                 continue  # merged into the node's services row
@@ -77,6 +80,7 @@ def show_node(cluster: Cluster, doc: Document, name: str,
             ("fqdn", fqdn(cluster, node), _origin(doc, ("cluster", "domain"))),
             *cluster_rows(cluster, doc),
             ("tyd seed nodes", [s.name for s in cluster.seeds], "derived"),
+            ("head (slurmctld)", [h.name for h in cluster.heads], "derived"),
             ("ipsec-only tcp ports", list(protected_ports(cluster)), "derived"),
             ("peers", [n.name for n in cluster.nodes if n.name != name], "derived")]
     if now is not None:

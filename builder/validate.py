@@ -10,7 +10,18 @@ from chaosnode.window import DAY, Window, overlapping, parse_window
 
 from .errors import Problem
 from .loader import Document, Path_, dotted
-from .model import IKE_PORTS, MIGRATION_PORTS, Cluster, Protocol, Service
+from .model import (
+    IKE_PORTS,
+    MIGRATION_PORTS,
+    SLURMCTLD_PORT,
+    SLURMD_PORT,
+    SRUN_PORTS,
+    Cluster,
+    Protocol,
+    Role,
+    Scope,
+    Service,
+)
 
 
 def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
@@ -25,6 +36,7 @@ def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
     _check_services(cluster, report)
     _check_serve(cluster, report)
     _check_schedule(cluster, report)
+    _check_workload(cluster, report)
     return problems
 
 
@@ -81,7 +93,10 @@ def _check_tyd(cluster: Cluster, report: Report) -> None:
             close = difflib.get_close_matches(seed, names, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "name a node from nodes:"
             report(("tyd", "seeds", i), f"unknown node {seed!r}; {hint}")
-    if tyd.port in IKE_PORTS or tyd.port in MIGRATION_PORTS:
+    if cluster.workload.slurm and slurm_port(tyd.port):
+        report(("tyd", "port"), f"{tyd.port} is a Slurm port ({slurm_ports_text()}); pick "
+               "another port")
+    elif tyd.port in IKE_PORTS or tyd.port in MIGRATION_PORTS:
         report(("tyd", "port"), f"{tyd.port} clashes with IKE (500/4500) or the migration "
                "ports (12820/13333); pick another port")
     if not tyd.heartbeat_seconds < tyd.suspect_after_seconds < tyd.remove_after_seconds:
@@ -106,6 +121,10 @@ def _check_services(cluster: Cluster, report: Report) -> None:
             elif svc.protocol is Protocol.TCP and svc.port == cluster.tyd.port:
                 report(path, f"tcp {svc.port} is tyd.port; tyd is always allowed through "
                        "IPsec; remove this service or move tyd.port")
+            elif (svc.protocol is Protocol.TCP and cluster.workload.slurm
+                  and slurm_port(svc.port)):
+                report(path, f"tcp {svc.port} is a Slurm port ({slurm_ports_text()}), open "
+                       "to members through IPsec already; remove this service")
             key = (svc.port, svc.protocol)
             if key in seen:
                 report(path, f"{svc.protocol.value} {svc.port} is already listed at "
@@ -165,3 +184,26 @@ def _check_schedule(cluster: Cluster, report: Report) -> None:
     if sched.enabled and sched.time_source is None and cluster.serve.address is None:
         report(("schedule", "time_source"), "nodes need a clock source to know when the night "
                "ends: set schedule.time_source or serve.address")
+def slurm_port(port: int) -> bool:
+    return port in (SLURMCTLD_PORT, SLURMD_PORT) or SRUN_PORTS[0] <= port <= SRUN_PORTS[1]
+
+
+def slurm_ports_text() -> str:
+    return f"{SLURMCTLD_PORT}, {SLURMD_PORT}, {SRUN_PORTS[0]}-{SRUN_PORTS[1]}"
+
+
+def _check_workload(cluster: Cluster, report: Report) -> None:
+    if not cluster.workload.slurm:
+        return
+    if cluster.security.scope is Scope.MIGRATION:
+        report(("security", "scope"), f"scope migration protects only tyd and the migration "
+               f"ports, so Slurm's and MPI's traffic would cross the network in clear; use "
+               f"scope all, or workload: none (workload is {cluster.workload.value})")
+    heads = [i for i, n in enumerate(cluster.nodes) if Role.HEAD in n.roles]
+    for i in heads[1:]:
+        report(("nodes", i, "roles"), f"{cluster.nodes[i].name} is a second head "
+               f"(nodes[{heads[0]}] {cluster.nodes[heads[0]].name} is one); workload "
+               f"{cluster.workload.value} runs one slurmctld: keep role head on one node")
+    if not any(Role.COMPUTE in n.roles for n in cluster.nodes):
+        report(("nodes",), f"no node has role compute, so workload {cluster.workload.value} "
+               "has nowhere to run jobs; add compute to some node's roles or set workload: none")

@@ -6,14 +6,35 @@ Nothing reads the clock, the host or the environment.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import Any
 
 from chaosnode import ipsec
 from chaosnode.morning import NightSettings
-from chaosnode.paths import CA_CERT, NFT_PEER_SET, NFT_TABLE, NODE_CERT, VICI_SOCKET
+from chaosnode.paths import (
+    CA_CERT,
+    MUNGE_KEY,
+    NFT_PEER_SET,
+    NFT_TABLE,
+    NODE_CERT,
+    TYD_EXPORTS,
+    VICI_SOCKET,
+)
 
-from .model import MIGRATION_PORTS, Addressing, Cluster, Node, Role, Scope, Service
+from .model import (
+    MIGRATION_PORTS,
+    SLURMCTLD_PORT,
+    SLURMD_PORT,
+    SRUN_PORTS,
+    Addressing,
+    Cluster,
+    Node,
+    Role,
+    Scope,
+    Service,
+)
 from .tydconf import HEADER, tyd_config_json
 
 SWANCTL_PLUGINS = "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl"
@@ -30,6 +51,23 @@ COUNTERS = (
     ("drop_forward", "forwarded packets (nodes never route)"),
     ("drop_output_plaintext", "our own traffic to members that would leave unprotected"),
 )
+# With a Slurm workload: Slurm's ports reached by someone who is not a member.
+SLURM_COUNTERS = (
+    ("drop_slurm_outsider", "slurmctld, slurmd or srun ports from an address that is not a "
+     "member"),
+)
+# Templates only some nodes get, by the view field that says so; every other template goes
+# to every node.
+ONLY_FOR = {
+    "etc/chaos/slurm.json.j2": "slurm",
+    "etc/default/munge.j2": "slurm",
+    "etc/default/slurmd.j2": "slurm_compute",
+    "etc/slurm/slurm.conf.j2": "slurm_head",
+    "etc/slurm/cgroup.conf.j2": "slurm_head",
+}
+# cgroup.conf: slurmd initializes its cgroup plugin whatever ProctrackType says; without D-Bus
+# (not in the image) it must not ask systemd for a scope.
+SLURM_CGROUP_CONF = (("CgroupPlugin", "cgroup/v2"), ("IgnoreSystemd", "yes"))
 
 
 @dataclass(frozen=True)
@@ -72,6 +110,17 @@ class NodeView:
     attestation: str  # "tpm" or "approval": how chaos-enroll proves this machine
     night_json: str  # chaosnode.morning.NightSettings: when this node's night ends
     time_source: str  # NTP server for systemd-timesyncd; "" when there is none
+    workload: str  # slurm, slurm+mpi or none
+    slurm: bool  # the cluster runs Slurm
+    slurm_head: bool  # this node runs slurmctld
+    slurm_compute: bool  # this node runs a dynamic slurmd
+    slurm_ports: str  # "6817, 6818, 60001-60100" for nft
+    slurm_json: str  # /etc/chaos/slurm.json for chaos-slurm
+    slurm_conf: tuple[tuple[str, str], ...]  # the head's slurm.conf, key = value in order
+    slurm_partition: str
+    slurm_cgroup_conf: tuple[tuple[str, str], ...]
+    slurmd_options: str
+    munge_key: str  # where munged finds the key enrollment brought (tmpfs)
 
 
 def fqdn(cluster: Cluster, node: Node) -> str:
@@ -155,7 +204,7 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         connections=connections(policy, peers),
         protected_ports=", ".join(str(p) for p in protected_ports(cluster)),
         input_rules=tuple(service_rule(s, sec.scope) for s in node_services(cluster, node)),
-        counters=COUNTERS,
+        counters=COUNTERS + (SLURM_COUNTERS if cluster.workload.slurm else ()),
         charon_plugins=CHARON_PLUGINS,
         vici_socket=VICI_SOCKET,
         swanctl_plugins=SWANCTL_PLUGINS,
@@ -169,6 +218,66 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         attestation=node.attestation.value,
         night_json=night_settings(cluster, node).dumps(HEADER),
         time_source=time_source(cluster),
+        **slurm_fields(cluster, node),
+    )
+
+
+def slurm_fields(cluster: Cluster, node: Node) -> dict[str, Any]:
+    """The Slurm parts of a node's view (chaos.yaml workload)."""
+    head = cluster.heads[0]
+    is_head = cluster.workload.slurm and node in cluster.heads
+    compute = cluster.workload.slurm and Role.COMPUTE in node.roles
+    doc = {"workload": cluster.workload.value, "node": node.name, "head": head.name,
+           "head_address": str(head.address), "slurmctld": is_head, "slurmd": compute,
+           "tyd_map": TYD_EXPORTS["json"], "munge_key": MUNGE_KEY}
+    return {
+        "workload": cluster.workload.value,
+        "slurm": cluster.workload.slurm,
+        "slurm_head": is_head,
+        "slurm_compute": compute,
+        "slurm_ports": f"{SLURMCTLD_PORT}, {SLURMD_PORT}, {SRUN_PORTS[0]}-{SRUN_PORTS[1]}",
+        "slurm_json": json.dumps({"_generated": HEADER, **doc}, indent=1),
+        "slurm_conf": slurm_conf(cluster, head),
+        "slurm_partition": SLURM_PARTITION,
+        "slurm_cgroup_conf": SLURM_CGROUP_CONF,
+        "slurmd_options": f"-Z --conf-server {head.address}:{SLURMCTLD_PORT}",
+        "munge_key": MUNGE_KEY,
+    }
+
+
+SLURM_PARTITION = "PartitionName=chaos Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+
+
+def slurm_conf(cluster: Cluster, head: Node) -> tuple[tuple[str, str], ...]:
+    """slurm.conf of the head, served to every slurmd (configless). Dynamic nodes (slurmd -Z)
+    need MaxNodeCount, select/cons_tres and TreeWidth=65533; they join the partition through
+    Nodes=ALL. Jobs run on a RAM root: no accounting, no cgroup setup."""
+    return (
+        ("ClusterName", cluster.cluster.name),
+        ("SlurmctldHost", f"{head.name}({head.address})"),
+        ("SlurmctldParameters", "enable_configless"),
+        ("SlurmctldPort", str(SLURMCTLD_PORT)),
+        ("SlurmdPort", str(SLURMD_PORT)),
+        ("SrunPortRange", f"{SRUN_PORTS[0]}-{SRUN_PORTS[1]}"),
+        ("AuthType", "auth/munge"),
+        ("SlurmUser", "slurm"),
+        ("StateSaveLocation", "/var/lib/slurm/slurmctld"),
+        ("SlurmdSpoolDir", "/var/lib/slurm/slurmd"),
+        ("MaxNodeCount", str(len(cluster.nodes))),
+        ("TreeWidth", "65533"),
+        ("SelectType", "select/cons_tres"),
+        ("SelectTypeParameters", "CR_Core"),
+        ("SchedulerType", "sched/backfill"),
+        ("ProctrackType", "proctrack/linuxproc"),
+        ("TaskPlugin", "task/none"),
+        ("JobAcctGatherType", "jobacct_gather/none"),
+        ("AccountingStorageType", "accounting_storage/none"),
+        ("JobCompType", "jobcomp/none"),
+        ("MpiDefault", "pmix" if cluster.workload.mpi else "none"),
+        # a node that comes back (rebooted, rejoined) takes jobs again by itself
+        ("ReturnToService", "2"),
+        # chaos-slurm removes a node as soon as tyd does; this is only the fallback
+        ("SlurmdTimeout", str(max(60, 2 * cluster.tyd.remove_after_seconds))),
     )
 
 

@@ -22,7 +22,7 @@ def enroll_argv(node: dict[str, str]) -> list[str]:
             "--address", node["address"], "--key-type", node.get("key_type", "ed25519"),
             "--attestation", node.get("attestation", "tpm"),
             "--key-out", paths.NODE_KEY_PATH, "--cert-out", paths.NODE_CERT_PATH,
-            "--crl-out", paths.CRL_PATH]
+            "--crl-out", paths.CRL_PATH, "--munge-key-out", paths.MUNGE_KEY]
 
 
 def main(node_json: Path = Path(paths.NODE_JSON)) -> int:

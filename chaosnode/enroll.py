@@ -18,12 +18,13 @@ import argparse
 import http.client
 import ipaddress
 import os
+import pwd
 import random
 import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -47,7 +48,7 @@ from .enrollment import (
     boot_fingerprint,
     proof,
 )
-from .paths import NODE_CERT_PATH, NODE_KEY_PATH
+from .paths import MUNGE_USER, NODE_CERT_PATH, NODE_KEY_PATH
 from .signature import ca_signed
 from .tpm import NODE_TCTI, Keys, Tpm, TpmError
 from .tpmpub import ek_hash
@@ -92,6 +93,7 @@ class Enrolled:
     crl: bytes          # PEM
     not_after: str
     attested: str  # how: "TPM EK sha256:..." or "boot 3f2a-... approved by an admin, no TPM"
+    munge_key: bytes = field(default=b"", repr=False)  # Slurm's secret, if the cluster runs it
 
 
 def say(message: str) -> None:
@@ -185,7 +187,8 @@ def attempt(client: Client, keys: Keys, node: str, macs: Sequence[str],
     reply = FinishResponse.from_json(client.post(FINISH_PATH, finish.to_json()))
     cert = _check_certificate(reply, csr, ca)
     return Enrolled(cert.public_bytes(serialization.Encoding.PEM), reply.ca.encode(),
-                    reply.crl.encode(), reply.not_after, f"TPM EK {ek_hash(att.ek_public)}")
+                    reply.crl.encode(), reply.not_after, f"TPM EK {ek_hash(att.ek_public)}",
+                    munge_key=reply.munge_key)
 
 
 def _check_certificate(reply: FinishResponse, csr: x509.CertificateSigningRequest,
@@ -328,7 +331,8 @@ def by_approval(client: Client, node: str, macs: Sequence[str],
     cert = _check_certificate(reply, csr, ca)
     return Enrolled(cert.public_bytes(serialization.Encoding.PEM), reply.ca.encode(),
                     reply.crl.encode(), reply.not_after,
-                    f"boot {waiting.fingerprint} approved by an admin, no TPM")
+                    f"boot {waiting.fingerprint} approved by an admin, no TPM",
+                    munge_key=reply.munge_key)
 
 
 # -- files ------------------------------------------------------------------------
@@ -372,6 +376,15 @@ def save(key: NodeKey, enrolled: Enrolled, key_out: Path, cert_out: Path,
         write_file(crl_out, enrolled.crl, 0o644)
 
 
+def save_munge_key(key: bytes, path: Path, owner: str | None = MUNGE_USER) -> None:
+    """The cluster's munge key into tmpfs, 0400 and owned by munged's user (munged refuses a
+    key others can read)."""
+    write_file(path, key, 0o400)
+    if owner is not None:
+        user = pwd.getpwnam(owner)
+        os.chown(path, user.pw_uid, user.pw_gid)
+
+
 # -- command line -----------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python3 -m chaosnode.enroll",
@@ -384,6 +397,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key-out", type=Path, default=Path(NODE_KEY_PATH))
     p.add_argument("--cert-out", type=Path, default=Path(NODE_CERT_PATH))
     p.add_argument("--crl-out", type=Path, help="also write the CRL the service sent")
+    p.add_argument("--munge-key-out", type=Path, help="write the cluster's munge key, if the "
+                   "service sent one (Slurm), here (tmpfs), 0400 munge:munge")
+    p.add_argument("--munge-key-owner", default=MUNGE_USER,
+                   help=f"the user munged runs as (default {MUNGE_USER})")
     p.add_argument("--tcti", default=NODE_TCTI, help=f"TPM access (default {NODE_TCTI})")
     p.add_argument("--attestation", choices=ATTESTATIONS, default="tpm",
                    help="tpm: prove the machine with its TPM; approval (no TPM): wait until "
@@ -407,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                key_type=args.key_type, max_seconds=args.max_time or None,
                                attestation=args.attestation)
         save(key, enrolled, args.key_out, args.cert_out, args.crl_out)
+        if args.munge_key_out is not None and enrolled.munge_key:
+            save_munge_key(enrolled.munge_key, args.munge_key_out, args.munge_key_owner)
     except EnrollError as exc:
         say(str(exc))
         return 1

@@ -27,6 +27,7 @@ APPROVAL_PATH: Final = "/enroll/approval"
 PATHS: Final = (START_PATH, FINISH_PATH, APPROVAL_PATH)
 # GET: the cluster's current CRL (public; nodes refresh theirs from it while they run)
 CRL_PATH: Final = "/crl"
+MUNGE_KEY_MAX: Final = 1024  # munged's own limit on a key's size
 CONTENT_TYPE: Final = "application/json"
 MAX_BODY: Final = 16 * 1024
 MAX_MACS: Final = 16
@@ -100,7 +101,8 @@ def _dump(data: dict[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _load(body: bytes, fields: tuple[str, ...], what: str) -> dict[str, Any]:
+def _load(body: bytes, fields: tuple[str, ...], what: str,
+          optional: tuple[str, ...] = ()) -> dict[str, Any]:
     if len(body) > MAX_BODY:
         raise ProtocolError("too_large", f"{what} is {len(body)} bytes; the limit is {MAX_BODY}")
     try:
@@ -110,7 +112,7 @@ def _load(body: bytes, fields: tuple[str, ...], what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProtocolError("malformed", f"{what} must be a JSON object")
     missing = [f for f in fields if f not in data]
-    extra = sorted(set(data) - set(fields))
+    extra = sorted(set(data) - set(fields) - set(optional))
     if missing:
         raise ProtocolError("malformed", f"{what} lacks {', '.join(missing)}")
     if extra:
@@ -262,19 +264,32 @@ class FinishResponse:
     ca: str           # PEM
     crl: str          # PEM
     not_after: str    # ISO 8601, UTC
+    # the cluster's munge key (Slurm's secret), only to an attested node of a cluster with a
+    # Slurm workload; never logged, written to tmpfs by the node
+    munge_key: bytes = b""
 
     FIELDS = ("certificate", "ca", "crl", "not_after")
+    OPTIONAL = ("munge_key",)
 
     def to_json(self) -> bytes:
-        return _dump({"certificate": self.certificate, "ca": self.ca, "crl": self.crl,
-                      "not_after": self.not_after})
+        data = {"certificate": self.certificate, "ca": self.ca, "crl": self.crl,
+                "not_after": self.not_after}
+        if self.munge_key:
+            data["munge_key"] = _enc(self.munge_key)
+        return _dump(data)
 
     @classmethod
     def from_json(cls, body: bytes) -> FinishResponse:
-        data = _load(body, cls.FIELDS, "finish response")
+        data = _load(body, cls.FIELDS, "finish response", cls.OPTIONAL)
         return cls(certificate=_text(data, "certificate", MAX_BODY),
                    ca=_text(data, "ca", MAX_BODY), crl=_text(data, "crl", MAX_BODY),
-                   not_after=_text(data, "not_after", 40))
+                   not_after=_text(data, "not_after", 40),
+                   munge_key=_b64(data, "munge_key", MUNGE_KEY_MAX)
+                   if "munge_key" in data else b"")
+
+    def __repr__(self) -> str:  # never the munge key in a log or traceback
+        return (f"FinishResponse(certificate=..., not_after={self.not_after!r}, "
+                f"munge_key={'<set>' if self.munge_key else '<none>'})")
 
 
 # -- the proof of activation ---------------------------------------------------------

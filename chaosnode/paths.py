@@ -28,6 +28,13 @@ TYD_CONFIG: Final = "/etc/tyd/tyd.json"
 # The night window as this node knows it (chaosnode.morning.NightSettings).
 NIGHT_JSON: Final = "/etc/chaos/night.json"
 
+# Slurm (chaos.yaml workload). The cluster's munge key arrives with the certificate at
+# enrollment and lives only in RAM; slurm.json says what this node runs (rendered).
+MUNGE_KEY: Final = "/run/chaos/munge.key"
+MUNGE_USER: Final = "munge"
+SLURM_JSON: Final = "/etc/chaos/slurm.json"
+SLURM_CONF: Final = "/etc/slurm/slurm.conf"
+
 TYD_RUN: Final = "/run/tyd"
 TYD_EXPORTS: Final = {
     "json": f"{TYD_RUN}/map.json",

@@ -92,8 +92,25 @@ def test_show_lists_every_declared_setting_with_its_origin(workdir):
     for name, kind in typing.get_type_hints(Cluster).items():
         if name in ("defaults", "nodes"):
             continue
+        if not dataclasses.is_dataclass(kind):  # a top-level scalar such as workload
+            expected.add(name)
+            continue
         expected |= {f"{name}.{f.name}" for f in dataclasses.fields(kind)
                      if not (name == "firewall" and f.name == "services")}
     assert len(expected) > 30
     assert expected <= keys, sorted(expected - keys)
-    assert "security.scope" in keys and "cluster.name" in keys
+    assert "security.scope" in keys and "cluster.name" in keys and "workload" in keys
+
+
+def test_build_says_where_to_submit_jobs(default_cluster):
+    import dataclasses
+
+    from builder.build import workload_line
+    from builder.model import Workload
+
+    line = workload_line(default_cluster)
+    assert line.startswith("workload: slurm: submit jobs on node01 (10.99.0.11, the head)")
+    assert "--mpi=pmix" not in line
+    mpi = dataclasses.replace(default_cluster, workload=Workload.SLURM_MPI)
+    assert "srun --mpi=pmix" in workload_line(mpi)
+    assert workload_line(dataclasses.replace(default_cluster, workload=Workload.NONE)) == ""

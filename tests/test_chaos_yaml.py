@@ -13,7 +13,7 @@ from builder import reference
 from builder.config import load_cluster, load_cluster_text
 from builder.errors import ConfigError
 from builder.loader import MAX_FILE_BYTES
-from builder.model import Role, Scope
+from builder.model import Role, Scope, Workload
 
 INVALID = sorted((ROOT / "tests" / "invalid").glob("*.yaml"))
 
@@ -28,7 +28,10 @@ def test_default_cluster_is_valid(default_cluster):
     assert [n.name for n in default_cluster.nodes] == ["node01", "node02", "node03"]
     assert default_cluster.network.subnet == ipaddress.IPv4Network("10.99.0.0/24")
     assert default_cluster.security.scope is Scope.ALL
-    assert all(n.roles == (Role.COMPUTE,) for n in default_cluster.nodes)
+    assert default_cluster.nodes[0].roles == (Role.HEAD, Role.COMPUTE)
+    assert all(n.roles == (Role.COMPUTE,) for n in default_cluster.nodes[1:])
+    assert [h.name for h in default_cluster.heads] == ["node01"]
+    assert default_cluster.workload is Workload.SLURM
     assert [s.name for s in default_cluster.seeds] == ["node01"]
 
 
@@ -90,10 +93,19 @@ def test_defaults_are_inherited_and_overridden():
         "defaults:\n  roles: [compute]",
         "defaults:\n  roles: [compute]\n  services:\n    - {name: ssh, port: 22}")
     text = text.replace("    address: 10.99.0.13\n", "    address: 10.99.0.13\n    roles: [head]\n")
+    text = text.replace("workload: slurm ", "workload: none  ")  # two heads: no slurmctld
     cluster = load_cluster_text(text)
     assert cluster.nodes[0].services[0].port == 22
     assert cluster.nodes[2].roles == (Role.HEAD,)
-    assert cluster.nodes[0].roles == (Role.COMPUTE,)
+    assert cluster.nodes[1].roles == (Role.COMPUTE,)
+    assert [h.name for h in cluster.heads] == ["node01", "node03"]
+
+
+def test_without_a_marked_head_the_first_seed_is_the_head():
+    text = (ROOT / "chaos.yaml").read_text().replace("    roles: [head, compute]", "")
+    text = text.replace("seeds: [node01]", "seeds: [node02]")
+    cluster = load_cluster_text(text)
+    assert [h.name for h in cluster.heads] == ["node02"]
 
 
 def test_model_is_frozen(default_cluster):

@@ -57,9 +57,36 @@ def test_templates_match_golden_files(case):
 
 def test_every_template_has_golden_output():
     names = {n.removesuffix(".j2") for n in template_names()}
-    golden = {p.relative_to(GOLDEN / "all" / "alpha").as_posix()
-              for p in (GOLDEN / "all" / "alpha").rglob("*") if p.is_file()}
+    golden = {p.relative_to(node).as_posix() for node in (GOLDEN / "all").iterdir()
+              for p in node.rglob("*") if p.is_file()}
     assert names == golden
+
+
+def test_slurm_files_go_to_the_nodes_whose_roles_ask_for_them():
+    files = rendered("all")  # beta: head only; alpha (the seed) and gamma: compute
+    assert "beta/etc/slurm/slurm.conf" in files
+    assert "beta/etc/default/slurmd" not in files  # the head runs no jobs here
+    for compute in ("alpha", "gamma"):
+        assert f"{compute}/etc/slurm/slurm.conf" not in files  # configless: from the head
+        assert "--conf-server 10.99.0.12:6817" in files[f"{compute}/etc/default/slurmd"].decode()
+    slurm = json.loads(files["alpha/etc/chaos/slurm.json"])
+    assert (slurm["head"], slurm["slurmctld"], slurm["slurmd"]) == ("beta", False, True)
+    conf = files["beta/etc/slurm/slurm.conf"].decode()
+    for line in ("SlurmctldParameters=enable_configless", "MaxNodeCount=3", "TreeWidth=65533",
+                 "SelectType=select/cons_tres", "SrunPortRange=60001-60100",
+                 "SlurmctldHost=beta(10.99.0.12)", "AuthType=auth/munge"):
+        assert f"\n{line}\n" in conf, line
+    # no D-Bus in the image: slurmd must not ask systemd for its steps' cgroup scope
+    assert "IgnoreSystemd=yes" in files["beta/etc/slurm/cgroup.conf"].decode()
+    # the munge key is a secret: only where munged finds it, never the key itself
+    assert files["alpha/etc/default/munge"].decode().endswith(
+        'OPTIONS="--key-file=/run/chaos/munge.key"\n')
+
+
+def test_workload_none_renders_no_slurm():
+    files = rendered("migration")
+    assert not [f for f in files if "slurm" in f or "munge" in f]
+    assert "drop_slurm_outsider" not in files["one/etc/nftables.conf"].decode()
 
 
 def test_every_generated_file_says_so():

@@ -81,6 +81,12 @@ def test_include_errors_name_the_file_and_line(tmp_path):
     (GOOD + "rouge: {impersonates: node04}\n", ":5: rouge: unknown key"),
     (GOOD + "night: {ends_after: 30}\n", ":5: night.ends_after: 30 is outside 120..3600"),
     (GOOD + "night: {end: 300}\n", ":5: night.end: unknown key"),
+    (GOOD + "wire:\n  - {title: w, from: node01, to: node02, run: [srun, echo, x], clear: no}\n",
+     ":6: wire[0].run: the command must carry {marker}"),
+    (GOOD + "after:\n  - {node: node01, run: [sinfo], pattern: node02}\n",
+     ":5: after: checks after a power-off need `remove: {node: ...}`"),
+    (GOOD + "remove: {node: node02}\nafter:\n  - {node: node09, run: [sinfo], pattern: x}\n",
+     ":7: after[0].node: 'node09' is not booted"),
     ("- a list\n", ":1: expected a mapping"),
     (GOOD.replace("boot: [node01, node02]", "boot: [node01, node02"), ":3: not valid YAML"),
 ])
@@ -92,6 +98,15 @@ def test_invalid_scenario_is_refused_with_file_line_and_field(tmp_path, text, me
     with pytest.raises(ConfigError) as exc:
         load_scenario(path)
     assert f"{path}{message}" in str(exc.value)
+
+
+def test_wire_command_and_checks_after_the_power_off_are_read(tmp_path):
+    text = GOOD + ("wire:\n  - {title: w, from: node01, to: node02, run: [srun, echo, "
+                   '"{marker}"], clear: no}\nremove: {node: node02}\nafter:\n'
+                   "  - {node: node01, run: [sinfo], pattern: node02, expect: no}\n")
+    s = load_scenario(scenario(tmp_path, text))
+    assert s.wire[0].run == ("srun", "echo", "{marker}") and s.wire[0].port == 0
+    assert [(c.on, c.run, c.expect) for c in s.after] == [("node01", ("sinfo",), False)]
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

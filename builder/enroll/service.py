@@ -38,6 +38,7 @@ from chaosnode.enrollment import (
     proof_matches,
 )
 
+from .. import mungekey
 from ..errors import ChaosError
 from ..model import Attestation, Cluster
 from ..night import cert_hours
@@ -149,6 +150,7 @@ class Enrollment:
         self._ca_pem = self._ca.public_bytes(serialization.Encoding.PEM).decode()
         self.boots = BootStore(self.pki.paths.root / BOOTS_FILE,
                                approval_seconds=self.settings.approval_seconds)
+        self._munge_key = mungekey.for_cluster(self.cluster, self.pki.paths.root)
 
     # -- start ---------------------------------------------------------------
     def start(self, req: StartRequest, source: str) -> StartResponse:
@@ -329,7 +331,7 @@ class Enrollment:
         return FinishResponse(
             certificate=cert.public_bytes(serialization.Encoding.PEM).decode(),
             ca=self._ca_pem, crl=self.pki.crl_pem().decode(),
-            not_after=cert.not_valid_after_utc.isoformat())
+            not_after=cert.not_valid_after_utc.isoformat(), munge_key=self._munge_key)
 
     def _sweep(self, now: dt.datetime) -> None:
         for sid, s in list(self._sessions.items()):

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from builder.image.context import BuildContext, vici_dir
-from builder.image.packages import NODE_PACKAGES
+from builder.image.packages import NODE_PACKAGES, WORKLOAD_LINKS
 from builder.image.prune import kernel_moddir
 from builder.model import Compression
 from builder.run import run
@@ -24,7 +24,7 @@ SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 ENABLE_UNITS = ("systemd-networkd.service", "nftables.service", "strongswan.service",
                 "chaos-identity.service", "chaos-enroll.service", "chaos-selftest.service",
                 "tyd.service", "chaos-crl.timer", "chaos-renew.timer",
-                "chaos-morning.service")
+                "chaos-morning.service", "chaos-slurm.service")
 COMPRESSORS: dict[Compression, list[str]] = {
     Compression.ZSTD: ["zstd", "-19", "-T0", "-q", "--no-progress"],
     # the kernel's XZ decoder wants CRC32 checks
@@ -32,6 +32,10 @@ COMPRESSORS: dict[Compression, list[str]] = {
     # the kernel only reads the legacy lz4 frame format
     Compression.LZ4: ["lz4", "-l", "-9", "-q"],
 }
+# Units the packages enable that must wait for what only a booted node has (the munge key
+# from enrollment, the head in tyd's map): chaos-slurm.service starts them. A preset in
+# overlays/common keeps systemd's first-boot preset from enabling them again.
+DISABLE_UNITS = ("munge.service", "slurmd.service", "slurmctld.service")
 INITRD_NAME = "initrd.img"
 PRECOMPILE = Path(__file__).with_name("precompile.py")
 KERNEL_NAME = "vmlinuz"
@@ -63,6 +67,11 @@ def install_common_overlay(ctx: BuildContext) -> bool:
             shutil.copytree(package, site / package.name, ignore=ignore, dirs_exist_ok=True)
     for unit in ENABLE_UNITS:
         enable_unit(root, unit)
+    for unit in DISABLE_UNITS:
+        disable_unit(root, unit)
+    for link, target in WORKLOAD_LINKS.get(ctx.cluster.workload, ()):
+        (root / link).unlink(missing_ok=True)
+        (root / link).symlink_to(target)
     init = root / "init"
     init.unlink(missing_ok=True)
     init.symlink_to("usr/lib/systemd/systemd")
@@ -109,6 +118,16 @@ def enable_unit(root: Path, unit: str) -> None:
             for also in value.split():
                 if also.endswith(".socket"):
                     enable_unit(root, also)
+
+
+def disable_unit(root: Path, unit: str) -> None:
+    """`systemctl disable` without systemd: drop the unit's links from every target (they
+    point into the image, so on the build host they dangle: no glob, which skips those)."""
+    system = root / "etc/systemd/system"
+    for wants in system.iterdir() if system.is_dir() else ():
+        link = wants / unit
+        if wants.name.endswith((".wants", ".requires")) and link.is_symlink():
+            link.unlink()
 
 
 def clamp_mtimes(root: Path, epoch: int) -> None:

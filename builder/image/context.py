@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.image.packages import BASE_PACKAGES, NODE_PACKAGES
+from builder.image.packages import NODE_PACKAGES, image_packages
 from builder.model import Cluster, Node
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -17,7 +17,7 @@ SOURCES_CANDIDATES = (Path("/etc/apt/sources.list.d/debian.sources"),
 # Bump when the rootfs recipe changes in a way the hashed inputs do not show.
 ROOTFS_RECIPE = "1"
 # The modules whose code shapes the base image (a change rebuilds it).
-BASE_RECIPE = ("rootfs.py", "prune.py", "base.py", "precompile.py")
+BASE_RECIPE = ("rootfs.py", "prune.py", "base.py", "precompile.py", "packages.py")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class BuildContext:
 
     @property
     def packages(self) -> tuple[str, ...]:
-        return tuple(sorted(set(BASE_PACKAGES) | set(self.cluster.image.packages)))
+        return image_packages(self.cluster.workload, self.cluster.image.packages)
 
     def _rootfs_key(self) -> str:
         h = hashlib.sha256()

@@ -134,13 +134,33 @@ PRUNE_PATHS = (
 )
 
 
+# Secrets that package scripts make at install time, the same in every image built from this
+# rootfs: munge's postinst runs `mungekey -c`. A node gets the cluster's munge key only from
+# enrollment, into tmpfs (chaosnode.paths.MUNGE_KEY); the image audit would refuse this one.
+PACKAGE_SECRETS = ("etc/munge/munge.key",)
+
+
+# Slurm plugins and commands for what a chaos cluster does not have: slurmrestd's OpenAPI and
+# REST auth, Cray/KNL hardware, burst buffers, energy/Lustre accounting, and the accounting
+# database's clients (no slurmdbd).
+PRUNE_GLOBS = tuple(f"usr/lib/x86_64-linux-gnu/slurm-wlm/{p}" for p in (
+    "openapi_*.so", "rest_auth_*.so", "burst_buffer_*.so", "*cray*.so", "node_features_knl_*.so",
+    "acct_gather_energy_[gipr]*.so", "acct_gather_filesystem_lustre.so")) + tuple(
+    f"usr/bin/{c}" for c in ("sacctmgr", "sacct", "sreport"))
+
+
 def prune_files(ctx: BuildContext) -> bool:
     root = ctx.tree
+    for rel in PACKAGE_SECRETS:
+        (root / rel).unlink(missing_ok=True)
     for rel in PRUNE_PATHS:
         path = root / rel
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
+            path.unlink()
+    for pattern in PRUNE_GLOBS:
+        for path in root.glob(pattern):
             path.unlink()
     for cache in sorted(root.rglob("__pycache__")):
         shutil.rmtree(cache)

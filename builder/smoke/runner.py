@@ -30,6 +30,7 @@ from builder.image.build import build_image
 from builder.image.pxe import answer_paths, kernel_cmdline
 from builder.image.qemu import probe_accel
 from builder.model import Cluster, Morning, Node, ScheduleSection
+from builder.mungekey import known_secrets
 from builder.night import night_of
 from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
@@ -59,6 +60,9 @@ EVIDENCE = {
     "journal.txt": ["journalctl", "-b", "--no-pager", "-n", "400"],
     "enroll.txt": ["journalctl", "-b", "-u", "chaos-enroll", "--no-pager", "-o",
                    "short-monotonic"],
+    "slurm.txt": ["sh", "-c", "sinfo -N -l; squeue; scontrol show nodes --oneliner; "
+                  "journalctl -b -u chaos-slurm -u munge -u slurmctld -u slurmd --no-pager "
+                  "-n 300"],
     "boot-time.txt": ["sh", "-c", "systemd-analyze time; systemd-analyze critical-chain "
                       "chaos-selftest.service; systemd-analyze blame | head -25"],
 }
@@ -222,8 +226,11 @@ class Smoke:
                 if r.returncode != 0:
                     failed.append(url)
                 fetched[url] = r.stdout
-        leaks = {url: found for url, data in fetched.items() if (found := secrets_in(data))}
-        self.report.check(f"served files hold no private key ({len(fetched)} fetches of "
+        known = known_secrets(pki_for(self.cluster, self.config).paths.root)
+        leaks = {url: found for url, data in fetched.items()
+                 if (found := secrets_in(data, known))}
+        self.report.check(f"served files hold no private key{' nor the munge key' if known else ''}"
+                          f" ({len(fetched)} fetches of "
                           f"{len(files)} files over HTTP and TFTP)", not leaks and not failed,
                           f"leaks: {leaks}, failed: {failed[:5]}" if leaks or failed else "")
 
@@ -339,15 +346,17 @@ class Smoke:
         guest = self.guests[name]
         deadline = time.monotonic() + check.within
         while True:
+            began = time.monotonic()
             rc, out = guest.exec(argv, timeout=60)
+            took = time.monotonic() - began
             found = pattern.search(out) is not None
             if found == check.expect or time.monotonic() >= deadline:
                 break
             time.sleep(3)
         title = f"{name}: {fill(check.title)}"
         self.report.check(title, found == check.expect,
-                          "" if found == check.expect else f"`{' '.join(argv)}` gave: "
-                          f"{out.strip()[-300:]}")
+                          f"{took:.1f}s" if found == check.expect else f"`{' '.join(argv)}` "
+                          f"gave: {out.strip()[-300:]}")
 
     def run_wire(self, check: WireCheck) -> None:
         if check.sender not in self.guests or check.receiver not in self.guests:
@@ -356,6 +365,9 @@ class Smoke:
         marker = f"CHAOSMARK{os.getpid()}{check.port}{check.proto}"
         receiver, sender = self.guests[check.receiver], self.guests[check.sender]
         dst = self.address(check.receiver)
+        if check.run:
+            self.run_wire_command(check, marker)
+            return
         receiver.exec(["systemd-run", f"--unit=chaos-listen-{check.port}", *PROBE, "listen",
                        check.proto, str(check.port), "60"])
         time.sleep(2)
@@ -377,6 +389,28 @@ class Smoke:
             detail = (f"delivered: {delivered}, marker in clear: {in_clear}, "
                       f"ESP packets between them: {esp_count}")
         self.report.check(f"wire: {check.title}", ok and rc == 0, detail + f"; send: {out.strip()}")
+
+    def run_wire_command(self, check: WireCheck, marker: str) -> None:
+        """A command on the sender whose traffic with the receiver carries the marker (a
+        Slurm job's output, an MPI token): its output shows the marker, the bridge never
+        does in clear, and ESP flows between the two."""
+        marker = f"{marker}x{len(self.report.results)}"  # one of its own for each check
+        argv = [a.replace("{marker}", marker) for a in check.run]
+        began = time.monotonic()
+        rc, out = self.guests[check.sender].exec(argv, timeout=120)
+        took = time.monotonic() - began
+        time.sleep(2)
+        in_clear = marker in self.pcap_text(["-A"])
+        src, dst = self.address(check.sender), self.address(check.receiver)
+        esp = self.pcap_text([f"host {src} and host {dst} and esp"])
+        esp_count = len([ln for ln in esp.splitlines() if "ESP" in ln])
+        delivered = marker in out
+        ok = rc == 0 and delivered and (in_clear if check.clear else
+                                        not in_clear and esp_count > 0)
+        self.report.check(f"wire: {check.title}", ok,
+                          f"{took:.1f}s, delivered: {delivered}, marker in clear: {in_clear}, "
+                          f"ESP packets between them: {esp_count}" + ("" if rc == 0 else
+                                                          f"; rc {rc}: {out.strip()[-300:]}"))
 
     def pcap_text(self, args: list[str]) -> str:
         flt = [a for a in args if not a.startswith("-")]
@@ -507,6 +541,8 @@ class Smoke:
                 self.morning()
             if self.scenario.remove and self.scenario.remove in self.members:
                 self.power_off(self.scenario.remove, self.scenario.remove_within)
+                for check in self.scenario.after:
+                    self.run_check(check)
         except Exception as exc:  # noqa: BLE001 - report, collect evidence, always tear down
             self.report.check("scenario ran to the end", False, f"{type(exc).__name__}: {exc}")
             self.evidence()

@@ -19,8 +19,8 @@ from builder.loader import Document, Path_, dotted, load_file
 from builder.model import Cluster
 
 # {peer}: once per other member; {rogue}: the rogue's address; {rogue_name}: its node name;
-# {NODE}: the address of a booted member.
-FIXED_PLACEHOLDERS = ("peer", "rogue", "rogue_name")
+# {NODE}: the address of a booted member; {marker}: a wire check's marker.
+FIXED_PLACEHOLDERS = ("peer", "rogue", "rogue_name", "marker")
 PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_-]*)\}")
 SPARE = "spare"
 
@@ -43,6 +43,9 @@ class WireCheck:
     proto: str
     port: int
     clear: bool  # the marker must (True) or must never (False) be seen in clear on the bridge
+    # a command on `from` whose traffic to `to` carries {marker} (e.g. a Slurm job's output),
+    # instead of chaosnode.probe on proto/port; its output must show the marker
+    run: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Scenario:
     # the night: the lab's schedule ends this many seconds after the build (None: no
     # schedule); members then leave, reboot and must boot their own disk (the day OS)
     night_ends_after: float | None = None
+    after: tuple[Check, ...] = ()  # checks run after the power-off of `remove`
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -118,8 +122,8 @@ class _Reader:
         return value
 
 
-def _check(r: _Reader, raw: Any, i: int) -> Check:
-    at: Path_ = ("checks", i)
+def _check(r: _Reader, raw: Any, i: int, key: str = "checks") -> Check:
+    at: Path_ = (key, i)
     c = r.mapping(raw, at, {"title", "node", "run", "pattern", "expect", "within"})
     pattern = r.text(c, at, "pattern", required=True)
     try:
@@ -139,32 +143,38 @@ def _check(r: _Reader, raw: Any, i: int) -> Check:
 
 def _wire(r: _Reader, raw: Any, i: int) -> WireCheck:
     at: Path_ = ("wire", i)
-    w = r.mapping(raw, at, {"title", "from", "to", "proto", "port", "clear"})
-    proto = r.text(w, at, "proto", required=True)
+    w = r.mapping(raw, at, {"title", "from", "to", "proto", "port", "clear", "run"})
+    run = r.get(w, at, "run", list, [])
+    if "run" in w and not any("{marker}" in str(a) for a in run):
+        r.problem((*at, "run"), "the command must carry {marker} (what is looked for on the "
+                  "wire)")
+    proto = r.text(w, at, "proto", required=not run, default="tcp")
     if proto not in ("tcp", "udp"):
         r.problem((*at, "proto"), f"{proto!r}: use tcp or udp")
-    port = r.get(w, at, "port", int, 0, required=True)
-    if not 1 <= port <= 65535:
+    port = r.get(w, at, "port", int, 0 if run else 1, required=not run)
+    if not run and not 1 <= port <= 65535:
         r.problem((*at, "port"), f"{port} is outside 1..65535")
     return WireCheck(r.text(w, at, "title", required=True), r.text(w, at, "from", required=True),
                      r.text(w, at, "to", required=True), proto, port,
-                     bool(r.get(w, at, "clear", bool, False, required=True)))
+                     bool(r.get(w, at, "clear", bool, False, required=True)),
+                     tuple(r.doc.texts.get((*at, "run", j), str(a)) for j, a in enumerate(run)))
 
 
 def _references(r: _Reader, scenario: Scenario) -> None:
     """Every node a check or wire check names is booted (or the rogue); placeholders known."""
     booted = set(scenario.boot)
     targets = booted | {"members"} | ({"rogue"} if scenario.rogue else set())
-    for i, c in enumerate(scenario.checks):
+    for key, i, c in [*(("checks", i, c) for i, c in enumerate(scenario.checks)),
+                      *(("after", i, c) for i, c in enumerate(scenario.after))]:
         if c.on not in targets:
-            r.problem(("checks", i, "node"), f"{c.on!r} is not booted by this scenario; use "
+            r.problem((key, i, "node"), f"{c.on!r} is not booted by this scenario; use "
                       f"one of {', '.join(sorted(targets))}")
         for text in (*c.run, c.pattern, c.title):
             for name in PLACEHOLDER.findall(text):
                 if name in ("rogue", "rogue_name") and scenario.rogue is None:
-                    r.problem(("checks", i), f"{{{name}}} used, but the scenario has no rogue")
+                    r.problem((key, i), f"{{{name}}} used, but the scenario has no rogue")
                 elif name not in FIXED_PLACEHOLDERS and name not in booted:
-                    r.problem(("checks", i), f"{{{name}}} is neither a booted node nor one of "
+                    r.problem((key, i), f"{{{name}}} is neither a booted node nor one of "
                               f"{', '.join('{' + p + '}' for p in FIXED_PLACEHOLDERS)}")
     for i, w in enumerate(scenario.wire):
         for key, name in (("from", w.sender), ("to", w.receiver)):
@@ -172,6 +182,8 @@ def _references(r: _Reader, scenario: Scenario) -> None:
                 r.problem(("wire", i, key), f"{name!r} is not booted by this scenario")
     if scenario.remove is not None and scenario.remove not in booted:
         r.problem(("remove", "node"), f"{scenario.remove!r} is not booted by this scenario")
+    if scenario.after and scenario.remove is None:
+        r.problem(("after",), "checks after a power-off need `remove: {node: ...}`")
 
 
 def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
@@ -181,7 +193,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     r = _Reader(doc)
     raw = r.mapping(doc.data if doc.data is not None else {}, (),
                     {"description", "config", "boot", "rogue", "checks", "wire", "remove",
-                     "include", "night"})
+                     "after", "include", "night"})
     boot = r.get(raw, (), "boot", list, [], required=True)
     if raw and not boot:
         r.problem(("boot",), "name at least one node to boot")
@@ -206,7 +218,9 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         rogue=rogue,
         remove=r.text(remove, ("remove",), "node") or None,
         remove_within=r.get(remove, ("remove",), "within", float, 60.0),
-        night_ends_after=night, file=doc.file, lines=dict(doc.lines))
+        night_ends_after=night,
+        after=tuple(_check(r, c, i, "after") for i, c in enumerate(r.items(raw, "after"))),
+        file=doc.file, lines=dict(doc.lines))
     for i, item in enumerate(r.items(raw, "include")):
         scenario = _include(r, scenario, path, str(item), i, (*_seen, path.resolve()))
     _references(r, scenario)
@@ -241,6 +255,7 @@ def _include(r: _Reader, scenario: Scenario, path: Path, rel: str, i: int,
         scenario, checks=(*scenario.checks, *other.checks), wire=(*scenario.wire, *other.wire),
         rogue=scenario.rogue or other.rogue, remove=scenario.remove or other.remove,
         remove_within=scenario.remove_within if scenario.remove else other.remove_within,
+        after=(*scenario.after, *other.after),
         includes=(*scenario.includes, other.name, *other.includes))
 
 

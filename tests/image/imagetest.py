@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder import mungekey
 from builder.config import load_cluster
 from builder.image.packages import NODE_PACKAGES
 from builder.model import Cluster
@@ -47,6 +48,7 @@ def render_default_cluster(work: Path) -> tuple[Cluster, Path]:
     cluster = load_cluster(ROOT / "chaos.yaml")[0]
     pki = Pki(work / "pki", cluster.security.key_type)
     issue_all(cluster, pki, NOW)
+    mungekey.ensure(pki.paths.root)  # as `chaos-build build` does for a Slurm workload
     nodes_dir = work / "nodes"
     render_cluster(cluster, pki, nodes_dir)
     return cluster, nodes_dir

@@ -81,6 +81,18 @@ def test_enable_unit_links_wanted_by_and_socket(tmp_path: Path) -> None:
     base.enable_unit(tmp_path, "absent.service")  # not installed: nothing to link
 
 
+def test_disable_unit_drops_dangling_links_of_the_packages(tmp_path: Path) -> None:
+    # what munge's postinst leaves: a link into the image, dangling on the build host
+    wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "munge.service").symlink_to("/lib/systemd/system/munge.service")
+    (wants / "tyd.service").symlink_to("/etc/systemd/system/tyd.service")
+    base.disable_unit(tmp_path, "munge.service")
+    assert not (wants / "munge.service").is_symlink()
+    assert (wants / "tyd.service").is_symlink()
+    base.disable_unit(tmp_path / "none", "munge.service")  # no systemd dir: nothing to do
+
+
 def test_lz4_is_refused_before_any_work(tmp_path: Path) -> None:
     import dataclasses
 

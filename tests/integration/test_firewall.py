@@ -59,6 +59,13 @@ def test_plaintext_is_dropped_and_counted(rendered):
         assert not outsider.tcp_connect("10.99.0.11", 7411)
         assert node01.nft_counter("drop_input") >= before + 2
 
+        # Slurm's ports (slurmctld, slurmd, srun's range): counted apart, an outsider gets none
+        before = node01.nft_counter("drop_slurm_outsider")
+        for port in (6817, 6818, 60001, 60100):
+            assert not outsider.tcp_connect("10.99.0.11", port)
+        assert not outsider.tcp_connect("10.99.0.11", 60101)  # past the range: default deny
+        assert node01.nft_counter("drop_slurm_outsider") >= before + 4
+
         before = node01.nft_counter("drop_ike_outsider")
         outsider.sh("python3", "-c", "import socket; s=socket.socket(socket.AF_INET, "
                     "socket.SOCK_DGRAM); s.sendto(b'x'*64, ('10.99.0.11', 500))")
@@ -69,6 +76,7 @@ def test_plaintext_is_dropped_and_counted(rendered):
         before = node01.nft_counter("drop_member_plaintext")
         assert not spoof.ping("10.99.0.11")
         assert not spoof.tcp_connect("10.99.0.11", 7411)
+        assert not spoof.tcp_connect("10.99.0.11", 6817)  # Slurm too: only through IPsec
         assert node01.nft_counter("drop_member_plaintext") >= before + 2
 
         # Fail closed: node01's own plaintext to a member never leaves.

@@ -2,7 +2,7 @@
 built artifacts (PXE served by `chaos-build serve`, then the ISO) and checks the scenario:
 CHAOS-READY everywhere, complete tyd maps, ESP between every pair and never the marker in
 clear on the bridge, the rogue refused, a powered-off member removed, disks untouched;
-in scope migration only the migration ports are ESP."""
+in scope migration only the migration ports are ESP; Slurm and MPI jobs run over the mesh."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ pytestmark = pytest.mark.smoke
 
 CACHE = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
 # default: 3 members + rogue over PXE; iso: the same from the shared ISO; migration: scope
-# migration, only tcp 12820/13333 (and tyd) is ESP, other traffic is seen in clear.
-RUNS = [("default", "pxe"), ("iso", "iso"), ("migration", "pxe")]
+# migration, only tcp 12820/13333 (and tyd) is ESP, other traffic is seen in clear;
+# workload: Slurm over the mesh (3 members + rogue, a power-off); workload-mpi: an MPI ring.
+RUNS = [("default", "pxe"), ("iso", "iso"), ("migration", "pxe"), ("workload", "pxe"),
+        ("workload-mpi", "pxe")]
 
 
 @pytest.mark.parametrize(("scenario", "boot"), RUNS, ids=[f"{s}-{b}" for s, b in RUNS])
