@@ -2,7 +2,8 @@
 built artifacts (PXE served by `chaos-build serve`, then the ISO) and checks the scenario:
 CHAOS-READY everywhere, complete tyd maps, ESP between every pair and never the marker in
 clear on the bridge, the rogue refused, a powered-off member removed, disks untouched;
-in scope migration only the migration ports are ESP; Slurm and MPI jobs run over the mesh."""
+in scope migration only the migration ports are ESP; Slurm and MPI jobs run over the mesh; at
+the end of the night the members leave and boot their own disk."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ pytestmark = pytest.mark.smoke
 CACHE = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
 # default: 3 members + rogue over PXE; iso: the same from the shared ISO; migration: scope
 # migration, only tcp 12820/13333 (and tyd) is ESP, other traffic is seen in clear;
-# workload: Slurm over the mesh (3 members + rogue, a power-off); workload-mpi: an MPI ring.
+# workload: Slurm over the mesh (3 members + rogue, a power-off); workload-mpi: an MPI ring;
+# night: the window ends after the build; members leave, reboot and boot their own disk.
 RUNS = [("default", "pxe"), ("iso", "iso"), ("migration", "pxe"), ("workload", "pxe"),
-        ("workload-mpi", "pxe")]
+        ("workload-mpi", "pxe"), ("night", "pxe")]
 
 
 @pytest.mark.parametrize(("scenario", "boot"), RUNS, ids=[f"{s}-{b}" for s, b in RUNS])
