@@ -41,11 +41,11 @@ def test_shipped_scenarios_load_and_fit_their_cluster(name):
 def test_default_lab_runs_the_focused_scenarios_in_one_boot():
     default = load_scenario(ROOT / "tests/scenarios/default/scenario.yaml")
     parts = [load_scenario(ROOT / "tests/scenarios" / n / "scenario.yaml")
-             for n in ("mesh", "rogue-tpm", "power-off")]
-    assert default.includes == ("mesh", "rogue-tpm", "power-off")
+             for n in ("mesh", "rogue-tpm", "power-off", "workload")]
+    assert default.includes == ("mesh", "rogue-tpm", "power-off", "workload")
     assert default.checks == tuple(c for p in parts for c in p.checks)
-    assert default.wire == parts[0].wire and default.rogue == parts[1].rogue
-    assert default.remove == "node03"
+    assert default.wire == parts[0].wire + parts[3].wire and default.rogue == parts[1].rogue
+    assert default.remove == "node03" and default.after == parts[3].after
 
 
 def test_include_errors_name_the_file_and_line(tmp_path):
