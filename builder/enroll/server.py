@@ -9,6 +9,7 @@ import contextlib
 import http.server
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +78,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         service = self.server.enrollment
         if self.path == START_PATH:
             req = StartRequest.from_json(body)
-            try:
-                return req.node, service.start(req, source).to_json()
-            except ProtocolError as exc:
-                raise Refused(exc.code, exc.reason, req.node) from None
+            return _for_node(req.node, lambda: service.start(req, source).to_json())
         if self.path == APPROVAL_PATH:
             boot = ApprovalRequest.from_json(body)
-            try:
-                return boot.node, service.approval(boot, source).to_json()
-            except ProtocolError as exc:
-                raise Refused(exc.code, exc.reason, boot.node) from None
+            return _for_node(boot.node, lambda: service.approval(boot, source).to_json())
         node, reply = service.finish(FinishRequest.from_json(body), source)
         return node, reply.to_json()
 
@@ -244,3 +239,11 @@ def open_service(cluster: Cluster, config: Path, pki: Pki, settings: ServiceSett
     except OSError as exc:
         raise ChaosError(f"cannot listen on {settings.address}:{settings.port}: "
                          f"{exc.strerror or exc}") from None
+
+
+def _for_node(node: str, answer: Callable[[], bytes]) -> tuple[str, bytes]:
+    """The reply to a request that names its node; a refusal is logged with that node."""
+    try:
+        return node, answer()
+    except ProtocolError as exc:
+        raise Refused(exc.code, exc.reason, node) from None

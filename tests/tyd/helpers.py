@@ -17,6 +17,7 @@ from builder.pki import Identity, Pki
 from tyd import config
 from tyd.config import Config
 from tyd.daemon import Node
+from tyd.member import Member
 
 CLUSTER = "chaos-lab"
 NOW = dt.datetime.now(dt.UTC)
@@ -110,3 +111,12 @@ async def exchange(port: int, source: str, cert: tuple[Path, Path] | None,
         return b""
     finally:
         writer.close()
+
+
+def signed_by(cert: tuple[Path, Path], m: Member) -> Member:
+    """m signed with the key of `cert` (certificate, key): what anyone holding that pair can
+    send as its own entry."""
+    from tyd.record import Signer
+    from tyd.tls import pem_cert_der
+
+    return Signer(CLUSTER, cert[1], pem_cert_der(cert[0]))(m)

@@ -29,6 +29,7 @@ from helpers import (
     name,
     node_config,
     raw_config,
+    signed_by,
     wait_for,
 )
 
@@ -37,7 +38,7 @@ from tyd import codec
 from tyd.codec import Kind, Message
 from tyd.daemon import Node
 from tyd.member import Member, Proof, State
-from tyd.record import DOMAIN, Signer
+from tyd.record import DOMAIN
 from tyd.tls import pem_cert_der
 
 INSIDER = 2
@@ -65,8 +66,7 @@ def me(pki: Pki, **fields: object) -> Member:
     """The insider's own entry, properly signed (it is a member)."""
     m = Member(name(INSIDER), ipaddress.IPv4Address(address(INSIDER)), "", State.ALIVE,
                int(time.time() * 1000), 1)
-    return Signer(CLUSTER, creds(pki, INSIDER)[1], pem_cert_der(creds(pki, INSIDER)[0]))(
-        dataclasses.replace(m, **fields))
+    return signed_by(creds(pki, INSIDER), dataclasses.replace(m, **fields))
 
 
 def entry(i: int, **fields: object) -> Member:

@@ -11,15 +11,23 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import NOW, address, converged, exchange, make_pki, name, node_config, wait_for
+from helpers import (
+    NOW,
+    address,
+    converged,
+    exchange,
+    make_pki,
+    name,
+    node_config,
+    signed_by,
+    wait_for,
+)
 
 from builder.pki import Pki
 from tyd import codec
 from tyd.codec import Kind
 from tyd.daemon import Node
 from tyd.member import Member, State
-from tyd.record import Signer
-from tyd.tls import pem_cert_der
 
 
 def hello_from(i: int, cert: tuple[Path, Path], claimed_address: str | None = None,
@@ -28,8 +36,7 @@ def hello_from(i: int, cert: tuple[Path, Path], claimed_address: str | None = No
     that certificate and key can send)."""
     me = Member(claimed_name or name(i), ipaddress.IPv4Address(claimed_address or address(i)),
                 "", State.ALIVE, int(time.time() * 1000), 0)
-    signer = Signer("chaos-lab", cert[1], pem_cert_der(cert[0]))
-    return codec.encode(codec.hello("chaos-lab", signer(me)))
+    return codec.encode(codec.hello("chaos-lab", signed_by(cert, me)))
 
 
 def is_welcome(reply: bytes) -> bool:
