@@ -204,6 +204,7 @@ def serve(cluster: Cluster, config: Path, pxe_dir: Path, interface: str, run_dir
           mode: ServeMode | None = None, http_port: int | None = None) -> int:
     """Run dnsmasq, nginx and the enrollment service until Ctrl-C / SIGTERM; stop them
     cleanly; fail with the exit code and log tail of a child that dies."""
+    pxe_dir, run_dir = pxe_dir.absolute(), run_dir.absolute()  # dnsmasq changes directory
     check_artifacts(cluster, pxe_dir)
     dnsmasq, nginx = which("dnsmasq"), which("nginx")
     if dnsmasq is None:

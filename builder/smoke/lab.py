@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,8 @@ class Guest:
     tpm_proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     reboot: bool = False  # a reboot restarts the VM (the night scenario), else QEMU exits
+    # called on every turn of a wait: raises when something the lab needs (serve) has died
+    watch: Callable[[], None] = lambda: None
     _sock: socket.socket | None = None
     _buf: bytes = b""
     _id: int = 0
@@ -112,6 +115,7 @@ class Guest:
 
     def result(self) -> str | None:
         """The self-check line once printed, None before; raises if QEMU ended without it."""
+        self.watch()
         text = self.console.read_text(errors="replace") if self.console.exists() else ""
         if match := RESULT.search(text):
             return match.group(0).strip()
@@ -150,6 +154,7 @@ class Guest:
             text = self.console.read_text(errors="replace") if self.console.exists() else ""
             if marker in text:
                 return text
+            self.watch()
             if self.proc is not None and self.proc.poll() is not None:
                 raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) before "
                                  f"{marker!r}; see {self.console}")
