@@ -53,6 +53,13 @@ class Command:
     section: str
     line: int  # in README.md
     text: str  # as the admin types it, without its comment
+    comment: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """What the README says it exits with: 0, or the code its comment names."""
+        said = re.search(r"\(exit (\d+) ", self.comment)
+        return int(said.group(1)) if said else 0
 
     @property
     def words(self) -> list[str]:
@@ -74,9 +81,9 @@ def readme_commands() -> list[Command]:
         fence = next(i for i in range(start, len(lines)) if lines[i] == "```")
         end = next(i for i in range(fence + 1, len(lines)) if lines[i] == "```")
         for i in range(fence + 1, end):
-            text = lines[i].split(" #", 1)[0].strip()
-            if text:
-                commands.append(Command(section, i + 1, text))
+            text, _, comment = lines[i].partition(" #")
+            if text.strip():
+                commands.append(Command(section, i + 1, text.strip(), comment.strip()))
     return commands
 
 
@@ -187,12 +194,12 @@ class Admin:
         r = self.run(argv, DEADLINES.get(command.program, DEFAULT_DEADLINE), netns)
         out = self.record(command, r, time.monotonic() - began)
         where = f"README.md:{command.line}: `{command.text}`"
-        if command.words[:3] == ["chaos-build", "enroll", "approve-boot"]:
-            # the README's fingerprint belongs to no boot that asked: a clear refusal
-            assert r.returncode == 2 and "Traceback" not in out, f"{where}: {out}"
-            assert "3f2a-91bc-0d4e-7a11" in out, f"{where}: the refusal names the boot: {out}"
+        assert r.returncode == command.exit_code and "Traceback" not in out, \
+            f"{where} exited {r.returncode}, the README says {command.exit_code}: {out[-3000:]}"
+        if command.exit_code:
+            # a refusal the README announces: one clear line naming what was refused
+            assert out.splitlines()[-1].startswith("error: ") and command.words[-1] in out, out
             return
-        assert r.returncode == 0 and "Traceback" not in out, f"{where} failed: {out[-3000:]}"
         if command.words[:3] == ["chaos-build", "enroll", "pending"]:
             assert self.pending_hash and self.pending_hash in out, \
                 f"{where}: the machine that asked during serve is not listed: {out}"
