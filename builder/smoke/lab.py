@@ -175,9 +175,17 @@ class Guest:
         """Run argv in the guest through chaos-agent; (exit code, stdout + stderr)."""
         self._id += 1
         sock = self._connect()
-        sock.sendall(json.dumps({"id": self._id, "argv": argv, "timeout": timeout}).encode()
-                     + b"\n")
-        sock.settimeout(timeout + 15)
+        sock.settimeout(timeout + 15)  # a guest whose agent reads nothing must not hang us
+        try:
+            sock.sendall(json.dumps({"id": self._id, "argv": argv, "timeout": timeout}).encode()
+                         + b"\n")
+            return self._reply(sock)
+        except TimeoutError:
+            self.disconnect()  # a late reply must not be taken for the next request's
+            raise ChaosError(f"{self.name}: the agent did not answer `{' '.join(argv)[:80]}` "
+                             f"within {timeout + 15:.0f}s") from None
+
+    def _reply(self, sock: socket.socket) -> tuple[int, str]:
         while True:
             while b"\n" in self._buf:
                 line, self._buf = self._buf.split(b"\n", 1)

@@ -175,6 +175,7 @@ class Admin:
 
     def record(self, command: Command, r: subprocess.CompletedProcess[str], took: float) -> str:
         out = (r.stdout + r.stderr).strip()
+        (self.transcript.parent / f"README-{command.line}.out").write_text(out + "\n")
         tail = "\n".join("    " + ln for ln in out.splitlines()[-12:])
         self.note(f"README.md:{command.line}: $ {command.text}\n  exit {r.returncode} after "
                   f"{took:.1f} s\n{tail}")
@@ -232,15 +233,16 @@ class Admin:
         curl = ["ip", "netns", "exec", self.client, "curl", "-sS", "--max-time", "5"]
         deadline = time.monotonic() + 90
         while subprocess.run([*curl, "-o", "/dev/null", http], capture_output=True).returncode:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode}: {proc.stdout.read()[-3000:]}")
+            still_serving(proc)
             if time.monotonic() > deadline:
                 pytest.fail("serve did not answer HTTP within 90 s")
             time.sleep(0.5)
         log = []
+        still_serving(proc)
         dhcp = self.run([str(self.copy / ".venv/bin/python"), str(HERE / "dhcp_probe.py"),
                          "cli0", "52:54:00:99:00:11"], 30, self.client)
         log.append(f"client DHCP: {dhcp.stdout.strip()}")
+        still_serving(proc)
         assert dhcp.returncode == 0 and f"offer from {SERVER} vendor-class=PXEClient" in \
             dhcp.stdout, dhcp.stdout + dhcp.stderr
         loader = subprocess.run([*curl, f"tftp://{SERVER}/undionly.kpxe"], capture_output=True)
@@ -259,6 +261,12 @@ class Admin:
         assert ask.returncode == 1 and found, ask.stdout + ask.stderr
         self.pending_hash = found.group(1)
         return "\n" + "\n".join(log)
+
+
+def still_serving(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is not None:
+        out = proc.stdout.read() if proc.stdout else ""
+        pytest.fail(f"serve exited with {proc.returncode} while the client asked: {out[-3000:]}")
 
 
 @pytest.mark.smoke
