@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,13 @@ def test_scenario(scenario, boot, tmp_path):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (make setup installs it)")
     results = Path(os.environ.get("CHAOS_SMOKE_RESULTS", tmp_path))
+    began = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "builder.cli", "smoke", "--scenario",
                         str(ROOT / "tests/scenarios" / scenario / "scenario.yaml"),
                         "--boot", boot, "--results", str(results), "--cache", str(CACHE)],
                        cwd=ROOT, capture_output=True, text=True, timeout=2400)
     print(r.stdout)
+    print(f"lab {scenario}-{boot}: {time.monotonic() - began:.0f} s")
     print(r.stderr[-5000:], file=sys.stderr)
     assert "PASS" in r.stdout
     assert r.returncode == 0, [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL")]
