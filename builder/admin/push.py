@@ -23,6 +23,7 @@ from ..enroll.service import Clock, RateLimiter, log, utc_now
 from ..errors import ChaosError
 from ..model import Cluster
 from ..pki import Pki
+from ..views import fqdn
 from .events import Event, Kind
 
 RATE_PER_SECOND = 1.0  # a node pushes a few facts a night; a burst at boot and in the morning
@@ -106,22 +107,18 @@ class PushServer(http.server.ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
     def sender_of(self, conn: Any) -> str:
-        """The verified client certificate's common name (the TLS handshake required one)."""
+        """The node whose certificate the TLS handshake verified: its common name is the
+        node's FQDN (builder/pki.py make_node_cert); '-' for anything else."""
         cert = conn.getpeercert() or {}
-        for rdn in cert.get("subject", ()):
-            for key, value in rdn:
-                if key == "commonName":
-                    return str(value)
-        return "-"
+        names = [str(v) for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+        by_fqdn = {fqdn(self.cluster, n): n.name for n in self.cluster.nodes}
+        return by_fqdn.get(names[0], "-") if len(names) == 1 else "-"
 
     def accept(self, sender: str, path: str, body: bytes, source: str) -> None:
         if path != PUSH_PATH:
             raise ProtocolError("not_found", f"no such endpoint {path[:80]!r}; use {PUSH_PATH}")
-        try:
-            self.cluster.node(sender)
-        except KeyError:
-            raise ProtocolError("unknown_node", f"no node named {sender!r} in chaos.yaml") \
-                from None
+        if sender == "-":
+            raise ProtocolError("unknown_node", "the certificate names no node of chaos.yaml")
         if self.pki.is_revoked(sender):
             raise ProtocolError("revoked", f"node {sender} is revoked")
         if not self.limiter.allow(sender):

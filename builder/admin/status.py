@@ -29,8 +29,9 @@ class State(enum.Enum):
     DISK = "disk"          # answered the local disk (back to disk, or outside the night)
 
 
-# states that are the night going as planned; in the others the last reason is shown
-REACHED = frozenset({State.JOINED, State.RUNNING, State.LEFT, State.DISK})
+# states that are the night going as planned; in the others the last reason is shown (for
+# `left`, why: the morning, or tyd saw it go)
+REACHED = frozenset({State.JOINED, State.RUNNING, State.DISK})
 IN_CLUSTER = frozenset({State.BOOTED, State.ENROLLED, State.JOINED, State.RUNNING})
 
 
@@ -129,7 +130,8 @@ def _since(t: dt.datetime | None, tz: ZoneInfo) -> str:
 
 def rows(report: Report, tz: ZoneInfo) -> list[tuple[str, ...]]:
     """The table's cells, computed here (the page's template only loops over them)."""
-    return [(n.node, n.state.value + (f" {n.jobs} jobs" if n.state is State.RUNNING else ""),
+    return [(n.node, n.state.value + (f" {n.jobs} job{'s' * (n.jobs != 1)}"
+                                       if n.state is State.RUNNING else ""),
              _since(n.since, tz), str(n.jobs), str(n.peers), n.address or "-",
              n.shown_reason() or "-") for n in report.nodes]
 
