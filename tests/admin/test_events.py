@@ -7,7 +7,7 @@ import datetime as dt
 import sqlite3
 
 import pytest
-from conftest import night_events, write_db
+from admintest import night_events, write_db
 
 from builder.admin import events
 from builder.admin.events import Event, EventDbError, EventLog, Kind

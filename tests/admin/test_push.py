@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import HERE
+from admintest import HERE
 
 from builder.admin.events import Event, Kind
 from builder.admin.push import BURST, PushServer, open_push

@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from conftest import GOLDEN, HERE, night_events, write_db
+from admintest import GOLDEN, HERE, night_events, write_db
 
 from builder.admin.cli import status
 from builder.cli import main

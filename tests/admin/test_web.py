@@ -9,7 +9,7 @@ import stat
 from collections.abc import Iterator
 
 import pytest
-from conftest import night_events, write_db
+from admintest import night_events, write_db
 from prometheus_client.parser import text_string_to_metric_families
 
 from builder.admin import web

@@ -3,7 +3,8 @@
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("chart-data").textContent);
-  const plain = { animation: false, responsive: true };
+  const plain = { animation: false, responsive: true,
+                  scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } };
   new Chart(document.getElementById("timeline"), {
     type: "line",
     data: { labels: data.timeline.labels, datasets: [
