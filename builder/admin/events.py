@@ -163,6 +163,11 @@ class EventLog:
         except queue.Full:
             self.dropped += 1
 
+    @property
+    def backlog(self) -> int:
+        """Events queued and not yet written."""
+        return self._queue.qsize()
+
     def flush(self) -> None:
         """Wait until every event queued so far is written (tests, bench, stop)."""
         if self._thread is not None and self._thread.is_alive():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from ..model import Cluster
 from ..pki import Pki
 from ..views import fqdn
 from .events import Event, Kind
+from .listener import BackgroundServer
 
 RATE_PER_SECOND = 1.0  # a node pushes a few facts a night; a burst at boot and in the morning
 BURST = 10
@@ -96,8 +96,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.debug("push %s %s", self.client_address[0], format % args)
 
 
-class PushServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class PushServer(BackgroundServer):
+    thread_name = "push"
 
     def __init__(self, cluster: Cluster, pki: Pki, context: ssl.SSLContext,
                  address: tuple[str, int], record: Record, clock: Clock = utc_now) -> None:
@@ -144,15 +144,6 @@ class PushServer(http.server.ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 tls.close()
 
-    def start_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
-                                  daemon=True, name="push")
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def push_context(cluster: Cluster, pki: Pki, address: Any, now: Any) -> ssl.SSLContext:

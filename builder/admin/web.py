@@ -18,7 +18,6 @@ import http.server
 import json
 import os
 import secrets
-import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from ..enroll.service import log
 from ..errors import ChaosError
 from ..model import Cluster
 from . import events, metrics
+from .listener import BackgroundServer
 from .night import night_view
 from .status import COLUMNS, Report, as_json, current_night, fold, night_span, rows
 
@@ -195,8 +195,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.debug("admin %s %s", self.client_address[0], self.command)
 
 
-class AdminServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class AdminServer(BackgroundServer):
+    thread_name = "admin"
 
     def __init__(self, view: AdminView, token: str, address: tuple[str, int]) -> None:
         self.view, self.token = view, token
@@ -207,15 +207,6 @@ class AdminServer(http.server.ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
-                                  daemon=True, name="admin")
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def open_admin(view: AdminView, token: str, host: str, port: int) -> AdminServer:
