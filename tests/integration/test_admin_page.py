@@ -10,12 +10,14 @@ does reach a port serve offers on the segment (the negative check means somethin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html.parser
 import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,16 @@ import pytest
 from admintest import HERE, night_events, write_db
 from chaostest import ROOT
 from netlab import lab, need_root_tools, run, wait_for
+from test_serve import (
+    cluster_with_pki,
+    lab_namespace,
+    need_root_and_tools,
+    pxe_tree,
+    schedule_text,
+    start_serve,
+    stop_serve,
+    wait_for_http,
+)
 
 from builder.admin.cli import status
 from builder.config import load_cluster
@@ -157,3 +169,57 @@ def test_the_admin_listener_is_not_reachable_from_the_lab_segment(tmp_path):
 
 def test_chromium_is_installed_for_this_test():
     assert shutil.which("chromium") or Path(CHROMIUM).exists()
+
+
+PUSH_CLIENT = """
+import sys
+import tempfile
+from pathlib import Path
+from chaosnode.push import MemberPush, send
+pki = Path(sys.argv[1])
+send("10.99.0.1", 8444, MemberPush("node02", "joined", peers=2), pki / "nodes/node02.pem",
+     pki / "nodes/node02.key", pki / "ca.pem")
+"""
+
+
+def test_serve_records_what_it_sees(tmp_path):
+    """The real serve (dnsmasq, nginx, enrollment, pushes, the admin listener) in a
+    namespace: an iPXE answer fetched over HTTP, a refused enrollment and a member's push
+    land in the record; `status` and /metrics (over the admin listener) show them."""
+    need_root_and_tools()
+    cluster = cluster_with_pki(tmp_path)
+    with (tmp_path / "chaos.yaml").open("a") as f:
+        f.write(schedule_text(True))
+    run(sys.executable, "-m", "builder.cli", "pki", "issue", "node02", "-c",
+        str(tmp_path / "chaos.yaml"))
+    public = Path(tempfile.mkdtemp(prefix="chaos-pxe-"))  # nginx's workers must read it
+    public.chmod(0o755)
+    pxe = public / "pxe"
+    pxe_tree(cluster, pxe)
+    node = cluster.nodes[0]
+    with lab_namespace() as ns, contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, public, ignore_errors=True)
+        proc = start_serve(ns, tmp_path, pxe)
+        try:
+            wait_for_http(ns, proc)
+            curl = ["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5"]
+            run(*curl, f"http://10.99.0.1:8080/mac-{node.mac.replace(':', '-')}.ipxe")
+            r = run(*curl, "-k", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                    "-H", "Content-Length: 2", "-d", "{}", "https://10.99.0.1:8443/enroll/start")
+            assert r.stdout == "400", r.stdout
+            run("ip", "netns", "exec", ns, sys.executable, "-c", PUSH_CLIENT,
+                str(tmp_path / "pki"), timeout=30)
+            token = (tmp_path / "run" / "admin.token").read_text().strip()
+            text = wait_for(lambda: (lambda t: t if 'answer="cluster via http"' in t else "")(
+                run(*curl, "-H", f"Authorization: Bearer {token}",
+                    "http://127.0.0.1:9180/metrics").stdout), 20, "the boot in /metrics")
+            stop_serve(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert 'chaos_refusals{reason="malformed"} 1.0' in text
+    assert 'chaos_tyd_peers{node="node02"} 2.0' in text
+    report = json.loads(status(cluster, tmp_path / "run" / "events.sqlite",
+                               dt.datetime.now(dt.UTC), json_out=True))
+    states = {n["node"]: n["state"] for n in report["nodes"]}
+    assert states["node01"] == "booted" and states["node02"] == "joined", states
