@@ -171,6 +171,23 @@ def test_chromium_is_installed_for_this_test():
     assert shutil.which("chromium") or Path(CHROMIUM).exists()
 
 
+# a PC's DHCP DISCOVER and REQUEST for node01's MAC, broadcast on its side of the segment
+DHCP_CLIENT = """
+import socket, struct
+mac = bytes.fromhex("525400990011")
+def packet(kind, *options):
+    head = struct.pack("!BBBBIHH4s4s4s4s16s64s128sI", 1, 1, 6, 0, 0x1234, 0, 0x8000,
+                       bytes(4), bytes(4), bytes(4), bytes(4), mac, b"", b"", 0x63825363)
+    return head + bytes([53, 1, kind]) + b"".join(options) + bytes([255])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"cli0")
+s.bind(("0.0.0.0", 68))
+s.sendto(packet(1), ("255.255.255.255", 67))
+s.sendto(packet(3, bytes([50, 4, 10, 99, 0, 11]), bytes([54, 4, 10, 99, 0, 1])),
+         ("255.255.255.255", 67))
+"""
+
 PUSH_CLIENT = """
 import sys
 import tempfile
@@ -184,7 +201,8 @@ send("10.99.0.1", 8444, MemberPush("node02", "joined", peers=2), pki / "nodes/no
 
 def test_serve_records_what_it_sees(tmp_path):
     """The real serve (dnsmasq, nginx, enrollment, pushes, the admin listener) in a
-    namespace: an iPXE answer fetched over HTTP, a refused enrollment and a member's push
+    namespace: a DHCP answer, an iPXE answer fetched over HTTP, a refused enrollment and a
+    member's push
     land in the record; `status` and /metrics (over the admin listener) show them."""
     need_root_and_tools()
     cluster = cluster_with_pki(tmp_path)
@@ -204,13 +222,20 @@ def test_serve_records_what_it_sees(tmp_path):
             wait_for_http(ns, proc)
             curl = ["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5"]
             run(*curl, f"http://10.99.0.1:8080/mac-{node.mac.replace(':', '-')}.ipxe")
+            pc = f"{ns}-pc"  # the PC's side of the segment, a namespace of its own
+            run("ip", "netns", "add", pc)
+            cleanup.callback(run, "ip", "netns", "del", pc, check=False)
+            run("ip", "-n", ns, "link", "set", "cli0", "netns", pc)
+            run("ip", "-n", pc, "link", "set", "cli0", "up")
+            run("ip", "netns", "exec", pc, sys.executable, "-c", DHCP_CLIENT)
             r = run(*curl, "-k", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
                     "-H", "Content-Length: 2", "-d", "{}", "https://10.99.0.1:8443/enroll/start")
             assert r.stdout == "400", r.stdout
             run("ip", "netns", "exec", ns, sys.executable, "-c", PUSH_CLIENT,
                 str(tmp_path / "pki"), timeout=30)
             token = (tmp_path / "run" / "admin.token").read_text().strip()
-            text = wait_for(lambda: (lambda t: t if 'answer="cluster via http"' in t else "")(
+            text = wait_for(lambda: (lambda t: t if 'answer="cluster via dhcpack"' in t and
+                                     'answer="cluster via http"' in t else "")(
                 run(*curl, "-H", f"Authorization: Bearer {token}",
                     "http://127.0.0.1:9180/metrics").stdout), 20, "the boot in /metrics")
             stop_serve(proc)
