@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--jobs", nargs="*", default=[], metavar="NODE=N")
     a = p.parse_args(argv)
-    push = MemberPush(a.node, a.kind, a.peers, a.why, a.count, _parse_jobs(a.jobs))
+    try:
+        jobs = _parse_jobs(a.jobs)
+    except ValueError:
+        p.error(f"--jobs takes NODE=N pairs, not {' '.join(a.jobs)!r}")
+    push = MemberPush(a.node, a.kind, a.peers, a.why, a.count, jobs)
     try:
         send(a.server, a.port, push, Path(NODE_CERT_PATH), Path(NODE_KEY_PATH),
              Path(CA_CERT_PATH))

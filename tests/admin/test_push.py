@@ -159,3 +159,20 @@ def test_the_record_round_trips():
                  MemberPush("node02", "tyd_refusals", count=2, why="x"),
                  MemberPush("node01", "jobs", jobs=(("node02", 1),))):
         assert MemberPush.from_json(push.to_json()) == push
+
+
+def test_the_node_side_command_line(push_lab, monkeypatch, capsys):
+    """`python3 -m chaosnode.push` with the node's files (here: the run-time PKI's)."""
+    from chaosnode import push as node_push
+
+    cert, key, ca = push_lab.files("node01")
+    monkeypatch.setattr(node_push, "NODE_CERT_PATH", str(cert))
+    monkeypatch.setattr(node_push, "NODE_KEY_PATH", str(key))
+    monkeypatch.setattr(node_push, "CA_CERT_PATH", str(ca))
+    argv = ["--node", "node01", "--server", "127.0.0.1", "--port", str(push_lab.port)]
+    assert node_push.main(["jobs", *argv, "--jobs", "node02=3"]) == 0
+    assert [(e.kind, e.node, e.value) for e in push_lab.recorded] == [(Kind.JOBS, "node02", 3)]
+    assert node_push.main(["left", *argv[:1], "node02", *argv[2:], "--why", "morning"]) == 1
+    assert "not taken: wrong_identity" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        node_push.main(["jobs", *argv, "--jobs", "node02"])
