@@ -87,30 +87,40 @@ def _explain(path: Path, exc: sqlite3.Error) -> EventDbError:
     return EventDbError(f"event record {path}: {text}; {how}")
 
 
-def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+class Record(sqlite3.Connection):
+    """A connection to the event record that knows its file (for the error messages)."""
+
+    path: Path
+
+
+def connect(path: Path, readonly: bool = False) -> Record:
     """Open (and on first use create) the database; EventDbError when it is unusable."""
+    db: Record
     try:
         if readonly:
             if not path.exists():
                 raise EventDbError(f"event record {path}: no such file (serve writes it under "
                                    "its --run-dir; pass --run-dir to point at it)")
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                                 factory=Record)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False)
+            db = sqlite3.connect(path, check_same_thread=False, factory=Record)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
-        check = db.execute("PRAGMA quick_check").fetchone()
-        if check is None or check[0] != "ok":
-            db.close()
-            raise sqlite3.DatabaseError(f"database disk image is malformed ({check})")
+            # the writer checks once when serve starts; readers find damage as they read
+            check = db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                db.close()
+                raise sqlite3.DatabaseError(f"database disk image is malformed ({check})")
+        db.path = path
         return db
     except sqlite3.Error as exc:
         raise _explain(path, exc) from None
 
 
-def read(db: sqlite3.Connection, since: dt.datetime | None = None,
+def read(db: Record, since: dt.datetime | None = None,
          until: dt.datetime | None = None, node: str | None = None) -> list[Event]:
     """The events in [since, until), in time order (then in the order they were recorded)."""
     where: list[str] = ["1"]
@@ -126,8 +136,12 @@ def read(db: sqlite3.Connection, since: dt.datetime | None = None,
         args.append(node)
     sql = (f"SELECT t, kind, node, mac, address, detail, value FROM events "
            f"WHERE {' AND '.join(where)} ORDER BY t, id")
+    try:
+        rows = db.execute(sql, args).fetchall()
+    except sqlite3.Error as exc:
+        raise _explain(db.path, exc) from None
     return [Event(dt.datetime.fromtimestamp(t, dt.UTC), Kind(kind), n, m, a, d, v)
-            for t, kind, n, m, a, d, v in db.execute(sql, args)]
+            for t, kind, n, m, a, d, v in rows]
 
 
 class EventLog:
@@ -202,7 +216,7 @@ class EventLog:
                 self._queue.task_done()
                 return
 
-    def _write_loop(self, db: sqlite3.Connection) -> None:
+    def _write_loop(self, db: Record) -> None:
         try:
             for batch in self._batches():
                 try:

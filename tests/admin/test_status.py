@@ -65,3 +65,11 @@ def test_the_command_line(db, capsys):
     assert main(["status", "-c", str(HERE / "lab.yaml"), "--run-dir", str(db.parent),
                  "--night", "30.11."]) != 0
     assert "not a date" in capsys.readouterr().err
+
+
+def test_status_on_a_corrupt_record_says_what_to_do(tmp_path, capsys):
+    db = tmp_path / "events.sqlite"
+    db.write_bytes(b"SQLite format 3\x00" + b"\x13" * 4096)
+    assert main(["status", "-c", str(HERE / "lab.yaml"), "--run-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "corrupt" in err and f"mv {db}" in err and "Traceback" not in err
