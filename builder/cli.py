@@ -290,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--night", metavar="DATE", help="the night that began on DATE "
                     "(YYYY-MM-DD), as it ended; default: tonight, now")
     sp.add_argument("--json", action="store_true", help="as JSON")
-    sp.add_argument("--run-dir", type=Path, default=Path("build/serve"),
+    sp.add_argument("--run-dir", type=absolute, default="build/serve",
                     help="serve's run dir, where its event record is")
     sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
     sp.add_argument("--scenario", type=absolute,
