@@ -197,6 +197,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return enroll_cli.approve(cluster, args.config, pki, args.ek_hash, args.node)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .admin import cli as admin_cli  # noqa: PLC0415
+
+    cluster = load(args)
+    night = admin_cli.night_date(args.night) if args.night else None
+    print(admin_cli.status(cluster, args.run_dir / "events.sqlite", now(), night, args.node,
+                           args.json), end="")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build  # noqa: PLC0415 - the image pipeline is heavy; load on use
 
@@ -274,6 +284,14 @@ def parser() -> argparse.ArgumentParser:
     eb.add_argument("fingerprint", metavar="FINGERPRINT",
                     help="such as 3f2a-91bc-0d4e-7a11, as the node's console and `enroll "
                     "pending` show it")
+    sp = add("status", cmd_status, "every PC's state now or at the end of a night (booted, "
+             "enrolled, joined, running jobs, left, back to disk) from serve's event record")
+    sp.add_argument("node", nargs="?", metavar="NODE")
+    sp.add_argument("--night", metavar="DATE", help="the night that began on DATE "
+                    "(YYYY-MM-DD), as it ended; default: tonight, now")
+    sp.add_argument("--json", action="store_true", help="as JSON")
+    sp.add_argument("--run-dir", type=absolute, default="build/serve",
+                    help="serve's run dir, where its event record is")
     sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
     sp.add_argument("--scenario", type=absolute,
                     default="tests/scenarios/default/scenario.yaml")
