@@ -120,9 +120,11 @@ def fresh_copy(dest: Path) -> Path:
                              "-z"], check=True, capture_output=True).stdout.split(b"\0")
     for rel in filter(None, (p.decode() for p in listed)):
         source = ROOT / rel
-        if source.is_file():
+        if source.is_symlink() or source.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / rel)
+            # links stay links, as git checks them out (a unit enabled by a symlink in a
+            # .wants folder is ignored by systemd when it is a copy; masks point at /dev/null)
+            shutil.copy2(source, dest / rel, follow_symlinks=False)
     return dest
 
 
