@@ -46,7 +46,7 @@ help:
 	@echo "make lint              ruff and mypy"
 	@echo "make bench             render benchmark (others: bench/image.py, tyd_join.py, cluster.py, enroll.py, storm.py)"
 
-$(VENV)/.apt-stamp:
+$(VENV)/.apt-stamp: Makefile
 	@mkdir -p $(VENV)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
