@@ -22,10 +22,11 @@ from chaosnode.paths import (
 from .errors import RenderError
 from .model import Cluster, Node
 from .pki import Pki
+from .resources import data_dir
 from .tydconf import HEADER
 from .views import ONLY_FOR, NodeView, Peer, all_peers, node_view
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = data_dir("templates")
 
 
 @dataclass(frozen=True)
