@@ -13,6 +13,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from chaosnode.console import say as log
+
 from . import reference
 from .config import load_cluster
 from .errors import ChaosError, ConfigError
@@ -28,10 +30,6 @@ MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def load(args: argparse.Namespace) -> Cluster:

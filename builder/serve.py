@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from chaosnode.console import say
+
 from .enroll.server import EnrollServer, open_service
 from .enroll.service import ServiceSettings
 from .errors import ChaosError, ToolMissing
@@ -267,10 +269,6 @@ class NightEdges:
         self.next = self.night.next_change(now)
         say(self.summary(now))
         return self.inside and not was
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def _serve_plan(cluster: Cluster, config: Path, plan: ServePlan, run_dir: Path, dnsmasq: str,

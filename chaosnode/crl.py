@@ -14,7 +14,6 @@ import argparse
 import datetime
 import http.client
 import json
-import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from cryptography import x509
 
 from chaosnode import paths, reload, service
 from chaosnode.enrollment import CRL_PATH as CRL_URL_PATH
+from chaosnode.files import atomic_write
 from chaosnode.signature import ca_signed
 
 MAX_CRL: Final = 1 << 20
@@ -79,10 +79,7 @@ def issued_at(crl: x509.CertificateRevocationList) -> datetime.datetime:
 
 
 def install(data: bytes, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.new")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dest)
+    atomic_write(dest, data)
 
 
 def enroll_url(node_json: Path = Path(paths.NODE_JSON)) -> str:

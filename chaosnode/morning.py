@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from chaosnode.console import say
 from chaosnode.paths import NIGHT_JSON
 from chaosnode.window import Night, night_from_settings
 
@@ -119,10 +120,6 @@ class NodeActions:
         return self._run(["systemctl", "poweroff" if morning == "poweroff" else "reboot"])
 
 
-def say_now(text: str) -> None:
-    print(text, flush=True)  # the console shows each step when it happens
-
-
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -136,7 +133,7 @@ def sleep_until(when: dt.datetime, clock: Callable[[], dt.datetime],
 def morning(settings: NightSettings, actions: Actions,
             clock: Callable[[], dt.datetime] = utc_now,
             sleep: Callable[[float], None] = time.sleep,
-            say: Callable[[str], None] = say_now) -> int:
+            say: Callable[[str], None] = say) -> int:
     """Run the end of this night; returns when the node has been told to reboot/power off."""
     if not settings.enabled:
         say("chaos-morning: no schedule in chaos.yaml: the node stays until it is switched off")

@@ -23,9 +23,9 @@ import argparse
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import json
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import serialization
 
 from chaosnode import crl, enroll, paths, reload
 from chaosnode.console import console
+from chaosnode.console import say as console_say
+from chaosnode.files import stage_file
 from chaosnode.tpm import NODE_TCTI
 
 RENEW_BELOW: Final = 1 / 3   # of the certificate's lifetime left
@@ -47,8 +49,7 @@ class RenewError(Exception):
     """This node's files or settings do not allow a renewal."""
 
 
-def say(message: str) -> None:
-    print(f"chaos-renew: {message}", file=sys.stderr, flush=True)
+say = functools.partial(console_say, program="chaos-renew")
 
 
 def _utc(when: dt.datetime) -> dt.datetime:
@@ -128,8 +129,8 @@ def install(key: enroll.NodeKey, enrolled: enroll.Enrolled, key_path: Path,
     certificate's, which the next run sees as due."""
     staged: list[tuple[Path, Path]] = []
     try:
-        staged.append((enroll.stage_file(key_path, enroll.key_pem(key), 0o600), key_path))
-        staged.append((enroll.stage_file(cert_path, enrolled.certificate, 0o644), cert_path))
+        staged.append((stage_file(key_path, enroll.key_pem(key), 0o600), key_path))
+        staged.append((stage_file(cert_path, enrolled.certificate, 0o644), cert_path))
         for tmp, dest in staged:
             os.replace(tmp, dest)
     finally:

@@ -17,6 +17,7 @@ Stdlib only: this runs on the nodes under Debian's python3.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pwd
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from chaosnode import paths
+from chaosnode import console, paths
 
 POLL_SECONDS: Final = 2.0
 LIVE: Final = ("alive", "suspect")  # tyd's states of a member that is still in the cluster
@@ -116,8 +117,7 @@ def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
 
 
-def say(message: str) -> None:
-    print(f"chaos-slurm: {message}", flush=True)
+say = functools.partial(console.say, program="chaos-slurm")
 
 
 class Follower:
