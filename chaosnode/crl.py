@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import http.client
-import json
 import ssl
 import sys
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Final
 from cryptography import x509
 
 from chaosnode import paths, reload, service
+from chaosnode.contract.node import NodeSettings
 from chaosnode.enrollment import CRL_PATH as CRL_URL_PATH
 from chaosnode.files import atomic_write
 from chaosnode.signature import ca_signed
@@ -84,7 +84,7 @@ def install(data: bytes, dest: Path) -> None:
 
 def enroll_url(node_json: Path = Path(paths.NODE_JSON)) -> str:
     try:
-        return str(json.loads(node_json.read_text()).get("enroll_url", ""))
+        return NodeSettings.loads(node_json.read_text()).enroll_url
     except (OSError, ValueError):
         return ""
 

@@ -13,6 +13,7 @@ from builder.model import Cluster
 from builder.pki import Pki
 from builder.pki import issue_all as pki_issue_all
 from builder.render import OutFile, write_tree
+from chaosnode.contract.node import NodeSettings
 from chaosnode.paths import NODE_CERT_PATH, NODE_KEY_PATH, in_root
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,3 +43,11 @@ def install_enrolled_identity(nodes_dir: Path, cluster: Cluster, pki: Pki) -> No
         cert, key = pki.node_files(node.name)
         write_tree(nodes_dir / node.name, {in_root(NODE_CERT_PATH): OutFile(cert),
                                            in_root(NODE_KEY_PATH): OutFile(key, 0o600)})
+
+
+def node_settings(**fields: str) -> NodeSettings:
+    """A node.json record as chaos-build renders it, with the given fields changed."""
+    base = {"name": "node01", "fqdn": "node01.lab.test", "address": "10.99.0.11",
+            "mac": "52:54:00:00:00:01", "cluster": "chaos-lab", "scope": "all",
+            "enroll_url": "", "key_type": "ed25519", "attestation": "tpm"}
+    return NodeSettings(**{**base, **fields})
