@@ -72,8 +72,9 @@ class State:
 
 
 def _public(key: object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
 
 
 def check(cert_pem: bytes, key_pem: bytes | None, now: dt.datetime) -> State:
