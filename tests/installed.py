@@ -111,7 +111,7 @@ def check_commands(inst: Installed) -> list[str]:
     if not where.startswith(str(inst.venv)):
         raise InstallCheckFailed(f"builder imported from {where}, not from {inst.venv}")
     done = []
-    # render needs the cluster CA (without one it fails with an internal error today)
+    # render needs the cluster CA
     for args in (["--help"], ["check", "-c", "chaos.yaml"], ["pki", "init", "-c", "chaos.yaml"],
                  ["render", "-c", "chaos.yaml"], ["show", "node02", "-c", "chaos.yaml"]):
         inst.chaos_build(*args)
