@@ -38,6 +38,7 @@ class BuildPy(build_py):
 setup(
     packages=[*find_packages(include=["builder*", "tyd*", "chaosnode*"]), *FILES],
     package_dir=FILES,
-    package_data={name: ["**/*"] for name in FILES},
+    package_data={"builder.admin": ["templates/*.j2", "static/*"],
+                  **{name: ["**/*"] for name in FILES}},
     cmdclass={"build_py": BuildPy},
 )

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import os
 import re
 import sys
 import time
@@ -25,6 +26,8 @@ from .resources import data_dir
 from .show import show_mac, show_node
 
 EXIT_INVALID = 2
+# the base image and package cache; one per host saves every checkout its own 5-minute build
+DEFAULT_CACHE = os.environ.get("CHAOS_IMAGE_CACHE", "cache")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -117,6 +120,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def absolute(text: str) -> Path:
+    """A path argument, made absolute against the folder the command runs in: children
+    (dnsmasq, nginx, QEMU, ...) may change directory, so none of them gets a relative path."""
+    return Path(text).expanduser().absolute()
+
+
 def _instant(text: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(text)
@@ -187,6 +196,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return enroll_cli.approve(cluster, args.config, pki, args.ek_hash, args.node)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .admin import cli as admin_cli  # noqa: PLC0415
+
+    cluster = load(args)
+    night = admin_cli.night_date(args.night) if args.night else None
+    print(admin_cli.status(cluster, args.run_dir / "events.sqlite", now(), night, args.node,
+                           args.json), end="")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build  # noqa: PLC0415 - the image pipeline is heavy; load on use
 
@@ -223,7 +242,7 @@ def parser() -> argparse.ArgumentParser:
     psub.add_parser("list", parents=[common], help="list node certificates")
     psub.add_parser("crl", parents=[common], help="re-sign the CRL")
     sp = add("render", cmd_render, "render every node's overlay tree")
-    sp.add_argument("-o", "--output", type=Path, default=Path("build/nodes"))
+    sp.add_argument("-o", "--output", type=absolute, default="build/nodes")
     sp.add_argument("--node", help="render only this node")
     sp = add("show", cmd_show, "show one node's resolved settings and where each came from, "
              "or what serve answers a MAC now and when that changes")
@@ -233,11 +252,11 @@ def parser() -> argparse.ArgumentParser:
     sp = add("reference", cmd_reference, "print the commented reference chaos.yaml")
     sp.add_argument("--markdown", action="store_true", help="as a Markdown table")
     sp = add("serve", cmd_serve, "serve out/pxe to the lab (dnsmasq DHCP/TFTP + HTTP)")
-    sp.add_argument("--pxe", type=Path, default=Path("out/pxe"))
+    sp.add_argument("--pxe", type=absolute, default="out/pxe")
     sp.add_argument("--interface", help="override serve.interface")
     sp.add_argument("--mode", choices=["proxy", "isolated"], help="override serve.mode")
     sp.add_argument("--http-port", type=int, help="override serve.http_port")
-    sp.add_argument("--run-dir", type=Path, default=Path("build/serve"),
+    sp.add_argument("--run-dir", type=absolute, default="build/serve",
                     help="generated dnsmasq config and pid file")
     sp = add("wake", cmd_wake, "wake the lab's PCs (Wake-on-LAN on the lab interface): every "
              "node, or the named ones")
@@ -264,21 +283,30 @@ def parser() -> argparse.ArgumentParser:
     eb.add_argument("fingerprint", metavar="FINGERPRINT",
                     help="such as 3f2a-91bc-0d4e-7a11, as the node's console and `enroll "
                     "pending` show it")
+    sp = add("status", cmd_status, "every PC's state now or at the end of a night (booted, "
+             "enrolled, joined, running jobs, left, back to disk) from serve's event record")
+    sp.add_argument("node", nargs="?", metavar="NODE")
+    sp.add_argument("--night", metavar="DATE", help="the night that began on DATE "
+                    "(YYYY-MM-DD), as it ended; default: tonight, now")
+    sp.add_argument("--json", action="store_true", help="as JSON")
+    sp.add_argument("--run-dir", type=absolute, default="build/serve",
+                    help="serve's run dir, where its event record is")
     sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
-    sp.add_argument("--scenario", type=Path,
+    sp.add_argument("--scenario", type=absolute,
                     help="a scenario.yaml (default: the shipped scenarios/default)")
     sp.add_argument("--boot", choices=["pxe", "iso"], default="pxe")
     sp.add_argument("--nodes", type=int, help="boot only the first N nodes of the scenario")
-    sp.add_argument("--results", type=Path, default=Path("results"))
+    sp.add_argument("--results", type=absolute, default="results")
     sp.add_argument("--keep", action="store_true",
                     help="keep the lab running after the checks until Ctrl-C")
-    sp.add_argument("--cache", type=Path, default=Path("cache"))
+    sp.add_argument("--cache", type=absolute, default=DEFAULT_CACHE,
+                    help="download and base-image cache (default: $CHAOS_IMAGE_CACHE or ./cache)")
     sp = add("build", cmd_build, "check, issue certificates, render and build the images")
-    sp.add_argument("-o", "--output", type=Path, default=Path("out"))
+    sp.add_argument("-o", "--output", type=absolute, default="out")
     sp.add_argument("--node", help="build a per-node ISO for this node only")
-    sp.add_argument("--cache", type=Path, default=Path("cache"),
-                    help="download and base-image cache (default: ./cache)")
-    sp.add_argument("--work", type=Path, default=Path("build"),
+    sp.add_argument("--cache", type=absolute, default=DEFAULT_CACHE,
+                    help="download and base-image cache (default: $CHAOS_IMAGE_CACHE or ./cache)")
+    sp.add_argument("--work", type=absolute, default="build",
                     help="where the rendered node overlays go (default: ./build)")
     sp.add_argument("--render-only", action="store_true",
                     help="stop after rendering the overlays (no image)")

@@ -207,6 +207,15 @@ class ServeSection:
                                           "service; null: not set", example="10.99.0.2")
     enroll_port: int = setting(8443, "HTTPS port of the enrollment service", min=1,
                                max=65535)
+    push_port: int = setting(8444, "HTTPS port where members push facts about themselves "
+                             "(tyd joins/leaves, refusals, the morning's leave; Slurm's jobs "
+                             "from the head) with their node certificate (builder/admin)",
+                             min=1, max=65535)
+    admin_address: IPv4Address = setting(IPv4Address("127.0.0.1"), "where serve's admin page "
+                                          "and /metrics listen: never on network.subnet (the "
+                                          "lab must not reach it); loopback by default",
+                                          example="127.0.0.1")
+    admin_port: int = setting(9180, "port of the admin page and /metrics", min=1, max=65535)
 
 
 class Weekday(enum.Enum):

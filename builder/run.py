@@ -28,14 +28,22 @@ def which(tool: str) -> str | None:
     return shutil.which(tool, path=SEARCH_PATH)
 
 
+def argv_of(argv: Sequence[str | Path]) -> list[str]:
+    """The argument list a child gets: every Path made absolute (dnsmasq, nginx and others
+    change directory, so a relative path would name another file there), the program found
+    on the search path."""
+    args = [str(a.absolute()) if isinstance(a, Path) else str(a) for a in argv]
+    args[0] = which(args[0]) or args[0]
+    return args
+
+
 def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
         cwd: Path | None = None, stdout: int | None = None, input: bytes | None = None,
         check: bool = True, timeout: float | None = None, quiet: bool = False,
         ) -> subprocess.CompletedProcess[bytes]:
     """Run argv (never through a shell); on failure (check) raise BuildError with the tail of
     stderr. Each command is logged unless quiet (small plumbing such as `ip link`)."""
-    args = [str(a) for a in argv]
-    args[0] = which(args[0]) or args[0]
+    args = argv_of(argv)
     (log.debug if quiet else log.info)("$ %s", shlex.join(args))
     proc = subprocess.run(args, env=None if env is None else dict(env), cwd=cwd,
                           stdout=stdout if stdout is not None else subprocess.PIPE,
@@ -53,8 +61,7 @@ def spawn(argv: Sequence[str | Path], *, log_file: Path | None = None,
     """Start a long-running child, logged; its output goes to log_file (appended), or to
     stdout (e.g. subprocess.PIPE), else is discarded. The caller owns it: stop it with
     stop_processes(), or use supervised()."""
-    args = [str(a) for a in argv]
-    args[0] = which(args[0]) or args[0]
+    args = argv_of(argv)
     log.info("$ %s &%s", shlex.join(args), f" (log {log_file})" if log_file else "")
     out: int | object = stdout if stdout is not None else subprocess.DEVNULL
     if log_file is not None:

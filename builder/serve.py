@@ -31,6 +31,8 @@ from types import FrameType
 
 from chaosnode.console import say
 
+from .admin import events as admin_events
+from .admin import hooks as admin_hooks
 from .enroll.server import EnrollServer, open_service
 from .enroll.service import ServiceSettings
 from .errors import ChaosError, ToolMissing
@@ -206,6 +208,7 @@ def serve(cluster: Cluster, config: Path, pxe_dir: Path, interface: str, run_dir
           mode: ServeMode | None = None, http_port: int | None = None) -> int:
     """Run dnsmasq, nginx and the enrollment service until Ctrl-C / SIGTERM; stop them
     cleanly; fail with the exit code and log tail of a child that dies."""
+    pxe_dir, run_dir = pxe_dir.absolute(), run_dir.absolute()  # dnsmasq changes directory
     check_artifacts(cluster, pxe_dir)
     dnsmasq, nginx = which("dnsmasq"), which("nginx")
     if dnsmasq is None:
@@ -283,6 +286,8 @@ def _serve_plan(cluster: Cluster, config: Path, plan: ServePlan, run_dir: Path, 
     run([*nginx_argv, "-t", "-q"])
     enrollment = start_enrollment(cluster, config, plan)
     dnsmasq_log, nginx_log = run_dir / "dnsmasq.log", run_dir / "nginx.log"
+    recorder = admin_hooks.start(cluster, config, run_dir, dnsmasq_log,  # admin: builder/admin
+                                 run_dir / ACCESS_LOG)
     with contextlib.ExitStack() as children:
         try:
             http = children.enter_context(supervised(nginx_argv, log_file=nginx_log))
@@ -294,6 +299,7 @@ def _serve_plan(cluster: Cluster, config: Path, plan: ServePlan, run_dir: Path, 
         finally:
             if enrollment is not None:
                 enrollment.stop()
+            recorder.stop()  # admin: builder/admin
     print("serve stopped", file=sys.stderr, flush=True)
     return 0
 
@@ -324,5 +330,6 @@ def wake_lab(cluster: Cluster, interface: str) -> None:
     """The night began: wake every node (staggered), in the background of serve's loop."""
     try:
         wake.wake(cluster.nodes, interface, cluster.schedule.wake_stagger_ms, say=say)
+        admin_events.woke(cluster.nodes, interface)  # admin: the event record
     except ChaosError as exc:
         say(f"warning: Wake-on-LAN failed: {exc}")

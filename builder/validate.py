@@ -137,6 +137,7 @@ def _check_serve(cluster: Cluster, report: Report) -> None:
     if serve.enroll_port == serve.http_port:
         report(("serve", "enroll_port"), f"{serve.enroll_port} is serve.http_port too; "
                "pick another port")
+    _check_admin(cluster, report)  # admin: builder/admin (push and admin listeners)
     if serve.address is None:
         return
     if serve.address not in net.subnet:
@@ -148,6 +149,17 @@ def _check_serve(cluster: Cluster, report: Report) -> None:
             if node.address == serve.address:
                 report(("serve", "address"), f"{serve.address} is nodes[{i}] ({node.name}); "
                        "use the build host's own address")
+
+
+def _check_admin(cluster: Cluster, report: Report) -> None:
+    serve, net = cluster.serve, cluster.network
+    if serve.push_port in (serve.http_port, serve.enroll_port):
+        report(("serve", "push_port"), f"{serve.push_port} is serve.http_port or "
+               "serve.enroll_port too; pick another port")
+    if serve.admin_address in net.subnet:
+        report(("serve", "admin_address"), f"{serve.admin_address} is inside network.subnet "
+               f"{net.subnet}: the lab would reach the admin page; use 127.0.0.1 or an "
+               "address of the staff network")
 
 
 def _check_schedule(cluster: Cluster, report: Report) -> None:

@@ -21,6 +21,7 @@ def listen(proto: str, port: int, seconds: float) -> None:
         s.bind(("0.0.0.0", port))
         if proto == "tcp":
             s.listen(8)
+        print(f"listening on {proto} {port}", flush=True)  # the sender waits for this line
         while time.monotonic() < deadline:
             s.settimeout(max(0.1, deadline - time.monotonic()))
             try:

@@ -3,7 +3,10 @@ died first, and a timeout, each as a typed error naming the console file."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,8 @@ from builder.config import load_cluster
 from builder.errors import ChaosError
 from builder.reference import plain
 from builder.smoke.lab import Guest
-from builder.smoke.runner import lab_cluster, rogue_cluster
+from builder.smoke.runner import Smoke, lab_cluster, rogue_cluster
+from builder.smoke.scenario import load_scenario
 
 READY = "CHAOS-READY node=node01 addr=10.0.0.11 nft=ok charon=ok tyd=ok disks=none"
 
@@ -64,3 +68,41 @@ def test_lab_cluster_file_round_trips_with_the_labs_pki_registry_and_server(tmp_
     assert rogue.address not in {n.address for n in cluster.nodes}
     assert rogue.address not in (lab.serve.address, lab.network.gateway)
     assert rogue in with_stranger.nodes
+
+
+def test_a_wait_ends_at_once_when_something_the_lab_needs_has_died(tmp_path: Path) -> None:
+    """A guest's wait asks its watch on every turn: a dead serve ends it with serve's error
+    instead of the wait running out."""
+    def dead_serve() -> None:
+        raise ChaosError("serve exited with code 1: chaos-build serve")
+
+    g = guest(tmp_path, "[  3.0] booting\n", None)
+    g.watch = dead_serve
+    with pytest.raises(ChaosError, match="serve exited with code 1"):
+        g.wait_result(600)
+    with pytest.raises(ChaosError, match="serve exited with code 1"):
+        g.wait_text("DAY-OS-OK", 600)
+
+
+@pytest.mark.integration
+def test_smoke_ends_with_serves_own_error_when_serve_dies(tmp_path: Path) -> None:
+    """`chaos-build smoke` with a serve that cannot start (here: the artifacts it must
+    serve are missing) ends within seconds with serve's own error, not a hang."""
+    if os.geteuid() != 0 or shutil.which("dnsmasq") is None or shutil.which("tcpdump") is None:
+        pytest.skip("needs root (a network namespace), dnsmasq and tcpdump")
+    scenario = load_scenario(ROOT / "tests/scenarios/default/scenario.yaml")
+    smoke = Smoke(scenario, "pxe", tmp_path / "results", tmp_path / "cache", None)
+    smoke.results.mkdir(parents=True)
+    smoke.config.write_text(yaml.safe_dump(plain(smoke.cluster), sort_keys=False))
+    smoke.out = tmp_path / "out"
+    (smoke.out / "pxe").mkdir(parents=True)  # a build that made nothing
+    began = time.monotonic()
+    try:
+        with pytest.raises(ChaosError) as failed:
+            smoke.start_lab()
+    finally:
+        smoke.segment.down()
+    took = time.monotonic() - began
+    print(f"smoke failed after {took:.1f} s: {failed.value}")
+    assert "serve exited with code 1" in str(failed.value)
+    assert "missing" in str(failed.value), "serve's own message, from its log"

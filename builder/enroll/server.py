@@ -26,6 +26,7 @@ from chaosnode.enrollment import (
     StartRequest,
 )
 
+from ..admin import events as admin_events
 from ..errors import ChaosError
 from ..model import Cluster
 from ..pki import Pki
@@ -49,11 +50,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         source = self.client_address[0]
         node, outcome = "-", "ok"
+        refusal: ProtocolError | None = None
         try:
             node, reply = self._dispatch(source)
             self._send(200, reply)
         except ProtocolError as exc:
-            node = getattr(exc, "node", node)
+            node, refusal = getattr(exc, "node", node), exc
             outcome = f"refused {exc.code}: {exc.reason}"
             self._send(exc.status, exc.to_json())
         except Exception as exc:  # a bug or a broken PKI: say so, keep serving
@@ -61,6 +63,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(500, ProtocolError("internal", "the service failed; see its log")
                        .to_json())
         log.info("enroll %s %s node=%s %s", source, self._logged_path(), node, outcome)
+        admin_events.enrollment_outcome(self.server.enrollment.cluster, self.path, source,
+                                        node, refusal)  # admin: the event record
 
     def _logged_path(self) -> str:
         """The path as sent by a stranger: quoted and cut unless it is one of ours."""

@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,8 @@ class Guest:
     tpm_proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     reboot: bool = False  # a reboot restarts the VM (the night scenario), else QEMU exits
+    # called on every turn of a wait: raises when something the lab needs (serve) has died
+    watch: Callable[[], None] = lambda: None
     _sock: socket.socket | None = None
     _buf: bytes = b""
     _id: int = 0
@@ -112,6 +115,7 @@ class Guest:
 
     def result(self) -> str | None:
         """The self-check line once printed, None before; raises if QEMU ended without it."""
+        self.watch()
         text = self.console.read_text(errors="replace") if self.console.exists() else ""
         if match := RESULT.search(text):
             return match.group(0).strip()
@@ -150,6 +154,7 @@ class Guest:
             text = self.console.read_text(errors="replace") if self.console.exists() else ""
             if marker in text:
                 return text
+            self.watch()
             if self.proc is not None and self.proc.poll() is not None:
                 raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) before "
                                  f"{marker!r}; see {self.console}")
@@ -170,9 +175,17 @@ class Guest:
         """Run argv in the guest through chaos-agent; (exit code, stdout + stderr)."""
         self._id += 1
         sock = self._connect()
-        sock.sendall(json.dumps({"id": self._id, "argv": argv, "timeout": timeout}).encode()
-                     + b"\n")
-        sock.settimeout(timeout + 15)
+        sock.settimeout(timeout + 15)  # a guest whose agent reads nothing must not hang us
+        try:
+            sock.sendall(json.dumps({"id": self._id, "argv": argv, "timeout": timeout}).encode()
+                         + b"\n")
+            return self._reply(sock)
+        except TimeoutError:
+            self.disconnect()  # a late reply must not be taken for the next request's
+            raise ChaosError(f"{self.name}: the agent did not answer `{' '.join(argv)[:80]}` "
+                             f"within {timeout + 15:.0f}s") from None
+
+    def _reply(self, sock: socket.socket) -> tuple[int, str]:
         while True:
             while b"\n" in self._buf:
                 line, self._buf = self._buf.split(b"\n", 1)

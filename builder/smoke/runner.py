@@ -35,11 +35,11 @@ from builder.night import night_of
 from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
 from builder.render import render_cluster
-from builder.run import run
+from builder.run import process_failure, run
 from builder.smoke import tpms
 from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
-from builder.smoke.scenario import Check, Scenario, WireCheck, fit, spare_node
+from builder.smoke.scenario import ROGUE_KINDS, Check, Scenario, WireCheck, fit, spare_node
 
 # the traffic helper on the nodes (chaosnode.probe), run through the agent
 PROBE = ("python3", "-m", "chaosnode.probe")
@@ -48,8 +48,13 @@ ROGUE_MAC = "52:54:00:66:66:66"
 TFTP_SCAN_MAX = 4 * 1024 * 1024  # bigger files are fetched over HTTP only (the same bytes)
 # the rogue's enrollment client saying it is not registered (and showing its EK hash)
 ROGUE_REFUSED = re.compile(r"chaos-enroll: this machine is not registered as \S+: TPM EK \S+")
+# a stranger (a MAC and a name the cluster does not have) is refused as no node at all
+STRANGER_REFUSED = re.compile(r"chaos-enroll: refused: unknown_node: .*")
 BOOT_TIMEOUT = 420.0
 SERVE_TIMEOUT = 60.0
+# a wire check's listener lives this long; its sender tries this often before giving up
+WIRE_LISTEN_SECONDS = 90
+WIRE_TRIES = 5
 # after the night's end: drain, LEAVE, reboot, PXE, the day OS's marker
 MORNING_TIMEOUT = 300.0
 EVIDENCE = {
@@ -119,8 +124,9 @@ class Smoke:
         self.scenario = scenario
         self.keep = keep
         self.boot_mode = boot
-        self.results = results
-        self.cache = cache
+        self.results = results.absolute()  # every child (serve, QEMU, swtpm) gets it
+        self.cache = cache.absolute()
+        self.children: list[tuple[subprocess.Popen[bytes], str, Path]] = []
         self.report = Report()
         cluster, _ = load_cluster(scenario.config)
         fit(scenario, cluster, scenario.config)
@@ -186,13 +192,15 @@ class Smoke:
     def start_lab(self) -> None:
         self.report.phase(f"lab: namespace {self.segment.ns}, bridge br0 {self.segment.server}")
         self.segment.up()
-        self.segment.spawn([sys.executable, "-m", "builder.cli", "serve", "-c",
-                            str(self.config), "--pxe", str(self.out / "pxe"),
-                            "--interface", "br0", "--mode", "isolated", "--run-dir",
-                            str(self.results / "serve")], self.results / "serve.log")
+        serve_log, tcpdump_log = self.results / "serve.log", self.results / "tcpdump.log"
+        serve = self.segment.spawn([sys.executable, "-m", "builder.cli", "serve", "-c",
+                                    str(self.config), "--pxe", str(self.out / "pxe"),
+                                    "--interface", "br0", "--mode", "isolated", "--run-dir",
+                                    str(self.results / "serve")], serve_log)
         self.pcap = self.results / "wire.pcap"
-        self.segment.spawn(["tcpdump", "-i", "br0", "-nn", "-U", "-s", "256", "-w",
-                            str(self.pcap)], self.results / "tcpdump.log")
+        tcpdump = self.segment.spawn(["tcpdump", "-i", "br0", "-nn", "-U", "-s", "256", "-w",
+                                      str(self.pcap)], tcpdump_log)
+        self.children = [(serve, "serve", serve_log), (tcpdump, "tcpdump", tcpdump_log)]
         self.accel = probe_accel(self.out / "pxe" / "vmlinuz", self.results)
         self.report.phase(f"qemu: {' '.join(self.accel)}")
         self.wait_for_serve()
@@ -204,10 +212,18 @@ class Smoke:
         deadline = time.monotonic() + SERVE_TIMEOUT
         while run(["ip", "netns", "exec", self.segment.ns, "curl", "-sf", "-o", "/dev/null",
                    "--max-time", "5", url], check=False, timeout=30, quiet=True).returncode:
+            self.watch()
             if time.monotonic() > deadline:
                 raise ChaosError(f"serve did not answer {url} within {SERVE_TIMEOUT:.0f}s; "
                                  f"see {self.results / 'serve.log'}")
             time.sleep(0.5)
+
+    def watch(self) -> None:
+        """Every wait calls this: a supervised child of the lab (serve, tcpdump) that ended
+        fails the run at once, with that child's own error, instead of a wait running out."""
+        for proc, name, log_file in self.children:
+            if proc.poll() is not None:
+                raise process_failure(proc, name, log_file)
 
     def check_served_files(self) -> None:
         """What anyone on the lab segment can fetch holds no private key: every file serve
@@ -238,7 +254,7 @@ class Smoke:
         workdir = self.results / name
         workdir.mkdir(parents=True, exist_ok=True)
         night = self.scenario.night_ends_after is not None
-        guest = Guest(name, mac, workdir, workdir / "disk.img", reboot=night)
+        guest = Guest(name, mac, workdir, workdir / "disk.img", reboot=night, watch=self.watch)
         self.disks[name] = make_disk(guest.disk, boot_sector=boot_sector() if night else b"")
         guest.tpm_proc = tpms.spawn_for_qemu(guest.tpm_state, guest.tpm_socket,
                                              workdir / "swtpm.log")
@@ -274,6 +290,7 @@ class Smoke:
                 self.report.check(f"{guest.name} booted by {self.boot_mode} reaches "
                                   "CHAOS-READY", line.startswith("CHAOS-READY"),
                                   f"{took:.0f}s: {line}")
+            self.watch()
             if pending and time.monotonic() > deadline:
                 raise ChaosError(f"{pending[0].name}: no CHAOS-READY/FAILED line within "
                                  f"{BOOT_TIMEOUT:.0f}s; see {pending[0].console}")
@@ -298,15 +315,30 @@ class Smoke:
             media = {"kernel": self.out / "pxe" / "vmlinuz", "initrd": self.rogue_initrd,
                      "append": Path(kernel_cmdline_for(self))}
         guest = self.start_guest("rogue", node.mac, self.rogue_boot, media)
-        line = guest.wait_console(ROGUE_REFUSED, BOOT_TIMEOUT)
-        self.report.phase(f"rogue (as {node.name}, {node.address}, unregistered TPM, "
-                          f"{self.rogue_boot}) booted: {line}")
+        stranger = self.rogue_kind() == "stranger"
+        line = guest.wait_console(STRANGER_REFUSED if stranger else ROGUE_REFUSED, BOOT_TIMEOUT)
+        self.report.phase(f"rogue ({'a stranger' if stranger else 'as'} {node.name}, "
+                          f"{node.address}, unregistered TPM, {self.rogue_boot}) booted: {line}")
+        if stranger:
+            self.stranger_refused(node)
+            return
         pending = PendingStore(pki_for(self.cluster, self.config).paths.root / PENDING_FILE)
         seen = [p for p in pending.entries() if p.node == node.name]
         self.report.check(f"serve recorded the rogue as a pending machine for {node.name} and "
                           "issued it nothing", bool(seen) and node.name not in self.enrolled(),
                           f"{seen[0].ek_hash}, {seen[0].attempts} attempts" if seen else
                           "not in pending.json")
+
+    def stranger_refused(self, node: Node) -> None:
+        """A stranger names a node chaos.yaml does not have: serve refuses it as unknown and
+        issues nothing (only machines asking as a real node are listed as pending)."""
+        log = (self.results / "serve.log").read_text(errors="replace")
+        refused = re.search(rf"enroll \S+ \S+ node={re.escape(node.name)} refused unknown_node",
+                            log)
+        self.report.check(f"serve refused the stranger ({node.name}) as no node of the cluster "
+                          "and issued it nothing",
+                          refused is not None and node.name not in self.enrolled(),
+                          refused.group(0) if refused else "no unknown_node refusal in serve.log")
 
     def enrolled(self) -> set[str]:
         """Nodes the enrollment service issued a certificate to (serve's request log)."""
@@ -324,7 +356,13 @@ class Smoke:
             return list(self.members)
         return [on] if on in self.guests else []
 
+    def rogue_kind(self) -> str:
+        return "impersonating" if self.rogue_boot == "pxe" else "stranger"
+
     def run_check(self, check: Check) -> None:
+        if check.rogue_as and check.rogue_as != self.rogue_kind():
+            print(f"SKIP  {check.title} (left out: {ROGUE_KINDS[check.rogue_as]})", flush=True)
+            return
         for name in self.targets(check.on):
             peers = [p for p in self.members if p != name] if "{peer}" in " ".join(
                 (*check.run, check.pattern)) else [None]
@@ -352,6 +390,7 @@ class Smoke:
             found = pattern.search(out) is not None
             if found == check.expect or time.monotonic() >= deadline:
                 break
+            self.watch()
             time.sleep(3)
         title = f"{name}: {fill(check.title)}"
         self.report.check(title, found == check.expect,
@@ -368,27 +407,39 @@ class Smoke:
         if check.run:
             self.run_wire_command(check, marker)
             return
-        receiver.exec(["systemd-run", f"--unit=chaos-listen-{check.port}", *PROBE, "listen",
-                       check.proto, str(check.port), "60"])
+        unit = f"chaos-listen-{check.port}"
+        receiver.exec(["systemd-run", f"--unit={unit}", *PROBE, "listen", check.proto,
+                       str(check.port), str(WIRE_LISTEN_SECONDS)])
+        listening = self.wait_heard(receiver, unit, f"listening on {check.proto}", 30)
+        rc, out, tries, delivered = 1, "", 0, False
+        while listening and not delivered and tries < WIRE_TRIES:
+            tries += 1  # a datagram lost on a loaded host is sent again, never judged in clear
+            rc, out = sender.exec([*PROBE, "send", check.proto, dst, str(check.port), marker],
+                                  timeout=30)
+            delivered = self.wait_heard(receiver, unit, marker, 5)
         time.sleep(2)
-        rc, out = sender.exec([*PROBE, "send", check.proto, dst,
-                               str(check.port), marker], timeout=30)
-        time.sleep(2)
-        seen = self.pcap_text(["-A"])
-        in_clear = marker in seen
+        in_clear = marker in self.pcap_text(["-A"])
         esp = self.pcap_text([f"host {self.address(check.sender)} and host {dst} and esp"])
         esp_count = len([ln for ln in esp.splitlines() if "ESP" in ln])
         if check.clear:
             ok = in_clear
             detail = "marker seen in clear as expected" if ok else "marker not seen at all"
         else:
-            _, heard = receiver.exec(["journalctl", "-b", "--no-pager", "-o", "cat", "-u",
-                                      f"chaos-listen-{check.port}"])
-            delivered = marker in heard
-            ok = not in_clear and esp_count > 0 and delivered
-            detail = (f"delivered: {delivered}, marker in clear: {in_clear}, "
-                      f"ESP packets between them: {esp_count}")
-        self.report.check(f"wire: {check.title}", ok and rc == 0, detail + f"; send: {out.strip()}")
+            ok = listening and not in_clear and esp_count > 0 and delivered and rc == 0
+            detail = (f"receiver listening: {listening}, delivered: {delivered} after {tries} "
+                      f"send(s), marker in clear: {in_clear}, ESP packets between them: "
+                      f"{esp_count}")
+        self.report.check(f"wire: {check.title}", ok, detail + f"; send: {out.strip()[-200:]}")
+
+    def wait_heard(self, guest: Guest, unit: str, text: str, within: float) -> bool:
+        """Whether a listener unit's journal shows text within `within` seconds."""
+        deadline = time.monotonic() + within
+        while True:
+            _, heard = guest.exec(["journalctl", "-b", "--no-pager", "-o", "cat", "-u", unit])
+            if text in heard or time.monotonic() >= deadline:
+                return text in heard
+            self.watch()
+            time.sleep(1)
 
     def run_wire_command(self, check: WireCheck, marker: str) -> None:
         """A command on the sender whose traffic with the receiver carries the marker (a
@@ -433,6 +484,7 @@ class Smoke:
                     # removed = no longer alive (tyd keeps a "dead" tombstone for a while)
                     if not re.search(rf"\b{re.escape(address)}\s+alive\b", out):
                         gone.add(other)
+            self.watch()
             time.sleep(2)
         took = time.monotonic() - start
         self.report.check(f"{name} powered off is removed from every map within {within:.0f}s",
@@ -486,7 +538,10 @@ class Smoke:
                 try:
                     _, out = guest.exec(argv, timeout=30)
                 except (ChaosError, OSError) as exc:
-                    out = f"agent: {exc}"
+                    # one unanswered command is enough: the rest would wait as long each
+                    (guest.workdir / file).write_text(f"agent: {exc}")
+                    print(f"evidence: {guest.name}: {exc}; no more asked of it", flush=True)
+                    break
                 (guest.workdir / file).write_text(out)
 
     def check_disks(self) -> None:

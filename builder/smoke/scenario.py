@@ -33,6 +33,16 @@ class Check:
     pattern: str
     expect: bool
     within: float
+    # only for a rogue of this kind ("impersonating" a spare node, or a "stranger"): what
+    # serve and the members can show differs between the two; "" for any rogue
+    rogue_as: str = ""
+
+
+# the kinds of rogue a check may be limited to, and why the other kind leaves it out
+ROGUE_KINDS = {
+    "impersonating": "the rogue impersonates no spare node: the cluster file has none to spare",
+    "stranger": "the rogue impersonates a spare node, not a stranger",
+}
 
 
 @dataclass(frozen=True)
@@ -124,7 +134,7 @@ class _Reader:
 
 def _check(r: _Reader, raw: Any, i: int, key: str = "checks") -> Check:
     at: Path_ = (key, i)
-    c = r.mapping(raw, at, {"title", "node", "run", "pattern", "expect", "within"})
+    c = r.mapping(raw, at, {"title", "node", "run", "pattern", "expect", "within", "rogue_as"})
     pattern = r.text(c, at, "pattern", required=True)
     try:
         re.compile(PLACEHOLDER.sub("x", pattern))
@@ -136,9 +146,13 @@ def _check(r: _Reader, raw: Any, i: int, key: str = "checks") -> Check:
     within = r.get(c, at, "within", float, 0.0)
     if within < 0 or within > 900:
         r.problem((*at, "within"), f"{within} is outside 0..900 seconds")
+    rogue_as = r.text(c, at, "rogue_as")
+    if rogue_as and rogue_as not in ROGUE_KINDS:
+        r.problem((*at, "rogue_as"), f"{rogue_as!r}: use {' or '.join(ROGUE_KINDS)} (or leave "
+                  "it out for any rogue)")
     return Check(r.text(c, at, "title", default=pattern), r.text(c, at, "node", required=True),
                  tuple(r.doc.texts.get((*at, "run", j), str(a)) for j, a in enumerate(run)),
-                 pattern, bool(r.get(c, at, "expect", bool, True)), within)
+                 pattern, bool(r.get(c, at, "expect", bool, True)), within, rogue_as)
 
 
 def _wire(r: _Reader, raw: Any, i: int) -> WireCheck:
@@ -169,6 +183,8 @@ def _references(r: _Reader, scenario: Scenario) -> None:
         if c.on not in targets:
             r.problem((key, i, "node"), f"{c.on!r} is not booted by this scenario; use "
                       f"one of {', '.join(sorted(targets))}")
+        if c.rogue_as and scenario.rogue is None:
+            r.problem((key, i, "rogue_as"), "the scenario has no rogue")
         for text in (*c.run, c.pattern, c.title):
             for name in PLACEHOLDER.findall(text):
                 if name in ("rogue", "rogue_name") and scenario.rogue is None:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,14 @@ from chaostest import ROOT
 pytestmark = pytest.mark.smoke
 
 CACHE = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
-# default: 3 members + rogue over PXE (mesh, rogue-tpm, power-off and workload: Slurm over the
-# mesh, in one boot); iso: the same from the shared ISO; migration: scope migration, only tcp
+# The default scenario (3 members + a rogue over PXE: mesh, rogue-tpm, power-off and workload,
+# Slurm over the mesh, in one boot) runs in tests/readme/ as the README gives it: on the
+# shipped chaos.yaml, where the rogue is a stranger. iso: the mesh from the shared ISO, with
+# the rogue that impersonates a spare node; migration: scope migration, only tcp
 # 12820/13333 (and tyd) is ESP, other traffic is seen in clear; workload-mpi: an MPI ring
 # (its own image); night: the window ends after the build; members leave, reboot and boot
 # their own disk.
-RUNS = [("default", "pxe"), ("iso", "iso"), ("migration", "pxe"), ("workload-mpi", "pxe"),
-        ("night", "pxe")]
+RUNS = [("iso", "iso"), ("migration", "pxe"), ("workload-mpi", "pxe"), ("night", "pxe")]
 
 
 @pytest.mark.parametrize(("scenario", "boot"), RUNS, ids=[f"{s}-{b}" for s, b in RUNS])
@@ -36,11 +38,13 @@ def test_scenario(scenario, boot, tmp_path):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (make setup installs it)")
     results = Path(os.environ.get("CHAOS_SMOKE_RESULTS", tmp_path))
+    began = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "builder.cli", "smoke", "--scenario",
                         str(ROOT / "tests/scenarios" / scenario / "scenario.yaml"),
                         "--boot", boot, "--results", str(results), "--cache", str(CACHE)],
                        cwd=ROOT, capture_output=True, text=True, timeout=2400)
     print(r.stdout)
+    print(f"lab {scenario}-{boot}: {time.monotonic() - began:.0f} s")
     print(r.stderr[-5000:], file=sys.stderr)
     assert "PASS" in r.stdout
     assert r.returncode == 0, [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL")]
