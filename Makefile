@@ -32,19 +32,12 @@ APT_PACKAGES := \
 # libjs-chart.js: Chart.js 3.9 for serve's admin page, served from /usr/share/javascript (no
 # CDN; Debian keeps it patched); chromium: the headless browser the admin page's test loads it in.
 
-.PHONY: help setup build render check test test-unit test-integration test-image test-smoke lint bench clean
+.PHONY: help setup build render check test test-unit test-integration test-image test-smoke \
+	test-wheel test-one golden lint format format-check bench clean
 
-help:
-	@echo "make setup             install Debian packages and the Python venv (idempotent)"
-	@echo "make build             check $(CONFIG), keep the PKI, render and build images into out/"
-	@echo "make render            check, PKI and per-node overlays only (build/nodes)"
-	@echo "make test              every test tier (unit, integration, image, smoke) and the linters"
-	@echo "make test-unit         fast tests without root"
-	@echo "make test-integration  root, network namespaces, nft and charon"
-	@echo "make test-image        build and boot the image in QEMU"
-	@echo "make test-smoke        whole QEMU labs: PXE through serve, ISO, scope migration"
-	@echo "make lint              ruff and mypy"
-	@echo "make bench             render benchmark (others: bench/image.py, tyd_join.py, cluster.py, enroll.py, storm.py)"
+help: ## this list (each target's comment)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "make %-18s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
 
 $(VENV)/.apt-stamp: Makefile
 	@mkdir -p $(VENV)
@@ -61,38 +54,56 @@ $(VENV)/.pip-stamp: pyproject.toml $(VENV)/.apt-stamp
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-setup: $(VENV)/.apt-stamp $(VENV)/.pip-stamp
+setup: $(VENV)/.apt-stamp $(VENV)/.pip-stamp ## install Debian packages and the Python venv (idempotent)
 
-check: setup
+check: setup ## validate chaos.yaml (or CONFIG=FILE)
 	$(VENV)/bin/chaos-build check -c $(CONFIG)
 
-render: setup
+render: setup ## check, PKI and per-node overlays only (build/nodes)
 	$(VENV)/bin/chaos-build build --render-only -c $(CONFIG)
 
-build: setup
+build: setup ## check chaos.yaml, keep the PKI, render and build images into out/
 	$(VENV)/bin/chaos-build build -c $(CONFIG)
 
-test: setup
+test: setup ## every test tier (unit, integration, image, smoke), the linters, the wheel
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-wheel
 
-test-unit: setup
+test-unit: setup ## fast tests without root (the wheel test among them)
 	$(PY) -m pytest -m "not integration and not image and not smoke" $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration: setup ## root, network namespaces, nft and charon
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-test-image: setup
+test-image: setup ## build and boot the image in QEMU
 	$(PY) -m pytest -m image $(PYTEST_ARGS)
 
-test-smoke: setup
+test-smoke: setup ## whole QEMU labs: PXE through serve, ISO, scope migration
 	$(PY) -m pytest -m smoke $(PYTEST_ARGS)
 
-lint: setup
+lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check builder tyd chaosnode tests bench
 	$(VENV)/bin/mypy
 
-bench: setup
+test-wheel: setup ## the wheel in a fresh venv (deps from the index), run outside the checkout; builds from the warm cache
+	$(PY) tests/installed.py --deps index --build
+
+test-one: setup ## one test: make test-one T=tests/test_render.py::test_every_template_has_golden_output
+	@test -n "$(T)" || { echo "usage: make test-one T=tests/FILE.py[::TEST]"; exit 2; }
+	$(PY) -m pytest $(T) $(PYTEST_ARGS)
+
+golden: setup ## rewrite the golden files after an intended template change (review the diff)
+	CHAOS_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py $(PYTEST_ARGS)
+
+format: setup ## ruff format the files given: make format F="builder/render.py ..."
+	@test -n "$(F)" || { echo "usage: make format F=FILES (the whole tree is not formatted yet)"; exit 2; }
+	$(VENV)/bin/ruff format $(F)
+
+format-check: setup ## how many files ruff format would change (not yet part of lint)
+	$(VENV)/bin/ruff format --check builder tyd chaosnode tests bench || true
+
+bench: setup ## render benchmark (others: bench/image.py, tyd_join.py, cluster.py, enroll.py, storm.py)
 	$(PY) bench/render.py
 
-clean:
+clean: ## remove build/, out/ and the tool caches
 	rm -rf build out .pytest_cache .mypy_cache .ruff_cache

@@ -14,12 +14,15 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from chaosnode.console import say as log
+
 from . import reference
 from .config import load_cluster
 from .errors import ChaosError, ConfigError
 from .model import Cluster, ServeMode
 from .pki import ensure_ca, node_identity, pki_for, revoked_in_roster
 from .render import render_cluster
+from .resources import data_dir
 from .show import show_mac, show_node
 
 EXIT_INVALID = 2
@@ -30,10 +33,6 @@ MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def load(args: argparse.Namespace) -> Cluster:
@@ -176,7 +175,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     from .smoke.runner import run_smoke  # noqa: PLC0415
     from .smoke.scenario import load_scenario  # noqa: PLC0415
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario or data_dir("scenarios") / "default/scenario.yaml")
     if args.config_given:
         scenario = dataclasses.replace(scenario, config=args.config)
     results = args.results / f"{scenario.name}-{args.boot}"
@@ -294,7 +293,7 @@ def parser() -> argparse.ArgumentParser:
                     help="serve's run dir, where its event record is")
     sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
     sp.add_argument("--scenario", type=absolute,
-                    default="tests/scenarios/default/scenario.yaml")
+                    help="a scenario.yaml (default: the shipped scenarios/default)")
     sp.add_argument("--boot", choices=["pxe", "iso"], default="pxe")
     sp.add_argument("--nodes", type=int, help="boot only the first N nodes of the scenario")
     sp.add_argument("--results", type=absolute, default="results")

@@ -63,7 +63,7 @@ class _BoundedLoader(yaml.SafeLoader):
             segment = [index]
         elif isinstance(index, yaml.ScalarNode):
             segment = [str(index.value)]
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML is untyped
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             what = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
             raise _Refused(Problem(

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from chaosnode.files import atomic_write
+
 from . import mungekey
 from .errors import PkiError
 from .model import Cluster, KeyType, Node
@@ -84,13 +86,6 @@ def _write_secret(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def key_pem(key: PrivateKey) -> bytes:
@@ -200,7 +195,7 @@ class Pki:
         key = new_key(self.key_type)
         cert = make_ca(cluster, key, now, days)
         _write_secret(self.paths.ca_key, key_pem(key))
-        _write_public(self.paths.ca_cert, cert_pem(cert))
+        atomic_write(self.paths.ca_cert, cert_pem(cert))
         self._write_revoked({})
         self.write_crl(now, days=days)
         return True
@@ -233,7 +228,7 @@ class Pki:
             key = new_key(self.key_type)
             _write_secret(key_path, key_pem(key))
         cert = make_node_cert(ident, cluster, key, ca_key, ca, now, days)
-        _write_public(cert_path, cert_pem(cert))
+        atomic_write(cert_path, cert_pem(cert))
         return True
 
     def _revoked_keys(self, name: str) -> list[object]:
@@ -283,13 +278,13 @@ class Pki:
                     and cert.public_key() == key.public_key()
                     and cert.not_valid_after_utc - now > dt.timedelta(days=1)):
                 return cert_path, key_path
-        _write_public(cert_path, cert_pem(make_service_cert(cluster, address, key, ca_key, ca,
+        atomic_write(cert_path, cert_pem(make_service_cert(cluster, address, key, ca_key, ca,
                                                             now, days)))
         return cert_path, key_path
 
     def record_enrolled(self, name: str, cert: x509.Certificate) -> None:
         """Keep the last certificate enrollment issued to a node (public; for audits)."""
-        _write_public(self.paths.enrolled / f"{name}.pem", cert_pem(cert))
+        atomic_write(self.paths.enrolled / f"{name}.pem", cert_pem(cert))
 
     def is_revoked(self, name: str) -> bool:
         """A node whose certificate was revoked and that has not been re-issued since."""
@@ -328,7 +323,7 @@ class Pki:
                 x509.RevokedCertificateBuilder().serial_number(int(serial))
                 .revocation_date(dt.datetime.fromisoformat(entry["date"])).build())
         crl = builder.sign(ca_key, _hash_for(ca_key))
-        _write_public(self.paths.crl, crl.public_bytes(serialization.Encoding.PEM))
+        atomic_write(self.paths.crl, crl.public_bytes(serialization.Encoding.PEM))
 
     def crl_pem(self) -> bytes:
         if not self.paths.crl.exists():
@@ -342,7 +337,7 @@ class Pki:
         return data
 
     def _write_revoked(self, data: dict[str, dict[str, str]]) -> None:
-        _write_public(self.paths.revoked, json.dumps(data, indent=1, sort_keys=True).encode())
+        atomic_write(self.paths.revoked, json.dumps(data, indent=1, sort_keys=True).encode())
 
     def _revoked_serials(self) -> set[int]:
         return {int(s) for s in self._read_revoked()}

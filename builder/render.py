@@ -22,10 +22,11 @@ from chaosnode.paths import (
 from .errors import RenderError
 from .model import Cluster, Node
 from .pki import Pki
+from .resources import data_dir
 from .tydconf import HEADER
 from .views import ONLY_FOR, NodeView, Peer, all_peers, node_view
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = data_dir("templates")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ def render_templates(view: NodeView, env: jinja2.Environment,
 def pki_files(pki: Pki) -> Tree:
     """Public things only: the cluster CA and the CRL. A node's key is made on the node at
     boot and its certificate comes from enrollment; no private key is ever rendered."""
+    if not pki.has_ca():
+        raise RenderError(f"no cluster CA in {pki.paths.root}: run `chaos-build pki init` "
+                          "first (`chaos-build build` makes one)")
     return {
         in_root(CA_CERT_PATH): OutFile(pki.paths.ca_cert.read_bytes()),
         in_root(CRL_PATH): OutFile(pki.crl_pem()),

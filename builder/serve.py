@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from chaosnode.console import say
+
 from .admin import events as admin_events
 from .admin import hooks as admin_hooks
 from .enroll.server import EnrollServer, open_service
@@ -270,10 +272,6 @@ class NightEdges:
         self.next = self.night.next_change(now)
         say(self.summary(now))
         return self.inside and not was
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def _serve_plan(cluster: Cluster, config: Path, plan: ServePlan, run_dir: Path, dnsmasq: str,

@@ -6,13 +6,14 @@ Nothing reads the clock, the host or the environment.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
 from chaosnode import ipsec
-from chaosnode.morning import NightSettings
+from chaosnode.contract.night import NightSettings
+from chaosnode.contract.node import NodeSettings
+from chaosnode.contract.slurm import SlurmSettings
 from chaosnode.paths import (
     CA_CERT,
     MUNGE_KEY,
@@ -108,7 +109,8 @@ class NodeView:
     enroll_url: str  # "" when serve.address is not set: the node cannot enroll
     key_type: str
     attestation: str  # "tpm" or "approval": how chaos-enroll proves this machine
-    night_json: str  # chaosnode.morning.NightSettings: when this node's night ends
+    node_json: str  # chaosnode.contract.node.NodeSettings: the node's public settings
+    night_json: str  # chaosnode.contract.night.NightSettings: when this node's night ends
     time_source: str  # NTP server for systemd-timesyncd; "" when there is none
     workload: str  # slurm, slurm+mpi or none
     slurm: bool  # the cluster runs Slurm
@@ -216,6 +218,7 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         enroll_url=enroll_url(cluster),
         key_type=sec.key_type.value,
         attestation=node.attestation.value,
+        node_json=node_settings(cluster, node).dumps(HEADER),
         night_json=night_settings(cluster, node).dumps(HEADER),
         time_source=time_source(cluster),
         **slurm_fields(cluster, node),
@@ -227,16 +230,16 @@ def slurm_fields(cluster: Cluster, node: Node) -> dict[str, Any]:
     head = cluster.heads[0]
     is_head = cluster.workload.slurm and node in cluster.heads
     compute = cluster.workload.slurm and Role.COMPUTE in node.roles
-    doc = {"workload": cluster.workload.value, "node": node.name, "head": head.name,
-           "head_address": str(head.address), "slurmctld": is_head, "slurmd": compute,
-           "tyd_map": TYD_EXPORTS["json"], "munge_key": MUNGE_KEY}
+    settings = SlurmSettings(workload=cluster.workload.value, node=node.name, head=head.name,
+                             head_address=str(head.address), slurmctld=is_head, slurmd=compute,
+                             tyd_map=TYD_EXPORTS["json"], munge_key=MUNGE_KEY)
     return {
         "workload": cluster.workload.value,
         "slurm": cluster.workload.slurm,
         "slurm_head": is_head,
         "slurm_compute": compute,
         "slurm_ports": f"{SLURMCTLD_PORT}, {SLURMD_PORT}, {SRUN_PORTS[0]}-{SRUN_PORTS[1]}",
-        "slurm_json": json.dumps({"_generated": HEADER, **doc}, indent=1),
+        "slurm_json": settings.dumps(HEADER),
         "slurm_conf": slurm_conf(cluster, head),
         "slurm_partition": SLURM_PARTITION,
         "slurm_cgroup_conf": SLURM_CGROUP_CONF,
@@ -285,6 +288,14 @@ def time_source(cluster: Cluster) -> str:
     """Where nodes set their clock: schedule.time_source, else the serve host."""
     source = cluster.schedule.time_source or cluster.serve.address
     return str(source) if source else ""
+
+
+def node_settings(cluster: Cluster, node: Node) -> NodeSettings:
+    return NodeSettings(name=node.name, fqdn=fqdn(cluster, node), address=str(node.address),
+                        mac=node.mac, cluster=cluster.cluster.name,
+                        scope=cluster.security.scope.value, enroll_url=enroll_url(cluster),
+                        key_type=cluster.security.key_type.value,
+                        attestation=node.attestation.value)
 
 
 def night_settings(cluster: Cluster, node: Node) -> NightSettings:

@@ -6,35 +6,35 @@ it (etc/chaos/node.json: name, address, key type, attestation, the enrollment se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from chaosnode import enroll, paths
 from chaosnode.console import console
+from chaosnode.contract.node import NodeSettings
 
 NOT_CONFIGURED = ("CHAOS: no enrollment service is configured for this cluster (serve.address "
                   "is null in chaos.yaml): this node gets no certificate and joins nothing")
 
 
-def enroll_argv(node: dict[str, str]) -> list[str]:
+def enroll_argv(node: NodeSettings) -> list[str]:
     """The enrollment client's command line for these node settings."""
-    return ["--url", node["enroll_url"], "--ca", paths.CA_CERT_PATH, "--node", node["name"],
-            "--address", node["address"], "--key-type", node.get("key_type", "ed25519"),
-            "--attestation", node.get("attestation", "tpm"),
+    return ["--url", node.enroll_url, "--ca", paths.CA_CERT_PATH, "--node", node.name,
+            "--address", node.address, "--key-type", node.key_type,
+            "--attestation", node.attestation,
             "--key-out", paths.NODE_KEY_PATH, "--cert-out", paths.NODE_CERT_PATH,
             "--crl-out", paths.CRL_PATH, "--munge-key-out", paths.MUNGE_KEY]
 
 
 def main(node_json: Path = Path(paths.NODE_JSON)) -> int:
-    node = json.loads(node_json.read_text())
-    if not node.get("enroll_url"):
+    node = NodeSettings.loads(node_json.read_text())
+    if not node.enroll_url:
         console(NOT_CONFIGURED)
         return 1
     rc = enroll.main(enroll_argv(node))
     if rc == 0:
-        how = "approved by an admin (no TPM)" if node.get("attestation") == "approval" \
+        how = "approved by an admin (no TPM)" if node.attestation == "approval" \
             else "attested by its TPM"
-        console(f"CHAOS: node {node['name']} enrolled: certificate for a key made on this "
+        console(f"CHAOS: node {node.name} enrolled: certificate for a key made on this "
                 f"machine, {how}")
     return rc
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import http.client
-import json
-import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -24,7 +22,9 @@ from typing import Final
 from cryptography import x509
 
 from chaosnode import paths, reload, service
+from chaosnode.contract.node import NodeSettings
 from chaosnode.enrollment import CRL_PATH as CRL_URL_PATH
+from chaosnode.files import atomic_write
 from chaosnode.signature import ca_signed
 
 MAX_CRL: Final = 1 << 20
@@ -79,15 +79,12 @@ def issued_at(crl: x509.CertificateRevocationList) -> datetime.datetime:
 
 
 def install(data: bytes, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.new")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dest)
+    atomic_write(dest, data)
 
 
 def enroll_url(node_json: Path = Path(paths.NODE_JSON)) -> str:
     try:
-        return str(json.loads(node_json.read_text()).get("enroll_url", ""))
+        return NodeSettings.loads(node_json.read_text()).enroll_url
     except (OSError, ValueError):
         return ""
 

@@ -15,6 +15,7 @@ python3-tpm2-pytss 1.2.0 (Debian bookworm). Expected failures are one line, neve
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import ipaddress
 import os
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from . import service
+from . import console, service
 from .enrollment import (
     APPROVAL_PATH,
     CONTENT_TYPE,
@@ -48,6 +49,7 @@ from .enrollment import (
     boot_fingerprint,
     proof,
 )
+from .files import atomic_write
 from .paths import MUNGE_USER, NODE_CERT_PATH, NODE_KEY_PATH
 from .signature import ca_signed
 from .tpm import NODE_TCTI, Keys, Tpm, TpmError
@@ -96,9 +98,7 @@ class Enrolled:
     munge_key: bytes = field(default=b"", repr=False)  # Slurm's secret, if the cluster runs it
 
 
-def say(message: str) -> None:
-    """One line on the console (the journal and the serial console on a node)."""
-    print(f"chaos-enroll: {message}", file=sys.stderr, flush=True)
+say = functools.partial(console.say, program="chaos-enroll")
 
 
 # -- key and CSR ------------------------------------------------------------------
@@ -336,33 +336,6 @@ def by_approval(client: Client, node: str, macs: Sequence[str],
 
 
 # -- files ------------------------------------------------------------------------
-def write_file(path: Path, data: bytes, mode: int) -> None:
-    """Atomically: a temp file with the final mode from the first byte, then rename."""
-    tmp = stage_file(path, data, mode)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def stage_file(path: Path, data: bytes, mode: int) -> Path:
-    """A temp file beside path, with the final mode from the first byte, synced: the
-    caller renames it into place (or several at once, as renewal does)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
 def key_pem(key: NodeKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -370,16 +343,16 @@ def key_pem(key: NodeKey) -> bytes:
 
 def save(key: NodeKey, enrolled: Enrolled, key_out: Path, cert_out: Path,
          crl_out: Path | None = None) -> None:
-    write_file(key_out, key_pem(key), 0o600)
-    write_file(cert_out, enrolled.certificate, 0o644)
+    atomic_write(key_out, key_pem(key), 0o600)
+    atomic_write(cert_out, enrolled.certificate, 0o644)
     if crl_out is not None:
-        write_file(crl_out, enrolled.crl, 0o644)
+        atomic_write(crl_out, enrolled.crl, 0o644)
 
 
 def save_munge_key(key: bytes, path: Path, owner: str | None = MUNGE_USER) -> None:
     """The cluster's munge key into tmpfs, 0400 and owned by munged's user (munged refuses a
     key others can read)."""
-    write_file(path, key, 0o400)
+    atomic_write(path, key, 0o400)
     if owner is not None:
         user = pwd.getpwnam(owner)
         os.chown(path, user.pw_uid, user.pw_gid)

@@ -11,7 +11,6 @@ whose MAC is in no overlay boots on, says so on the console and gets no cluster 
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from chaosnode import paths
 from chaosnode.console import console
+from chaosnode.contract.node import NodeSettings
 
 NIC_WAIT_SECONDS = 30
 
@@ -27,8 +27,8 @@ def overlays(bundle: Path) -> dict[str, Path]:
     """{mac: overlay root} for every node overlay in the bundle."""
     by_mac = {}
     for node_json in sorted(bundle.glob(f"*/{paths.in_root(paths.NODE_JSON)}")):
-        node = json.loads(node_json.read_text())
-        by_mac[node["mac"].lower()] = node_json.parents[2]
+        node = NodeSettings.loads(node_json.read_text())
+        by_mac[node.mac.lower()] = node_json.parents[2]
     return by_mac
 
 
@@ -60,10 +60,9 @@ def wait_for_match(by_mac: dict[str, Path], sys_net: Path, wait: float) -> tuple
         time.sleep(0.2)
 
 
-def apply(overlay: Path, root: Path) -> dict[str, str]:
+def apply(overlay: Path, root: Path) -> NodeSettings:
     shutil.copytree(overlay, root, symlinks=True, dirs_exist_ok=True)
-    node: dict[str, str] = json.loads((root / paths.in_root(paths.NODE_JSON)).read_text())
-    return node
+    return NodeSettings.loads((root / paths.in_root(paths.NODE_JSON)).read_text())
 
 
 def main(root: Path = Path("/"), sys_net: Path = Path("/sys/class/net"),
@@ -79,9 +78,9 @@ def main(root: Path = Path("/"), sys_net: Path = Path("/sys/class/net"),
         return 0
     node = apply(match, root)
     if root == Path("/"):
-        socket.sethostname(node["name"])
+        socket.sethostname(node.name)
     shutil.rmtree(bundle, ignore_errors=True)
-    console(f"CHAOS: this machine takes node {node['name']}'s settings (MAC {node['mac']})")
+    console(f"CHAOS: this machine takes node {node.name}'s settings (MAC {node.mac})")
     return 0
 
 

@@ -15,68 +15,21 @@ microseconds with fakes; `--dry-run` prints the plan and exits.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
-import json
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from chaosnode.console import say
+from chaosnode.contract.night import NightSettings
 from chaosnode.paths import NIGHT_JSON
-from chaosnode.window import Night, night_from_settings
 
 # never sleep longer than this between two looks at the clock: NTP may step it
 LOOK_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class NightSettings:
-    """What a node knows of the night: one record, written by chaos-build, read here."""
-
-    node: str
-    windows: tuple[str, ...]
-    time_zone: str
-    whole_days: tuple[str, ...]
-    holidays: tuple[str, ...]  # YYYY-MM-DD
-    stop_new_work_before: int  # minutes
-    morning: str  # reboot or poweroff
-    time_source: str  # "" when there is none
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.windows or self.whole_days or self.holidays)
-
-    def night(self) -> Night:
-        return night_from_settings(self.windows, self.time_zone, self.whole_days,
-                                   tuple(dt.date.fromisoformat(d) for d in self.holidays))
-
-    def dumps(self, header: str) -> str:
-        data = {"_generated": header, **dataclasses.asdict(self)}
-        return json.dumps(data, indent=2) + "\n"
-
-    @classmethod
-    def loads(cls, text: str) -> NightSettings:
-        """Read night.json; ValueError (KeyError included) when it is not one."""
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-
-        def texts(key: str) -> tuple[str, ...]:
-            value = data[key]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{key}: not a list of text")
-            return tuple(value)
-
-        return cls(node=str(data["node"]), windows=texts("windows"),
-                   time_zone=str(data["time_zone"]), whole_days=texts("whole_days"),
-                   holidays=texts("holidays"),
-                   stop_new_work_before=int(data["stop_new_work_before"]),
-                   morning=str(data["morning"]), time_source=str(data["time_source"]))
 
 
 class Actions(Protocol):
@@ -119,10 +72,6 @@ class NodeActions:
         return self._run(["systemctl", "poweroff" if morning == "poweroff" else "reboot"])
 
 
-def say_now(text: str) -> None:
-    print(text, flush=True)  # the console shows each step when it happens
-
-
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -136,7 +85,7 @@ def sleep_until(when: dt.datetime, clock: Callable[[], dt.datetime],
 def morning(settings: NightSettings, actions: Actions,
             clock: Callable[[], dt.datetime] = utc_now,
             sleep: Callable[[float], None] = time.sleep,
-            say: Callable[[str], None] = say_now) -> int:
+            say: Callable[[str], None] = say) -> int:
     """Run the end of this night; returns when the node has been told to reboot/power off."""
     if not settings.enabled:
         say("chaos-morning: no schedule in chaos.yaml: the node stays until it is switched off")

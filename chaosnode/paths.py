@@ -1,54 +1,5 @@
-"""Where things live on a node: one declaration, imported by the builder and the node alike."""
+"""Moved to chaosnode.contract.paths (the builder/node contract); this name stays so that the
+branches in flight keep importing it. New code imports chaosnode.contract.paths."""
 
-from __future__ import annotations
-
-from typing import Final
-
-SWANCTL_DIR: Final = "/etc/swanctl"
-NODE_CERT: Final = "node.pem"
-NODE_KEY: Final = "node.key"
-CA_CERT: Final = "ca.pem"
-CRL: Final = "cluster.crl"
-
-NODE_CERT_PATH: Final = f"{SWANCTL_DIR}/x509/{NODE_CERT}"
-NODE_KEY_PATH: Final = f"{SWANCTL_DIR}/private/{NODE_KEY}"
-CA_CERT_PATH: Final = f"{SWANCTL_DIR}/x509ca/{CA_CERT}"
-CRL_PATH: Final = f"{SWANCTL_DIR}/x509crl/{CRL}"
-
-# the kernel's TPM resource manager: it flushes what a client leaves behind
-TPM_DEVICE: Final = "/dev/tpmrm0"
-
-VICI_SOCKET: Final = "/run/charon.vici"
-NFT_TABLE: Final = "chaos"
-NFT_PEER_SET: Final = "cluster_peers"
-
-# The node's public settings, rendered by chaos-build and picked by MAC at boot.
-NODE_JSON: Final = "/etc/chaos/node.json"
-TYD_CONFIG: Final = "/etc/tyd/tyd.json"
-# The night window as this node knows it (chaosnode.morning.NightSettings).
-NIGHT_JSON: Final = "/etc/chaos/night.json"
-
-# Slurm (chaos.yaml workload). The cluster's munge key arrives with the certificate at
-# enrollment and lives only in RAM; slurm.json says what this node runs (rendered).
-MUNGE_KEY: Final = "/run/chaos/munge.key"
-MUNGE_USER: Final = "munge"
-SLURM_JSON: Final = "/etc/chaos/slurm.json"
-SLURM_CONF: Final = "/etc/slurm/slurm.conf"
-
-TYD_RUN: Final = "/run/tyd"
-TYD_EXPORTS: Final = {
-    "json": f"{TYD_RUN}/map.json",
-    "mosix": f"{TYD_RUN}/mosix.map",
-    "hostfile": f"{TYD_RUN}/hostfile",
-    "status": f"{TYD_RUN}/status.json",
-}
-
-
-def in_root(path: str) -> str:
-    """A node path relative to the node's root (for overlay trees and cpio archives)."""
-    return path.lstrip("/")
-
-# A shared ISO carries every node's public overlay here; chaosnode.identity picks one by MAC.
-NODE_BUNDLE: Final = "/usr/lib/chaos/nodes"
-# The QEMU test agent's virtio-serial port: only a hypervisor can create it.
-AGENT_PORT: Final = "/dev/virtio-ports/org.chaos.agent"
+from chaosnode.contract.paths import *  # noqa: F403
+from chaosnode.contract.paths import in_root  # noqa: F401 (not caught by the star for mypy)

@@ -23,9 +23,8 @@ import argparse
 import contextlib
 import datetime as dt
 import fcntl
-import json
+import functools
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,9 @@ from cryptography.hazmat.primitives import serialization
 
 from chaosnode import crl, enroll, paths, reload
 from chaosnode.console import console
+from chaosnode.console import say as console_say
+from chaosnode.contract.node import NodeSettings
+from chaosnode.files import stage_file
 from chaosnode.tpm import NODE_TCTI
 
 RENEW_BELOW: Final = 1 / 3   # of the certificate's lifetime left
@@ -47,8 +49,7 @@ class RenewError(Exception):
     """This node's files or settings do not allow a renewal."""
 
 
-def say(message: str) -> None:
-    print(f"chaos-renew: {message}", file=sys.stderr, flush=True)
+say = functools.partial(console_say, program="chaos-renew")
 
 
 def _utc(when: dt.datetime) -> dt.datetime:
@@ -71,8 +72,9 @@ class State:
 
 
 def _public(key: object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
 
 
 def check(cert_pem: bytes, key_pem: bytes | None, now: dt.datetime) -> State:
@@ -106,19 +108,16 @@ def _span(delta: dt.timedelta) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def node_settings(node_json: Path) -> dict[str, str]:
+def node_settings(node_json: Path) -> NodeSettings:
     try:
-        node = json.loads(node_json.read_text())
-        for field in ("name", "address"):
-            if not isinstance(node.get(field), str):
-                raise ValueError(f"no {field!r}")
+        node = NodeSettings.loads(node_json.read_text())
     except (OSError, ValueError) as exc:
         raise RenewError(f"{node_json}: {exc}; this node's public settings come from "
                          "chaos-build (chaos-identity.service)") from None
-    if not node.get("enroll_url"):
+    if not node.enroll_url:
         raise RenewError(f"{node_json}: no enrollment service (serve.address is null in "
                          "chaos.yaml): nothing can renew this certificate")
-    return {k: str(v) for k, v in node.items()}
+    return node
 
 
 def install(key: enroll.NodeKey, enrolled: enroll.Enrolled, key_path: Path,
@@ -128,8 +127,8 @@ def install(key: enroll.NodeKey, enrolled: enroll.Enrolled, key_path: Path,
     certificate's, which the next run sees as due."""
     staged: list[tuple[Path, Path]] = []
     try:
-        staged.append((enroll.stage_file(key_path, enroll.key_pem(key), 0o600), key_path))
-        staged.append((enroll.stage_file(cert_path, enrolled.certificate, 0o644), cert_path))
+        staged.append((stage_file(key_path, enroll.key_pem(key), 0o600), key_path))
+        staged.append((stage_file(cert_path, enrolled.certificate, 0o644), cert_path))
         for tmp, dest in staged:
             os.replace(tmp, dest)
     finally:
@@ -205,7 +204,7 @@ def renew(args: argparse.Namespace, now: dt.datetime) -> int:
     except OSError as exc:
         say(f"no certificate to renew ({exc}); chaos-enroll.service enrolls at boot")
         return 1
-    name = node["name"]
+    name = node.name
     try:
         key_pem: bytes | None = args.key.read_bytes()
     except OSError:
@@ -215,7 +214,7 @@ def renew(args: argparse.Namespace, now: dt.datetime) -> int:
         say(f"{name}: certificate {state.why}")
         return 0
     why = state.why if state.due else f"forced; certificate {state.why}"
-    approval = node.get("attestation") == "approval"
+    approval = node.attestation == "approval"
     if approval and not args.force:
         console(f"CHAOS: node {name} has no TPM (attestation: approval) and cannot renew "
                 f"unattended: {why}. An admin renews it with `python3 -m chaosnode.renew "
@@ -226,9 +225,9 @@ def renew(args: argparse.Namespace, now: dt.datetime) -> int:
     max_time = args.max_time if args.max_time is not None else 0 if approval else MAX_SECONDS
     try:
         key, enrolled = enroll.enroll(
-            node["enroll_url"], args.ca, name, node["address"], tcti=args.tcti,
-            key_type=node.get("key_type", "ed25519"), max_seconds=max_time or None,
-            attestation=node.get("attestation", "tpm"))
+            node.enroll_url, args.ca, name, node.address, tcti=args.tcti,
+            key_type=node.key_type, max_seconds=max_time or None,
+            attestation=node.attestation)
     except KeyboardInterrupt:
         say(f"{name}: interrupted; keeping the current key and certificate")
         return 130

@@ -17,6 +17,7 @@ Stdlib only: this runs on the nodes under Debian's python3.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pwd
@@ -24,11 +25,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from chaosnode import paths
+from chaosnode import console, paths
+from chaosnode.contract.slurm import SlurmSettings
 
 POLL_SECONDS: Final = 2.0
 LIVE: Final = ("alive", "suspect")  # tyd's states of a member that is still in the cluster
@@ -51,25 +52,10 @@ class SlurmSetupError(Exception):
     """slurm.json is missing or not what chaos-build renders."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    node: str
-    head: str
-    head_address: str
-    slurmctld: bool  # this node is the head
-    slurmd: bool     # this node runs jobs
-    tyd_map: Path
-    munge_key: Path
-
-
-def load_settings(path: Path) -> Settings:
+def load_settings(path: Path) -> SlurmSettings:
     try:
-        doc = json.loads(path.read_text())
-        return Settings(node=str(doc["node"]), head=str(doc["head"]),
-                        head_address=str(doc["head_address"]),
-                        slurmctld=doc["slurmctld"] is True, slurmd=doc["slurmd"] is True,
-                        tyd_map=Path(doc["tyd_map"]), munge_key=Path(doc["munge_key"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return SlurmSettings.loads(path.read_text())
+    except (OSError, ValueError) as exc:
         raise SlurmSetupError(f"{path}: {exc}") from None
 
 
@@ -116,14 +102,13 @@ def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
 
 
-def say(message: str) -> None:
-    print(f"chaos-slurm: {message}", flush=True)
+say = functools.partial(console.say, program="chaos-slurm")
 
 
 class Follower:
     """The head's side: Slurm's node list follows tyd's map."""
 
-    def __init__(self, settings: Settings, runner: Run = run) -> None:
+    def __init__(self, settings: SlurmSettings, runner: Run = run) -> None:
         self.settings = settings
         self.run = runner
         self.seen: set[str] = set()
@@ -181,7 +166,7 @@ def main(argv: Sequence[str] | None = None, runner: Run = run,
     except SlurmSetupError as exc:
         say(str(exc))
         return 2
-    if not s.munge_key.exists():
+    if not Path(s.munge_key).exists():
         say(f"no munge key at {s.munge_key}: enrollment brought none (is the enrollment "
             "service of this build running?); Slurm stays off")
         return 1
@@ -196,7 +181,7 @@ def main(argv: Sequence[str] | None = None, runner: Run = run,
         return 1
     if s.slurmd:
         say(f"waiting for the head {s.head} in tyd's map")
-        wait_for(lambda: s.head in (read_map(s.tyd_map) or set()), sleep)
+        wait_for(lambda: s.head in (read_map(Path(s.tyd_map)) or set()), sleep)
         if not start("slurmd.service", runner):
             return 1
         say(f"slurmd started: a dynamic node of {s.head} ({s.head_address})")
@@ -204,7 +189,7 @@ def main(argv: Sequence[str] | None = None, runner: Run = run,
         return 0
     follower = Follower(s, runner)
     while True:
-        live = read_map(s.tyd_map)
+        live = read_map(Path(s.tyd_map))
         if live is not None:
             follower.step(live)
         if args.once:

@@ -7,7 +7,7 @@ import collections
 import time
 
 import pytest
-from chaostest import default_cluster, workdir  # noqa: F401
+from chaostest import default_cluster, skip_fails_in_ci, workdir  # noqa: F401
 
 TIERS = ("smoke", "image", "integration")
 _spent: collections.Counter[str] = collections.Counter()
@@ -25,6 +25,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  #
     yield
     _spent[tier(item)] += time.monotonic() - start
     _count[tier(item)] += 1
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+    outcome = yield
+    skip_fails_in_ci(outcome.get_result())
 
 
 @pytest.hookimpl(trylast=True)

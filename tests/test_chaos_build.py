@@ -114,3 +114,9 @@ def test_build_says_where_to_submit_jobs(default_cluster):
     mpi = dataclasses.replace(default_cluster, workload=Workload.SLURM_MPI)
     assert "srun --mpi=pmix" in workload_line(mpi)
     assert workload_line(dataclasses.replace(default_cluster, workload=Workload.NONE)) == ""
+
+
+def test_render_without_a_ca_says_what_to_run(workdir):
+    r = chaos_build("render", "-c", "chaos.yaml", cwd=workdir)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "internal error" not in r.stderr and "chaos-build pki init" in r.stderr

@@ -22,6 +22,8 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from chaosnode.files import atomic_write
+
 from . import codec, exports, memory, status
 from .codec import Kind, Message
 from .config import Config
@@ -506,10 +508,10 @@ class Node:
         self._live_signature = signature
         ex = self.cfg.exports
         try:
-            exports.write_atomic(ex.json, exports.render_json(
+            atomic_write(ex.json, exports.render_json(
                 self.cfg.cluster, self.cfg.node, self.map.version, rows))
-            exports.write_atomic(ex.mosix, exports.render_mosix(rows))
-            exports.write_atomic(ex.hostfile, exports.render_hostfile(rows))
+            atomic_write(ex.mosix, exports.render_mosix(rows))
+            atomic_write(ex.hostfile, exports.render_hostfile(rows))
         except OSError as exc:
             self._count("hook_errors")
             self.log.error("cannot write the map exports: %s", exc)
@@ -521,7 +523,7 @@ class Node:
                               self.joined, self._clock() - self._started, self.map.version,
                               self.map.view(), self.counters, time.time())
         try:
-            exports.write_atomic(self.cfg.exports.status, _json(doc))
+            atomic_write(self.cfg.exports.status, _json(doc))
         except OSError as exc:
             self.log.error("cannot write the status file: %s", exc)
 

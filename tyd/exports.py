@@ -1,14 +1,13 @@
 """The cluster map for workload engines: JSON, an openMosix-style map, an MPI hostfile.
 
-Rendering is pure; `write_atomic` puts each file in place with tmp + rename, so a reader
-never sees half a file.
+Rendering is pure; `chaosnode.files.atomic_write` puts each file in place (tmp + rename), so a
+reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,14 +71,6 @@ def render_hostfile(rows: Sequence[View]) -> str:
                    for v in _usable_by_address(rows))
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fchmod(f.fileno(), 0o644)
-    os.replace(tmp, path)
 
 
 def known_contacts(path: Path) -> list[tuple[str, ipaddress.IPv4Address]]:

@@ -7,11 +7,12 @@ taken, no CA yet) says so once on serve's log and serve goes on answering boots.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from chaosnode.console import say
 
 from ..errors import ChaosError
 from ..model import Cluster
@@ -24,10 +25,6 @@ from .web import AdminView, ensure_token, open_admin
 
 class _Stoppable(Protocol):
     def stop(self) -> None: ...
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
+
+from chaosnode.files import atomic_write
 
 
 class Record(Protocol):
@@ -58,6 +59,4 @@ class RecordFile(Generic[R]):
             yield records
             kept = sorted(records.values(), key=lambda r: r.last_seen)[-self.limit:]
             data = [{**asdict(r), "macs": list(r.macs)} for r in kept]  # type: ignore[call-overload]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            os.replace(tmp, self.path)
+            atomic_write(self.path, json.dumps(data, indent=1) + "\n")

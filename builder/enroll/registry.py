@@ -11,11 +11,12 @@ Pending machines (unknown EK) go to PKI_DIR/pending.json, newest kept, bounded i
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from chaosnode.files import atomic_write
 
 from ..errors import ChaosError, ConfigError, Problem
 from ..loader import Document, dotted, load_text, read_bounded
@@ -122,15 +123,11 @@ def approve(path: Path, cluster: Cluster, ek_hash: str, node: str, comment: str 
         assert line is not None
         items = [f"  - {h}" for h in hashes]
         lines[line - 1:line] = [f"{node}:", *items, item]
-    _write_text(path, "\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n")
     load_registry(path, cluster)  # what we wrote must read back
     return True
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -- pending machines -------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from builder.errors import BuildError
 from builder.image.context import BuildContext, vici_dir
 from builder.image.packages import NODE_PACKAGES, WORKLOAD_LINKS
 from builder.image.prune import kernel_moddir
@@ -56,9 +57,9 @@ def copy_rootfs(ctx: BuildContext) -> bool:
 def install_common_overlay(ctx: BuildContext) -> bool:
     """overlays/common, the node packages and vici into the tree; enable units; /init."""
     root = ctx.tree
-    common = ctx.repo_dir / "overlays" / "common"
-    if common.exists():
-        shutil.copytree(common, root, symlinks=True, dirs_exist_ok=True)
+    if not ctx.common_overlay.is_dir():
+        raise BuildError(f"{ctx.common_overlay}: missing; every node needs overlays/common")
+    shutil.copytree(ctx.common_overlay, root, symlinks=True, dirs_exist_ok=True)
     site = root / SITE_PACKAGES
     site.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")

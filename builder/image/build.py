@@ -22,7 +22,7 @@ from builder.image.base import (
     pack_initrd,
     publish_base,
 )
-from builder.image.context import REPO_DIR, BuildContext
+from builder.image.context import BuildContext
 from builder.image.iso import make_iso
 from builder.image.nodes import pack_node_overlays
 from builder.image.prune import prune_files, prune_modules
@@ -159,11 +159,11 @@ def run_steps(ctx: BuildContext, steps: list[Step]) -> None:
 
 
 def build_image(cluster: Cluster, nodes_dir: Path, out_dir: Path, cache_dir: Path,
-                node: str | None = None, repo_dir: Path = REPO_DIR) -> dict[str, object]:
+                node: str | None = None, repo_dir: Path | None = None) -> dict[str, object]:
     """Build out/chaos.iso and out/pxe/ from the cluster model and rendered node overlays.
 
-    repo_dir holds overlays/common and tyd/ (the checkout by default). Returns the build
-    summary (also written to out/summary.json).
+    repo_dir holds overlays/common and the node packages (default: this install's own).
+    Returns the build summary (also written to out/summary.json).
     """
     ctx = BuildContext(cluster=cluster, nodes_dir=nodes_dir, out_dir=out_dir,
                        cache_dir=cache_dir, node=node, repo_dir=repo_dir)

@@ -10,8 +10,8 @@ from pathlib import Path
 from builder.errors import BuildError
 from builder.image.packages import NODE_PACKAGES, image_packages
 from builder.model import Cluster, Node
+from builder.resources import data_dir, package_dir
 
-REPO_DIR = Path(__file__).resolve().parents[2]
 SOURCES_CANDIDATES = (Path("/etc/apt/sources.list.d/debian.sources"),
                       Path("/etc/apt/sources.list"))
 # Bump when the rootfs recipe changes in a way the hashed inputs do not show.
@@ -36,7 +36,8 @@ class BuildContext:
     out_dir: Path
     cache_dir: Path
     node: str | None = None
-    repo_dir: Path = REPO_DIR
+    # a snapshot holding overlays/common and the node packages (tests); None: this install's
+    repo_dir: Path | None = None
     sources: Path | None = None
     epoch: int = field(default_factory=lambda: int(os.environ.get("SOURCE_DATE_EPOCH", "0")))
     staging: Path = Path()
@@ -83,16 +84,25 @@ class BuildContext:
         h = hashlib.sha256()
         h.update(self.rootfs_key.encode())
         h.update(f"{image.hardware.value}\0{image.compression.value}\0".encode())
-        for tree in (self.repo_dir / "overlays" / "common", *self.node_packages, vici_dir()):
+        for tree in (self.common_overlay, *self.node_packages, vici_dir()):
             hash_tree(h, tree)
         for recipe in BASE_RECIPE:
             h.update((Path(__file__).parent / recipe).read_bytes())
         return h.hexdigest()[:16]
 
     @property
+    def common_overlay(self) -> Path:
+        """overlays/common: what every node's root gets."""
+        if self.repo_dir is not None:
+            return self.repo_dir / "overlays" / "common"
+        return data_dir("overlays") / "common"
+
+    @property
     def node_packages(self) -> tuple[Path, ...]:
-        """The Python packages that run on the nodes, from the checkout."""
-        return tuple(self.repo_dir / name for name in NODE_PACKAGES)
+        """The Python packages that run on the nodes."""
+        if self.repo_dir is not None:
+            return tuple(self.repo_dir / name for name in NODE_PACKAGES)
+        return tuple(package_dir(name) for name in NODE_PACKAGES)
 
     @property
     def rootfs_dir(self) -> Path:

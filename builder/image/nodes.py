@@ -7,12 +7,11 @@ files land directly on /. The shared ISO loads one bundle holding every node's t
 
 from __future__ import annotations
 
-import json
-
 from builder.errors import BuildError
 from builder.image import cpio
 from builder.image.context import BuildContext
 from chaosnode import paths
+from chaosnode.contract.node import NodeSettings
 
 BUNDLE_PREFIX = paths.in_root(paths.NODE_BUNDLE)
 
@@ -25,9 +24,12 @@ def pack_node_overlays(ctx: BuildContext) -> bool:
         if not node_json.is_file():
             raise BuildError(f"{node_json}: missing; render the node overlays first "
                              "(chaos-build render)")
-        identity = json.loads(node_json.read_text())
-        if identity.get("mac", "").lower() != node.mac.lower():
-            raise BuildError(f"{node_json}: mac {identity.get('mac')} is not {node.mac} "
+        try:
+            identity = NodeSettings.loads(node_json.read_text())
+        except ValueError as exc:
+            raise BuildError(f"{node_json}: {exc}; render the node overlays again") from None
+        if identity.mac.lower() != node.mac.lower():
+            raise BuildError(f"{node_json}: mac {identity.mac} is not {node.mac} "
                              f"from chaos.yaml; render the node overlays again")
         trees[node.name] = tree
         ctx.node_cpios[node.name] = cpio.pack_tree(tree, ctx.epoch)

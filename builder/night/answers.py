@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from chaosnode.files import atomic_write
 from chaosnode.window import Night
 
 from ..image.pxe import answer_paths, local_disk_answers
@@ -66,13 +67,6 @@ def _replace_link(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def _replace_file(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.new")
-    tmp.write_text(text)
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
-
-
 def write_answers(tree: Path, pxe_dir: Path, node: Node, cluster_boot: bool,
                   why: str = "outside the night") -> None:
     """Put one node's three answers in place, each by an atomic rename."""
@@ -86,7 +80,7 @@ def write_answers(tree: Path, pxe_dir: Path, node: Node, cluster_boot: bool,
             else:  # the build has no such loader's answer: none, rather than the day's
                 dest.unlink(missing_ok=True)
         else:
-            _replace_file(dest, day_text)
+            atomic_write(dest, day_text)
 
 
 def refresh(tree: Path, pxe_dir: Path, cluster: Cluster, night: Night | None,

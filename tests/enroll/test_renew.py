@@ -8,14 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import ipaddress
-import json
 import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from chaostest import ROOT
+from chaostest import ROOT, node_settings
 from conftest import APPROVAL_NODE, NODE_ENV, NODE_PYTHON, Lab, needs_swtpm
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -49,9 +48,9 @@ class NodeFiles:
             self.dir / f for f in ("node.key", "node.pem", "cluster.crl", "node.json"))
 
     def settings(self, url: str, attestation: str = "tpm") -> None:
-        self.node_json.write_text(json.dumps({
-            "name": self.name, "address": self.address, "key_type": "ed25519",
-            "attestation": attestation, "enroll_url": url}))
+        self.node_json.write_text(node_settings(
+            name=self.name, address=self.address, attestation=attestation,
+            enroll_url=url).dumps("test"))
 
     def snapshot(self) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in (self.key, self.cert, self.crl)}

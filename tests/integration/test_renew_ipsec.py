@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from chaostest import ROOT
+from chaostest import ROOT, node_settings
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from netlab import CHARON, lab, need_root_tools, wait_for
@@ -89,9 +88,8 @@ def test_renewed_certificate_reloads_into_charon_without_tearing_down_the_ike_sa
             swanctl = out / a.name / "etc/swanctl"
             old = x509.load_pem_x509_certificate((swanctl / "x509/node.pem").read_bytes())
             node_json = tmp_path / "node01.json"
-            node_json.write_text(json.dumps({
-                "name": a.name, "address": str(a.address), "key_type": "ed25519",
-                "attestation": "tpm", "enroll_url": server.url}))
+            node_json.write_text(node_settings(name=a.name, address=str(a.address),
+                                               enroll_url=server.url).dumps("test"))
             # the node's client, as chaos-renew.service runs it, its swanctl aimed at node01's
             # charon (a unix socket, reachable from the host's namespace)
             r = subprocess.run(

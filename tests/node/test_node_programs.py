@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from chaostest import node_settings
 
 from chaosnode import agent, bootenroll, enroll, identity, paths, probe, selftest
 
@@ -18,7 +20,7 @@ def node_overlay(bundle: Path, name: str, mac: str) -> Path:
     root = bundle / name
     node_json = root / paths.in_root(paths.NODE_JSON)
     node_json.parent.mkdir(parents=True)
-    node_json.write_text(json.dumps({"name": name, "mac": mac, "address": "10.99.0.11"}))
+    node_json.write_text(node_settings(name=name, mac=mac).dumps("test"))
     (root / "etc" / "hostname").write_text(f"{name}\n")
     return root
 
@@ -142,8 +144,8 @@ def test_selftest_waits_for_units_still_starting_or_queued_behind_enrollment(act
 
 
 def test_bootenroll_passes_the_rendered_settings_to_the_client():
-    node = {"name": "node02", "address": "10.99.0.12", "key_type": "ecdsa-p256",
-            "enroll_url": "https://10.99.0.1:8443"}
+    node = node_settings(name="node02", address="10.99.0.12", key_type="ecdsa-p256",
+                         enroll_url="https://10.99.0.1:8443")
     argv = bootenroll.enroll_argv(node)
     assert argv[argv.index("--url") + 1] == "https://10.99.0.1:8443"
     assert argv[argv.index("--node") + 1] == "node02"
@@ -151,14 +153,13 @@ def test_bootenroll_passes_the_rendered_settings_to_the_client():
     assert argv[argv.index("--key-out") + 1] == paths.NODE_KEY_PATH
     assert enroll.parser().parse_args(argv).address == "10.99.0.12"
     assert enroll.parser().parse_args(argv).attestation == "tpm"
-    no_tpm = bootenroll.enroll_argv({**node, "attestation": "approval"})
+    no_tpm = bootenroll.enroll_argv(dataclasses.replace(node, attestation="approval"))
     assert enroll.parser().parse_args(no_tpm).attestation == "approval"
 
 
 def test_bootenroll_without_an_enrollment_service_says_so(tmp_path, capsys):
     node_json = tmp_path / "node.json"
-    node_json.write_text(json.dumps({"name": "node01", "address": "10.99.0.11",
-                                     "enroll_url": ""}))
+    node_json.write_text(node_settings(enroll_url="").dumps("test"))
     assert bootenroll.main(node_json) == 1
     assert "serve.address is null" in capsys.readouterr().out
 

@@ -107,10 +107,10 @@ def test_no_munge_key_means_no_slurm(tmp_path, capsys):
     run = Recorder()
     assert slurm.main(["--settings", str(path), "--once"], run, lambda _: None) == 1
     assert run.calls == []
-    assert "no munge key" in capsys.readouterr().out
+    assert "no munge key" in capsys.readouterr().err
 
 
 def test_bad_settings_are_reported_not_raised(tmp_path, capsys):
     (tmp_path / "slurm.json").write_text("{")
     assert slurm.main(["--settings", str(tmp_path / "slurm.json")]) == 2
-    assert "slurm.json" in capsys.readouterr().out
+    assert "slurm.json" in capsys.readouterr().err

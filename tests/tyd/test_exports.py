@@ -6,6 +6,7 @@ import ipaddress
 import json
 from pathlib import Path
 
+from chaosnode.files import atomic_write
 from tyd import exports, status
 from tyd.member import Member, State
 from tyd.membership import View
@@ -40,7 +41,7 @@ def test_hostfile_lists_usable_members_with_their_cpus() -> None:
 
 def test_json_export_round_trips_into_known_contacts(tmp_path: Path) -> None:
     path = tmp_path / "run" / "map.json"
-    exports.write_atomic(path, exports.render_json("chaos-lab", "n11", 4, ROWS))
+    atomic_write(path, exports.render_json("chaos-lab", "n11", 4, ROWS))
     doc = json.loads(path.read_text())
     assert doc["version"] == 4 and len(doc["members"]) == 5  # live only: the dead is not listed
     assert {m["state"] for m in doc["members"]} == {"alive", "suspect"}
@@ -62,7 +63,7 @@ def test_status_renders_members_and_counters(tmp_path: Path) -> None:
     doc = status.document("chaos-lab", "n11", "10.99.0.11", True, 12.0, 9, ROWS,
                           {"refused": 2, "malformed": 1}, now=1000.0)
     path = tmp_path / "status.json"
-    exports.write_atomic(path, json.dumps(doc))
+    atomic_write(path, json.dumps(doc))
     text = status.render(status.read(path), now=1001.0)
     assert "Philip (member)" in text and "status written 1.0s ago" in text
     assert "n12              10.99.0.12      suspect" in text
