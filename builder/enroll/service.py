@@ -79,7 +79,12 @@ class ServiceSettings:
     rate_per_second: float = 2.0    # per source address (a node needs 2 requests)
     burst: int = 10
     socket_timeout: float = 10.0    # per read/write; a slow client loses its connection
+    # a request's total time from its first byte: a client dribbling one byte every few
+    # seconds never trips the per-read timeout, and would hold its thread for good
+    request_seconds: float = 20.0
     max_connections: int = 1024
+    # checked before max_connections: one address cannot take the room members need
+    max_connections_per_source: int = 8
     approval_seconds: float = APPROVAL_SECONDS  # how long an admin's approve-boot holds
 
 
