@@ -306,7 +306,7 @@ class Smoke:
         self.report.check(f"serve recorded the rogue as a pending machine for {node.name} and "
                           "issued it nothing", bool(seen) and node.name not in self.enrolled(),
                           f"{seen[0].ek_hash}, {seen[0].attempts} attempts" if seen else
-                          "not in pending.json")
+                          "not in pending.jsonl")
 
     def enrolled(self) -> set[str]:
         """Nodes the enrollment service issued a certificate to (serve's request log)."""

@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import Lab, needs_swtpm, raw_post
+from conftest import Lab, needs_swtpm, raw_post, tpm_ek_hash
+from cryptography.hazmat.primitives import serialization
 
 from builder.enroll import server as server_mod
 from builder.enroll import service
@@ -124,3 +125,86 @@ def test_an_address_holding_connections_leaves_room_for_a_node(
         for s in held:
             s.close()
     assert strict.counters["busy"] == 0 and strict.counters["internal_errors"] == 0
+
+
+def unknown_eks(n: int) -> list[bytes]:
+    """n distinct public areas an unknown machine could send as its EK (software keys)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from tpm2_pytss.types import TPM2B_PUBLIC
+
+    out = []
+    for _ in range(n):
+        pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        out.append(TPM2B_PUBLIC.from_pem(pem).marshal())
+    return out
+
+
+def flood(lab: Lab, eks: list[bytes], threads: int = 4) -> float:
+    """Start requests for `eks` (all unknown, as node02) over kept-alive connections;
+    returns the seconds it took. Every one must be refused `unregistered`."""
+    import concurrent.futures
+    import http.client
+
+    from chaosnode.enroll import make_csr, new_key
+    from chaosnode.enrollment import StartRequest
+
+    csr = make_csr(new_key(), "node02", ipaddress.IPv4Address("10.99.0.12"))
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    ctx = ssl.create_default_context(cafile=str(lab.ca_file))
+    ctx.check_hostname = False
+
+    def send(chunk: list[bytes]) -> list[int]:
+        conn = http.client.HTTPSConnection("127.0.0.1", lab.server.server_address[1],
+                                           context=ctx, timeout=30)
+        statuses = []
+        try:
+            for ek in chunk:
+                body = StartRequest("node02", (), ek, eks[0], pem).to_json()
+                conn.request("POST", START_PATH, body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                statuses.append(resp.status)
+        finally:
+            conn.close()
+        return statuses
+
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(send, [eks[k::threads] for k in range(threads)]))
+    took = time.monotonic() - start
+    assert all(s == 403 for r in results for s in r)
+    return took
+
+
+@needs_swtpm
+def test_a_flood_of_unknown_machines_is_recorded_fast_and_a_real_one_is_served(
+        lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    import concurrent.futures
+
+    from builder.cli import main
+    from builder.enroll.registry import MAX_PENDING, PendingStore
+
+    eks = unknown_eks(2000)
+    ek_b = tpm_ek_hash(lab.tpm_b)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        flooding = pool.submit(flood, lab, eks)
+        # meanwhile a real new machine asks, is listed, approved and served
+        r = lab.client(lab.tpm_b, "node02", "10.99.0.12", "--max-time", "1.5")
+        assert r.returncode == 1 and f"TPM EK {ek_b}" in r.stderr, lab.server.counters
+        assert main(["enroll", "pending", "-c", str(lab.config)]) == 0
+        assert ek_b in capsys.readouterr().out
+        assert main(["enroll", "approve", ek_b, "--node", "node02", "-c",
+                     str(lab.config)]) == 0
+        r = lab.client(lab.tpm_b, "node02", "10.99.0.12")
+        assert r.returncode == 0, r.stderr
+        still_flooding = not flooding.done()
+        took = flooding.result()
+    store = PendingStore(lab.pki.paths.root / "pending.jsonl")
+    entries = store.entries()
+    with capsys.disabled():
+        print(f"\n2000 unknown EKs recorded in {took:.1f} s ({2000 / took:.0f}/s); the real "
+              f"machine was served {'during' if still_flooding else 'after'} the flood; "
+              f"journal {store.path.stat().st_size // 1024} KiB, {len(entries)} listed")
+    assert len(entries) == MAX_PENDING and ek_b not in {p.ek_hash for p in entries}
+    assert lab.server.counters["internal_errors"] == 0
