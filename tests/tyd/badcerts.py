@@ -99,6 +99,16 @@ def unknown_algorithm(der: bytes, ca_key: ed25519.Ed25519PrivateKey) -> bytes:
     return _patched(der, ca_key, change)
 
 
+def field_replaced(der: bytes, ca_key: ed25519.Ed25519PrivateKey, index: int,
+                   content: bytes) -> bytes:
+    """The certificate with TBSCertificate field `index` (mod their number) given other
+    content under the same tag, re-signed by the CA: structure-aware fuzzing."""
+    def change(fields: list[Tlv]) -> None:
+        k = index % len(fields)
+        fields[k] = (fields[k][0], content)
+    return _patched(der, ca_key, change)
+
+
 MALFORMED = {"version_42": version_42, "two_sans": two_sans,
              "unknown_algorithm": unknown_algorithm}
 
