@@ -7,9 +7,11 @@ an EK's template, which the service can wrap a credential for."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import ipaddress
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -19,6 +21,10 @@ from hypothesis import strategies as st
 from tpm2_pytss.constants import TPMA_OBJECT
 from tpm2_pytss.types import TPM2B_PUBLIC, TPMT_SYM_DEF_OBJECT
 
+from builder.config import load_cluster
+from builder.enroll.registry import approve, registry_path
+from builder.model import Cluster
+from builder.pki import Pki, pki_for
 from chaosnode.enroll import make_csr, new_key
 from chaosnode.enrollment import APPROVAL_PATH, FINISH_PATH, START_PATH, StartRequest
 from chaosnode.tpm import ak_template
@@ -54,6 +60,17 @@ def material(nodes: dict[str, str]) -> Material:
     csrs = {n: make_csr(new_key(), n, ipaddress.IPv4Address(a)).public_bytes(
         serialization.Encoding.PEM).decode() for n, a in nodes.items()}
     return Material(next(iter(nodes)), ek, ek_hash(ek), ak_template().marshal(), csrs)
+
+
+def prepare(config: Path) -> tuple[Cluster, Pki, Material]:
+    """Beside a chaos.yaml: its cluster CA, and a software EK registered for its first
+    node; what the service, in-process or `chaos-build enroll serve`, then answers."""
+    cluster = load_cluster(config)[0]
+    pki = pki_for(cluster, config)
+    pki.init_ca(cluster.cluster.name, dt.datetime.now(dt.UTC), 30)
+    m = material({n.name: str(n.address) for n in cluster.nodes})
+    approve(registry_path(cluster, config), cluster, m.ek_hash, m.node, "fuzz")
+    return cluster, pki, m
 
 
 @st.composite

@@ -5,7 +5,7 @@ no socket: the EK is a software key, registered for node01."""
 
 from __future__ import annotations
 
-import datetime as dt
+import base64
 import ipaddress
 from pathlib import Path
 
@@ -13,12 +13,10 @@ import pytest
 from conftest import write_lab_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from request_strategies import Material, material, requests, well_formed
+from request_strategies import Material, prepare, requests, well_formed
 
-from builder.config import load_cluster
 from builder.enroll import service
-from builder.enroll.registry import PendingStore, approve, registry_path
-from builder.pki import Pki
+from builder.enroll.registry import PendingStore, registry_path
 from chaosnode.enrollment import (
     APPROVAL_PATH,
     START_PATH,
@@ -47,11 +45,7 @@ def answer(svc: service.Enrollment, path: str, body: bytes) -> str:
 
 def hostile_service(root: Path) -> tuple[service.Enrollment, Material]:
     config = write_lab_config(root)
-    cluster = load_cluster(config)[0]
-    pki = Pki(root / "pki", cluster.security.key_type)
-    pki.init_ca(cluster.cluster.name, dt.datetime.now(dt.UTC), 30)
-    m = material({n.name: str(n.address) for n in cluster.nodes})
-    approve(registry_path(cluster, config), cluster, m.ek_hash, m.node, "fuzz")
+    cluster, pki, m = prepare(config)
     settings_ = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), 1)
     return service.Enrollment(cluster, pki, registry_path(cluster, config),
                               PendingStore(pki.paths.root / "pending.jsonl"), settings_), m
@@ -78,3 +72,43 @@ def test_the_well_formed_request_is_challenged(
     """What the strategies damage is right to begin with: the service issues a challenge."""
     svc, m = target
     assert answer(svc, START_PATH, well_formed(m)) == "ok"
+
+
+def two_san_csr(node: str, address: str) -> str:
+    """A CSR whose extension request holds two SAN extensions, signed with its own key (as
+    anybody can): cryptography raises DuplicateExtension when its extensions are read."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from der import children, tlv
+
+    from chaosnode.enroll import make_csr
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    der = make_csr(key, node, ipaddress.IPv4Address(address)).public_bytes(
+        serialization.Encoding.DER)
+    (_, body), = children(der)
+    (_, info), algorithm, _ = children(body)
+    fields = children(info)  # version, subject, key, [0] attributes
+    (_, attribute), = children(fields[3][1])
+    oid, values = children(attribute)
+    (_, extensions), = children(values[1])  # SET { Extensions }
+    san = children(extensions)[0]  # make_csr's only extension
+    doubled = tlv(*san) + tlv(*san)
+    fields[3] = (0xA0, tlv(0x30, tlv(*oid) + tlv(0x31, tlv(0x30, doubled))))
+    info_der = tlv(0x30, b"".join(tlv(*f) for f in fields))
+    signed = tlv(0x30, info_der + tlv(*algorithm) + tlv(0x03, b"\0" + key.sign(info_der)))
+    return ("-----BEGIN CERTIFICATE REQUEST-----\n"
+            + base64.encodebytes(signed).decode()
+            + "-----END CERTIFICATE REQUEST-----\n")
+
+
+def test_a_csr_cryptography_cannot_read_is_bad_csr(
+        target: tuple[service.Enrollment, Material]) -> None:
+    from cryptography import x509
+
+    svc, m = target
+    pem = two_san_csr("node03", "10.99.0.13")
+    with pytest.raises(x509.DuplicateExtension):
+        x509.load_pem_x509_csr(pem.encode()).extensions  # noqa: B018 - what it used to hit
+    body = ApprovalRequest("node03", (), pem).to_json()
+    assert answer(svc, APPROVAL_PATH, body) == "bad_csr"

@@ -1,7 +1,7 @@
 """Certificates that cryptography cannot parse, signed by the real cluster CA: the real DER
 of a member certificate, taken apart and put back together with one field made impossible
-(X.509 version 42, two SAN extensions, an unknown signature algorithm), then re-signed.
-A minimal DER reader and writer is enough: certificates are nested TLVs."""
+(X.509 version 42, two SAN extensions, an unknown signature algorithm), then re-signed
+(tests/der.py reads and writes the TLVs)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from der import Tlv, children, tlv
 
 SEQUENCE = 0x30
 VERSION_TAG = 0xA0     # [0] EXPLICIT Version
@@ -17,37 +18,6 @@ OID_TAG = 0x06
 BIT_STRING = 0x03
 SAN_OID = bytes.fromhex("551d11")  # 2.5.29.17
 UNKNOWN_OID = bytes.fromhex("2b0601040182e35d0101")  # 1.3.6.1.4.1.45533.1.1 (no such algorithm)
-
-Tlv = tuple[int, bytes]
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _length(len(content)) + content
-
-
-def children(data: bytes) -> list[Tlv]:
-    """The TLVs one after another in `data` (single-byte tags, definite lengths: DER)."""
-    out, i = [], 0
-    while i < len(data):
-        tag, first = data[i], data[i + 1]
-        i += 2
-        if first & 0x80:
-            size = first & 0x7F
-            length = int.from_bytes(data[i:i + size], "big")
-            i += size
-        else:
-            length = first
-        out.append((tag, data[i:i + length]))
-        i += length
-    return out
-
 
 def _seq(items: list[Tlv]) -> bytes:
     return b"".join(tlv(t, c) for t, c in items)

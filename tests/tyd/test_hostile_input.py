@@ -7,29 +7,15 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from helpers import CLUSTER, address, name
+from helpers import CLUSTER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire_strategies import Insider, frames
+from wire_strategies import Insider, frames, insider_of
 
 from builder.pki import Pki
 from tyd import codec
 from tyd.errors import CodecError
 from tyd.record import Freshness, RecordError, Verifier, load_trust
-from tyd.tls import pem_cert_der
-
-INSIDER = 2
-
-
-def insider_of(pki: Pki, i: int = INSIDER) -> Insider:
-    key = serialization.load_pem_private_key(pki.paths.node_key(name(i)).read_bytes(), None)
-    ca_key, _ = pki.ca()
-    assert isinstance(key, ed25519.Ed25519PrivateKey)
-    assert isinstance(ca_key, ed25519.Ed25519PrivateKey)
-    return Insider(CLUSTER, name(i), address(i), key, pem_cert_der(pki.paths.node_cert(name(i))),
-                   ca_key)
 
 
 def verifier_of(pki: Pki) -> Verifier:

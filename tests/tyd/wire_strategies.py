@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from badcerts import field_replaced, malformed_certs
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from helpers import CLUSTER, address, name
 from hostile_json import bytes_like, damage_fields, json_values, raw_json, sometimes
 from hypothesis import strategies as st
 
+from builder.pki import Pki
 from tyd import codec
 from tyd.codec import Kind
 from tyd.record import DOMAIN
+from tyd.tls import pem_cert_der
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,16 @@ class Insider:
     key: ed25519.Ed25519PrivateKey
     cert: bytes
     ca_key: ed25519.Ed25519PrivateKey
+
+
+def insider_of(pki: Pki, i: int = 2) -> Insider:
+    """Node i of a test PKI (tests/tyd/helpers.make_pki) as the insider."""
+    key = serialization.load_pem_private_key(pki.paths.node_key(name(i)).read_bytes(), None)
+    ca_key, _ = pki.ca()
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    assert isinstance(ca_key, ed25519.Ed25519PrivateKey)
+    return Insider(CLUSTER, name(i), address(i), key, pem_cert_der(pki.paths.node_cert(name(i))),
+                   ca_key)
 
 
 @st.composite
@@ -55,19 +69,29 @@ def _body(insider: Insider) -> dict[str, Any]:
 
 
 @st.composite
-def records(draw: st.DrawFn, insider: Insider) -> Any:
-    """A signed record ({rec, sig, cert}) with hostile contents at any level."""
+def records(draw: st.DrawFn, insider: Insider, sender: bool = False) -> Any:
+    """A signed record ({rec, sig, cert}) with hostile contents at any level. A sender's is
+    mostly the insider's own, so that the members of its SYNC get verified at all; other
+    entries speak for the insider or for others (whose certificate it does not hold)."""
     import hashlib
 
-    cert = draw(certificates(insider))
+    if sender and sometimes(draw, "hostile") == "none":
+        cert = insider.cert
+    else:
+        cert = draw(certificates(insider))
     body = _body(insider)
+    if not sender:
+        k = draw(st.sampled_from([2, 3, 7, 40]))
+        body["name"], body["address"] = (insider.name, insider.address) if k == 2 else \
+            (f"node{k:02d}", f"127.0.0.{10 + k}")
     body["fp"] = hashlib.sha256(cert).hexdigest()
     if sometimes(draw, "change") == "change":
         body[draw(st.sampled_from(sorted(body)))] = draw(json_values)
     if sometimes(draw, "remove") == "remove":
         body.pop(draw(st.sampled_from(sorted(body))))
     rec = draw(raw_json(body))
-    sig = insider.key.sign(DOMAIN + rec) if draw(st.booleans()) else draw(st.binary(max_size=80))
+    forged = sometimes(draw, "forged") != "none" if sender else draw(st.booleans())
+    sig = draw(st.binary(max_size=80)) if forged else insider.key.sign(DOMAIN + rec)
     record: dict[str, Any] = {"rec": _b64(rec), "sig": _b64(sig), "cert": _b64(cert)}
     if sometimes(draw, "base64") == "base64":
         key = draw(st.sampled_from(sorted(record)))
@@ -90,7 +114,7 @@ def payloads(draw: st.DrawFn, insider: Insider) -> tuple[Kind, bytes]:
             envelope[key] = insider.cluster if sometimes(draw, "wrong") == "none" \
                 else draw(json_values)
         elif key == "sender":
-            envelope[key] = draw(records(insider))
+            envelope[key] = draw(records(insider, sender=True))
         elif key == "members":
             envelope[key] = draw(st.lists(records(insider), max_size=3))
         else:
