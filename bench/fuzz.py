@@ -1,7 +1,7 @@
 """Fuzz real daemons on loopback with the Hypothesis strategies of the tests (issue 19).
 
-    python3 bench/fuzz.py --minutes 2 --target tyd
-    python3 bench/fuzz.py --minutes 1 --target both
+    python3 bench/fuzz.py --minutes 2 --target tyd    # the venv's python3 (Hypothesis)
+    python3 bench/fuzz.py --minutes 1 --target both   # exit status 1 on an internal error
 
 tyd: `python -m tyd` runs as node01 (its own process); an insider holding node02's
 certificate and key sends it frames from tests/tyd/wire_strategies.py over mutual TLS, one
