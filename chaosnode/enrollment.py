@@ -90,7 +90,7 @@ class ProtocolError(Exception):
             code, reason = data["error"], data["reason"]
             if isinstance(code, str) and isinstance(reason, str) and code in REFUSALS:
                 return cls(code, reason[:500])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             pass
         return cls("internal" if status >= 500 else "malformed",
                    f"HTTP {status} without a refusal record")
@@ -101,14 +101,25 @@ def _dump(data: dict[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Two values for one key are refused: parsers disagree on which one wins."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ProtocolError("malformed", f"duplicate key {key[:40]!r}")
+        out[key] = value
+    return out
+
+
 def _load(body: bytes, fields: tuple[str, ...], what: str,
           optional: tuple[str, ...] = ()) -> dict[str, Any]:
     if len(body) > MAX_BODY:
         raise ProtocolError("too_large", f"{what} is {len(body)} bytes; the limit is {MAX_BODY}")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("malformed", f"{what} is not JSON ({exc})") from None
+        data = json.loads(body, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError;
+        # 16 KiB of brackets nest deeper than the parser's recursion limit
+        raise ProtocolError("malformed", f"{what} is not JSON ({str(exc)[:80]})") from None
     if not isinstance(data, dict):
         raise ProtocolError("malformed", f"{what} must be a JSON object")
     missing = [f for f in fields if f not in data]

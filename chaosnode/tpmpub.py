@@ -46,10 +46,10 @@ def public_der(public: TPM2B_PUBLIC, what: str = "key") -> bytes:
     """The key as DER SubjectPublicKeyInfo."""
     try:
         der: bytes = public.publicArea.to_der()
+        # normalise through cryptography so both pytss versions hash the same bytes
+        key = serialization.load_der_public_key(der)
     except Exception as exc:  # an ECC point off the curve, an odd RSA modulus, ...
         raise PublicAreaError(f"{what} holds no usable public key ({exc})") from None
-    # normalise through cryptography so both pytss versions hash the same bytes
-    key = serialization.load_der_public_key(der)
     return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 

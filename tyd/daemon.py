@@ -51,6 +51,9 @@ class Node:
         self.log = logging.getLogger(f"tyd.{cfg.node}")
         self.counters: collections.Counter[str] = collections.Counter(
             {name: 0 for name in COUNTERS})
+        # entries and senders refused, by RecordError reason (bad_cert, stale, ...): the
+        # fuzzer and `tyd status` see what was dropped, not only how much
+        self.refusals: collections.Counter[str] = collections.Counter()
         self._wall = wall
         self._freshness = Freshness(cfg.clock_skew_seconds, cfg.remove_after_seconds)
         self._verifier = self._load_verifier()
@@ -215,8 +218,22 @@ class Node:
         if name not in self.welcomed:
             self.log.info("welcomed by %s (%s)", name, address)
         self.welcomed.add(name)
-        self._apply(self.map.merge(self._verified(reply.members, f"{name} ({address})")))
+        self._merge_reply(reply.members, f"{name} ({address})")
         return True
+
+    def _merge_reply(self, claims: Iterable[Member], where: str) -> None:
+        """Merge what one peer's reply carries. Whatever is wrong with it (refused entries
+        are counted in _verified; a bug is counted internal_errors) ends with this reply:
+        the join, tick or serve loop that asked goes on with the other peers."""
+        try:
+            self._apply(self.map.merge(self._verified(claims, where)))
+        except Exception as exc:
+            self._internal_error(f"merging the reply of {where}", exc)
+
+    def _internal_error(self, what: str, exc: BaseException) -> None:
+        """A bug, not bad input (refusals are counted by reason): keep going, say so loudly."""
+        self._count("internal_errors")
+        self.log.error("internal error %s: %r", what, exc, exc_info=exc)
 
     # -- gossip ticks -------------------------------------------------------------------
 
@@ -275,7 +292,7 @@ class Node:
             try:
                 out.append(self._verifier.verify(claim))
             except RecordError as exc:
-                self._count("stale" if exc.stale else "forged")
+                self._refused(exc)
                 refused[exc.reason] += 1
                 first = first or str(exc)
         if refused:
@@ -284,26 +301,36 @@ class Node:
                              ", ".join(f"{n} {r}" for r, n in sorted(refused.items())), first)
         return out
 
+    def _refused(self, exc: RecordError) -> None:
+        self._count("stale" if exc.stale else "forged")
+        self.refusals[exc.reason] += 1
+
     async def _tick_loop(self) -> None:
         ticks = 0
-        reseed_every = max(1, round(self.cfg.remove_after_seconds / self.cfg.heartbeat_seconds))
         while True:
             await asyncio.sleep(self.cfg.heartbeat_seconds)
             ticks += 1
-            self.reload_trust()
-            if self._closed >= memory.RECLAIM_AFTER or (self._closed and not self._open):
-                self._closed = 0
-                memory.reclaim()
-            self.map.beat()
-            self._apply(self.map.expire())
-            if self.joined:  # a Terrence is busy asking to be added; Philips gossip
-                live = [m for m in self.map.live() if m.name not in self._syncing]
-                for m in self._rng.sample(live, min(self.cfg.gossip_fanout, len(live))):
-                    self._spawn(self._sync(m))
-            if self.joined and ticks % reseed_every == 0:
-                self._reseed()
-            self._after_change()
-            self._write_status()
+            try:
+                self._tick(ticks)
+            except Exception as exc:  # one bad tick must not end the heartbeat for good
+                self._internal_error(f"in tick {ticks}", exc)
+
+    def _tick(self, ticks: int) -> None:
+        reseed_every = max(1, round(self.cfg.remove_after_seconds / self.cfg.heartbeat_seconds))
+        self.reload_trust()
+        if self._closed >= memory.RECLAIM_AFTER or (self._closed and not self._open):
+            self._closed = 0
+            memory.reclaim()
+        self.map.beat()
+        self._apply(self.map.expire())
+        if self.joined:  # a Terrence is busy asking to be added; Philips gossip
+            live = [m for m in self.map.live() if m.name not in self._syncing]
+            for m in self._rng.sample(live, min(self.cfg.gossip_fanout, len(live))):
+                self._spawn(self._sync(m))
+        if self.joined and ticks % reseed_every == 0:
+            self._reseed()
+        self._after_change()
+        self._write_status()
 
     def _reseed(self) -> None:
         """Knock on seeds that are not in the map: heals a cluster split at boot."""
@@ -318,8 +345,7 @@ class Node:
             msg = codec.sync(self.cfg.cluster, self.map.me, self.map.members())
             reply = await self._request(m.name, m.address, m.fingerprint, msg, Kind.MAP)
             if reply is not None:
-                self._apply(self.map.merge(self._verified(reply.members,
-                                                          f"{m.name} ({m.address})")))
+                self._merge_reply(reply.members, f"{m.name} ({m.address})")
                 self._knows_me(m.name, reply.members)
         finally:
             self._syncing.discard(m.name)
@@ -453,7 +479,7 @@ class Node:
             try:
                 sender = self._verifier.verify(sender)
             except RecordError as exc:
-                self._count("stale" if exc.stale else "forged")
+                self._refused(exc)
                 raise IdentityError(f"its own entry is refused: {exc}") from None
             if source != str(sender.address):
                 raise IdentityError(f"claims {sender.address} but connects from {source}")
@@ -494,8 +520,7 @@ class Node:
             self._count("dropped")
             self.log.info("connection with %s dropped: %s", where, exc)
         else:  # a bug, not bad input: keep serving, but say so loudly
-            self._count("internal_errors")
-            self.log.error("internal error serving %s: %r", where, exc, exc_info=exc)
+            self._internal_error(f"serving {where}", exc)
 
     # -- exports and status -----------------------------------------------------------
 
@@ -521,11 +546,14 @@ class Node:
             return
         doc = status.document(self.cfg.cluster, self.cfg.node, str(self.cfg.address),
                               self.joined, self._clock() - self._started, self.map.version,
-                              self.map.view(), self.counters, time.time())
+                              self.map.view(), self._all_counters(), time.time())
         try:
             atomic_write(self.cfg.exports.status, _json(doc))
         except OSError as exc:
             self.log.error("cannot write the status file: %s", exc)
+
+    def _all_counters(self) -> dict[str, int]:
+        return {**self.counters, **{f"refused_{r}": n for r, n in self.refusals.items()}}
 
     # -- for tests and the benchmark ----------------------------------------------------
 

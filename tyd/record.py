@@ -196,24 +196,15 @@ class Verifier:
 
     def _read_cert(self, der: bytes) -> _CertFacts:
         t = self.trust
-        try:
-            cert = x509.load_der_x509_certificate(der)
-            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except (ValueError, x509.ExtensionNotFound) as exc:
-            raise RecordError("bad_cert", f"unreadable certificate: {exc}") from None
-        if cert.issuer != t.ca.subject or not ca_signed(
-                t.ca, cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm):
+        c = parse_cert(der)
+        if c.issuer != t.ca.subject or not ca_signed(t.ca, c.signature, c.tbs,
+                                                     c.hash_algorithm):
             raise RecordError("bad_cert", "certificate not signed by the cluster CA")
-        if cert.serial_number in t.revoked:
-            raise RecordError("revoked", f"certificate {cert.serial_number:x} is revoked")
-        key = cert.public_key()
-        if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
+        if c.serial in t.revoked:
+            raise RecordError("revoked", f"certificate {c.serial:x} is revoked")
+        if not isinstance(c.key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
             raise RecordError("bad_cert", "node key is neither Ed25519 nor ECDSA")
-        addresses = frozenset(a for a in sans.get_values_for_type(x509.IPAddress)
-                              if isinstance(a, ipaddress.IPv4Address))
-        before, after = _validity(cert)
-        return _CertFacts(frozenset(sans.get_values_for_type(x509.DNSName)), addresses,
-                          before, after, key)
+        return _CertFacts(c.names, c.addresses, c.not_before, c.not_after, c.key)
 
     def _check_signature(self, name: str, facts: _CertFacts, p: Proof) -> None:
         digest = hashlib.sha256(p.signature + p.body + p.cert).digest()
@@ -245,6 +236,44 @@ class Verifier:
         if m.incarnation / 1000 - now > f.skew_seconds:
             raise RecordError("future_epoch", f"{m.name}'s epoch {m.incarnation} is in the "
                               "future")
+
+
+@dataclass(frozen=True)
+class CertClaims:
+    """What a certificate says, read but not yet believed (Verifier checks it)."""
+
+    issuer: x509.Name
+    serial: int
+    tbs: bytes
+    signature: bytes
+    hash_algorithm: hashes.HashAlgorithm | None
+    names: frozenset[str]
+    addresses: frozenset[ipaddress.IPv4Address]
+    not_before: float
+    not_after: float
+    key: object
+
+
+def parse_cert(der: bytes) -> CertClaims:
+    """The one place tyd reads a certificate from the wire. cryptography parses lazily and
+    raises whatever its parser met (InvalidVersion, DuplicateExtension, UnsupportedAlgorithm,
+    ValueError, ... and other types in other versions): every field is read here, and any
+    failure of the parser on these bytes is the refusal `bad_cert`, never an exception
+    that escapes into a join or a serve loop."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        before, after = _validity(cert)
+        return CertClaims(
+            cert.issuer, cert.serial_number, cert.tbs_certificate_bytes, cert.signature,
+            cert.signature_hash_algorithm,
+            frozenset(sans.get_values_for_type(x509.DNSName)),
+            frozenset(a for a in sans.get_values_for_type(x509.IPAddress)
+                      if isinstance(a, ipaddress.IPv4Address)),
+            before, after, cert.public_key())
+    except Exception as exc:  # noqa: BLE001 - third-party parser on hostile bytes: see above
+        raise RecordError("bad_cert", f"unreadable certificate: {type(exc).__name__}: "
+                          f"{str(exc)[:120]}") from None
 
 
 def _validity(cert: x509.Certificate) -> tuple[float, float]:

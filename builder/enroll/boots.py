@@ -24,7 +24,7 @@ from .records import RecordFile
 
 APPROVAL_SECONDS: Final = 15 * 60  # an approval is good for this long
 MAX_BOOTS: Final = 1000
-BOOTS_FILE: Final = "boots.json"  # in PKI_DIR, beside pending.json
+BOOTS_FILE: Final = "boots.json"  # in PKI_DIR, beside pending.jsonl
 
 
 class BootError(ChaosError):

@@ -48,7 +48,8 @@ def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None,
             pass
     finally:
         server.stop()
-    _out("enrollment service stopped")
+    _out("enrollment service stopped; requests: " + " ".join(
+        f"{k}={v}" for k, v in sorted(server.counters.items())))
     return 0
 
 

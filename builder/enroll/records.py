@@ -1,4 +1,5 @@
-"""A bounded JSON list of records in the PKI directory (pending machines, waiting boots).
+"""A bounded JSON list of records in the PKI directory (waiting boots; pending machines
+are a journal.Journal: a flood of them must not rewrite the list per request).
 
 The enrollment service and the admin's CLI are separate processes that both change these
 files: every change is a read-modify-write under an exclusive flock, written atomically, and

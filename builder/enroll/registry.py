@@ -5,27 +5,30 @@ chaos.yaml): node name -> list of "sha256:<hex>" EK hashes. EK hashes are not se
     # TPM registry of chaos-lab ...
     node01:
       - sha256:4ede...  # approved 2026-11-27 from 10.99.0.11 (52:54:00:99:00:11)
-Pending machines (unknown EK) go to PKI_DIR/pending.json, newest kept, bounded in number.
+Pending machines (unknown EK) go to PKI_DIR/pending.jsonl, newest kept, bounded in number.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from chaosnode.files import atomic_write
 
 from ..errors import ChaosError, ConfigError, Problem
 from ..loader import Document, dotted, load_text, read_bounded
 from ..model import Cluster
-from .records import RecordFile
+from .journal import Journal
 
 EK_HASH: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_PENDING: Final = 1000
-PENDING_FILE: Final = "pending.json"  # in PKI_DIR
+PENDING_FILE: Final = "pending.jsonl"  # in PKI_DIR
+# the journal is compacted past this many bytes per kept entry (a line is ~200-700 bytes)
+COMPACT_BYTES_PER_ENTRY: Final = 1024
 HEADER: Final = ("# TPM registry: which machine (the sha256 of its TPM endorsement key) may "
                  "enroll as which node.\n# EK hashes are not secret: review and version this "
                  "file. `chaos-build enroll approve` adds entries.\n")
@@ -143,30 +146,62 @@ class Pending:
 
 
 class PendingStore:
-    """PKI_DIR/pending.json: one entry per EK hash, the most recent MAX_PENDING kept."""
+    """PKI_DIR/pending.jsonl: one line per request of an unknown machine (O(1), see
+    journal.py), read as one entry per EK hash, the most recent MAX_PENDING kept."""
 
     def __init__(self, path: Path, limit: int = MAX_PENDING) -> None:
         self.path = path
-        self._file = RecordFile(path, Pending, lambda p: p.ek_hash, limit, lambda why: (
-            RegistryError(f"{why}; move it aside, machines will be recorded again at their "
-                          "next boot")))
+        self.limit = limit
+        self._journal = Journal(path, self._fold, limit * COMPACT_BYTES_PER_ENTRY)
 
     def entries(self) -> list[Pending]:
-        return self._file.entries()
+        return [p for p in map(_pending, self._fold(self._journal.lines())) if p is not None]
 
     def record(self, ek_hash: str, node: str, macs: tuple[str, ...], source: str,
-               now: dt.datetime) -> Pending:
-        with self._file.locked() as entries:
-            when = now.isoformat(timespec="seconds")
-            old = entries.get(ek_hash)
-            entry = Pending(ek_hash, node, macs, source, old.first_seen if old else when, when,
-                            (old.attempts if old else 0) + 1)
-            entries[ek_hash] = entry
-            return entry
+               now: dt.datetime) -> None:
+        when = now.isoformat(timespec="seconds")
+        self._journal.append(_line(Pending(ek_hash, node, macs, source, when, when, 1)))
 
     def remove(self, ek_hash: str) -> Pending | None:
-        with self._file.locked() as entries:
-            return entries.pop(ek_hash, None)
+        found = next((p for p in self.entries() if p.ek_hash == ek_hash), None)
+        if found is not None:
+            self._journal.append({"ek_hash": ek_hash, "removed": True})
+        return found
+
+    def _fold(self, lines: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Sightings of one machine add up (first seen, tries); a removal forgets it. The
+        cap holds at every line, as if the list were rewritten each time: the entry heard
+        from longest ago goes, and a later removal does not bring it back."""
+        seen: dict[str, Pending] = {}  # in the order last heard from
+        for line in lines:
+            if line.get("removed") is True:
+                seen.pop(str(line.get("ek_hash")), None)
+                continue
+            p = _pending(line)
+            if p is None:
+                continue
+            old = seen.pop(p.ek_hash, None)
+            if old is not None:
+                p = replace(p, first_seen=old.first_seen, attempts=old.attempts + p.attempts)
+            seen[p.ek_hash] = p
+            if len(seen) > self.limit:
+                del seen[next(iter(seen))]
+        return [_line(p) for p in sorted(seen.values(), key=lambda p: p.last_seen)]
+
+
+def _line(p: Pending) -> dict[str, Any]:
+    return {**asdict(p), "macs": list(p.macs)}
+
+
+def _pending(line: dict[str, Any]) -> Pending | None:
+    """A line as a Pending entry; None for one that is not (hand-edited, or foreign)."""
+    texts = ("ek_hash", "node", "source", "first_seen", "last_seen")
+    macs, attempts = line.get("macs"), line.get("attempts")
+    if not all(isinstance(line.get(k), str) for k in texts) or type(attempts) is not int \
+            or not isinstance(macs, list) or not all(isinstance(m, str) for m in macs):
+        return None
+    return Pending(line["ek_hash"], line["node"], tuple(macs), line["source"],
+                   line["first_seen"], line["last_seen"], attempts)
 
 
 def registry_path(cluster: Cluster, config: Path) -> Path:

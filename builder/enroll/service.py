@@ -79,7 +79,12 @@ class ServiceSettings:
     rate_per_second: float = 2.0    # per source address (a node needs 2 requests)
     burst: int = 10
     socket_timeout: float = 10.0    # per read/write; a slow client loses its connection
+    # a request's total time from its first byte: a client dribbling one byte every few
+    # seconds never trips the per-read timeout, and would hold its thread for good
+    request_seconds: float = 20.0
     max_connections: int = 1024
+    # checked before max_connections: one address cannot take the room members need
+    max_connections_per_source: int = 8
     approval_seconds: float = APPROVAL_SECONDS  # how long an admin's approve-boot holds
 
 
@@ -127,6 +132,39 @@ class RateLimiter:
         for src, b in list(self._buckets.items()):
             if (now - b.at).total_seconds() >= full:
                 del self._buckets[src]
+
+
+@dataclass(frozen=True)
+class CsrClaims:
+    """What a CSR says, read but not yet believed (Enrollment._check_csr checks it)."""
+
+    csr: x509.CertificateSigningRequest
+    valid: bool            # its signature verifies with its own key
+    names: list[str]       # subject common names
+    asked: set[str]        # DNS and IP SANs
+    other_sans: bool       # SANs of any other kind
+
+
+def read_csr(pem: str, node: str) -> CsrClaims:
+    """The one place the service reads a CSR. cryptography parses lazily and raises what its
+    parser met (ValueError, DuplicateExtension, UnsupportedAlgorithm, ... by version), and
+    a CSR's extensions are whatever its sender signed with its own key: every field is read
+    here, and any parser failure is the refusal `bad_csr`, never a 500."""
+    try:
+        csr = x509.load_pem_x509_csr(pem.encode())
+        valid = csr.is_signature_valid
+        csr.public_key()
+        names = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        try:
+            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return CsrClaims(csr, valid, names, set(), False)
+        asked = {*san.get_values_for_type(x509.DNSName),
+                 *(str(a) for a in san.get_values_for_type(x509.IPAddress))}
+        return CsrClaims(csr, valid, names, asked, len(asked) != len(san))
+    except Exception as exc:  # noqa: BLE001 - third-party parser on hostile bytes: see above
+        raise Refused("bad_csr", f"cannot parse the CSR ({type(exc).__name__}: "
+                      f"{str(exc)[:120]})", node) from None
 
 
 @dataclass
@@ -257,37 +295,27 @@ class Enrollment:
         return cached[1]
 
     def _check_csr(self, pem: str, node: str) -> x509.CertificateSigningRequest:
-        try:
-            csr = x509.load_pem_x509_csr(pem.encode())
-            valid = csr.is_signature_valid
-        except ValueError as exc:
-            raise Refused("bad_csr", f"cannot parse the CSR ({exc})", node) from None
-        if not valid:
+        c = read_csr(pem, node)
+        if not c.valid:
             raise Refused("bad_csr", "the CSR's signature does not verify", node)
-        key = csr.public_key()
+        key = c.csr.public_key()
         if not (isinstance(key, ed25519.Ed25519PublicKey) or (
                 isinstance(key, ec.EllipticCurvePublicKey)
                 and isinstance(key.curve, ec.SECP256R1))):
             raise Refused("bad_csr", "the CSR's key must be Ed25519 or ECDSA P-256", node)
-        names = [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-        if names != [node]:
-            raise Refused("wrong_identity", f"the CSR names {names or 'nobody'}, not {node}",
+        if c.names != [node]:
+            raise Refused("wrong_identity", f"the CSR names {c.names or 'nobody'}, not {node}",
                           node)
         ident = self._identity(node)
         allowed = {ident.name, ident.fqdn, str(ident.address)}
-        try:
-            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            asked = {*san.get_values_for_type(x509.DNSName),
-                     *(str(a) for a in san.get_values_for_type(x509.IPAddress))}
-            if len(asked) != len(san):
-                raise Refused("wrong_identity", "the CSR asks for SANs other than DNS names "
-                              "and IP addresses", node)
-        except x509.ExtensionNotFound:
-            asked = set()
-        if asked - allowed:
-            raise Refused("wrong_identity", f"the CSR asks for {', '.join(sorted(asked - allowed))}"
-                          f"; {node} is {', '.join(sorted(allowed))}", node)
-        return csr
+        if c.other_sans:
+            raise Refused("wrong_identity", "the CSR asks for SANs other than DNS names "
+                          "and IP addresses", node)
+        if c.asked - allowed:
+            raise Refused("wrong_identity", f"the CSR asks for "
+                          f"{', '.join(sorted(c.asked - allowed))}; {node} is "
+                          f"{', '.join(sorted(allowed))}", node)
+        return c.csr
 
     def _identity(self, name: str) -> Identity:
         node = self.cluster.node(name)

@@ -327,7 +327,7 @@ class Smoke:
         self.report.check(f"serve recorded the rogue as a pending machine for {node.name} and "
                           "issued it nothing", bool(seen) and node.name not in self.enrolled(),
                           f"{seen[0].ek_hash}, {seen[0].attempts} attempts" if seen else
-                          "not in pending.json")
+                          "not in pending.jsonl")
 
     def stranger_refused(self, node: Node) -> None:
         """A stranger names a node chaos.yaml does not have: serve refuses it as unknown and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import http.client
 import ipaddress
@@ -147,8 +148,8 @@ def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
 
 
 def pending_entries(lab: Lab) -> list[dict[str, object]]:
-    path = lab.pki.paths.root / "pending.json"
-    return json.loads(path.read_text()) if path.exists() else []
+    entries = registry.PendingStore(lab.pki.paths.root / registry.PENDING_FILE).entries()
+    return [{**dataclasses.asdict(p), "macs": list(p.macs)} for p in entries]
 
 
 def raw_post(lab: Lab, path: str, body: bytes, method: str = "POST",

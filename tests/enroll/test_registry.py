@@ -79,8 +79,9 @@ def test_pending_is_one_entry_per_machine_and_bounded(tmp_path):
     store = PendingStore(tmp_path / "pending.json", limit=3)
     t0 = dt.datetime(2026, 11, 27, 17, 0, tzinfo=dt.UTC)
     store.record(H1, "node01", ("52:54:00:99:00:11",), "10.99.0.11", t0)
-    again = store.record(H1, "node01", ("52:54:00:99:00:11",), "10.99.0.11",
-                         t0 + dt.timedelta(minutes=1))
+    store.record(H1, "node01", ("52:54:00:99:00:11",), "10.99.0.11",
+                 t0 + dt.timedelta(minutes=1))
+    [again] = store.entries()
     assert again.attempts == 2 and again.first_seen == "2026-11-27T17:00:00+00:00"
     for i in range(5):
         store.record(f"sha256:{i:064x}", "node02", (), "10.99.0.12",
@@ -89,3 +90,21 @@ def test_pending_is_one_entry_per_machine_and_bounded(tmp_path):
     assert len(entries) == 3 and H1 not in {e.ek_hash for e in entries}
     assert store.remove(entries[0].ek_hash) is not None
     assert len(store.entries()) == 2
+
+
+def test_pending_survives_a_line_cut_by_a_crash_and_stays_bounded(tmp_path):
+    """The journal: a last line cut short is skipped and the next record starts afresh;
+    past its size the file is compacted to the newest `limit` entries."""
+    store = PendingStore(tmp_path / "pending.jsonl", limit=3)
+    t0 = dt.datetime(2026, 11, 27, 17, 0, tzinfo=dt.UTC)
+    store.record(H1, "node01", (), "10.99.0.11", t0)
+    with open(store.path, "ab") as f:
+        f.write(b'{"ek_hash": "sha256:00')  # the service died mid-write
+    store.record(H1, "node01", (), "10.99.0.11", t0 + dt.timedelta(minutes=1))
+    [entry] = store.entries()
+    assert entry.attempts == 2
+    for i in range(50):
+        store.record(f"sha256:{i:064x}", "node02", (), "10.99.0.12",
+                     t0 + dt.timedelta(minutes=2 + i))
+    assert store.path.stat().st_size <= 3 * 1024 + 400  # compacted: 3 entries and a line
+    assert [e.ek_hash for e in store.entries()] == [f"sha256:{i:064x}" for i in (47, 48, 49)]
