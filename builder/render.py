@@ -24,7 +24,7 @@ from .model import Cluster, Node
 from .pki import Pki
 from .resources import data_dir
 from .tydconf import HEADER
-from .views import ONLY_FOR, NodeView, Peer, all_peers, node_view
+from .views import ONLY_FOR, NodeView, Peer, all_peers, hubs, node_view
 
 TEMPLATES = data_dir("templates")
 
@@ -80,8 +80,9 @@ def pki_files(pki: Pki) -> Tree:
 
 
 def node_tree(cluster: Cluster, node: Node, pki: Pki | None, env: jinja2.Environment,
-              names: list[str], everyone: tuple[Peer, ...] | None = None) -> Tree:
-    tree = render_templates(node_view(cluster, node, everyone), env, names)
+              names: list[str], everyone: tuple[Peer, ...] | None = None,
+              hub_names: frozenset[str] | None = None) -> Tree:
+    tree = render_templates(node_view(cluster, node, everyone, hub_names), env, names)
     if pki is not None:
         tree.update(pki_files(pki))
     return tree
@@ -106,13 +107,14 @@ def render_cluster(cluster: Cluster, pki: Pki | None, out_dir: Path,
     """Render every node (or one) into out_dir/NAME via a staging dir; returns node names."""
     env, names = environment(templates), template_names(templates)
     nodes = [cluster.node(only)] if only else list(cluster.nodes)
-    everyone = all_peers(cluster)
+    everyone, hub_names = all_peers(cluster), hubs(cluster)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         for node in nodes:
-            write_tree(staging / node.name, node_tree(cluster, node, pki, env, names, everyone))
+            tree = node_tree(cluster, node, pki, env, names, everyone, hub_names)
+            write_tree(staging / node.name, tree)
         if only:
             out_dir.mkdir(parents=True, exist_ok=True)
             _swap(staging / only, out_dir / only)

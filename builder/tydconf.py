@@ -23,7 +23,9 @@ def tyd_config(cluster: Cluster, node: Node, static_peers: tuple[str, ...],
         node=node.name,
         address=node.address,
         subnet=cluster.network.subnet,
-        roster=tuple(tyd.Seed(n.name, n.address) for n in cluster.nodes),
+        # no roster: a member's certificate (issued only for its chaos.yaml name and
+        # address) proves where it is; a list of every node would make tyd.json O(N)
+        roster=None,
         port=settings.port,
         seeds=tuple(tyd.Seed(s.name, s.address) for s in cluster.seeds),
         heartbeat_seconds=settings.heartbeat_seconds,

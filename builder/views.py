@@ -91,8 +91,8 @@ class NodeView:
     gateway: str
     dns: tuple[str, ...]
     scope: str
-    hosts: tuple[Peer, ...]
-    peers: tuple[Peer, ...]
+    hosts: tuple[Peer, ...]  # this node and its known peers; chaosnode.hosts adds the rest
+    peers: tuple[Peer, ...]  # known_peers(): the hubs, or everyone on a hub
     peer_addresses: str  # "a, b, c" for nft set elements and swanctl lists
     connections: tuple[str, ...]  # the body of swanctl.conf's `connections`, line by line
     protected_ports: str  # "7411, 12820, 13333"
@@ -182,9 +182,37 @@ def all_peers(cluster: Cluster) -> tuple[Peer, ...]:
     return tuple(Peer(n.name, fqdn(cluster, n), str(n.address)) for n in cluster.nodes)
 
 
-def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = None) -> NodeView:
+def hubs(cluster: Cluster) -> frozenset[str]:
+    """The nodes every node must reach in order to join: the tyd seeds and the Slurm heads."""
+    return frozenset(n.name for n in (*cluster.seeds, *cluster.heads))
+
+
+def known_peers(cluster: Cluster, node: Node, everyone: tuple[Peer, ...],
+                hub_names: frozenset[str]) -> tuple[Peer, ...]:
+    """The peers rendered into a node's files (swanctl.conf, the nft set, /etc/hosts).
+
+    A hub knows every node: it must accept IKE from a member it has never heard of (the
+    IKE identity is bound to each peer's address, so there is no wildcard responder). Any
+    other node knows only the hubs, a constant number; tyd adds every other peer at run
+    time through the same connection definition (tyd.ipsec, tyd.nft) once it has verified
+    that member's signed record. So a node's overlay does not grow with the cluster, except
+    on the few hubs."""
+    if node.name in hub_names:
+        return tuple(p for p in everyone if p.name != node.name)
+    return tuple(p for p in everyone if p.name in hub_names and p.name != node.name)
+
+
+def hosts(node: Node, everyone: tuple[Peer, ...], peers: tuple[Peer, ...]) -> tuple[Peer, ...]:
+    """/etc/hosts: this node and its known peers, in chaos.yaml's order."""
+    names = {node.name, *(p.name for p in peers)}
+    return tuple(p for p in everyone if p.name in names)
+
+
+def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = None,
+              hub_names: frozenset[str] | None = None) -> NodeView:
     everyone = everyone if everyone is not None else all_peers(cluster)
-    peers = tuple(p for p in everyone if p.name != node.name)
+    hub_names = hub_names if hub_names is not None else hubs(cluster)
+    peers = known_peers(cluster, node, everyone, hub_names)
     net = cluster.network
     sec = cluster.security
     policy = ipsec_policy(cluster, node)
@@ -200,7 +228,7 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         gateway=str(net.gateway) if net.gateway else "",
         dns=tuple(str(d) for d in net.dns),
         scope=sec.scope.value,
-        hosts=everyone,
+        hosts=hosts(node, everyone, peers),
         peers=peers,
         peer_addresses=", ".join(p.address for p in peers),
         connections=connections(policy, peers),

@@ -177,6 +177,7 @@ class Node:
             pending = [m for m in self.map.live() if m.name not in self.welcomed]
             if not pending:
                 break
+            await self._hooks.drain(self.cfg.io_timeout_seconds)  # see HookRunner.settled
             await asyncio.gather(*(self._hello_member(m) for m in pending))
             tried = {m.name for m in pending}
             left = {m.name for m in self.map.live()} - self.welcomed
@@ -324,7 +325,8 @@ class Node:
         self.map.beat()
         self._apply(self.map.expire())
         if self.joined:  # a Terrence is busy asking to be added; Philips gossip
-            live = [m for m in self.map.live() if m.name not in self._syncing]
+            live = [m for m in self.map.live()
+                    if m.name not in self._syncing and self._hooks.settled(m.name)]
             for m in self._rng.sample(live, min(self.cfg.gossip_fanout, len(live))):
                 self._spawn(self._sync(m))
         if self.joined and ticks % reseed_every == 0:

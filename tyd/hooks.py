@@ -7,6 +7,7 @@ logged and counted; it never stops the daemon or the other hooks.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -30,6 +31,7 @@ class HookRunner:
         self._log = log
         self._on_error = on_error
         self._queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=max_queue)
+        self._pending: collections.Counter[str] = collections.Counter()
 
     def submit(self, change: Change) -> None:
         if not self.hooks:
@@ -40,18 +42,32 @@ class HookRunner:
             self._log.error("hook queue full; dropped %s %s", change.kind.value,
                             change.member.name)
             self._on_error()
+            return
+        self._pending[change.member.name] += 1
+
+    def settled(self, name: str) -> bool:
+        """Have the hooks applied every change of this member? A peer tyd learned at run
+        time has its firewall element and IPsec connection only then: talking to it earlier
+        would send our first packets before the trap policy that protects them exists."""
+        return name not in self._pending
 
     async def run(self) -> None:
         while True:
             change = await self._queue.get()
-            await self.apply(change)
-            self._queue.task_done()
+            try:
+                await self.apply(change)
+            finally:
+                name = change.member.name
+                self._pending[name] -= 1
+                if self._pending[name] <= 0:
+                    del self._pending[name]
+                self._queue.task_done()
 
     async def drain(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self._queue.join(), timeout)
         except TimeoutError:
-            self._log.warning("hooks still busy at shutdown")
+            self._log.warning("hooks still busy after %.0fs", timeout)
 
     async def apply(self, change: Change) -> None:
         for hook in self.hooks:

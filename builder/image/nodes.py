@@ -3,6 +3,10 @@
 A PXE boot or a per-node ISO loads the node's cpio after the base initrd, so the node's
 files land directly on /. The shared ISO loads one bundle holding every node's tree under
 /usr/lib/chaos/nodes/<name>/; chaos-identity.service picks the one matching a NIC's MAC.
+The bundle is zstd-compressed whatever image.compression says: its trees differ in little
+more than names and addresses, so it costs ~200 bytes a node instead of ~16 KB (measured with
+bench/render.py at 100-2000 nodes); the kernel unpacks a compressed cpio behind the base
+initrd like a plain one (CONFIG_RD_ZSTD), with zstd's default 8 MiB window at -19.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from builder.errors import BuildError
 from builder.image import cpio
 from builder.image.context import BuildContext
+from builder.run import run
 from chaosnode import paths
 from chaosnode.contract.node import NodeSettings
 
@@ -36,5 +41,12 @@ def pack_node_overlays(ctx: BuildContext) -> bool:
     entries: dict[str, cpio.Entry] = {}
     for name, tree in trees.items():
         entries.update(cpio.tree_entries(tree, ctx.epoch, f"{BUNDLE_PREFIX}/{name}"))
-    ctx.bundle_cpio = cpio.archive(entries, ctx.epoch)
+    ctx.bundle_cpio = compress_bundle(cpio.archive(entries, ctx.epoch))
     return True
+
+
+BUNDLE_COMPRESSOR = ("zstd", "-19", "-T0", "-q", "--no-progress", "-c")
+
+
+def compress_bundle(packed: bytes) -> bytes:
+    return run(BUNDLE_COMPRESSOR, input=packed, quiet=True).stdout

@@ -215,3 +215,44 @@ def test_judgements_stay_local_and_tombstones_expire_on_schedule() -> None:
     assert m.get("node02") is None and m.get("node04") is None  # both tombstones purged
     assert gossiped() == {"node01"}  # node03 went silent too meanwhile
     # (an old entry of node02 replayed now is refused by its age: tyd.record, test_insider)
+
+
+def test_hooks_settle_per_member() -> None:
+    """A member's hooks (firewall element, IPsec connection) are applied before tyd talks to
+    it (tyd.hooks.HookRunner.settled)."""
+    import asyncio
+    import ipaddress
+    import logging
+
+    from tyd.hooks import HookRunner
+    from tyd.member import Member, State
+    from tyd.membership import Change, ChangeKind
+
+    class Slow:
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.gate = asyncio.Event()
+
+        async def add(self, member: Member) -> None:
+            await self.gate.wait()
+
+        async def remove(self, member: Member) -> None:
+            await self.gate.wait()
+
+    async def scenario() -> None:
+        hook = Slow()
+        runner = HookRunner([hook], logging.getLogger("test"), lambda: None)
+        m = Member("n1", ipaddress.IPv4Address("10.0.0.1"), "ab" * 32, State.ALIVE, 1, 0)
+        task = asyncio.ensure_future(runner.run())
+        assert runner.settled("n1")
+        runner.submit(Change(ChangeKind.ADD, m))
+        runner.submit(Change(ChangeKind.REMOVE, m))
+        await asyncio.sleep(0)
+        assert not runner.settled("n1") and runner.settled("n2")
+        hook.gate.set()
+        await runner.drain(5)
+        assert runner.settled("n1")
+        task.cancel()
+
+    asyncio.run(scenario())
