@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from chaosnode import paths
 
-HOSTS: Final = Path("/etc/hosts")
+HOSTS: Final = Path(paths.HOSTS_FILE)
 MARK: Final = "# members tyd added at run time (chaosnode.hosts)"
 POLL_SECONDS: Final = 2.0
 LIVE: Final = ("alive", "suspect")

@@ -24,6 +24,7 @@ NFT_PEER_SET: Final = "cluster_peers"
 
 # The node's public settings, rendered by chaos-build and picked by MAC at boot.
 NODE_JSON: Final = "/etc/chaos/node.json"
+HOSTS_FILE: Final = "/etc/hosts"  # rendered for the hubs; chaos-hosts adds tyd's members
 TYD_CONFIG: Final = "/etc/tyd/tyd.json"
 # The night window as this node knows it (chaosnode.contract.night.NightSettings).
 NIGHT_JSON: Final = "/etc/chaos/night.json"
