@@ -17,7 +17,8 @@ APT_PACKAGES := \
 	mtools dosfstools ipxe \
 	qemu-system-x86 qemu-utils ovmf \
 	tcpdump dnsmasq-base nginx-light curl \
-	swtpm swtpm-tools tpm2-tools python3-tpm2-pytss libtss2-tcti-swtpm0 libtss2-dev pkg-config
+	swtpm swtpm-tools tpm2-tools python3-tpm2-pytss libtss2-tcti-swtpm0 libtss2-dev pkg-config \
+	shim-signed grub-efi-amd64-signed osslsigncode
 # nftables/iproute2: render checks and namespace tests; charon-systemd/swanctl: IKE tests and
 # the image; mmdebstrap..xz-utils: the live root; xorriso..ipxe: ISO and PXE artifacts;
 # qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving (DHCP, TFTP); nginx-light:
@@ -28,6 +29,9 @@ APT_PACKAGES := \
 # python3-tpm2-pytss: the node's enrollment client runs on Debian's python3 with it, as in the
 # image; libtss2-tcti-swtpm0: the TCTI for swtpm:host=,port=; libtss2-dev + pkg-config: pip
 # builds tpm2-pytss for the builder's venv (make_credential in the enrollment service).
+# shim-signed, grub-efi-amd64-signed: the Microsoft-signed shim and Debian-signed GRUB whose
+# Authenticode digests the measured-boot reference pins (PCR 4); osslsigncode: the tests'
+# independent oracle for those digests.
 
 .PHONY: help setup build render check test test-unit test-integration test-image test-smoke lint bench clean
 
