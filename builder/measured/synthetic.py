@@ -24,6 +24,7 @@ from tpm2_pytss.types import TPML_DIGEST_VALUES, TPMT_HA, TPMU_HA
 from chaosnode.tpm import QUOTE_PCRS
 
 from .eventlog import (
+    DIGEST_SIZES,
     EV_EFI_ACTION,
     EV_EFI_BOOT_SERVICES_APPLICATION,
     EV_EFI_PLATFORM_FIRMWARE_BLOB,
@@ -80,15 +81,14 @@ def _with_digest(pcr: int, kind: int, data: bytes, digest: bytes, banks: Sequenc
                  ) -> Event:
     """An event whose sha256 digest is given (a file's hash); other banks get a stand-in."""
     return Event(pcr, kind, tuple(
-        (alg, digest if alg == SHA256 else
-         hashlib.new({0x4: "sha1", 0xC: "sha384", 0xD: "sha512"}[alg], digest).digest())
+        (alg, digest if alg == SHA256 else hashlib.new(HASH_NAMES[alg], digest).digest())
         for alg in banks), data)
 
 
 def firmware_events(boot: Boot) -> list[Event]:
     b = boot.banks
-    events = [Event(0, EV_NO_ACTION, tuple((alg, bytes(len(hashlib.new(
-        "sha1" if alg == 4 else "sha256").digest()))) for alg in b), b"StartupLocality\0\0"),
+    events = [Event(0, EV_NO_ACTION, tuple((alg, bytes(DIGEST_SIZES[alg])) for alg in b),
+                    b"StartupLocality\0\0"),
               measured(0, EV_S_CRTM_VERSION, "chaos synthetic firmware".encode("utf-16-le"),
                        banks=b),
               measured(0, EV_EFI_PLATFORM_FIRMWARE_BLOB, struct.pack("<QQ", 0x820000, 1 << 20),
