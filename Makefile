@@ -18,7 +18,8 @@ APT_PACKAGES := \
 	qemu-system-x86 qemu-utils ovmf \
 	tcpdump dnsmasq-base nginx-light curl \
 	swtpm swtpm-tools tpm2-tools python3-tpm2-pytss libtss2-tcti-swtpm0 libtss2-dev pkg-config \
-	libjs-chart.js chromium
+	libjs-chart.js chromium \
+	shim-signed grub-efi-amd64-signed osslsigncode
 # nftables/iproute2: render checks and namespace tests; charon-systemd/swanctl: IKE tests and
 # the image; mmdebstrap..xz-utils: the live root; xorriso..ipxe: ISO and PXE artifacts;
 # qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving (DHCP, TFTP); nginx-light:
@@ -31,6 +32,9 @@ APT_PACKAGES := \
 # builds tpm2-pytss for the builder's venv (make_credential in the enrollment service).
 # libjs-chart.js: Chart.js 3.9 for serve's admin page, served from /usr/share/javascript (no
 # CDN; Debian keeps it patched); chromium: the headless browser the admin page's test loads it in.
+# shim-signed, grub-efi-amd64-signed: the Microsoft-signed shim and Debian-signed GRUB whose
+# Authenticode digests the measured-boot reference pins (PCR 4); osslsigncode: the tests'
+# independent oracle for those digests.
 
 .PHONY: help setup build render check test test-unit test-integration test-image test-smoke \
 	test-wheel test-one golden lint format format-check bench clean

@@ -138,6 +138,8 @@ class Parser:
 
     def enum(self, tp: type[enum.Enum], raw: Any, path: Path_) -> Any:
         choices = [m.value for m in tp]
+        if raw is False and "off" in choices:  # YAML 1.1 reads a bare `off` as false
+            raw = "off"
         if isinstance(raw, str):
             for member in tp:
                 if member.value == raw.lower():

@@ -89,6 +89,17 @@ class Attestation(enum.Enum):
     APPROVAL = "approval"
 
 
+class MeasuredBoot(enum.Enum):
+    OFF = "off"
+    AUDIT = "audit"
+    ENFORCE = "enforce"
+
+
+class BootPath(enum.Enum):
+    UEFI = "uefi"
+    LEGACY_BIOS = "legacy-bios"
+
+
 class ImageFormat(enum.Enum):
     ISO = "iso"
     PXE = "pxe"
@@ -138,6 +149,11 @@ class SecuritySection:
     pki_dir: str = setting("pki", "PKI state directory, relative to chaos.yaml; never "
                            "commit it (it holds the CA key)")
     rekey_minutes: int = setting(60, "CHILD_SA rekey time", min=5, max=1440)
+    measured_boot: MeasuredBoot = setting(
+        MeasuredBoot.OFF, "check each enrolling node's TPM quote and UEFI event log against "
+        "the build's out/measured-reference.json (Secure Boot on, only this build's shim, "
+        "GRUB, kernel, initrds and command line): off; audit (log and count deviations, "
+        "enroll anyway); enforce (refuse them). Needs the Secure Boot boot path")
     node_cert_hours: int = setting(16, "lifetime of the certificates the enrollment service "
                                    "issues to nodes at boot (the night plus a margin)",
                                    min=1, max=168)
@@ -278,6 +294,10 @@ class NodeDefaults:
         "registered once in security.tpm_registry); approval (a PC without a TPM: every boot "
         "waits until an admin runs `chaos-build enroll approve-boot` with the fingerprint on "
         "its console)")
+    boot: BootPath = setting(
+        BootPath.UEFI, "uefi: the boot is measured and checked (security.measured_boot); "
+        "legacy-bios: a PC that can only boot BIOS PXE, which nothing measures: it enrolls "
+        "without the measurement check")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -290,6 +310,8 @@ class Node:
     services: tuple[Service, ...] = setting((), "extra firewall services of this node")
     attestation: Attestation = setting(Attestation.TPM, "tpm or approval (no TPM: every boot "
                                        "waits for an admin); default from `defaults`")
+    boot: BootPath = setting(BootPath.UEFI, "uefi or legacy-bios (unmeasured: no measurement "
+                             "check); default from `defaults`")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ python3-tpm2-pytss 1.2.0 (Debian bookworm). Expected failures are one line, neve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import http.client
 import ipaddress
@@ -39,6 +40,7 @@ from .enrollment import (
     APPROVAL_PATH,
     CONTENT_TYPE,
     FINISH_PATH,
+    MAX_EVENT_LOG,
     START_PATH,
     ApprovalRequest,
     FinishRequest,
@@ -50,7 +52,7 @@ from .enrollment import (
     proof,
 )
 from .files import atomic_write
-from .paths import MUNGE_USER, NODE_CERT_PATH, NODE_KEY_PATH
+from .paths import EVENT_LOG, MUNGE_USER, NODE_CERT_PATH, NODE_KEY_PATH
 from .signature import ca_signed
 from .tpm import NODE_TCTI, Keys, Tpm, TpmError
 from .tpmpub import ek_hash
@@ -168,9 +170,26 @@ class Client:
 
 
 # -- the protocol -----------------------------------------------------------------
+def read_event_log(path: Path) -> bytes:
+    """The firmware's UEFI event log; empty if there is none (a BIOS boot, no TPM log) or
+    it is over the protocol's limit: the service then decides."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_EVENT_LOG + 1)
+    except OSError as exc:
+        say(f"no UEFI event log to send ({exc.strerror or exc}); the boot cannot be verified")
+        return b""
+    if len(data) > MAX_EVENT_LOG:
+        say(f"the UEFI event log is over {MAX_EVENT_LOG} bytes; not sent")
+        return b""
+    return data
+
+
 def attempt(client: Client, keys: Keys, node: str, macs: Sequence[str],
-            csr: x509.CertificateSigningRequest, ca: x509.Certificate) -> Enrolled:
-    """One start / activate / finish round."""
+            csr: x509.CertificateSigningRequest, ca: x509.Certificate,
+            event_log: Path = Path(EVENT_LOG)) -> Enrolled:
+    """One start / activate / finish round; with a nonce in the challenge (measured boot)
+    the finish also carries the AK's quote of the boot PCRs and the event log."""
     att = keys.attestation
     start = StartRequest(node=node, macs=tuple(macs), ek_public=att.ek_public,
                          ak_public=att.ak_public,
@@ -184,6 +203,11 @@ def attempt(client: Client, keys: Keys, node: str, macs: Sequence[str],
     secret = keys.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
     finish = FinishRequest(challenge.session,
                            proof(secret, csr.public_bytes(serialization.Encoding.DER)))
+    if challenge.nonce:
+        quote = keys.quote(challenge.nonce)
+        finish = dataclasses.replace(finish, quote=quote.attest,
+                                     quote_signature=quote.signature,
+                                     event_log=read_event_log(event_log))
     reply = FinishResponse.from_json(client.post(FINISH_PATH, finish.to_json()))
     cert = _check_certificate(reply, csr, ca)
     return Enrolled(cert.public_bytes(serialization.Encoding.PEM), reply.ca.encode(),
@@ -211,8 +235,8 @@ def _check_certificate(reply: FinishResponse, csr: x509.CertificateSigningReques
 def enroll(url: str, ca_file: Path, node: str, address: ipaddress.IPv4Address | str,
            tcti: str = NODE_TCTI, key_type: str = "ed25519",
            macs: Sequence[str] | None = None, max_seconds: float | None = None,
-           sleep: Callable[[float], None] = time.sleep, attestation: str = "tpm"
-           ) -> tuple[NodeKey, Enrolled]:
+           sleep: Callable[[float], None] = time.sleep, attestation: str = "tpm",
+           event_log: Path = Path(EVENT_LOG)) -> tuple[NodeKey, Enrolled]:
     """Enroll this machine as `node`: returns the new key (in memory) and what the service
     issued. With attestation "tpm" the TPM proves the machine; with "approval" (a node
     without a TPM) the boot waits until an admin approves the key's fingerprint. Retries
@@ -235,7 +259,7 @@ def enroll(url: str, ca_file: Path, node: str, address: ipaddress.IPv4Address | 
         try:
             with Tpm(tcti) as tpm, tpm.keys() as keys:
                 try:
-                    return attempt(client, keys, node, macs, csr, ca)
+                    return attempt(client, keys, node, macs, csr, ca, event_log)
                 except ProtocolError as exc:
                     raise _Wait(_after_refusal(exc, node, keys)) from None
         except TpmError as exc:
@@ -375,6 +399,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--munge-key-owner", default=MUNGE_USER,
                    help=f"the user munged runs as (default {MUNGE_USER})")
     p.add_argument("--tcti", default=NODE_TCTI, help=f"TPM access (default {NODE_TCTI})")
+    p.add_argument("--event-log", type=Path, default=Path(EVENT_LOG),
+                   help="the UEFI event log sent with the measured-boot quote")
     p.add_argument("--attestation", choices=ATTESTATIONS, default="tpm",
                    help="tpm: prove the machine with its TPM; approval (no TPM): wait until "
                    "an admin approves this boot's fingerprint")
@@ -395,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         key, enrolled = enroll(args.url, args.ca, args.node, address, tcti=args.tcti,
                                key_type=args.key_type, max_seconds=args.max_time or None,
-                               attestation=args.attestation)
+                               attestation=args.attestation, event_log=args.event_log)
         save(key, enrolled, args.key_out, args.cert_out, args.crl_out)
         if args.munge_key_out is not None and enrolled.munge_key:
             save_munge_key(enrolled.munge_key, args.munge_key_out, args.munge_key_owner)

@@ -34,6 +34,12 @@ MAX_MACS: Final = 16
 MAX_TPM_PUBLIC: Final = 1024  # a marshalled TPM2B_PUBLIC (RSA-2048 EK: ~320 bytes)
 MAX_CSR: Final = 4096
 MAX_BLOB: Final = 1024
+# measured boot: the quote (TPMS_ATTEST), its TPMT_SIGNATURE and the UEFI event log (real
+# logs are 20-200 KB); only the finish request carries them
+NONCE_BYTES: Final = 32
+MAX_QUOTE: Final = 1024
+MAX_EVENT_LOG: Final = 256 * 1024
+MAX_FINISH_BODY: Final = 4 * (MAX_EVENT_LOG + 2 * MAX_QUOTE) // 3 + 4096
 SECRET_BYTES: Final = 32
 
 NODE_NAME: Final = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -58,6 +64,7 @@ REFUSALS: Final[dict[str, int]] = {
     "expired": 403,          # the challenge expired
     "replayed": 403,         # the session was already used
     "bad_proof": 403,        # HMAC does not match: not the TPM that holds the EK
+    "unmeasured_boot": 403,  # the quote and event log show no genuine boot of this build
     "not_found": 404,        # no such path
     "rate_limited": 429,     # too many requests from this source
     "busy": 503,             # too many sessions in flight
@@ -112,9 +119,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _load(body: bytes, fields: tuple[str, ...], what: str,
-          optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    if len(body) > MAX_BODY:
-        raise ProtocolError("too_large", f"{what} is {len(body)} bytes; the limit is {MAX_BODY}")
+          optional: tuple[str, ...] = (), limit: int = MAX_BODY) -> dict[str, Any]:
+    if len(body) > limit:
+        raise ProtocolError("too_large", f"{what} is {len(body)} bytes; the limit is {limit}")
     try:
         data = json.loads(body, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError;
@@ -235,38 +242,57 @@ class StartResponse:
     credential_blob: bytes   # marshalled TPM2B_ID_OBJECT
     encrypted_secret: bytes  # marshalled TPM2B_ENCRYPTED_SECRET
     expires_in: int          # seconds
+    nonce: bytes = b""       # measured boot: quote the boot PCRs with this (none: no quote)
 
     FIELDS = ("session", "credential_blob", "encrypted_secret", "expires_in")
+    OPTIONAL = ("nonce",)
 
     def to_json(self) -> bytes:
-        return _dump({"session": self.session, "credential_blob": _enc(self.credential_blob),
-                      "encrypted_secret": _enc(self.encrypted_secret),
-                      "expires_in": self.expires_in})
+        data: dict[str, Any] = {"session": self.session,
+                                "credential_blob": _enc(self.credential_blob),
+                                "encrypted_secret": _enc(self.encrypted_secret),
+                                "expires_in": self.expires_in}
+        if self.nonce:
+            data["nonce"] = _enc(self.nonce)
+        return _dump(data)
 
     @classmethod
     def from_json(cls, body: bytes) -> StartResponse:
-        data = _load(body, cls.FIELDS, "start response")
+        data = _load(body, cls.FIELDS, "start response", cls.OPTIONAL)
         return cls(session=_text(data, "session", 64, SESSION),
                    credential_blob=_b64(data, "credential_blob", MAX_BLOB),
                    encrypted_secret=_b64(data, "encrypted_secret", MAX_BLOB),
-                   expires_in=_int(data, "expires_in", 1, 3600))
+                   expires_in=_int(data, "expires_in", 1, 3600),
+                   nonce=_b64(data, "nonce", NONCE_BYTES) if "nonce" in data else b"")
 
 
 @dataclass(frozen=True)
 class FinishRequest:
     session: str
     hmac: str  # hex HMAC-SHA256 of the CSR's DER under the activated secret
+    # measured boot, when the start response carried a nonce: the AK's quote of the boot
+    # PCRs (TPMS_ATTEST, TPMT_SIGNATURE) and the UEFI event log (absent: the node has none)
+    quote: bytes = b""
+    quote_signature: bytes = b""
+    event_log: bytes = b""
 
     FIELDS = ("session", "hmac")
+    OPTIONAL = ("quote", "quote_signature", "event_log")
+    LIMITS = {"quote": MAX_QUOTE, "quote_signature": MAX_QUOTE, "event_log": MAX_EVENT_LOG}
 
     def to_json(self) -> bytes:
-        return _dump({"session": self.session, "hmac": self.hmac})
+        data = {"session": self.session, "hmac": self.hmac}
+        data |= {name: _enc(getattr(self, name)) for name in self.OPTIONAL
+                 if getattr(self, name)}
+        return _dump(data)
 
     @classmethod
     def from_json(cls, body: bytes) -> FinishRequest:
-        data = _load(body, cls.FIELDS, "finish request")
+        data = _load(body, cls.FIELDS, "finish request", cls.OPTIONAL, MAX_FINISH_BODY)
         return cls(session=_text(data, "session", 64, SESSION),
-                   hmac=_text(data, "hmac", 64, HMAC_HEX))
+                   hmac=_text(data, "hmac", 64, HMAC_HEX),
+                   **{name: _b64(data, name, limit) for name, limit in cls.LIMITS.items()
+                      if name in data})
 
 
 @dataclass(frozen=True)

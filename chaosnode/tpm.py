@@ -19,10 +19,12 @@ from tpm2_pytss import ESAPI
 from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_SE, TPMA_OBJECT
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import (
+    TPM2B_DATA,
     TPM2B_ENCRYPTED_SECRET,
     TPM2B_ID_OBJECT,
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
+    TPML_PCR_SELECTION,
     TPMT_PUBLIC,
     TPMT_SYM_DEF,
 )
@@ -36,6 +38,9 @@ AK_ATTRIBUTES: Final = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT
                         | TPMA_OBJECT.SENSITIVEDATAORIGIN | TPMA_OBJECT.USERWITHAUTH
                         | TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.SIGN_ENCRYPT)
 NV_CHUNK: Final = 512
+# what a measured-boot quote covers (sha256 bank): firmware, shim, GRUB, kernel and initrds
+# (0-9) and shim's MOK lists (14); the service's verifier checks exactly this selection
+QUOTE_PCRS: Final = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14)
 
 # the TSS logs harmless errors while probing for EK templates in NV; keep the console clean
 os.environ.setdefault("TSS2_LOG", "esys+none")
@@ -43,6 +48,19 @@ os.environ.setdefault("TSS2_LOG", "esys+none")
 
 class TpmError(Exception):
     """The TPM could not be opened or refused an operation."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A quote of QUOTE_PCRS: the TPMS_ATTEST bytes the TPM signed, and the marshalled
+    TPMT_SIGNATURE of the AK."""
+
+    attest: bytes
+    signature: bytes
+
+
+def quote_selection() -> TPML_PCR_SELECTION:
+    return TPML_PCR_SELECTION.parse("sha256:" + ",".join(map(str, QUOTE_PCRS)))
 
 
 @dataclass(frozen=True)
@@ -191,3 +209,12 @@ class Keys:
             # any failure means "not this TPM" (ECC gives 0x1DF, RSA a misleading 0x101)
             raise TpmError(f"credential activation failed: {exc}") from None
         return bytes(cred)
+
+    def quote(self, nonce: bytes) -> Quote:
+        """The AK's quote of QUOTE_PCRS with the server's nonce (read-only on the TPM)."""
+        try:
+            attest, signature = self._tpm.esapi.quote(self._ak, quote_selection(),
+                                                      TPM2B_DATA(nonce))
+        except TSS2_Exception as exc:
+            raise TpmError(f"the TPM refused the quote: {exc}") from None
+        return Quote(bytes(attest), signature.marshal())

@@ -22,7 +22,9 @@ from chaosnode.enrollment import (
     APPROVAL_PATH,
     CONTENT_TYPE,
     CRL_PATH,
+    FINISH_PATH,
     MAX_BODY,
+    MAX_FINISH_BODY,
     PATHS,
     START_PATH,
     ApprovalRequest,
@@ -33,6 +35,8 @@ from chaosnode.enrollment import (
 
 from ..admin import events as admin_events
 from ..errors import ChaosError
+from ..measured.policy import BootCheck
+from ..measured.reference import REFERENCE_FILE
 from ..model import Cluster
 from ..pki import Pki
 from .registry import PENDING_FILE, PendingStore, load_registry, registry_path
@@ -173,10 +177,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if length < 0:
             self.close_connection = True
             raise ProtocolError("malformed", "a Content-Length header is required")
-        if length > MAX_BODY:
+        limit = MAX_FINISH_BODY if self.path == FINISH_PATH else MAX_BODY  # the event log
+        if length > limit:
             self.close_connection = True  # the body is never read
             raise ProtocolError("too_large", f"the body is {length} bytes; the limit is "
-                                f"{MAX_BODY}")
+                                f"{limit}")
         return self.rfile.read(length)
 
     def _refuse_method(self) -> None:
@@ -336,7 +341,7 @@ class EnrollServer(http.server.ThreadingHTTPServer):
 
 
 def open_service(cluster: Cluster, config: Path, pki: Pki, settings: ServiceSettings,
-                 clock: Clock = utc_now) -> EnrollServer:
+                 clock: Clock = utc_now, reference: Path | None = None) -> EnrollServer:
     """Bind the enrollment service (not yet serving: call serve_forever or
     start_background). Issues its TLS certificate from the cluster CA for settings.address
     (kept while the address stays the same); never touches the CA key."""
@@ -348,8 +353,11 @@ def open_service(cluster: Cluster, config: Path, pki: Pki, settings: ServiceSett
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     load_registry(registry_path(cluster, config), cluster)  # a bad registry fails here, early
+    # the measured-boot reference the build wrote beside its output (out/ by chaos.yaml)
+    reference = reference or config.resolve().parent / "out" / REFERENCE_FILE
     enrollment = Enrollment(cluster, pki, registry_path(cluster, config),
-                            PendingStore(pki.paths.root / PENDING_FILE), settings, clock)
+                            PendingStore(pki.paths.root / PENDING_FILE), settings, clock,
+                            boot_check=BootCheck(cluster.security.measured_boot, reference))
     limiter = RateLimiter(settings.rate_per_second, settings.burst, clock)
     try:
         return EnrollServer(enrollment, context, limiter)

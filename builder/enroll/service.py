@@ -26,6 +26,7 @@ from tpm2_pytss.utils import make_credential
 
 from chaosnode import tpmpub
 from chaosnode.enrollment import (
+    NONCE_BYTES,
     SECRET_BYTES,
     ApprovalRequest,
     FinishRequest,
@@ -40,6 +41,9 @@ from chaosnode.enrollment import (
 
 from .. import mungekey
 from ..errors import ChaosError
+from ..measured.policy import BootCheck
+from ..measured.reference import REFERENCE_FILE
+from ..measured.verify import Evidence
 from ..model import Attestation, Cluster
 from ..night import cert_hours
 from ..pki import Identity, Pki, make_node_cert
@@ -96,6 +100,8 @@ class _Session:
     csr: x509.CertificateSigningRequest
     ek_hash: str
     expires: dt.datetime
+    ak_public: bytes = b""  # measured boot: the AK activation proves, and its quote's nonce
+    nonce: bytes = b""
 
 
 @dataclass
@@ -182,8 +188,12 @@ class Enrollment:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _registry: tuple[float, Registry] | None = None
     _starts: int = 0
+    boot_check: BootCheck | None = None  # security.measured_boot; open_service passes it
 
     def __post_init__(self) -> None:
+        if self.boot_check is None:
+            self.boot_check = BootCheck(self.cluster.security.measured_boot,
+                                        self.pki.paths.root.parent / "out" / REFERENCE_FILE)
         self._ca_key, self._ca = self.pki.ca()  # read once; never written here
         self._ca_pem = self._ca.public_bytes(serialization.Encoding.PEM).decode()
         self.boots = BootStore(self.pki.paths.root / BOOTS_FILE,
@@ -224,6 +234,8 @@ class Enrollment:
             raise Refused("malformed", f"ek_public cannot wrap a credential ({exc})",
                           node.name) from None
         session_id = secrets.token_urlsafe(24)
+        assert self.boot_check is not None
+        nonce = secrets.token_bytes(NONCE_BYTES) if self.boot_check.wanted(node) else b""
         now = self.clock()
         with self._lock:
             self._starts += 1
@@ -235,10 +247,10 @@ class Enrollment:
                               "seconds", node.name)
             self._sessions[session_id] = _Session(
                 node.name, source, secret, csr, ek_hash,
-                now + dt.timedelta(seconds=self.settings.session_seconds))
+                now + dt.timedelta(seconds=self.settings.session_seconds), req.ak_public, nonce)
         log.debug("challenge for %s (%s)", node.name, ek_hash)
         return StartResponse(session_id, blob.marshal(), encrypted.marshal(),
-                             max(1, int(self.settings.session_seconds)))
+                             max(1, int(self.settings.session_seconds)), nonce)
 
     # -- a node without a TPM -----------------------------------------------
     def approval(self, req: ApprovalRequest, source: str) -> FinishResponse:
@@ -345,7 +357,18 @@ class Enrollment:
             raise Refused("bad_proof", "the proof does not match: this machine did not "
                           f"activate the credential for {session.ek_hash}", node)
         self._node(node)  # revoked or removed meanwhile?
+        self._check_boot(session, req)
         return node, self._issue(node, session.csr, now)
+
+    def _check_boot(self, session: _Session, req: FinishRequest) -> None:
+        """Measured boot (builder/measured): the quote and event log against the build's
+        reference; a deviation is logged and counted, and refused when enforced."""
+        assert self.boot_check is not None
+        refused = self.boot_check.refusal(
+            self.cluster.node(session.node), session.ak_public, session.nonce,
+            Evidence(req.quote, req.quote_signature, req.event_log))
+        if refused is not None and self.boot_check.enforced:
+            raise Refused("unmeasured_boot", f"measured boot: {refused.reason}", session.node)
 
     def _issue(self, node: str, csr: x509.CertificateSigningRequest, now: dt.datetime
                ) -> FinishResponse:

@@ -28,6 +28,8 @@ from builder.image.nodes import pack_node_overlays
 from builder.image.prune import prune_files, prune_modules
 from builder.image.pxe import make_pxe
 from builder.image.rootfs import install_rootfs
+from builder.measured.step import HOST_FILES as MEASURED_HOST_FILES
+from builder.measured.step import write_measured_reference
 from builder.model import Cluster, Compression, ImageFormat
 from builder.run import check_tools
 
@@ -76,7 +78,7 @@ def host_tools(ctx: BuildContext) -> dict[str, str]:
             "/usr/lib/grub/x86_64-efi/efinet.mod": "GRUB's UEFI network modules "
                                                    "(grub-efi-amd64-bin)",
         }
-    return tools
+    return tools | MEASURED_HOST_FILES
 
 
 def check_host_tools(ctx: BuildContext) -> bool:
@@ -143,6 +145,7 @@ def recipe(ctx: BuildContext) -> list[Step]:
         pack_node_overlays,
         *([make_pxe] if ImageFormat.PXE in formats else []),
         *([make_iso] if ImageFormat.ISO in formats else []),
+        write_measured_reference,
         write_summary,
         publish_output,
     ]

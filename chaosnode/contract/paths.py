@@ -17,6 +17,8 @@ CRL_PATH: Final = f"{SWANCTL_DIR}/x509crl/{CRL}"
 
 # the kernel's TPM resource manager: it flushes what a client leaves behind
 TPM_DEVICE: Final = "/dev/tpmrm0"
+# the firmware's UEFI event log (TCG crypto-agile), sent with the measured-boot quote
+EVENT_LOG: Final = "/sys/kernel/security/tpm0/binary_bios_measurements"
 
 VICI_SOCKET: Final = "/run/charon.vici"
 NFT_TABLE: Final = "chaos"

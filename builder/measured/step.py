@@ -1,0 +1,42 @@
+"""Build step write_measured_reference: out/measured-reference.json from the boot files of
+this build (kernel, base initrd, each node's overlay and GRUB config) and the host's signed
+shim and GRUB (shim-signed, grub-efi-amd64-signed)."""
+
+from __future__ import annotations
+
+import logging
+
+from builder.image.base import INITRD_NAME, KERNEL_NAME
+from builder.image.context import BuildContext
+from builder.image.pxe import GRUB_NET_CFG, grub_net_entry, kernel_cmdline
+
+from .reference import (
+    GRUB_NET_SIGNED,
+    GRUB_SIGNED,
+    REFERENCE_FILE,
+    SHIM_SIGNED,
+    BootFiles,
+    NodeBoot,
+    compute_reference,
+    write_reference,
+)
+
+log = logging.getLogger("chaos.measured")
+
+
+def write_measured_reference(ctx: BuildContext) -> bool:
+    files = BootFiles(kernel=ctx.base_dir / KERNEL_NAME, initrd=ctx.base_dir / INITRD_NAME)
+    nodes = [NodeBoot(node.name, node.mac, ctx.node_cpios[node.name],
+                      grub_net_entry(ctx, node)) for node in ctx.nodes]
+    reference = compute_reference(files, KERNEL_NAME, kernel_cmdline(ctx), [GRUB_NET_CFG],
+                                  nodes, ctx.cluster.serve.address)
+    write_reference(reference, ctx.staging / REFERENCE_FILE)
+    log.info("measured-boot reference for %d nodes: %s", len(nodes), REFERENCE_FILE)
+    return True
+
+
+HOST_FILES = {
+    str(SHIM_SIGNED): "signed shim, measured into PCR 4 (shim-signed)",
+    str(GRUB_SIGNED): "signed GRUB, measured into PCR 4 (grub-efi-amd64-signed)",
+    str(GRUB_NET_SIGNED): "signed net GRUB, measured into PCR 4 (grub-efi-amd64-signed)",
+}
