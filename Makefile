@@ -17,7 +17,8 @@ APT_PACKAGES := \
 	mtools dosfstools ipxe \
 	qemu-system-x86 qemu-utils ovmf \
 	tcpdump dnsmasq-base nginx-light curl \
-	swtpm swtpm-tools tpm2-tools python3-tpm2-pytss libtss2-tcti-swtpm0 libtss2-dev pkg-config
+	swtpm swtpm-tools tpm2-tools python3-tpm2-pytss libtss2-tcti-swtpm0 libtss2-dev pkg-config \
+	openssh-server gdisk
 # nftables/iproute2: render checks and namespace tests; charon-systemd/swanctl: IKE tests and
 # the image; mmdebstrap..xz-utils: the live root; xorriso..ipxe: ISO and PXE artifacts;
 # qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving (DHCP, TFTP); nginx-light:
@@ -28,6 +29,8 @@ APT_PACKAGES := \
 # python3-tpm2-pytss: the node's enrollment client runs on Debian's python3 with it, as in the
 # image; libtss2-tcti-swtpm0: the TCTI for swtpm:host=,port=; libtss2-dev + pkg-config: pip
 # builds tpm2-pytss for the builder's venv (make_credential in the enrollment service).
+# openssh-server: `sshd -t` checks the always-on head's rendered sshd config (its service is
+# not started by the tests); gdisk: sgdisk writes the GPT the state-disk guard must refuse.
 
 .PHONY: help setup build render check test test-unit test-integration test-image test-smoke lint bench clean
 

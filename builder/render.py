@@ -20,6 +20,7 @@ from chaosnode.paths import (
 )
 
 from .errors import RenderError
+from .head.view import authorized_keys
 from .model import Cluster, Node
 from .pki import Pki
 from .tydconf import HEADER
@@ -78,6 +79,7 @@ def pki_files(pki: Pki) -> Tree:
 def node_tree(cluster: Cluster, node: Node, pki: Pki | None, env: jinja2.Environment,
               names: list[str], everyone: tuple[Peer, ...] | None = None) -> Tree:
     tree = render_templates(node_view(cluster, node, everyone), env, names)
+    tree.update({rel: OutFile(data) for rel, data in authorized_keys(cluster, node).items()})
     if pki is not None:
         tree.update(pki_files(pki))
     return tree

@@ -12,7 +12,8 @@ from builder.render import render_cluster
 
 pytestmark = pytest.mark.integration
 
-CASES = [ROOT / "chaos.yaml", ROOT / "tests/golden/all.yaml", ROOT / "tests/golden/migration.yaml"]
+CASES = [ROOT / "chaos.yaml", ROOT / "tests/golden/all.yaml", ROOT / "tests/golden/migration.yaml",
+         ROOT / "tests/golden/head.yaml"]
 
 
 @pytest.fixture
