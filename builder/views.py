@@ -315,7 +315,8 @@ def night_settings(cluster: Cluster, node: Node) -> NightSettings:
                          whole_days=tuple(d.value for d in sched.whole_days),
                          holidays=tuple(d.isoformat() for d in sched.holidays),
                          stop_new_work_before=sched.stop_new_work_before,
-                         morning=sched.morning.value, time_source=time_source(cluster))
+                         morning=sched.morning.value, time_source=time_source(cluster),
+                         always_on=node.always_on)
 
 
 def enroll_url(cluster: Cluster) -> str:

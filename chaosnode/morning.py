@@ -46,6 +46,7 @@ class NightSettings:
     stop_new_work_before: int  # minutes
     morning: str  # reboot or poweroff
     time_source: str  # "" when there is none
+    always_on: bool = False  # the always-on head: the night does not apply, it has no morning
 
     @property
     def enabled(self) -> bool:
@@ -76,7 +77,8 @@ class NightSettings:
                    time_zone=str(data["time_zone"]), whole_days=texts("whole_days"),
                    holidays=texts("holidays"),
                    stop_new_work_before=int(data["stop_new_work_before"]),
-                   morning=str(data["morning"]), time_source=str(data["time_source"]))
+                   morning=str(data["morning"]), time_source=str(data["time_source"]),
+                   always_on=data.get("always_on", False) is True)
 
 
 class Actions(Protocol):
@@ -138,6 +140,9 @@ def morning(settings: NightSettings, actions: Actions,
             sleep: Callable[[float], None] = time.sleep,
             say: Callable[[str], None] = say_now) -> int:
     """Run the end of this night; returns when the node has been told to reboot/power off."""
+    if settings.always_on:
+        say("chaos-morning: the always-on head has no morning: it stays through the day")
+        return 0
     if not settings.enabled:
         say("chaos-morning: no schedule in chaos.yaml: the node stays until it is switched off")
         return 0
