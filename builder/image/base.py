@@ -24,7 +24,9 @@ SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 ENABLE_UNITS = ("systemd-networkd.service", "nftables.service", "strongswan.service",
                 "chaos-identity.service", "chaos-enroll.service", "chaos-selftest.service",
                 "tyd.service", "chaos-crl.timer", "chaos-renew.timer",
-                "chaos-morning.service", "chaos-slurm.service")
+                "chaos-morning.service", "chaos-slurm.service",
+                # the always-on head (issue 21); each does nothing without its rendered file
+                "chaos-users.service", "chaos-statedisk.service")
 COMPRESSORS: dict[Compression, list[str]] = {
     Compression.ZSTD: ["zstd", "-19", "-T0", "-q", "--no-progress"],
     # the kernel's XZ decoder wants CRC32 checks
