@@ -21,6 +21,7 @@ from typing import Any
 from chaosnode.window import WINDOW_RE
 
 from .errors import ConfigError, Problem
+from .head.users import read_users_file
 from .loader import Document, Path_, dotted, load_file, load_text
 from .model import Cluster, Node, NodeDefaults
 from .validate import cross_check
@@ -42,6 +43,11 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "ifname": (re.compile(r"^$|^[A-Za-z0-9_.-]{1,15}$"), "use an interface name such as enp3s0"),
     "console": (re.compile(r"^tty[A-Za-z0-9]+(,[0-9]+)?$"), "use e.g. ttyS0,115200"),
     "window": (WINDOW_RE, "write HH:MM-HH:MM on a 24-hour clock, e.g. 17:00-09:00"),
+    "user": (re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"),
+             "use a login name: lower-case letters, digits, '_' or '-', at most 32 chars"),
+    "disk": (re.compile(r"^$|^/dev/disk/by-id/[A-Za-z0-9:_.+-]+$|^LABEL=[A-Za-z0-9_.-]{1,16}$"),
+             "use a /dev/disk/by-id/ path (stable across boots, unlike /dev/sda) or "
+             "LABEL=NAME"),
     "zone": (re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"),
              "use an IANA time zone name such as Europe/Berlin or UTC"),
 }
@@ -252,6 +258,11 @@ def parse(doc: Document) -> Cluster:
     if parser.problems or cluster is None:
         raise ConfigError(parser.problems)
     cluster = dataclasses.replace(cluster, nodes=nodes, defaults=defaults)
+    if cluster.users_file:  # the users file's lines, with their own file:line problems
+        file_users, file_problems = read_users_file(Path(doc.file).parent / cluster.users_file)
+        if file_problems:
+            raise ConfigError(file_problems)
+        cluster = dataclasses.replace(cluster, users=(*cluster.users, *file_users))
     problems = cross_check(cluster, doc)
     if problems:
         raise ConfigError(problems)

@@ -312,6 +312,26 @@ class Node:
                                        "waits for an admin); default from `defaults`")
     boot: BootPath = setting(BootPath.UEFI, "uefi or legacy-bios (unmeasured: no measurement "
                              "check); default from `defaults`")
+    always_on: bool = setting(False, "a permanent member, not a lab PC: the night does not "
+                              "apply to it (it boots the cluster at any hour and has no "
+                              "morning); only for the head, which then needs a state_disk")
+    state_disk: str = setting("", "the always-on head's persistent disk for the queue and the "
+                              "homes: a /dev/disk/by-id/ path, or LABEL=chaos-state for a disk "
+                              "chaos formatted before; chaos formats it only when blank",
+                              example="/dev/disk/by-id/ata-SAMSUNG_SSD_870_S5XYZ",
+                              pattern="disk")
+
+
+@dataclass(frozen=True, kw_only=True)
+class User:
+    name: str = required("login name", "alice", pattern="user")
+    uid: int = required("user id, the same on every node (1000 or more)", 1001, min=0,
+                        max=65533)
+    gid: int = required("primary group id (a group of the user's name)", 1001, min=0,
+                        max=65533)
+    ssh_keys: tuple[str, ...] = setting((), "OpenSSH public keys (one line of a .pub file "
+                                        "each); the head's sshd accepts only these",
+                                        example=["ssh-ed25519 AAAAC3Nza... alice@laptop"])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,6 +351,17 @@ class Cluster:
         "`srun --mpi=pmix`; ~20 MB more initrd) or none")
     defaults: NodeDefaults = setting(NodeDefaults(), "what every node inherits")
     nodes: tuple[Node, ...] = required("the machines of the lab", [])
+    users: tuple[User, ...] = setting((), "who may use the cluster: every node knows these "
+                                      "accounts (no passwords), jobs run as them",
+                                      example=[{"name": "alice", "uid": 1001, "gid": 1001,
+                                                "ssh_keys": ["ssh-ed25519 AAAA... alice"]}])
+    users_file: str = setting("", "more users, relative to chaos.yaml: lines "
+                              "name:uid:gid:ssh-public-key (a name may repeat for more keys)",
+                              example="users.passwd")
+    login_from: tuple[IPv4Network, ...] = setting((), "networks from which the always-on "
+                                                  "head's sshd is reachable (keys only); "
+                                                  "never from members",
+                                                  example=["192.0.2.0/24"])
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
@@ -349,6 +380,11 @@ class Cluster:
         """Nodes with role head; when none has it, the first seed (as tyd.seeds defaults)."""
         marked = tuple(n for n in self.nodes if Role.HEAD in n.roles)
         return marked or self.seeds[:1]
+
+    @property
+    def always_on_head(self) -> Node | None:
+        """The permanent head (always_on: true), or None: the head is a lab PC of the night."""
+        return next((n for n in self.nodes if n.always_on), None)
 
 
 @dataclass(frozen=True, kw_only=True)

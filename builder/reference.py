@@ -9,7 +9,7 @@ import typing
 from typing import Any
 
 from .config import hints
-from .model import Cluster, Node, NodeDefaults
+from .model import Cluster, Node, NodeDefaults, User
 
 SECTIONS: tuple[tuple[str, type], ...] = (
     ("cluster", typing.get_type_hints(Cluster)["cluster"]),
@@ -23,7 +23,7 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("defaults", NodeDefaults),
 )
 # Settings that are one value at the top level of chaos.yaml, not a section.
-SCALARS: tuple[str, ...] = ("workload",)
+SCALARS: tuple[str, ...] = ("workload", "users_file", "login_from")
 
 
 def plain(value: Any) -> Any:
@@ -101,12 +101,16 @@ def yaml_reference() -> str:
         out.append(f"  # {name}: {help_} [{tp}]" + ("" if default == "(required)"
                                                       else f" (default: {default})"))
     out.append("  - {name: node01, mac: \"52:54:00:99:00:11\", address: 10.99.0.11}")
+    out.append("\n# users:")
+    for name, tp, default, help_, _ in _rows(User):
+        out.append(f"  # {name}: {help_} [{tp}]" + ("" if default == "(required)"
+                                                      else f" (default: {default})"))
     return "\n".join(out) + "\n"
 
 
 def markdown() -> str:
     out = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    for section, cls in (*SECTIONS, ("nodes[]", Node)):
+    for section, cls in (*SECTIONS, ("nodes[]", Node), ("users[]", User)):
         for name, tp, default, help_, _ in _rows(cls):
             out.append(f"| `{section}.{name}` | {tp} | `{default}` | {help_} |")
         if section == "serve":

@@ -9,6 +9,7 @@ from collections.abc import Callable, Hashable, Iterable
 from chaosnode.window import DAY, Window, overlapping, parse_window
 
 from .errors import Problem
+from .head.checks import check_head
 from .loader import Document, Path_, dotted
 from .model import (
     IKE_PORTS,
@@ -37,6 +38,8 @@ def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
     _check_serve(cluster, report)
     _check_schedule(cluster, report)
     _check_workload(cluster, report)
+    raw_users = doc.data.get("users") if isinstance(doc.data, dict) else None
+    check_head(cluster, report, len(raw_users) if isinstance(raw_users, list) else 0)
     return problems
 
 

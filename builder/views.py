@@ -24,6 +24,7 @@ from chaosnode.paths import (
     VICI_SOCKET,
 )
 
+from .head.view import HEAD_COUNTERS, head_fields, head_slurm_conf
 from .model import (
     MIGRATION_PORTS,
     SLURMCTLD_PORT,
@@ -65,6 +66,13 @@ ONLY_FOR = {
     "etc/default/slurmd.j2": "slurm_compute",
     "etc/slurm/slurm.conf.j2": "slurm_head",
     "etc/slurm/cgroup.conf.j2": "slurm_head",
+    "etc/chaos/users.conf.j2": "users_conf",
+    "etc/ssh/sshd_config.d/chaos.conf.j2": "head_always_on",
+    "etc/exports.d/chaos.exports.j2": "head_always_on",
+    "etc/chaos/statedisk.json.j2": "head_always_on",
+    "etc/systemd/system/home.mount.j2": "home_client",
+    "etc/systemd/system/home.automount.j2": "home_client",
+    "etc/systemd/system/multi-user.target.d/chaos-home.conf.j2": "home_client",
 }
 # cgroup.conf: slurmd initializes its cgroup plugin whatever ProctrackType says; without D-Bus
 # (not in the image) it must not ask systemd for a scope.
@@ -123,6 +131,18 @@ class NodeView:
     slurm_cgroup_conf: tuple[tuple[str, str], ...]
     slurmd_options: str
     munge_key: str  # where munged finds the key enrollment brought (tmpfs)
+    # the always-on head and the users (builder/head/view.py)
+    users_conf: tuple[str, ...]  # systemd-sysusers lines of chaos.yaml's users
+    head_always_on: bool  # this node is the always-on head
+    home_client: bool  # this compute node mounts /home from the always-on head
+    home_source: str  # "head:/var/lib/chaos/state/home"
+    home_options: str
+    login_from: str  # "a/n, b/m" for nft; "" when nobody logs in
+    ssh_port: int
+    nfs_port: int
+    sshd_conf: tuple[tuple[str, str], ...]
+    exports: tuple[str, ...]
+    statedisk_json: str
 
 
 def fqdn(cluster: Cluster, node: Node) -> str:
@@ -234,7 +254,8 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         connections=connections(policy, peers),
         protected_ports=", ".join(str(p) for p in protected_ports(cluster)),
         input_rules=tuple(service_rule(s, sec.scope) for s in node_services(cluster, node)),
-        counters=COUNTERS + (SLURM_COUNTERS if cluster.workload.slurm else ()),
+        counters=COUNTERS + (SLURM_COUNTERS if cluster.workload.slurm else ())
+        + (HEAD_COUNTERS if node == cluster.always_on_head else ()),
         charon_plugins=CHARON_PLUGINS,
         vici_socket=VICI_SOCKET,
         swanctl_plugins=SWANCTL_PLUGINS,
@@ -250,6 +271,7 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
         night_json=night_settings(cluster, node).dumps(HEADER),
         time_source=time_source(cluster),
         **slurm_fields(cluster, node),
+        **head_fields(cluster, node),
     )
 
 
@@ -268,7 +290,7 @@ def slurm_fields(cluster: Cluster, node: Node) -> dict[str, Any]:
         "slurm_compute": compute,
         "slurm_ports": f"{SLURMCTLD_PORT}, {SLURMD_PORT}, {SRUN_PORTS[0]}-{SRUN_PORTS[1]}",
         "slurm_json": settings.dumps(HEADER),
-        "slurm_conf": slurm_conf(cluster, head),
+        "slurm_conf": head_slurm_conf(cluster, slurm_conf(cluster, head)),
         "slurm_partition": SLURM_PARTITION,
         "slurm_cgroup_conf": SLURM_CGROUP_CONF,
         "slurmd_options": f"-Z --conf-server {head.address}:{SLURMCTLD_PORT}",
@@ -332,7 +354,8 @@ def night_settings(cluster: Cluster, node: Node) -> NightSettings:
                          whole_days=tuple(d.value for d in sched.whole_days),
                          holidays=tuple(d.isoformat() for d in sched.holidays),
                          stop_new_work_before=sched.stop_new_work_before,
-                         morning=sched.morning.value, time_source=time_source(cluster))
+                         morning=sched.morning.value, time_source=time_source(cluster),
+                         always_on=node.always_on)
 
 
 def enroll_url(cluster: Cluster) -> str:

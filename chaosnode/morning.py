@@ -87,6 +87,9 @@ def morning(settings: NightSettings, actions: Actions,
             sleep: Callable[[float], None] = time.sleep,
             say: Callable[[str], None] = say) -> int:
     """Run the end of this night; returns when the node has been told to reboot/power off."""
+    if settings.always_on:
+        say("chaos-morning: the always-on head has no morning: it stays through the day")
+        return 0
     if not settings.enabled:
         say("chaos-morning: no schedule in chaos.yaml: the node stays until it is switched off")
         return 0

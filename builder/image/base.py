@@ -26,7 +26,9 @@ ENABLE_UNITS = ("systemd-networkd.service", "nftables.service", "strongswan.serv
                 "chaos-identity.service", "chaos-enroll.service", "chaos-selftest.service",
                 "tyd.service", "chaos-crl.timer", "chaos-renew.timer",
                 "chaos-morning.service", "chaos-slurm.service",
-                "chaos-hosts.service")
+                "chaos-hosts.service",
+                # the always-on head (issue 21); each does nothing without its rendered file
+                "chaos-users.service", "chaos-statedisk.service")
 COMPRESSORS: dict[Compression, list[str]] = {
     Compression.ZSTD: ["zstd", "-19", "-T0", "-q", "--no-progress"],
     # the kernel's XZ decoder wants CRC32 checks

@@ -50,7 +50,7 @@ def answer_for(cluster: Cluster, night: Night | None, mac: str, now: dt.datetime
     node = next((n for n in cluster.nodes if n.mac == mac), None)
     if node is None:
         return BootAnswer(mac, None, False, None)
-    if night is None:
+    if night is None or node.always_on:  # the always-on head has no night and no morning
         return BootAnswer(mac, node.name, True, None)
     return BootAnswer(mac, node.name, night.inside(now), night.next_change(now))
 
@@ -89,7 +89,7 @@ def refresh(tree: Path, pxe_dir: Path, cluster: Cluster, night: Night | None,
     inside = night is None or night.inside(now)
     why = "" if night is None or inside else _why(night, now)
     for node in cluster.nodes:
-        write_answers(tree, pxe_dir, node, inside, why)
+        write_answers(tree, pxe_dir, node, inside or node.always_on, why)
     return inside
 
 

@@ -21,6 +21,7 @@ class NightSettings(JsonRecord):
     stop_new_work_before: int  # minutes
     morning: str  # reboot or poweroff
     time_source: str  # "" when there is none
+    always_on: bool = False  # the always-on head: the night does not apply, it has no morning
 
     @property
     def enabled(self) -> bool:

@@ -58,3 +58,19 @@ def in_root(path: str) -> str:
 NODE_BUNDLE: Final = "/usr/lib/chaos/nodes"
 # The QEMU test agent's virtio-serial port: only a hypervisor can create it.
 AGENT_PORT: Final = "/dev/virtio-ports/org.chaos.agent"
+
+# The always-on head (issue 21): its state disk, formatted by chaosnode.statedisk only when
+# blank, carries chaos's label and is mounted here; the homes are exported from it (NFSv4)
+# and mounted at /home on every node; slurmctld keeps its state on it.
+STATE_DISK_JSON: Final = "/etc/chaos/statedisk.json"
+STATE_LABEL: Final = "chaos-state"
+STATE_MOUNT: Final = "/var/lib/chaos/state"
+STATE_HOME: Final = f"{STATE_MOUNT}/home"
+STATE_SLURMCTLD: Final = f"{STATE_MOUNT}/slurmctld"
+STATE_SSH: Final = f"{STATE_MOUNT}/ssh"
+HOME: Final = "/home"
+# root-owned keys from chaos.yaml: users cannot add keys of their own
+AUTHORIZED_KEYS_DIR: Final = "/etc/ssh/authorized_keys"
+# chaos.yaml's users, as systemd-sysusers lines (chaos-users.service runs the program on them)
+USERS_CONF: Final = "/etc/chaos/users.conf"
+SYSUSERS_PROGRAM: Final = "/usr/bin/systemd-sysusers"

@@ -13,7 +13,8 @@ from builder.views import all_peers, hubs, known_peers
 
 pytestmark = pytest.mark.integration
 
-CASES = [ROOT / "chaos.yaml", ROOT / "tests/golden/all.yaml", ROOT / "tests/golden/migration.yaml"]
+CASES = [ROOT / "chaos.yaml", ROOT / "tests/golden/all.yaml", ROOT / "tests/golden/migration.yaml",
+         ROOT / "tests/golden/head.yaml"]
 
 
 @pytest.fixture

@@ -144,3 +144,31 @@ def test_show_says_what_a_mac_gets_and_until_when(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["show", "-c", config, "alpha", "--at", "2026-11-27T16:30"])
     assert exc.value.code == 2 and "has no UTC offset" in capsys.readouterr().err
+
+
+def always_on_lab(lab: Cluster) -> Cluster:
+    head = dataclasses.replace(lab.nodes[0], always_on=True,
+                               state_disk="/dev/disk/by-id/virtio-chaos-state")
+    return dataclasses.replace(lab, nodes=(head, *lab.nodes[1:]))
+
+
+@pytest.mark.parametrize("when", [at(2026, 11, 25, 12), at(2026, 11, 25, 17),
+                                  at(2026, 11, 26, 9)])
+def test_the_always_on_head_boots_the_cluster_at_any_hour(lab, when):
+    cluster = always_on_lab(lab)
+    night = night_of(cluster)
+    head = answer_for(cluster, night, cluster.nodes[0].mac, when)
+    assert head.cluster_boot and head.until is None
+    pc = answer_for(cluster, night, cluster.nodes[1].mac, when)
+    assert pc.cluster_boot == night.inside(when)  # type: ignore[union-attr]
+
+
+def test_served_tree_gives_the_always_on_head_its_cluster_boot_by_day(lab, tmp_path):
+    cluster = always_on_lab(lab)
+    pxe, tree = tmp_path / "pxe", tmp_path / "tree"
+    build_tree(cluster, pxe)
+    assert not assemble(tree, pxe, cluster, night_of(cluster), at(2026, 11, 25, 12))
+    head, pc = (answer_paths(n) for n in cluster.nodes[:2])
+    for rel in head[1:]:
+        assert (tree / rel).read_bytes() == (pxe / rel).read_bytes(), rel
+    assert "sanboot" in (tree / pc[0]).read_text()  # the lab PC boots its disk by day

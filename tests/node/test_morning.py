@@ -9,6 +9,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from chaostest import ROOT
+
+from builder.config import load_cluster
 from builder.model import Morning, ScheduleSection
 from builder.views import night_settings
 from chaosnode.morning import NightSettings, NodeActions, morning
@@ -122,3 +125,17 @@ def test_drain_calls_scontrol_only_when_slurm_is_there(tmp_path, monkeypatch):
     assert "exit 0" in result
     assert Path(log).read_text().splitlines() == ["update", "nodename=node01", "state=drain",
                                                    "reason=chaos: night ends 09:00"]
+
+
+def test_the_always_on_head_has_no_morning():
+    node = FakeNode(jobs=[3])
+    node.now = at(8, 50)  # inside the night, ten minutes before its end
+    said = run(node, settings(always_on=True))
+    assert node.done == [] and "no morning" in said[0]
+
+
+def test_night_json_says_always_on_only_for_the_always_on_head():
+    cluster, _ = load_cluster(ROOT / "tests/golden/head.yaml")
+    read = {n.name: NightSettings.loads(night_settings(cluster, n).dumps("x")).always_on
+            for n in cluster.nodes}
+    assert read == {"head": True, "pc1": False, "pc2": False}
