@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..loader import Path_
-from ..model import Cluster, Protocol, Role
+from ..model import Cluster, Protocol, Role, Scope
 from .users import FIRST_UID, SYSTEM_NAMES, key_problem
 
 Report = Callable[[Path_, str], None]
@@ -37,6 +37,9 @@ def check_head(cluster: Cluster, report: Report, inline_users: int) -> None:
     if cluster.login_from and head is None:
         report(("login_from",), "there is no always-on head for users to log in to; mark the "
                "head always_on: true with a state_disk, or remove login_from")
+    if head is not None and cluster.security.scope is not Scope.ALL:
+        report(("security", "scope"), "the always-on head exports the homes over NFS, which "
+               "only scope all puts into IPsec; use scope all")
     if head is not None:
         i = cluster.nodes.index(head)
         services = [*cluster.firewall.services, *head.services]
@@ -50,6 +53,7 @@ def check_head(cluster: Cluster, report: Report, inline_users: int) -> None:
 def _check_users(cluster: Cluster, report: Report, inline: int) -> None:
     names: dict[str, int] = {}
     uids: dict[int, int] = {}
+    gids: dict[int, int] = {}
     for i, user in enumerate(cluster.users):
         where = ("users", i) if i < inline else ("users_file",)
         label = f"users[{i}] ({user.name})" if i < inline else f"{user.name} of " \
@@ -70,6 +74,12 @@ def _check_users(cluster: Cluster, report: Report, inline: int) -> None:
             other = cluster.users[uids[user.uid]].name
             report((*where, "uid") if len(where) == 2 else where, f"uid {user.uid} is "
                    f"already {other}'s (users[{uids[user.uid]}]); each user needs their own")
+        elif user.gid in gids:
+            other = cluster.users[gids[user.gid]].name
+            report((*where, "gid") if len(where) == 2 else where, f"gid {user.gid} is "
+                   f"already the group of {other} (users[{gids[user.gid]}]); each user gets "
+                   "a group of their own name: pick another gid")
+        gids.setdefault(user.gid, i)
         names.setdefault(user.name, i)
         uids.setdefault(user.uid, i)
         if len(where) == 2:
