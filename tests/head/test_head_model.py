@@ -68,5 +68,24 @@ def test_key_checks():
 def test_invalid_fixtures_cover_the_head():
     names = {p.stem for p in (ROOT / "tests" / "invalid").glob("*.yaml")}
     assert {"head_without_disk", "state_disk_bad_path", "state_disk_on_lab_pc",
-            "user_reserved_uid", "user_duplicate_uid", "user_duplicate_name", "user_bad_key",
-            "user_private_key"} <= names
+            "user_reserved_uid", "user_duplicate_uid", "user_duplicate_name",
+            "user_bad_key"} <= names
+
+
+def test_a_pasted_private_key_is_refused_and_never_echoed(tmp_path):
+    """The key is made here, at run time: no private key is stored in the repo."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415
+
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption()).decode()
+    one_line = " ".join(pem.split())
+    config = tmp_path / "chaos.yaml"
+    config.write_text(HEAD + "users:\n  - {name: alice, uid: 1001, gid: 1001, ssh_keys: "
+                      f'["{one_line}"]}}\n')
+    with pytest.raises(ConfigError) as refused:
+        load_cluster(config)
+    text = "\n".join(str(p) for p in refused.value.problems)
+    assert f"{config}:" in text and "users[0].ssh_keys[0]: this is a private key" in text
+    assert one_line.split()[4] not in text, "the key itself is never repeated back"
