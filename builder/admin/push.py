@@ -9,7 +9,6 @@ recorded with its reason, and the sender gets it back.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import ssl
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 from chaosnode.enrollment import CONTENT_TYPE, ProtocolError
 from chaosnode.push import MAX_PUSH, PUSH_PATH, MemberPush
 
+from ..enroll.server import serve_tls
 from ..enroll.service import Clock, RateLimiter, log, utc_now
 from ..errors import ChaosError
 from ..model import Cluster
@@ -131,18 +131,7 @@ class PushServer(BackgroundServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(10.0)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.info("push %s: TLS handshake failed: %s", client_address[0], exc)
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
-        except (OSError, ssl.SSLError) as exc:
-            log.info("push %s: connection dropped: %s", client_address[0], exc)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.close()
+        serve_tls(self, self.context, request, client_address, "push")
 
 
 

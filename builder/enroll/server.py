@@ -307,18 +307,7 @@ class EnrollServer(http.server.ThreadingHTTPServer):
         # body waits for the client's delayed ACK (~40 ms a request, 25 requests/s a thread)
         with contextlib.suppress(OSError):
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.info("enroll %s: TLS handshake failed: %s", client_address[0], exc)
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
-        except (OSError, ssl.SSLError) as exc:
-            log.info("enroll %s: connection dropped: %s", client_address[0], exc)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.close()
+        serve_tls(self, self.context, request, client_address, "enroll")
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.warning("enroll %s: connection failed", client_address[0])
@@ -372,3 +361,21 @@ def _for_node(node: str, answer: Callable[[], bytes]) -> tuple[str, bytes]:
         return node, answer()
     except ProtocolError as exc:
         raise Refused(exc.code, exc.reason, node) from None
+
+
+def serve_tls(server: Any, context: ssl.SSLContext, request: Any, client_address: Any,
+              what: str) -> None:
+    """One connection of a TLS server (enrollment, member pushes): the handshake, then the
+    server's handler; a failed handshake or a dropped client is logged, never raised."""
+    try:
+        tls = context.wrap_socket(request, server_side=True)
+    except (ssl.SSLError, OSError) as exc:
+        log.info("%s %s: TLS handshake failed: %s", what, client_address[0], exc)
+        return
+    try:
+        server.RequestHandlerClass(tls, client_address, server)
+    except (OSError, ssl.SSLError) as exc:
+        log.info("%s %s: connection dropped: %s", what, client_address[0], exc)
+    finally:
+        with contextlib.suppress(OSError):
+            tls.close()
