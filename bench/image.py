@@ -75,7 +75,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
     results: dict[str, object] = {}
     try:
-        # a snapshot of overlays/common and the node packages: edits during the run
+        # a snapshot of overlays/ and the node packages: edits during the run
         # must not rebuild the base
         repo = snapshot_repo(work / "repo")
         cluster, nodes_dir = render_default_cluster(work)

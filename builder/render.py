@@ -1,8 +1,10 @@
-"""Render every node's overlay tree from templates/ (pure) and write it (atomic)."""
+"""Render every node's overlay tree from the features' templates (pure) and write it (atomic).
+
+Each feature's templates are the `*.j2` files of its folder `overlays/<feature>/`; a template
+`overlays/slurm/etc/slurm/slurm.conf.j2` becomes the node's `etc/slurm/slurm.conf`."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from collections.abc import Iterable
@@ -20,14 +22,15 @@ from chaosnode.paths import (
 )
 
 from .errors import RenderError
+from .features import FEATURES, NodeContext, node_context
 from .head.view import authorized_keys
 from .model import Cluster, Node
 from .pki import Pki
 from .resources import data_dir
 from .tydconf import HEADER
-from .views import ONLY_FOR, NodeView, Peer, all_peers, hubs, node_view
+from .views import Peer, all_peers, hubs
 
-TEMPLATES = data_dir("templates")
+OVERLAYS = data_dir("overlays")
 
 
 @dataclass(frozen=True)
@@ -39,32 +42,43 @@ class OutFile:
 Tree = dict[str, OutFile]
 
 
-def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
+def environment(overlays: Path = OVERLAYS) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(overlays)),
                               undefined=jinja2.StrictUndefined, trim_blocks=True,
                               lstrip_blocks=True, keep_trailing_newline=True,
                               autoescape=False)
 
 
-def template_names(templates: Path = TEMPLATES) -> list[str]:
-    return sorted(p.relative_to(templates).as_posix()
-                  for p in templates.rglob("*.j2") if p.is_file())
+def template_names(overlays: Path = OVERLAYS) -> list[str]:
+    """Every feature's templates, as `feature/path.j2`; a folder no feature declares is an
+    error (its templates would be left out without a word)."""
+    declared = {f.name for f in FEATURES}
+    unknown = sorted(d.name for d in overlays.iterdir() if d.is_dir() and d.name not in declared)
+    if unknown:
+        raise RenderError(f"{overlays}/{unknown[0]}: no feature declares this folder; add "
+                          f"builder/features/{unknown[0]}.py and list it in FEATURES")
+    return sorted(p.relative_to(overlays).as_posix() for f in FEATURES
+                  for p in (overlays / f.name).rglob("*.j2") if p.is_file())
 
 
-def render_templates(view: NodeView, env: jinja2.Environment,
+def output_path(name: str) -> str:
+    """`slurm/etc/slurm/slurm.conf.j2` -> `etc/slurm/slurm.conf`: where it lands on the node."""
+    return name.split("/", 1)[1].removesuffix(".j2")
+
+
+def render_templates(context: NodeContext, env: jinja2.Environment,
                      names: Iterable[str]) -> Tree:
-    """Pure: one node's view -> {relative path: file} for every template."""
-    context = {f.name: getattr(view, f.name) for f in dataclasses.fields(view)}
-    context.update(header=HEADER, node_cert=NODE_CERT, ca_cert=CA_CERT)
+    """Pure: one node's context -> {relative path: file} for every template it gets."""
+    values = {**context.fields, "header": HEADER, "node_cert": NODE_CERT, "ca_cert": CA_CERT}
     tree: Tree = {}
     for name in names:
-        if name in ONLY_FOR and not getattr(view, ONLY_FOR[name]):
+        if not context.gets(name):
             continue
         try:
-            text = env.get_template(name).render(context)
+            text = env.get_template(name).render(values)
         except jinja2.TemplateError as exc:
-            raise RenderError(f"templates/{name}: {exc}") from None
-        tree[name.removesuffix(".j2")] = OutFile(text.encode())
+            raise RenderError(f"overlays/{name}: {exc}") from None
+        tree[output_path(name)] = OutFile(text.encode())
     return tree
 
 
@@ -83,7 +97,7 @@ def pki_files(pki: Pki) -> Tree:
 def node_tree(cluster: Cluster, node: Node, pki: Pki | None, env: jinja2.Environment,
               names: list[str], everyone: tuple[Peer, ...] | None = None,
               hub_names: frozenset[str] | None = None) -> Tree:
-    tree = render_templates(node_view(cluster, node, everyone, hub_names), env, names)
+    tree = render_templates(node_context(cluster, node, everyone, hub_names), env, names)
     tree.update({rel: OutFile(data) for rel, data in authorized_keys(cluster, node).items()})
     if pki is not None:
         tree.update(pki_files(pki))
@@ -105,9 +119,9 @@ def write_tree(root: Path, tree: Tree) -> None:
 
 
 def render_cluster(cluster: Cluster, pki: Pki | None, out_dir: Path,
-                   only: str | None = None, templates: Path = TEMPLATES) -> list[str]:
+                   only: str | None = None, overlays: Path = OVERLAYS) -> list[str]:
     """Render every node (or one) into out_dir/NAME via a staging dir; returns node names."""
-    env, names = environment(templates), template_names(templates)
+    env, names = environment(overlays), template_names(overlays)
     nodes = [cluster.node(only)] if only else list(cluster.nodes)
     everyone, hub_names = all_peers(cluster), hubs(cluster)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 from chaostest import node_settings
 
+from builder.features import node_context
 from builder.render import environment, render_templates, template_names
 from builder.resources import data_dir
-from builder.views import node_view
 from chaosnode.contract import paths
 from chaosnode.contract.node import NodeSettings
 from chaosnode.contract.record import RecordError
 from chaosnode.contract.slurm import SlurmSettings
 
-UNIT_DIR = data_dir("overlays") / "common" / "etc" / "systemd"
+OVERLAYS = data_dir("overlays")
+UNIT_DIRS = sorted(OVERLAYS.glob("*/etc/systemd"))  # every feature's units
 # an absolute path in a unit line: after =, !, @, - (EnvironmentFile=-), a space or a quote
 UNIT_PATH = re.compile(r"(?:^|[\s=!@\"'-])(/[\w./@:%-]+)", re.MULTILINE)
 PROGRAM = re.compile(r"\s-m\s+([\w.]+)")
@@ -31,7 +32,7 @@ def declared() -> set[str]:
 
 
 def unit_files() -> list[Path]:
-    return sorted(p for p in UNIT_DIR.rglob("*") if p.is_file() and not p.is_symlink())
+    return sorted(p for d in UNIT_DIRS for p in d.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def named_paths(unit: Path) -> set[str]:
@@ -59,15 +60,15 @@ def test_every_program_a_unit_runs_is_a_module_of_the_node_packages(unit):
 
 def test_the_agent_unit_waits_for_the_declared_port():
     escaped = paths.AGENT_PORT.lstrip("/").replace("-", "\\x2d").replace("/", "-")
-    assert (UNIT_DIR / "system" / f"{escaped}.device.wants").is_dir()
+    assert (OVERLAYS / "common/etc/systemd/system" / f"{escaped}.device.wants").is_dir()
 
 
 def test_rendered_records_read_back_on_the_node(default_cluster):
     env = environment()
-    names = [n for n in template_names() if n in ("etc/chaos/node.json.j2",
-                                                  "etc/chaos/slurm.json.j2")]
+    names = [n for n in template_names() if n in ("common/etc/chaos/node.json.j2",
+                                                  "slurm/etc/chaos/slurm.json.j2")]
     for node in default_cluster.nodes:
-        tree = render_templates(node_view(default_cluster, node), env, names)
+        tree = render_templates(node_context(default_cluster, node), env, names)
         settings = NodeSettings.loads(tree[paths.in_root(paths.NODE_JSON)].data)
         assert (settings.name, settings.mac) == (node.name, node.mac)
         if paths.in_root(paths.SLURM_JSON) in tree:

@@ -17,10 +17,11 @@ from builder.errors import RenderError
 from builder.image.audit import scan_tree
 from builder.pki import Pki
 from builder.render import (
-    TEMPLATES,
+    OVERLAYS,
     OutFile,
     environment,
     node_tree,
+    output_path,
     render_cluster,
     template_names,
     write_tree,
@@ -56,7 +57,7 @@ def test_templates_match_golden_files(case):
 
 
 def test_every_template_has_golden_output():
-    names = {n.removesuffix(".j2") for n in template_names()}
+    names = {output_path(n) for n in template_names()}
     golden = {p.relative_to(node).as_posix() for case in CASES
               for node in (GOLDEN / case).iterdir() for p in node.rglob("*") if p.is_file()}
     golden = {g for g in golden if not g.startswith("etc/ssh/authorized_keys/")}
@@ -156,12 +157,12 @@ def test_failed_render_leaves_last_good_output(tmp_path, default_cluster):
     out = tmp_path / "nodes"
     render_cluster(default_cluster, pki, out)
     before = (out / "node01/etc/nftables.conf").read_bytes()
-    templates = tmp_path / "templates"
-    shutil.copytree(TEMPLATES, templates)
-    (templates / "etc/broken.j2").write_text(  # node03 cannot be rendered now
+    overlays = tmp_path / "overlays"
+    shutil.copytree(OVERLAYS, overlays, symlinks=True)
+    (overlays / "common/etc/broken.j2").write_text(  # node03 cannot be rendered now
         '{% if name == "node03" %}{{ no_such_value }}{% endif %}\n')
     with pytest.raises(RenderError, match="no_such_value"):
-        render_cluster(default_cluster, pki, out, templates=templates)
+        render_cluster(default_cluster, pki, out, overlays=overlays)
     assert (out / "node01/etc/nftables.conf").read_bytes() == before
     assert (out / "node03/etc/nftables.conf").exists()
     assert not (out / "node01/etc/broken").exists()

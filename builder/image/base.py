@@ -1,5 +1,8 @@
 """Steps copy_rootfs, install_common_overlay and pack_initrd: the node-independent base.
 
+Every feature's static files (overlays/<feature>/ without its templates) go into the base;
+the units and links come from the features (builder/features/).
+
 The base is one kernel plus one initramfs holding the whole root (`/init` is systemd), so
 nothing on the boot medium or a local disk is needed after the bootloader has read it.
 """
@@ -11,9 +14,11 @@ import os
 import shutil
 from pathlib import Path
 
+from builder import features
 from builder.errors import BuildError
+from builder.features import FEATURES, TEMPLATE_SUFFIX
 from builder.image.context import BuildContext, vici_dir
-from builder.image.packages import NODE_PACKAGES, WORKLOAD_LINKS
+from builder.image.packages import NODE_PACKAGES
 from builder.image.prune import kernel_moddir
 from builder.model import Compression
 from builder.run import run
@@ -21,14 +26,8 @@ from builder.run import run
 log = logging.getLogger("chaos.image")
 
 SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
-# Units the image starts besides those the packages enable themselves.
-ENABLE_UNITS = ("systemd-networkd.service", "nftables.service", "strongswan.service",
-                "chaos-identity.service", "chaos-enroll.service", "chaos-selftest.service",
-                "tyd.service", "chaos-crl.timer", "chaos-renew.timer",
-                "chaos-morning.service", "chaos-slurm.service",
-                "chaos-hosts.service",
-                # the always-on head (issue 21); each does nothing without its rendered file
-                "chaos-users.service", "chaos-statedisk.service")
+# Units the image starts besides those the packages enable themselves (each feature's).
+ENABLE_UNITS = features.enabled_units()
 COMPRESSORS: dict[Compression, list[str]] = {
     Compression.ZSTD: ["zstd", "-19", "-T0", "-q", "--no-progress"],
     # the kernel's XZ decoder wants CRC32 checks
@@ -36,10 +35,9 @@ COMPRESSORS: dict[Compression, list[str]] = {
     # the kernel only reads the legacy lz4 frame format
     Compression.LZ4: ["lz4", "-l", "-9", "-q"],
 }
-# Units the packages enable that must wait for what only a booted node has (the munge key
-# from enrollment, the head in tyd's map): chaos-slurm.service starts them. A preset in
-# overlays/common keeps systemd's first-boot preset from enabling them again.
-DISABLE_UNITS = ("munge.service", "slurmd.service", "slurmctld.service")
+# Units the packages enable that must wait for what only a booted node has (the features
+# that say so, with a preset in their folder against systemd's first-boot preset).
+DISABLE_UNITS = features.disabled_units()
 INITRD_NAME = "initrd.img"
 PRECOMPILE = Path(__file__).with_name("precompile.py")
 KERNEL_NAME = "vmlinuz"
@@ -58,11 +56,15 @@ def copy_rootfs(ctx: BuildContext) -> bool:
 
 
 def install_common_overlay(ctx: BuildContext) -> bool:
-    """overlays/common, the node packages and vici into the tree; enable units; /init."""
+    """Each feature's static files, the node packages and vici into the tree; enable units;
+    /init."""
     root = ctx.tree
-    if not ctx.common_overlay.is_dir():
-        raise BuildError(f"{ctx.common_overlay}: missing; every node needs overlays/common")
-    shutil.copytree(ctx.common_overlay, root, symlinks=True, dirs_exist_ok=True)
+    for feature in FEATURES:
+        folder = ctx.overlays / feature.name
+        if not folder.is_dir():
+            raise BuildError(f"{folder}: missing; the {feature.name} feature's files")
+        shutil.copytree(folder, root, symlinks=True, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(f"*{TEMPLATE_SUFFIX}"))
     site = root / SITE_PACKAGES
     site.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -73,7 +75,7 @@ def install_common_overlay(ctx: BuildContext) -> bool:
         enable_unit(root, unit)
     for unit in DISABLE_UNITS:
         disable_unit(root, unit)
-    for link, target in WORKLOAD_LINKS.get(ctx.cluster.workload, ()):
+    for link, target in features.links(ctx.cluster):
         (root / link).unlink(missing_ok=True)
         (root / link).symlink_to(target)
     init = root / "init"

@@ -166,7 +166,7 @@ def build_image(cluster: Cluster, nodes_dir: Path, out_dir: Path, cache_dir: Pat
                 node: str | None = None, repo_dir: Path | None = None) -> dict[str, object]:
     """Build out/chaos.iso and out/pxe/ from the cluster model and rendered node overlays.
 
-    repo_dir holds overlays/common and the node packages (default: this install's own).
+    repo_dir holds overlays/ and the node packages (default: this install's own).
     Returns the build summary (also written to out/summary.json).
     """
     ctx = BuildContext(cluster=cluster, nodes_dir=nodes_dir, out_dir=out_dir,

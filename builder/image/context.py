@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.features import FEATURES, TEMPLATE_SUFFIX
 from builder.image.packages import NODE_PACKAGES, image_packages
 from builder.model import Cluster, Node
 from builder.resources import data_dir, package_dir
@@ -36,7 +37,7 @@ class BuildContext:
     out_dir: Path
     cache_dir: Path
     node: str | None = None
-    # a snapshot holding overlays/common and the node packages (tests); None: this install's
+    # a snapshot holding overlays/ and the node packages (tests); None: this install's
     repo_dir: Path | None = None
     sources: Path | None = None
     epoch: int = field(default_factory=lambda: int(os.environ.get("SOURCE_DATE_EPOCH", "0")))
@@ -68,7 +69,7 @@ class BuildContext:
 
     @property
     def packages(self) -> tuple[str, ...]:
-        return image_packages(self.cluster.workload, self.cluster.image.packages)
+        return image_packages(self.cluster)
 
     def _rootfs_key(self) -> str:
         h = hashlib.sha256()
@@ -84,18 +85,20 @@ class BuildContext:
         h = hashlib.sha256()
         h.update(self.rootfs_key.encode())
         h.update(f"{image.hardware.value}\0{image.compression.value}\0".encode())
-        for tree in (self.common_overlay, *self.node_packages, vici_dir()):
+        for feature in FEATURES:  # static files only: templates are each node's, not the base's
+            hash_tree(h, self.overlays / feature.name, skip_suffix=TEMPLATE_SUFFIX)
+        for tree in (*self.node_packages, vici_dir()):
             hash_tree(h, tree)
         for recipe in BASE_RECIPE:
             h.update((Path(__file__).parent / recipe).read_bytes())
         return h.hexdigest()[:16]
 
     @property
-    def common_overlay(self) -> Path:
-        """overlays/common: what every node's root gets."""
+    def overlays(self) -> Path:
+        """overlays/: each feature's folder, whose static files every node's root gets."""
         if self.repo_dir is not None:
-            return self.repo_dir / "overlays" / "common"
-        return data_dir("overlays") / "common"
+            return self.repo_dir / "overlays"
+        return data_dir("overlays")
 
     @property
     def node_packages(self) -> tuple[Path, ...]:
@@ -132,12 +135,13 @@ def vici_dir() -> Path:
     return Path(vici.__file__).parent
 
 
-def hash_tree(h: hashlib._Hash, root: Path) -> None:
+def hash_tree(h: hashlib._Hash, root: Path, skip_suffix: str = "") -> None:
     if not root.exists():
         h.update(f"missing:{root.name}".encode())
         return
     for path in sorted(root.rglob("*")):
-        if "__pycache__" in path.parts or path.is_dir():
+        if "__pycache__" in path.parts or path.is_dir() or (
+                skip_suffix and path.name.endswith(skip_suffix)):
             continue
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(f"{path.lstat().st_mode:o}\0".encode())

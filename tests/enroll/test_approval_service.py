@@ -193,15 +193,15 @@ def test_boots_are_bounded(tmp_path):
 def test_the_rendered_node_json_tells_the_boot_unit_which_attestation(tmp_path):
     """chaos.yaml -> node.json (the real render path) -> bootenroll -> the client's flag."""
 
+    from builder.features import node_context  # noqa: PLC0415
     from builder.render import environment, render_templates  # noqa: PLC0415
-    from builder.views import node_view  # noqa: PLC0415
     from chaosnode import bootenroll, enroll  # noqa: PLC0415
     from chaosnode.contract.node import NodeSettings  # noqa: PLC0415
 
     cluster = load_cluster(write_lab_config(tmp_path))[0]
     for name, attestation in (("node01", "tpm"), (NODE, "approval")):
-        tree = render_templates(node_view(cluster, cluster.node(name)), environment(),
-                                ["etc/chaos/node.json.j2"])
+        tree = render_templates(node_context(cluster, cluster.node(name)), environment(),
+                                ["common/etc/chaos/node.json.j2"])
         node = NodeSettings.loads(tree["etc/chaos/node.json"].data)
         assert node.attestation == attestation
         assert enroll.parser().parse_args(bootenroll.enroll_argv(node)).attestation == \

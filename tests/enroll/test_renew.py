@@ -32,7 +32,7 @@ from chaosnode.renew import check
 RENEW_BOOTSTRAP = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                    "from chaosnode.renew import main; sys.exit(main())")
 HOURS = 16  # the default chaos.yaml's security.node_cert_hours
-UNIT_DIR = ROOT / "overlays/common/etc/systemd/system"
+UNIT_DIR = ROOT / "overlays/enroll/etc/systemd/system"
 
 
 @dataclass

@@ -33,11 +33,10 @@ class Built:
 
 
 def snapshot_repo(dest: Path) -> Path:
-    """overlays/common and the node packages as they are now: the session's builds must not
-    see later edits."""
+    """overlays/ and the node packages as they are now: the session's builds must not see
+    later edits."""
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "overlays" / "common", dest / "overlays" / "common", symlinks=True,
-                    ignore=ignore)
+    shutil.copytree(ROOT / "overlays", dest / "overlays", symlinks=True, ignore=ignore)
     for name in NODE_PACKAGES:
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
     return dest

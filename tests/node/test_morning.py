@@ -12,8 +12,8 @@ from pathlib import Path
 from chaostest import ROOT
 
 from builder.config import load_cluster
+from builder.features.night import night_settings
 from builder.model import Morning, ScheduleSection
-from builder.views import night_settings
 from chaosnode.morning import NightSettings, NodeActions, morning
 
 UTC = dt.UTC

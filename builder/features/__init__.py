@@ -1,0 +1,74 @@
+"""The features a node is made of, and the one place core code asks them.
+
+A feature lives in two places: `overlays/<name>/` holds what lands on the node (`*.j2`
+templates, rendered per node, beside static files, which every node's base image gets) and
+`builder/features/<name>.py` declares the rest as one `Feature`: the fields it adds to a
+node's render context, which of its templates a node gets, the units the image enables for
+it, its Debian packages and the nft counters it adds. render.py, the image build and the
+firewall read FEATURES; none of them names a feature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import Cluster, Node
+from ..views import Peer, node_view
+from . import common, enroll, firewall, head, ipsec, night, slurm, tyd
+from .feature import TEMPLATE_SUFFIX, Feature
+
+# In render order; the firewall's counters come out in this order too.
+FEATURES: tuple[Feature, ...] = (common.FEATURE, ipsec.FEATURE, firewall.FEATURE,
+                                 tyd.FEATURE, enroll.FEATURE, night.FEATURE, slurm.FEATURE,
+                                 head.FEATURE)
+
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """One node's render context (the core view and every feature's fields) and the
+    templates (`feature/path.j2` under overlays/) it does not get."""
+
+    fields: Mapping[str, Any]
+    skipped: frozenset[str]
+
+    def gets(self, template: str) -> bool:
+        return template not in self.skipped
+
+
+def node_context(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = None,
+                 hub_names: frozenset[str] | None = None) -> NodeContext:
+    core = node_view(cluster, node, everyone, hub_names)
+    fields = {f.name: getattr(core, f.name) for f in dataclasses.fields(core)}
+    for feature in FEATURES:
+        fields.update(feature.fields(cluster, node, core))
+    fields["counters"] = tuple(c for f in FEATURES for c in f.counters(cluster, node))
+    skipped = frozenset(f"{feature.name}/{template}" for feature in FEATURES
+                        for template, flag in feature.only_for.items() if not fields[flag])
+    return NodeContext(fields, skipped)
+
+
+def enabled_units() -> tuple[str, ...]:
+    """Units the image starts besides those the packages enable themselves."""
+    return tuple(unit for f in FEATURES for unit in f.units)
+
+
+def disabled_units() -> tuple[str, ...]:
+    """Units the packages enable that must wait for what only a booted node has."""
+    return tuple(unit for f in FEATURES for unit in f.disable_units)
+
+
+def packages(cluster: Cluster) -> tuple[str, ...]:
+    """Every feature's Debian packages for this cluster (unsorted, may repeat)."""
+    return tuple(name for f in FEATURES for name in f.packages(cluster))
+
+
+def links(cluster: Cluster) -> tuple[tuple[str, str], ...]:
+    """Symbolic links (path in the image, target) the features' packages leave out."""
+    return tuple(link for f in FEATURES for link in f.links(cluster))
+
+
+__all__ = ["FEATURES", "TEMPLATE_SUFFIX", "Feature", "NodeContext", "node_context"]

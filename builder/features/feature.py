@@ -1,0 +1,47 @@
+"""What a feature declares (builder/features/<name>.py) beside its folder overlays/<name>/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import Cluster, Node
+from ..views import NodeView
+
+# a file of overlays/<name>/ ending so is a template, rendered per node (its name without it)
+TEMPLATE_SUFFIX = ".j2"
+Fields = Mapping[str, Any]
+Counters = tuple[tuple[str, str], ...]
+
+
+def no_fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
+    return {}
+
+
+def no_packages(cluster: Cluster) -> tuple[str, ...]:
+    return ()
+
+
+def no_counters(cluster: Cluster, node: Node) -> Counters:
+    return ()
+
+
+def no_links(cluster: Cluster) -> tuple[tuple[str, str], ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str  # its folder: overlays/<name>/
+    # what it adds to a node's render context (templates of any feature may read it)
+    fields: Callable[[Cluster, Node, NodeView], Fields] = no_fields
+    # templates (relative to overlays/<name>/) a node gets only when one of this feature's
+    # fields is true; every other template of the folder goes to every node
+    only_for: Mapping[str, str] = field(default_factory=dict)
+    units: tuple[str, ...] = ()  # units the image enables besides the packages' own
+    disable_units: tuple[str, ...] = ()  # units its packages enable that must wait
+    packages: Callable[[Cluster], tuple[str, ...]] = no_packages  # Debian packages
+    # symbolic links (path in the image, target) its packages leave out
+    links: Callable[[Cluster], tuple[tuple[str, str], ...]] = no_links
+    counters: Callable[[Cluster, Node], Counters] = no_counters  # named nft drop counters

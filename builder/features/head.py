@@ -1,0 +1,35 @@
+"""The always-on head and the users (overlays/head/): sysusers, sshd, NFS exports, the state
+disk and the compute nodes' /home mount; what they need is computed in builder/head/view.py."""
+
+from __future__ import annotations
+
+from ..head.view import HEAD_COUNTERS, head_fields
+from ..model import Cluster, Node
+from ..views import NodeView
+from .feature import Counters, Feature, Fields
+
+
+def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
+    return head_fields(cluster, node)
+
+
+def counters(cluster: Cluster, node: Node) -> Counters:
+    return HEAD_COUNTERS if node == cluster.always_on_head else ()
+
+
+FEATURE = Feature(
+    name="head",
+    fields=fields,
+    only_for={
+        "etc/chaos/users.conf.j2": "users_conf",
+        "etc/ssh/sshd_config.d/chaos.conf.j2": "head_always_on",
+        "etc/exports.d/chaos.exports.j2": "head_always_on",
+        "etc/chaos/statedisk.json.j2": "head_always_on",
+        "etc/systemd/system/home.mount.j2": "home_client",
+        "etc/systemd/system/home.automount.j2": "home_client",
+        "etc/systemd/system/multi-user.target.d/chaos-home.conf.j2": "home_client",
+    },
+    # each does nothing without its rendered file
+    units=("chaos-users.service", "chaos-statedisk.service"),
+    counters=counters,
+)

@@ -1,0 +1,16 @@
+"""tyd, the discovery daemon (overlays/tyd/): its tyd.json and unit; the daemon is tyd/."""
+
+from __future__ import annotations
+
+from ..model import Cluster, Node
+from ..tydconf import tyd_config_json
+from ..views import NodeView, ipsec_policy
+from .feature import Feature, Fields
+
+
+def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
+    peers = tuple(p.address for p in core.peers)
+    return {"tyd_json": tyd_config_json(cluster, node, peers, ipsec_policy(cluster, node))}
+
+
+FEATURE = Feature(name="tyd", fields=fields, units=("tyd.service",))
