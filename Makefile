@@ -100,7 +100,7 @@ test-one: setup ## one test: make test-one T=tests/test_render.py::test_every_te
 	$(PY) -m pytest $(T) $(PYTEST_ARGS)
 
 golden: setup ## rewrite the golden files after an intended template change (review the diff)
-	CHAOS_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py $(PYTEST_ARGS)
+	CHAOS_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py tests/test_hostconf.py $(PYTEST_ARGS)
 
 format: setup ## ruff format the files given: make format F="builder/render.py ..."
 	@test -n "$(F)" || { echo "usage: make format F=FILES (the whole tree is not formatted yet)"; exit 2; }
