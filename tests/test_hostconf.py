@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from chaostest import ROOT
 
+from builder.config import load_cluster
 from builder.errors import RenderError
 from builder.hostconf import render_host
+from builder.image import pxe
+from builder.image.context import BuildContext
 from builder.nginx import NginxSite, nginx_conf
 
 GOLDEN = ROOT / "tests" / "golden" / "serve"
@@ -21,7 +24,26 @@ SITE = NginxSite(ipaddress.IPv4Address("10.99.0.1"), 8080, Path("/srv/chaos/pxe"
                  Path("/run/chaos-serve"), "nobody", "nogroup")
 
 
-@pytest.mark.parametrize("name, text", [("nginx.conf", lambda: nginx_conf(SITE))])
+
+
+def pxelinux_node() -> str:
+    cluster, _ = load_cluster(ROOT / "tests" / "golden" / "all.yaml")
+    ctx = BuildContext(cluster=cluster, nodes_dir=Path("/nodes"), out_dir=Path("/out"),
+                       cache_dir=Path("/cache"))
+    return pxe.pxelinux_entry(ctx, cluster.nodes[0])
+
+
+def pxelinux_local() -> str:
+    cluster, _ = load_cluster(ROOT / "tests" / "golden" / "all.yaml")
+    return pxe.local_disk_answers(cluster.nodes[0], "outside the night")[1]
+
+
+@pytest.mark.parametrize("name, text", [
+    ("nginx.conf", lambda: nginx_conf(SITE)),
+    ("pxelinux-node.cfg", pxelinux_node),
+    ("pxelinux-local.cfg", pxelinux_local),
+    ("pxelinux-default.cfg", lambda: pxe.PXELINUX_DEFAULT),
+])
 def test_host_configs_match_golden_files(name, text):
     golden = GOLDEN / name
     if UPDATE:

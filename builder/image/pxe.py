@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from builder.hostconf import render_host
 from builder.image.base import INITRD_NAME, KERNEL_NAME
 from builder.image.context import BuildContext
 from builder.model import Node
@@ -48,8 +49,7 @@ def local_disk_answers(node: Node, why: str) -> tuple[str, str, str]:
             f"echo chaos: {why}; booting the local disk\n"
             "iseq ${platform} efi && exit ||\n"
             "sanboot --no-describe --drive 0x80 || exit\n",
-            f"# {HEADER} serve: {who}: {why}\nDEFAULT local\nPROMPT 0\nLABEL local\n"
-            "  LOCALBOOT 0\n",
+            pxelinux_cfg(f"{HEADER} serve: {who}: {why}"),
             f"# {HEADER} serve: {who}: {why}\necho \"chaos: {why}; booting the local disk\"\n"
             "exit\n")
 
@@ -71,21 +71,22 @@ exit
 """
 
 
+def pxelinux_cfg(comment: str, node_boot: dict[str, str] | None = None) -> str:
+    """A pxelinux config (templates/pxe/pxelinux.cfg.j2): the node's kernel and initrds, or
+    the local disk."""
+    return render_host("pxe/pxelinux.cfg.j2", {"comment": comment, "node_boot": node_boot})
+
+
 def pxelinux_entry(ctx: BuildContext, node: Node) -> str:
-    return (f"# {HEADER}: node {node.name} ({node.mac})\n"
-            "DEFAULT chaos\nPROMPT 0\n"
-            "LABEL chaos\n"
-            f"  KERNEL {KERNEL_NAME}\n"
-            f"  INITRD {INITRD_NAME},nodes/{node.name}.cpio\n"
-            f"  APPEND {kernel_cmdline(ctx)}\n")
+    return pxelinux_cfg(f"{HEADER}: node {node.name} ({node.mac})", {
+        "kernel": KERNEL_NAME,
+        "initrds": f"{INITRD_NAME},nodes/{node.name}.cpio",
+        "cmdline": kernel_cmdline(ctx),
+    })
 
 
-PXELINUX_DEFAULT = f"""# {HEADER}: a MAC that is no node of this cluster boots the local disk
-DEFAULT local
-PROMPT 0
-LABEL local
-  LOCALBOOT 0
-"""
+PXELINUX_DEFAULT = pxelinux_cfg(f"{HEADER}: a MAC that is no node of this cluster boots the "
+                                "local disk")
 
 
 GRUB_NET_MODULES = ("efinet", "tftp", "net", "linux", "normal", "configfile", "echo", "test",
