@@ -12,6 +12,7 @@ from builder.config import load_cluster
 from builder.errors import RenderError
 from builder.features import FEATURES, node_context
 from builder.features.feature import TEMPLATE_SUFFIX
+from builder.image.base import templates_only
 from builder.render import OVERLAYS, environment, render_templates, template_names
 from builder.views import node_view
 
@@ -70,3 +71,20 @@ def test_a_node_gets_a_gated_template_only_when_its_feature_says_so(default_clus
         assert ("etc/slurm/slurm.conf" in tree) == bool(context.fields["slurm_head"])
         assert ("etc/default/slurmd" in tree) == bool(context.fields["slurm_compute"])
         assert "etc/nftables.conf" in tree and "etc/tyd/tyd.json" in tree
+
+
+def test_the_base_gets_every_static_file_and_no_template_nor_empty_folder(tmp_path):
+    """What install_common_overlay copies: each feature's static files (links kept); the
+    templates are each node's, and a folder of templates only must not leave an empty one."""
+    for feature in FEATURES:
+        shutil.copytree(OVERLAYS / feature.name, tmp_path, symlinks=True, dirs_exist_ok=True,
+                        ignore=templates_only)
+    copied = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
+              if p.is_symlink() or p.is_file()}
+    static = {p.relative_to(OVERLAYS / f.name).as_posix() for f in FEATURES
+              for p in (OVERLAYS / f.name).rglob("*")
+              if (p.is_symlink() or p.is_file()) and not p.name.endswith(TEMPLATE_SUFFIX)}
+    assert copied == static
+    assert "etc/systemd/system/chaos-slurm.service" in copied
+    empty = [p for p in tmp_path.rglob("*") if p.is_dir() and not any(p.iterdir())]
+    assert not empty, empty

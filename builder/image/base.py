@@ -55,6 +55,20 @@ def copy_rootfs(ctx: BuildContext) -> bool:
     return True
 
 
+def holds_static_files(folder: Path) -> bool:
+    return any(not p.name.endswith(TEMPLATE_SUFFIX) and (p.is_symlink() or not p.is_dir())
+               for p in folder.rglob("*"))
+
+
+def templates_only(directory: str, names: list[str]) -> set[str]:
+    """copytree's ignore: the templates (each node's, rendered) and folders holding nothing
+    else, so the base gets no empty directories from them."""
+    here = Path(directory)
+    return {name for name in names if name.endswith(TEMPLATE_SUFFIX) or (
+        (here / name).is_dir() and not (here / name).is_symlink()
+        and not holds_static_files(here / name))}
+
+
 def install_common_overlay(ctx: BuildContext) -> bool:
     """Each feature's static files, the node packages and vici into the tree; enable units;
     /init."""
@@ -63,8 +77,7 @@ def install_common_overlay(ctx: BuildContext) -> bool:
         folder = ctx.overlays / feature.name
         if not folder.is_dir():
             raise BuildError(f"{folder}: missing; the {feature.name} feature's files")
-        shutil.copytree(folder, root, symlinks=True, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(f"*{TEMPLATE_SUFFIX}"))
+        shutil.copytree(folder, root, symlinks=True, dirs_exist_ok=True, ignore=templates_only)
     site = root / SITE_PACKAGES
     site.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
