@@ -23,7 +23,6 @@ from chaosnode.paths import (
 
 from .errors import RenderError
 from .features import FEATURES, NodeContext, node_context
-from .head.view import authorized_keys
 from .model import Cluster, Node
 from .pki import Pki
 from .resources import data_dir
@@ -98,7 +97,8 @@ def node_tree(cluster: Cluster, node: Node, pki: Pki | None, env: jinja2.Environ
               names: list[str], everyone: tuple[Peer, ...] | None = None,
               hub_names: frozenset[str] | None = None) -> Tree:
     tree = render_templates(node_context(cluster, node, everyone, hub_names), env, names)
-    tree.update({rel: OutFile(data) for rel, data in authorized_keys(cluster, node).items()})
+    for feature in FEATURES:
+        tree.update({rel: OutFile(data) for rel, data in feature.files(cluster, node).items()})
     if pki is not None:
         tree.update(pki_files(pki))
     return tree

@@ -31,6 +31,10 @@ def no_links(cluster: Cluster) -> tuple[tuple[str, str], ...]:
     return ()
 
 
+def no_files(cluster: Cluster, node: Node) -> Mapping[str, bytes]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str  # its folder: overlays/<name>/
@@ -45,3 +49,5 @@ class Feature:
     # symbolic links (path in the image, target) its packages leave out
     links: Callable[[Cluster], tuple[tuple[str, str], ...]] = no_links
     counters: Callable[[Cluster, Node], Counters] = no_counters  # named nft drop counters
+    # a node's files that are data, not a template: {path in the node's root: bytes}
+    files: Callable[[Cluster, Node], Mapping[str, bytes]] = no_files

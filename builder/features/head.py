@@ -3,7 +3,7 @@ disk and the compute nodes' /home mount; what they need is computed in builder/h
 
 from __future__ import annotations
 
-from ..head.view import HEAD_COUNTERS, head_fields
+from ..head.view import HEAD_COUNTERS, authorized_keys, head_fields
 from ..model import Cluster, Node
 from ..views import NodeView
 from .feature import Counters, Feature, Fields
@@ -32,4 +32,5 @@ FEATURE = Feature(
     # each does nothing without its rendered file
     units=("chaos-users.service", "chaos-statedisk.service"),
     counters=counters,
+    files=authorized_keys,  # each user's ssh keys on the head
 )
