@@ -27,6 +27,8 @@ ENABLE_UNITS = ("systemd-networkd.service", "nftables.service", "strongswan.serv
                 "tyd.service", "chaos-crl.timer", "chaos-renew.timer",
                 "chaos-morning.service", "chaos-slurm.service",
                 "chaos-hosts.service",
+                # member pushes to serve's record (issue 23)
+                "chaos-pushwatch.service", "chaos-pushjobs.timer",
                 # the always-on head (issue 21); each does nothing without its rendered file
                 "chaos-users.service", "chaos-statedisk.service")
 COMPRESSORS: dict[Compression, list[str]] = {
