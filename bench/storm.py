@@ -17,15 +17,18 @@ namespace, each with one kept-alive connection, as iPXE):
   asyncio     the same from bench/asyncio_sendfile.py (loop.sendfile): the alternative to
               nginx that the issue asked to measure side by side
 Prints completion time (start until the last client is done), throughput, failures, and
-serve's HTTP throughput as a share of the ceiling. Bodies are checked by size here (by SHA-256
-in tests/test_serve.py); the clients are Python threads on the same 2 cores as the servers,
-so both rows share that limit.
+serve's HTTP throughput as a share of the ceiling; and serve's event record during its two
+runs (issue 23): the boot answers it recorded while it answered the storm, per second, and
+the events it dropped (its /metrics chaos_events_dropped, fetched over the admin listener).
+Bodies are checked by size here (by SHA-256 in tests/test_serve.py); the clients are Python
+threads on the same 2 cores as the servers, so both rows share that limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -41,7 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.pxe_clients import write_tree  # noqa: E402
+from builder.admin import events  # noqa: E402
 from builder.run import supervised  # noqa: E402
+from builder.smoke.admin_checks import samples  # noqa: E402
 
 SERVER, CLIENT, PREFIX = "10.96.0.1", "10.96.0.2", 22
 SERVE_PORT, CEILING_PORT, ASYNCIO_PORT = 8080, 8081, 8082
@@ -132,6 +137,23 @@ def row(label: str, n: int, result: dict[str, Any], tftp: bool = False) -> float
     return rate
 
 
+def recorded(srv: str, run_dir: Path, since: dt.datetime, until: dt.datetime
+             ) -> tuple[int, int]:
+    """(events serve recorded in [since, until], events it dropped so far)."""
+    time.sleep(2)  # the log followers poll every 0.5 s; the writer batches
+    db = events.connect(run_dir / events.DB_NAME, readonly=True)
+    try:
+        n = len(events.read(db, since, until))
+    finally:
+        db.close()
+    r = subprocess.run(["ip", "netns", "exec", srv, sys.executable, "-m",
+                        "builder.smoke.admin_checks", "fetch", str(run_dir / "admin.token"),
+                        "http://127.0.0.1:9180/metrics"], capture_output=True, timeout=60,
+                       check=True, cwd=ROOT)
+    dropped = samples(r.stdout.decode()).get("chaos_events_dropped", {}).get((), -1)
+    return n, int(dropped)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="+", default=[100, 200, 500])
@@ -181,10 +203,18 @@ def main() -> int:
             wait_http(cli, ASYNCIO_PORT, deadline)
             print(f"{'N':>5} {'server':<11} {'complete':>10} {'throughput':>14}", flush=True)
             for n in args.nodes:
+                began = dt.datetime.now(dt.UTC)
                 row("serve PXE", n, clients(cli, SERVE_PORT, work / "manifest.json", n, True),
                     tftp=True)
                 served = row("serve HTTP", n, clients(cli, SERVE_PORT, work / "manifest.json",
                                                       n, False))
+                ended = dt.datetime.now(dt.UTC)
+                seconds = (ended - began).total_seconds()
+                n_events, dropped = recorded(srv, work / "serve", began,
+                                             ended + dt.timedelta(seconds=1))
+                print(f"{n:>5} serve's record: {n_events} events while it answered both runs "
+                      f"({seconds:.1f} s, {n_events / seconds:.0f} events/s), {dropped} "
+                      "dropped", flush=True)
                 ceiling = row("ceiling", n, clients(cli, CEILING_PORT, work / "manifest.json",
                                                     n, False))
                 aio = row("asyncio", n, clients(cli, ASYNCIO_PORT, work / "manifest.json", n,

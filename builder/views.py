@@ -133,6 +133,7 @@ def node_settings(cluster: Cluster, node: Node) -> NodeSettings:
     return NodeSettings(name=node.name, fqdn=fqdn(cluster, node), address=str(node.address),
                         mac=node.mac, cluster=cluster.cluster.name,
                         scope=cluster.security.scope.value, enroll_url=enroll_url(cluster),
+                        push_url=push_url(cluster),
                         key_type=cluster.security.key_type.value,
                         attestation=node.attestation.value)
 
@@ -141,6 +142,12 @@ def enroll_url(cluster: Cluster) -> str:
     """Where nodes enroll: the serve host's enrollment service (HTTPS, cluster-CA cert)."""
     serve = cluster.serve
     return f"https://{serve.address}:{serve.enroll_port}" if serve.address else ""
+
+
+def push_url(cluster: Cluster) -> str:
+    """Where members push facts about themselves (builder/admin/push.py, mutual TLS)."""
+    serve = cluster.serve
+    return f"https://{serve.address}:{serve.push_port}" if serve.address else ""
 
 
 def is_compute(node: Node) -> bool:

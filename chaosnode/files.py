@@ -5,8 +5,10 @@ programs) writes a file that someone else reads; runs on the build host and on t
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
@@ -47,3 +49,13 @@ def sync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_json(path: Path, limit: int) -> Any:
+    """A JSON file another program keeps (tyd's map, its status), read no further than
+    limit bytes; ValueError when it is bigger or no JSON, OSError when it cannot be read."""
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return json.loads(data)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from chaosnode import paths
+from chaosnode.files import read_json
 
 HOSTS: Final = Path(paths.HOSTS_FILE)
 MARK: Final = "# members tyd added at run time (chaosnode.hosts)"
@@ -86,11 +87,7 @@ def domain_of(node_json: Path) -> str:
 
 def read_map(path: Path) -> list[Entry] | None:
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_MAP_BYTES + 1)
-        if len(data) > MAX_MAP_BYTES:
-            return None
-        return live_entries(json.loads(data))
+        return live_entries(read_json(path, MAX_MAP_BYTES))
     except (OSError, ValueError):
         return None
 

@@ -4,7 +4,9 @@ The node reads the night rendered for it (/etc/chaos/night.json, from chaos.yaml
 its clock comes from the network: systemd-timesyncd with schedule.time_source). At the end
 minus schedule.stop_new_work_before it stops taking new work (Slurm drain, when Slurm is on
 the node), waits for running work until the end, then stops tyd (tyd's SIGTERM announces
-LEAVE to every member) and reboots (the boot answer is then the local disk) or powers off.
+LEAVE to every member), tells serve it left (a member push, at most LEFT_TIMEOUT seconds:
+the admin's status shows why it went) and reboots (the boot answer is then the local disk)
+or powers off.
 
     python3 -I -m chaosnode.morning [--settings /etc/chaos/night.json] [--dry-run]
 
@@ -26,16 +28,20 @@ from typing import Protocol
 
 from chaosnode.console import say
 from chaosnode.contract.night import NightSettings
-from chaosnode.paths import NIGHT_JSON
+from chaosnode.paths import NIGHT_JSON, NODE_JSON
+from chaosnode.push import FAILURES, MemberPush, node_sender
 
 # never sleep longer than this between two looks at the clock: NTP may step it
 LOOK_SECONDS = 30.0
+# the morning's push to serve may hold the reboot this long, no longer
+LEFT_TIMEOUT = 5.0
 
 
 class Actions(Protocol):
     def drain(self, node: str, reason: str) -> str: ...
     def running_work(self, node: str) -> int: ...
     def leave(self) -> str: ...
+    def tell_left(self, node: str) -> str: ...
     def power(self, morning: str) -> str: ...
 
 
@@ -67,6 +73,20 @@ class NodeActions:
                             "--no-pager"], capture_output=True, text=True, timeout=60)
         words = [ln for ln in r.stdout.splitlines() if "leaving" in ln or "LEAVE" in ln]
         return f"{stopped}; tyd: {' / '.join(words) or 'said nothing about leaving'}"
+
+    def tell_left(self, node: str, node_json: Path = Path(NODE_JSON)) -> str:
+        """serve's record gets `left: morning` (chaosnode.push); a failure holds nothing up."""
+        try:
+            _, send_one = node_sender(node_json, LEFT_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            return f"serve not told: cannot read {node_json}: {exc}"
+        if send_one is None:
+            return "serve not told: node.json names no push address (serve.address unset)"
+        try:
+            send_one(MemberPush(node, "left", why="morning"))
+        except FAILURES as exc:
+            return f"serve not told ({exc}); going on"
+        return "serve told: left (morning)"
 
     def power(self, morning: str) -> str:
         return self._run(["systemctl", "poweroff" if morning == "poweroff" else "reboot"])
@@ -120,6 +140,7 @@ def morning(settings: NightSettings, actions: Actions,
         sleep(min(LOOK_SECONDS, max((end - clock()).total_seconds(), 0.0)))
     sleep_until(end, clock, sleep)
     say(f"chaos-morning: leaving the cluster: {actions.leave()}")
+    say(f"chaos-morning: {actions.tell_left(settings.node)}")
     say(f"chaos-morning: {settings.morning}: {actions.power(settings.morning)}")
     return 0
 

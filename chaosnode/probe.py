@@ -4,6 +4,7 @@
   probe send tcp|udp ADDR PORT TEXT   send TEXT once
   probe sink PORT SECONDS             accept one TCP stream, print its rate
   probe blast ADDR PORT MEGABYTES     send MEGABYTES over TCP, print the rate
+  probe connect ADDR PORT             a TCP connect: prints `open`, or `closed: why`
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def blast(addr: str, port: int, megabytes: int) -> None:
           flush=True)
 
 
+def connect(addr: str, port: int, timeout: float = 5.0) -> str:
+    try:
+        with socket.create_connection((addr, port), timeout=timeout):
+            return "open"
+    except OSError as exc:
+        return f"closed: {exc.strerror or type(exc).__name__}"
+
+
 def main(argv: list[str]) -> int:
     match argv:
         case ["sink", port, seconds]:
@@ -86,6 +95,8 @@ def main(argv: list[str]) -> int:
             listen(proto, int(port), float(seconds))
         case ["send", ("tcp" | "udp") as proto, addr, port, text]:
             send(proto, addr, int(port), text)
+        case ["connect", addr, port]:
+            print(f"{addr}:{port} {connect(addr, int(port))}", flush=True)
         case _:
             print(__doc__, file=sys.stderr)
             return 2

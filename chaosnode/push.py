@@ -6,7 +6,9 @@ client and serve's server (builder/admin/push.py) alike.
 Kinds: joined (tyd's map has this node; peers: members it sees), left (why: morning|tyd),
 tyd_refusals (count: tyd's refusal counter; why: the last one), jobs (from a head only:
 Slurm's running jobs per node). Serve takes from a node only facts about that node.
-Stdlib only (runs under `python3 -I` on the node):
+Who pushes what (each bounded, never blocking the node's work, a failure said once):
+chaosnode.pushwatch (joined, tyd_refusals: tyd's status file), chaosnode.pushjobs (the head's
+jobs, on a timer), chaosnode.morning (left: morning). Stdlib only (runs under `python3 -I`):
     python3 -I -m chaosnode.push KIND [--peers N] [--why TEXT] [--count N] [--jobs NODE=N ...]
 """
 
@@ -16,10 +18,13 @@ import argparse
 import http.client
 import ssl
 import sys
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from .contract.node import NodeSettings
 from .enrollment import CONTENT_TYPE, NODE_NAME, ProtocolError, _dump, _int, _load, _text
 from .paths import CA_CERT_PATH, NODE_CERT_PATH, NODE_KEY_PATH
 
@@ -108,6 +113,67 @@ def send(host: str, port: int, push: MemberPush, cert: Path, key: Path, ca: Path
             raise ProtocolError.from_json(data, reply.status)
     finally:
         conn.close()
+
+
+Send = Callable[["MemberPush"], None]
+# what a push can fail with: serve's refusal, the network, TLS, a broken reply
+FAILURES: Final = (ProtocolError, OSError, ssl.SSLError, http.client.HTTPException,
+                   ValueError)
+
+
+def target(push_url: str) -> tuple[str, int] | None:
+    """serve's push address from node.json's push_url ("" or anything else: none)."""
+    url = urllib.parse.urlsplit(push_url)
+    try:
+        if url.scheme == "https" and url.hostname and url.port:
+            return url.hostname, url.port
+    except ValueError:
+        pass
+    return None
+
+
+def sender(push_url: str, timeout: float = 10.0) -> Send | None:
+    """A send() to serve with this node's certificate, or None when node.json names no
+    push address (serve.address unset)."""
+    where = target(push_url)
+    if where is None:
+        return None
+    host, port = where
+
+    def send_one(push: MemberPush) -> None:
+        send(host, port, push, Path(NODE_CERT_PATH), Path(NODE_KEY_PATH), Path(CA_CERT_PATH),
+             timeout)
+    return send_one
+
+
+def node_sender(node_json: Path, timeout: float = 10.0) -> tuple[str, Send | None]:
+    """This node's name and its sender() from node.json; OSError or ValueError when
+    node.json cannot be read."""
+    node = NodeSettings.loads(node_json.read_text())
+    return node.name, sender(node.push_url, timeout)
+
+
+class Pusher:
+    """Pushes of one program: a failure is said once (then nothing until a push goes
+    through again, which is said too), never raised: the node's work goes on."""
+
+    def __init__(self, send_one: Send, say: Callable[[str], None],
+                 failing: bool = False) -> None:
+        self.send_one, self.say, self.failing = send_one, say, failing
+
+    def push(self, push: MemberPush) -> bool:
+        try:
+            self.send_one(push)
+        except FAILURES as exc:
+            if not self.failing:
+                self.say(f"chaos-push: {push.kind} not taken: {exc}; said once, retried "
+                         "quietly")
+            self.failing = True
+            return False
+        if self.failing:
+            self.say(f"chaos-push: serve takes pushes again ({push.kind})")
+        self.failing = False
+        return True
 
 
 def _parse_jobs(items: list[str]) -> tuple[tuple[str, int], ...]:

@@ -50,7 +50,7 @@ def node_settings(**fields: str) -> NodeSettings:
     """A node.json record as chaos-build renders it, with the given fields changed."""
     base = {"name": "node01", "fqdn": "node01.lab.test", "address": "10.99.0.11",
             "mac": "52:54:00:00:00:01", "cluster": "chaos-lab", "scope": "all",
-            "enroll_url": "", "key_type": "ed25519", "attestation": "tpm"}
+            "enroll_url": "", "push_url": "", "key_type": "ed25519", "attestation": "tpm"}
     return NodeSettings(**{**base, **fields})
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from ..model import Cluster, Node
 from ..views import Peer, node_view
-from . import common, enroll, firewall, head, ipsec, night, slurm, tyd
+from . import admin, common, enroll, firewall, head, ipsec, night, slurm, tyd
 from .feature import TEMPLATE_SUFFIX, Feature
 
 # In render order; the firewall's counters come out in this order too.
 FEATURES: tuple[Feature, ...] = (common.FEATURE, ipsec.FEATURE, firewall.FEATURE,
                                  tyd.FEATURE, enroll.FEATURE, night.FEATURE, slurm.FEATURE,
-                                 head.FEATURE)
+                                 head.FEATURE, admin.FEATURE)
 
 
 

@@ -36,7 +36,7 @@ from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
 from builder.render import render_cluster
 from builder.run import process_failure, run
-from builder.smoke import tpms
+from builder.smoke import admin_checks, tpms
 from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import ROGUE_KINDS, Check, Scenario, WireCheck, fit, spare_node
@@ -359,6 +359,23 @@ class Smoke:
     def rogue_kind(self) -> str:
         return "impersonating" if self.rogue_boot == "pxe" else "stranger"
 
+    # -- what the admin checks ask of the lab (builder/smoke/admin_checks.Lab) ---------
+    @property
+    def ns(self) -> str:
+        return self.segment.ns
+
+    def rogue_name(self) -> str:
+        """The node whose row in `status` is the rogue's; "" for none or a stranger."""
+        if self.scenario.rogue is None or self.rogue_kind() != "impersonating":
+            return ""
+        return self.rogue_node.name
+
+    def exec_on(self, node: str, argv: list[str]) -> tuple[int, str]:
+        return self.guests[node].exec(argv, timeout=60)
+
+    def check(self, title: str, ok: bool, detail: str = "") -> bool:
+        return self.report.check(title, ok, detail)
+
     def run_check(self, check: Check) -> None:
         if check.rogue_as and check.rogue_as != self.rogue_kind():
             print(f"SKIP  {check.title} (left out: {ROGUE_KINDS[check.rogue_as]})", flush=True)
@@ -591,9 +608,11 @@ class Smoke:
                 self.run_check(check)
             for wire in self.scenario.wire:
                 self.run_wire(wire)
+            admin_checks.run_all(self, "formed")
             self.evidence()
             if self.scenario.night_ends_after is not None:
                 self.morning()
+                admin_checks.run_all(self, "morning")
             if self.scenario.remove and self.scenario.remove in self.members:
                 self.power_off(self.scenario.remove, self.scenario.remove_within)
                 for check in self.scenario.after:

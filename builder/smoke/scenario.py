@@ -58,6 +58,26 @@ class WireCheck:
     run: tuple[str, ...] = ()
 
 
+# the admin's view (builder/smoke/admin_checks.py): what `chaos-build status --json`,
+# /metrics and the page in headless Chromium must show, and that no guest reaches the admin
+# port; after the lab formed, or after the night's morning
+ADMIN_KINDS = ("status", "metrics", "page", "unreachable")
+ADMIN_WHEN = ("formed", "morning")
+STATES = ("down", "woken", "booted", "enrolled", "joined", "running", "left", "disk")
+
+
+@dataclass(frozen=True)
+class AdminCheck:
+    title: str
+    kind: str
+    when: str = "formed"
+    states: tuple[str, ...] = ("joined",)  # status: what every member may show
+    rogue: str = ""  # status: a pattern the impersonated node's reason must match
+    left: str = ""  # status: every member's record says it left, why this (morning)
+    node: str = ""  # unreachable: the guest that tries the admin port
+    within: float = 0.0
+
+
 @dataclass(frozen=True)
 class Rogue:
     # a node of the cluster that is never booted (a spare lab machine), "spare" for any such
@@ -81,6 +101,7 @@ class Scenario:
     # schedule); members then leave, reboot and must boot their own disk (the day OS)
     night_ends_after: float | None = None
     after: tuple[Check, ...] = ()  # checks run after the power-off of `remove`
+    admin: tuple[AdminCheck, ...] = ()
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -174,6 +195,34 @@ def _wire(r: _Reader, raw: Any, i: int) -> WireCheck:
                      tuple(r.doc.texts.get((*at, "run", j), str(a)) for j, a in enumerate(run)))
 
 
+def _admin(r: _Reader, raw: Any, i: int) -> AdminCheck:
+    at: Path_ = ("admin", i)
+    a = r.mapping(raw, at, {"title", "kind", "when", "states", "rogue", "left", "node",
+                            "within"})
+    kind = r.text(a, at, "kind", required=True)
+    if kind and kind not in ADMIN_KINDS:
+        r.problem((*at, "kind"), f"{kind!r}: use one of {', '.join(ADMIN_KINDS)}")
+    when = r.text(a, at, "when", default="formed")
+    if when not in ADMIN_WHEN:
+        r.problem((*at, "when"), f"{when!r}: use {' or '.join(ADMIN_WHEN)}")
+    states = tuple(str(x) for x in r.get(a, at, "states", list, ["joined"]))
+    for j, state in enumerate(states):
+        if state not in STATES:
+            r.problem((*at, "states", j), f"{state!r} is no state of `chaos-build status` "
+                      f"({', '.join(STATES)})")
+    rogue = r.text(a, at, "rogue")
+    try:
+        re.compile(rogue)
+    except re.error as exc:
+        r.problem((*at, "rogue"), f"not a regular expression: {exc}")
+    node = r.text(a, at, "node", required=kind == "unreachable")
+    within = r.get(a, at, "within", float, 0.0)
+    if not 0 <= within <= 900:
+        r.problem((*at, "within"), f"{within} is outside 0..900 seconds")
+    return AdminCheck(r.text(a, at, "title", required=True), kind, when, states, rogue,
+                      r.text(a, at, "left"), node, within)
+
+
 def _references(r: _Reader, scenario: Scenario) -> None:
     """Every node a check or wire check names is booted (or the rogue); placeholders known."""
     booted = set(scenario.boot)
@@ -198,6 +247,11 @@ def _references(r: _Reader, scenario: Scenario) -> None:
                 r.problem(("wire", i, key), f"{name!r} is not booted by this scenario")
     if scenario.remove is not None and scenario.remove not in booted:
         r.problem(("remove", "node"), f"{scenario.remove!r} is not booted by this scenario")
+    for i, a in enumerate(scenario.admin):
+        if a.node and a.node not in booted:
+            r.problem(("admin", i, "node"), f"{a.node!r} is not booted by this scenario")
+        if a.when == "morning" and scenario.night_ends_after is None:
+            r.problem(("admin", i, "when"), "a check after the morning needs `night:`")
     if scenario.after and scenario.remove is None:
         r.problem(("after",), "checks after a power-off need `remove: {node: ...}`")
 
@@ -209,7 +263,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     r = _Reader(doc)
     raw = r.mapping(doc.data if doc.data is not None else {}, (),
                     {"description", "config", "boot", "rogue", "checks", "wire", "remove",
-                     "after", "include", "night"})
+                     "after", "include", "night", "admin"})
     boot = r.get(raw, (), "boot", list, [], required=True)
     if raw and not boot:
         r.problem(("boot",), "name at least one node to boot")
@@ -236,6 +290,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         remove_within=r.get(remove, ("remove",), "within", float, 60.0),
         night_ends_after=night,
         after=tuple(_check(r, c, i, "after") for i, c in enumerate(r.items(raw, "after"))),
+        admin=tuple(_admin(r, a, i) for i, a in enumerate(r.items(raw, "admin"))),
         file=doc.file, lines=dict(doc.lines))
     for i, item in enumerate(r.items(raw, "include")):
         scenario = _include(r, scenario, path, str(item), i, (*_seen, path.resolve()))
@@ -271,7 +326,7 @@ def _include(r: _Reader, scenario: Scenario, path: Path, rel: str, i: int,
         scenario, checks=(*scenario.checks, *other.checks), wire=(*scenario.wire, *other.wire),
         rogue=scenario.rogue or other.rogue, remove=scenario.remove or other.remove,
         remove_within=scenario.remove_within if scenario.remove else other.remove_within,
-        after=(*scenario.after, *other.after),
+        after=(*scenario.after, *other.after), admin=(*scenario.admin, *other.admin),
         includes=(*scenario.includes, other.name, *other.includes))
 
 

@@ -74,3 +74,7 @@ AUTHORIZED_KEYS_DIR: Final = "/etc/ssh/authorized_keys"
 # chaos.yaml's users, as systemd-sysusers lines (chaos-users.service runs the program on them)
 USERS_CONF: Final = "/etc/chaos/users.conf"
 SYSUSERS_PROGRAM: Final = "/usr/bin/systemd-sysusers"
+
+# Member pushes to serve (issue 23, chaosnode.push): what the head's Slurm timer pushed last
+# (only changes are pushed again) and whether its last push failed (said once), in RAM.
+PUSH_JOBS_STATE: Final = "/run/chaos/push-jobs.json"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import html.parser
 import json
 import shutil
 import subprocess
@@ -38,6 +37,7 @@ from test_serve import (
 
 from builder.admin.cli import status
 from builder.config import load_cluster
+from builder.smoke.admin_checks import PageTable, page_problems
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
@@ -58,38 +58,6 @@ server = open_admin(view, ensure_token(run_dir), str(cluster.serve.admin_address
 print("listening", flush=True)
 server.serve_forever()
 """
-
-
-class Table(html.parser.HTMLParser):
-    """The rows of the page's node table, cell texts by node."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: dict[str, list[str]] = {}
-        self.node: str | None = None
-        self.cell: list[str] | None = None
-        self.body: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "tr" and a.get("data-node"):
-            self.node = a["data-node"]
-            self.rows[self.node] = []
-        elif tag == "td" and self.node:
-            self.cell = []
-        elif tag == "body":
-            self.body = {k: v or "" for k, v in attrs}
-
-    def handle_data(self, data: str) -> None:
-        if self.cell is not None:
-            self.cell.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self.cell is not None and self.node:
-            self.rows[self.node].append("".join(self.cell))
-            self.cell = None
-        elif tag == "tr":
-            self.node = None
 
 
 @pytest.fixture
@@ -126,18 +94,16 @@ def test_the_page_in_a_browser_shows_the_record(admin_ns):
     cluster = load_cluster(HERE / "lab.yaml")[0]
     url = f"http://127.0.0.1:{cluster.serve.admin_port}/login?token={token}"
     dom = chromium(ns, run_dir / "profile", "--dump-dom", url)
-    page = Table()
+    page = PageTable()
     page.feed(dom)
     record = json.loads(status(cluster, run_dir / "events.sqlite",
                                dt.datetime.fromisoformat(AT), json_out=True))
-    for n in record["nodes"]:  # the DOM's table against the database
-        node, state, _, jobs, peers, address, reason = page.rows[n["node"]]
-        assert state.split()[0] == n["state"] and int(jobs) == n["jobs"], n
-        assert int(peers) == n["peers"] and address == (n["address"] or "-"), n
-        assert reason == (n["reason"] or "-"), n
+    assert page_problems(page, record) == []  # the DOM's table against the database
     assert set(page.rows) == {n.name for n in cluster.nodes}
     assert page.rows["node02"][-1].startswith("enrollment refused: bad_proof")
-    assert page.body.get("data-charts") == "drawn", "Chart.js did not load or draw"
+    broken = PageTable()
+    broken.feed(dom.replace("bad_proof", "bad_prooof").replace('data-charts="drawn"', ""))
+    assert len(page_problems(broken, record)) == 2, "the comparison can fail"
     RESULTS.mkdir(parents=True, exist_ok=True)
     shot = RESULTS / "page.png"
     shot.unlink(missing_ok=True)

@@ -53,6 +53,10 @@ class FakeNode:
         self.done.append(("leave", self.now))
         return "tyd stopped"
 
+    def tell_left(self, node: str) -> str:
+        self.done.append((f"tell {node} left", self.now))
+        return "serve told"
+
     def power(self, what: str) -> str:
         self.done.append((what, self.now))
         return "ok"
@@ -72,14 +76,16 @@ def test_drain_before_the_end_then_leave_and_reboot_at_the_end():
     node = FakeNode(jobs=[2, 1])
     said = run(node, settings())
     assert node.done == [("drain node01 chaos: night ends 09:00", at(8, 40)),
-                         ("leave", at(9)), ("reboot", at(9))]
+                         ("leave", at(9)), ("tell node01 left", at(9)),
+                         ("reboot", at(9))]
     assert any("2 job(s) still running" in s for s in said)
 
 
 def test_running_work_gets_no_more_than_the_end():
     node = FakeNode(jobs=[5] * 10_000)
     run(node, settings(morning="poweroff"))
-    assert node.done[-2:] == [("leave", at(9)), ("poweroff", at(9))]
+    assert node.done[-3:] == [("leave", at(9)), ("tell node01 left", at(9)),
+                              ("poweroff", at(9))]
 
 
 def test_a_node_booted_by_day_leaves_at_the_end_of_the_next_night_not_at_once():
@@ -89,7 +95,8 @@ def test_a_node_booted_by_day_leaves_at_the_end_of_the_next_night_not_at_once():
     tomorrow = dt.datetime(2026, 11, 26, 9, tzinfo=UTC)
     assert node.done == [("drain node01 chaos: night ends 09:00",
                           tomorrow - dt.timedelta(minutes=20)),
-                         ("leave", tomorrow), ("reboot", tomorrow)]
+                         ("leave", tomorrow), ("tell node01 left", tomorrow),
+                         ("reboot", tomorrow)]
     assert "outside the night" in said[0]
 
 
