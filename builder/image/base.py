@@ -39,7 +39,11 @@ COMPRESSORS: dict[Compression, list[str]] = {
 # Units the packages enable that must wait for what only a booted node has (the munge key
 # from enrollment, the head in tyd's map): chaos-slurm.service starts them. A preset in
 # overlays/common keeps systemd's first-boot preset from enabling them again.
-DISABLE_UNITS = ("munge.service", "slurmd.service", "slurmctld.service")
+DISABLE_UNITS = ("munge.service", "slurmd.service", "slurmctld.service",
+                 # the always-on head's services: overlays/head enables them there only
+                 "ssh.service", "nfs-server.service", "rpcbind.service", "rpcbind.socket",
+                 # pNFS block layout: it looks for block devices, which no node uses
+                 "nfs-blkmap.service")
 INITRD_NAME = "initrd.img"
 PRECOMPILE = Path(__file__).with_name("precompile.py")
 KERNEL_NAME = "vmlinuz"
@@ -180,6 +184,7 @@ def publish_base(ctx: BuildContext) -> bool:
     staged.mkdir()
     for name in (KERNEL_NAME, INITRD_NAME):
         (ctx.base_work / name).rename(staged / name)
+    ctx.head_tree.rename(staged / ctx.head_tree.name)
     (staged / "kernel-version").write_text(ctx.kernel_version + "\n")
     (staged / "tree-bytes").write_text(f"{tree_bytes(ctx.tree)}\n")
     staged.rename(final)

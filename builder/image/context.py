@@ -16,6 +16,7 @@ SOURCES_CANDIDATES = (Path("/etc/apt/sources.list.d/debian.sources"),
                       Path("/etc/apt/sources.list"))
 # Bump when the rootfs recipe changes in a way the hashed inputs do not show.
 ROOTFS_RECIPE = "1"
+HEAD_ROOT = "head-root"
 # The modules whose code shapes the base image (a change rebuilds it).
 BASE_RECIPE = ("rootfs.py", "prune.py", "base.py", "precompile.py", "packages.py")
 
@@ -125,6 +126,23 @@ class BuildContext:
     def tree(self) -> Path:
         """The root tree being turned into the base initrd."""
         return self.base_work / "root"
+
+    @property
+    def head_tree(self) -> Path:
+        """The always-on head's storage modules (and their indexes), kept out of the base."""
+        return self.base_work / HEAD_ROOT
+
+    @property
+    def head_modules(self) -> Path:
+        """The published head_tree of this base."""
+        return self.base_dir / HEAD_ROOT
+
+    @property
+    def head_overlay(self) -> Path:
+        """overlays/head: what only the always-on head's root gets (its services)."""
+        if self.repo_dir is not None:
+            return self.repo_dir / "overlays" / "head"
+        return data_dir("overlays") / "head"
 
 
 def vici_dir() -> Path:

@@ -19,6 +19,12 @@ BASE_PACKAGES = (
     # the night (chaosnode.morning): the window's time zone rules, and the clock from
     # schedule.time_source
     "tzdata", "systemd-timesyncd",
+    # the always-on head (issue 21): its sshd for the users (host keys deleted at build, the
+    # head makes its own on the state disk), the homes over NFSv4 (nfsd on the head, mount.nfs
+    # on the compute nodes) and mkfs.ext4 for a blank state disk. One image serves every
+    # node: on the others ssh, nfs-server and rpcbind never start (base.DISABLE_UNITS;
+    # overlays/head enables them on the head only).
+    *("openssh-server", "nfs-kernel-server", "nfs-common", "e2fsprogs"),
 )
 
 # The workload (chaos.yaml `workload`). One image serves every node, so each node has

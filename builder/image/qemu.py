@@ -64,6 +64,11 @@ class Machine:
     initrd: Path | None = None
     append: str = ""
     disks: list[Path] = field(default_factory=list)
+    # virtio serial numbers of the disks, in order (the always-on head's state disk appears
+    # as /dev/disk/by-id/virtio-SERIAL)
+    disk_serials: tuple[str, ...] = ()
+    # user-mode forwards (QEMU hostfwd=), e.g. tcp:127.0.0.1:2222-10.99.0.10:22
+    hostfwd: tuple[str, ...] = ()
     workdir: Path | None = None
 
     def argv(self) -> list[str]:
@@ -81,6 +86,8 @@ class Machine:
         else:
             argv += ["-machine", "pc"]
         netdev = "user,id=net0,restrict=on"
+        for forward in self.hostfwd:
+            netdev += f",hostfwd={forward}"
         if self.tftp is not None:
             netdev += f",tftp={self.tftp},bootfile={self.bootfile}"
         nic = f"virtio-net-pci,netdev=net0,mac={self.mac}"
@@ -96,8 +103,9 @@ class Machine:
             if self.initrd is not None:
                 argv += ["-initrd", str(self.initrd)]
         for i, disk in enumerate(self.disks):
+            serial = f",serial={self.disk_serials[i]}" if i < len(self.disk_serials) else ""
             argv += ["-drive", f"file={disk},format=raw,if=none,id=disk{i}",
-                     "-device", f"virtio-blk-pci,drive=disk{i}"]
+                     "-device", f"virtio-blk-pci,drive=disk{i}{serial}"]
         return argv
 
 

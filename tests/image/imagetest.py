@@ -36,8 +36,9 @@ def snapshot_repo(dest: Path) -> Path:
     """overlays/common and the node packages as they are now: the session's builds must not
     see later edits."""
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "overlays" / "common", dest / "overlays" / "common", symlinks=True,
-                    ignore=ignore)
+    for overlay in ("common", "head"):
+        shutil.copytree(ROOT / "overlays" / overlay, dest / "overlays" / overlay, symlinks=True,
+                        ignore=ignore)
     for name in NODE_PACKAGES:
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
     return dest
