@@ -10,6 +10,7 @@ No enrollment service answers (no TPM), which the head's sshd, disk and NFS do n
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -29,6 +30,7 @@ from builder.image.qemu import Machine, probe_accel
 from builder.pki import Pki, issue_all
 from builder.render import render_cluster
 from builder.run import spawn, stop_processes
+from chaosnode import daytime
 
 pytestmark = pytest.mark.image
 HEAD_MAC = "52:54:00:00:01:01"
@@ -103,10 +105,13 @@ class Vm:
     def __init__(self, head: Head, name: str) -> None:
         self.port = free_port()
         self.console = head.work / f"{name}.console"
+        self.agent_path = head.work / f"{name}.agent"
         machine = Machine(accel=head.accel, mac=HEAD_MAC, memory_mb=1024, kernel=head.kernel,
                           initrd=head.initrd, append="console=tty0 console=ttyS0,115200",
                           disks=[head.disk], disk_serials=("chaos-state",),
-                          hostfwd=(f"tcp:127.0.0.1:{self.port}-{HEAD_ADDRESS}:22",))
+                          user_net=("net=10.99.0.0/24", "host=10.99.0.2",
+                                    f"hostfwd=tcp:127.0.0.1:{self.port}-{HEAD_ADDRESS}:22"),
+                          agent=self.agent_path)
         self.proc = spawn(machine.argv(), log_file=self.console)
         self.start = time.monotonic()
 
@@ -142,6 +147,21 @@ class Vm:
                 return result
             time.sleep(3)
 
+    def agent(self, *argv: str) -> str:
+        """argv as root in the guest, through chaosnode.agent (the test's port only)."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(90)
+            sock.connect(str(self.agent_path))
+            sock.sendall(json.dumps({"id": 1, "argv": list(argv), "timeout": 60}).encode()
+                         + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                assert chunk, f"the agent closed the connection on {argv}"
+                reply += chunk
+        answer = json.loads(reply)
+        return f"{answer['out']}{answer['err']}"
+
     def stop(self) -> None:
         stop_processes([self.proc])
 
@@ -156,8 +176,7 @@ def first_boot(head: Head) -> Iterator[tuple[Vm, Path]]:
 
 
 EXPECT = ("id -un; stat -c %U:%a \"$HOME\"; findmnt -no FSTYPE,OPTIONS /var/lib/chaos/state; "
-          "systemctl is-active ssh nfs-server chaos-statedisk; cat /proc/fs/nfsd/exports; "
-          "cat /proc/fs/nfsd/versions; echo from-alice > ~/kept.txt")
+          "echo from-alice > ~/kept.txt; echo \"$SQUEUE_FORMAT\"")
 
 
 def test_a_blank_state_disk_is_formatted_and_sshd_lets_alice_in(
@@ -171,11 +190,24 @@ def test_a_blank_state_disk_is_formatted_and_sshd_lets_alice_in(
     assert lines[0] == "alice"
     assert lines[1] == "alice:700"
     assert lines[2].startswith("ext4 ") and "nodev" in lines[2] and "nosuid" in lines[2]
-    assert lines[3:6] == ["active", "active", "active"]
-    exports = "\n".join(lines[6:])
-    assert re.search(r"/var/lib/chaos/state/home\s+10\.99\.0\.21\(", exports), exports
-    assert "-3" in exports and "+4" in exports  # NFSv4 only
+    assert lines[3] == daytime.SQUEUE_FORMAT  # squeue shows the daytime pending reason
     print(f"head: first boot to alice's ssh login {time.monotonic() - vm.start:.0f} s")
+
+
+def test_the_homes_are_exported_over_nfsv4_only(first_boot: tuple[Vm, Path],
+                                                head: Head) -> None:
+    vm, known = first_boot
+    assert vm.ssh_until(head.alice, "alice", "true", known).returncode == 0  # booted
+    assert vm.agent("systemctl", "is-active", "ssh", "nfs-server",
+                    "chaos-statedisk").split() == ["active", "active", "active"]
+    exports = vm.agent("exportfs", "-v")
+    assert re.search(r"/var/lib/chaos/state/home\s+10\.99\.0\.21\(\S*root_squash", exports), \
+        exports
+    versions = vm.agent("cat", "/proc/fs/nfsd/versions").split()
+    assert "-3" in versions and "+4" in versions, versions
+    listening = {line.split()[3].rsplit(":", 1)[1]
+                 for line in vm.agent("ss", "-Htln").splitlines() if line.strip()}
+    assert listening == {"22", "2049"}, listening  # no rpcbind, mountd or statd port
 
 
 def test_sshd_refuses_keys_it_was_not_given(first_boot: tuple[Vm, Path], head: Head) -> None:
