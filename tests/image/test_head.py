@@ -131,6 +131,8 @@ class Vm:
         return subprocess.run(
             ["ssh", "-F", "none", "-i", str(key), "-p", str(self.port), "-o", "BatchMode=yes",
              "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20",
+             # each boot forwards another port: known_hosts names the head, not the port
+             "-o", "HostKeyAlias=chaos-head",
              "-o", f"StrictHostKeyChecking={check_host}", "-o", f"UserKnownHostsFile={known}",
              f"{user}@127.0.0.1", command],
             capture_output=True, text=True, timeout=90, check=False)
@@ -227,6 +229,7 @@ def test_no_password_and_no_other_service_is_offered(first_boot: tuple[Vm, Path]
         ["ssh", "-F", "none", "-p", str(vm.port), "-o", "BatchMode=yes",
          "-o", "PreferredAuthentications=password,keyboard-interactive",
          "-o", "PubkeyAuthentication=no", "-o", f"UserKnownHostsFile={known}",
+         "-o", "HostKeyAlias=chaos-head",
          "alice@127.0.0.1", "true"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 255
     assert "Permission denied (publickey)" in result.stderr, result.stderr
