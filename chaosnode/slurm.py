@@ -7,7 +7,7 @@ as tyd's map lists the head, so it registers with a controller it can reach thro
 Then, on the head, remove from Slurm every node tyd removed (powered off, crashed, left):
 `scontrol delete`, or `down` while it still holds a job (and delete it on a later round).
 Only nodes that were in tyd's map and left it are removed; a node that comes back registers
-again by itself.
+again by itself. On the always-on head, by day, pending jobs say why (chaosnode.daytime).
 
     python3 -I -m chaosnode.slurm [--settings /etc/chaos/slurm.json] [--once]
 
@@ -17,6 +17,7 @@ Stdlib only: this runs on the nodes under Debian's python3.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import functools
 import json
 import os
@@ -29,7 +30,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from chaosnode import console, paths
+from chaosnode.contract.night import NightSettings
 from chaosnode.contract.slurm import SlurmSettings
+from chaosnode.daytime import step as daytime_step
+from chaosnode.window import Night
 
 POLL_SECONDS: Final = 2.0
 LIVE: Final = ("alive", "suspect")  # tyd's states of a member that is still in the cluster
@@ -134,6 +138,15 @@ class Follower:
         return removed
 
 
+def head_daytime(night_json: Path) -> Night | None:
+    """On the always-on head with a night: its night, for the daytime pending reason."""
+    try:
+        night = NightSettings.loads(night_json.read_text())
+    except (OSError, ValueError):
+        return None
+    return night.night() if night.always_on and night.enabled else None
+
+
 def own_state_dirs(root: Path = Path("/")) -> None:
     for rel, user, mode in STATE_DIRS:
         path = root / rel.lstrip("/")
@@ -188,10 +201,13 @@ def main(argv: Sequence[str] | None = None, runner: Run = run,
     if not s.slurmctld:
         return 0
     follower = Follower(s, runner)
+    daytime = head_daytime(Path(paths.NIGHT_JSON))
     while True:
         live = read_map(Path(s.tyd_map))
         if live is not None:
             follower.step(live)
+        if daytime is not None:
+            daytime_step(runner, daytime, dt.datetime.now(dt.UTC))
         if args.once:
             return 0
         sleep(POLL_SECONDS)

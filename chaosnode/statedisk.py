@@ -22,6 +22,7 @@ import os
 import pwd
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,25 @@ def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
 
 def say(message: str) -> None:
     print(f"chaos-statedisk: {message}", flush=True)
+
+
+# udev names the disk a while after this unit may start (its driver is loaded on demand):
+# seen under TCG: virtio_blk named vda about a second after chaos-statedisk had looked.
+DEVICE_WAIT_SECONDS: Final = 60.0
+
+
+def wait_for_disk(disk: str, runner: Run = run, timeout: float = DEVICE_WAIT_SECONDS,
+                  sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.monotonic) -> str:
+    """resolve(), retried until the disk appears or timeout seconds have passed."""
+    deadline = clock() + timeout
+    while True:
+        try:
+            return resolve(disk, runner)
+        except StateDiskError:
+            if clock() >= deadline:
+                raise
+            sleep(1.0)
 
 
 def resolve(disk: str, runner: Run = run) -> str:
@@ -178,6 +198,23 @@ def prepare_tree(s: Settings, slurm_owner: tuple[int, int] | None) -> None:
             os.chown(home, uid, gid)
 
 
+HOST_KEY: Final = "ssh_host_ed25519_key"
+
+
+def ensure_host_key(ssh: Path, runner: Run = run) -> bool:
+    """The head's sshd host key, made once on the state disk (the image has none): the same
+    key after every restart, so users' known_hosts stay valid. True when it was made now."""
+    key = ssh / HOST_KEY
+    if key.exists():
+        return False
+    r = runner(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "chaos head", "-f",
+                str(key)])
+    if r.returncode != 0:
+        raise StateDiskError(f"ssh-keygen for {key} failed: {r.stderr.strip()[-300:]}")
+    key.chmod(0o600)
+    return True
+
+
 def mount(runner: Run, argv: list[str]) -> None:
     r = runner(argv)
     if r.returncode != 0:
@@ -192,7 +229,7 @@ def main(argv: Sequence[str] | None = None, runner: Run = run) -> int:
     args = p.parse_args(argv)
     try:
         s = load_settings(args.settings)
-        device = resolve(s.disk, runner)
+        device = wait_for_disk(s.disk, runner)
         if args.check:
             say(inspect(device, s.label, runner).describe())
             return 0
@@ -202,6 +239,8 @@ def main(argv: Sequence[str] | None = None, runner: Run = run) -> int:
         s.mount.mkdir(parents=True, exist_ok=True)
         mount(runner, ["mount", "-t", FS_TYPE, "-o", "nodev,nosuid", device, str(s.mount)])
         prepare_tree(s, _slurm_owner())
+        if ensure_host_key(s.ssh, runner):
+            say(f"made the ssh host key {s.ssh / HOST_KEY}")
         mount(runner, ["mount", "--bind", str(s.home), paths.HOME])
     except StateDiskError as exc:
         say(str(exc))

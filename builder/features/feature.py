@@ -51,3 +51,6 @@ class Feature:
     counters: Callable[[Cluster, Node], Counters] = no_counters  # named nft drop counters
     # a node's files that are data, not a template: {path in the node's root: bytes}
     files: Callable[[Cluster, Node], Mapping[str, bytes]] = no_files
+    # a subfolder of overlays/<name>/ that only this feature's own node gets in its cpio
+    # (the always-on head's services), never the base every node boots; "" for none
+    own_root: str = ""

@@ -17,6 +17,11 @@ def counters(cluster: Cluster, node: Node) -> Counters:
     return HEAD_COUNTERS if node == cluster.always_on_head else ()
 
 
+
+def head_packages(cluster: Cluster) -> tuple[str, ...]:
+    return ("openssh-server", "nfs-kernel-server", "nfs-common", "e2fsprogs")
+
+
 FEATURE = Feature(
     name="head",
     fields=fields,
@@ -33,4 +38,14 @@ FEATURE = Feature(
     units=("chaos-users.service", "chaos-statedisk.service"),
     counters=counters,
     files=authorized_keys,  # each user's ssh keys on the head
+    # the head's sshd for the users (host keys deleted at build, the head makes its own on the
+    # state disk), the homes over NFSv4 (nfsd on the head, mount.nfs on the compute nodes) and
+    # mkfs.ext4 for a blank state disk. One image serves every node: elsewhere ssh,
+    # nfs-server and rpcbind never start (disable_units, and the 10-chaos-head preset);
+    # overlays/head/always-on enables them on the head only.
+    packages=head_packages,
+    disable_units=("ssh.service", "nfs-server.service", "rpcbind.service", "rpcbind.socket",
+                   # pNFS block layout: it looks for block devices, which no node uses
+                   "nfs-blkmap.service"),
+    own_root="always-on",
 )

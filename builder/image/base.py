@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from builder import features
@@ -69,6 +70,16 @@ def templates_only(directory: str, names: list[str]) -> set[str]:
         and not holds_static_files(here / name))}
 
 
+def base_files_of(folder: Path, own_root: str) -> Callable[[str, list[str]], set[str]]:
+    """copytree's ignore for a feature's folder: its templates, and its own node's subfolder."""
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = templates_only(directory, names)
+        if own_root and Path(directory) == folder:
+            skipped.add(own_root)
+        return skipped
+    return ignore
+
+
 def install_common_overlay(ctx: BuildContext) -> bool:
     """Each feature's static files, the node packages and vici into the tree; enable units;
     /init."""
@@ -77,7 +88,8 @@ def install_common_overlay(ctx: BuildContext) -> bool:
         folder = ctx.overlays / feature.name
         if not folder.is_dir():
             raise BuildError(f"{folder}: missing; the {feature.name} feature's files")
-        shutil.copytree(folder, root, symlinks=True, dirs_exist_ok=True, ignore=templates_only)
+        shutil.copytree(folder, root, symlinks=True, dirs_exist_ok=True,
+                        ignore=base_files_of(folder, feature.own_root))
     site = root / SITE_PACKAGES
     site.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -195,6 +207,7 @@ def publish_base(ctx: BuildContext) -> bool:
     staged.mkdir()
     for name in (KERNEL_NAME, INITRD_NAME):
         (ctx.base_work / name).rename(staged / name)
+    ctx.head_tree.rename(staged / ctx.head_tree.name)
     (staged / "kernel-version").write_text(ctx.kernel_version + "\n")
     (staged / "tree-bytes").write_text(f"{tree_bytes(ctx.tree)}\n")
     staged.rename(final)

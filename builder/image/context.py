@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.features import FEATURES, TEMPLATE_SUFFIX
+from builder.features import FEATURES, TEMPLATE_SUFFIX, head
 from builder.image.packages import NODE_PACKAGES, image_packages
 from builder.model import Cluster, Node
 from builder.resources import data_dir, package_dir
@@ -17,6 +17,7 @@ SOURCES_CANDIDATES = (Path("/etc/apt/sources.list.d/debian.sources"),
                       Path("/etc/apt/sources.list"))
 # Bump when the rootfs recipe changes in a way the hashed inputs do not show.
 ROOTFS_RECIPE = "1"
+HEAD_ROOT = "head-root"
 # The modules whose code shapes the base image (a change rebuilds it).
 BASE_RECIPE = ("rootfs.py", "prune.py", "base.py", "precompile.py", "packages.py")
 
@@ -128,6 +129,21 @@ class BuildContext:
     def tree(self) -> Path:
         """The root tree being turned into the base initrd."""
         return self.base_work / "root"
+
+    @property
+    def head_tree(self) -> Path:
+        """The always-on head's storage modules (and their indexes), kept out of the base."""
+        return self.base_work / HEAD_ROOT
+
+    @property
+    def head_modules(self) -> Path:
+        """The published head_tree of this base."""
+        return self.base_dir / HEAD_ROOT
+
+    @property
+    def head_overlay(self) -> Path:
+        """overlays/head/always-on: what only the always-on head's root gets (its services)."""
+        return self.overlays / head.FEATURE.name / head.FEATURE.own_root
 
 
 def vici_dir() -> Path:

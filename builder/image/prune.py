@@ -1,8 +1,11 @@
 """Steps prune_modules and prune_files: only what a RAM-booted cluster node runs.
 
 Kernel modules are kept by an allow-list per hardware profile plus what IPsec and
-nftables need, closed over modules.dep. Storage drivers are never kept: the image must not
-see the local disks of the dual-boot lab machines it runs on.
+nftables need, closed over modules.dep. Storage drivers are never kept in the base: the
+image must not see the local disks of the dual-boot lab machines it runs on. The always-on
+head's disk drivers and ext4 (HEAD_STORAGE) are moved out of the base into a tree of their
+own (BuildContext.head_tree, with the module indexes that list them), which only the head's
+node overlay carries (builder/image/nodes.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ KEEP_COMMON = (
     "binfmt_misc", "efivarfs", "af_packet", "sch_netem", "sch_fq_codel", "dummy", "veth",
     "bridge", "tun", "8021q", "lz4_decompress", "zstd_decompress", "crc32c_generic",
     "crc32c-intel", "rng-core", "autofs4",
+    # the always-on head's homes over NFSv4: nfsd on the head, the client on compute nodes
+    # (network file systems: no local disk is reached through them)
+    "nfsd", "nfsv4",
 )
 KEEP_HARDWARE = {
     Hardware.QEMU: ("virtio_net", "virtio_pci", "virtio_console", "virtio-rng", "virtio_rng",
@@ -54,7 +60,11 @@ STORAGE_DIRS = ("kernel/drivers/ata/", "kernel/drivers/nvme/", "kernel/drivers/s
                 *(f"kernel/fs/{fs}/" for fs in (
                     "ext4", "jbd2", "btrfs", "xfs", "ntfs3", "fat", "isofs", "udf", "exfat",
                     "f2fs", "jfs", "reiserfs", "hfs", "hfsplus", "nilfs2", "squashfs", "erofs",
-                    "ocfs2", "gfs2", "ceph", "nfs", "cifs", "smb")))
+                    "ocfs2", "gfs2", "ceph", "cifs", "smb")))
+# Only for the always-on head (issue 21), whose state disk is a small server's SATA or NVMe
+# disk or a VM's virtio disk, with ext4 on it (jbd2, mbcache, libahci, nvme-core and the SCSI
+# core come with them through modules.dep).
+HEAD_STORAGE = ("virtio_blk", "ahci", "sd_mod", "nvme", "ext4")
 
 
 def module_name(path: str) -> str:
@@ -77,20 +87,37 @@ def read_deps(moddir: Path) -> dict[str, list[str]]:
     return deps
 
 
+def closure(deps: dict[str, list[str]], wanted: list[str]) -> set[str]:
+    """The module files wanted and everything they depend on."""
+    found: set[str] = set()
+    while wanted:
+        mod = wanted.pop()
+        if mod not in found:
+            found.add(mod)
+            wanted.extend(deps.get(mod, ()))
+    return found
+
+
 def select_modules(deps: dict[str, list[str]], hardware: Hardware) -> set[str]:
     """The module files to keep: the allow-list closed over dependencies, minus storage."""
     names = {module_name(n) for n in KEEP_COMMON + KEEP_HARDWARE[hardware]}
-    wanted = [m for m in deps if m.startswith(KEEP_DIRS) or module_name(m) in names]
-    keep: set[str] = set()
-    while wanted:
-        mod = wanted.pop()
-        if mod not in keep:
-            keep.add(mod)
-            wanted.extend(deps.get(mod, ()))
+    keep = closure(deps, [m for m in deps if m.startswith(KEEP_DIRS) or module_name(m) in names])
     storage = sorted(m for m in keep if is_storage(m))
     if storage:
         raise BuildError(f"the module allow-list pulls in storage drivers: {', '.join(storage)}")
     return keep
+
+
+def select_head_modules(deps: dict[str, list[str]], keep: set[str]) -> set[str]:
+    """The head's storage module files: HEAD_STORAGE closed over dependencies, minus what
+    every node keeps."""
+    names = {module_name(n) for n in HEAD_STORAGE}
+    wanted = [m for m in deps if module_name(m) in names]
+    if len(wanted) != len(names):
+        found = {module_name(m) for m in wanted}
+        raise BuildError(f"the kernel has no module {', '.join(sorted(names - found))} for "
+                         "the always-on head's state disk")
+    return closure(deps, wanted) - keep
 
 
 def kernel_moddir(tree: Path) -> Path:
@@ -102,19 +129,44 @@ def kernel_moddir(tree: Path) -> Path:
 
 def prune_modules(ctx: BuildContext) -> bool:
     moddir = kernel_moddir(ctx.tree)
-    keep = select_modules(read_deps(moddir), ctx.cluster.image.hardware)
+    deps = read_deps(moddir)
+    keep = select_modules(deps, ctx.cluster.image.hardware)
+    head = select_head_modules(deps, keep)
     builtin = (moddir / "modules.builtin").read_text().split()
     if any(is_storage(m) for m in builtin):
         raise BuildError(f"kernel {moddir.name} has storage drivers built in")
     for ko in (moddir / "kernel").rglob("*.ko*"):
-        if ko.relative_to(moddir).as_posix() not in keep:
+        if ko.relative_to(moddir).as_posix() not in keep | head:
             ko.unlink()
-    for path in sorted((moddir / "kernel").rglob("*"), reverse=True):
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+    # the head's indexes list its storage modules too; the base's (depmod again) do not
+    depmod(ctx, moddir)
+    move_head_modules(moddir, ctx.head_tree / moddir.relative_to(ctx.tree), head)
+    remove_empty_dirs(moddir / "kernel")
+    depmod(ctx, moddir)
+    return True
+
+
+def depmod(ctx: BuildContext, moddir: Path) -> None:
     # the image's own depmod (kmod), so the host needs no kmod
     run(["chroot", ctx.tree, "/usr/sbin/depmod", "-a", moddir.name])
-    return True
+
+
+def move_head_modules(moddir: Path, head_moddir: Path, head: set[str]) -> None:
+    """The head's storage modules and the indexes that know them, out of the base tree."""
+    shutil.rmtree(head_moddir, ignore_errors=True)
+    head_moddir.mkdir(parents=True)
+    for index in moddir.glob("modules.*"):
+        shutil.copy2(index, head_moddir / index.name)
+    for rel in sorted(head):
+        target = head_moddir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (moddir / rel).rename(target)
+
+
+def remove_empty_dirs(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 # Paths (relative to the root) that a running node never reads.
@@ -137,7 +189,11 @@ PRUNE_PATHS = (
 # Secrets that package scripts make at install time, the same in every image built from this
 # rootfs: munge's postinst runs `mungekey -c`. A node gets the cluster's munge key only from
 # enrollment, into tmpfs (chaosnode.paths.MUNGE_KEY); the image audit would refuse this one.
-PACKAGE_SECRETS = ("etc/munge/munge.key",)
+# openssh-server's postinst makes host keys: the always-on head makes its own on its state
+# disk (chaosnode.statedisk), and no other node runs sshd.
+PACKAGE_SECRETS = ("etc/munge/munge.key",
+                   *(f"etc/ssh/ssh_host_{kind}_key{ext}" for kind in ("rsa", "ecdsa", "ed25519")
+                     for ext in ("", ".pub")))
 
 
 # Slurm plugins and commands for what a chaos cluster does not have: slurmrestd's OpenAPI and

@@ -64,6 +64,14 @@ class Machine:
     initrd: Path | None = None
     append: str = ""
     disks: list[Path] = field(default_factory=list)
+    # virtio serial numbers of the disks, in order (the always-on head's state disk appears
+    # as /dev/disk/by-id/virtio-SERIAL)
+    disk_serials: tuple[str, ...] = ()
+    # more options of the user-mode network, e.g. the cluster's subnet and a forward:
+    # ("net=10.99.0.0/24", "host=10.99.0.2", "hostfwd=tcp:127.0.0.1:2222-10.99.0.10:22")
+    user_net: tuple[str, ...] = ()
+    # the test agent's socket (chaosnode.agent answers on the virtio port org.chaos.agent)
+    agent: Path | None = None
     workdir: Path | None = None
 
     def argv(self) -> list[str]:
@@ -81,6 +89,8 @@ class Machine:
         else:
             argv += ["-machine", "pc"]
         netdev = "user,id=net0,restrict=on"
+        for option in self.user_net:
+            netdev += f",{option}"
         if self.tftp is not None:
             netdev += f",tftp={self.tftp},bootfile={self.bootfile}"
         nic = f"virtio-net-pci,netdev=net0,mac={self.mac}"
@@ -95,9 +105,14 @@ class Machine:
             argv += ["-kernel", str(self.kernel), "-append", self.append]
             if self.initrd is not None:
                 argv += ["-initrd", str(self.initrd)]
+        if self.agent is not None:
+            argv += ["-device", "virtio-serial-pci",
+                     "-chardev", f"socket,id=agent,path={self.agent},server=on,wait=off",
+                     "-device", "virtserialport,chardev=agent,name=org.chaos.agent"]
         for i, disk in enumerate(self.disks):
+            serial = f",serial={self.disk_serials[i]}" if i < len(self.disk_serials) else ""
             argv += ["-drive", f"file={disk},format=raw,if=none,id=disk{i}",
-                     "-device", f"virtio-blk-pci,drive=disk{i}"]
+                     "-device", f"virtio-blk-pci,drive=disk{i}{serial}"]
         return argv
 
 

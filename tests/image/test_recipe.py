@@ -24,7 +24,16 @@ DEPS = {
     "kernel/drivers/nvme/host/nvme.ko": [],
     "kernel/drivers/block/virtio_blk.ko": [],
     "kernel/fs/binfmt_misc.ko": [],
-    "kernel/fs/ext4/ext4.ko": [],
+    "kernel/fs/ext4/ext4.ko": ["kernel/fs/jbd2/jbd2.ko", "kernel/lib/crc16.ko"],
+    "kernel/fs/jbd2/jbd2.ko": [],
+    "kernel/lib/crc16.ko": [],
+    "kernel/drivers/scsi/sd_mod.ko": ["kernel/drivers/scsi/scsi_mod.ko"],
+    "kernel/drivers/scsi/scsi_mod.ko": [],
+    "kernel/drivers/usb/storage/usb-storage.ko": [],
+    "kernel/fs/nfsd/nfsd.ko": ["kernel/net/sunrpc/sunrpc.ko"],
+    "kernel/fs/nfs/nfsv4.ko": ["kernel/fs/nfs/nfs.ko", "kernel/net/sunrpc/sunrpc.ko"],
+    "kernel/fs/nfs/nfs.ko": ["kernel/net/sunrpc/sunrpc.ko"],
+    "kernel/net/sunrpc/sunrpc.ko": [],
     "kernel/sound/core/snd.ko": [],
 }
 
@@ -50,6 +59,54 @@ def test_no_profile_ships_storage(hardware: Hardware) -> None:
     assert not [m for m in keep if prune.is_storage(m)]
     assert "kernel/drivers/ata/ahci.ko" not in keep
     assert "kernel/fs/ext4/ext4.ko" not in keep
+
+
+def test_every_node_gets_nfs_client_and_server_but_no_disk() -> None:
+    keep = prune.select_modules(DEPS, Hardware.QEMU)
+    assert {"kernel/fs/nfsd/nfsd.ko", "kernel/fs/nfs/nfsv4.ko", "kernel/fs/nfs/nfs.ko",
+            "kernel/net/sunrpc/sunrpc.ko"} <= keep
+
+
+def test_the_head_alone_gets_its_disk_drivers_and_ext4() -> None:
+    keep = prune.select_modules(DEPS, Hardware.LAB)
+    head = prune.select_head_modules(DEPS, keep)
+    assert head == {"kernel/drivers/block/virtio_blk.ko", "kernel/drivers/ata/ahci.ko",
+                    "kernel/drivers/ata/libahci.ko", "kernel/drivers/nvme/host/nvme.ko",
+                    "kernel/drivers/scsi/sd_mod.ko", "kernel/drivers/scsi/scsi_mod.ko",
+                    "kernel/fs/ext4/ext4.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/lib/crc16.ko"}
+    assert not head & keep
+    assert "kernel/drivers/usb/storage/usb-storage.ko" not in head
+
+
+def test_a_kernel_without_a_head_driver_is_refused() -> None:
+    deps = {k: v for k, v in DEPS.items() if "nvme" not in k}
+    with pytest.raises(BuildError, match="no module nvme"):
+        prune.select_head_modules(deps, set())
+
+
+def test_move_head_modules_takes_them_and_the_indexes_out(tmp_path: Path) -> None:
+    moddir = tmp_path / "root/usr/lib/modules/6.1.0"
+    for rel in ("kernel/fs/ext4/ext4.ko", "kernel/net/xfrm/xfrm_algo.ko"):
+        (moddir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (moddir / rel).write_bytes(b"ko")
+    (moddir / "modules.dep").write_text("kernel/fs/ext4/ext4.ko:\n")
+    head = tmp_path / "head/usr/lib/modules/6.1.0"
+    prune.move_head_modules(moddir, head, {"kernel/fs/ext4/ext4.ko"})
+    prune.remove_empty_dirs(moddir / "kernel")
+    assert (head / "kernel/fs/ext4/ext4.ko").read_bytes() == b"ko"
+    assert (head / "modules.dep").read_text() == "kernel/fs/ext4/ext4.ko:\n"
+    assert not (moddir / "kernel/fs/ext4").exists()
+    assert (moddir / "kernel/net/xfrm/xfrm_algo.ko").exists()
+
+
+def test_the_heads_blacklist_lets_its_disks_through_and_no_more() -> None:
+    overlays = Path(__file__).resolve().parents[2] / "overlays"
+    common = (overlays / "common/etc/modprobe.d/chaos-no-storage.conf").read_text().split()
+    head = (overlays / "head/always-on/etc/modprobe.d/chaos-no-storage.conf").read_text().split()
+    for module in ("ahci", "nvme", "sd_mod", "virtio_blk"):
+        assert module in common and module not in head
+    for module in ("usb_storage", "uas", "mmc_block", "virtio_scsi", "loop", "nbd"):
+        assert module in head
 
 
 def test_a_dependency_on_storage_is_refused() -> None:
