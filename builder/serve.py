@@ -24,12 +24,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from chaosnode.console import say
+from chaosnode.files import atomic_write
 
 from .admin import events as admin_events
 from .admin import hooks as admin_hooks
@@ -37,7 +38,7 @@ from .enroll.server import EnrollServer, open_service
 from .enroll.service import ServiceSettings
 from .errors import ChaosError, ToolMissing
 from .image.base import INITRD_NAME, KERNEL_NAME
-from .image.pxe import mac_hyphen
+from .image.pxe import GRUB_NET_CFG_PATH, GRUB_NET_EFI, SHIM_EFI, mac_hyphen
 from .model import Cluster, ServeMode
 from .nginx import ACCESS_LOG, NginxSite, nginx_conf
 from .night import answers, night_of, wake
@@ -55,10 +56,15 @@ class ServePlan:
     http_port: int
     mode: ServeMode
     build_dir: Path | None = None  # the build's PXE tree the links point into
+    hosts_dir: Path = Path("dhcp-hosts")  # dnsmasq's dhcp-hostsdir (dhcp_hosts; run dir)
 
 
-# the loaders dnsmasq's dhcp-boot and pxe-service lines name (TFTP)
-LOADERS = ("undionly.kpxe", "snponly.efi")
+# the loaders dnsmasq's dhcp-boot and pxe-service lines name (TFTP): iPXE for BIOS PXE, the
+# Secure Boot chain (Microsoft-signed shim, then Debian-signed net GRUB) for UEFI PXE
+LOADERS = ("undionly.kpxe", SHIM_EFI, GRUB_NET_EFI)
+HOSTS_FILE = "nodes"  # in hosts_dir; rewritten at every edge of the night
+# the tag a node's DHCP host entry carries while it gets a boot file
+NIGHT_TAG = "night"
 # room for the access log and dnsmasq's log of a day of storms
 MIN_FREE_BYTES = 64 * 1024 * 1024
 
@@ -83,10 +89,14 @@ def dnsmasq_limits(node_count: int) -> DnsmasqLimits:
 
 
 def dnsmasq_conf(cluster: Cluster, plan: ServePlan) -> str:
-    """Pure: the dnsmasq configuration for one serve plan."""
+    """Pure: the dnsmasq configuration for one serve plan. Which MAC gets what lives in the
+    hosts dir (dhcp_hosts): only a node inside its night carries the tag that gets a boot
+    file; by day a member (and at any hour a MAC that is no node) gets none, so its firmware
+    falls through to its next boot entry, the local disk, with nothing of ours measured."""
     net = cluster.network.subnet
     url = f"http://{plan.server}:{plan.http_port}/boot.ipxe"
     limits = dnsmasq_limits(len(cluster.nodes))
+    night = f"tag:{NIGHT_TAG}"
     lines = [HEADER,
              "port=0", "# no DNS: we only boot machines",
              f"interface={plan.interface}", "bind-interfaces", "except-interface=lo",
@@ -94,6 +104,8 @@ def dnsmasq_conf(cluster: Cluster, plan: ServePlan) -> str:
              "enable-tftp", f"tftp-root={plan.pxe_dir.resolve()}", "tftp-no-blocksize",
              "# sized for every node booting at once (dnsmasq_limits)",
              f"tftp-max={limits.tftp_max}", f"dhcp-lease-max={limits.lease_max}",
+             "# the nodes, tagged night while they get a boot file (reread on SIGHUP)",
+             f"dhcp-hostsdir={plan.hosts_dir.resolve()}",
              "# iPXE identifies itself with option 175; it gets the HTTP boot script",
              "dhcp-match=set:ipxe,175",
              "dhcp-match=set:efi64,option:client-arch,7",
@@ -101,20 +113,31 @@ def dnsmasq_conf(cluster: Cluster, plan: ServePlan) -> str:
     if plan.mode is ServeMode.ISOLATED:
         lines += [f"dhcp-range={net.network_address},static,{net.netmask},1h",
                   "dhcp-authoritative"]
-        lines += [f"dhcp-host={n.mac},{n.address},{n.name}" for n in cluster.nodes]
         if cluster.network.gateway is not None:
             lines.append(f"dhcp-option=option:router,{cluster.network.gateway}")
-        lines += ["dhcp-boot=tag:ipxe," + url,
-                  "dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi",
-                  "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe"]
+        lines += [f"dhcp-boot={night},tag:ipxe," + url,
+                  f"dhcp-boot={night},tag:!ipxe,tag:efi64,{SHIM_EFI}",
+                  f"dhcp-boot={night},tag:!ipxe,tag:!efi64,undionly.kpxe"]
     else:
         lines += [f"dhcp-range={net.network_address},proxy,{net.netmask}",
-                  "# only the MACs of the cluster are offered a boot",
-                  *(f"dhcp-host={n.mac},set:chaos" for n in cluster.nodes),
-                  "dhcp-ignore=tag:!chaos",
+                  "# only the MACs of the cluster inside their night are offered a boot",
+                  f"dhcp-ignore=tag:!{NIGHT_TAG}",
                   "dhcp-boot=tag:ipxe," + url,
                   'pxe-service=tag:!ipxe,x86PC,"chaos",undionly.kpxe',
-                  'pxe-service=tag:!ipxe,X86-64_EFI,"chaos",snponly.efi']
+                  f'pxe-service=tag:!ipxe,X86-64_EFI,"chaos",{SHIM_EFI}']
+    return "\n".join(lines) + "\n"
+
+
+def dhcp_hosts(cluster: Cluster, mode: ServeMode, booting: Collection[str]) -> str:
+    """Pure: the hosts file for dnsmasq. Isolated: every node gets its address at any hour
+    (the tag only for those in `booting`); proxy: only the nodes in `booting` are answered."""
+    lines = [HEADER]
+    for node in cluster.nodes:
+        tag = f",set:{NIGHT_TAG}" if node.name in booting else ""
+        if mode is ServeMode.ISOLATED:
+            lines.append(f"{node.mac}{tag},{node.address},{node.name}")
+        elif tag:
+            lines.append(f"{node.mac}{tag}")
     return "\n".join(lines) + "\n"
 
 
@@ -133,9 +156,10 @@ def interface_address(interface: str) -> ipaddress.IPv4Address:
 
 def pxe_artifacts(cluster: Cluster) -> list[str]:
     """Pure: every file (relative to the PXE tree) a node of this cluster fetches to boot."""
-    files = ["boot.ipxe", KERNEL_NAME, INITRD_NAME, *LOADERS]
+    files = ["boot.ipxe", KERNEL_NAME, INITRD_NAME, GRUB_NET_CFG_PATH, *LOADERS]
     for node in cluster.nodes:
-        files += [f"mac-{mac_hyphen(node)}.ipxe", f"nodes/{node.name}.cpio"]
+        files += [f"mac-{mac_hyphen(node)}.ipxe", f"nodes/{node.name}.cpio",
+                  f"grub/mac-{node.mac.lower()}.cfg"]
     return files
 
 
@@ -219,10 +243,11 @@ def serve(cluster: Cluster, config: Path, pxe_dir: Path, interface: str, run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(run_dir)
     with served_tree() as tree:
-        edges = NightEdges(cluster, tree, pxe_dir)
+        mode = mode or cluster.serve.mode
         plan = ServePlan(interface, interface_address(interface), tree,
-                         http_port or cluster.serve.http_port, mode or cluster.serve.mode,
-                         build_dir=pxe_dir)
+                         http_port or cluster.serve.http_port, mode,
+                         build_dir=pxe_dir, hosts_dir=run_dir / "dhcp-hosts")
+        edges = NightEdges(cluster, tree, pxe_dir, hosts=(plan.hosts_dir / HOSTS_FILE, mode))
         return _serve_plan(cluster, config, plan, run_dir, dnsmasq, nginx, edges)
 
 
@@ -243,13 +268,27 @@ class NightEdges:
     """The served tree's boot answers, kept right for the hour (builder/night/answers.py)."""
 
     def __init__(self, cluster: Cluster, tree: Path, pxe_dir: Path,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 hosts: tuple[Path, ServeMode] | None = None) -> None:
         self.cluster, self.tree, self.pxe_dir, self.clock = cluster, tree, pxe_dir, clock
+        self.hosts = hosts
+        self.reload: Callable[[], None] = lambda: None  # dnsmasq rereads its hosts (SIGHUP)
         self.night = night_of(cluster)
         now = clock()
         self.inside = answers.assemble(tree, pxe_dir, cluster, self.night, now)
+        self.write_hosts()
         self.next = self.night.next_change(now) if self.night else None
         say(self.summary(now))
+
+    def write_hosts(self) -> None:
+        """dnsmasq's hosts file for the hour: the nodes that get a boot file carry the tag."""
+        if self.hosts is None:
+            return
+        path, mode = self.hosts
+        booting = [n.name for n in self.cluster.nodes
+                   if self.night is None or self.inside or n.always_on]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, dhcp_hosts(self.cluster, mode, booting))
 
     def summary(self, now: dt.datetime) -> str:
         if self.night is None:
@@ -257,8 +296,10 @@ class NightEdges:
         what = "inside the night: nodes get the cluster boot" if self.inside else \
             "outside the night: nodes get the local disk"
         until = f" until {self.next.isoformat()}" if self.next else ""
+        if not self.inside:
+            until += " (dnsmasq hands them no boot file)"
         return f"{now.isoformat(timespec='seconds')}: {what}{until}; unknown MACs always " \
-               "get the local disk"
+               "get the local disk (no boot file)"
 
     def tick(self) -> bool:
         """Rewrite the answers when an edge has passed; True when the night just began."""
@@ -269,6 +310,8 @@ class NightEdges:
             return False
         was = self.inside
         self.inside = answers.refresh(self.tree, self.pxe_dir, self.cluster, self.night, now)
+        self.write_hosts()
+        self.reload()
         self.next = self.night.next_change(now)
         say(self.summary(now))
         return self.inside and not was
@@ -294,6 +337,7 @@ def _serve_plan(cluster: Cluster, config: Path, plan: ServePlan, run_dir: Path, 
             dhcp = children.enter_context(supervised(
                 [dnsmasq, f"--conf-file={conf}", f"--pid-file={run_dir / 'dnsmasq.pid'}",
                  "--user=root"], log_file=dnsmasq_log))
+            edges.reload = lambda: dhcp.send_signal(signal.SIGHUP)
             _serve_until_stopped([(http, "nginx", nginx_log), (dhcp, "dnsmasq", dnsmasq_log)],
                                  plan, run_dir, edges)
         finally:

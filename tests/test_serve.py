@@ -36,6 +36,7 @@ from builder.serve import (
     ServePlan,
     check_artifacts,
     check_free_space,
+    dhcp_hosts,
     dnsmasq_conf,
     dnsmasq_limits,
     pxe_artifacts,
@@ -43,6 +44,7 @@ from builder.serve import (
 )
 
 DNSMASQ = Path("/usr/sbin/dnsmasq")
+DHCP_PROBE = Path(__file__).parent / "readme" / "dhcp_probe.py"
 NGINX = Path("/usr/sbin/nginx")
 
 
@@ -53,16 +55,31 @@ def plan(mode: ServeMode, pxe: Path = Path("/srv/pxe")) -> ServePlan:
 def test_isolated_mode_gives_addresses_only_to_cluster_macs(default_cluster):
     conf = dnsmasq_conf(default_cluster, plan(ServeMode.ISOLATED))
     assert "dhcp-range=10.99.0.0,static,255.255.255.0,1h" in conf
-    for node in default_cluster.nodes:
-        assert f"dhcp-host={node.mac},{node.address},{node.name}" in conf
-    assert "dhcp-boot=tag:ipxe,http://10.99.0.1:8080/boot.ipxe" in conf
+    hosts = dhcp_hosts(default_cluster, ServeMode.ISOLATED, ["node01"])
+    first, *others = default_cluster.nodes
+    assert f"{first.mac},set:night,{first.address},{first.name}" in hosts.splitlines()
+    for node in others:  # an address by day too, but no tag: no boot file
+        assert f"{node.mac},{node.address},{node.name}" in hosts.splitlines()
+    assert "dhcp-boot=tag:night,tag:ipxe,http://10.99.0.1:8080/boot.ipxe" in conf
     assert "interface=br0" in conf and "bind-interfaces" in conf and "port=0" in conf
+
+
+def test_every_boot_file_needs_the_night_tag(default_cluster):
+    for mode in ServeMode:
+        conf = dnsmasq_conf(default_cluster, plan(mode))
+        boots = [ln for ln in conf.splitlines() if ln.startswith("dhcp-boot=")]
+        assert boots and (mode is ServeMode.PROXY or all("tag:night," in b for b in boots))
+        assert "snponly.efi" not in conf and "shimx64.efi" in conf, "UEFI gets signed shim"
+    assert "dhcp-ignore=tag:!night" in dnsmasq_conf(default_cluster, plan(ServeMode.PROXY))
 
 
 def test_proxy_mode_leaves_addresses_to_the_campus_server(default_cluster):
     conf = dnsmasq_conf(default_cluster, plan(ServeMode.PROXY))
     assert "dhcp-range=10.99.0.0,proxy,255.255.255.0" in conf
-    assert "static" not in conf and "dhcp-ignore=tag:!chaos" in conf
+    assert "static" not in conf and "dhcp-ignore=tag:!night" in conf
+    hosts = dhcp_hosts(default_cluster, ServeMode.PROXY, ["node02"])
+    assert hosts.splitlines()[1:] == [f"{default_cluster.node('node02').mac},set:night"], \
+        "by day a member is not answered at all"
 
 
 def test_dnsmasq_limits_grow_with_the_lab():
@@ -179,6 +196,20 @@ def lab_namespace() -> Iterator[str]:
         yield ns
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def dhcp_question(ns: str, mac: str) -> str:
+    """A PXE ROM's DHCPDISCOVER from a namespace of its own (cli0 moved there: in the lab's
+    namespace the answer would come from one of its own addresses and be dropped)."""
+    client = f"{ns}-pc"
+    subprocess.run(["ip", "netns", "add", client], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "cli0", "netns", client], check=True)
+        subprocess.run(["ip", "-n", client, "link", "set", "cli0", "up"], check=True)
+        return subprocess.run(["ip", "netns", "exec", client, sys.executable, str(DHCP_PROBE),
+                               "cli0", mac], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", client], check=False)
 
 
 def start_serve(ns: str, tmp_path: Path, pxe: Path) -> subprocess.Popen[bytes]:
@@ -432,6 +463,7 @@ def test_serve_answers_each_mac_by_the_clock(tmp_path, public, inside):
             assert r.stdout == b"404", "an unknown MAC has no script: the local disk"
             kernel = subprocess.run([*curl, "http://10.99.0.1:8080/vmlinuz"],
                                     capture_output=True).stdout
+            dhcp = dhcp_question(ns, node.mac)
             out = stop_serve(proc)
         finally:
             if proc.poll() is None:
@@ -442,9 +474,12 @@ def test_serve_answers_each_mac_by_the_clock(tmp_path, public, inside):
         for rel, body in zip(answer_paths(node), (ipxe, pxelinux, grub), strict=True):
             assert body == (pxe / rel).read_bytes(), rel
         assert b"inside the night: nodes get the cluster boot" in out
+        assert "offer from 10.99.0.1" in dhcp and "file=undionly.kpxe" in dhcp, out.decode()
     else:
         assert b"sanboot --no-describe --drive 0x80" in ipxe and b"exit" in ipxe
-        assert b"LOCALBOOT 0" in pxelinux and b"exit" in grub
+        assert b"LOCALBOOT 0" in pxelinux and b"reboot" in grub and b"exit" not in grub
         assert b"outside the night: nodes get the local disk until" in out
+        # by day the PXE ROM gets an address but no boot file: the firmware boots its disk
+        assert "offer from 10.99.0.1" in dhcp and "file=- " in dhcp, dhcp
     served = out.decode().split("serving ", 1)[1].split(" ", 1)[0]
     assert "chaos-serve-" in served and not Path(served).exists(), "removed when serve stops"

@@ -40,6 +40,10 @@ COMPRESSORS: dict[Compression, list[str]] = {
 # from enrollment, the head in tyd's map): chaos-slurm.service starts them. A preset in
 # overlays/common keeps systemd's first-boot preset from enabling them again.
 DISABLE_UNITS = ("munge.service", "slurmd.service", "slurmctld.service")
+# No shell for whoever sits at a lab PC: root stays locked (the rootfs has `root:*`), and the
+# units that would open a root shell without a password on a failed boot or a debug switch
+# are masked (SysRq: overlays/common/etc/sysctl.d/90-chaos-hardening.conf).
+MASK_UNITS = ("emergency.service", "rescue.service", "debug-shell.service")
 INITRD_NAME = "initrd.img"
 PRECOMPILE = Path(__file__).with_name("precompile.py")
 KERNEL_NAME = "vmlinuz"
@@ -73,6 +77,8 @@ def install_common_overlay(ctx: BuildContext) -> bool:
         enable_unit(root, unit)
     for unit in DISABLE_UNITS:
         disable_unit(root, unit)
+    for unit in MASK_UNITS:
+        mask_unit(root, unit)
     for link, target in WORKLOAD_LINKS.get(ctx.cluster.workload, ()):
         (root / link).unlink(missing_ok=True)
         (root / link).symlink_to(target)
@@ -132,6 +138,13 @@ def disable_unit(root: Path, unit: str) -> None:
         link = wants / unit
         if wants.name.endswith((".wants", ".requires")) and link.is_symlink():
             link.unlink()
+
+
+def mask_unit(root: Path, unit: str) -> None:
+    """`systemctl mask` without systemd: /etc/systemd/system/UNIT -> /dev/null."""
+    link = root / "etc/systemd/system" / unit
+    link.unlink(missing_ok=True)
+    link.symlink_to("/dev/null")
 
 
 def clamp_mtimes(root: Path, epoch: int) -> None:
