@@ -27,7 +27,7 @@ from builder.errors import ChaosError
 from builder.image import cpio
 from builder.image.audit import secrets_in
 from builder.image.build import build_image
-from builder.image.pxe import answer_paths, kernel_cmdline
+from builder.image.pxe import kernel_cmdline
 from builder.image.qemu import probe_accel
 from builder.model import Cluster, Morning, Node, ScheduleSection
 from builder.mungekey import known_secrets
@@ -38,6 +38,7 @@ from builder.render import render_cluster
 from builder.run import process_failure, run
 from builder.smoke import tpms
 from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
+from builder.smoke.dhcplog import last_answer
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import ROGUE_KINDS, Check, Scenario, WireCheck, fit, spare_node
 
@@ -519,16 +520,13 @@ class Smoke:
         served = (self.results / "serve.log").read_text(errors="replace")
         self.report.check("serve switched the boot answers to the local disk at the end",
                           "outside the night: nodes get the local disk" in served)
-        access = (self.results / "serve" / "access.log").read_text(errors="replace")
+        dnsmasq = (self.results / "serve" / "dnsmasq.log").read_text(errors="replace")
         for name in self.members:
-            node = self.cluster.node(name)
-            after = [ln for ln in access.splitlines()
-                     if ln.startswith(f"{node.address} [")
-                     and f"GET /{answer_paths(node)[0]} " in ln
-                     and dt.datetime.fromisoformat(ln.split("[", 1)[1].split("]", 1)[0])
-                     >= self.night_end]
-            self.report.check(f"{name}: asked serve for its boot answer after the night ended",
-                              bool(after), after[0] if after else "no request after the end")
+            answer = last_answer(dnsmasq, self.cluster.node(name).mac)
+            self.report.check(f"{name}: by day dnsmasq answered it with no boot file (its "
+                              "firmware went on to its disk)",
+                              answer is not None and answer.bootfile is None,
+                              f"last answer: {answer}")
 
     def evidence(self) -> None:
         for guest in self.guests.values():
