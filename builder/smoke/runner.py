@@ -36,9 +36,10 @@ from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
 from builder.render import render_cluster
 from builder.run import process_failure, run
-from builder.smoke import tpms
+from builder.smoke import secureboot, tpms
 from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
 from builder.smoke.dhcplog import last_answer
+from builder.smoke.firmware import Firmware
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import ROGUE_KINDS, Check, Scenario, WireCheck, fit, spare_node
 
@@ -140,6 +141,7 @@ class Smoke:
                                f"{self.server}/{self.cluster.network.subnet.prefixlen}")
         self.guests: dict[str, Guest] = {}
         self.disks: dict[str, str] = {}
+        self.boot_timeout = BOOT_TIMEOUT
 
     # -- build ----------------------------------------------------------------------
     def build(self) -> None:
@@ -251,11 +253,13 @@ class Smoke:
                           f"{len(files)} files over HTTP and TFTP)", not leaks and not failed,
                           f"leaks: {leaks}, failed: {failed[:5]}" if leaks or failed else "")
 
-    def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path]) -> Guest:
+    def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path],
+                    firmware: Firmware | None = None) -> Guest:
         workdir = self.results / name
         workdir.mkdir(parents=True, exist_ok=True)
         night = self.scenario.night_ends_after is not None
-        guest = Guest(name, mac, workdir, workdir / "disk.img", reboot=night, watch=self.watch)
+        guest = Guest(name, mac, workdir, workdir / "disk.img", reboot=night, watch=self.watch,
+                      firmware=firmware or secureboot.firmware_for(self))
         self.disks[name] = make_disk(guest.disk, boot_sector=boot_sector() if night else b"")
         guest.tpm_proc = tpms.spawn_for_qemu(guest.tpm_state, guest.tpm_socket,
                                              workdir / "swtpm.log")
@@ -583,6 +587,9 @@ class Smoke:
             # the night: every PC powered on at once, as at 17:00
             self.boot_members(together=self.scenario.night_ends_after is not None)
             self.enrollment_times()
+            if self.scenario.secure_boot is not None:  # builder/smoke/secureboot.py
+                secureboot.check_members(self)
+                secureboot.check_negatives(self)
             if self.scenario.rogue is not None:
                 self.boot_rogue()
             for check in self.scenario.checks:
