@@ -22,9 +22,10 @@ from chaosnode.contract.paths import MUNGE_KEY, NODE_CERT_PATH
 if TYPE_CHECKING:
     from builder.smoke.runner import Smoke
 
-# the EFI stub says it on the firmware's console (serial), the kernel in its log
-STUB_SECURE = "UEFI Secure Boot is enabled"
+# the kernel's log (`quiet` keeps it off the console, as it does the EFI stub's line)
 KERNEL_SECURE = "secureboot: Secure boot enabled"
+# off: "Secure boot disabled", or "could not be determined" when the EFI stub did not run
+KERNEL_NOT_SECURE = re.compile(r"secureboot: Secure boot (disabled|could not be determined)")
 MEASURED_REFUSED = re.compile(r"chaos-enroll: refused: unmeasured_boot: .*")
 ATTACKER_FILE = "etc/systemd/system/getty@tty1.service.d/autologin.conf"
 ATTACKER_BYTES = b"[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root %I\n"
@@ -39,15 +40,16 @@ def check_members(smoke: Smoke) -> None:
     log = (smoke.results / "serve.log").read_text(errors="replace")
     enrolled = smoke.enrolled()
     for name in smoke.members:
-        guest = smoke.guests[name]
-        console = guest.console.read_text(errors="replace")
-        _, kernel_log = guest.exec(["journalctl", "-k", "-b", "--no-pager", "-o", "cat"])
-        smoke.report.check(f"{name}: booted with Secure Boot enforced (EFI stub and kernel "
-                           "say so)", STUB_SECURE in console and KERNEL_SECURE in kernel_log)
+        smoke.report.check(f"{name}: booted with Secure Boot enforced (the kernel says "
+                           f"{KERNEL_SECURE!r})", KERNEL_SECURE in kernel_log(smoke, name))
         genuine = f"measured boot of {name}: a genuine boot of this build" in log
         smoke.report.check(f"{name}: its certificate was issued on a genuine measured boot "
                            "(quote + event log checked against out/measured-reference.json)",
                            genuine and name in enrolled)
+
+
+def kernel_log(smoke: Smoke, name: str) -> str:
+    return smoke.guests[name].exec(["journalctl", "-k", "-b", "--no-pager", "-o", "cat"])[1]
 
 
 def register(smoke: Smoke, names: list[str]) -> None:
@@ -97,7 +99,11 @@ def check_negatives(smoke: Smoke) -> None:
     tamper(smoke, lab.tampered)
     check_refused(smoke, lab.tampered, Firmware.SECURE_BOOT,
                   f"PCR 9: an initrd this build did not make for {lab.tampered}")
-    check_refused(smoke, lab.secure_boot_off, Firmware.SECURE_BOOT_OFF, "Secure Boot is off")
-    console = smoke.guests[lab.secure_boot_off].console.read_text(errors="replace")
-    smoke.report.check(f"{lab.secure_boot_off}: booted with Secure Boot off (no EFI stub line)",
-                       STUB_SECURE not in console)
+    # Secure Boot off: signed GRUB starts the kernel without the event log hand-over, so the
+    # node has no log to send (with a log, PCR 7 would say "Secure Boot is off")
+    check_refused(smoke, lab.secure_boot_off, Firmware.SECURE_BOOT_OFF, "the event log is empty")
+    smoke.report.check(f"{lab.tampered}: booted the signed chain with Secure Boot on",
+                       KERNEL_SECURE in kernel_log(smoke, lab.tampered))
+    smoke.report.check(f"{lab.secure_boot_off}: booted with Secure Boot off",
+                       KERNEL_NOT_SECURE.search(kernel_log(smoke, lab.secure_boot_off))
+                       is not None)
