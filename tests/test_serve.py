@@ -5,6 +5,7 @@ the lab interface only, 200 downloads at once intact, and a clear error when ngi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import grp
 import ipaddress
@@ -42,6 +43,7 @@ from builder.serve import (
     pxe_artifacts,
     worker_user,
 )
+from chaosnode.files import atomic_write
 
 DNSMASQ = Path("/usr/sbin/dnsmasq")
 DHCP_PROBE = Path(__file__).parent / "readme" / "dhcp_probe.py"
@@ -167,6 +169,37 @@ def test_dnsmasq_accepts_the_config(default_cluster, tmp_path, mode):
     assert r.returncode == 0 and "syntax check OK" in r.stderr, r.stderr
 
 
+@pytest.mark.integration
+def test_dnsmasq_switches_boot_files_at_an_edge(default_cluster, tmp_path):
+    """The edge as serve makes it: the hosts file rewritten by rename, then dnsmasq restarted
+    (2.90 with DNS off died on SIGHUP, with SIGSEGV in the night lab and SIGABRT here). The
+    real dnsmasq answers the member with a boot file at night and none by day."""
+    need_root_and_tools()
+    hosts = tmp_path / "dhcp-hosts"
+    node = default_cluster.nodes[0]
+    conf = tmp_path / "dnsmasq.conf"
+    pxe = tmp_path / "pxe"
+    pxe.mkdir()
+    conf.write_text(dnsmasq_conf(default_cluster, dataclasses.replace(
+        plan(ServeMode.ISOLATED, pxe), interface="lab0", hosts_file=hosts)))
+    answers = []
+    with lab_namespace() as ns, client_namespace(ns) as client:
+        for booting in ([node.name], [], [node.name]):
+            atomic_write(hosts, dhcp_hosts(default_cluster, ServeMode.ISOLATED, booting))
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, str(DNSMASQ),
+                                     f"--conf-file={conf}", "--user=root"],
+                                    stderr=subprocess.PIPE)
+            try:
+                time.sleep(1)
+                answers.append(ask_dhcp(client, node.mac))
+                assert proc.poll() is None, proc.communicate(timeout=5)[1].decode()[-2000:]
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+    assert "file=undionly.kpxe" in answers[0] and "file=- " in answers[1], answers
+    assert "file=undionly.kpxe" in answers[2], answers
+
+
 def pxe_tree(cluster: Cluster, pxe: Path, initrd: int = 4096) -> dict[str, Any]:
     return write_tree(pxe, [(n.name, mac_hyphen(n)) for n in cluster.nodes], kernel=1 << 20,
                       initrd=initrd, cpio=64 * 1024, loader=1000)
@@ -198,18 +231,29 @@ def lab_namespace() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def dhcp_question(ns: str, mac: str) -> str:
-    """A PXE ROM's DHCPDISCOVER from a namespace of its own (cli0 moved there: in the lab's
-    namespace the answer would come from one of its own addresses and be dropped)."""
+@contextlib.contextmanager
+def client_namespace(ns: str) -> Iterator[str]:
+    """cli0 moved into a namespace of its own: in the lab's namespace a DHCP answer would
+    come from one of its own addresses and be dropped."""
     client = f"{ns}-pc"
     subprocess.run(["ip", "netns", "add", client], check=True)
     try:
         subprocess.run(["ip", "-n", ns, "link", "set", "cli0", "netns", client], check=True)
         subprocess.run(["ip", "-n", client, "link", "set", "cli0", "up"], check=True)
-        return subprocess.run(["ip", "netns", "exec", client, sys.executable, str(DHCP_PROBE),
-                               "cli0", mac], capture_output=True, text=True).stdout
+        yield client
     finally:
         subprocess.run(["ip", "netns", "del", client], check=False)
+
+
+def ask_dhcp(client: str, mac: str) -> str:
+    """A PXE ROM's DHCPDISCOVER from the client namespace; the probe's one-line answer."""
+    return subprocess.run(["ip", "netns", "exec", client, sys.executable, str(DHCP_PROBE),
+                           "cli0", mac], capture_output=True, text=True).stdout
+
+
+def dhcp_question(ns: str, mac: str) -> str:
+    with client_namespace(ns) as client:
+        return ask_dhcp(client, mac)
 
 
 def start_serve(ns: str, tmp_path: Path, pxe: Path) -> subprocess.Popen[bytes]:
