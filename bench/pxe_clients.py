@@ -202,15 +202,21 @@ def write_tree(pxe: Path, nodes: list[tuple[str, str]], kernel: int, initrd: int
     files: dict[str, bytes] = {
         "boot.ipxe": b"#!ipxe\nchain mac-${netX/mac:hexhyp}.ipxe\n",
         "vmlinuz": rng.randbytes(kernel), "initrd.img": rng.randbytes(initrd),
-        "undionly.kpxe": rng.randbytes(loader), "snponly.efi": rng.randbytes(loader)}
+        "undionly.kpxe": rng.randbytes(loader), "shimx64.efi": rng.randbytes(loader),
+        "grubx64.efi": rng.randbytes(loader),
+        "grub/grub.cfg": b"configfile (tftp)/grub/mac-${net_default_mac}.cfg\n"}
     http: list[list[str]] = []
     for name, mac in nodes:
         script = f"mac-{mac}.ipxe"
         files[script] = (f"#!ipxe\nkernel vmlinuz\ninitrd initrd.img\n"
                          f"initrd nodes/{name}.cpio\nboot\n").encode()
         files[f"nodes/{name}.cpio"] = rng.randbytes(cpio)
+        files[f"grub/mac-{mac.replace('-', ':')}.cfg"] = (
+            f"linux (tftp)/vmlinuz\ninitrd (tftp)/initrd.img (tftp)/nodes/{name}.cpio\n"
+            "boot\n").encode()
         http.append(["boot.ipxe", script, "vmlinuz", "initrd.img", f"nodes/{name}.cpio"])
     (pxe / "nodes").mkdir(parents=True, exist_ok=True)
+    (pxe / "grub").mkdir(exist_ok=True)
     for rel, data in files.items():
         (pxe / rel).write_bytes(data)
     return {"tftp": ["undionly.kpxe"], "http": http,

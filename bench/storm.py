@@ -12,6 +12,9 @@ HTTP :8080) and, as the ceiling, a plain nginx with sendfile on the same tree (:
 Timed, for each N (bench/pxe_clients.py, N threads released together in the client
 namespace, each with one kept-alive connection, as iPXE):
   serve PXE   TFTP loader, then boot.ipxe, mac-<mac>.ipxe, kernel, initrd, node cpio
+  serve SB    the Secure Boot path: everything over dnsmasq's TFTP (512-byte blocks, as
+              signed GRUB has no HTTP): shim, GRUB, grub.cfg, the node's config, kernel,
+              initrd, node cpio (the bytes per node are printed)
   serve HTTP  the same without TFTP
   ceiling     the same HTTP fetches from the plain nginx
   asyncio     the same from bench/asyncio_sendfile.py (loop.sendfile): the alternative to
@@ -61,6 +64,15 @@ def cluster_yaml(nodes: int) -> str:
         lines += [f"  - name: n{i:04d}", f'    mac: "52:54:00:aa:{i >> 8:02x}:{i & 255:02x}"',
                   f"    address: 10.96.{1 + i // 250}.{1 + i % 250}"]
     return "\n".join(lines) + "\n"
+
+
+# what UEFI PXE under Secure Boot fetches, all over TFTP (node n0000's files for every client)
+SECURE_BOOT_TFTP = ("shimx64.efi", "grubx64.efi", "grub/grub.cfg", "grub/mac-52:54:00:aa:00:00.cfg",
+                    "vmlinuz", "initrd.img", "nodes/n0000.cpio")
+
+
+def secure_boot_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {"tftp": list(SECURE_BOOT_TFTP), "http": [[]], "files": manifest["files"]}
 
 
 def ceiling_conf(pxe: Path, run: Path) -> str:
@@ -162,6 +174,8 @@ def main() -> int:
                     help="synthetic initrd size (the real one is ~31 MB; 8 keeps a run on 2 "
                          "cores short)")
     ap.add_argument("--cpio-kb", type=int, default=256)
+    ap.add_argument("--secure-boot-max", type=int, default=100,
+                    help="run the all-TFTP Secure Boot row up to this N (it is slow)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, dnsmasq)")
@@ -183,6 +197,8 @@ def main() -> int:
             kernel=int(args.kernel_mb * 1e6), initrd=int(args.initrd_mb * 1e6),
             cpio=args.cpio_kb * 1000)
         (work / "manifest.json").write_text(json.dumps(manifest))
+        (work / "secure-boot.json").write_text(json.dumps(secure_boot_manifest(manifest)))
+        sb_bytes = sum(manifest["files"][f]["size"] for f in SECURE_BOOT_TFTP)
         (work / "ceiling").mkdir()
         (work / "ceiling" / "nginx.conf").write_text(ceiling_conf(work / "pxe", work / "ceiling"))
         with namespaces() as (srv, cli), \
@@ -206,6 +222,9 @@ def main() -> int:
                 began = dt.datetime.now(dt.UTC)
                 row("serve PXE", n, clients(cli, SERVE_PORT, work / "manifest.json", n, True),
                     tftp=True)
+                if n <= args.secure_boot_max:
+                    row(f"serve SB ({sb_bytes / 1e6:.1f} MB/node over TFTP)", n,
+                        clients(cli, SERVE_PORT, work / "secure-boot.json", n, True))
                 served = row("serve HTTP", n, clients(cli, SERVE_PORT, work / "manifest.json",
                                                       n, False))
                 ended = dt.datetime.now(dt.UTC)

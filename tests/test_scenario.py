@@ -81,6 +81,9 @@ def test_include_errors_name_the_file_and_line(tmp_path):
     (GOOD + "rouge: {impersonates: node04}\n", ":5: rouge: unknown key"),
     (GOOD + "night: {ends_after: 30}\n", ":5: night.ends_after: 30 is outside 120..3600"),
     (GOOD + "night: {end: 300}\n", ":5: night.end: unknown key"),
+    (GOOD + "secure_boot: {tampered: node03}\n", ":5: secure_boot: missing 'secure_boot_off'"),
+    (GOOD + "secure_boot: {tampered: node03, disabled: node04}\n",
+     ":5: secure_boot.disabled: unknown"),
     (GOOD + "wire:\n  - {title: w, from: node01, to: node02, run: [srun, echo, x], clear: no}\n",
      ":6: wire[0].run: the command must carry {marker}"),
     (GOOD + "after:\n  - {node: node01, run: [sinfo], pattern: node02}\n",
@@ -133,12 +136,17 @@ def test_scenario_that_boots_a_node_the_cluster_lacks_is_refused_before_any_buil
         fit(s, load_cluster(ROOT / "chaos.yaml")[0], ROOT / "chaos.yaml")
 
 
-@pytest.mark.parametrize(("rogue", "message"), [
-    ("node09", "rogue.impersonates: node09 is not a node of"),
-    ("node02", "rogue.impersonates: node02 is booted by this scenario"),
+@pytest.mark.parametrize(("extra", "message"), [
+    ("rogue: {impersonates: node09}", "rogue.impersonates: node09 is not a node of"),
+    ("rogue: {impersonates: node02}", "rogue.impersonates: node02 is booted by this scenario"),
+    # the measured-boot negatives of the secureboot lab are spare machines too
+    ("secure_boot: {tampered: node09, secure_boot_off: node03}",
+     "secure_boot.tampered: node09 must be"),
+    ("secure_boot: {tampered: node03, secure_boot_off: node02}",
+     "secure_boot.secure_boot_off: node02 must"),
 ])
-def test_rogue_must_impersonate_an_unbooted_node_of_the_cluster(tmp_path, rogue, message):
-    s = load_scenario(scenario(tmp_path, GOOD + f"rogue: {{impersonates: {rogue}}}\n"))
+def test_rogues_and_negatives_must_be_unbooted_nodes_of_the_cluster(tmp_path, extra, message):
+    s = load_scenario(scenario(tmp_path, GOOD + extra + "\n"))
     with pytest.raises(ConfigError, match=message):
         fit(s, load_cluster(ROOT / "chaos.yaml")[0], ROOT / "chaos.yaml")
 

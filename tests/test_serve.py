@@ -5,6 +5,7 @@ the lab interface only, 200 downloads at once intact, and a clear error when ngi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import grp
 import ipaddress
@@ -36,13 +37,16 @@ from builder.serve import (
     ServePlan,
     check_artifacts,
     check_free_space,
+    dhcp_hosts,
     dnsmasq_conf,
     dnsmasq_limits,
     pxe_artifacts,
     worker_user,
 )
+from chaosnode.files import atomic_write
 
 DNSMASQ = Path("/usr/sbin/dnsmasq")
+DHCP_PROBE = Path(__file__).parent / "readme" / "dhcp_probe.py"
 NGINX = Path("/usr/sbin/nginx")
 
 
@@ -53,16 +57,31 @@ def plan(mode: ServeMode, pxe: Path = Path("/srv/pxe")) -> ServePlan:
 def test_isolated_mode_gives_addresses_only_to_cluster_macs(default_cluster):
     conf = dnsmasq_conf(default_cluster, plan(ServeMode.ISOLATED))
     assert "dhcp-range=10.99.0.0,static,255.255.255.0,1h" in conf
-    for node in default_cluster.nodes:
-        assert f"dhcp-host={node.mac},{node.address},{node.name}" in conf
-    assert "dhcp-boot=tag:ipxe,http://10.99.0.1:8080/boot.ipxe" in conf
+    hosts = dhcp_hosts(default_cluster, ServeMode.ISOLATED, ["node01"])
+    first, *others = default_cluster.nodes
+    assert f"{first.mac},set:night,{first.address},{first.name}" in hosts.splitlines()
+    for node in others:  # an address by day too, but no tag: no boot file
+        assert f"{node.mac},{node.address},{node.name}" in hosts.splitlines()
+    assert "dhcp-boot=tag:night,tag:ipxe,http://10.99.0.1:8080/boot.ipxe" in conf
     assert "interface=br0" in conf and "bind-interfaces" in conf and "port=0" in conf
+
+
+def test_every_boot_file_needs_the_night_tag(default_cluster):
+    for mode in ServeMode:
+        conf = dnsmasq_conf(default_cluster, plan(mode))
+        boots = [ln for ln in conf.splitlines() if ln.startswith("dhcp-boot=")]
+        assert boots and (mode is ServeMode.PROXY or all("tag:night," in b for b in boots))
+        assert "snponly.efi" not in conf and "shimx64.efi" in conf, "UEFI gets signed shim"
+    assert "dhcp-ignore=tag:!night" in dnsmasq_conf(default_cluster, plan(ServeMode.PROXY))
 
 
 def test_proxy_mode_leaves_addresses_to_the_campus_server(default_cluster):
     conf = dnsmasq_conf(default_cluster, plan(ServeMode.PROXY))
     assert "dhcp-range=10.99.0.0,proxy,255.255.255.0" in conf
-    assert "static" not in conf and "dhcp-ignore=tag:!chaos" in conf
+    assert "static" not in conf and "dhcp-ignore=tag:!night" in conf
+    hosts = dhcp_hosts(default_cluster, ServeMode.PROXY, ["node02"])
+    assert hosts.splitlines()[1:] == [f"{default_cluster.node('node02').mac},set:night"], \
+        "by day a member is not answered at all"
 
 
 def test_dnsmasq_limits_grow_with_the_lab():
@@ -150,6 +169,37 @@ def test_dnsmasq_accepts_the_config(default_cluster, tmp_path, mode):
     assert r.returncode == 0 and "syntax check OK" in r.stderr, r.stderr
 
 
+@pytest.mark.integration
+def test_dnsmasq_switches_boot_files_at_an_edge(default_cluster, tmp_path):
+    """The edge as serve makes it: the hosts file rewritten by rename, then dnsmasq restarted
+    (2.90 with DNS off died on SIGHUP, with SIGSEGV in the night lab and SIGABRT here). The
+    real dnsmasq answers the member with a boot file at night and none by day."""
+    need_root_and_tools()
+    hosts = tmp_path / "dhcp-hosts"
+    node = default_cluster.nodes[0]
+    conf = tmp_path / "dnsmasq.conf"
+    pxe = tmp_path / "pxe"
+    pxe.mkdir()
+    conf.write_text(dnsmasq_conf(default_cluster, dataclasses.replace(
+        plan(ServeMode.ISOLATED, pxe), interface="lab0", hosts_file=hosts)))
+    answers = []
+    with lab_namespace() as ns, client_namespace(ns) as client:
+        for booting in ([node.name], [], [node.name]):
+            atomic_write(hosts, dhcp_hosts(default_cluster, ServeMode.ISOLATED, booting))
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, str(DNSMASQ),
+                                     f"--conf-file={conf}", "--user=root"],
+                                    stderr=subprocess.PIPE)
+            try:
+                time.sleep(1)
+                answers.append(ask_dhcp(client, node.mac))
+                assert proc.poll() is None, proc.communicate(timeout=5)[1].decode()[-2000:]
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+    assert "file=undionly.kpxe" in answers[0] and "file=- " in answers[1], answers
+    assert "file=undionly.kpxe" in answers[2], answers
+
+
 def pxe_tree(cluster: Cluster, pxe: Path, initrd: int = 4096) -> dict[str, Any]:
     return write_tree(pxe, [(n.name, mac_hyphen(n)) for n in cluster.nodes], kernel=1 << 20,
                       initrd=initrd, cpio=64 * 1024, loader=1000)
@@ -179,6 +229,31 @@ def lab_namespace() -> Iterator[str]:
         yield ns
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@contextlib.contextmanager
+def client_namespace(ns: str) -> Iterator[str]:
+    """cli0 moved into a namespace of its own: in the lab's namespace a DHCP answer would
+    come from one of its own addresses and be dropped."""
+    client = f"{ns}-pc"
+    subprocess.run(["ip", "netns", "add", client], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "cli0", "netns", client], check=True)
+        subprocess.run(["ip", "-n", client, "link", "set", "cli0", "up"], check=True)
+        yield client
+    finally:
+        subprocess.run(["ip", "netns", "del", client], check=False)
+
+
+def ask_dhcp(client: str, mac: str) -> str:
+    """A PXE ROM's DHCPDISCOVER from the client namespace; the probe's one-line answer."""
+    return subprocess.run(["ip", "netns", "exec", client, sys.executable, str(DHCP_PROBE),
+                           "cli0", mac], capture_output=True, text=True).stdout
+
+
+def dhcp_question(ns: str, mac: str) -> str:
+    with client_namespace(ns) as client:
+        return ask_dhcp(client, mac)
 
 
 def start_serve(ns: str, tmp_path: Path, pxe: Path) -> subprocess.Popen[bytes]:
@@ -432,6 +507,7 @@ def test_serve_answers_each_mac_by_the_clock(tmp_path, public, inside):
             assert r.stdout == b"404", "an unknown MAC has no script: the local disk"
             kernel = subprocess.run([*curl, "http://10.99.0.1:8080/vmlinuz"],
                                     capture_output=True).stdout
+            dhcp = dhcp_question(ns, node.mac)
             out = stop_serve(proc)
         finally:
             if proc.poll() is None:
@@ -442,9 +518,12 @@ def test_serve_answers_each_mac_by_the_clock(tmp_path, public, inside):
         for rel, body in zip(answer_paths(node), (ipxe, pxelinux, grub), strict=True):
             assert body == (pxe / rel).read_bytes(), rel
         assert b"inside the night: nodes get the cluster boot" in out
+        assert "offer from 10.99.0.1" in dhcp and "file=undionly.kpxe" in dhcp, out.decode()
     else:
         assert b"sanboot --no-describe --drive 0x80" in ipxe and b"exit" in ipxe
-        assert b"LOCALBOOT 0" in pxelinux and b"exit" in grub
+        assert b"LOCALBOOT 0" in pxelinux and b"reboot" in grub and b"exit" not in grub
         assert b"outside the night: nodes get the local disk until" in out
+        # by day the PXE ROM gets an address but no boot file: the firmware boots its disk
+        assert "offer from 10.99.0.1" in dhcp and "file=- " in dhcp, dhcp
     served = out.decode().split("serving ", 1)[1].split(" ", 1)[0]
     assert "chaos-serve-" in served and not Path(served).exists(), "removed when serve stops"

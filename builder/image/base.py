@@ -39,6 +39,10 @@ COMPRESSORS: dict[Compression, list[str]] = {
 # Units the packages enable that must wait for what only a booted node has (the features
 # that say so, with a preset in their folder against systemd's first-boot preset).
 DISABLE_UNITS = features.disabled_units()
+# No shell for whoever sits at a lab PC: root stays locked (the rootfs has `root:*`), and the
+# units that would open a root shell without a password on a failed boot or a debug switch
+# are masked (SysRq: overlays/common/etc/sysctl.d/90-chaos-hardening.conf).
+MASK_UNITS = ("emergency.service", "rescue.service", "debug-shell.service")
 INITRD_NAME = "initrd.img"
 PRECOMPILE = Path(__file__).with_name("precompile.py")
 KERNEL_NAME = "vmlinuz"
@@ -100,6 +104,8 @@ def install_common_overlay(ctx: BuildContext) -> bool:
         enable_unit(root, unit)
     for unit in DISABLE_UNITS:
         disable_unit(root, unit)
+    for unit in MASK_UNITS:
+        mask_unit(root, unit)
     for link, target in features.links(ctx.cluster):
         (root / link).unlink(missing_ok=True)
         (root / link).symlink_to(target)
@@ -159,6 +165,13 @@ def disable_unit(root: Path, unit: str) -> None:
         link = wants / unit
         if wants.name.endswith((".wants", ".requires")) and link.is_symlink():
             link.unlink()
+
+
+def mask_unit(root: Path, unit: str) -> None:
+    """`systemctl mask` without systemd: /etc/systemd/system/UNIT -> /dev/null."""
+    link = root / "etc/systemd/system" / unit
+    link.unlink(missing_ok=True)
+    link.symlink_to("/dev/null")
 
 
 def clamp_mtimes(root: Path, epoch: int) -> None:

@@ -114,7 +114,14 @@ def check_quote(attest: bytes, nonce: bytes) -> QuoteInfo:
     return info
 
 
+EMPTY_LOG = ("the event log is empty: the firmware's measurements never reached the kernel "
+             "(the smoke lab sees this with Secure Boot off, where signed GRUB starts the kernel "
+             "without handing it the UEFI event log; or a BIOS boot)")
+
+
 def check_replay(event_log: bytes, quoted: bytes) -> EventLog:
+    if not event_log:
+        raise MeasurementRefused("bad_event_log", [EMPTY_LOG])
     try:
         log = parse_event_log(event_log)
         replayed = log.replay(SHA256)

@@ -18,6 +18,7 @@ from builder.errors import ChaosError
 from builder.image.qemu import QEMU, RESULT
 from builder.run import run, spawn, stop_processes
 from builder.smoke import tpms
+from builder.smoke.firmware import Firmware, nic_options, qemu_args
 
 AGENT_PORT = "org.chaos.agent"
 
@@ -71,6 +72,7 @@ class Guest:
     tpm_proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     reboot: bool = False  # a reboot restarts the VM (the night scenario), else QEMU exits
+    firmware: Firmware = Firmware.BIOS
     # called on every turn of a wait: raises when something the lab needs (serve) has died
     watch: Callable[[], None] = lambda: None
     _sock: socket.socket | None = None
@@ -94,12 +96,13 @@ class Guest:
         return self.workdir / "swtpm.sock"
 
     def argv(self, accel: list[str], tap: str, boot: str, media: dict[str, Path]) -> list[str]:
-        argv = [QEMU, *accel, "-machine", "pc", "-m", "1024", "-display", "none",
+        argv = [QEMU, *accel, *qemu_args(self.firmware, self.workdir), "-m", "1024",
+                "-display", "none",
                 "-nodefaults", *([] if self.reboot else ["-no-reboot"]), "-monitor", "none",
                 "-serial", f"file:{self.console}",
                 "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
                 "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"
-                + (",bootindex=0" if boot == "pxe" else ""),
+                + nic_options(self.firmware) + (",bootindex=0" if boot == "pxe" else ""),
                 "-device", "virtio-serial-pci",
                 "-chardev", f"socket,id=agent,path={self.agent_path},server=on,wait=off",
                 "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",

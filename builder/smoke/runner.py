@@ -27,7 +27,7 @@ from builder.errors import ChaosError
 from builder.image import cpio
 from builder.image.audit import secrets_in
 from builder.image.build import build_image
-from builder.image.pxe import answer_paths, kernel_cmdline
+from builder.image.pxe import kernel_cmdline
 from builder.image.qemu import probe_accel
 from builder.model import Cluster, Morning, Node, ScheduleSection
 from builder.mungekey import known_secrets
@@ -36,8 +36,10 @@ from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
 from builder.render import render_cluster
 from builder.run import process_failure, run
-from builder.smoke import admin_checks, tpms
+from builder.smoke import admin_checks, secureboot, tpms
 from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
+from builder.smoke.dhcplog import last_answer
+from builder.smoke.firmware import Firmware
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import ROGUE_KINDS, Check, Scenario, WireCheck, fit, spare_node
 
@@ -139,6 +141,7 @@ class Smoke:
                                f"{self.server}/{self.cluster.network.subnet.prefixlen}")
         self.guests: dict[str, Guest] = {}
         self.disks: dict[str, str] = {}
+        self.boot_timeout = BOOT_TIMEOUT
 
     # -- build ----------------------------------------------------------------------
     def build(self) -> None:
@@ -250,11 +253,13 @@ class Smoke:
                           f"{len(files)} files over HTTP and TFTP)", not leaks and not failed,
                           f"leaks: {leaks}, failed: {failed[:5]}" if leaks or failed else "")
 
-    def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path]) -> Guest:
+    def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path],
+                    firmware: Firmware | None = None) -> Guest:
         workdir = self.results / name
         workdir.mkdir(parents=True, exist_ok=True)
         night = self.scenario.night_ends_after is not None
-        guest = Guest(name, mac, workdir, workdir / "disk.img", reboot=night, watch=self.watch)
+        guest = Guest(name, mac, workdir, workdir / "disk.img", reboot=night, watch=self.watch,
+                      firmware=firmware or secureboot.firmware_for(self))
         self.disks[name] = make_disk(guest.disk, boot_sector=boot_sector() if night else b"")
         guest.tpm_proc = tpms.spawn_for_qemu(guest.tpm_state, guest.tpm_socket,
                                              workdir / "swtpm.log")
@@ -536,16 +541,13 @@ class Smoke:
         served = (self.results / "serve.log").read_text(errors="replace")
         self.report.check("serve switched the boot answers to the local disk at the end",
                           "outside the night: nodes get the local disk" in served)
-        access = (self.results / "serve" / "access.log").read_text(errors="replace")
+        dnsmasq = (self.results / "serve" / "dnsmasq.log").read_text(errors="replace")
         for name in self.members:
-            node = self.cluster.node(name)
-            after = [ln for ln in access.splitlines()
-                     if ln.startswith(f"{node.address} [")
-                     and f"GET /{answer_paths(node)[0]} " in ln
-                     and dt.datetime.fromisoformat(ln.split("[", 1)[1].split("]", 1)[0])
-                     >= self.night_end]
-            self.report.check(f"{name}: asked serve for its boot answer after the night ended",
-                              bool(after), after[0] if after else "no request after the end")
+            answer = last_answer(dnsmasq, self.cluster.node(name).mac)
+            self.report.check(f"{name}: by day dnsmasq answered it with no boot file (its "
+                              "firmware went on to its disk)",
+                              answer is not None and answer.bootfile is None,
+                              f"last answer: {answer}")
 
     def evidence(self) -> None:
         for guest in self.guests.values():
@@ -602,6 +604,9 @@ class Smoke:
             # the night: every PC powered on at once, as at 17:00
             self.boot_members(together=self.scenario.night_ends_after is not None)
             self.enrollment_times()
+            if self.scenario.secure_boot is not None:  # builder/smoke/secureboot.py
+                secureboot.check_members(self)
+                secureboot.check_negatives(self)
             if self.scenario.rogue is not None:
                 self.boot_rogue()
             for check in self.scenario.checks:

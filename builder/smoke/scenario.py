@@ -86,6 +86,16 @@ class Rogue:
 
 
 @dataclass(frozen=True)
+class SecureBootLab:
+    """Every VM boots real UEFI firmware with Secure Boot enforced (builder/smoke/firmware.py);
+    after the members, two registered machines that must get nothing: one boots a node
+    initrd this build did not make, one boots with Secure Boot off."""
+
+    tampered: str
+    secure_boot_off: str
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -102,6 +112,7 @@ class Scenario:
     night_ends_after: float | None = None
     after: tuple[Check, ...] = ()  # checks run after the power-off of `remove`
     admin: tuple[AdminCheck, ...] = ()
+    secure_boot: SecureBootLab | None = None
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -263,7 +274,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     r = _Reader(doc)
     raw = r.mapping(doc.data if doc.data is not None else {}, (),
                     {"description", "config", "boot", "rogue", "checks", "wire", "remove",
-                     "after", "include", "night", "admin"})
+                     "after", "include", "night", "admin", "secure_boot"})
     boot = r.get(raw, (), "boot", list, [], required=True)
     if raw and not boot:
         r.problem(("boot",), "name at least one node to boot")
@@ -278,6 +289,13 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         night = r.get(nt, ("night",), "ends_after", float, 0.0, required=True)
         if not 120 <= night <= 3600:
             r.problem(("night", "ends_after"), f"{night:g} is outside 120..3600 seconds")
+    secure_boot = None
+    if "secure_boot" in raw:
+        sb = r.mapping(raw["secure_boot"] or {}, ("secure_boot",),
+                       {"tampered", "secure_boot_off"})
+        secure_boot = SecureBootLab(
+            r.text(sb, ("secure_boot",), "tampered", required=True),
+            r.text(sb, ("secure_boot",), "secure_boot_off", required=True))
     scenario = Scenario(
         name=path.parent.name,
         description=r.text(raw, (), "description", required=True),
@@ -291,7 +309,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         night_ends_after=night,
         after=tuple(_check(r, c, i, "after") for i, c in enumerate(r.items(raw, "after"))),
         admin=tuple(_admin(r, a, i) for i, a in enumerate(r.items(raw, "admin"))),
-        file=doc.file, lines=dict(doc.lines))
+        secure_boot=secure_boot, file=doc.file, lines=dict(doc.lines))
     for i, item in enumerate(r.items(raw, "include")):
         scenario = _include(r, scenario, path, str(item), i, (*_seen, path.resolve()))
     _references(r, scenario)
@@ -351,6 +369,12 @@ def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
         elif name in scenario.boot:
             problem(("rogue", "impersonates"), f"{name} is booted by this scenario; the rogue "
                     "must impersonate a node that is not (a spare lab machine)")
+    if scenario.secure_boot is not None:
+        for key in ("tampered", "secure_boot_off"):
+            name = getattr(scenario.secure_boot, key)
+            if name not in names or name in scenario.boot:
+                problem(("secure_boot", key), f"{name} must be a node of {config} that the "
+                        "scenario does not boot as a member")
     if problems:
         raise ConfigError(problems)
 

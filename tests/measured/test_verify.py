@@ -101,6 +101,9 @@ def test_a_malformed_log_and_quote_are_refused_with_a_reason(reference):
     assert err.reason.startswith("the event log is malformed (the log is truncated in event")
     with pytest.raises(QuoteError, match="trailing"):
         parse_attest(ev.attest + b"\0")
+    # what a node booted with Secure Boot off sent in the smoke lab: nothing
+    err = refused(reference, Evidence(ev.attest, ev.signature, b""))
+    assert err.code == "bad_event_log" and err.reason.startswith("the event log is empty")
 
 
 def test_no_kernel_command_line_is_refused(reference):

@@ -13,7 +13,7 @@ import pytest
 
 from bench.pxe_clients import write_tree
 from builder.image.pxe import answer_paths, mac_hyphen
-from builder.model import Cluster, ScheduleSection, Weekday
+from builder.model import Cluster, ScheduleSection, ServeMode, Weekday
 from builder.night import cert_hours, night_of
 from builder.night.answers import answer_for, assemble, refresh
 from builder.serve import NightEdges
@@ -82,7 +82,9 @@ def test_served_tree_holds_day_answers_then_night_links(lab, tmp_path):
     ipxe, pxelinux, grub = (tree / rel for rel in answer_paths(node))
     assert "sanboot --no-describe --drive 0x80" in ipxe.read_text()
     assert "iseq ${platform} efi && exit" in ipxe.read_text()
-    assert "LOCALBOOT 0" in pxelinux.read_text() and "exit" in grub.read_text()
+    assert "LOCALBOOT 0" in pxelinux.read_text()
+    assert "reboot" in grub.read_text() and "exit" not in grub.read_text(), \
+        "after shim ran, the day OS must not boot in the same boot (BitLocker)"
     assert "until 2026-11-25T17:00:00+01:00" in ipxe.read_text()
     assert (tree / "vmlinuz").read_bytes() == (pxe / "vmlinuz").read_bytes(), "bulk linked"
     assert (tree / "vmlinuz").is_symlink()
@@ -113,6 +115,23 @@ def test_serve_rewrites_the_answers_when_the_clock_passes_an_edge(lab, tmp_path)
     assert edges.next == at(2026, 11, 26, 9)
     now[0] = at(2026, 11, 26, 9, 0, 1)
     assert not edges.tick() and "sanboot" in ipxe.read_text()
+
+
+def test_dnsmasq_gets_the_night_tag_only_inside_the_night(lab, tmp_path):
+    pxe, tree, hosts = tmp_path / "pxe", tmp_path / "tree", tmp_path / "hosts" / "nodes"
+    build_tree(lab, pxe)
+    now = [at(2026, 11, 25, 16, 59, 58)]
+    edges = NightEdges(lab, tree, pxe, clock=lambda: now[0], hosts=(hosts, ServeMode.ISOLATED))
+    reloads = []
+    edges.reload = lambda: reloads.append(now[0])
+    tagged = [ln for ln in hosts.read_text().splitlines() if ",set:night," in ln]
+    assert len(tagged) == sum(n.always_on for n in lab.nodes), "by day: no boot file"
+    now[0] = at(2026, 11, 25, 17)
+    assert edges.tick() and reloads == [now[0]], "dnsmasq rereads its hosts at the edge"
+    assert hosts.read_text().count(",set:night,") == len(lab.nodes)
+    now[0] = at(2026, 11, 26, 9)
+    assert not edges.tick() and len(reloads) == 2
+    assert hosts.read_text().count(",set:night,") == sum(n.always_on for n in lab.nodes)
 
 
 def test_certificates_expire_shortly_after_the_night(lab, default_cluster):
