@@ -90,6 +90,8 @@ def step(s: NodeStatus, e: Event) -> NodeStatus:
             return replace(_moved(s, State.BOOTED, e), jobs=0, peers=0, reason="")
         return _moved(s, State.DISK, e)
     if k is Kind.ENROLLED:
+        if s.state in (State.JOINED, State.RUNNING):
+            return replace(s, reason="")  # a renewal while it runs: still in tyd's map
         return replace(_moved(s, State.ENROLLED, e), reason="")
     if k is Kind.REFUSED:
         return replace(s, reason=f"enrollment refused: {e.detail}")

@@ -194,3 +194,15 @@ def test_the_redirector_logs_a_browser_in_without_the_token_on_its_url(listener,
     table.feed(page)
     assert set(table.rows) == {"node01", "node02", "node03", "node04"}
     assert token.read_text().strip() not in capsys.readouterr().out
+
+
+def test_a_renewal_while_joined_keeps_the_node_joined(lab):
+    """Found by the default lab: node02 renewed its certificate (chaos-renew) and showed
+    `enrolled` until the end, as tyd never joined again."""
+    from builder.admin.events import Event, Kind
+    from builder.admin.status import State, fold
+    t = dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC)
+    evs = [Event(t, Kind.ENROLLED, "node02"), Event(t, Kind.JOINED, "node02", value=2),
+           Event(t + dt.timedelta(hours=5), Kind.ENROLLED, "node02")]
+    (n,) = fold(lab, evs, t - dt.timedelta(hours=1), t + dt.timedelta(hours=6), "node02").nodes
+    assert n.state is State.JOINED
