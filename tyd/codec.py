@@ -13,8 +13,10 @@ sends its own record without the certificate (the TLS handshake carried it), its
 heartbeat and a summary of what it holds, `name:rev:beat` per member (rev: 8 hex digits
 of the record's signature, `-` when it lacks the member's certificate); the answer holds
 only the records whose rev differs (with the certificate when the asker lacks the member
-or asked for it) and the heartbeats newer than the asker's. A heartbeat (tyd.member.Beat)
-is a small signed record without a certificate.
+or asked for it), the heartbeats newer than the asker's, and `want`: the members whose
+summary entry was newer or unknown there (`name+`: with the certificate); the asker then
+PUSHes those on the same connection. A heartbeat (tyd.member.Beat) is a small signed
+record without a certificate.
 """
 
 from __future__ import annotations
@@ -59,12 +61,14 @@ class Kind(enum.IntEnum):
     LEAVE = 5     # request: I am shutting down cleanly; no reply
     REFUSED = 6   # reply: why the request was refused
     DIGEST = 7    # request: my record, my heartbeat, a summary of what I hold
-    DELTA = 8     # reply to DIGEST: only what the summary lacks
+    DELTA = 8     # reply to DIGEST: only what the summary lacks, and what it wants back
+    PUSH = 9      # after DELTA, same connection: what it wanted
 
 
 REQUESTS = frozenset({Kind.HELLO, Kind.SYNC, Kind.LEAVE, Kind.DIGEST})
 REPLY_TO = {Kind.HELLO: Kind.WELCOME, Kind.SYNC: Kind.MAP, Kind.DIGEST: Kind.DELTA}
-LEAN_OK = frozenset({Kind.DIGEST, Kind.DELTA})  # records may come without certificates
+LEAN_OK = frozenset({Kind.DIGEST, Kind.DELTA, Kind.PUSH})
+WANT_CERT = "+"  # records may come without certificates
 REV_RE = re.compile(r"[0-9a-f]{8}|-")
 MAX_HAVE = MAX_MEMBERS * 96  # name (63) + rev (8) + beat (19) + separators
 
@@ -88,6 +92,7 @@ class Message:
     beat: Beat | None = None
     have: tuple[Have, ...] = ()
     beats: tuple[Beat, ...] = ()
+    want: tuple[str, ...] = ()  # member names; WANT_CERT appended: with its certificate
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,13 @@ def digest(cluster: str, sender: Member, beat: Beat, have: tuple[Have, ...]) -> 
     return Message(Kind.DIGEST, cluster=cluster, sender=sender, beat=beat, have=have)
 
 
-def delta(records: tuple[Member, ...], beats: tuple[Beat, ...]) -> Message:
-    return Message(Kind.DELTA, members=records, beats=beats)
+def delta(records: tuple[Member, ...], beats: tuple[Beat, ...],
+          want: tuple[str, ...] = ()) -> Message:
+    return Message(Kind.DELTA, members=records, beats=beats, want=want)
+
+
+def push(records: tuple[Member, ...], beats: tuple[Beat, ...]) -> Message:
+    return Message(Kind.PUSH, members=records, beats=beats)
 
 
 def welcome(members: tuple[Member, ...]) -> Message:
@@ -185,9 +195,11 @@ def _body(msg: Message) -> dict[str, Any]:
             raise CodecError("DIGEST needs the sender's heartbeat")
         body["beat"] = beat_to_wire(msg.beat)
         body["have"] = have_to_wire(msg.have)
-    if msg.kind is Kind.DELTA:
+    if msg.kind in (Kind.DELTA, Kind.PUSH):
         body["records"] = [member_to_wire(m) for m in msg.members]
         body["beats"] = [beat_to_wire(b) for b in msg.beats]
+    if msg.kind is Kind.DELTA:
+        body["want"] = " ".join(msg.want)
     if msg.kind is Kind.REFUSED:
         body["reason"] = msg.reason
     return body
@@ -339,6 +351,17 @@ def _beats(obj: Any) -> tuple[Beat, ...]:
     return out
 
 
+def _want(obj: Any) -> tuple[str, ...]:
+    if not isinstance(obj, str) or len(obj) > MAX_MEMBERS * 65:
+        raise CodecError(f"want: expected a string of at most {MAX_MEMBERS * 65} characters")
+    out = tuple(obj.split(" ")) if obj else ()
+    for i, item in enumerate(out):
+        _str(item.removesuffix(WANT_CERT), f"want[{i}]", NAME_RE)
+    if len(out) > MAX_MEMBERS or len(set(out)) != len(out):
+        raise CodecError(f"want: at most {MAX_MEMBERS} distinct names")
+    return out
+
+
 def _have(obj: Any) -> tuple[Have, ...]:
     if not isinstance(obj, str) or len(obj) > MAX_HAVE:
         raise CodecError(f"have: expected a string of at most {MAX_HAVE} characters")
@@ -363,7 +386,8 @@ KEYS = {
     Kind.MAP: {"members"},
     Kind.REFUSED: {"reason"},
     Kind.DIGEST: {"cluster", "sender", "beat", "have"},
-    Kind.DELTA: {"records", "beats"},
+    Kind.DELTA: {"records", "beats", "want"},
+    Kind.PUSH: {"records", "beats"},
 }
 
 
@@ -380,6 +404,7 @@ def decode_payload(kind: Kind, payload: bytes) -> Message:
         members = _members(d["records"], "records", lean)
     beat = beat_from_wire(d["beat"]) if "beat" in d else None
     have = _have(d["have"]) if "have" in d else ()
+    want = _want(d["want"]) if "want" in d else ()
     beats = _beats(d["beats"]) if "beats" in d else ()
     reason = ""
     if "reason" in d:
@@ -387,7 +412,7 @@ def decode_payload(kind: Kind, payload: bytes) -> Message:
             raise CodecError(f"reason: expected a string of at most {MAX_REASON} characters")
         reason = d["reason"]
     return Message(kind, cluster=cluster, sender=sender, members=members, reason=reason,
-                   beat=beat, have=have, beats=beats)
+                   beat=beat, have=have, beats=beats, want=want)
 
 
 def decode(frame: bytes) -> Message:

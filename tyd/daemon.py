@@ -385,17 +385,25 @@ class Node:
             self._syncing.discard(m.name)
 
     async def _pull(self, m: Member) -> None:
-        """Digest gossip: tell m what we hold, take what we lack."""
+        """Digest gossip: tell m what we hold, take what we lack, push what it lacks."""
+        if self.map.me.state is not State.ALIVE:  # leaving: our LEAVE says the rest
+            return
         self._syncing.add(m.name)
         try:
             msg = codec.digest(self.cfg.cluster, self.map.me, self._my_beat(),
                                gossip.summary(self.map, self._lacking_now()))
-            reply = await self._request(m.name, m.address, m.fingerprint, msg, Kind.DELTA)
-            if reply is not None:
-                where = f"{m.name} ({m.address})"
+            where = f"{m.name} ({m.address})"
+
+            def answer(reply: Message) -> Message | None:
                 self._merge_reply(self._with_certs(reply.members), where)
                 self._merge_beats(reply.beats, where)
                 self.welcomed.add(m.name)  # it took our record (else it refused us)
+                if not reply.want:
+                    return None
+                return codec.push(*gossip.pushed(self.map, reply.want,
+                                                 {r.name for r in reply.members}))
+
+            await self._request(m.name, m.address, m.fingerprint, msg, Kind.DELTA, answer)
         finally:
             self._syncing.discard(m.name)
 
@@ -441,7 +449,7 @@ class Node:
                 self._refused(exc)
                 self.log.warning("refused a heartbeat from %s: %s", where, exc)
         self._count("beats_in", len(ok))
-        self.map.merge_beats(ok)
+        self._apply(self.map.merge_beats(ok))
 
     def _apply(self, changes: Iterable[Change]) -> None:
         for change in changes:
@@ -457,14 +465,19 @@ class Node:
 
     async def _request(self, name: str, address: ipaddress.IPv4Address,
                        fingerprint: str | None, msg: Message,
-                       expect: Kind | None = None) -> Message | None:
-        """One exchange with one peer; None when it failed (logged and counted)."""
+                       expect: Kind | None = None,
+                       answer: Callable[[Message], Message | None] | None = None
+                       ) -> Message | None:
+        """One exchange with one peer; None when it failed (logged and counted). With
+        `answer`, what it makes of the reply is sent back on the same connection."""
         async with self._outbound:
-            return await self._exchange(name, address, fingerprint, msg, expect)
+            return await self._exchange(name, address, fingerprint, msg, expect, answer)
 
     async def _exchange(self, name: str, address: ipaddress.IPv4Address,
                         fingerprint: str | None, msg: Message,
-                        expect: Kind | None) -> Message | None:
+                        expect: Kind | None,
+                        answer: Callable[[Message], Message | None] | None = None
+                        ) -> Message | None:
         timeout = self.cfg.io_timeout_seconds
         self._count("conns_out")
         try:
@@ -490,6 +503,10 @@ class Node:
                 return None
             if reply.kind is not expect:
                 raise ProtocolError(f"sent {msg.kind.name}, got {reply.kind.name}")
+            back = answer(reply) if answer is not None else None
+            if back is not None:
+                await write_message(writer, back, timeout)
+                self._count("msgs_out")
             return reply
         except Exception as exc:
             self._count_failure(exc, f"{name} ({address})")
@@ -594,11 +611,17 @@ class Node:
         if msg.kind is Kind.SYNC:
             self._knows_me(sender.name, msg.members)
         if msg.kind is Kind.DIGEST:
+            if msg.beat is not None and msg.beat.name != sender.name:
+                raise ProtocolError(f"DIGEST of {sender.name} carries {msg.beat.name}'s beat "
+                                    "(a sender's beat is its own; others' come in deltas)")
             if msg.beat is not None:
                 self._merge_beats((msg.beat,), f"{sender.name} ({source})")
-            records, beats = gossip.delta(self.map, msg.have)
-            await write_message(writer, codec.delta(records, beats), timeout)
+            records, beats = gossip.delta(self.map, msg.have, sender.name)
+            want = gossip.wanted(self.map, msg.have, sender.name)
+            await write_message(writer, codec.delta(records, beats, want), timeout)
             self._count("msgs_out")
+            if want:
+                await self._take_push(reader, sender.name, source, timeout)
             return
         reply = {Kind.HELLO: codec.welcome, Kind.SYNC: codec.map_reply}.get(msg.kind)
         if reply is not None:
@@ -606,6 +629,16 @@ class Node:
             self._count("msgs_out")
         if msg.kind is Kind.HELLO:  # our WELCOME carries us: the sender adds us too
             self.welcomed.add(sender.name)
+
+    async def _take_push(self, reader: asyncio.StreamReader, peer: str, source: str,
+                         timeout: float) -> None:
+        pushed = await read_message(reader, timeout)
+        self._count("msgs_in")
+        if pushed.kind is not Kind.PUSH:
+            raise ProtocolError(f"after DELTA, expected PUSH, got {pushed.kind.name}")
+        where = f"{peer} ({source})"
+        self._merge_reply(self._with_certs(pushed.members), where)
+        self._merge_beats(pushed.beats, where)
 
     def _count_failure(self, exc: BaseException, where: str) -> None:
         if isinstance(exc, IdentityError):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from .codec import Have
-from .member import Beat, Member
+from .codec import WANT_CERT, Have
+from .member import Beat, Member, State
 from .membership import ClusterMap
 
 NO_CERT = "-"
@@ -38,13 +38,16 @@ def summary(cmap: ClusterMap, lacking_cert: frozenset[str] = frozenset()) -> tup
     return tuple(out)
 
 
-def delta(cmap: ClusterMap, have: tuple[Have, ...]) -> tuple[tuple[Member, ...],
-                                                             tuple[Beat, ...]]:
-    """What the asker of `have` lacks: records (certificates only where needed) and beats."""
+def delta(cmap: ClusterMap, have: tuple[Have, ...], asker: str = ""
+          ) -> tuple[tuple[Member, ...], tuple[Beat, ...]]:
+    """What `asker` (its summary `have`) lacks: records, with certificates only where
+    needed, and beats; never its own (it is their author)."""
     held = {h.name: h for h in have}
     records: list[Member] = []
     beats: list[Beat] = []
     for m in cmap.members():
+        if m.name == asker:
+            continue
         h = held.get(m.name)
         if h is None or h.rev != rev(m):
             send_cert = h is None or h.rev == NO_CERT
@@ -53,5 +56,42 @@ def delta(cmap: ClusterMap, have: tuple[Have, ...]) -> tuple[tuple[Member, ...],
         b = cmap.beat_of(m.name)
         if b is not None and b.incarnation == m.incarnation and (
                 h is None or b.count > h.beat or h.rev != rev(m)):
+            beats.append(b)
+    return tuple(records), tuple(beats)
+
+
+def wanted(cmap: ClusterMap, have: tuple[Have, ...], asker: str) -> tuple[str, ...]:
+    """What the asker's summary shows it holds newer or only there: ask it to push that
+    (WANT_CERT: we lack the member, send its certificate too)."""
+    out = []
+    for h in have:
+        if h.name == cmap.me.name:
+            continue
+        m = cmap.get(h.name)
+        if m is None:
+            out.append(h.name + WANT_CERT)
+            continue
+        b = cmap.beat_of(h.name)
+        if (h.rev != rev(m) and h.rev != NO_CERT and h.name != asker) or (
+                h.beat > (b.count if b else 0)):
+            out.append(h.name)
+    return tuple(out)
+
+
+def pushed(cmap: ClusterMap, want: tuple[str, ...], received: set[str]
+           ) -> tuple[tuple[Member, ...], tuple[Beat, ...]]:
+    """The records and beats a peer wanted, minus records it just sent us itself."""
+    records: list[Member] = []
+    beats: list[Beat] = []
+    for item in want:
+        name = item.removesuffix(WANT_CERT)
+        m = cmap.get(name)
+        if m is None or m.proof is None or m.state is State.DEAD:
+            continue  # our own judgement never travels
+        if name not in received:
+            records.append(m if item.endswith(WANT_CERT) else dataclasses.replace(
+                m, proof=dataclasses.replace(m.proof, cert=b"")))
+        b = cmap.beat_of(name)
+        if b is not None and b.incarnation == m.incarnation:
             beats.append(b)
     return tuple(records), tuple(beats)

@@ -117,24 +117,35 @@ class ClusterMap:
         return rec is None or entry.newer_than(rec.member)
 
     def beat_is_news(self, b: Beat) -> bool:
-        """Is this a newer heartbeat of a live member's current incarnation? Checked before
-        verifying it, so each heartbeat is verified once."""
+        """Is this a newer heartbeat of a member's current incarnation (alive, or dead by
+        our own judgement)? Checked before verifying it, so each is verified once."""
         rec = self._records.get(b.name)
-        return (rec is not None and rec.member.state is State.ALIVE
+        return (rec is not None and rec.member.state is not State.LEFT
                 and rec.member.incarnation == b.incarnation
                 and (rec.beat is None or b.count > rec.beat.count))
 
-    def merge_beats(self, beats: Iterable[Beat]) -> None:
-        """Take verified heartbeats: each newer one is hearing from its member."""
+    def merge_beats(self, beats: Iterable[Beat]) -> list[Change]:
+        """Take verified heartbeats: each newer one is hearing from its member, and one
+        we had judged dead is alive again (its own signed word, newer than its silence)."""
         now = self._clock()
+        changes: list[Change] = []
         for b in beats:
             if not self.beat_is_news(b):
                 continue
             rec = self._records[b.name]
+            if rec.member.state is State.DEAD and rec.beat is not None and (
+                    b.stamp - rec.beat.stamp <= self._timing.remove_after * 1000):
+                continue  # signed before its silence made it dead: no sign of life
             rec.beat, rec.heard = b, now
+            if rec.member.state is State.DEAD:
+                rec.member = dataclasses.replace(rec.member, state=State.ALIVE)
+                rec.since = now
+                self.version += 1
+                changes.append(Change(ChangeKind.ADD, rec.member))
             if rec.suspect:
                 rec.suspect = False
                 self.version += 1
+        return changes
 
     def beat_of(self, name: str) -> Beat | None:
         if name == self._me.name:
@@ -164,8 +175,8 @@ class ClusterMap:
             old = rec.member
             rec.member = entry
             self.version += 1
-            if entry.incarnation != old.incarnation:
-                rec.beat = None
+            if entry.incarnation != old.incarnation or entry.state is State.LEFT:
+                rec.beat = None  # beats count within one live incarnation
             if entry.version > old.version:
                 rec.heard = now
             if entry.state is State.ALIVE:
