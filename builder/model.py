@@ -2,7 +2,7 @@
 
 Each dataclass field carries its type, default, help text and example. The loader
 derives validation from these declarations, `chaos-build reference` derives the
-commented reference chaos.yaml, and the README's reference table comes from the same
+commented reference chaos.yaml, and docs/reference.md (the settings table) comes from the same
 place. Instances are frozen: nothing past the loader sees a raw dict.
 """
 

@@ -122,7 +122,7 @@ def test_reference_covers_every_setting():
     assert "| `security.scope` | all \\| migration" in md or "`security.scope`" in md
 
 
-def test_readme_reference_is_current():
-    readme = (ROOT / "README.md").read_text()
-    assert reference.markdown() in readme, "README is stale: paste `chaos-build reference " \
-        "--markdown` into its chaos.yaml reference section"
+def test_docs_reference_is_current():
+    page = (ROOT / "docs" / "reference.md").read_text()
+    assert reference.markdown() in page, "docs/reference.md is stale: paste `chaos-build " \
+        "reference --markdown` into it"
