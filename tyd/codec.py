@@ -14,7 +14,8 @@ heartbeat and a summary of what it holds, `name:rev:beat` per member (rev: 8 hex
 of the record's signature, `-` when it lacks the member's certificate); the answer holds
 only the records whose rev differs (with the certificate when the asker lacks the member
 or asked for it), the heartbeats newer than the asker's, and `want`: the members whose
-summary entry was newer or unknown there (`name+`: with the certificate); the asker then
+summary entry was newer or unknown there (`name+`: with the certificate, `name.`: only
+its heartbeat); the asker then
 PUSHes those on the same connection. A heartbeat (tyd.member.Beat) is a small signed
 record without a certificate.
 """
@@ -68,7 +69,8 @@ class Kind(enum.IntEnum):
 REQUESTS = frozenset({Kind.HELLO, Kind.SYNC, Kind.LEAVE, Kind.DIGEST})
 REPLY_TO = {Kind.HELLO: Kind.WELCOME, Kind.SYNC: Kind.MAP, Kind.DIGEST: Kind.DELTA}
 LEAN_OK = frozenset({Kind.DIGEST, Kind.DELTA, Kind.PUSH})
-WANT_CERT = "+"  # records may come without certificates
+WANT_CERT = "+"
+WANT_BEAT = "."  # records may come without certificates
 REV_RE = re.compile(r"[0-9a-f]{8}|-")
 MAX_HAVE = MAX_MEMBERS * 96  # name (63) + rev (8) + beat (19) + separators
 
@@ -356,7 +358,7 @@ def _want(obj: Any) -> tuple[str, ...]:
         raise CodecError(f"want: expected a string of at most {MAX_MEMBERS * 65} characters")
     out = tuple(obj.split(" ")) if obj else ()
     for i, item in enumerate(out):
-        _str(item.removesuffix(WANT_CERT), f"want[{i}]", NAME_RE)
+        _str(item.removesuffix(WANT_CERT).removesuffix(WANT_BEAT), f"want[{i}]", NAME_RE)
     if len(out) > MAX_MEMBERS or len(set(out)) != len(out):
         raise CodecError(f"want: at most {MAX_MEMBERS} distinct names")
     return out

@@ -359,8 +359,13 @@ class Node:
         if self.joined:  # a Terrence is busy asking to be added; Philips gossip
             live = [m for m in self.map.live()
                     if m.name not in self._syncing and self._hooks.settled(m.name)]
-            for m in self._rng.sample(live, min(self.cfg.gossip_fanout, len(live))):
-                self._spawn(self._pull(m) if self._digest else self._sync(m))
+            peers = self._rng.sample(live, min(self.cfg.gossip_fanout, len(live)))
+            if self._digest:  # one after another: each summary holds what the last brought
+                self._syncing.update(m.name for m in peers)
+                self._spawn(self._pulls(peers))
+            else:
+                for m in peers:
+                    self._spawn(self._sync(m))
         if self.joined and ticks % reseed_every == 0:
             self._reseed()
         self._after_change()
@@ -384,9 +389,14 @@ class Node:
         finally:
             self._syncing.discard(m.name)
 
+    async def _pulls(self, peers: list[Member]) -> None:
+        for m in peers:
+            await self._pull(m)
+
     async def _pull(self, m: Member) -> None:
         """Digest gossip: tell m what we hold, take what we lack, push what it lacks."""
         if self.map.me.state is not State.ALIVE:  # leaving: our LEAVE says the rest
+            self._syncing.discard(m.name)
             return
         self._syncing.add(m.name)
         try:

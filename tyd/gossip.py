@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from .codec import WANT_CERT, Have
+from .codec import WANT_BEAT, WANT_CERT, Have
 from .member import Beat, Member, State
 from .membership import ClusterMap
 
@@ -62,7 +62,7 @@ def delta(cmap: ClusterMap, have: tuple[Have, ...], asker: str = ""
 
 def wanted(cmap: ClusterMap, have: tuple[Have, ...], asker: str) -> tuple[str, ...]:
     """What the asker's summary shows it holds newer or only there: ask it to push that
-    (WANT_CERT: we lack the member, send its certificate too)."""
+    (WANT_CERT: we lack the member, send its certificate too; WANT_BEAT: only its beat)."""
     out = []
     for h in have:
         if h.name == cmap.me.name:
@@ -72,9 +72,10 @@ def wanted(cmap: ClusterMap, have: tuple[Have, ...], asker: str) -> tuple[str, .
             out.append(h.name + WANT_CERT)
             continue
         b = cmap.beat_of(h.name)
-        if (h.rev != rev(m) and h.rev != NO_CERT and h.name != asker) or (
-                h.beat > (b.count if b else 0)):
+        if h.rev != rev(m) and h.rev != NO_CERT and h.name != asker:
             out.append(h.name)
+        elif h.beat > (b.count if b else 0):
+            out.append(h.name + WANT_BEAT)
     return tuple(out)
 
 
@@ -84,11 +85,11 @@ def pushed(cmap: ClusterMap, want: tuple[str, ...], received: set[str]
     records: list[Member] = []
     beats: list[Beat] = []
     for item in want:
-        name = item.removesuffix(WANT_CERT)
+        name = item.removesuffix(WANT_CERT).removesuffix(WANT_BEAT)
         m = cmap.get(name)
         if m is None or m.proof is None or m.state is State.DEAD:
             continue  # our own judgement never travels
-        if name not in received:
+        if name not in received and not item.endswith(WANT_BEAT):
             records.append(m if item.endswith(WANT_CERT) else dataclasses.replace(
                 m, proof=dataclasses.replace(m.proof, cert=b"")))
         b = cmap.beat_of(name)
