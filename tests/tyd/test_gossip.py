@@ -253,3 +253,24 @@ def test_a_member_judged_dead_comes_back_only_with_a_beat_from_after_its_silence
     back = a.merge_beats([Beat("node03", 1, 9, 58_000, b"B")])
     assert [(c.kind.value, c.member.name) for c in back] == [("add", "node03")]
     assert a.live_names() == {"node01", "node03"}
+
+
+def test_push_back_sends_what_the_server_wanted_and_no_more() -> None:
+    server, asker = new_map(1), new_map(2)
+    for mp in (server, asker):
+        mp.merge([member(3), member(4)])
+        mp.merge_beats([beat(3, 1), beat(4, 1)])
+    asker.merge([member(4, hb=1), member(5)])  # a newer record, a member the server lacks
+    asker.merge_beats([beat(3, 2), beat(5, 1)])  # only a newer beat of node03
+    server.merge([asker.me])  # as its DIGEST's sender
+    want = gossip.wanted(server, gossip.summary(asker), "node02")
+    assert sorted(want) == ["node03.", "node04", "node05+"]
+    records, beats = gossip.pushed(asker, want, set())
+    assert {(r.name, bool(r.proof.cert)) for r in records} == {  # type: ignore[union-attr]
+        ("node04", False), ("node05", True)}
+    assert {(b.name, b.count) for b in beats} == {("node03", 2), ("node04", 1), ("node05", 1)}
+    server.merge(records)
+    server.merge_beats(beats)
+    assert gossip.wanted(server, gossip.summary(asker), "node02") == ()
+    # a record the server itself just sent is not pushed back
+    assert gossip.pushed(asker, ("node04",), {"node04"})[0] == ()
