@@ -68,8 +68,7 @@ class Node:
         signer = self._signer = self._load_signer()
         self._digest = cfg.gossip == "digest"
         # a record stays fresh for max_age: re-sign it a third of the way (digest gossip)
-        self._refresh_ticks = max(1, int(self._freshness.max_age_seconds / 3
-                                         / cfg.heartbeat_seconds))
+        self._refresh_seconds = self._freshness.max_age_seconds / 3
         self._beats = 0
         self._lacking: dict[str, str] = {}  # member -> fingerprint whose certificate we lack
         me = Member(name=cfg.node, address=cfg.address, fingerprint=signer.fingerprint,
@@ -350,8 +349,9 @@ class Node:
         if self._closed >= memory.RECLAIM_AFTER or (self._closed and not self._open):
             self._closed = 0
             memory.reclaim()
-        if not self._digest or ticks % self._refresh_ticks == 0:
+        if not self._digest:
             self.map.beat()
+        self._refresh_me()
         if self._digest:
             self._beats += 1
             self.map.my_beat = self._signer.beat(self.map.me, self._beats)
@@ -389,6 +389,13 @@ class Node:
         finally:
             self._syncing.discard(m.name)
 
+    def _refresh_me(self) -> None:
+        """Re-sign our record a third of the way to stale, by the wall clock: checked every
+        tick and before every DIGEST, so a late tick (a busy loop) never sends a stale one."""
+        if self._digest and self.map.me.state is State.ALIVE and (
+                self._wall() - self.map.me.stamp / 1000 > self._refresh_seconds):
+            self.map.beat()
+
     async def _pulls(self, peers: list[Member]) -> None:
         for m in peers:
             await self._pull(m)
@@ -400,6 +407,7 @@ class Node:
             return
         self._syncing.add(m.name)
         try:
+            self._refresh_me()
             msg = codec.digest(self.cfg.cluster, self.map.me, self._my_beat(),
                                gossip.summary(self.map, self._lacking_now()))
             where = f"{m.name} ({m.address})"
