@@ -7,6 +7,17 @@ here; anything else raises `CodecError`, and nothing else escapes.
 Each member entry travels as a self-certifying record (protocol 2): `rec` is the entry as
 the member signed it (canonical JSON, base64), `sig` its signature and `cert` its
 certificate (DER, base64). The codec only parses; tyd.record verifies.
+
+Digest gossip (DIGEST -> DELTA, same protocol version, new message types): the asker
+sends its own record without the certificate (the TLS handshake carried it), its newest
+heartbeat and a summary of what it holds, `name:rev:beat` per member (rev: 8 hex digits
+of the record's signature, `-` when it lacks the member's certificate); the answer holds
+only the records whose rev differs (with the certificate when the asker lacks the member
+or asked for it), the heartbeats newer than the asker's, and `want`: the members whose
+summary entry was newer or unknown there (`name+`: with the certificate, `name.`: only
+its heartbeat); the asker then
+PUSHes those on the same connection. A heartbeat (tyd.member.Beat) is a small signed
+record without a certificate.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import CodecError
-from .member import Member, Proof, State
+from .member import Beat, Member, Proof, State
 
 MAGIC = b"TY"
 VERSION = 2  # 2: self-certifying member records
@@ -50,10 +61,27 @@ class Kind(enum.IntEnum):
     MAP = 4       # reply to SYNC
     LEAVE = 5     # request: I am shutting down cleanly; no reply
     REFUSED = 6   # reply: why the request was refused
+    DIGEST = 7    # request: my record, my heartbeat, a summary of what I hold
+    DELTA = 8     # reply to DIGEST: only what the summary lacks, and what it wants back
+    PUSH = 9      # after DELTA, same connection: what it wanted
 
 
-REQUESTS = frozenset({Kind.HELLO, Kind.SYNC, Kind.LEAVE})
-REPLY_TO = {Kind.HELLO: Kind.WELCOME, Kind.SYNC: Kind.MAP}
+REQUESTS = frozenset({Kind.HELLO, Kind.SYNC, Kind.LEAVE, Kind.DIGEST})
+REPLY_TO = {Kind.HELLO: Kind.WELCOME, Kind.SYNC: Kind.MAP, Kind.DIGEST: Kind.DELTA}
+LEAN_OK = frozenset({Kind.DIGEST, Kind.DELTA, Kind.PUSH})
+WANT_CERT = "+"
+WANT_BEAT = "."  # records may come without certificates
+REV_RE = re.compile(r"[0-9a-f]{8}|-")
+MAX_HAVE = MAX_MEMBERS * 96  # name (63) + rev (8) + beat (19) + separators
+
+
+@dataclass(frozen=True)
+class Have:
+    """One member in a DIGEST summary: its record's rev and the newest beat count held."""
+
+    name: str
+    rev: str
+    beat: int
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,10 @@ class Message:
     sender: Member | None = None
     members: tuple[Member, ...] = ()
     reason: str = ""
+    beat: Beat | None = None
+    have: tuple[Have, ...] = ()
+    beats: tuple[Beat, ...] = ()
+    want: tuple[str, ...] = ()  # member names; WANT_CERT appended: with its certificate
 
 
 @dataclass(frozen=True)
@@ -81,6 +113,19 @@ def sync(cluster: str, sender: Member, members: tuple[Member, ...]) -> Message:
 
 def leave(cluster: str, sender: Member) -> Message:
     return Message(Kind.LEAVE, cluster=cluster, sender=sender)
+
+
+def digest(cluster: str, sender: Member, beat: Beat, have: tuple[Have, ...]) -> Message:
+    return Message(Kind.DIGEST, cluster=cluster, sender=sender, beat=beat, have=have)
+
+
+def delta(records: tuple[Member, ...], beats: tuple[Beat, ...],
+          want: tuple[str, ...] = ()) -> Message:
+    return Message(Kind.DELTA, members=records, beats=beats, want=want)
+
+
+def push(records: tuple[Member, ...], beats: tuple[Beat, ...]) -> Message:
+    return Message(Kind.PUSH, members=records, beats=beats)
 
 
 def welcome(members: tuple[Member, ...]) -> Message:
@@ -105,13 +150,32 @@ def body_bytes(cluster: str, m: Member) -> bytes:
                       separators=(",", ":"), sort_keys=True).encode()
 
 
-def member_to_wire(m: Member) -> dict[str, str]:
+def beat_bytes(cluster: str, b: Beat) -> bytes:
+    """The canonical bytes a member signs for a heartbeat."""
+    return json.dumps({"cluster": cluster, "name": b.name, "inc": b.incarnation,
+                       "beat": b.count, "ts": b.stamp},
+                      separators=(",", ":"), sort_keys=True).encode()
+
+
+def member_to_wire(m: Member, cert: bool = True) -> dict[str, str]:
+    """A signed record; without `cert` its certificate stays behind (digest gossip)."""
     if m.proof is None:
         raise CodecError(f"entry of {m.name} is not signed")
     if m.state not in WIRE_STATES.values():
         raise CodecError(f"entry of {m.name}: state {m.state.value} never travels")
     p = m.proof
-    return {"rec": _b64(p.body), "sig": _b64(p.signature), "cert": _b64(p.cert)}
+    out = {"rec": _b64(p.body), "sig": _b64(p.signature)}
+    if cert and p.cert:
+        out["cert"] = _b64(p.cert)
+    return out
+
+
+def beat_to_wire(b: Beat) -> list[Any]:
+    return [b.name, b.incarnation, b.count, b.stamp, _b64(b.signature)]
+
+
+def have_to_wire(have: tuple[Have, ...]) -> str:
+    return " ".join(f"{h.name}:{h.rev}:{h.beat}" for h in have)
 
 
 def _b64(data: bytes) -> str:
@@ -127,6 +191,17 @@ def _body(msg: Message) -> dict[str, Any]:
         body["sender"] = member_to_wire(msg.sender)
     if msg.kind in (Kind.SYNC, Kind.WELCOME, Kind.MAP):
         body["members"] = [member_to_wire(m) for m in msg.members]
+    if msg.kind is Kind.DIGEST:
+        body["sender"] = member_to_wire(msg.sender, cert=False)  # type: ignore[arg-type]
+        if msg.beat is None:
+            raise CodecError("DIGEST needs the sender's heartbeat")
+        body["beat"] = beat_to_wire(msg.beat)
+        body["have"] = have_to_wire(msg.have)
+    if msg.kind in (Kind.DELTA, Kind.PUSH):
+        body["records"] = [member_to_wire(m) for m in msg.members]
+        body["beats"] = [beat_to_wire(b) for b in msg.beats]
+    if msg.kind is Kind.DELTA:
+        body["want"] = " ".join(msg.want)
     if msg.kind is Kind.REFUSED:
         body["reason"] = msg.reason
     return body
@@ -191,6 +266,7 @@ def _str(value: Any, what: str, pattern: re.Pattern[str]) -> str:
 
 
 RECORD_KEYS = {"rec", "sig", "cert"}
+LEAN_KEYS = {"rec", "sig"}
 BODY_KEYS = {"cluster", "name", "address", "fp", "state", "inc", "hb", "slots", "ts"}
 
 
@@ -203,12 +279,14 @@ def _unb64(value: Any, what: str, limit: int) -> bytes:
         raise CodecError(f"{what}: not base64") from None
 
 
-def member_from_wire(obj: Any, what: str = "member") -> Member:
-    """A signed record as claimed: parsed and bounded here, not yet verified."""
-    d = _exact_keys(obj, RECORD_KEYS, what)
+def member_from_wire(obj: Any, what: str = "member", lean: bool = False) -> Member:
+    """A signed record as claimed: parsed and bounded here, not yet verified. With `lean`
+    the certificate may stay behind (its proof then holds b"": the receiver supplies it)."""
+    keys = LEAN_KEYS if lean and isinstance(obj, dict) and "cert" not in obj else RECORD_KEYS
+    d = _exact_keys(obj, keys, what)
     body = _unb64(d["rec"], f"{what}.rec", MAX_BODY)
     proof_parts = (_unb64(d["sig"], f"{what}.sig", MAX_SIGNATURE),
-                   _unb64(d["cert"], f"{what}.cert", MAX_CERT))
+                   _unb64(d["cert"], f"{what}.cert", MAX_CERT) if "cert" in d else b"")
     b = _exact_keys(_json(body, f"{what}.rec"), BODY_KEYS, f"{what}.rec")
     name = _str(b["name"], f"{what}.name", NAME_RE)
     address = b["address"]
@@ -247,13 +325,59 @@ def _parse_address(text: str) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(text)
 
 
-def _members(obj: Any) -> tuple[Member, ...]:
+def _members(obj: Any, what: str = "members", lean: bool = False) -> tuple[Member, ...]:
     if not isinstance(obj, list) or len(obj) > MAX_MEMBERS:
-        raise CodecError(f"members: expected a list of at most {MAX_MEMBERS}")
-    out = tuple(member_from_wire(m, f"members[{i}]") for i, m in enumerate(obj))
+        raise CodecError(f"{what}: expected a list of at most {MAX_MEMBERS}")
+    out = tuple(member_from_wire(m, f"{what}[{i}]", lean) for i, m in enumerate(obj))
     if len({m.name for m in out}) != len(out):
-        raise CodecError("members: duplicate names")
+        raise CodecError(f"{what}: duplicate names")
     return out
+
+
+def beat_from_wire(obj: Any, what: str = "beat") -> Beat:
+    if not isinstance(obj, list) or len(obj) != 5:
+        raise CodecError(f"{what}: expected [name, inc, beat, ts, sig]")
+    return Beat(name=_str(obj[0], f"{what}.name", NAME_RE),
+                incarnation=_int(obj[1], f"{what}.inc", 0, MAX_INT),
+                count=_int(obj[2], f"{what}.beat", 0, MAX_INT),
+                stamp=_int(obj[3], f"{what}.ts", 0, MAX_INT),
+                signature=_unb64(obj[4], f"{what}.sig", MAX_SIGNATURE))
+
+
+def _beats(obj: Any) -> tuple[Beat, ...]:
+    if not isinstance(obj, list) or len(obj) > MAX_MEMBERS:
+        raise CodecError(f"beats: expected a list of at most {MAX_MEMBERS}")
+    out = tuple(beat_from_wire(b, f"beats[{i}]") for i, b in enumerate(obj))
+    if len({b.name for b in out}) != len(out):
+        raise CodecError("beats: duplicate names")
+    return out
+
+
+def _want(obj: Any) -> tuple[str, ...]:
+    if not isinstance(obj, str) or len(obj) > MAX_MEMBERS * 65:
+        raise CodecError(f"want: expected a string of at most {MAX_MEMBERS * 65} characters")
+    out = tuple(obj.split(" ")) if obj else ()
+    for i, item in enumerate(out):
+        _str(item.removesuffix(WANT_CERT).removesuffix(WANT_BEAT), f"want[{i}]", NAME_RE)
+    if len(out) > MAX_MEMBERS or len(set(out)) != len(out):
+        raise CodecError(f"want: at most {MAX_MEMBERS} distinct names")
+    return out
+
+
+def _have(obj: Any) -> tuple[Have, ...]:
+    if not isinstance(obj, str) or len(obj) > MAX_HAVE:
+        raise CodecError(f"have: expected a string of at most {MAX_HAVE} characters")
+    out = []
+    for i, item in enumerate(obj.split(" ") if obj else ()):
+        parts = item.split(":")
+        if len(parts) != 3 or not parts[2].isdigit() or len(parts[2]) > 19:
+            raise CodecError(f"have[{i}]: expected name:rev:beat")
+        out.append(Have(_str(parts[0], f"have[{i}].name", NAME_RE),
+                        _str(parts[1], f"have[{i}].rev", REV_RE),
+                        _int(int(parts[2]), f"have[{i}].beat", 0, MAX_INT)))
+    if len(out) > MAX_MEMBERS or len({h.name for h in out}) != len(out):
+        raise CodecError(f"have: at most {MAX_MEMBERS} distinct names")
+    return tuple(out)
 
 
 KEYS = {
@@ -263,6 +387,9 @@ KEYS = {
     Kind.WELCOME: {"members"},
     Kind.MAP: {"members"},
     Kind.REFUSED: {"reason"},
+    Kind.DIGEST: {"cluster", "sender", "beat", "have"},
+    Kind.DELTA: {"records", "beats", "want"},
+    Kind.PUSH: {"records", "beats"},
 }
 
 
@@ -272,14 +399,22 @@ def decode_payload(kind: Kind, payload: bytes) -> Message:
     obj = _json(payload, f"{kind.name}: payload")
     d = _exact_keys(obj, KEYS[kind], kind.name)
     cluster = _str(d["cluster"], "cluster", CLUSTER_RE) if "cluster" in d else ""
-    sender = member_from_wire(d["sender"], "sender") if "sender" in d else None
+    lean = kind in LEAN_OK
+    sender = member_from_wire(d["sender"], "sender", lean) if "sender" in d else None
     members = _members(d["members"]) if "members" in d else ()
+    if "records" in d:
+        members = _members(d["records"], "records", lean)
+    beat = beat_from_wire(d["beat"]) if "beat" in d else None
+    have = _have(d["have"]) if "have" in d else ()
+    want = _want(d["want"]) if "want" in d else ()
+    beats = _beats(d["beats"]) if "beats" in d else ()
     reason = ""
     if "reason" in d:
         if not isinstance(d["reason"], str) or len(d["reason"]) > MAX_REASON:
             raise CodecError(f"reason: expected a string of at most {MAX_REASON} characters")
         reason = d["reason"]
-    return Message(kind, cluster=cluster, sender=sender, members=members, reason=reason)
+    return Message(kind, cluster=cluster, sender=sender, members=members, reason=reason,
+                   beat=beat, have=have, beats=beats, want=want)
 
 
 def decode(frame: bytes) -> Message:

@@ -77,6 +77,9 @@ class Config:
     max_connections: int = 512
     max_connections_per_source: int = 8
     clock_skew_seconds: float = 30.0  # tolerated between nodes; see tyd.record.Freshness
+    # digest: DIGEST/DELTA, records re-signed only when needed, heartbeats apart (tyd.gossip);
+    # full: the whole map with certificates every tick (protocol 2 as first built)
+    gossip: str = "digest"
 
     def roster_map(self) -> dict[str, Address] | None:
         return None if self.roster is None else {s.name: s.address for s in self.roster}
@@ -85,7 +88,8 @@ class Config:
 TOP_KEYS = {"cluster", "node", "address", "subnet", "port", "seeds", "heartbeat_seconds",
             "suspect_after_seconds", "remove_after_seconds", "tls", "exports", "hooks"}
 OPTIONAL_KEYS = {"roster", "io_timeout_seconds", "gossip_fanout", "max_connections",
-                 "max_connections_per_source", "clock_skew_seconds"}
+                 "max_connections_per_source", "clock_skew_seconds", "gossip"}
+GOSSIP_MODES = ("digest", "full")
 TLS_KEYS = {"cert", "key", "ca", "crl"}
 EXPORT_KEYS = {"json", "mosix", "hostfile", "status"}
 HOOK_KEYS = {"vici_socket", "nft_table", "nft_set", "static_peers", "ipsec"}
@@ -194,6 +198,9 @@ def parse(raw: Any, source: str = "<config>") -> Config:
     per_source = c.integer(get("max_connections_per_source", 8),
                            "max_connections_per_source", 2, 1024)
     skew = c.number(get("clock_skew_seconds", 30.0), "clock_skew_seconds", 0, 3600)
+    gossip = get("gossip", "digest")
+    if gossip not in GOSSIP_MODES:
+        c.bad("gossip", f"expected one of {', '.join(GOSSIP_MODES)}")
     if c.problems:
         raise ConfigError(source, c.problems)
     return Config(cluster=cluster, node=node, address=address, subnet=subnet, roster=roster,
@@ -202,7 +209,7 @@ def parse(raw: Any, source: str = "<config>") -> Config:
                   remove_after_seconds=remove, tls=tls, exports=exports, hooks=hooks,
                   io_timeout_seconds=io_timeout, gossip_fanout=fanout,
                   max_connections=max_conns, max_connections_per_source=per_source,
-                  clock_skew_seconds=skew)
+                  clock_skew_seconds=skew, gossip=str(gossip))
 
 
 def _subnet(c: _Checker, value: Any, address: Address) -> ipaddress.IPv4Network:

@@ -6,6 +6,12 @@ anti-entropy), LEAVE. A starting node (Terrence) HELLOs a seed or any node it ha
 known, then every member of the map it gets back, until every live member it knows has
 welcomed it; then it is a Philip. Each tick a node advances its heartbeat and SYNCs with
 `gossip_fanout` random members.
+
+With `gossip: digest` (the default; tyd.gossip) a tick pulls instead: DIGEST -> DELTA, so
+only what changed travels (records without certificates where the peer has them, signed
+heartbeats apart from records), a record is re-signed only when it changes or a third of
+its freshness has passed, a join needs one WELCOME (gossip spreads the newcomer) and a
+LEAVE goes to a few members (gossip spreads the signed `left` record).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -24,12 +31,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from chaosnode.files import atomic_write
 
-from . import codec, exports, memory, status
+from . import codec, exports, gossip, memory, status
 from .codec import Kind, Message
 from .config import Config
 from .errors import CodecError, IdentityError, ProtocolError, TydError
 from .hooks import Hook, HookRunner
-from .member import Member, State
+from .member import Beat, Member, State
 from .membership import Change, ChangeKind, ClusterMap, Timing
 from .record import Freshness, RecordError, Signer, Verifier, load_trust
 from .tls import check_identity, client_context, peer_cert, pem_cert_der, server_context
@@ -37,7 +44,8 @@ from .transport import close, read_message, write_message
 
 COUNTERS = ("conns_in", "conns_out", "msgs_in", "msgs_out", "refused", "malformed",
             "out_of_order", "timeouts", "dropped", "busy", "busy_source", "unreachable",
-            "forged", "stale", "hook_errors", "internal_errors", "tls_reloads")
+            "forged", "stale", "hook_errors", "internal_errors", "tls_reloads",
+            "beats_in", "records_in", "certs_missing")
 MAX_OUTBOUND = 16  # concurrent exchanges this node starts (joins, gossip, leave)
 
 
@@ -57,13 +65,19 @@ class Node:
         self._wall = wall
         self._freshness = Freshness(cfg.clock_skew_seconds, cfg.remove_after_seconds)
         self._verifier = self._load_verifier()
-        signer = self._load_signer()
+        signer = self._signer = self._load_signer()
+        self._digest = cfg.gossip == "digest"
+        # a record stays fresh for max_age: re-sign it a third of the way (digest gossip)
+        self._refresh_seconds = self._freshness.max_age_seconds / 3
+        self._beats = 0
+        self._lacking: dict[str, str] = {}  # member -> fingerprint whose certificate we lack
         me = Member(name=cfg.node, address=cfg.address, fingerprint=signer.fingerprint,
                     state=State.ALIVE, incarnation=int(wall() * 1000), heartbeat=0,
                     slots=os.cpu_count() or 1)
         timing = Timing(cfg.suspect_after_seconds, cfg.remove_after_seconds,
                         self._freshness.tombstone_seconds)
         self.map = ClusterMap(me, timing, clock, sign=signer)
+        self.map.my_beat = signer.beat(self.map.me, 0)
         self._per_source: collections.Counter[str] = collections.Counter()
         self._closed = 0  # connections served and closed since memory was last reclaimed
         self._clock = clock
@@ -116,7 +130,7 @@ class Node:
         if leave:
             me = self.map.leave()
             msg = codec.leave(self.cfg.cluster, me)
-            targets = self.map.live()
+            targets = self._leave_targets()
             self.log.info("leaving: telling %d members", len(targets))
             try:  # bounded, whatever the number of dead members: systemd is waiting
                 await asyncio.wait_for(asyncio.gather(*(
@@ -131,6 +145,16 @@ class Node:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), self.cfg.io_timeout_seconds)
         self._write_status()
+
+    def _leave_targets(self) -> list[Member]:
+        """Full gossip tells every member; digest gossip tells a few (and the seeds), and
+        their pulls spread our signed `left` record in O(log N) rounds."""
+        live = self.map.live()
+        if not self._digest:
+            return live
+        seeds = {s.name for s in self.cfg.seeds}
+        few = self._rng.sample(live, min(2 * self.cfg.gossip_fanout, len(live)))
+        return [*few, *(m for m in live if m.name in seeds and m not in few)]
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[call-overload]
@@ -174,6 +198,8 @@ class Node:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.cfg.remove_after_seconds)
                 continue
+            if self._digest and self.welcomed:  # one WELCOME: gossip spreads us from there
+                break
             pending = [m for m in self.map.live() if m.name not in self.welcomed]
             if not pending:
                 break
@@ -274,6 +300,7 @@ class Node:
             return False
         self._server_ctx, self._client_ctx, self._verifier = server, client, verifier
         if signer.fingerprint != self.map.me.fingerprint:
+            self._signer = signer
             self.map.resign(signer)
             self.log.info("now speaking with a renewed certificate %s...",
                           signer.fingerprint[:16])
@@ -322,13 +349,23 @@ class Node:
         if self._closed >= memory.RECLAIM_AFTER or (self._closed and not self._open):
             self._closed = 0
             memory.reclaim()
-        self.map.beat()
+        if not self._digest:
+            self.map.beat()
+        self._refresh_me()
+        if self._digest:
+            self._beats += 1
+            self.map.my_beat = self._signer.beat(self.map.me, self._beats)
         self._apply(self.map.expire())
         if self.joined:  # a Terrence is busy asking to be added; Philips gossip
             live = [m for m in self.map.live()
                     if m.name not in self._syncing and self._hooks.settled(m.name)]
-            for m in self._rng.sample(live, min(self.cfg.gossip_fanout, len(live))):
-                self._spawn(self._sync(m))
+            peers = self._rng.sample(live, min(self.cfg.gossip_fanout, len(live)))
+            if self._digest:  # one after another: each summary holds what the last brought
+                self._syncing.update(m.name for m in peers)
+                self._spawn(self._pulls(peers))
+            else:
+                for m in peers:
+                    self._spawn(self._sync(m))
         if self.joined and ticks % reseed_every == 0:
             self._reseed()
         self._after_change()
@@ -352,6 +389,86 @@ class Node:
         finally:
             self._syncing.discard(m.name)
 
+    def _refresh_me(self) -> None:
+        """Re-sign our record a third of the way to stale, by the wall clock: checked every
+        tick and before every DIGEST, so a late tick (a busy loop) never sends a stale one."""
+        if self._digest and self.map.me.state is State.ALIVE and (
+                self._wall() - self.map.me.stamp / 1000 > self._refresh_seconds):
+            self.map.beat()
+
+    async def _pulls(self, peers: list[Member]) -> None:
+        for m in peers:
+            await self._pull(m)
+
+    async def _pull(self, m: Member) -> None:
+        """Digest gossip: tell m what we hold, take what we lack, push what it lacks."""
+        if self.map.me.state is not State.ALIVE:  # leaving: our LEAVE says the rest
+            self._syncing.discard(m.name)
+            return
+        self._syncing.add(m.name)
+        try:
+            self._refresh_me()
+            msg = codec.digest(self.cfg.cluster, self.map.me, self._my_beat(),
+                               gossip.summary(self.map, self._lacking_now()))
+            where = f"{m.name} ({m.address})"
+
+            def answer(reply: Message) -> Message | None:
+                self._merge_reply(self._with_certs(reply.members), where)
+                self._merge_beats(reply.beats, where)
+                self.welcomed.add(m.name)  # it took our record (else it refused us)
+                if not reply.want:
+                    return None
+                return codec.push(*gossip.pushed(self.map, reply.want,
+                                                 {r.name for r in reply.members}))
+
+            await self._request(m.name, m.address, m.fingerprint, msg, Kind.DELTA, answer)
+        finally:
+            self._syncing.discard(m.name)
+
+    def _my_beat(self) -> Beat:
+        assert self.map.my_beat is not None
+        return self.map.my_beat
+
+    def _lacking_now(self) -> frozenset[str]:
+        for name, fp in list(self._lacking.items()):
+            held = self.map.get(name)
+            if held is None or held.fingerprint == fp or self._verifier.cert_of(fp):
+                del self._lacking[name]
+        return frozenset(self._lacking)
+
+    def _with_certs(self, records: Iterable[Member]) -> list[Member]:
+        """Records that are news, each with its certificate: carried, or met before. A
+        record whose certificate we never met is asked for again, with it (rev `-`)."""
+        out = []
+        for r in records:
+            if r.proof is None or not self.map.is_news(r):
+                continue
+            if not r.proof.cert:
+                der = self._verifier.cert_of(r.fingerprint)
+                if not der:
+                    self._count("certs_missing")
+                    self._lacking[r.name] = r.fingerprint
+                    continue
+                r = dataclasses.replace(r, proof=dataclasses.replace(r.proof, cert=der))
+            out.append(r)
+        self._count("records_in", len(out))
+        return out
+
+    def _merge_beats(self, beats: Iterable[Beat], where: str) -> None:
+        """Heartbeats that are news, verified against their member's current record."""
+        ok = []
+        for b in beats:
+            m = self.map.get(b.name)
+            if m is None or not self.map.beat_is_news(b):
+                continue
+            try:
+                ok.append(self._verifier.verify_beat(b, m))
+            except RecordError as exc:
+                self._refused(exc)
+                self.log.warning("refused a heartbeat from %s: %s", where, exc)
+        self._count("beats_in", len(ok))
+        self._apply(self.map.merge_beats(ok))
+
     def _apply(self, changes: Iterable[Change]) -> None:
         for change in changes:
             m = change.member
@@ -366,14 +483,19 @@ class Node:
 
     async def _request(self, name: str, address: ipaddress.IPv4Address,
                        fingerprint: str | None, msg: Message,
-                       expect: Kind | None = None) -> Message | None:
-        """One exchange with one peer; None when it failed (logged and counted)."""
+                       expect: Kind | None = None,
+                       answer: Callable[[Message], Message | None] | None = None
+                       ) -> Message | None:
+        """One exchange with one peer; None when it failed (logged and counted). With
+        `answer`, what it makes of the reply is sent back on the same connection."""
         async with self._outbound:
-            return await self._exchange(name, address, fingerprint, msg, expect)
+            return await self._exchange(name, address, fingerprint, msg, expect, answer)
 
     async def _exchange(self, name: str, address: ipaddress.IPv4Address,
                         fingerprint: str | None, msg: Message,
-                        expect: Kind | None) -> Message | None:
+                        expect: Kind | None,
+                        answer: Callable[[Message], Message | None] | None = None
+                        ) -> Message | None:
         timeout = self.cfg.io_timeout_seconds
         self._count("conns_out")
         try:
@@ -399,6 +521,10 @@ class Node:
                 return None
             if reply.kind is not expect:
                 raise ProtocolError(f"sent {msg.kind.name}, got {reply.kind.name}")
+            back = answer(reply) if answer is not None else None
+            if back is not None:
+                await write_message(writer, back, timeout)
+                self._count("msgs_out")
             return reply
         except Exception as exc:
             self._count_failure(exc, f"{name} ({address})")
@@ -474,6 +600,10 @@ class Node:
         if msg.kind not in codec.REQUESTS or msg.sender is None:
             raise ProtocolError(f"{msg.kind.name} is not a request")
         sender = msg.sender
+        if msg.kind is Kind.DIGEST and sender.proof is not None:  # the handshake carried it
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True) or b""
+            sender = dataclasses.replace(sender, proof=dataclasses.replace(sender.proof,
+                                                                           cert=der))
         try:
             if msg.cluster != self.cfg.cluster:
                 raise IdentityError(f"is of cluster {msg.cluster!r}, not {self.cfg.cluster!r}")
@@ -498,12 +628,35 @@ class Node:
         self._apply(self.map.merge((sender, *others)))
         if msg.kind is Kind.SYNC:
             self._knows_me(sender.name, msg.members)
+        if msg.kind is Kind.DIGEST:
+            if msg.beat is not None and msg.beat.name != sender.name:
+                raise ProtocolError(f"DIGEST of {sender.name} carries {msg.beat.name}'s beat "
+                                    "(a sender's beat is its own; others' come in deltas)")
+            if msg.beat is not None:
+                self._merge_beats((msg.beat,), f"{sender.name} ({source})")
+            records, beats = gossip.delta(self.map, msg.have, sender.name)
+            want = gossip.wanted(self.map, msg.have, sender.name)
+            await write_message(writer, codec.delta(records, beats, want), timeout)
+            self._count("msgs_out")
+            if want:
+                await self._take_push(reader, sender.name, source, timeout)
+            return
         reply = {Kind.HELLO: codec.welcome, Kind.SYNC: codec.map_reply}.get(msg.kind)
         if reply is not None:
             await write_message(writer, reply(self.map.members()), timeout)
             self._count("msgs_out")
         if msg.kind is Kind.HELLO:  # our WELCOME carries us: the sender adds us too
             self.welcomed.add(sender.name)
+
+    async def _take_push(self, reader: asyncio.StreamReader, peer: str, source: str,
+                         timeout: float) -> None:
+        pushed = await read_message(reader, timeout)
+        self._count("msgs_in")
+        if pushed.kind is not Kind.PUSH:
+            raise ProtocolError(f"after DELTA, expected PUSH, got {pushed.kind.name}")
+        where = f"{peer} ({source})"
+        self._merge_reply(self._with_certs(pushed.members), where)
+        self._merge_beats(pushed.beats, where)
 
     def _count_failure(self, exc: BaseException, where: str) -> None:
         if isinstance(exc, IdentityError):

@@ -59,3 +59,16 @@ class Member:
         if self.version != other.version:
             return self.version > other.version
         return SEVERITY[self.state] > SEVERITY[other.state]
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A heartbeat: a small record a member signs every tick without its certificate
+    (tyd.record verifies it with the key of the member's current record). `count` only
+    grows within one incarnation; `stamp` is when it was signed (wall-clock ms)."""
+
+    name: str
+    incarnation: int
+    count: int
+    stamp: int
+    signature: bytes = field(default=b"", compare=False, repr=False)

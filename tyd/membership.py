@@ -8,6 +8,10 @@ for `suspect_after` seconds is suspect, after `remove_after` this node removes i
 `dead` tombstone that never travels: nobody can declare another node dead). A member that
 leaves signs a `left` entry, which does travel. Tombstones are purged `tombstone_after`
 seconds after they began, and are not gossiped then or ever after.
+
+With digest gossip a member re-signs its record only when it changes or before it grows
+stale, and proves it is alive with heartbeats (tyd.member.Beat): a newer verified beat of
+the member's current incarnation counts as hearing from it, exactly as a newer record.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .codec import MAX_MEMBERS
-from .member import Member, State
+from .member import Beat, Member, State
 
 Clock = Callable[[], float]
 
@@ -49,6 +53,7 @@ class _Record:
     heard: float   # local time its version last advanced
     since: float   # local time its state last changed
     suspect: bool = False
+    beat: Beat | None = None  # the newest verified heartbeat of its current incarnation
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class ClusterMap:
         self._records: dict[str, _Record] = {}
         self.version = 0        # bumps on every local change; shown by `tyd status`
         self.overflow = 0       # entries dropped because the map was full
+        self.my_beat: Beat | None = None  # our newest heartbeat (digest gossip)
 
     @property
     def me(self) -> Member:
@@ -110,6 +116,43 @@ class ClusterMap:
         rec = self._records.get(entry.name)
         return rec is None or entry.newer_than(rec.member)
 
+    def beat_is_news(self, b: Beat) -> bool:
+        """Is this a newer heartbeat of a member's current incarnation (alive, or dead by
+        our own judgement)? Checked before verifying it, so each is verified once."""
+        rec = self._records.get(b.name)
+        return (rec is not None and rec.member.state is not State.LEFT
+                and rec.member.incarnation == b.incarnation
+                and (rec.beat is None or b.count > rec.beat.count))
+
+    def merge_beats(self, beats: Iterable[Beat]) -> list[Change]:
+        """Take verified heartbeats: each newer one is hearing from its member, and one
+        we had judged dead is alive again (its own signed word, newer than its silence)."""
+        now = self._clock()
+        changes: list[Change] = []
+        for b in beats:
+            if not self.beat_is_news(b):
+                continue
+            rec = self._records[b.name]
+            if rec.member.state is State.DEAD and rec.beat is not None and (
+                    b.stamp - rec.beat.stamp <= self._timing.remove_after * 1000):
+                continue  # signed before its silence made it dead: no sign of life
+            rec.beat, rec.heard = b, now
+            if rec.member.state is State.DEAD:
+                rec.member = dataclasses.replace(rec.member, state=State.ALIVE)
+                rec.since = now
+                self.version += 1
+                changes.append(Change(ChangeKind.ADD, rec.member))
+            if rec.suspect:
+                rec.suspect = False
+                self.version += 1
+        return changes
+
+    def beat_of(self, name: str) -> Beat | None:
+        if name == self._me.name:
+            return self.my_beat
+        rec = self._records.get(name)
+        return rec.beat if rec else None
+
     def merge(self, entries: Iterable[Member]) -> list[Change]:
         now = self._clock()
         changes: list[Change] = []
@@ -132,6 +175,8 @@ class ClusterMap:
             old = rec.member
             rec.member = entry
             self.version += 1
+            if entry.incarnation != old.incarnation or entry.state is State.LEFT:
+                rec.beat = None  # beats count within one live incarnation
             if entry.version > old.version:
                 rec.heard = now
             if entry.state is State.ALIVE:

@@ -14,6 +14,8 @@ Every map entry travels signed by the member's own node key, with the member's c
 So nobody but X can make a fresher heartbeat, an epoch, a move or a LEAVE for X, and a
 recorded entry cannot be replayed once its member's tombstone is gone (see Freshness).
 Verifying is cached: a certificate once per fingerprint, a signature once per record.
+A heartbeat (tyd.member.Beat) is checked with the key of the member's current record:
+the same incarnation, a signature under its own domain, the same freshness rules.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from chaosnode.signature import ca_signed
 
 from . import codec
 from .errors import TydError
-from .member import Member, Proof
+from .member import Beat, Member, Proof
 
 DOMAIN = b"tyd-record-v2\0"  # a record signature can never be taken for another signature
+BEAT_DOMAIN = b"tyd-beat-v1\0"  # nor a heartbeat's for a record's
 CERT_CACHE = 4096
 SIGNATURE_CACHE = 16384
 WallClock = Callable[[], float]
@@ -136,11 +139,19 @@ class Signer:
         m = dataclasses.replace(m, fingerprint=self.fingerprint,
                                 stamp=int(self._wall() * 1000))
         body = codec.body_bytes(self._cluster, m)
-        if isinstance(self._key, ed25519.Ed25519PrivateKey):
-            signature = self._key.sign(DOMAIN + body)
-        else:
-            signature = self._key.sign(DOMAIN + body, ec.ECDSA(hashes.SHA256()))
+        signature = self._sign(DOMAIN + body)
         return dataclasses.replace(m, proof=Proof(self._cluster, body, signature, self._cert))
+
+    def beat(self, m: Member, count: int) -> Beat:
+        """Our heartbeat number `count` in the incarnation of `m`."""
+        b = Beat(m.name, m.incarnation, count, int(self._wall() * 1000))
+        return dataclasses.replace(
+            b, signature=self._sign(BEAT_DOMAIN + codec.beat_bytes(self._cluster, b)))
+
+    def _sign(self, data: bytes) -> bytes:
+        if isinstance(self._key, ed25519.Ed25519PrivateKey):
+            return self._key.sign(data)
+        return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
 class Verifier:
@@ -152,6 +163,34 @@ class Verifier:
         self._certs: collections.OrderedDict[str, _CertFacts | RecordError] = \
             collections.OrderedDict()
         self._signatures: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._ders: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+
+    def cert_of(self, fingerprint: str) -> bytes:
+        """The DER of a certificate met in an accepted record (b"" if none): digest gossip
+        sends each certificate once per receiver, records then travel without it."""
+        return self._ders.get(fingerprint, b"")
+
+    def verify_beat(self, b: Beat, m: Member) -> Beat:
+        """Return b if member m (its current, verified record) signed it, of m's current
+        incarnation, and it is fresh; raise RecordError otherwise."""
+        p = m.proof
+        if p is None or not p.cert or b.name != m.name or b.incarnation != m.incarnation:
+            raise RecordError("beat_mismatch", f"heartbeat of {b.name} is not of its record")
+        facts = self._cert(m.fingerprint, p.cert)
+        now = self._wall()
+        if not facts.not_before <= now <= facts.not_after:
+            raise RecordError("expired", f"certificate of {m.name} is not valid now")
+        data = BEAT_DOMAIN + codec.beat_bytes(self.trust.cluster, b)
+        try:
+            if isinstance(facts.key, ed25519.Ed25519PublicKey):
+                facts.key.verify(b.signature, data)
+            else:
+                facts.key.verify(b.signature, data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise RecordError("bad_signature", f"heartbeat of {b.name} is not signed by "
+                              f"{b.name}'s key") from None
+        self._check_age(b.name, b.stamp, now)
+        return b
 
     def verify(self, m: Member) -> Member:
         """Return m if it is authentic and current; raise RecordError otherwise."""
@@ -178,6 +217,10 @@ class Verifier:
                               f"certificate names ({', '.join(sorted(facts.names))})")
         self._check_signature(m.name, facts, p)
         self._check_fresh(m, now)
+        self._ders[fingerprint] = p.cert
+        self._ders.move_to_end(fingerprint)
+        if len(self._ders) > CERT_CACHE:
+            self._ders.popitem(last=False)
         return m
 
     def _cert(self, fingerprint: str, der: bytes) -> _CertFacts:
@@ -225,17 +268,22 @@ class Verifier:
 
     def _check_fresh(self, m: Member, now: float) -> None:
         f = self.trust.freshness
-        age = now - m.stamp / 1000
-        if age > f.max_age_seconds:
-            raise RecordError("stale", f"entry of {m.name} was signed {age:.0f}s ago (more "
-                              f"than {f.max_age_seconds:.0f}s: replayed, or its clock is "
-                              "behind ours)", stale=True)
-        if -age > f.skew_seconds:
-            raise RecordError("future", f"entry of {m.name} is signed {-age:.0f}s ahead of "
-                              "our clock (clocks differ more than the tolerated skew)")
+        self._check_age(m.name, m.stamp, now)
         if m.incarnation / 1000 - now > f.skew_seconds:
             raise RecordError("future_epoch", f"{m.name}'s epoch {m.incarnation} is in the "
                               "future")
+
+
+    def _check_age(self, name: str, stamp: int, now: float) -> None:
+        f = self.trust.freshness
+        age = now - stamp / 1000
+        if age > f.max_age_seconds:
+            raise RecordError("stale", f"entry of {name} was signed {age:.0f}s ago (more "
+                              f"than {f.max_age_seconds:.0f}s: replayed, or its clock is "
+                              "behind ours)", stale=True)
+        if -age > f.skew_seconds:
+            raise RecordError("future", f"entry of {name} is signed {-age:.0f}s ahead of "
+                              "our clock (clocks differ more than the tolerated skew)")
 
 
 @dataclass(frozen=True)

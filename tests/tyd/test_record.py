@@ -172,3 +172,40 @@ def test_a_crl_not_signed_by_the_cluster_ca_is_not_trusted(tpki: Pki, tmp_path: 
     foreign = make_pki(tmp_path / "foreign", 0)
     with pytest.raises(TydError, match="not signed by the cluster CA"):
         load_trust(CLUSTER, tpki.paths.ca_cert, foreign.paths.crl, SUBNET, None, FRESH)
+
+
+# -- heartbeats (digest gossip) ----------------------------------------------------------
+
+def test_a_heartbeat_verifies_with_its_members_record_and_nothing_else(tpki: Pki) -> None:
+    v = verifier(tpki)
+    rec = v.verify(signer(tpki, 3)(entry(3)))
+    good = signer(tpki, 3).beat(rec, 7)
+    assert v.verify_beat(good, rec) == good
+    # an insider (node02) signs a heartbeat for node03: not node03's key
+    forged = dataclasses.replace(signer(tpki, 2).beat(rec, 8), name=name(3))
+    with pytest.raises(RecordError, match="bad_signature"):
+        v.verify_beat(forged, rec)
+    # node03's real heartbeat with its count raised: the bytes it signed differ
+    with pytest.raises(RecordError, match="bad_signature"):
+        v.verify_beat(dataclasses.replace(good, count=10_000), rec)
+    # a heartbeat of another incarnation, or against another member's record
+    with pytest.raises(RecordError, match="beat_mismatch"):
+        v.verify_beat(dataclasses.replace(good, incarnation=rec.incarnation + 1), rec)
+    with pytest.raises(RecordError, match="beat_mismatch"):
+        v.verify_beat(good, v.verify(signer(tpki, 1)(entry(1))))
+    # a record signature is no heartbeat signature (domains differ)
+    body_sig = rec.proof.signature  # type: ignore[union-attr]
+    with pytest.raises(RecordError, match="bad_signature"):
+        v.verify_beat(dataclasses.replace(good, signature=body_sig), rec)
+
+
+def test_heartbeats_are_fresh_or_refused(tpki: Pki) -> None:
+    rec = verifier(tpki).verify(signer(tpki, 3)(entry(3)))
+    old = signer(tpki, 3, wall=T0 - 91).beat(rec, 1)  # max age 90 s
+    with pytest.raises(RecordError, match="stale"):
+        verifier(tpki).verify_beat(old, rec)
+    early = signer(tpki, 3, wall=T0 + 31).beat(rec, 2)  # skew 30 s
+    with pytest.raises(RecordError, match="future"):
+        verifier(tpki).verify_beat(early, rec)
+    later = verifier(tpki, wall=T0 + 60)
+    assert later.verify_beat(signer(tpki, 3, wall=T0 + 59).beat(rec, 3), rec).count == 3
