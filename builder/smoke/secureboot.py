@@ -11,16 +11,41 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from builder.enroll.registry import approve, registry_path
 from builder.image import cpio
+from builder.model import Cluster
 from builder.smoke import tpms
 from builder.smoke.firmware import Firmware
+from builder.smoke.lab import Guest
+from builder.smoke.scenario import Scenario
 from chaosnode.contract.paths import MUNGE_KEY, NODE_CERT_PATH
 
-if TYPE_CHECKING:
-    from builder.smoke.runner import Smoke
+
+class Report(Protocol):
+    def phase(self, text: str) -> None: ...
+    def check(self, title: str, ok: bool, detail: str = "") -> bool: ...
+
+
+class Smoke(Protocol):
+    """What these checks need of a running lab (builder.smoke.runner.Smoke)."""
+
+    scenario: Scenario
+    cluster: Cluster
+    config: Path
+    results: Path
+    out: Path
+    members: list[str]
+    guests: dict[str, Guest]
+    boot_timeout: float
+
+    @property
+    def report(self) -> Report: ...
+
+    def enrolled(self) -> set[str]: ...
+    def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path],
+                    firmware: Firmware | None = None) -> Guest: ...
 
 # the kernel's log (`quiet` keeps it off the console, as it does the EFI stub's line)
 KERNEL_SECURE = "secureboot: Secure boot enabled"
