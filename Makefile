@@ -88,8 +88,9 @@ test-image: setup ## build and boot the image in QEMU
 test-smoke: setup ## whole QEMU labs: PXE through serve, ISO, scope migration
 	$(PY) -m pytest -m smoke $(PYTEST_ARGS)
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff (check and format --check) and mypy
 	$(VENV)/bin/ruff check builder tyd chaosnode tests bench
+	$(VENV)/bin/ruff format --check builder tyd chaosnode tests bench
 	$(VENV)/bin/mypy
 
 test-wheel: setup ## the wheel in a fresh venv (deps from the index), run outside the checkout; builds from the warm cache
@@ -102,12 +103,11 @@ test-one: setup ## one test: make test-one T=tests/test_render.py::test_every_te
 golden: setup ## rewrite the golden files after an intended template change (review the diff)
 	CHAOS_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py tests/test_hostconf.py $(PYTEST_ARGS)
 
-format: setup ## ruff format the files given: make format F="builder/render.py ..."
-	@test -n "$(F)" || { echo "usage: make format F=FILES (the whole tree is not formatted yet)"; exit 2; }
-	$(VENV)/bin/ruff format $(F)
+format: setup ## ruff format the tree (or the files given: make format F="builder/render.py ...")
+	$(VENV)/bin/ruff format $(or $(F),builder tyd chaosnode tests bench)
 
-format-check: setup ## how many files ruff format would change (not yet part of lint)
-	$(VENV)/bin/ruff format --check builder tyd chaosnode tests bench || true
+format-check: setup ## the files ruff format would change (part of lint)
+	$(VENV)/bin/ruff format --check builder tyd chaosnode tests bench
 
 bench: setup ## render benchmark (others: bench/image.py, tyd_join.py, cluster.py, enroll.py, storm.py)
 	$(PY) bench/render.py

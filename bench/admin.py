@@ -31,8 +31,9 @@ from builder.admin.web import AdminView, ensure_token, open_admin, render_page  
 from builder.config import load_cluster_text  # noqa: E402
 from builder.model import Cluster  # noqa: E402
 
-SCHEDULE = 'schedule: {windows: ["17:00-09:00"], time_zone: Europe/Berlin}\n' \
-    "serve: {address: 10.100.0.1}\n"
+SCHEDULE = (
+    'schedule: {windows: ["17:00-09:00"], time_zone: Europe/Berlin}\nserve: {address: 10.100.0.1}\n'
+)
 FIRST = dt.date(2026, 11, 1)
 
 
@@ -43,20 +44,32 @@ def night(cluster: Cluster, date: dt.date) -> list[Event]:
         t = start + dt.timedelta(seconds=i * 0.2)
         a = str(n.address)
 
-        def at(s: float, kind: Kind, detail: str = "", value: int = 0,
-               t: dt.datetime = t, n=n, a=a) -> Event:  # type: ignore[no-untyped-def]
+        def at(
+            s: float, kind: Kind, detail: str = "", value: int = 0, t: dt.datetime = t, n=n, a=a
+        ) -> Event:  # type: ignore[no-untyped-def]
             return Event(t + dt.timedelta(seconds=s), kind, n.name, n.mac, a, detail, value)
-        out += [at(0, Kind.WAKE, "br0"), at(40, Kind.BOOT, "cluster via pxe"),
-                at(45, Kind.BOOT, "cluster via http")]
+
+        out += [
+            at(0, Kind.WAKE, "br0"),
+            at(40, Kind.BOOT, "cluster via pxe"),
+            at(45, Kind.BOOT, "cluster via http"),
+        ]
         if i % 50 == 7:
-            out += [at(80, Kind.REFUSED, "unregistered: not registered"),
-                    at(80, Kind.PENDING, "unregistered")]
+            out += [
+                at(80, Kind.REFUSED, "unregistered: not registered"),
+                at(80, Kind.PENDING, "unregistered"),
+            ]
             continue
-        out += [at(80, Kind.ENROLLED), at(95, Kind.JOINED, "tyd", 40),
-                at(200, Kind.TYD_REFUSALS, "unknown certificate", i % 3)]
+        out += [
+            at(80, Kind.ENROLLED),
+            at(95, Kind.JOINED, "tyd", 40),
+            at(200, Kind.TYD_REFUSALS, "unknown certificate", i % 3),
+        ]
         out += [at(3600 * h, Kind.JOBS, "from n0000", (i + h) % 5) for h in range(1, 15)]
-        out += [at(16 * 3600 - 300, Kind.LEFT, "morning"),
-                at(16 * 3600 + 30, Kind.BOOT, "disk via pxe")]
+        out += [
+            at(16 * 3600 - 300, Kind.LEFT, "morning"),
+            at(16 * 3600 + 30, Kind.BOOT, "disk via pxe"),
+        ]
     return sorted(out, key=lambda e: e.t)
 
 
@@ -84,17 +97,23 @@ def main() -> None:
         log.stop()
         assert log.dropped == 0 and log.written == count
         size = sum(p.stat().st_size for p in run_dir.glob(events.DB_NAME + "*"))
-        print(f"{args.nodes} nodes x {args.nights} nights: {count} events recorded in "
-              f"{spent:.1f} s: {count / spent:,.0f} events/s")
+        print(
+            f"{args.nodes} nodes x {args.nights} nights: {count} events recorded in "
+            f"{spent:.1f} s: {count / spent:,.0f} events/s"
+        )
         print(f"database on disk: {size / 2**20:.1f} MiB ({size / count:.0f} bytes/event)")
         last = FIRST + dt.timedelta(days=args.nights - 1)
         later = dt.datetime.combine(last + dt.timedelta(days=5), dt.time(), dt.UTC)
-        print(f"status --night {last}: {timed(lambda: status(cluster, db, later, last)):.3f} s"
-              f" (median of 5)")
+        print(
+            f"status --night {last}: {timed(lambda: status(cluster, db, later, last)):.3f} s"
+            f" (median of 5)"
+        )
         at = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(6), dt.UTC)
         view = AdminView(cluster, db, lambda: at)
-        print(f"page render: {timed(lambda: render_page(view.page())):.3f} s; "
-              f"/metrics: {timed(view.metrics):.3f} s")
+        print(
+            f"page render: {timed(lambda: render_page(view.page())):.3f} s; "
+            f"/metrics: {timed(view.metrics):.3f} s"
+        )
         token = ensure_token(run_dir)
         server = open_admin(view, token, "127.0.0.1", 0)
         server.start_background()
@@ -105,6 +124,7 @@ def main() -> None:
             body = conn.getresponse().read()
             assert len(body) > args.nodes * 50
             conn.close()
+
         try:
             print(f"page load over loopback (GET /, {args.nodes} rows): {timed(get):.3f} s")
         finally:

@@ -14,8 +14,7 @@ from pathlib import Path
 MAX_HEADER = 16 * 1024
 
 
-async def handle(root: Path, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+async def handle(root: Path, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -30,8 +29,10 @@ async def handle(root: Path, reader: asyncio.StreamReader,
                 continue
             with path.open("rb") as f:
                 size = path.stat().st_size
-                writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n"
-                             "Content-Type: application/octet-stream\r\n\r\n".encode())
+                writer.write(
+                    f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n"
+                    "Content-Type: application/octet-stream\r\n\r\n".encode()
+                )
                 await writer.drain()
                 await loop.sendfile(writer.transport, f)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
@@ -47,8 +48,9 @@ async def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args()
     root = args.root.resolve()
-    server = await asyncio.start_server(lambda r, w: handle(root, r, w), args.listen,
-                                        args.port, backlog=4096, limit=MAX_HEADER)
+    server = await asyncio.start_server(
+        lambda r, w: handle(root, r, w), args.listen, args.port, backlog=4096, limit=MAX_HEADER
+    )
     async with server:
         await server.serve_forever()
 

@@ -36,15 +36,18 @@ from tyd.ipsec import ViciHook  # noqa: E402
 from tyd.member import Member, State  # noqa: E402
 
 CHARON = "/usr/sbin/charon-systemd"
-PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl kdf "
-           "kernel-netlink socket-default vici updown")
+PLUGINS = (
+    "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl kdf "
+    "kernel-netlink socket-default vici updown"
+)
 NET = ipaddress.IPv4Network("10.100.0.0/16")
 ME = NET.network_address + 10
 
 
 def sh(ns: str, *argv: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=True, capture_output=True,
-                          text=True, timeout=120).stdout
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
 
 
 def rss_mb(pid: int) -> float:
@@ -70,8 +73,15 @@ def _in_ns(pid: int, ns: str) -> bool:
 
 
 def count_ike_sas(ns: str, env: dict[str, str], socket: Path) -> int:
-    out = sh(ns, "env", *(f"{k}={v}" for k, v in env.items()), "swanctl", "--list-sas",
-             "--uri", f"unix://{socket}")
+    out = sh(
+        ns,
+        "env",
+        *(f"{k}={v}" for k, v in env.items()),
+        "swanctl",
+        "--list-sas",
+        "--uri",
+        f"unix://{socket}",
+    )
     return sum(1 for line in out.splitlines() if line.startswith("peer-"))
 
 
@@ -80,36 +90,61 @@ def one_run(n: int, scope: str, tmp: Path, pki: Pki) -> None:
     socket = tmp / f"{ns}.vici"
     swanctl = tmp / "swanctl"
     conf = tmp / "strongswan.conf"
-    conf.write_text(f"charon-systemd {{\n load = {PLUGINS}\n install_routes = no\n"
-                    f" plugins {{ vici {{ socket = unix://{socket} }} }}\n"
-                    f" filelog {{ bench {{ path = {tmp}/charon.log\n default = 0 }} }}\n}}\n"
-                    f"swanctl {{ socket = unix://{socket} }}\n")
+    conf.write_text(
+        f"charon-systemd {{\n load = {PLUGINS}\n install_routes = no\n"
+        f" plugins {{ vici {{ socket = unix://{socket} }} }}\n"
+        f" filelog {{ bench {{ path = {tmp}/charon.log\n default = 0 }} }}\n}}\n"
+        f"swanctl {{ socket = unix://{socket} }}\n"
+    )
     env = {"STRONGSWAN_CONF": str(conf), "SWANCTL_DIR": str(swanctl)}
     subprocess.run(["ip", "netns", "add", ns], check=True)
     procs = []
     try:
-        for argv in (["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
-                     ["addr", "add", f"{ME}/{NET.prefixlen}", "dev", "v0"],
-                     ["link", "set", "v0", "up"], ["link", "set", "v1", "up"]):
+        for argv in (
+            ["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+            ["addr", "add", f"{ME}/{NET.prefixlen}", "dev", "v0"],
+            ["link", "set", "v0", "up"],
+            ["link", "set", "v1", "up"],
+        ):
             subprocess.run(["ip", "-n", ns, *argv], check=True)
-        procs.append(spawn(["ip", "netns", "exec", ns, "env",
-                            *(f"{k}={v}" for k, v in env.items()), CHARON],
-                           log_file=tmp / "charon.stdout"))
+        procs.append(
+            spawn(
+                ["ip", "netns", "exec", ns, "env", *(f"{k}={v}" for k, v in env.items()), CHARON],
+                log_file=tmp / "charon.stdout",
+            )
+        )
         deadline = time.monotonic() + 15
         while not socket.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        sh(ns, "env", *(f"{k}={v}" for k, v in env.items()), "swanctl", "--load-creds",
-           "--noprompt", "--uri", f"unix://{socket}")
+        sh(
+            ns,
+            "env",
+            *(f"{k}={v}" for k, v in env.items()),
+            "swanctl",
+            "--load-creds",
+            "--noprompt",
+            "--uri",
+            f"unix://{socket}",
+        )
         pid = charon_pid(ns)
         before = rss_mb(pid)
-        policy = Policy(address=ME, ike_proposals=("aes128gcm16-prfsha256-x25519",),
-                        esp_proposals=("aes128gcm16-x25519",), rekey_minutes=60,
-                        dpd_seconds=DPD_SECONDS, scope=scope,
-                        protected_ports=(7411, 12820, 13333))
-        hook = ViciHook(socket, policy, (swanctl / "x509/node.pem").read_text(),
-                        (swanctl / "x509ca/ca.pem").read_text(), frozenset())
-        members = [Member(f"p{i:05d}", ME + 1 + i, "ab" * 32, State.ALIVE, 1, 0)
-                   for i in range(n)]
+        policy = Policy(
+            address=ME,
+            ike_proposals=("aes128gcm16-prfsha256-x25519",),
+            esp_proposals=("aes128gcm16-x25519",),
+            rekey_minutes=60,
+            dpd_seconds=DPD_SECONDS,
+            scope=scope,
+            protected_ports=(7411, 12820, 13333),
+        )
+        hook = ViciHook(
+            socket,
+            policy,
+            (swanctl / "x509/node.pem").read_text(),
+            (swanctl / "x509ca/ca.pem").read_text(),
+            frozenset(),
+        )
+        members = [Member(f"p{i:05d}", ME + 1 + i, "ab" * 32, State.ALIVE, 1, 0) for i in range(n)]
         t0 = time.perf_counter()
         for m in members:
             asyncio.run(hook.add(m))
@@ -118,19 +153,27 @@ def one_run(n: int, scope: str, tmp: Path, pki: Pki) -> None:
         policies = sh(ns, "ip", "xfrm", "policy").count("\tdir ")
         idle_sas = count_ike_sas(ns, env, socket)
         for m in members[:3]:  # first packets (tyd's port, in both scopes): on demand
-            code = ("import socket; s = socket.socket(); s.settimeout(0.5); "
-                    f"s.connect_ex(('{m.address}', 7411))")
-            subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code],
-                           capture_output=True, check=False)
+            code = (
+                "import socket; s = socket.socket(); s.settimeout(0.5); "
+                f"s.connect_ex(('{m.address}', 7411))"
+            )
+            subprocess.run(
+                ["ip", "netns", "exec", ns, sys.executable, "-c", code],
+                capture_output=True,
+                check=False,
+            )
         busy_sas = count_ike_sas(ns, env, socket)
         t1 = time.perf_counter()
         for m in members:
             asyncio.run(hook.remove(m))
         unloaded = time.perf_counter() - t1
         left = sh(ns, "ip", "xfrm", "policy").count("\tdir ")
-        print(f"{n:>6} {scope:>9} {loaded:>8.2f} {loaded / n * 1000:>7.2f} {before:>8.1f} "
-              f"{after:>8.1f} {(after - before) * 1024 / n:>8.1f} {policies:>9} {idle_sas:>8} "
-              f"{busy_sas:>9} {unloaded:>9.2f} {left:>5}", flush=True)
+        print(
+            f"{n:>6} {scope:>9} {loaded:>8.2f} {loaded / n * 1000:>7.2f} {before:>8.1f} "
+            f"{after:>8.1f} {(after - before) * 1024 / n:>8.1f} {policies:>9} {idle_sas:>8} "
+            f"{busy_sas:>9} {unloaded:>9.2f} {left:>5}",
+            flush=True,
+        )
     finally:
         stop_processes(procs)
         subprocess.run(["ip", "netns", "del", ns], check=False)
@@ -150,15 +193,20 @@ def main() -> None:
         pki.init_ca("bench", now, 30)
         pki.issue(Identity("me", "me.bench", ME), "bench", now, 30)
         cert, key = pki.node_files("me")
-        for rel, data, mode in (("x509/node.pem", cert, 0o644), ("private/node.key", key, 0o600),
-                                ("x509ca/ca.pem", pki.paths.ca_cert.read_bytes(), 0o644)):
+        for rel, data, mode in (
+            ("x509/node.pem", cert, 0o644),
+            ("private/node.key", key, 0o600),
+            ("x509ca/ca.pem", pki.paths.ca_cert.read_bytes(), 0o644),
+        ):
             path = tmp / "swanctl" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             path.chmod(mode)
-        print(f"{'peers':>6} {'scope':>9} {'load s':>8} {'ms/peer':>7} {'RSS0 MB':>8} "
-              f"{'RSS MB':>8} {'KB/peer':>8} {'policies':>9} {'IKE_SAs':>8} "
-              f"{'after 3 SYNs':>9} {'unload s':>9} {'left':>5}")
+        print(
+            f"{'peers':>6} {'scope':>9} {'load s':>8} {'ms/peer':>7} {'RSS0 MB':>8} "
+            f"{'RSS MB':>8} {'KB/peer':>8} {'policies':>9} {'IKE_SAs':>8} "
+            f"{'after 3 SYNs':>9} {'unload s':>9} {'left':>5}"
+        )
         for scope in args.scopes.split(","):
             for n in (int(s) for s in args.sizes.split(",")):
                 one_run(n, scope, tmp, pki)

@@ -29,18 +29,22 @@ RATE = re.compile(r"received (\d+) bytes .* ([0-9.]+) MB/s")
 
 def write_lab(root: Path, name: str, n: int, scope: str, esp: str, services: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    nodes = "\n".join(f'  - {{name: node{i:02d}, mac: "52:54:00:97:00:{i:02x}", '
-                      f"address: 10.97.0.{10 + i}}}" for i in range(1, n + 1))
+    nodes = "\n".join(
+        f'  - {{name: node{i:02d}, mac: "52:54:00:97:00:{i:02x}", address: 10.97.0.{10 + i}}}'
+        for i in range(1, n + 1)
+    )
     (root / "chaos.yaml").write_text(
         f"cluster: {{name: {name}}}\nnetwork: {{subnet: 10.97.0.0/24, gateway: 10.97.0.1}}\n"
         f"security: {{scope: {scope}, esp_proposals: [{esp}]}}\n"
         f"firewall: {{services: [{services}]}}\n"
         "tyd: {seeds: [node01], heartbeat_seconds: 2, suspect_after_seconds: 6, "
         "remove_after_seconds: 12}\n"
-        f"nodes:\n{nodes}\n")
+        f"nodes:\n{nodes}\n"
+    )
     boot = ", ".join(f"node{i:02d}" for i in range(1, n + 1))
-    (root / "scenario.yaml").write_text(f"description: bench lab of {n} nodes, scope {scope}\n"
-                                        f"config: chaos.yaml\nboot: [{boot}]\n")
+    (root / "scenario.yaml").write_text(
+        f"description: bench lab of {n} nodes, scope {scope}\nconfig: chaos.yaml\nboot: [{boot}]\n"
+    )
     return root / "scenario.yaml"
 
 
@@ -63,20 +67,20 @@ def meshed(smoke: Smoke) -> bool:
 
 def throughput(smoke: Smoke, port: int, megabytes: int) -> float:
     a, b = smoke.guests[smoke.members[0]], smoke.guests[smoke.members[1]]
-    b.exec(["systemd-run", f"--unit=chaos-sink-{port}", *PROBE, "sink",
-            str(port), "120"])
+    b.exec(["systemd-run", f"--unit=chaos-sink-{port}", *PROBE, "sink", str(port), "120"])
     time.sleep(2)
-    a.exec([*PROBE, "blast", smoke.address(smoke.members[1]),
-            str(port), str(megabytes)], timeout=300)
+    a.exec(
+        [*PROBE, "blast", smoke.address(smoke.members[1]), str(port), str(megabytes)], timeout=300
+    )
     time.sleep(1)
-    _, log = b.exec(["journalctl", "-b", "--no-pager", "-o", "cat", "-u",
-                     f"chaos-sink-{port}"])
+    _, log = b.exec(["journalctl", "-b", "--no-pager", "-o", "cat", "-u", f"chaos-sink-{port}"])
     match = RATE.search(log)
     return float(match.group(2)) if match else float("nan")
 
 
-def run_lab(scenario: Path, results: Path, cache: Path, rates: dict[str, int],
-            megabytes: int) -> None:
+def run_lab(
+    scenario: Path, results: Path, cache: Path, rates: dict[str, int], megabytes: int
+) -> None:
     smoke = Smoke(load_scenario(scenario), "pxe", results, cache, None)
     smoke.results.mkdir(parents=True, exist_ok=True)
     smoke.build()
@@ -88,8 +92,11 @@ def run_lab(scenario: Path, results: Path, cache: Path, rates: dict[str, int],
         while not meshed(smoke) and time.monotonic() - first < 1200:
             time.sleep(1)
         mesh = time.monotonic() - first
-        ready = [m.group(2) + " " + m.group(1) + " s" for _, ok, d in smoke.report.results
-                 if ok and (m := READY.match(d))]
+        ready = [
+            m.group(2) + " " + m.group(1) + " s"
+            for _, ok, d in smoke.report.results
+            if ok and (m := READY.match(d))
+        ]
         print(f"{len(smoke.members)} nodes: boot-to-READY {', '.join(ready)}")
         print(f"{len(smoke.members)} nodes: first power-on to full mesh {mesh:.0f} s", flush=True)
         for label, port in rates.items():
@@ -110,11 +117,21 @@ def main() -> None:
         run_lab(scenario, work / f"all-{n}-run", args.cache, {}, args.megabytes)
     # Scope migration: tcp 12820 is ESP, tcp 5201 is plaintext between the same two guests.
     for esp in ("aes128gcm16-x25519", "chacha20poly1305-x25519"):
-        scenario = write_lab(work / f"mig-{esp}", "bench-mig", 2, "migration", esp,
-                             "{name: bench, port: 5201, source: cluster}")
-        run_lab(scenario, work / f"mig-{esp}-run", args.cache,
-                {f"ESP {esp.split('-')[0]}, tcp 12820": 12820, "plaintext, tcp 5201": 5201},
-                args.megabytes)
+        scenario = write_lab(
+            work / f"mig-{esp}",
+            "bench-mig",
+            2,
+            "migration",
+            esp,
+            "{name: bench, port: 5201, source: cluster}",
+        )
+        run_lab(
+            scenario,
+            work / f"mig-{esp}-run",
+            args.cache,
+            {f"ESP {esp.split('-')[0]}, tcp 12820": 12820, "plaintext, tcp 5201": 5201},
+            args.megabytes,
+        )
 
 
 if __name__ == "__main__":

@@ -93,14 +93,21 @@ class TpmPool:
             ek, ek_pub = tpm._create_ek(unique(i))
             try:
                 esapi = tpm.esapi
-                private, public, _, _, _ = tpm._with_policy(lambda s: esapi.create(
-                    ek, TPM2B_SENSITIVE_CREATE(), ak_template(), session1=s))
+                private, public, _, _, _ = tpm._with_policy(
+                    lambda s: esapi.create(ek, TPM2B_SENSITIVE_CREATE(), ak_template(), session1=s)
+                )
             finally:
                 tpm._flush(ek)
         csr = make_csr(new_key(), f"n{i:04d}", ipaddress.IPv4Address(node_address(i)))
-        return SimNode(f"n{i:04d}", k, ek_pub.marshal(), private, public,
-                       csr.public_bytes(serialization.Encoding.PEM).decode(),
-                       csr.public_bytes(serialization.Encoding.DER))
+        return SimNode(
+            f"n{i:04d}",
+            k,
+            ek_pub.marshal(),
+            private,
+            public,
+            csr.public_bytes(serialization.Encoding.PEM).decode(),
+            csr.public_bytes(serialization.Encoding.DER),
+        )
 
     def activate(self, i: int, node: SimNode, blob: bytes, secret: bytes) -> bytes:
         tpm = self.tpms[node.tpm]
@@ -109,12 +116,19 @@ class TpmPool:
             ek, _ = tpm._create_ek(unique(i))
             ak = None
             try:
-                ak = tpm._with_policy(lambda s: esapi.load(ek, node.ak_private, node.ak_public,
-                                                           session1=s))
-                cred = tpm._with_policy(lambda s: esapi.activate_credential(
-                    ak, ek, TPM2B_ID_OBJECT.unmarshal(blob)[0],
-                    TPM2B_ENCRYPTED_SECRET.unmarshal(secret)[0],
-                    session1=ESYS_TR.PASSWORD, session2=s))
+                ak = tpm._with_policy(
+                    lambda s: esapi.load(ek, node.ak_private, node.ak_public, session1=s)
+                )
+                cred = tpm._with_policy(
+                    lambda s: esapi.activate_credential(
+                        ak,
+                        ek,
+                        TPM2B_ID_OBJECT.unmarshal(blob)[0],
+                        TPM2B_ENCRYPTED_SECRET.unmarshal(secret)[0],
+                        session1=ESYS_TR.PASSWORD,
+                        session2=s,
+                    )
+                )
                 return bytes(cred)
             finally:
                 if ak is not None:
@@ -162,15 +176,29 @@ def storm(n: int, k: int, work: Path) -> dict[str, float]:
     try:
         t = time.perf_counter()
         nodes = [pool.make_node(i, i % k) for i in range(n)]
-        registry = ["# bench registry"] + [f"{s.name}:\n  - {ek_hash(s.ek_public)}"
-                                           for s in nodes]
+        registry = ["# bench registry"] + [f"{s.name}:\n  - {ek_hash(s.ek_public)}" for s in nodes]
         (work / "tpm-registry.yaml").write_text("\n".join(registry) + "\n")
         setup = time.perf_counter() - t
         port = free_ports(1)
-        server = subprocess.Popen([sys.executable, "-m", "builder.cli", "enroll", "serve",
-                                   "-c", str(config), "--address", "127.0.0.1", "--port",
-                                   str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "builder.cli",
+                "enroll",
+                "serve",
+                "-c",
+                str(config),
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert server.stderr is not None
         first = server.stderr.readline()
         if "enrollment service on" not in first:
@@ -186,11 +214,13 @@ def storm(n: int, k: int, work: Path) -> dict[str, float]:
             node = nodes[i]
             go.wait()
             t0 = time.perf_counter()
-            conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=120,
-                                               source_address=(source_address(i), 0))
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", port, context=ctx, timeout=120, source_address=(source_address(i), 0)
+            )
             try:
-                req = StartRequest(node.name, (), node.ek_public, node.ak_public.marshal(),
-                                   node.csr_pem)
+                req = StartRequest(
+                    node.name, (), node.ek_public, node.ak_public.marshal(), node.csr_pem
+                )
                 ch = StartResponse.from_json(post(conn, START_PATH, req.to_json()))
                 secret = pool.activate(i, node, ch.credential_blob, ch.encrypted_secret)
                 fin = FinishRequest(ch.session, proof(secret, node.csr_der))
@@ -216,11 +246,19 @@ def storm(n: int, k: int, work: Path) -> dict[str, float]:
         for f in failures[:5]:
             print(f"  failed {f}", file=sys.stderr)
         lat = sorted(latencies) or [0.0]
-        return {"n": n, "ok": len(latencies), "failed": len(failures), "setup_s": setup,
-                "wall_s": wall, "server_cpu_s": cpu, "per_s_wall": len(latencies) / wall,
-                "per_cpu_s": len(latencies) / cpu if cpu else 0.0,
-                "p50_s": statistics.median(lat), "p95_s": lat[int(0.95 * (len(lat) - 1))],
-                "max_s": lat[-1]}
+        return {
+            "n": n,
+            "ok": len(latencies),
+            "failed": len(failures),
+            "setup_s": setup,
+            "wall_s": wall,
+            "server_cpu_s": cpu,
+            "per_s_wall": len(latencies) / wall,
+            "per_cpu_s": len(latencies) / cpu if cpu else 0.0,
+            "p50_s": statistics.median(lat),
+            "p95_s": lat[int(0.95 * (len(lat) - 1))],
+            "max_s": lat[-1],
+        }
     finally:
         if server is not None:
             server.send_signal(signal.SIGINT)
@@ -236,19 +274,25 @@ def storm(n: int, k: int, work: Path) -> dict[str, float]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--nodes", type=int, action="append", help="N (repeatable); default "
-                   "50, 100, 500")
+    p.add_argument(
+        "--nodes", type=int, action="append", help="N (repeatable); default 50, 100, 500"
+    )
     p.add_argument("--tpms", type=int, default=4, help="swtpm instances (default 4)")
     args = p.parse_args()
-    print(f"{'N':>5} {'ok':>5} {'fail':>5} {'wall s':>7} {'srv cpu s':>9} {'enr/s':>7} "
-          f"{'enr/cpu-s':>9} {'p50 s':>6} {'p95 s':>6} {'max s':>6}  (setup s)")
+    print(
+        f"{'N':>5} {'ok':>5} {'fail':>5} {'wall s':>7} {'srv cpu s':>9} {'enr/s':>7} "
+        f"{'enr/cpu-s':>9} {'p50 s':>6} {'p95 s':>6} {'max s':>6}  (setup s)"
+    )
     with tempfile.TemporaryDirectory(prefix="chaos-bench-enroll-") as tmp:
         for n in args.nodes or [50, 100, 500]:
             r = storm(n, args.tpms, Path(tmp) / f"n{n}")
-            print(f"{n:5d} {r['ok']:5.0f} {r['failed']:5.0f} {r['wall_s']:7.2f} "
-                  f"{r['server_cpu_s']:9.2f} {r['per_s_wall']:7.1f} {r['per_cpu_s']:9.1f} "
-                  f"{r['p50_s']:6.2f} {r['p95_s']:6.2f} {r['max_s']:6.2f}  "
-                  f"({r['setup_s']:.1f})", flush=True)
+            print(
+                f"{n:5d} {r['ok']:5.0f} {r['failed']:5.0f} {r['wall_s']:7.2f} "
+                f"{r['server_cpu_s']:9.2f} {r['per_s_wall']:7.1f} {r['per_cpu_s']:9.1f} "
+                f"{r['p50_s']:6.2f} {r['p95_s']:6.2f} {r['max_s']:6.2f}  "
+                f"({r['setup_s']:.1f})",
+                flush=True,
+            )
     return 0
 
 

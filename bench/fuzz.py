@@ -35,14 +35,23 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # tests/enroll first: its conftest (write_lab_config) is the one imported here
-sys.path[:0] = [str(ROOT / "tests" / "enroll"), str(ROOT / "tests" / "tyd"), str(ROOT / "tests"),
-                str(ROOT)]
+sys.path[:0] = [
+    str(ROOT / "tests" / "enroll"),
+    str(ROOT / "tests" / "tyd"),
+    str(ROOT / "tests"),
+    str(ROOT),
+]
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-BATCH = settings(max_examples=200, deadline=None, database=None, phases=[Phase.generate],
-                 suppress_health_check=list(HealthCheck))
+BATCH = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 SETTLE_SECONDS = 5  # after the fuzzing, before RSS is read again: time to reclaim memory
 WARMUP_SECONDS = 5  # the first requests load code and caches once: not a leak
 
@@ -54,8 +63,9 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def run_batches(strategy: st.SearchStrategy[Any], send: Callable[[Any], None],
-                seconds: float) -> int:
+def run_batches(
+    strategy: st.SearchStrategy[Any], send: Callable[[Any], None], seconds: float
+) -> int:
     """Draw from `strategy` and send until the time is up; returns how many were sent."""
     sent = 0
     end = time.monotonic() + seconds
@@ -73,19 +83,30 @@ def run_batches(strategy: st.SearchStrategy[Any], send: Callable[[Any], None],
     return sent
 
 
-def report(target: str, sent: int, seconds: float, refusals: dict[str, int],
-           internal: int, rss: tuple[float, float, float]) -> None:
+def report(
+    target: str,
+    sent: int,
+    seconds: float,
+    refusals: dict[str, int],
+    internal: int,
+    rss: tuple[float, float, float],
+) -> None:
     start, before, after = rss
     print(f"{target}: {sent} frames in {seconds:.0f} s = {sent / seconds:.0f}/s")
-    print(f"{target}: refusals by reason: " + ", ".join(
-        f"{k} {v}" for k, v in sorted(refusals.items(), key=lambda kv: -kv[1]) if v))
+    print(
+        f"{target}: refusals by reason: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(refusals.items(), key=lambda kv: -kv[1]) if v)
+    )
     print(f"{target}: internal errors: {internal}")
-    print(f"{target}: RSS {start:.1f} MB at start, {before:.1f} MB after a {WARMUP_SECONDS} s "
-          f"warm-up, {after:.1f} MB after ({(after - before) / before * 100:+.1f}% from the "
-          "warm-up)")
+    print(
+        f"{target}: RSS {start:.1f} MB at start, {before:.1f} MB after a {WARMUP_SECONDS} s "
+        f"warm-up, {after:.1f} MB after ({(after - before) / before * 100:+.1f}% from the "
+        "warm-up)"
+    )
 
 
 # -- tyd ---------------------------------------------------------------------------------
+
 
 def fuzz_tyd(seconds: float, work: Path) -> int:
     from helpers import address, make_pki, raw_config
@@ -95,11 +116,24 @@ def fuzz_tyd(seconds: float, work: Path) -> int:
     port = 47000 + os.getpid() % 1000
     run = work / "run"
     cfg = work / "tyd.json"
-    cfg.write_text(json.dumps(raw_config(pki, 1, port, run, heartbeat_seconds=0.5,
-                                         suspect_after_seconds=4.0,
-                                         remove_after_seconds=8.0)))
-    proc = subprocess.Popen([sys.executable, "-m", "tyd", "--config", str(cfg)], cwd=ROOT,
-                            stderr=open(work / "tyd.log", "wb"))  # noqa: SIM115
+    cfg.write_text(
+        json.dumps(
+            raw_config(
+                pki,
+                1,
+                port,
+                run,
+                heartbeat_seconds=0.5,
+                suspect_after_seconds=4.0,
+                remove_after_seconds=8.0,
+            )
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tyd", "--config", str(cfg)],
+        cwd=ROOT,
+        stderr=open(work / "tyd.log", "wb"),  # noqa: SIM115
+    )
     status = run / "node01" / "status.json"
     try:
         deadline = time.monotonic() + 20
@@ -113,9 +147,12 @@ def fuzz_tyd(seconds: float, work: Path) -> int:
         ctx.load_cert_chain(str(pki.paths.node_cert("node02")), str(pki.paths.node_key("node02")))
 
         def send(frame: bytes) -> None:
-            with socket.create_connection((address(1), port), timeout=5,
-                                          source_address=(address(2), 0)) as raw, \
-                    ctx.wrap_socket(raw) as tls:
+            with (
+                socket.create_connection(
+                    (address(1), port), timeout=5, source_address=(address(2), 0)
+                ) as raw,
+                ctx.wrap_socket(raw) as tls,
+            ):
                 try:
                     tls.sendall(frame)
                     tls.recv(1 << 16)
@@ -135,8 +172,11 @@ def fuzz_tyd(seconds: float, work: Path) -> int:
         proc.terminate()
         proc.wait(10)
     delta = {k: end.get(k, 0) - start.get(k, 0) for k in end}
-    refusals = {k: v for k, v in delta.items() if k in ("malformed", "refused", "out_of_order")
-                or k.startswith("refused_")}
+    refusals = {
+        k: v
+        for k, v in delta.items()
+        if k in ("malformed", "refused", "out_of_order") or k.startswith("refused_")
+    }
     report("tyd", sent, took, refusals, delta.get("internal_errors", 0), (rss0, before, after))
     return delta.get("internal_errors", 0)
 
@@ -152,6 +192,7 @@ def counters(status: Path) -> dict[str, int]:
 
 # -- the enrollment service ----------------------------------------------------------------
 
+
 def fuzz_enroll(seconds: float, work: Path) -> int:
     from conftest import write_lab_config
     from request_strategies import prepare, requests
@@ -160,9 +201,23 @@ def fuzz_enroll(seconds: float, work: Path) -> int:
     _, pki, material = prepare(config)
     port = 48000 + os.getpid() % 1000
     log = work / "serve.log"  # a file, not a pipe: a full pipe would stall its logging
-    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "enroll", "serve", "-c",
-                             str(config), "--address", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, stderr=open(log, "wb"))  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "builder.cli",
+            "enroll",
+            "serve",
+            "-c",
+            str(config),
+            "--address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stderr=open(log, "wb"),  # noqa: SIM115
+    )
     try:
         deadline = time.monotonic() + 20
         while "enrollment service on" not in log.read_text() and time.monotonic() < deadline:
@@ -178,8 +233,9 @@ def fuzz_enroll(seconds: float, work: Path) -> int:
             path, body = request
             turn[0] += 1  # 250 sources at 2 requests/s each: the rate limit rarely bites
             source = f"127.0.{1 + turn[0] // 250 % 4}.{2 + turn[0] % 250}"
-            conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10,
-                                               source_address=(source, 0))
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", port, context=ctx, timeout=10, source_address=(source, 0)
+            )
             try:
                 conn.request("POST", path, body, {"Content-Type": "application/json"})
                 resp = conn.getresponse()
@@ -205,22 +261,30 @@ def fuzz_enroll(seconds: float, work: Path) -> int:
     err = log.read_text(errors="replace")
     found = re.search(r"enrollment service stopped; requests: (.*)", err)
     # a handler thread still logging may glue its line to the end of this one
-    served = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(1))} \
-        if found else {}
-    refusals = {k.removeprefix("refused_"): v for k, v in served.items()
-                if k.startswith("refused_") or k in ("deadline", "busy", "busy_source")}
-    report("enroll", sent, took, refusals, served.get("internal_errors", -1),
-           (rss0, before, after))
-    print(f"enroll: HTTP statuses seen by the fuzzer: {dict(sorted(statuses.items()))}; "
-          f"{err.count('Traceback')} tracebacks in the service's log")
-    notable = [line for line in err.splitlines()
-               if "internal error" in line or "too many" in line or "holds " in line
-               and "connections" in line]
+    served = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(1))} if found else {}
+    refusals = {
+        k.removeprefix("refused_"): v
+        for k, v in served.items()
+        if k.startswith("refused_") or k in ("deadline", "busy", "busy_source")
+    }
+    report("enroll", sent, took, refusals, served.get("internal_errors", -1), (rss0, before, after))
+    print(
+        f"enroll: HTTP statuses seen by the fuzzer: {dict(sorted(statuses.items()))}; "
+        f"{err.count('Traceback')} tracebacks in the service's log"
+    )
+    notable = [
+        line
+        for line in err.splitlines()
+        if "internal error" in line
+        or "too many" in line
+        or "holds " in line
+        and "connections" in line
+    ]
     for line in notable[:5]:
         print(f"enroll: service log: {line[:300]}")
     if "Traceback" in err:  # the first one, for whoever fixes it
         at = err.index("Traceback")
-        print(err[err.rfind("\n", 0, at - 2) + 1:at + 3000].rsplit("\nenroll ", 1)[0])
+        print(err[err.rfind("\n", 0, at - 2) + 1 : at + 3000].rsplit("\nenroll ", 1)[0])
     return served.get("internal_errors", 1)
 
 

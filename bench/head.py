@@ -41,8 +41,11 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def usage(pid: int) -> tuple[float, float]:
     """(resident MiB, CPU seconds) of a process."""
-    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
-               .splitlines() if line.startswith("VmRSS:"))
+    rss = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return rss / 1024, (int(fields[11]) + int(fields[12])) / TICKS
 
@@ -64,16 +67,20 @@ def main() -> int:
     cache = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
     cluster = load_cluster(ROOT / "tests/golden/head.yaml")[0]
     with tempfile.TemporaryDirectory(prefix="chaos-bench-head-") as tmp:
-        ctx = BuildContext(cluster=cluster, nodes_dir=Path(tmp), out_dir=Path(tmp) / "out",
-                           cache_dir=cache)
+        ctx = BuildContext(
+            cluster=cluster, nodes_dir=Path(tmp), out_dir=Path(tmp) / "out", cache_dir=cache
+        )
         rootfs = rootfs_of(ctx)
         if rootfs is None:
             print(f"no built rootfs in {cache}: run an image build first", file=sys.stderr)
             return 1
-        slurm = SlurmRoot(rootfs, Path(tmp) / "slurm",
-                          (GOLDEN / "etc/slurm/slurm.conf").read_text(),
-                          (GOLDEN / "etc/chaos/users.conf").read_text(),
-                          max_nodes=args.nodes + 10)
+        slurm = SlurmRoot(
+            rootfs,
+            Path(tmp) / "slurm",
+            (GOLDEN / "etc/slurm/slurm.conf").read_text(),
+            (GOLDEN / "etc/chaos/users.conf").read_text(),
+            max_nodes=args.nodes + 10,
+        )
         try:
             return measure(slurm, args)
         finally:
@@ -87,17 +94,20 @@ def measure(slurm: SlurmRoot, args: argparse.Namespace) -> int:
     print(f"slurmctld idle, no node:                 {rss:7.1f} MiB  {cpu:6.2f} s CPU")
     width = len(str(args.nodes))
     names = f"sim[{1:0{width}d}-{args.nodes:0{width}d}]"
-    timed(f"scontrol create {args.nodes} dynamic nodes", lambda: slurm.chroot(
-        ["scontrol", "create", f"nodename={names}", "cpus=4", "realmemory=7800",
-         "state=future"]))
+    timed(
+        f"scontrol create {args.nodes} dynamic nodes",
+        lambda: slurm.chroot(
+            ["scontrol", "create", f"nodename={names}", "cpus=4", "realmemory=7800", "state=future"]
+        ),
+    )
     time.sleep(2)
     rss, cpu = usage(pid)
     print(f"slurmctld with {args.nodes} nodes:              {rss:7.1f} MiB  {cpu:6.2f} s CPU")
 
     def submit() -> None:
         for _ in range(args.arrays):
-            slurm.chroot(["sbatch", f"--array=1-{args.array_size}", "--wrap", "true"],
-                         user="alice")
+            slurm.chroot(["sbatch", f"--array=1-{args.array_size}", "--wrap", "true"], user="alice")
+
     jobs = args.arrays * args.array_size
     timed(f"sbatch {args.arrays} arrays of {args.array_size} ({jobs} jobs)", submit)
     time.sleep(2)
@@ -107,10 +117,13 @@ def measure(slurm: SlurmRoot, args: argparse.Namespace) -> int:
     timed("squeue (every job)", lambda: slurm.chroot(["squeue", "--array"]))
     night = night_from_settings(("17:00-09:00",), "Europe/Berlin", (), ())
     day = dt.datetime(2026, 12, 2, 11, 0, tzinfo=dt.UTC)
-    timed(f"daytime reason, first round ({args.arrays} arrays)",
-          lambda: daytime.step(slurm.runner, night, day))
-    timed("daytime reason, a round with nothing to do",
-          lambda: daytime.step(slurm.runner, night, day))
+    timed(
+        f"daytime reason, first round ({args.arrays} arrays)",
+        lambda: daytime.step(slurm.runner, night, day),
+    )
+    timed(
+        "daytime reason, a round with nothing to do", lambda: daytime.step(slurm.runner, night, day)
+    )
     before = usage(pid)[1]
     time.sleep(30)
     print(f"slurmctld CPU over 30 s idle with all that: {usage(pid)[1] - before:.2f} s")

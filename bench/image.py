@@ -41,8 +41,9 @@ def with_image(cluster: Cluster, **changes: object) -> Cluster:
     return dataclasses.replace(cluster, image=dataclasses.replace(cluster.image, **changes))
 
 
-def timed_build(cluster: Cluster, nodes_dir: Path, out: Path, cache: Path, repo: Path
-                ) -> tuple[float, dict[str, object]]:
+def timed_build(
+    cluster: Cluster, nodes_dir: Path, out: Path, cache: Path, repo: Path
+) -> tuple[float, dict[str, object]]:
     start = time.monotonic()
     summary = build_image(cluster, nodes_dir, out, cache, repo_dir=repo)
     return time.monotonic() - start, summary
@@ -52,17 +53,25 @@ def machine(path: str, out: Path, work: Path, mac: str) -> Machine:
     pxe = out / "pxe"
     if path == "direct":
         joined = work / "joined.img"
-        joined.write_bytes((pxe / "initrd.img").read_bytes()
-                           + (pxe / "nodes" / "node01.cpio").read_bytes())
-        return Machine(accel=TCG, mac=mac, kernel=pxe / "vmlinuz", initrd=joined,
-                       append="console=ttyS0,115200 quiet")
+        joined.write_bytes(
+            (pxe / "initrd.img").read_bytes() + (pxe / "nodes" / "node01.cpio").read_bytes()
+        )
+        return Machine(
+            accel=TCG,
+            mac=mac,
+            kernel=pxe / "vmlinuz",
+            initrd=joined,
+            append="console=ttyS0,115200 quiet",
+        )
     if path == "pxe":
         return Machine(accel=TCG, mac=mac, tftp=pxe, bootfile="boot.ipxe")
     if path == "uefi-pxe":
-        return Machine(accel=TCG, mac=mac, tftp=pxe, bootfile="grubx64.efi", uefi=True,
-                       workdir=work)
-    return Machine(accel=TCG, mac=mac, cdrom=out / "chaos.iso", uefi=path == "uefi-iso",
-                   workdir=work)
+        return Machine(
+            accel=TCG, mac=mac, tftp=pxe, bootfile="grubx64.efi", uefi=True, workdir=work
+        )
+    return Machine(
+        accel=TCG, mac=mac, cdrom=out / "chaos.iso", uefi=path == "uefi-iso", workdir=work
+    )
 
 
 def main() -> None:
@@ -81,11 +90,14 @@ def main() -> None:
         cluster, nodes_dir = render_default_cluster(work)
         mac = cluster.node("node01").mac
         if args.cold:
-            seconds, summary = timed_build(cluster, nodes_dir, work / "cold-out", work / "cold",
-                                           repo)
+            seconds, summary = timed_build(
+                cluster, nodes_dir, work / "cold-out", work / "cold", repo
+            )
             results["cold_build_s"] = round(seconds, 1)
-            results["cold_steps"] = {s["name"]: s["seconds"]  # type: ignore[index]
-                                     for s in summary["steps"]}  # type: ignore[attr-defined]
+            results["cold_steps"] = {
+                s["name"]: s["seconds"]  # type: ignore[index]
+                for s in summary["steps"]
+            }  # type: ignore[attr-defined]
             shutil.rmtree(work / "cold")
         for index, name in enumerate(args.compressions.split(",")):
             variant = with_image(cluster, compression=Compression(name))
@@ -99,16 +111,20 @@ def main() -> None:
             warm, _ = timed_build(variant, nodes_dir, work / f"warm-{name}", CACHE_DIR, repo)
             artifacts: dict[str, int] = summary["artifacts"]  # type: ignore[assignment]
             row: dict[str, object] = {
-                "build_s": round(first, 1), "warm_build_s": round(warm, 1),
+                "build_s": round(first, 1),
+                "warm_build_s": round(warm, 1),
                 "initrd_MB": round(artifacts["pxe/initrd.img"] / MB, 1),
                 "iso_MB": round(artifacts["chaos.iso"] / MB, 1),
                 "root_MB": round(summary["root_bytes"] / MB, 1),  # type: ignore[operator]
-                "pack_initrd_s": next(s["seconds"] for s in summary["steps"]  # type: ignore
-                                      if s["name"] == "pack_initrd"),
+                "pack_initrd_s": next(
+                    s["seconds"]
+                    for s in summary["steps"]  # type: ignore
+                    if s["name"] == "pack_initrd"
+                ),
             }
             for path in args.paths.split(",") if index == 0 else ["direct"]:
                 result = boot(machine(path, out, work, mac), timeout=600)
-                row[f"boot_{path}_s"] = (round(result.seconds, 1) if result.seconds else None)
+                row[f"boot_{path}_s"] = round(result.seconds, 1) if result.seconds else None
                 row[f"boot_{path}_line"] = result.line
             results[name] = row
             print(name, json.dumps(row), flush=True)
@@ -116,9 +132,11 @@ def main() -> None:
             lab = with_image(cluster, hardware=Hardware.LAB)
             seconds, summary = timed_build(lab, nodes_dir, work / "out-lab", CACHE_DIR, repo)
             artifacts = summary["artifacts"]  # type: ignore[assignment]
-            results["lab"] = {"build_s": round(seconds, 1),
-                              "iso_MB": round(artifacts["chaos.iso"] / MB, 1),
-                              "initrd_MB": round(artifacts["pxe/initrd.img"] / MB, 1)}
+            results["lab"] = {
+                "build_s": round(seconds, 1),
+                "iso_MB": round(artifacts["chaos.iso"] / MB, 1),
+                "initrd_MB": round(artifacts["pxe/initrd.img"] / MB, 1),
+            }
         print(json.dumps(results, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

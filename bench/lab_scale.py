@@ -79,7 +79,7 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[Message, int]:
 
 @dataclasses.dataclass
 class Counters:
-    bytes_in: int = 0   # what the daemon received
+    bytes_in: int = 0  # what the daemon received
     bytes_out: int = 0  # what it sent
     conns: int = 0
 
@@ -91,15 +91,25 @@ def make_members(root: Path, pki: Pki, n: int) -> list[Sim]:
     for i in range(n):
         name, address = f"m{i:04d}", member_address(i)
         key = new_key(KeyType.ED25519)
-        cert = make_node_cert(Identity(name, f"{name}.lab.example", address), CLUSTER, key,
-                              ca_key, ca, now, 2)
+        cert = make_node_cert(
+            Identity(name, f"{name}.lab.example", address), CLUSTER, key, ca_key, ca, now, 2
+        )
         (root / f"{name}.key").write_bytes(key_pem(key))
         (root / f"{name}.pem").write_bytes(cert_pem(cert))
         signer = Signer(CLUSTER, root / f"{name}.key", pem_cert_der(root / f"{name}.pem"))
-        me = Member(name, address, signer.fingerprint, State.ALIVE,
-                    int(time.time() * 1000) - 1000, 0)
-        sims.append(Sim(name, address, signer, signer(me), _ctx(root, name, pki, True),
-                        _ctx(root, name, pki, False)))
+        me = Member(
+            name, address, signer.fingerprint, State.ALIVE, int(time.time() * 1000) - 1000, 0
+        )
+        sims.append(
+            Sim(
+                name,
+                address,
+                signer,
+                signer(me),
+                _ctx(root, name, pki, True),
+                _ctx(root, name, pki, False),
+            )
+        )
     return sims
 
 
@@ -121,8 +131,9 @@ class Cluster:
         self.sims, self.mode, self.real_cert = sims, mode, real_cert
         self.by_name = {s.name: s for s in sims}
         self._welcome: tuple[int, bytes] = (-1, b"")
-        self.view = ClusterMap(sims[0].record, Timing(SUSPECT, REMOVE, REMOVE + 3 * SKEW),
-                               time.monotonic)
+        self.view = ClusterMap(
+            sims[0].record, Timing(SUSPECT, REMOVE, REMOVE + 3 * SKEW), time.monotonic
+        )
         self.view.merge(s.record for s in sims[1:])
         self.c = Counters()
         self.ticks = 0
@@ -134,8 +145,7 @@ class Cluster:
         full = self.mode == "full"
         for s in self.sims:
             if full or self.ticks % self.refresh == 0:
-                s.record = s.signer(dataclasses.replace(s.record,
-                                                        heartbeat=s.record.heartbeat + 1))
+                s.record = s.signer(dataclasses.replace(s.record, heartbeat=s.record.heartbeat + 1))
             if not full:
                 s.beats += 1
                 beat = s.signer.beat(s.record, s.beats)
@@ -152,8 +162,12 @@ class Cluster:
         records = list(msg.members)
         if msg.sender is not None:
             records.append(msg.sender)
-        fixed = [r if r.proof is None or r.proof.cert else dataclasses.replace(
-            r, proof=dataclasses.replace(r.proof, cert=self.real_cert)) for r in records]
+        fixed = [
+            r
+            if r.proof is None or r.proof.cert
+            else dataclasses.replace(r, proof=dataclasses.replace(r.proof, cert=self.real_cert))
+            for r in records
+        ]
         self.view.merge(r for r in fixed if r.name not in self.by_name)
         beats = list(msg.beats) + ([msg.beat] if msg.beat else [])
         self.view.merge_beats(b for b in beats if b.name not in self.by_name)
@@ -189,8 +203,9 @@ class Cluster:
             if self._welcome[0] != self.ticks:
                 self._welcome = (self.ticks, codec.encode(codec.welcome(self.view.members())))
             frame = self._welcome[1]
-            return codec.HEADER.pack(codec.MAGIC, codec.VERSION, kind, len(frame)
-                                     - codec.HEADER_SIZE) + frame[codec.HEADER_SIZE:], False
+            return codec.HEADER.pack(
+                codec.MAGIC, codec.VERSION, kind, len(frame) - codec.HEADER_SIZE
+            ) + frame[codec.HEADER_SIZE :], False
         if msg.kind is Kind.DIGEST:
             asker = msg.sender.name if msg.sender else ""
             records, beats = gossip.delta(self.view, msg.have, asker)
@@ -207,8 +222,12 @@ class Cluster:
             beat = self.view.beat_of(sim.name) or sim.signer.beat(sim.record, sim.beats)
             msg = codec.digest(CLUSTER, sim.record, beat, gossip.summary(self.view))
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                str(REAL), PORT, ssl=sim.client_ctx, local_addr=(str(sim.address), 0)), 10)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    str(REAL), PORT, ssl=sim.client_ctx, local_addr=(str(sim.address), 0)
+                ),
+                10,
+            )
         except (OSError, TimeoutError):
             return
         try:
@@ -245,22 +264,50 @@ def real_config(pki: Pki, root: Path, mode: str, seed: Sim) -> Path:
     paths = pki.paths
     run = root / "run"
     doc = {
-        "cluster": CLUSTER, "node": "real", "address": str(REAL), "subnet": "127.0.0.0/8",
-        "port": PORT, "seeds": [{"name": seed.name, "address": str(seed.address)}],
-        "heartbeat_seconds": HEARTBEAT, "suspect_after_seconds": SUSPECT,
-        "remove_after_seconds": REMOVE, "clock_skew_seconds": SKEW, "gossip": mode,
-        "gossip_fanout": FANOUT, "io_timeout_seconds": 10.0, "max_connections": 4096,
+        "cluster": CLUSTER,
+        "node": "real",
+        "address": str(REAL),
+        "subnet": "127.0.0.0/8",
+        "port": PORT,
+        "seeds": [{"name": seed.name, "address": str(seed.address)}],
+        "heartbeat_seconds": HEARTBEAT,
+        "suspect_after_seconds": SUSPECT,
+        "remove_after_seconds": REMOVE,
+        "clock_skew_seconds": SKEW,
+        "gossip": mode,
+        "gossip_fanout": FANOUT,
+        "io_timeout_seconds": 10.0,
+        "max_connections": 4096,
         "max_connections_per_source": 64,
-        "tls": {"cert": str(paths.node_cert("real")), "key": str(paths.node_key("real")),
-                "ca": str(paths.ca_cert), "crl": str(paths.crl)},
-        "exports": {k: str(run / f) for k, f in (("json", "map.json"), ("mosix", "mosix.map"),
-                                                 ("hostfile", "hostfile"),
-                                                 ("status", "status.json"))},
-        "hooks": {"vici_socket": None, "nft_table": "inet chaos", "nft_set": None,
-                  "static_peers": [],
-                  "ipsec": {"scope": "all", "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
-                            "esp_proposals": ["aes128gcm16-x25519"], "rekey_minutes": 60,
-                            "dpd_seconds": 30, "protected_ports": [PORT]}},
+        "tls": {
+            "cert": str(paths.node_cert("real")),
+            "key": str(paths.node_key("real")),
+            "ca": str(paths.ca_cert),
+            "crl": str(paths.crl),
+        },
+        "exports": {
+            k: str(run / f)
+            for k, f in (
+                ("json", "map.json"),
+                ("mosix", "mosix.map"),
+                ("hostfile", "hostfile"),
+                ("status", "status.json"),
+            )
+        },
+        "hooks": {
+            "vici_socket": None,
+            "nft_table": "inet chaos",
+            "nft_set": None,
+            "static_peers": [],
+            "ipsec": {
+                "scope": "all",
+                "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
+                "esp_proposals": ["aes128gcm16-x25519"],
+                "rekey_minutes": 60,
+                "dpd_seconds": 30,
+                "protected_ports": [PORT],
+            },
+        },
     }
     path = root / f"tyd-{mode}.json"
     path.write_text(json.dumps(doc))
@@ -280,16 +327,23 @@ def live_count(root: Path) -> int:
         return 0
 
 
-async def run_one(pki: Pki, root: Path, sims: list[Sim], mode: str,
-                  window: float) -> dict[str, float]:
+async def run_one(
+    pki: Pki, root: Path, sims: list[Sim], mode: str, window: float
+) -> dict[str, float]:
     cluster = Cluster(sims, mode, pem_cert_der(pki.paths.node_cert("real")))
-    servers = [await asyncio.start_server(cluster.serve, host=str(s.address), port=PORT,
-                                          ssl=s.server_ctx, backlog=64) for s in sims]
+    servers = [
+        await asyncio.start_server(
+            cluster.serve, host=str(s.address), port=PORT, ssl=s.server_ctx, backlog=64
+        )
+        for s in sims
+    ]
     cfg = real_config(pki, root, mode, sims[0])
     (root / "run" / "map.json").unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "tyd", "--config", str(cfg)],
-                            cwd=Path(__file__).resolve().parent.parent,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tyd", "--config", str(cfg)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stderr=subprocess.DEVNULL,
+    )
     rng = random.Random(1)
     n = len(sims)
     started = time.monotonic()
@@ -311,16 +365,24 @@ async def run_one(pki: Pki, root: Path, sims: list[Sim], mode: str,
             if measuring and tick_start - t0 >= window:
                 break
             if live_count(root) > 1:  # members tick at their own phases: spread the asks
-                await asyncio.gather(*(cluster.ask(s, rng.uniform(0, HEARTBEAT * 0.8))
-                                       for s in rng.sample(sims, FANOUT)))
+                await asyncio.gather(
+                    *(
+                        cluster.ask(s, rng.uniform(0, HEARTBEAT * 0.8))
+                        for s in rng.sample(sims, FANOUT)
+                    )
+                )
             await asyncio.sleep(max(0.0, HEARTBEAT - (time.monotonic() - tick_start)))
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(proc.pid) - cpu0
-        return {"cpu_s_per_min": cpu / elapsed * 60, "in_Bps": (cluster.c.bytes_in
-                - c0.bytes_in) / elapsed, "out_Bps": (cluster.c.bytes_out - c0.bytes_out)
-                / elapsed, "conns_per_min": (cluster.c.conns - c0.conns) / elapsed * 60,
-                "rss_mb": rss_mb(proc.pid), "join_s": joined_after,
-                "live": live_count(root)}
+        return {
+            "cpu_s_per_min": cpu / elapsed * 60,
+            "in_Bps": (cluster.c.bytes_in - c0.bytes_in) / elapsed,
+            "out_Bps": (cluster.c.bytes_out - c0.bytes_out) / elapsed,
+            "conns_per_min": (cluster.c.conns - c0.conns) / elapsed * 60,
+            "rss_mb": rss_mb(proc.pid),
+            "join_s": joined_after,
+            "live": live_count(root),
+        }
     finally:
         proc.terminate()  # it LEAVEs: keep serving while it does
         for _ in range(300):
@@ -371,37 +433,49 @@ def main() -> int:
         for n in sizes:
             made = time.monotonic()
             sims = make_members(root, pki, n)
-            print(f"N={n}: {n} simulated members made in {time.monotonic() - made:.1f} s",
-                  flush=True)
+            print(
+                f"N={n}: {n} simulated members made in {time.monotonic() - made:.1f} s", flush=True
+            )
             for mode in ("full", "digest"):
                 r = asyncio.run(run_one(pki, root, sims, mode, args.window))
                 rows.append((n, mode, r))
                 if os.environ.get("LAB_SCALE_DEBUG"):
                     print(DEBUG)
                 DEBUG.clear()
-                print(f"  {mode:6s} cpu {r['cpu_s_per_min']:.2f} s/min "
-                      f"({r['cpu_s_per_min'] / 60 * 100:.2f}% of a core), in "
-                      f"{r['in_Bps'] / 1000:.1f} KB/s, out {r['out_Bps'] / 1000:.1f} KB/s, "
-                      f"{r['conns_per_min']:.0f} conns/min, RSS {r['rss_mb']:.0f} MB, "
-                      f"joined (map of {r['live']:.0f}) after {r['join_s']:.0f} s", flush=True)
+                print(
+                    f"  {mode:6s} cpu {r['cpu_s_per_min']:.2f} s/min "
+                    f"({r['cpu_s_per_min'] / 60 * 100:.2f}% of a core), in "
+                    f"{r['in_Bps'] / 1000:.1f} KB/s, out {r['out_Bps'] / 1000:.1f} KB/s, "
+                    f"{r['conns_per_min']:.0f} conns/min, RSS {r['rss_mb']:.0f} MB, "
+                    f"joined (map of {r['live']:.0f}) after {r['join_s']:.0f} s",
+                    flush=True,
+                )
     rng = random.Random(7)
-    print("\nspread to every member (model, push-pull with 3 random peers a tick, "
-          f"tick {HEARTBEAT:.0f} s; median of 5):")
+    print(
+        "\nspread to every member (model, push-pull with 3 random peers a tick, "
+        f"tick {HEARTBEAT:.0f} s; median of 5):"
+    )
     for n in sizes:
         for mode in ("full", "digest"):
             for event in ("join", "leave"):
-                rounds = statistics.median(spread_rounds(n, mode, event, rng)
-                                           for _ in range(5))
-                extra = f" ({n} exchanges by the {'joiner' if event == 'join' else 'leaver'})" \
-                    if mode == "full" else ""
-                print(f"  N={n:5d} {mode:6s} {event:5s} {rounds:.0f} rounds, "
-                      f"{rounds * HEARTBEAT:.0f} s{extra}")
+                rounds = statistics.median(spread_rounds(n, mode, event, rng) for _ in range(5))
+                extra = (
+                    f" ({n} exchanges by the {'joiner' if event == 'join' else 'leaver'})"
+                    if mode == "full"
+                    else ""
+                )
+                print(
+                    f"  N={n:5d} {mode:6s} {event:5s} {rounds:.0f} rounds, "
+                    f"{rounds * HEARTBEAT:.0f} s{extra}"
+                )
     print("\n| N | protocol | CPU s/min | % core | in KB/s | out KB/s | conns/min | RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
     for n, mode, r in rows:
-        print(f"| {n} | {mode} | {r['cpu_s_per_min']:.2f} | {r['cpu_s_per_min'] / 0.6:.2f} | "
-              f"{r['in_Bps'] / 1000:.1f} | {r['out_Bps'] / 1000:.1f} | "
-              f"{r['conns_per_min']:.0f} | {r['rss_mb']:.0f} |")
+        print(
+            f"| {n} | {mode} | {r['cpu_s_per_min']:.2f} | {r['cpu_s_per_min'] / 0.6:.2f} | "
+            f"{r['in_Bps'] / 1000:.1f} | {r['out_Bps'] / 1000:.1f} | "
+            f"{r['conns_per_min']:.0f} | {r['rss_mb']:.0f} |"
+        )
     return 0
 
 

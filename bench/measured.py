@@ -52,24 +52,34 @@ GRUB_CFG = "set timeout=0\nconfigfile (tftp)/grub/mac-${net_default_mac}.cfg\n"
 
 def node_boot(i: int) -> NodeBoot:
     mac = f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
-    return NodeBoot(f"node{i:04d}", mac, f"overlay {i}".encode() * 1000,
-                    f"linux (tftp)/vmlinuz {ARGS}\ninitrd (tftp)/initrd.img "
-                    f"(tftp)/nodes/node{i:04d}.cpio\nboot\n")
+    return NodeBoot(
+        f"node{i:04d}",
+        mac,
+        f"overlay {i}".encode() * 1000,
+        f"linux (tftp)/vmlinuz {ARGS}\ninitrd (tftp)/initrd.img "
+        f"(tftp)/nodes/node{i:04d}.cpio\nboot\n",
+    )
 
 
 def make_reference(root: Path, nodes: int) -> tuple[Reference, float]:
     initrd = root / "initrd.img"
     initrd.write_bytes(b"base initrd" * 1000)
     start = time.perf_counter()
-    reference = compute_reference(BootFiles(kernel=KERNEL_STAND_IN, initrd=initrd), "vmlinuz",
-                                  ARGS, [GRUB_CFG], [node_boot(i) for i in range(nodes)],
-                                  SERVER)
+    reference = compute_reference(
+        BootFiles(kernel=KERNEL_STAND_IN, initrd=initrd),
+        "vmlinuz",
+        ARGS,
+        [GRUB_CFG],
+        [node_boot(i) for i in range(nodes)],
+        SERVER,
+    )
     return reference, time.perf_counter() - start
 
 
 def ak_of(key: ec.EllipticCurvePrivateKey) -> bytes:
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return bytes(TPM2B_PUBLIC.from_pem(pem, objectAttributes=AK_ATTRIBUTES).marshal())
 
 
@@ -78,8 +88,11 @@ def on_swtpm(reference: Reference, repeats: int) -> tuple[list[float], list[floa
     events = boot_events(reference, node, SERVER, Boot(banks=BANKS))
     log = log_bytes(events, BANKS)
     quotes, verifies = [], []
-    with tempfile.TemporaryDirectory() as tmp, \
-            start_swtpm(Path(tmp) / "tpm", free_ports(2)) as soft, Tpm(soft.tcti) as tpm:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        start_swtpm(Path(tmp) / "tpm", free_ports(2)) as soft,
+        Tpm(soft.tcti) as tpm,
+    ):
         extend_tpm(tpm.esapi, events)
         with tpm.keys() as keys:
             for i in range(repeats):
@@ -101,8 +114,9 @@ def many_nodes(reference: Reference) -> tuple[float, list[float]]:
         events = boot_events(reference, node, SERVER, Boot(banks=BANKS))
         nonce = node.name.encode().ljust(32, b"\0")
         attest, signature = soft_quote(key, nonce, events)
-        work.append((Evidence(attest, signature, log_bytes(events, BANKS)), ak_of(key), nonce,
-                     node.name))
+        work.append(
+            (Evidence(attest, signature, log_bytes(events, BANKS)), ak_of(key), nonce, node.name)
+        )
     each = []
     start = time.perf_counter()
     for evidence, ak, nonce, name in work:
@@ -114,8 +128,10 @@ def many_nodes(reference: Reference) -> tuple[float, list[float]]:
 
 def ms(values: list[float]) -> str:
     values = sorted(values)
-    return (f"median {statistics.median(values) * 1e3:.2f} ms, p95 "
-            f"{values[int(len(values) * 0.95)] * 1e3:.2f} ms, max {values[-1] * 1e3:.2f} ms")
+    return (
+        f"median {statistics.median(values) * 1e3:.2f} ms, p95 "
+        f"{values[int(len(values) * 0.95)] * 1e3:.2f} ms, max {values[-1] * 1e3:.2f} ms"
+    )
 
 
 def main() -> int:
@@ -125,15 +141,20 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         reference, seconds = make_reference(Path(tmp), args.nodes)
-    print(f"reference for {args.nodes} nodes (Authenticode of shim, 2 GRUBs, kernel): "
-          f"{seconds:.2f} s")
+    print(
+        f"reference for {args.nodes} nodes (Authenticode of shim, 2 GRUBs, kernel): {seconds:.2f} s"
+    )
     quotes, verifies, size = on_swtpm(reference, args.repeats)
     print(f"swtpm quote of sha256 PCRs 0-9,14 ({args.repeats}x): {ms(quotes)}")
-    print(f"verify one enrollment (quote + {size}-byte event log, 4 banks; {args.repeats}x): "
-          f"{ms(verifies)}")
+    print(
+        f"verify one enrollment (quote + {size}-byte event log, 4 banks; {args.repeats}x): "
+        f"{ms(verifies)}"
+    )
     wall, each = many_nodes(reference)
-    print(f"verify {args.nodes} enrollments (distinct nodes and AKs), one after another: "
-          f"{wall:.2f} s wall ({ms(each)})")
+    print(
+        f"verify {args.nodes} enrollments (distinct nodes and AKs), one after another: "
+        f"{wall:.2f} s wall ({ms(each)})"
+    )
     return 0
 
 

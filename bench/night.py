@@ -32,8 +32,10 @@ from builder.night.answers import assemble, refresh  # noqa: E402
 from builder.run import supervised  # noqa: E402
 from builder.serve import served_tree  # noqa: E402
 
-SCHEDULE = 'schedule: {windows: ["17:00-09:00"], time_zone: Europe/Berlin, ' \
+SCHEDULE = (
+    'schedule: {windows: ["17:00-09:00"], time_zone: Europe/Berlin, '
     "whole_days: [sat, sun]}\nserve: {address: 10.100.0.1}\n"
+)
 DAY = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
 NIGHT = dt.datetime(2026, 11, 25, 20, tzinfo=dt.UTC)
 PORT = 18479
@@ -88,14 +90,22 @@ def main() -> int:
         to_night = timed(lambda: refresh(tree, pxe, cluster, night, NIGHT))
         to_day = timed(lambda: refresh(tree, pxe, cluster, night, DAY))
         edge = timed(lambda: night.next_change(NIGHT), repeat=50)
-        print(f"edge rewrite, {args.nodes} nodes x 3 answers: to night {to_night * 1000:.0f} ms,"
-              f" to day {to_day * 1000:.0f} ms; next edge found in {edge * 1e6:.0f} us")
+        print(
+            f"edge rewrite, {args.nodes} nodes x 3 answers: to night {to_night * 1000:.0f} ms,"
+            f" to day {to_day * 1000:.0f} ms; next edge found in {edge * 1e6:.0f} us"
+        )
         run.mkdir()
-        site = NginxSite(ipaddress.IPv4Address("127.0.0.1"), PORT, tree, run, "nobody",
-                         "nogroup")
+        site = NginxSite(ipaddress.IPv4Address("127.0.0.1"), PORT, tree, run, "nobody", "nogroup")
         (run / "nginx.conf").write_text(nginx_conf(site))
-        argv: list[str | Path] = ["nginx", "-p", f"{run}/", "-c", run / "nginx.conf", "-e",
-                                  "stderr"]
+        argv: list[str | Path] = [
+            "nginx",
+            "-p",
+            f"{run}/",
+            "-c",
+            run / "nginx.conf",
+            "-e",
+            "stderr",
+        ]
         with supervised(argv, log_file=run / "nginx.log"):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -105,8 +115,10 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.1)
             answer = "/" + answer_paths(cluster.nodes[0])[0]
-            for label, path in (("static file (fd cache on)", "/static.ipxe"),
-                                ("boot answer, day file", answer)):
+            for label, path in (
+                ("static file (fd cache on)", "/static.ipxe"),
+                ("boot answer, day file", answer),
+            ):
                 med, p99 = latencies(path, args.requests)
                 print(f"{label:32} median {med:6.0f} us  p99 {p99:6.0f} us")
             refresh(tree, pxe, cluster, night, NIGHT)

@@ -55,7 +55,9 @@ class _TftpRead(asyncio.DatagramProtocol):
         self.data = bytearray()
         self.expected, self.retries = 1, 0
         self.pending: tuple[bytes, tuple[str, int]] = (
-            struct.pack("!H", 1) + name.encode() + b"\0octet\0", (server, TFTP_PORT))
+            struct.pack("!H", 1) + name.encode() + b"\0octet\0",
+            (server, TFTP_PORT),
+        )
         self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -73,8 +75,11 @@ class _TftpRead(asyncio.DatagramProtocol):
     def timed_out(self) -> None:
         self.retries += 1
         if self.retries > TFTP_RETRIES:
-            self.finish(TimeoutError(f"tftp {self.name}: no block {self.expected} after "
-                                     f"{TFTP_RETRIES} retries"))
+            self.finish(
+                TimeoutError(
+                    f"tftp {self.name}: no block {self.expected} after {TFTP_RETRIES} retries"
+                )
+            )
         else:
             self.send()  # our last packet was lost, or its answer
 
@@ -83,8 +88,9 @@ class _TftpRead(asyncio.DatagramProtocol):
             return
         opcode, block = struct.unpack("!HH", packet[:4])
         if opcode == 5:
-            self.finish(OSError(f"tftp {self.name}: error {block}: "
-                                f"{packet[4:-1].decode(errors='replace')}"))
+            self.finish(
+                OSError(f"tftp {self.name}: error {block}: {packet[4:-1].decode(errors='replace')}")
+            )
         elif opcode == 3 and block == self.expected & 0xFFFF:
             self.data += packet[4:]
             self.expected += 1
@@ -114,13 +120,15 @@ class _TftpRead(asyncio.DatagramProtocol):
 async def tftp_get(server: str, name: str) -> bytes:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
-    await loop.create_datagram_endpoint(lambda: _TftpRead(server, name, done),
-                                        family=socket.AF_INET)
+    await loop.create_datagram_endpoint(
+        lambda: _TftpRead(server, name, done), family=socket.AF_INET
+    )
     return await done
 
 
-def fetch(conn: http.client.HTTPConnection, path: str, want: dict[str, Any], verify: bool,
-          buf: bytearray) -> int:
+def fetch(
+    conn: http.client.HTTPConnection, path: str, want: dict[str, Any], verify: bool, buf: bytearray
+) -> int:
     conn.request("GET", f"/{path}")
     resp = conn.getresponse()
     if resp.status != 200:
@@ -143,9 +151,17 @@ def fetch(conn: http.client.HTTPConnection, path: str, want: dict[str, Any], ver
     return got
 
 
-def client(server: str, port: int, manifest: dict[str, Any], paths: list[str], verify: bool,
-           start: threading.Barrier, result: Result, t0: list[float],
-           udp: asyncio.AbstractEventLoop) -> None:
+def client(
+    server: str,
+    port: int,
+    manifest: dict[str, Any],
+    paths: list[str],
+    verify: bool,
+    start: threading.Barrier,
+    result: Result,
+    t0: list[float],
+    udp: asyncio.AbstractEventLoop,
+) -> None:
     start.wait()
     buf = bytearray(CHUNK)
     try:
@@ -153,7 +169,8 @@ def client(server: str, port: int, manifest: dict[str, Any], paths: list[str], v
             # TFTP is lockstep UDP: one event loop serves every client's transfer (500 threads
             # each waking per 512-byte block made the client, not dnsmasq, the bottleneck)
             data = asyncio.run_coroutine_threadsafe(tftp_get(server, name), udp).result(
-                timeout=TFTP_BOUND)
+                timeout=TFTP_BOUND
+            )
             want = manifest["files"][name]
             if len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]:
                 raise OSError(f"tftp {name}: {len(data)} bytes, not the file served")
@@ -170,16 +187,33 @@ def client(server: str, port: int, manifest: dict[str, Any], paths: list[str], v
     result.done = time.monotonic() - t0[0]
 
 
-def run_clients(server: str, port: int, manifest: dict[str, Any], clients: int,
-                verify: bool) -> dict[str, Any]:
+def run_clients(
+    server: str, port: int, manifest: dict[str, Any], clients: int, verify: bool
+) -> dict[str, Any]:
     results = [Result() for _ in range(clients)]
     start = threading.Barrier(clients + 1)
     t0 = [0.0]
     udp = asyncio.new_event_loop()
     threading.Thread(target=udp.run_forever, daemon=True, name="tftp").start()
-    threads = [threading.Thread(target=client, daemon=True, args=(
-        server, port, manifest, manifest["http"][i % len(manifest["http"])], verify, start,
-        results[i], t0, udp), name=f"client{i}") for i in range(clients)]
+    threads = [
+        threading.Thread(
+            target=client,
+            daemon=True,
+            args=(
+                server,
+                port,
+                manifest,
+                manifest["http"][i % len(manifest["http"])],
+                verify,
+                start,
+                results[i],
+                t0,
+                udp,
+            ),
+            name=f"client{i}",
+        )
+        for i in range(clients)
+    ]
     for t in threads:
         t.start()
     t0[0] = time.monotonic()
@@ -188,40 +222,59 @@ def run_clients(server: str, port: int, manifest: dict[str, Any], clients: int,
         t.join()
     udp.call_soon_threadsafe(udp.stop)
     failures = [f"client {i}: {f}" for i, r in enumerate(results) for f in r.failures]
-    return {"clients": clients, "failures": failures, "failed_clients":
-            sum(1 for r in results if r.failures), "bytes": sum(r.bytes for r in results),
-            "seconds": max(r.done for r in results),
-            "tftp_seconds": max(r.tftp_done for r in results)}
+    return {
+        "clients": clients,
+        "failures": failures,
+        "failed_clients": sum(1 for r in results if r.failures),
+        "bytes": sum(r.bytes for r in results),
+        "seconds": max(r.done for r in results),
+        "tftp_seconds": max(r.tftp_done for r in results),
+    }
 
 
-def write_tree(pxe: Path, nodes: list[tuple[str, str]], kernel: int, initrd: int, cpio: int,
-               loader: int = 70 * 1024) -> dict[str, Any]:
+def write_tree(
+    pxe: Path,
+    nodes: list[tuple[str, str]],
+    kernel: int,
+    initrd: int,
+    cpio: int,
+    loader: int = 70 * 1024,
+) -> dict[str, Any]:
     """A synthetic PXE tree (random bytes of the given sizes, named as `chaos-build build`
     names them) for nodes [(name, mac with hyphens)]; returns its manifest."""
     rng = random.Random(0)
     files: dict[str, bytes] = {
         "boot.ipxe": b"#!ipxe\nchain mac-${netX/mac:hexhyp}.ipxe\n",
-        "vmlinuz": rng.randbytes(kernel), "initrd.img": rng.randbytes(initrd),
-        "undionly.kpxe": rng.randbytes(loader), "shimx64.efi": rng.randbytes(loader),
+        "vmlinuz": rng.randbytes(kernel),
+        "initrd.img": rng.randbytes(initrd),
+        "undionly.kpxe": rng.randbytes(loader),
+        "shimx64.efi": rng.randbytes(loader),
         "grubx64.efi": rng.randbytes(loader),
-        "grub/grub.cfg": b"configfile (tftp)/grub/mac-${net_default_mac}.cfg\n"}
+        "grub/grub.cfg": b"configfile (tftp)/grub/mac-${net_default_mac}.cfg\n",
+    }
     http: list[list[str]] = []
     for name, mac in nodes:
         script = f"mac-{mac}.ipxe"
-        files[script] = (f"#!ipxe\nkernel vmlinuz\ninitrd initrd.img\n"
-                         f"initrd nodes/{name}.cpio\nboot\n").encode()
+        files[script] = (
+            f"#!ipxe\nkernel vmlinuz\ninitrd initrd.img\ninitrd nodes/{name}.cpio\nboot\n"
+        ).encode()
         files[f"nodes/{name}.cpio"] = rng.randbytes(cpio)
         files[f"grub/mac-{mac.replace('-', ':')}.cfg"] = (
-            f"linux (tftp)/vmlinuz\ninitrd (tftp)/initrd.img (tftp)/nodes/{name}.cpio\n"
-            "boot\n").encode()
+            f"linux (tftp)/vmlinuz\ninitrd (tftp)/initrd.img (tftp)/nodes/{name}.cpio\nboot\n"
+        ).encode()
         http.append(["boot.ipxe", script, "vmlinuz", "initrd.img", f"nodes/{name}.cpio"])
     (pxe / "nodes").mkdir(parents=True, exist_ok=True)
     (pxe / "grub").mkdir(exist_ok=True)
     for rel, data in files.items():
         (pxe / rel).write_bytes(data)
-    return {"tftp": ["undionly.kpxe"], "http": http,
-            "files": {rel: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                      for rel, data in files.items()}}
+    return {
+        "tftp": ["undionly.kpxe"],
+        "http": http,
+        "files": {
+            rel: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for rel, data in files.items()
+        },
+    }
 
 
 def main() -> int:

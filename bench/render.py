@@ -33,8 +33,12 @@ from builder.render import render_cluster  # noqa: E402
 
 def cluster_yaml(n: int) -> str:
     net = ipaddress.IPv4Network("10.100.0.0/16")
-    lines = ["cluster: {name: bench}", f"network: {{subnet: {net}, gateway: 10.100.0.1}}",
-             "workload: slurm", "nodes:"]
+    lines = [
+        "cluster: {name: bench}",
+        f"network: {{subnet: {net}, gateway: 10.100.0.1}}",
+        "workload: slurm",
+        "nodes:",
+    ]
     for i in range(n):
         addr = net.network_address + 10 + i
         mac = f"52:54:00:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
@@ -55,8 +59,7 @@ def bundle_sizes(nodes_dir: Path) -> tuple[int, int]:
     packed = cpio.archive(entries, 0)
     if shutil.which("zstd") is None:
         return len(packed), 0
-    zst = subprocess.run(BUNDLE_COMPRESSOR, input=packed, capture_output=True,
-                         check=True).stdout
+    zst = subprocess.run(BUNDLE_COMPRESSOR, input=packed, capture_output=True, check=True).stdout
     return len(packed), len(zst)
 
 
@@ -65,8 +68,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="10,100,500,2000")
     args = ap.parse_args()
     now = dt.datetime.now(dt.UTC)
-    print(f"{'nodes':>6} {'render s':>9} {'total B':>11} {'B/node':>8} {'max node B':>11} "
-          f"{'median B':>9} {'bundle B/node':>14} {'zstd B/node':>12}")
+    print(
+        f"{'nodes':>6} {'render s':>9} {'total B':>11} {'B/node':>8} {'max node B':>11} "
+        f"{'median B':>9} {'bundle B/node':>14} {'zstd B/node':>12}"
+    )
     for n in (int(s) for s in args.sizes.split(",")):
         tmp = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
         try:
@@ -79,9 +84,11 @@ def main() -> None:
             per = [tree_bytes(d) for d in (tmp / "nodes").iterdir()]
             total = sum(per)
             packed, zst = bundle_sizes(tmp / "nodes")
-            print(f"{n:>6} {seconds:>9.2f} {total:>11} {total / n:>8.0f} {max(per):>11} "
-                  f"{statistics.median(per):>9.0f} {packed / n:>14.0f} {zst / n:>12.0f}",
-                  flush=True)
+            print(
+                f"{n:>6} {seconds:>9.2f} {total:>11} {total / n:>8.0f} {max(per):>11} "
+                f"{statistics.median(per):>9.0f} {packed / n:>14.0f} {zst / n:>12.0f}",
+                flush=True,
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -20,8 +20,11 @@ def build(cluster: Cluster, args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     pki = pki_for(cluster, args.config)
     created = ensure_ca(cluster, pki, now)
-    step(f"pki: cluster CA {'created' if created else 'kept'} in {pki.paths.root} (node "
-         "certificates come from enrollment at boot)", start)
+    step(
+        f"pki: cluster CA {'created' if created else 'kept'} in {pki.paths.root} (node "
+        "certificates come from enrollment at boot)",
+        start,
+    )
     for warning in revoked_in_roster(cluster, pki):
         print(f"warning: {warning}", file=sys.stderr)
     nodes_dir = args.work / "nodes"
@@ -45,7 +48,9 @@ def workload_line(cluster: Cluster) -> str:
     if not cluster.workload.slurm:
         return ""
     head = cluster.heads[0]
-    return (f"workload: {cluster.workload.value}: submit jobs on {head.name} ({head.address}, "
-            "the head) with sbatch or srun"
-            + (" (MPI: srun --mpi=pmix)" if cluster.workload.mpi else "")
-            + "; the munge key stays beside the CA (security.pki_dir): back it up")
+    return (
+        f"workload: {cluster.workload.value}: submit jobs on {head.name} ({head.address}, "
+        "the head) with sbatch or srun"
+        + (" (MPI: srun --mpi=pmix)" if cluster.workload.mpi else "")
+        + "; the munge key stays beside the CA (security.pki_dir): back it up"
+    )

@@ -46,8 +46,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     pki = pki_for(cluster, args.config)
     for warning in pki.expiry_warnings(now()) + revoked_in_roster(cluster, pki):
         log(f"warning: {warning}")
-    print(f"{args.config}: ok: cluster {cluster.cluster.name}, {len(cluster.nodes)} nodes, "
-          f"scope {cluster.security.scope.value}")
+    print(
+        f"{args.config}: ok: cluster {cluster.cluster.name}, {len(cluster.nodes)} nodes, "
+        f"scope {cluster.security.scope.value}"
+    )
     return 0
 
 
@@ -64,23 +66,31 @@ def cmd_pki(args: argparse.Namespace) -> int:
             raise ChaosError("name the nodes to issue, or use --all")
         for name in names:
             _require_node(cluster, name, args.config)
-            issued = pki.issue(node_identity(cluster, cluster.node(name)),
-                               cluster.cluster.name, now(), sec.cert_lifetime_days,
-                               force=args.force)
+            issued = pki.issue(
+                node_identity(cluster, cluster.node(name)),
+                cluster.cluster.name,
+                now(),
+                sec.cert_lifetime_days,
+                force=args.force,
+            )
             print(f"{name}: {'issued' if issued else 'current certificate kept'}")
     elif args.pki_command == "revoke":
         serials = pki.revoke(args.node, now(), sec.cert_lifetime_days)
-        print(f"{args.node}: revoked serial {', '.join(f'{s:x}' for s in serials)}; it gets no "
-              "new certificate (re-admit with `chaos-build pki issue NAME`); running nodes fetch "
-              "the new CRL from the enrollment service within minutes")
+        print(
+            f"{args.node}: revoked serial {', '.join(f'{s:x}' for s in serials)}; it gets no "
+            "new certificate (re-admit with `chaos-build pki issue NAME`); running nodes fetch "
+            "the new CRL from the enrollment service within minutes"
+        )
     elif args.pki_command == "crl":
         pki.write_crl(now(), sec.cert_lifetime_days)
         print(f"wrote {pki.paths.crl}")
     elif args.pki_command == "list":
         for info in pki.certificates():
             state = "REVOKED" if info.revoked else "valid"
-            print(f"{info.name:20} {state:8} until {info.not_after:%Y-%m-%d} "
-                  f"sha256:{info.fingerprint[:16]}")
+            print(
+                f"{info.name:20} {state:8} until {info.not_after:%Y-%m-%d} "
+                f"sha256:{info.fingerprint[:16]}"
+            )
         for warning in pki.expiry_warnings(now()):
             log(f"warning: {warning}")
     return 0
@@ -103,16 +113,16 @@ def cmd_render(args: argparse.Namespace) -> int:
         log(f"warning: {warning}")
     start = time.perf_counter()
     names = render_cluster(cluster, pki, args.output, only=args.node)
-    log(f"rendered {len(names)} node(s) into {args.output} in "
-        f"{time.perf_counter() - start:.2f}s")
+    log(f"rendered {len(names)} node(s) into {args.output} in {time.perf_counter() - start:.2f}s")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     cluster, doc = load_cluster(args.config)
     at = args.at or now()
-    if MAC_RE.match(args.node.lower().replace("-", ":")) and \
-            all(n.name != args.node for n in cluster.nodes):
+    if MAC_RE.match(args.node.lower().replace("-", ":")) and all(
+        n.name != args.node for n in cluster.nodes
+    ):
         print(show_mac(cluster, args.node, at))
         return 0
     _require_node(cluster, args.node, args.config)
@@ -130,8 +140,9 @@ def _instant(text: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time such as "
-                                         "2026-11-27T17:00+01:00") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time such as 2026-11-27T17:00+01:00"
+        ) from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. +01:00")
     return value
@@ -145,8 +156,9 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def lab_interface(args: argparse.Namespace, cluster: Cluster, what: str) -> str:
     interface: str = args.interface or cluster.serve.interface
     if not interface:
-        raise ChaosError(f"no interface to {what} on: set serve.interface in chaos.yaml or "
-                         "pass --interface")
+        raise ChaosError(
+            f"no interface to {what} on: set serve.interface in chaos.yaml or pass --interface"
+        )
     return interface
 
 
@@ -201,8 +213,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cluster = load(args)
     night = admin_cli.night_date(args.night) if args.night else None
-    print(admin_cli.status(cluster, args.run_dir / "events.sqlite", now(), night, args.node,
-                           args.json), end="")
+    print(
+        admin_cli.status(
+            cluster, args.run_dir / "events.sqlite", now(), night, args.node, args.json
+        ),
+        end="",
+    )
     return 0
 
 
@@ -215,16 +231,24 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="chaos-build", description="Build a RAM-booted, "
-                                "IPsec-meshed lab cluster from chaos.yaml.")
+    p = argparse.ArgumentParser(
+        prog="chaos-build",
+        description="Build a RAM-booted, IPsec-meshed lab cluster from chaos.yaml.",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", type=Path, default=Path("chaos.yaml"),
-                        help="the cluster file (default: ./chaos.yaml)")
+    common.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=Path("chaos.yaml"),
+        help="the cluster file (default: ./chaos.yaml)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help: str
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, parents=[common], help=help, description=help)
         sp.set_defaults(func=func)
         return sp
@@ -244,11 +268,18 @@ def parser() -> argparse.ArgumentParser:
     sp = add("render", cmd_render, "render every node's overlay tree")
     sp.add_argument("-o", "--output", type=absolute, default="build/nodes")
     sp.add_argument("--node", help="render only this node")
-    sp = add("show", cmd_show, "show one node's resolved settings and where each came from, "
-             "or what serve answers a MAC now and when that changes")
+    sp = add(
+        "show",
+        cmd_show,
+        "show one node's resolved settings and where each came from, "
+        "or what serve answers a MAC now and when that changes",
+    )
     sp.add_argument("node", metavar="NODE|MAC")
-    sp.add_argument("--at", type=_instant, help="judge the boot answer at this time "
-                    "(ISO 8601 with offset) instead of now")
+    sp.add_argument(
+        "--at",
+        type=_instant,
+        help="judge the boot answer at this time (ISO 8601 with offset) instead of now",
+    )
     sp = add("reference", cmd_reference, "print the commented reference chaos.yaml")
     sp.add_argument("--markdown", action="store_true", help="as a Markdown table")
     sp = add("serve", cmd_serve, "serve out/pxe to the lab (dnsmasq DHCP/TFTP + HTTP)")
@@ -256,69 +287,123 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--interface", help="override serve.interface")
     sp.add_argument("--mode", choices=["proxy", "isolated"], help="override serve.mode")
     sp.add_argument("--http-port", type=int, help="override serve.http_port")
-    sp.add_argument("--run-dir", type=absolute, default="build/serve",
-                    help="generated dnsmasq config and pid file")
-    sp = add("wake", cmd_wake, "wake the lab's PCs (Wake-on-LAN on the lab interface): every "
-             "node, or the named ones")
+    sp.add_argument(
+        "--run-dir",
+        type=absolute,
+        default="build/serve",
+        help="generated dnsmasq config and pid file",
+    )
+    sp = add(
+        "wake",
+        cmd_wake,
+        "wake the lab's PCs (Wake-on-LAN on the lab interface): every node, or the named ones",
+    )
     sp.add_argument("nodes", nargs="*", metavar="NODE")
     sp.add_argument("--interface", help="override serve.interface")
     sp.add_argument("--stagger-ms", type=int, help="override schedule.wake_stagger_ms")
-    sp = add("enroll", cmd_enroll, "the enrollment service, its TPM registry and the "
-             "approvals of boots without a TPM")
+    sp = add(
+        "enroll",
+        cmd_enroll,
+        "the enrollment service, its TPM registry and the approvals of boots without a TPM",
+    )
     esub = sp.add_subparsers(dest="enroll_command", required=True)
-    es = esub.add_parser("serve", parents=[common], help="run the enrollment service alone "
-                         "(Ctrl-C stops it)")
-    es.add_argument("--address", help="listen on and certify this IPv4 address (default "
-                    "serve.address)")
+    es = esub.add_parser(
+        "serve", parents=[common], help="run the enrollment service alone (Ctrl-C stops it)"
+    )
+    es.add_argument(
+        "--address", help="listen on and certify this IPv4 address (default serve.address)"
+    )
     es.add_argument("--port", type=int, help="override serve.enroll_port")
-    esub.add_parser("pending", parents=[common], help="list machines waiting for approval "
-                         "(unregistered TPMs and boots of nodes without a TPM)")
-    ea = esub.add_parser("approve", parents=[common], help="register a pending machine's TPM "
-                         "for a node (edits security.tpm_registry)")
+    esub.add_parser(
+        "pending",
+        parents=[common],
+        help="list machines waiting for approval "
+        "(unregistered TPMs and boots of nodes without a TPM)",
+    )
+    ea = esub.add_parser(
+        "approve",
+        parents=[common],
+        help="register a pending machine's TPM for a node (edits security.tpm_registry)",
+    )
     ea.add_argument("ek_hash", metavar="EK_HASH", help="sha256:... as `enroll pending` shows")
     ea.add_argument("--node", required=True, help="the node this machine is")
-    eb = esub.add_parser("approve-boot", parents=[common], help="approve one boot of a node "
-                         "without a TPM (attestation: approval) by the fingerprint on its "
-                         "console; single use, valid 15 min")
-    eb.add_argument("fingerprint", metavar="FINGERPRINT",
-                    help="such as 3f2a-91bc-0d4e-7a11, as the node's console and `enroll "
-                    "pending` show it")
-    sp = add("status", cmd_status, "every PC's state now or at the end of a night (booted, "
-             "enrolled, joined, running jobs, left, back to disk) from serve's event record")
+    eb = esub.add_parser(
+        "approve-boot",
+        parents=[common],
+        help="approve one boot of a node "
+        "without a TPM (attestation: approval) by the fingerprint on its "
+        "console; single use, valid 15 min",
+    )
+    eb.add_argument(
+        "fingerprint",
+        metavar="FINGERPRINT",
+        help="such as 3f2a-91bc-0d4e-7a11, as the node's console and `enroll pending` show it",
+    )
+    sp = add(
+        "status",
+        cmd_status,
+        "every PC's state now or at the end of a night (booted, "
+        "enrolled, joined, running jobs, left, back to disk) from serve's event record",
+    )
     sp.add_argument("node", nargs="?", metavar="NODE")
-    sp.add_argument("--night", metavar="DATE", help="the night that began on DATE "
-                    "(YYYY-MM-DD), as it ended; default: tonight, now")
+    sp.add_argument(
+        "--night",
+        metavar="DATE",
+        help="the night that began on DATE (YYYY-MM-DD), as it ended; default: tonight, now",
+    )
     sp.add_argument("--json", action="store_true", help="as JSON")
-    sp.add_argument("--run-dir", type=absolute, default="build/serve",
-                    help="serve's run dir, where its event record is")
+    sp.add_argument(
+        "--run-dir",
+        type=absolute,
+        default="build/serve",
+        help="serve's run dir, where its event record is",
+    )
     sp = add("smoke", cmd_smoke, "boot a private QEMU lab from the artifacts and check it")
-    sp.add_argument("--scenario", type=absolute,
-                    help="a scenario.yaml (default: the shipped scenarios/default)")
+    sp.add_argument(
+        "--scenario", type=absolute, help="a scenario.yaml (default: the shipped scenarios/default)"
+    )
     sp.add_argument("--boot", choices=["pxe", "iso"], default="pxe")
     sp.add_argument("--nodes", type=int, help="boot only the first N nodes of the scenario")
     sp.add_argument("--results", type=absolute, default="results")
-    sp.add_argument("--keep", action="store_true",
-                    help="keep the lab running after the checks until Ctrl-C")
-    sp.add_argument("--cache", type=absolute, default=DEFAULT_CACHE,
-                    help="download and base-image cache (default: $CHAOS_IMAGE_CACHE or ./cache)")
+    sp.add_argument(
+        "--keep", action="store_true", help="keep the lab running after the checks until Ctrl-C"
+    )
+    sp.add_argument(
+        "--cache",
+        type=absolute,
+        default=DEFAULT_CACHE,
+        help="download and base-image cache (default: $CHAOS_IMAGE_CACHE or ./cache)",
+    )
     sp = add("build", cmd_build, "check, issue certificates, render and build the images")
     sp.add_argument("-o", "--output", type=absolute, default="out")
     sp.add_argument("--node", help="build a per-node ISO for this node only")
-    sp.add_argument("--cache", type=absolute, default=DEFAULT_CACHE,
-                    help="download and base-image cache (default: $CHAOS_IMAGE_CACHE or ./cache)")
-    sp.add_argument("--work", type=absolute, default="build",
-                    help="where the rendered node overlays go (default: ./build)")
-    sp.add_argument("--render-only", action="store_true",
-                    help="stop after rendering the overlays (no image)")
+    sp.add_argument(
+        "--cache",
+        type=absolute,
+        default=DEFAULT_CACHE,
+        help="download and base-image cache (default: $CHAOS_IMAGE_CACHE or ./cache)",
+    )
+    sp.add_argument(
+        "--work",
+        type=absolute,
+        default="build",
+        help="where the rendered node overlays go (default: ./build)",
+    )
+    sp.add_argument(
+        "--render-only", action="store_true", help="stop after rendering the overlays (no image)"
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
-    args.config_given = any(a in ("-c", "--config") or a.startswith("--config=")
-                            for a in (argv if argv is not None else sys.argv[1:]))
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    args.config_given = any(
+        a in ("-c", "--config") or a.startswith("--config=")
+        for a in (argv if argv is not None else sys.argv[1:])
+    )
     try:
         return int(args.func(args))
     except ConfigError as exc:

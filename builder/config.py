@@ -27,29 +27,49 @@ from .model import Cluster, Node, NodeDefaults
 from .validate import cross_check
 
 PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
-    "name": (re.compile(r"^[a-z][a-z0-9-]{0,62}$"),
-             "use lower-case letters, digits and '-', starting with a letter"),
-    "hostname": (re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
-                 "use lower-case letters, digits and '-' (a host name, at most 63 chars)"),
-    "domain": (re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z]([a-z0-9-]{0,61}"
-                          r"[a-z0-9])?$"), "use a DNS domain such as chaos.lan"),
-    "mac": (re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"),
-            "write six hex pairs separated by ':', e.g. 52:54:00:99:00:11"),
-    "proposal": (re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$"),
-                 "use strongSwan proposal syntax, e.g. aes128gcm16-prfsha256-x25519"),
-    "label": (re.compile(r"^[a-z0-9_-]{0,32}$"),
-              "use up to 32 lower-case letters, digits, '_' or '-'"),
+    "name": (
+        re.compile(r"^[a-z][a-z0-9-]{0,62}$"),
+        "use lower-case letters, digits and '-', starting with a letter",
+    ),
+    "hostname": (
+        re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
+        "use lower-case letters, digits and '-' (a host name, at most 63 chars)",
+    ),
+    "domain": (
+        re.compile(
+            r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z]([a-z0-9-]{0,61}"
+            r"[a-z0-9])?$"
+        ),
+        "use a DNS domain such as chaos.lan",
+    ),
+    "mac": (
+        re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"),
+        "write six hex pairs separated by ':', e.g. 52:54:00:99:00:11",
+    ),
+    "proposal": (
+        re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$"),
+        "use strongSwan proposal syntax, e.g. aes128gcm16-prfsha256-x25519",
+    ),
+    "label": (
+        re.compile(r"^[a-z0-9_-]{0,32}$"),
+        "use up to 32 lower-case letters, digits, '_' or '-'",
+    ),
     "package": (re.compile(r"^[a-z0-9][a-z0-9+.-]+$"), "use a Debian package name"),
     "ifname": (re.compile(r"^$|^[A-Za-z0-9_.-]{1,15}$"), "use an interface name such as enp3s0"),
     "console": (re.compile(r"^tty[A-Za-z0-9]+(,[0-9]+)?$"), "use e.g. ttyS0,115200"),
     "window": (WINDOW_RE, "write HH:MM-HH:MM on a 24-hour clock, e.g. 17:00-09:00"),
-    "user": (re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"),
-             "use a login name: lower-case letters, digits, '_' or '-', at most 32 chars"),
-    "disk": (re.compile(r"^$|^/dev/disk/by-id/[A-Za-z0-9:_.+-]+$|^LABEL=[A-Za-z0-9_.-]{1,16}$"),
-             "use a /dev/disk/by-id/ path (stable across boots, unlike /dev/sda) or "
-             "LABEL=NAME"),
-    "zone": (re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"),
-             "use an IANA time zone name such as Europe/Berlin or UTC"),
+    "user": (
+        re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"),
+        "use a login name: lower-case letters, digits, '_' or '-', at most 32 chars",
+    ),
+    "disk": (
+        re.compile(r"^$|^/dev/disk/by-id/[A-Za-z0-9:_.+-]+$|^LABEL=[A-Za-z0-9_.-]{1,16}$"),
+        "use a /dev/disk/by-id/ path (stable across boots, unlike /dev/sda) or LABEL=NAME",
+    ),
+    "zone": (
+        re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"),
+        "use an IANA time zone name such as Europe/Berlin or UTC",
+    ),
 }
 
 
@@ -73,8 +93,9 @@ class Parser:
         self.problems.append(Problem(self.doc.file, self.doc.line(path), dotted(path), message))
 
     # -- dataclasses --------------------------------------------------------
-    def record(self, cls: type, raw: Any, path: Path_,
-               inherited: dict[str, Any] | None = None) -> Any:
+    def record(
+        self, cls: type, raw: Any, path: Path_, inherited: dict[str, Any] | None = None
+    ) -> Any:
         if not isinstance(raw, dict):
             self.problem(path, f"must be a mapping of settings, not {_kind(raw)}")
             return None
@@ -82,8 +103,11 @@ class Parser:
         for key in raw:
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else \
-                    f"; known keys: {', '.join(sorted(known))}"
+                hint = (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else f"; known keys: {', '.join(sorted(known))}"
+                )
                 self.problem((*path, key), f"unknown key{hint}")
         values: dict[str, Any] = {}
         ok = True
@@ -97,8 +121,11 @@ class Parser:
             elif inherited and f.name in inherited:
                 values[f.name] = inherited[f.name]
             elif f.metadata.get("required"):
-                self.problem(path, f"missing required key {f.name!r} ({f.metadata['help']}), "
-                             f"e.g. {f.name}: {_example(f.metadata['example'])}")
+                self.problem(
+                    path,
+                    f"missing required key {f.name!r} ({f.metadata['help']}), "
+                    f"e.g. {f.name}: {_example(f.metadata['example'])}",
+                )
                 ok = False
         if not ok:
             return None
@@ -115,8 +142,11 @@ class Parser:
         if origin is tuple:
             item_tp = typing.get_args(tp)[0]
             if not isinstance(raw, list):
-                self.problem(path, f"must be a list, not {_kind(raw)}; write it as "
-                             "[a, b] or one '- item' per line")
+                self.problem(
+                    path,
+                    f"must be a list, not {_kind(raw)}; write it as "
+                    "[a, b] or one '- item' per line",
+                )
                 return _BAD
             items = [self.value(item_tp, item, (*path, i), meta) for i, item in enumerate(raw)]
             return _BAD if any(i is _BAD or i is None for i in items) else tuple(items)
@@ -182,8 +212,7 @@ class Parser:
                 self.problem(path, f"{raw!r} is not valid: {how}")
                 return _BAD
         if pattern == "mac" and int(raw[:2], 16) & 1:
-            self.problem(path, f"{raw} is a multicast address; a NIC's MAC has an even "
-                         "first octet")
+            self.problem(path, f"{raw} is a multicast address; a NIC's MAC has an even first octet")
             return _BAD
         return raw
 
@@ -234,7 +263,8 @@ _BAD = _Bad()
 
 def _kind(raw: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "text", type(None): "empty"}.get(
-        type(raw), type(raw).__name__)
+        type(raw), type(raw).__name__
+    )
 
 
 def _example(value: Any) -> str:
@@ -251,8 +281,11 @@ def parse(doc: Document) -> Cluster:
         raise ConfigError(parser.problems)
     top = {k: v for k, v in raw.items() if k not in ("nodes", "defaults")}
     defaults = parser.value(NodeDefaults, raw.get("defaults", {}), ("defaults",), {})
-    inherited = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(NodeDefaults)} \
-        if isinstance(defaults, NodeDefaults) else {}
+    inherited = (
+        {f.name: getattr(defaults, f.name) for f in dataclasses.fields(NodeDefaults)}
+        if isinstance(defaults, NodeDefaults)
+        else {}
+    )
     nodes = _parse_nodes(parser, raw.get("nodes"), inherited)
     cluster = parser.record(Cluster, {**top, "nodes": []}, ())
     if parser.problems or cluster is None:
@@ -271,8 +304,10 @@ def parse(doc: Document) -> Cluster:
 
 def _parse_nodes(parser: Parser, raw: Any, inherited: dict[str, Any]) -> tuple[Node, ...]:
     if raw is None:
-        parser.problem(("nodes",), "no nodes: list the lab machines under nodes:, each with "
-                       "name, mac and address")
+        parser.problem(
+            ("nodes",),
+            "no nodes: list the lab machines under nodes:, each with name, mac and address",
+        )
         return ()
     if not isinstance(raw, list):
         parser.problem(("nodes",), f"must be a list of nodes, not {_kind(raw)}")

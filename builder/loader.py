@@ -66,21 +66,35 @@ class _BoundedLoader(yaml.SafeLoader):
         event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML is untyped
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             what = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
-            raise _Refused(Problem(
-                self.file, event.start_mark.line + 1, _dotted((*self.path, *segment)),
-                f"YAML {what}{event.anchor} is not allowed (aliases can expand a few lines into "
-                "billions of values); write the value out in full"))
+            raise _Refused(
+                Problem(
+                    self.file,
+                    event.start_mark.line + 1,
+                    _dotted((*self.path, *segment)),
+                    f"YAML {what}{event.anchor} is not allowed (aliases can expand a few lines "
+                    "into billions of values); write the value out in full",
+                )
+            )
         self.path.extend(segment)
         try:
             return super().compose_node(parent, index)
         finally:
-            del self.path[len(self.path) - len(segment):]
+            del self.path[len(self.path) - len(segment) :]
 
 
 def _too_big(file: str, size: int) -> ConfigError:
-    return ConfigError([Problem(file, None, "", f"{size} bytes is more than the "
-                                f"{MAX_FILE_BYTES >> 20} MiB a chaos-build YAML file may have; "
-                                "is this the right file?")])
+    return ConfigError(
+        [
+            Problem(
+                file,
+                None,
+                "",
+                f"{size} bytes is more than the "
+                f"{MAX_FILE_BYTES >> 20} MiB a chaos-build YAML file may have; "
+                "is this the right file?",
+            )
+        ]
+    )
 
 
 def load_text(text: str, file: str) -> Document:
@@ -95,8 +109,16 @@ def load_text(text: str, file: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
-        raise ConfigError([Problem(file, line, "", f"not valid YAML: {exc.problem}; check "
-                                   "indentation and quoting near this line")]) from None
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    line,
+                    "",
+                    f"not valid YAML: {exc.problem}; check indentation and quoting near this line",
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, None, "", f"not valid YAML: {exc}")]) from None
     finally:
@@ -123,8 +145,9 @@ def read_bounded(path: Path) -> str:
                 raise _too_big(str(path), size)
         return data.decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem(str(path), None, "", "file not found; pass the cluster "
-                                   "file with -c PATH")]) from None
+        raise ConfigError(
+            [Problem(str(path), None, "", "file not found; pass the cluster file with -c PATH")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
 
@@ -133,28 +156,45 @@ def load_file(path: Path) -> Document:
     return load_text(read_bounded(path), str(path))
 
 
-def _walk(node: yaml.Node, path: Path_, doc: Document, constructor: yaml.SafeLoader,
-          problems: list[Problem]) -> Any:
+def _walk(
+    node: yaml.Node,
+    path: Path_,
+    doc: Document,
+    constructor: yaml.SafeLoader,
+    problems: list[Problem],
+) -> Any:
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = constructor.construct_object(key_node)
             if not isinstance(key, str):
-                problems.append(Problem(doc.file, key_node.start_mark.line + 1,
-                                        _dotted(path), f"key {key!r} is not a name"))
+                problems.append(
+                    Problem(
+                        doc.file,
+                        key_node.start_mark.line + 1,
+                        _dotted(path),
+                        f"key {key!r} is not a name",
+                    )
+                )
                 continue
             if key in out:
-                problems.append(Problem(doc.file, key_node.start_mark.line + 1,
-                                        _dotted((*path, key)),
-                                        "given twice; keep one of them"))
+                problems.append(
+                    Problem(
+                        doc.file,
+                        key_node.start_mark.line + 1,
+                        _dotted((*path, key)),
+                        "given twice; keep one of them",
+                    )
+                )
                 continue
             doc.lines[(*path, key)] = key_node.start_mark.line + 1
             out[key] = _walk(value_node, (*path, key), doc, constructor, problems)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(item, (*path, i), doc, constructor, problems)
-                for i, item in enumerate(node.value)]
+        return [
+            _walk(item, (*path, i), doc, constructor, problems) for i, item in enumerate(node.value)
+        ]
     doc.texts[path] = node.value
     try:
         return constructor.construct_object(node)

@@ -114,51 +114,76 @@ class Compression(enum.Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterSection:
-    name: str = required("cluster name, used in certificate subjects and the tyd handshake",
-                         "chaos-lab", pattern="name")
-    domain: str = setting("chaos.lan", "DNS domain; node N gets the name N.<domain>",
-                          pattern="domain")
+    name: str = required(
+        "cluster name, used in certificate subjects and the tyd handshake",
+        "chaos-lab",
+        pattern="name",
+    )
+    domain: str = setting(
+        "chaos.lan", "DNS domain; node N gets the name N.<domain>", pattern="domain"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkSection:
     subnet: IPv4Network = required("the cluster's IPv4 subnet (CIDR)", "10.99.0.0/24")
-    gateway: IPv4Address | None = setting(None, "default gateway on the subnet, or null",
-                                          example="10.99.0.1")
-    addressing: Addressing = setting(Addressing.STATIC,
-                                     "static: each node gets its `address`; dhcp: the campus "
-                                     "DHCP server hands out the (reserved) addresses")
+    gateway: IPv4Address | None = setting(
+        None, "default gateway on the subnet, or null", example="10.99.0.1"
+    )
+    addressing: Addressing = setting(
+        Addressing.STATIC,
+        "static: each node gets its `address`; dhcp: the campus "
+        "DHCP server hands out the (reserved) addresses",
+    )
     dns: tuple[IPv4Address, ...] = setting((), "DNS servers for the nodes", example=["10.99.0.1"])
 
 
 @dataclass(frozen=True, kw_only=True)
 class SecuritySection:
-    scope: Scope = setting(Scope.ALL, "all: every packet between members is IPsec; migration: "
-                           "only tcp 12820/13333 (openMosix migration) and tyd")
+    scope: Scope = setting(
+        Scope.ALL,
+        "all: every packet between members is IPsec; migration: "
+        "only tcp 12820/13333 (openMosix migration) and tyd",
+    )
     ike_proposals: tuple[str, ...] = setting(
-        ("aes128gcm16-prfsha256-x25519", "chacha20poly1305-prfsha256-x25519",
-         "aes128gcm16-prfsha256-ecp256"),
-        "IKEv2 proposals in strongSwan syntax, most preferred first", pattern="proposal")
+        (
+            "aes128gcm16-prfsha256-x25519",
+            "chacha20poly1305-prfsha256-x25519",
+            "aes128gcm16-prfsha256-ecp256",
+        ),
+        "IKEv2 proposals in strongSwan syntax, most preferred first",
+        pattern="proposal",
+    )
     esp_proposals: tuple[str, ...] = setting(
         ("aes128gcm16-x25519", "chacha20poly1305-x25519", "aes128gcm16-ecp256"),
         "ESP proposals (with PFS group) in strongSwan syntax, most preferred first",
-        pattern="proposal")
+        pattern="proposal",
+    )
     key_type: KeyType = setting(KeyType.ED25519, "key type of the cluster CA and node keys")
     cert_lifetime_days: int = setting(365, "lifetime of node certificates", min=1, max=3650)
     ca_lifetime_days: int = setting(3650, "lifetime of the cluster CA", min=30, max=36500)
-    pki_dir: str = setting("pki", "PKI state directory, relative to chaos.yaml; never "
-                           "commit it (it holds the CA key)")
+    pki_dir: str = setting(
+        "pki", "PKI state directory, relative to chaos.yaml; never commit it (it holds the CA key)"
+    )
     rekey_minutes: int = setting(60, "CHILD_SA rekey time", min=5, max=1440)
     measured_boot: MeasuredBoot = setting(
-        MeasuredBoot.OFF, "check each enrolling node's TPM quote and UEFI event log against "
+        MeasuredBoot.OFF,
+        "check each enrolling node's TPM quote and UEFI event log against "
         "the build's out/measured-reference.json (Secure Boot on, only this build's shim, "
         "GRUB, kernel, initrds and command line): off; audit (log and count deviations, "
-        "enroll anyway); enforce (refuse them). Needs the Secure Boot boot path")
-    node_cert_hours: int = setting(16, "lifetime of the certificates the enrollment service "
-                                   "issues to nodes at boot (the night plus a margin)",
-                                   min=1, max=168)
-    tpm_registry: str = setting("tpm-registry.yaml", "the TPM registry (node name -> EK "
-                                "hashes), relative to chaos.yaml; review and version it")
+        "enroll anyway); enforce (refuse them). Needs the Secure Boot boot path",
+    )
+    node_cert_hours: int = setting(
+        16,
+        "lifetime of the certificates the enrollment service "
+        "issues to nodes at boot (the night plus a margin)",
+        min=1,
+        max=168,
+    )
+    tpm_registry: str = setting(
+        "tpm-registry.yaml",
+        "the TPM registry (node name -> EK hashes), relative to chaos.yaml; review and version it",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,33 +197,42 @@ class Service:
 @dataclass(frozen=True, kw_only=True)
 class FirewallSection:
     services: tuple[Service, ...] = setting(
-        (), "extra services to allow in", example=[{"name": "ssh", "port": 22,
-                                                   "protocol": "tcp", "source": "cluster"}])
+        (),
+        "extra services to allow in",
+        example=[{"name": "ssh", "port": 22, "protocol": "tcp", "source": "cluster"}],
+    )
     allow_ping: bool = setting(True, "answer ICMP echo from cluster members")
 
 
 @dataclass(frozen=True, kw_only=True)
 class TydSection:
-    port: int = setting(7411, "tyd's TCP port (mutual TLS, reachable only through IPsec)",
-                        min=1024, max=65535)
-    seeds: tuple[str, ...] = setting((), "nodes that act as the first Philips; empty: the "
-                                     "first node", example=["node01"])
+    port: int = setting(
+        7411, "tyd's TCP port (mutual TLS, reachable only through IPsec)", min=1024, max=65535
+    )
+    seeds: tuple[str, ...] = setting(
+        (), "nodes that act as the first Philips; empty: the first node", example=["node01"]
+    )
     heartbeat_seconds: int = setting(5, "interval between heartbeats", min=1, max=300)
-    suspect_after_seconds: int = setting(15, "silence after which a member is suspect",
-                                         min=2, max=3600)
-    remove_after_seconds: int = setting(30, "silence after which a member is removed",
-                                        min=3, max=7200)
+    suspect_after_seconds: int = setting(
+        15, "silence after which a member is suspect", min=2, max=3600
+    )
+    remove_after_seconds: int = setting(
+        30, "silence after which a member is removed", min=3, max=7200
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ImageSection:
     suite: str = setting("bookworm", "Debian suite of the live image", pattern="name")
-    packages: tuple[str, ...] = setting((), "extra Debian packages for the image",
-                                        example=["htop"], pattern="package")
-    hardware: Hardware = setting(Hardware.QEMU, "kernel module profile: qemu (virtio) or "
-                                 "lab (common desktop NICs)")
-    formats: tuple[ImageFormat, ...] = setting((ImageFormat.ISO, ImageFormat.PXE),
-                                               "artifacts to build")
+    packages: tuple[str, ...] = setting(
+        (), "extra Debian packages for the image", example=["htop"], pattern="package"
+    )
+    hardware: Hardware = setting(
+        Hardware.QEMU, "kernel module profile: qemu (virtio) or lab (common desktop NICs)"
+    )
+    formats: tuple[ImageFormat, ...] = setting(
+        (ImageFormat.ISO, ImageFormat.PXE), "artifacts to build"
+    )
     compression: Compression = setting(Compression.ZSTD, "initramfs compression")
     console: str = setting("ttyS0,115200", "kernel serial console", pattern="console")
 
@@ -210,27 +244,45 @@ class ServeMode(enum.Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class ServeSection:
-    mode: ServeMode = setting(ServeMode.PROXY, "proxy: answer only PXE requests beside the "
-                              "campus DHCP server; isolated: be the DHCP server of a segment "
-                              "of our own (only the MACs in nodes get an address)")
-    interface: str = setting("", "the build host's interface on the lab segment; serve binds "
-                             "only to it (required for serve)", example="enp3s0",
-                             pattern="ifname")
-    http_port: int = setting(8080, "HTTP port for the kernel, initrd and overlays",
-                             min=1, max=65535)
-    address: IPv4Address | None = setting(None, "the build host's address on network.subnet, "
-                                          "where nodes reach serve and the enrollment "
-                                          "service; null: not set", example="10.99.0.2")
-    enroll_port: int = setting(8443, "HTTPS port of the enrollment service", min=1,
-                               max=65535)
-    push_port: int = setting(8444, "HTTPS port where members push facts about themselves "
-                             "(tyd joins/leaves, refusals, the morning's leave; Slurm's jobs "
-                             "from the head) with their node certificate (builder/admin)",
-                             min=1, max=65535)
-    admin_address: IPv4Address = setting(IPv4Address("127.0.0.1"), "where serve's admin page "
-                                          "and /metrics listen: never on network.subnet (the "
-                                          "lab must not reach it); loopback by default",
-                                          example="127.0.0.1")
+    mode: ServeMode = setting(
+        ServeMode.PROXY,
+        "proxy: answer only PXE requests beside the "
+        "campus DHCP server; isolated: be the DHCP server of a segment "
+        "of our own (only the MACs in nodes get an address)",
+    )
+    interface: str = setting(
+        "",
+        "the build host's interface on the lab segment; serve binds "
+        "only to it (required for serve)",
+        example="enp3s0",
+        pattern="ifname",
+    )
+    http_port: int = setting(
+        8080, "HTTP port for the kernel, initrd and overlays", min=1, max=65535
+    )
+    address: IPv4Address | None = setting(
+        None,
+        "the build host's address on network.subnet, "
+        "where nodes reach serve and the enrollment "
+        "service; null: not set",
+        example="10.99.0.2",
+    )
+    enroll_port: int = setting(8443, "HTTPS port of the enrollment service", min=1, max=65535)
+    push_port: int = setting(
+        8444,
+        "HTTPS port where members push facts about themselves "
+        "(tyd joins/leaves, refusals, the morning's leave; Slurm's jobs "
+        "from the head) with their node certificate (builder/admin)",
+        min=1,
+        max=65535,
+    )
+    admin_address: IPv4Address = setting(
+        IPv4Address("127.0.0.1"),
+        "where serve's admin page "
+        "and /metrics listen: never on network.subnet (the "
+        "lab must not reach it); loopback by default",
+        example="127.0.0.1",
+    )
     admin_port: int = setting(9180, "port of the admin page and /metrics", min=1, max=65535)
 
 
@@ -252,29 +304,55 @@ class Morning(enum.Enum):
 @dataclass(frozen=True, kw_only=True)
 class ScheduleSection:
     windows: tuple[str, ...] = setting(
-        (), "the night: daily windows HH:MM-HH:MM in time_zone (a start after the end runs "
+        (),
+        "the night: daily windows HH:MM-HH:MM in time_zone (a start after the end runs "
         "across midnight); the cluster boots only inside the night, the PCs boot their local "
         "disk outside it; empty (and no whole days): the cluster boots at any hour",
-        example=["17:00-09:00"], pattern="window")
-    time_zone: str = setting("UTC", "IANA time zone of the windows and whole days",
-                             example="Europe/Berlin", pattern="zone")
-    whole_days: tuple[Weekday, ...] = setting((), "weekdays that are night from midnight to "
-                                              "midnight (the lab is closed)",
-                                              example=["sat", "sun"])
-    holidays: tuple[dt.date, ...] = setting((), "dates (YYYY-MM-DD) that are night all day",
-                                            example=["2026-12-24", "2026-12-25"])
-    stop_new_work_before: int = setting(30, "minutes before the night ends when nodes stop "
-                                        "taking new work (Slurm drain) and running work gets "
-                                        "its grace period", min=0, max=720)
-    morning: Morning = setting(Morning.REBOOT, "what a node does when the night ends: reboot "
-                               "(into the local disk: the boot answer is then the local disk) "
-                               "or poweroff")
-    time_source: IPv4Address | None = setting(None, "the NTP server the nodes set their clock "
-                                              "from; null: serve.address", example="10.99.0.1")
-    wake_at_start: bool = setting(True, "serve sends Wake-on-LAN to every node when the night "
-                                  "starts")
-    wake_stagger_ms: int = setting(200, "pause between two Wake-on-LAN packets, so hundreds of "
-                                   "PCs do not draw power at once", min=0, max=60000)
+        example=["17:00-09:00"],
+        pattern="window",
+    )
+    time_zone: str = setting(
+        "UTC",
+        "IANA time zone of the windows and whole days",
+        example="Europe/Berlin",
+        pattern="zone",
+    )
+    whole_days: tuple[Weekday, ...] = setting(
+        (),
+        "weekdays that are night from midnight to midnight (the lab is closed)",
+        example=["sat", "sun"],
+    )
+    holidays: tuple[dt.date, ...] = setting(
+        (), "dates (YYYY-MM-DD) that are night all day", example=["2026-12-24", "2026-12-25"]
+    )
+    stop_new_work_before: int = setting(
+        30,
+        "minutes before the night ends when nodes stop "
+        "taking new work (Slurm drain) and running work gets "
+        "its grace period",
+        min=0,
+        max=720,
+    )
+    morning: Morning = setting(
+        Morning.REBOOT,
+        "what a node does when the night ends: reboot "
+        "(into the local disk: the boot answer is then the local disk) "
+        "or poweroff",
+    )
+    time_source: IPv4Address | None = setting(
+        None,
+        "the NTP server the nodes set their clock from; null: serve.address",
+        example="10.99.0.1",
+    )
+    wake_at_start: bool = setting(
+        True, "serve sends Wake-on-LAN to every node when the night starts"
+    )
+    wake_stagger_ms: int = setting(
+        200,
+        "pause between two Wake-on-LAN packets, so hundreds of PCs do not draw power at once",
+        min=0,
+        max=60000,
+    )
 
     @property
     def enabled(self) -> bool:
@@ -283,55 +361,77 @@ class ScheduleSection:
 
 @dataclass(frozen=True, kw_only=True)
 class NodeDefaults:
-    roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles of a node: compute runs jobs "
-                                      "(slurmd); head runs the scheduler (slurmctld) and is "
-                                      "where jobs are submitted; none marked: the first seed "
-                                      "is the head", example=["compute"])
-    services: tuple[Service, ...] = setting((), "extra firewall services of a node, added to "
-                                            "firewall.services", example=[])
+    roles: tuple[Role, ...] = setting(
+        (Role.COMPUTE,),
+        "roles of a node: compute runs jobs "
+        "(slurmd); head runs the scheduler (slurmctld) and is "
+        "where jobs are submitted; none marked: the first seed "
+        "is the head",
+        example=["compute"],
+    )
+    services: tuple[Service, ...] = setting(
+        (), "extra firewall services of a node, added to firewall.services", example=[]
+    )
     attestation: Attestation = setting(
-        Attestation.TPM, "how a node proves its machine at boot: tpm (its TPM 2.0 EK, "
+        Attestation.TPM,
+        "how a node proves its machine at boot: tpm (its TPM 2.0 EK, "
         "registered once in security.tpm_registry); approval (a PC without a TPM: every boot "
         "waits until an admin runs `chaos-build enroll approve-boot` with the fingerprint on "
-        "its console)")
+        "its console)",
+    )
     boot: BootPath = setting(
-        BootPath.UEFI, "uefi: the boot is measured and checked (security.measured_boot); "
+        BootPath.UEFI,
+        "uefi: the boot is measured and checked (security.measured_boot); "
         "legacy-bios: a PC that can only boot BIOS PXE, which nothing measures: it enrolls "
-        "without the measurement check")
+        "without the measurement check",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Node:
     name: str = required("host name", "node01", pattern="hostname")
-    mac: str = required("MAC address of the cluster NIC (selects the overlay at boot)",
-                        "52:54:00:99:00:11", pattern="mac")
+    mac: str = required(
+        "MAC address of the cluster NIC (selects the overlay at boot)",
+        "52:54:00:99:00:11",
+        pattern="mac",
+    )
     address: IPv4Address = required("the node's address on network.subnet", "10.99.0.11")
     roles: tuple[Role, ...] = setting((Role.COMPUTE,), "roles; default from `defaults`")
     services: tuple[Service, ...] = setting((), "extra firewall services of this node")
-    attestation: Attestation = setting(Attestation.TPM, "tpm or approval (no TPM: every boot "
-                                       "waits for an admin); default from `defaults`")
-    boot: BootPath = setting(BootPath.UEFI, "uefi or legacy-bios (unmeasured: no measurement "
-                             "check); default from `defaults`")
-    always_on: bool = setting(False, "a permanent member, not a lab PC: the night does not "
-                              "apply to it (it boots the cluster at any hour and has no "
-                              "morning); only for the head, which then needs a state_disk")
-    state_disk: str = setting("", "the always-on head's persistent disk for the queue and the "
-                              "homes: a /dev/disk/by-id/ path, or LABEL=chaos-state for a disk "
-                              "chaos formatted before; chaos formats it only when blank",
-                              example="/dev/disk/by-id/ata-SAMSUNG_SSD_870_S5XYZ",
-                              pattern="disk")
+    attestation: Attestation = setting(
+        Attestation.TPM,
+        "tpm or approval (no TPM: every boot waits for an admin); default from `defaults`",
+    )
+    boot: BootPath = setting(
+        BootPath.UEFI,
+        "uefi or legacy-bios (unmeasured: no measurement check); default from `defaults`",
+    )
+    always_on: bool = setting(
+        False,
+        "a permanent member, not a lab PC: the night does not "
+        "apply to it (it boots the cluster at any hour and has no "
+        "morning); only for the head, which then needs a state_disk",
+    )
+    state_disk: str = setting(
+        "",
+        "the always-on head's persistent disk for the queue and the "
+        "homes: a /dev/disk/by-id/ path, or LABEL=chaos-state for a disk "
+        "chaos formatted before; chaos formats it only when blank",
+        example="/dev/disk/by-id/ata-SAMSUNG_SSD_870_S5XYZ",
+        pattern="disk",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class User:
     name: str = required("login name", "alice", pattern="user")
-    uid: int = required("user id, the same on every node (1000 or more)", 1001, min=0,
-                        max=65533)
-    gid: int = required("primary group id (a group of the user's name)", 1001, min=0,
-                        max=65533)
-    ssh_keys: tuple[str, ...] = setting((), "OpenSSH public keys (one line of a .pub file "
-                                        "each); the head's sshd accepts only these",
-                                        example=["ssh-ed25519 AAAAC3Nza... alice@laptop"])
+    uid: int = required("user id, the same on every node (1000 or more)", 1001, min=0, max=65533)
+    gid: int = required("primary group id (a group of the user's name)", 1001, min=0, max=65533)
+    ssh_keys: tuple[str, ...] = setting(
+        (),
+        "OpenSSH public keys (one line of a .pub file each); the head's sshd accepts only these",
+        example=["ssh-ed25519 AAAAC3Nza... alice@laptop"],
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -343,25 +443,37 @@ class Cluster:
     tyd: TydSection = setting(TydSection(), "the discovery daemon")
     image: ImageSection = setting(ImageSection(), "the live image")
     serve: ServeSection = setting(ServeSection(), "chaos-build serve (PXE for the lab)")
-    schedule: ScheduleSection = setting(ScheduleSection(), "the night window: when the cluster "
-                                        "exists")
+    schedule: ScheduleSection = setting(
+        ScheduleSection(), "the night window: when the cluster exists"
+    )
     workload: Workload = setting(
-        Workload.SLURM, "what runs jobs: slurm (slurmctld on the head, every compute node a "
+        Workload.SLURM,
+        "what runs jobs: slurm (slurmctld on the head, every compute node a "
         "dynamic slurmd; munge authenticates it), slurm+mpi (adds Open MPI, launched with "
-        "`srun --mpi=pmix`; ~20 MB more initrd) or none")
+        "`srun --mpi=pmix`; ~20 MB more initrd) or none",
+    )
     defaults: NodeDefaults = setting(NodeDefaults(), "what every node inherits")
     nodes: tuple[Node, ...] = required("the machines of the lab", [])
-    users: tuple[User, ...] = setting((), "who may use the cluster: every node knows these "
-                                      "accounts (no passwords), jobs run as them",
-                                      example=[{"name": "alice", "uid": 1001, "gid": 1001,
-                                                "ssh_keys": ["ssh-ed25519 AAAA... alice"]}])
-    users_file: str = setting("", "more users, relative to chaos.yaml: lines "
-                              "name:uid:gid:ssh-public-key (a name may repeat for more keys)",
-                              example="users.passwd")
-    login_from: tuple[IPv4Network, ...] = setting((), "networks from which the always-on "
-                                                  "head's sshd is reachable (keys only); "
-                                                  "never from members",
-                                                  example=["192.0.2.0/24"])
+    users: tuple[User, ...] = setting(
+        (),
+        "who may use the cluster: every node knows these accounts (no passwords), jobs run as them",
+        example=[
+            {"name": "alice", "uid": 1001, "gid": 1001, "ssh_keys": ["ssh-ed25519 AAAA... alice"]}
+        ],
+    )
+    users_file: str = setting(
+        "",
+        "more users, relative to chaos.yaml: lines "
+        "name:uid:gid:ssh-public-key (a name may repeat for more keys)",
+        example="users.passwd",
+    )
+    login_from: tuple[IPv4Network, ...] = setting(
+        (),
+        "networks from which the always-on "
+        "head's sshd is reachable (keys only); "
+        "never from members",
+        example=["192.0.2.0/24"],
+    )
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

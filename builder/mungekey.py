@@ -46,15 +46,19 @@ def read(pki_root: Path) -> bytes:
         st = path.stat()
         data = path.read_bytes()
     except OSError as exc:
-        raise MungeKeyError(f"{path}: cannot read the cluster's munge key ({exc.strerror}); "
-                            "`chaos-build pki init` makes it, or restore it from backup") \
-            from None
+        raise MungeKeyError(
+            f"{path}: cannot read the cluster's munge key ({exc.strerror}); "
+            "`chaos-build pki init` makes it, or restore it from backup"
+        ) from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise MungeKeyError(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read "
-                            f"the cluster's munge key; chmod 600 {path}")
+        raise MungeKeyError(
+            f"{path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read "
+            f"the cluster's munge key; chmod 600 {path}"
+        )
     if not 32 <= len(data) <= 1024:
-        raise MungeKeyError(f"{path}: {len(data)} bytes is not a munge key (32..1024 bytes); "
-                            "restore it from backup")
+        raise MungeKeyError(
+            f"{path}: {len(data)} bytes is not a munge key (32..1024 bytes); restore it from backup"
+        )
     return data
 
 

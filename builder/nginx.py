@@ -45,16 +45,19 @@ class NginxSite:
 def nginx_conf(site: NginxSite) -> str:
     """Pure: the nginx configuration of one serve run (templates/serve/nginx.conf.j2)."""
     run = site.run_dir.resolve()
-    return render_host("serve/nginx.conf.j2", {
-        "header": HEADER,
-        "user": site.user,
-        "group": site.group,
-        "rlimit_nofile": 4 * WORKER_CONNECTIONS,
-        "pid": run / "nginx.pid",
-        "worker_connections": WORKER_CONNECTIONS,
-        "access_log": run / ACCESS_LOG,
-        "temp_paths": tuple((name, run / f"{name}_temp") for name in TEMP_PATHS),
-        "listen": f"{site.address}:{site.port}",
-        "backlog": LISTEN_BACKLOG,
-        "root": site.root.resolve(),
-    })
+    return render_host(
+        "serve/nginx.conf.j2",
+        {
+            "header": HEADER,
+            "user": site.user,
+            "group": site.group,
+            "rlimit_nofile": 4 * WORKER_CONNECTIONS,
+            "pid": run / "nginx.pid",
+            "worker_connections": WORKER_CONNECTIONS,
+            "access_log": run / ACCESS_LOG,
+            "temp_paths": tuple((name, run / f"{name}_temp") for name in TEMP_PATHS),
+            "listen": f"{site.address}:{site.port}",
+            "backlog": LISTEN_BACKLOG,
+            "root": site.root.resolve(),
+        },
+    )

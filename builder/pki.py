@@ -89,8 +89,9 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
@@ -102,62 +103,119 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def make_ca(cluster: str, key: PrivateKey, now: dt.datetime, days: int) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster),
-                         x509.NameAttribute(NameOID.COMMON_NAME, f"{cluster} cluster CA")])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{cluster} cluster CA"),
+        ]
+    )
     pub = key.public_key()
-    return (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(subject).public_key(pub)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-            .sign(key, _hash_for(key)))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(pub)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+        .sign(key, _hash_for(key))
+    )
 
 
-def _leaf_cert(cluster: str, common_name: str, sans: list[x509.GeneralName],
-               usages: list[x509.ObjectIdentifier], key: PrivateKey | PublicKey,
-               ca_key: PrivateKey, ca: x509.Certificate, now: dt.datetime,
-               lifetime: dt.timedelta) -> x509.Certificate:
+def _leaf_cert(
+    cluster: str,
+    common_name: str,
+    sans: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
+    key: PrivateKey | PublicKey,
+    ca_key: PrivateKey,
+    ca: x509.Certificate,
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+) -> x509.Certificate:
     """The one end-entity profile of the cluster CA (nodes and the enrollment service)."""
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster),
-                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
     pub = key.public_key() if isinstance(key, PrivateKey) else key
     not_after = min(now + lifetime, ca.not_valid_after_utc)
-    return (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(ca.subject).public_key(pub)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, _hash_for(ca_key)))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca.subject)
+        .public_key(pub)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, _hash_for(ca_key))
+    )
 
 
-def make_node_cert(ident: Identity, cluster: str, key: PrivateKey | PublicKey,
-                   ca_key: PrivateKey, ca: x509.Certificate, now: dt.datetime,
-                   days: float) -> x509.Certificate:
+def make_node_cert(
+    ident: Identity,
+    cluster: str,
+    key: PrivateKey | PublicKey,
+    ca_key: PrivateKey,
+    ca: x509.Certificate,
+    now: dt.datetime,
+    days: float,
+) -> x509.Certificate:
     """A node certificate for `key` (the node's private key, or just its public half when
     the key never leaves the node: enrollment)."""
-    sans: list[x509.GeneralName] = [x509.DNSName(ident.fqdn), x509.DNSName(ident.name),
-                                    x509.IPAddress(ident.address)]
-    return _leaf_cert(cluster, ident.fqdn, sans, [ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH],
-                      key, ca_key, ca, now, dt.timedelta(days=days))
+    sans: list[x509.GeneralName] = [
+        x509.DNSName(ident.fqdn),
+        x509.DNSName(ident.name),
+        x509.IPAddress(ident.address),
+    ]
+    return _leaf_cert(
+        cluster,
+        ident.fqdn,
+        sans,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        key,
+        ca_key,
+        ca,
+        now,
+        dt.timedelta(days=days),
+    )
 
 
-def make_service_cert(cluster: str, address: ipaddress.IPv4Address, key: PrivateKey,
-                      ca_key: PrivateKey, ca: x509.Certificate, now: dt.datetime,
-                      days: float) -> x509.Certificate:
+def make_service_cert(
+    cluster: str,
+    address: ipaddress.IPv4Address,
+    key: PrivateKey,
+    ca_key: PrivateKey,
+    ca: x509.Certificate,
+    now: dt.datetime,
+    days: float,
+) -> x509.Certificate:
     """The enrollment service's TLS certificate: server auth only, for its IP address."""
-    return _leaf_cert(cluster, f"{cluster} enrollment service {address}",
-                      [x509.IPAddress(address)], [ExtendedKeyUsageOID.SERVER_AUTH],
-                      key, ca_key, ca, now, dt.timedelta(days=days))
+    return _leaf_cert(
+        cluster,
+        f"{cluster} enrollment service {address}",
+        [x509.IPAddress(address)],
+        [ExtendedKeyUsageOID.SERVER_AUTH],
+        key,
+        ca_key,
+        ca,
+        now,
+        dt.timedelta(days=days),
+    )
 
 
 def _load_key(path: Path) -> PrivateKey:
@@ -186,12 +244,16 @@ class Pki:
         """Create the CA unless one exists. Returns True when it created one."""
         if self.paths.ca_key.exists():
             if not self.paths.ca_cert.exists():
-                raise PkiError(f"{self.paths.ca_key} exists without {self.paths.ca_cert}; "
-                               "restore ca.pem from backup (the key is never regenerated)")
+                raise PkiError(
+                    f"{self.paths.ca_key} exists without {self.paths.ca_cert}; "
+                    "restore ca.pem from backup (the key is never regenerated)"
+                )
             return False
         if self.paths.ca_cert.exists():
-            raise PkiError(f"{self.paths.ca_cert} exists without its key {self.paths.ca_key}; "
-                           "restore the key from backup or move the PKI directory aside")
+            raise PkiError(
+                f"{self.paths.ca_cert} exists without its key {self.paths.ca_key}; "
+                "restore the key from backup or move the PKI directory aside"
+            )
         key = new_key(self.key_type)
         cert = make_ca(cluster, key, now, days)
         _write_secret(self.paths.ca_key, key_pem(key))
@@ -209,21 +271,28 @@ class Pki:
         return self.ca()[1]
 
     # -- nodes ------------------------------------------------------------
-    def issue(self, ident: Identity, cluster: str, now: dt.datetime, days: int,
-              force: bool = False) -> bool:
+    def issue(
+        self, ident: Identity, cluster: str, now: dt.datetime, days: int, force: bool = False
+    ) -> bool:
         """Issue a node certificate. Idempotent: keeps a current one that still matches
         the node (same SANs, same CA, not revoked, valid beyond 7 days)."""
         ca_key, ca = self.ca()
         cert_path, key_path = self.paths.node_cert(ident.name), self.paths.node_key(ident.name)
-        if (not force and cert_path.exists() and key_path.exists()
-                and self._still_good(_load_cert(cert_path), ident, ca, now)):
+        if (
+            not force
+            and cert_path.exists()
+            and key_path.exists()
+            and self._still_good(_load_cert(cert_path), ident, ca, now)
+        ):
             return False
         if key_path.exists():
             key = _load_key(key_path)
             if key.public_key() in self._revoked_keys(ident.name):
-                raise PkiError(f"{key_path} is the key of a revoked certificate of "
-                               f"{ident.name}: delete it and run `chaos-build pki issue "
-                               f"{ident.name}` again for a new key")
+                raise PkiError(
+                    f"{key_path} is the key of a revoked certificate of "
+                    f"{ident.name}: delete it and run `chaos-build pki issue "
+                    f"{ident.name}` again for a new key"
+                )
         else:
             key = new_key(self.key_type)
             _write_secret(key_path, key_pem(key))
@@ -232,12 +301,15 @@ class Pki:
         return True
 
     def _revoked_keys(self, name: str) -> list[object]:
-        return [_load_cert(p).public_key()
-                for folder in (self.paths.nodes, self.paths.enrolled)
-                for p in folder.glob(f"{name}.*.revoked")]
+        return [
+            _load_cert(p).public_key()
+            for folder in (self.paths.nodes, self.paths.enrolled)
+            for p in folder.glob(f"{name}.*.revoked")
+        ]
 
-    def _still_good(self, cert: x509.Certificate, ident: Identity, ca: x509.Certificate,
-                    now: dt.datetime) -> bool:
+    def _still_good(
+        self, cert: x509.Certificate, ident: Identity, ca: x509.Certificate, now: dt.datetime
+    ) -> bool:
         if cert.issuer != ca.subject or cert.serial_number in self._revoked_serials():
             return False
         if cert.not_valid_after_utc - now < dt.timedelta(days=7):
@@ -251,8 +323,10 @@ class Pki:
     def node_cert(self, name: str) -> x509.Certificate:
         path = self.paths.node_cert(name)
         if not path.exists():
-            raise PkiError(f"no certificate for node {name!r} in {self.paths.nodes}: "
-                           f"run `chaos-build pki issue {name}` (or `pki issue --all`)")
+            raise PkiError(
+                f"no certificate for node {name!r} in {self.paths.nodes}: "
+                f"run `chaos-build pki issue {name}` (or `pki issue --all`)"
+            )
         return _load_cert(path)
 
     def node_files(self, name: str) -> tuple[bytes, bytes]:
@@ -260,8 +334,9 @@ class Pki:
         self.node_cert(name)
         return self.paths.node_cert(name).read_bytes(), self.paths.node_key(name).read_bytes()
 
-    def service_identity(self, cluster: str, address: ipaddress.IPv4Address,
-                         now: dt.datetime, days: int = 30) -> tuple[Path, Path]:
+    def service_identity(
+        self, cluster: str, address: ipaddress.IPv4Address, now: dt.datetime, days: int = 30
+    ) -> tuple[Path, Path]:
         """(certificate, key) of the enrollment service at `address`: kept while it is for
         this address, from this CA and valid beyond a day; reissued otherwise. The key is
         made once (0600) and kept; the CA key is only ever read."""
@@ -274,12 +349,16 @@ class Pki:
             _write_secret(key_path, key_pem(key))
         if cert_path.exists():
             cert = _load_cert(cert_path)
-            if (cert.issuer == ca.subject and sans_of(cert) == [str(address)]
-                    and cert.public_key() == key.public_key()
-                    and cert.not_valid_after_utc - now > dt.timedelta(days=1)):
+            if (
+                cert.issuer == ca.subject
+                and sans_of(cert) == [str(address)]
+                and cert.public_key() == key.public_key()
+                and cert.not_valid_after_utc - now > dt.timedelta(days=1)
+            ):
                 return cert_path, key_path
-        atomic_write(cert_path, cert_pem(make_service_cert(cluster, address, key, ca_key, ca,
-                                                            now, days)))
+        atomic_write(
+            cert_path, cert_pem(make_service_cert(cluster, address, key, ca_key, ca, now, days))
+        )
         return cert_path, key_path
 
     def record_enrolled(self, name: str, cert: x509.Certificate) -> None:
@@ -294,11 +373,16 @@ class Pki:
     def revoke(self, name: str, now: dt.datetime, crl_days: int) -> list[int]:
         """Revoke every certificate the node holds: the one enrollment issued it tonight and
         one made here by `pki issue`; both serials go on the CRL. Returns the serials."""
-        held = [path for path in (self.paths.node_cert(name), self.paths.enrolled / f"{name}.pem")
-                if path.exists()]
+        held = [
+            path
+            for path in (self.paths.node_cert(name), self.paths.enrolled / f"{name}.pem")
+            if path.exists()
+        ]
         if not held:
-            raise PkiError(f"{name} holds no certificate in {self.paths.root} (it never "
-                           "enrolled): nothing to revoke")
+            raise PkiError(
+                f"{name} holds no certificate in {self.paths.root} (it never "
+                "enrolled): nothing to revoke"
+            )
         revoked = self._read_revoked()
         serials = []
         for path in held:
@@ -315,13 +399,19 @@ class Pki:
 
     def write_crl(self, now: dt.datetime, days: int) -> None:
         ca_key, ca = self.ca()
-        builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
-                   .last_update(now - dt.timedelta(minutes=5))
-                   .next_update(now + dt.timedelta(days=days)))
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(now + dt.timedelta(days=days))
+        )
         for serial, entry in sorted(self._read_revoked().items()):
             builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder().serial_number(int(serial))
-                .revocation_date(dt.datetime.fromisoformat(entry["date"])).build())
+                x509.RevokedCertificateBuilder()
+                .serial_number(int(serial))
+                .revocation_date(dt.datetime.fromisoformat(entry["date"]))
+                .build()
+            )
         crl = builder.sign(ca_key, _hash_for(ca_key))
         atomic_write(self.paths.crl, crl.public_bytes(serialization.Encoding.PEM))
 
@@ -347,8 +437,15 @@ class Pki:
         revoked = self._revoked_serials()
         for path in sorted(self.paths.nodes.glob("*.pem")):
             cert = _load_cert(path)
-            out.append(CertInfo(path.stem, cert.serial_number, cert.not_valid_after_utc,
-                                fingerprint(cert), cert.serial_number in revoked))
+            out.append(
+                CertInfo(
+                    path.stem,
+                    cert.serial_number,
+                    cert.not_valid_after_utc,
+                    fingerprint(cert),
+                    cert.serial_number in revoked,
+                )
+            )
         return out
 
     def expiry_warnings(self, now: dt.datetime, within_days: int = 7) -> list[str]:
@@ -358,8 +455,10 @@ class Pki:
         if self.has_ca():
             ca = self.ca_cert()
             if ca.not_valid_after_utc <= limit:
-                warnings.append(f"cluster CA expires {ca.not_valid_after_utc:%Y-%m-%d}: the "
-                                "whole cluster stops authenticating then; plan a new CA")
+                warnings.append(
+                    f"cluster CA expires {ca.not_valid_after_utc:%Y-%m-%d}: the "
+                    "whole cluster stops authenticating then; plan a new CA"
+                )
             if self.paths.crl.exists():
                 crl = x509.load_pem_x509_crl(self.paths.crl.read_bytes())
                 nxt = crl.next_update_utc
@@ -367,19 +466,24 @@ class Pki:
                     warnings.append(f"CRL expires {nxt:%Y-%m-%d}: run `chaos-build pki crl`")
         for info in self.certificates():
             if not info.revoked and info.not_after <= limit:
-                warnings.append(f"node {info.name}: certificate expires "
-                                f"{info.not_after:%Y-%m-%d}: run `chaos-build pki issue "
-                                f"{info.name} --force`")
+                warnings.append(
+                    f"node {info.name}: certificate expires "
+                    f"{info.not_after:%Y-%m-%d}: run `chaos-build pki issue "
+                    f"{info.name} --force`"
+                )
         return warnings
 
 
 def revoked_in_roster(cluster: Cluster, pki: Pki) -> list[str]:
     """What to do about nodes chaos.yaml still lists whose certificate was revoked: they
     would boot, be refused a certificate and never join."""
-    return [f"node {n.name} is revoked (`pki revoke`): it will boot but gets no certificate "
-            f"and cannot join. Remove it from chaos.yaml, or re-admit it with `chaos-build "
-            f"pki issue {n.name}` (a new key; its revoked key is never certified again)"
-            for n in cluster.nodes if pki.is_revoked(n.name)]
+    return [
+        f"node {n.name} is revoked (`pki revoke`): it will boot but gets no certificate "
+        f"and cannot join. Remove it from chaos.yaml, or re-admit it with `chaos-build "
+        f"pki issue {n.name}` (a new key; its revoked key is never certified again)"
+        for n in cluster.nodes
+        if pki.is_revoked(n.name)
+    ]
 
 
 def sans_of(cert: x509.Certificate) -> list[str]:
@@ -387,8 +491,10 @@ def sans_of(cert: x509.Certificate) -> list[str]:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    return [*ext.get_values_for_type(x509.DNSName),
-            *(str(a) for a in ext.get_values_for_type(x509.IPAddress))]
+    return [
+        *ext.get_values_for_type(x509.DNSName),
+        *(str(a) for a in ext.get_values_for_type(x509.IPAddress)),
+    ]
 
 
 # -- the cluster's PKI, as every caller (CLI, build, smoke, tests, bench) uses it ----------
@@ -419,6 +525,8 @@ def issue_all(cluster: Cluster, pki: Pki, now: dt.datetime) -> list[str]:
     returns the names that got a new certificate."""
     sec = cluster.security
     pki.init_ca(cluster.cluster.name, now, sec.ca_lifetime_days)
-    return [n.name for n in cluster.nodes
-            if pki.issue(node_identity(cluster, n), cluster.cluster.name, now,
-                         sec.cert_lifetime_days)]
+    return [
+        n.name
+        for n in cluster.nodes
+        if pki.issue(node_identity(cluster, n), cluster.cluster.name, now, sec.cert_lifetime_days)
+    ]

@@ -42,10 +42,14 @@ Tree = dict[str, OutFile]
 
 
 def environment(overlays: Path = OVERLAYS) -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(overlays)),
-                              undefined=jinja2.StrictUndefined, trim_blocks=True,
-                              lstrip_blocks=True, keep_trailing_newline=True,
-                              autoescape=False)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(overlays)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
 
 
 def template_names(overlays: Path = OVERLAYS) -> list[str]:
@@ -54,10 +58,16 @@ def template_names(overlays: Path = OVERLAYS) -> list[str]:
     declared = {f.name for f in FEATURES}
     unknown = sorted(d.name for d in overlays.iterdir() if d.is_dir() and d.name not in declared)
     if unknown:
-        raise RenderError(f"{overlays}/{unknown[0]}: no feature declares this folder; add "
-                          f"builder/features/{unknown[0]}.py and list it in FEATURES")
-    return sorted(p.relative_to(overlays).as_posix() for f in FEATURES
-                  for p in (overlays / f.name).rglob("*.j2") if p.is_file())
+        raise RenderError(
+            f"{overlays}/{unknown[0]}: no feature declares this folder; add "
+            f"builder/features/{unknown[0]}.py and list it in FEATURES"
+        )
+    return sorted(
+        p.relative_to(overlays).as_posix()
+        for f in FEATURES
+        for p in (overlays / f.name).rglob("*.j2")
+        if p.is_file()
+    )
 
 
 def output_path(name: str) -> str:
@@ -65,8 +75,7 @@ def output_path(name: str) -> str:
     return name.split("/", 1)[1].removesuffix(".j2")
 
 
-def render_templates(context: NodeContext, env: jinja2.Environment,
-                     names: Iterable[str]) -> Tree:
+def render_templates(context: NodeContext, env: jinja2.Environment, names: Iterable[str]) -> Tree:
     """Pure: one node's context -> {relative path: file} for every template it gets."""
     values = {**context.fields, "header": HEADER, "node_cert": NODE_CERT, "ca_cert": CA_CERT}
     tree: Tree = {}
@@ -85,17 +94,25 @@ def pki_files(pki: Pki) -> Tree:
     """Public things only: the cluster CA and the CRL. A node's key is made on the node at
     boot and its certificate comes from enrollment; no private key is ever rendered."""
     if not pki.has_ca():
-        raise RenderError(f"no cluster CA in {pki.paths.root}: run `chaos-build pki init` "
-                          "first (`chaos-build build` makes one)")
+        raise RenderError(
+            f"no cluster CA in {pki.paths.root}: run `chaos-build pki init` "
+            "first (`chaos-build build` makes one)"
+        )
     return {
         in_root(CA_CERT_PATH): OutFile(pki.paths.ca_cert.read_bytes()),
         in_root(CRL_PATH): OutFile(pki.crl_pem()),
     }
 
 
-def node_tree(cluster: Cluster, node: Node, pki: Pki | None, env: jinja2.Environment,
-              names: list[str], everyone: tuple[Peer, ...] | None = None,
-              hub_names: frozenset[str] | None = None) -> Tree:
+def node_tree(
+    cluster: Cluster,
+    node: Node,
+    pki: Pki | None,
+    env: jinja2.Environment,
+    names: list[str],
+    everyone: tuple[Peer, ...] | None = None,
+    hub_names: frozenset[str] | None = None,
+) -> Tree:
     tree = render_templates(node_context(cluster, node, everyone, hub_names), env, names)
     for feature in FEATURES:
         tree.update({rel: OutFile(data) for rel, data in feature.files(cluster, node).items()})
@@ -118,8 +135,13 @@ def write_tree(root: Path, tree: Tree) -> None:
         os.chmod(path, out.mode)
 
 
-def render_cluster(cluster: Cluster, pki: Pki | None, out_dir: Path,
-                   only: str | None = None, overlays: Path = OVERLAYS) -> list[str]:
+def render_cluster(
+    cluster: Cluster,
+    pki: Pki | None,
+    out_dir: Path,
+    only: str | None = None,
+    overlays: Path = OVERLAYS,
+) -> list[str]:
     """Render every node (or one) into out_dir/NAME via a staging dir; returns node names."""
     env, names = environment(overlays), template_names(overlays)
     nodes = [cluster.node(only)] if only else list(cluster.nodes)

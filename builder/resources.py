@@ -43,8 +43,10 @@ def data_dir(name: DataName) -> Path:
         return _unpacked(share / f"{name}.tar") if name in ARCHIVED else share / name
     checkout = CHECKOUT / LAYOUT[name]
     if not checkout.is_dir():
-        raise ResourceMissing(f"{name}/: not in the installed package ({share}) nor in a "
-                              f"checkout ({checkout}); reinstall chaos (pip install .)")
+        raise ResourceMissing(
+            f"{name}/: not in the installed package ({share}) nor in a "
+            f"checkout ({checkout}); reinstall chaos (pip install .)"
+        )
     return checkout
 
 
@@ -52,8 +54,10 @@ def package_dir(name: str) -> Path:
     """An importable package's folder (the node packages the image gets)."""
     found = importlib.resources.files(name)
     if not isinstance(found, Path):
-        raise ResourceMissing(f"{name}: installed as {found}, not as files on disk; "
-                              "install chaos unzipped (pip install .)")
+        raise ResourceMissing(
+            f"{name}: installed as {found}, not as files on disk; "
+            "install chaos unzipped (pip install .)"
+        )
     return found
 
 

@@ -37,27 +37,46 @@ def argv_of(argv: Sequence[str | Path]) -> list[str]:
     return args
 
 
-def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
-        cwd: Path | None = None, stdout: int | None = None, input: bytes | None = None,
-        check: bool = True, timeout: float | None = None, quiet: bool = False,
-        ) -> subprocess.CompletedProcess[bytes]:
+def run(
+    argv: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdout: int | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    quiet: bool = False,
+) -> subprocess.CompletedProcess[bytes]:
     """Run argv (never through a shell); on failure (check) raise BuildError with the tail of
     stderr. Each command is logged unless quiet (small plumbing such as `ip link`)."""
     args = argv_of(argv)
     (log.debug if quiet else log.info)("$ %s", shlex.join(args))
-    proc = subprocess.run(args, env=None if env is None else dict(env), cwd=cwd,
-                          stdout=stdout if stdout is not None else subprocess.PIPE,
-                          stderr=subprocess.PIPE, input=input, check=False, timeout=timeout)
+    proc = subprocess.run(
+        args,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        stdout=stdout if stdout is not None else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        input=input,
+        check=False,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         tail = b"\n".join(proc.stderr.splitlines()[-STDERR_TAIL_LINES:]).decode(errors="replace")
-        raise BuildError(f"command failed with exit code {proc.returncode}: "
-                         f"{shlex.join(args)}\n{tail}")
+        raise BuildError(
+            f"command failed with exit code {proc.returncode}: {shlex.join(args)}\n{tail}"
+        )
     return proc
 
 
-def spawn(argv: Sequence[str | Path], *, log_file: Path | None = None,
-          env: Mapping[str, str] | None = None, stdout: int | None = None,
-          ) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str | Path],
+    *,
+    log_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: int | None = None,
+) -> subprocess.Popen[bytes]:
     """Start a long-running child, logged; its output goes to log_file (appended), or to
     stdout (e.g. subprocess.PIPE), else is discarded. The caller owns it: stop it with
     stop_processes(), or use supervised()."""
@@ -67,11 +86,20 @@ def spawn(argv: Sequence[str | Path], *, log_file: Path | None = None,
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("ab") as f:  # the child keeps its own descriptor
-            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=f,
-                                    stderr=subprocess.STDOUT,
-                                    env=None if env is None else dict(env))
-    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,  # type: ignore[arg-type]
-                            stderr=subprocess.STDOUT, env=None if env is None else dict(env))
+            return subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                env=None if env is None else dict(env),
+            )
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=out,  # type: ignore[arg-type]
+        stderr=subprocess.STDOUT,
+        env=None if env is None else dict(env),
+    )
 
 
 @contextlib.contextmanager
@@ -90,8 +118,8 @@ def process_failure(proc: subprocess.Popen[bytes], what: str, log_file: Path | N
     if log_file is not None and log_file.exists():
         lines = log_file.read_text(errors="replace").splitlines()[-STDERR_TAIL_LINES:]
         tail = f"; last lines of {log_file}:\n" + "\n".join(lines)
-    return ChaosError(f"{what} exited with code {proc.returncode}: "
-                      f"{shlex.join(str(a) for a in proc.args)}{tail}")  # type: ignore[union-attr]
+    argv = shlex.join(str(a) for a in proc.args)  # type: ignore[union-attr]
+    return ChaosError(f"{what} exited with code {proc.returncode}: {argv}{tail}")
 
 
 def stop_processes(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 10) -> None:
@@ -112,6 +140,8 @@ def check_tools(tools: Mapping[str, str]) -> None:
     """Fail before any work if a needed host tool is missing; `tools` maps tool -> reason."""
     missing = [f"  {tool}: {why}" for tool, why in sorted(tools.items()) if which(tool) is None]
     if missing:
-        raise ToolMissing("missing host tools (apt-get install mmdebstrap xorriso isolinux "
-                          "syslinux-common pxelinux grub-efi-amd64-bin mtools dosfstools ipxe "
-                          "cpio zstd xz-utils lz4 kmod):\n" + "\n".join(missing))
+        raise ToolMissing(
+            "missing host tools (apt-get install mmdebstrap xorriso isolinux "
+            "syslinux-common pxelinux grub-efi-amd64-bin mtools dosfstools ipxe "
+            "cpio zstd xz-utils lz4 kmod):\n" + "\n".join(missing)
+        )

@@ -84,8 +84,9 @@ def dnsmasq_limits(node_count: int) -> DnsmasqLimits:
     get a margin for retries; TFTP never goes below dnsmasq's default.
     """
     margin = 16
-    return DnsmasqLimits(tftp_max=max(50, 2 * node_count + margin),
-                         lease_max=2 * node_count + margin)
+    return DnsmasqLimits(
+        tftp_max=max(50, 2 * node_count + margin), lease_max=2 * node_count + margin
+    )
 
 
 def dnsmasq_conf(cluster: Cluster, plan: ServePlan) -> str:
@@ -97,35 +98,48 @@ def dnsmasq_conf(cluster: Cluster, plan: ServePlan) -> str:
     url = f"http://{plan.server}:{plan.http_port}/boot.ipxe"
     limits = dnsmasq_limits(len(cluster.nodes))
     night = f"tag:{NIGHT_TAG}"
-    lines = [HEADER,
-             "port=0", "# no DNS: we only boot machines",
-             f"interface={plan.interface}", "bind-interfaces", "except-interface=lo",
-             "log-dhcp", "log-facility=-", "keep-in-foreground",
-             "enable-tftp", f"tftp-root={plan.pxe_dir.resolve()}", "tftp-no-blocksize",
-             "# sized for every node booting at once (dnsmasq_limits)",
-             f"tftp-max={limits.tftp_max}", f"dhcp-lease-max={limits.lease_max}",
-             "# the nodes, tagged night while they get a boot file (serve restarts dnsmasq",
-             "# at each edge of the night)",
-             f"dhcp-hostsfile={plan.hosts_file.resolve()}",
-             "# iPXE identifies itself with option 175; it gets the HTTP boot script",
-             "dhcp-match=set:ipxe,175",
-             "dhcp-match=set:efi64,option:client-arch,7",
-             "dhcp-match=set:efi64,option:client-arch,9"]
+    lines = [
+        HEADER,
+        "port=0",
+        "# no DNS: we only boot machines",
+        f"interface={plan.interface}",
+        "bind-interfaces",
+        "except-interface=lo",
+        "log-dhcp",
+        "log-facility=-",
+        "keep-in-foreground",
+        "enable-tftp",
+        f"tftp-root={plan.pxe_dir.resolve()}",
+        "tftp-no-blocksize",
+        "# sized for every node booting at once (dnsmasq_limits)",
+        f"tftp-max={limits.tftp_max}",
+        f"dhcp-lease-max={limits.lease_max}",
+        "# the nodes, tagged night while they get a boot file (serve restarts dnsmasq",
+        "# at each edge of the night)",
+        f"dhcp-hostsfile={plan.hosts_file.resolve()}",
+        "# iPXE identifies itself with option 175; it gets the HTTP boot script",
+        "dhcp-match=set:ipxe,175",
+        "dhcp-match=set:efi64,option:client-arch,7",
+        "dhcp-match=set:efi64,option:client-arch,9",
+    ]
     if plan.mode is ServeMode.ISOLATED:
-        lines += [f"dhcp-range={net.network_address},static,{net.netmask},1h",
-                  "dhcp-authoritative"]
+        lines += [f"dhcp-range={net.network_address},static,{net.netmask},1h", "dhcp-authoritative"]
         if cluster.network.gateway is not None:
             lines.append(f"dhcp-option=option:router,{cluster.network.gateway}")
-        lines += [f"dhcp-boot={night},tag:ipxe," + url,
-                  f"dhcp-boot={night},tag:!ipxe,tag:efi64,{SHIM_EFI}",
-                  f"dhcp-boot={night},tag:!ipxe,tag:!efi64,undionly.kpxe"]
+        lines += [
+            f"dhcp-boot={night},tag:ipxe," + url,
+            f"dhcp-boot={night},tag:!ipxe,tag:efi64,{SHIM_EFI}",
+            f"dhcp-boot={night},tag:!ipxe,tag:!efi64,undionly.kpxe",
+        ]
     else:
-        lines += [f"dhcp-range={net.network_address},proxy,{net.netmask}",
-                  "# only the MACs of the cluster inside their night are offered a boot",
-                  f"dhcp-ignore=tag:!{NIGHT_TAG}",
-                  "dhcp-boot=tag:ipxe," + url,
-                  'pxe-service=tag:!ipxe,x86PC,"chaos",undionly.kpxe',
-                  f'pxe-service=tag:!ipxe,X86-64_EFI,"chaos",{SHIM_EFI}']
+        lines += [
+            f"dhcp-range={net.network_address},proxy,{net.netmask}",
+            "# only the MACs of the cluster inside their night are offered a boot",
+            f"dhcp-ignore=tag:!{NIGHT_TAG}",
+            "dhcp-boot=tag:ipxe," + url,
+            'pxe-service=tag:!ipxe,x86PC,"chaos",undionly.kpxe',
+            f'pxe-service=tag:!ipxe,X86-64_EFI,"chaos",{SHIM_EFI}',
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -143,41 +157,51 @@ def dhcp_hosts(cluster: Cluster, mode: ServeMode, booting: Collection[str]) -> s
 
 
 def interface_address(interface: str) -> ipaddress.IPv4Address:
-    r = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", interface],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show", "dev", interface], capture_output=True, text=True
+    )
     if r.returncode != 0:
-        raise ChaosError(f"interface {interface!r} not found ({r.stderr.strip()}); set "
-                         "serve.interface in chaos.yaml or pass --interface")
+        raise ChaosError(
+            f"interface {interface!r} not found ({r.stderr.strip()}); set "
+            "serve.interface in chaos.yaml or pass --interface"
+        )
     for link in json.loads(r.stdout or "[]"):
         for addr in link.get("addr_info", []):
             return ipaddress.IPv4Address(addr["local"])
-    raise ChaosError(f"interface {interface!r} has no IPv4 address; give it one on the lab "
-                     "segment")
+    raise ChaosError(f"interface {interface!r} has no IPv4 address; give it one on the lab segment")
 
 
 def pxe_artifacts(cluster: Cluster) -> list[str]:
     """Pure: every file (relative to the PXE tree) a node of this cluster fetches to boot."""
     files = ["boot.ipxe", KERNEL_NAME, INITRD_NAME, GRUB_NET_CFG_PATH, *LOADERS]
     for node in cluster.nodes:
-        files += [f"mac-{mac_hyphen(node)}.ipxe", f"nodes/{node.name}.cpio",
-                  f"grub/mac-{node.mac.lower()}.cfg"]
+        files += [
+            f"mac-{mac_hyphen(node)}.ipxe",
+            f"nodes/{node.name}.cpio",
+            f"grub/mac-{node.mac.lower()}.cfg",
+        ]
     return files
 
 
 def check_artifacts(cluster: Cluster, pxe_dir: Path) -> None:
-    missing = [f"  {pxe_dir / rel}" for rel in pxe_artifacts(cluster)
-               if not (pxe_dir / rel).is_file()]
+    missing = [
+        f"  {pxe_dir / rel}" for rel in pxe_artifacts(cluster) if not (pxe_dir / rel).is_file()
+    ]
     if missing:
-        raise ChaosError(f"{len(missing)} file(s) the nodes boot from are missing (run "
-                         "`chaos-build build` for this chaos.yaml first):\n" + "\n".join(missing))
+        raise ChaosError(
+            f"{len(missing)} file(s) the nodes boot from are missing (run "
+            "`chaos-build build` for this chaos.yaml first):\n" + "\n".join(missing)
+        )
 
 
 def check_free_space(run_dir: Path) -> None:
     free = shutil.disk_usage(run_dir).free
     if free < MIN_FREE_BYTES:
-        raise ChaosError(f"{run_dir}: only {free // (1024 * 1024)} MiB free; serve logs every "
-                         f"boot request there and needs {MIN_FREE_BYTES // (1024 * 1024)} MiB: "
-                         "free some space or pass --run-dir on another filesystem")
+        raise ChaosError(
+            f"{run_dir}: only {free // (1024 * 1024)} MiB free; serve logs every "
+            f"boot request there and needs {MIN_FREE_BYTES // (1024 * 1024)} MiB: "
+            "free some space or pass --run-dir on another filesystem"
+        )
 
 
 # nginx's workers run unprivileged when they can read the PXE tree that way
@@ -216,21 +240,38 @@ def start_enrollment(cluster: Cluster, config: Path, plan: ServePlan) -> EnrollS
     address: nodes check the service's certificate for it)."""
     address = cluster.serve.address
     if address is None:
-        print("warning: serve.address is not set in chaos.yaml: nodes cannot enroll and get "
-              "no certificate", file=sys.stderr, flush=True)
+        print(
+            "warning: serve.address is not set in chaos.yaml: nodes cannot enroll and get "
+            "no certificate",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
     if address != plan.server:
-        raise ChaosError(f"{config}: serve.address {address} is not the address of "
-                         f"{plan.interface} ({plan.server}); nodes enroll at serve.address: "
-                         "set it to this host's address on the lab segment")
-    server = open_service(cluster, config, pki_for(cluster, config),
-                          ServiceSettings(address, cluster.serve.enroll_port))
+        raise ChaosError(
+            f"{config}: serve.address {address} is not the address of "
+            f"{plan.interface} ({plan.server}); nodes enroll at serve.address: "
+            "set it to this host's address on the lab segment"
+        )
+    server = open_service(
+        cluster,
+        config,
+        pki_for(cluster, config),
+        ServiceSettings(address, cluster.serve.enroll_port),
+    )
     server.start_background()
     return server
 
 
-def serve(cluster: Cluster, config: Path, pxe_dir: Path, interface: str, run_dir: Path,
-          mode: ServeMode | None = None, http_port: int | None = None) -> int:
+def serve(
+    cluster: Cluster,
+    config: Path,
+    pxe_dir: Path,
+    interface: str,
+    run_dir: Path,
+    mode: ServeMode | None = None,
+    http_port: int | None = None,
+) -> int:
     """Run dnsmasq, nginx and the enrollment service until Ctrl-C / SIGTERM; stop them
     cleanly; fail with the exit code and log tail of a child that dies."""
     pxe_dir, run_dir = pxe_dir.absolute(), run_dir.absolute()  # dnsmasq changes directory
@@ -239,15 +280,23 @@ def serve(cluster: Cluster, config: Path, pxe_dir: Path, interface: str, run_dir
     if dnsmasq is None:
         raise ToolMissing("dnsmasq is needed for DHCP/TFTP: apt-get install dnsmasq-base")
     if nginx is None:
-        raise ToolMissing("nginx is needed for HTTP (kernel, initrd and node files at line "
-                          "rate): apt-get install nginx-light")
+        raise ToolMissing(
+            "nginx is needed for HTTP (kernel, initrd and node files at line "
+            "rate): apt-get install nginx-light"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(run_dir)
     with served_tree() as tree:
         mode = mode or cluster.serve.mode
-        plan = ServePlan(interface, interface_address(interface), tree,
-                         http_port or cluster.serve.http_port, mode,
-                         build_dir=pxe_dir, hosts_file=run_dir / HOSTS_FILE)
+        plan = ServePlan(
+            interface,
+            interface_address(interface),
+            tree,
+            http_port or cluster.serve.http_port,
+            mode,
+            build_dir=pxe_dir,
+            hosts_file=run_dir / HOSTS_FILE,
+        )
         edges = NightEdges(cluster, tree, pxe_dir, hosts=(plan.hosts_file, mode))
         return _serve_plan(cluster, config, plan, run_dir, dnsmasq, nginx, edges)
 
@@ -268,9 +317,14 @@ def served_tree() -> Iterator[Path]:
 class NightEdges:
     """The served tree's boot answers, kept right for the hour (builder/night/answers.py)."""
 
-    def __init__(self, cluster: Cluster, tree: Path, pxe_dir: Path,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-                 hosts: tuple[Path, ServeMode] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        tree: Path,
+        pxe_dir: Path,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        hosts: tuple[Path, ServeMode] | None = None,
+    ) -> None:
         self.cluster, self.tree, self.pxe_dir, self.clock = cluster, tree, pxe_dir, clock
         self.hosts = hosts
         self.reload: Callable[[], None] = lambda: None  # dnsmasq rereads its hosts (restart)
@@ -286,21 +340,27 @@ class NightEdges:
         if self.hosts is None:
             return
         path, mode = self.hosts
-        booting = [n.name for n in self.cluster.nodes
-                   if self.night is None or self.inside or n.always_on]
+        booting = [
+            n.name for n in self.cluster.nodes if self.night is None or self.inside or n.always_on
+        ]
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, dhcp_hosts(self.cluster, mode, booting))
 
     def summary(self, now: dt.datetime) -> str:
         if self.night is None:
             return "no schedule: every node gets the cluster boot at any hour"
-        what = "inside the night: nodes get the cluster boot" if self.inside else \
-            "outside the night: nodes get the local disk"
+        what = (
+            "inside the night: nodes get the cluster boot"
+            if self.inside
+            else "outside the night: nodes get the local disk"
+        )
         until = f" until {self.next.isoformat()}" if self.next else ""
         if not self.inside:
             until += " (dnsmasq hands them no boot file)"
-        return f"{now.isoformat(timespec='seconds')}: {what}{until}; unknown MACs always " \
-               "get the local disk (no boot file)"
+        return (
+            f"{now.isoformat(timespec='seconds')}: {what}{until}; unknown MACs always "
+            "get the local disk (no boot file)"
+        )
 
     def tick(self) -> bool:
         """Rewrite the answers when an edge has passed; True when the night just began."""
@@ -318,26 +378,48 @@ class NightEdges:
         return self.inside and not was
 
 
-def _serve_plan(cluster: Cluster, config: Path, plan: ServePlan, run_dir: Path, dnsmasq: str,
-                nginx: str, edges: NightEdges) -> int:
+def _serve_plan(
+    cluster: Cluster,
+    config: Path,
+    plan: ServePlan,
+    run_dir: Path,
+    dnsmasq: str,
+    nginx: str,
+    edges: NightEdges,
+) -> int:
     conf = run_dir / "dnsmasq.conf"
     conf.write_text(dnsmasq_conf(cluster, plan))
     run([dnsmasq, "--test", f"--conf-file={conf}"])
     nginx_conf_file = run_dir / "nginx.conf"
     nginx_conf_file.write_text(nginx_conf(nginx_site(plan, run_dir)))
-    nginx_argv: list[str | Path] = [nginx, "-p", f"{run_dir.resolve()}/", "-c",
-                                    nginx_conf_file.resolve(), "-e", "stderr"]
+    nginx_argv: list[str | Path] = [
+        nginx,
+        "-p",
+        f"{run_dir.resolve()}/",
+        "-c",
+        nginx_conf_file.resolve(),
+        "-e",
+        "stderr",
+    ]
     run([*nginx_argv, "-t", "-q"])
     enrollment = start_enrollment(cluster, config, plan)
     dnsmasq_log, nginx_log = run_dir / "dnsmasq.log", run_dir / "nginx.log"
-    recorder = admin_hooks.start(cluster, config, run_dir, dnsmasq_log,  # admin: builder/admin
-                                 run_dir / ACCESS_LOG)
+    recorder = admin_hooks.start(
+        cluster,
+        config,
+        run_dir,
+        dnsmasq_log,  # admin: builder/admin
+        run_dir / ACCESS_LOG,
+    )
     with contextlib.ExitStack() as children:
         try:
             http = children.enter_context(supervised(nginx_argv, log_file=nginx_log))
             dnsmasq_argv: list[str | Path] = [
-                dnsmasq, f"--conf-file={conf}", f"--pid-file={run_dir / 'dnsmasq.pid'}",
-                "--user=root"]
+                dnsmasq,
+                f"--conf-file={conf}",
+                f"--pid-file={run_dir / 'dnsmasq.pid'}",
+                "--user=root",
+            ]
             dhcp = [spawn(dnsmasq_argv, log_file=dnsmasq_log)]
             children.callback(lambda: stop_processes(dhcp))
             watched = [(http, "nginx", nginx_log), (dhcp[0], "dnsmasq", dnsmasq_log)]
@@ -360,11 +442,19 @@ def _serve_plan(cluster: Cluster, config: Path, plan: ServePlan, run_dir: Path, 
     return 0
 
 
-def _serve_until_stopped(watched: list[tuple[subprocess.Popen[bytes], str, Path]],
-                         plan: ServePlan, run_dir: Path, edges: NightEdges) -> None:
-    print(f"serving {plan.pxe_dir} on {plan.interface} ({plan.server}): {plan.mode.value} DHCP, "
-          f"TFTP, HTTP :{plan.http_port} (nginx, access log {run_dir / ACCESS_LOG}), "
-          "enrollment HTTPS; Ctrl-C stops", file=sys.stderr, flush=True)
+def _serve_until_stopped(
+    watched: list[tuple[subprocess.Popen[bytes], str, Path]],
+    plan: ServePlan,
+    run_dir: Path,
+    edges: NightEdges,
+) -> None:
+    print(
+        f"serving {plan.pxe_dir} on {plan.interface} ({plan.server}): {plan.mode.value} DHCP, "
+        f"TFTP, HTTP :{plan.http_port} (nginx, access log {run_dir / ACCESS_LOG}), "
+        "enrollment HTTPS; Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -377,8 +467,9 @@ def _serve_until_stopped(watched: list[tuple[subprocess.Popen[bytes], str, Path]
             if proc.poll() is not None:
                 raise process_failure(proc, name, log_file)
         if edges.tick() and edges.cluster.schedule.wake_at_start:
-            threading.Thread(target=wake_lab, args=(edges.cluster, plan.interface),
-                             daemon=True).start()
+            threading.Thread(
+                target=wake_lab, args=(edges.cluster, plan.interface), daemon=True
+            ).start()
         time.sleep(0.2)
 
 

@@ -62,8 +62,13 @@ def cluster_rows(cluster: Cluster, doc: Document) -> list[tuple[str, Any, str]]:
         for f in dataclasses.fields(value):
             if section.name == "firewall" and f.name == "services":
                 continue  # merged into the node's services row
-            rows.append((f"{section.name}.{f.name}", plain(getattr(value, f.name)),
-                         _origin(doc, (section.name, f.name))))
+            rows.append(
+                (
+                    f"{section.name}.{f.name}",
+                    plain(getattr(value, f.name)),
+                    _origin(doc, (section.name, f.name)),
+                )
+            )
     return rows
 
 
@@ -72,19 +77,21 @@ def show_mac(cluster: Cluster, mac: str, now: dt.datetime) -> str:
     return answer_for(cluster, night_of(cluster), mac, now).describe()
 
 
-def show_node(cluster: Cluster, doc: Document, name: str,
-              now: dt.datetime | None = None) -> str:
+def show_node(cluster: Cluster, doc: Document, name: str, now: dt.datetime | None = None) -> str:
     index = next(i for i, n in enumerate(cluster.nodes) if n.name == name)
     node = cluster.nodes[index]
-    rows = [*node_rows(cluster, doc, index),
-            ("fqdn", fqdn(cluster, node), _origin(doc, ("cluster", "domain"))),
-            *cluster_rows(cluster, doc),
-            ("tyd seed nodes", [s.name for s in cluster.seeds], "derived"),
-            ("head (slurmctld)", [h.name for h in cluster.heads], "derived"),
-            ("ipsec-only tcp ports", list(protected_ports(cluster)), "derived"),
-            ("peers", [n.name for n in cluster.nodes if n.name != name], "derived")]
+    rows = [
+        *node_rows(cluster, doc, index),
+        ("fqdn", fqdn(cluster, node), _origin(doc, ("cluster", "domain"))),
+        *cluster_rows(cluster, doc),
+        ("tyd seed nodes", [s.name for s in cluster.seeds], "derived"),
+        ("head (slurmctld)", [h.name for h in cluster.heads], "derived"),
+        ("ipsec-only tcp ports", list(protected_ports(cluster)), "derived"),
+        ("peers", [n.name for n in cluster.nodes if n.name != name], "derived"),
+    ]
     if now is not None:
-        rows.append(("boot answer", show_mac(cluster, node.mac, now),
-                     f"schedule at {now:%F %T %Z}"))
+        rows.append(
+            ("boot answer", show_mac(cluster, node.mac, now), f"schedule at {now:%F %T %Z}")
+        )
     width = max(len(k) for k, _, _ in rows)
     return "\n".join(f"{k:<{width}}  {v!s:<40}  <- {o}" for k, v, o in rows)

@@ -67,10 +67,15 @@ def node_services(cluster: Cluster, node: Node) -> tuple[Service, ...]:
 
 def ipsec_policy(cluster: Cluster, node: Node) -> ipsec.Policy:
     sec = cluster.security
-    return ipsec.Policy(address=node.address, ike_proposals=sec.ike_proposals,
-                        esp_proposals=sec.esp_proposals, rekey_minutes=sec.rekey_minutes,
-                        dpd_seconds=ipsec.DPD_SECONDS, scope=sec.scope.value,
-                        protected_ports=protected_ports(cluster))
+    return ipsec.Policy(
+        address=node.address,
+        ike_proposals=sec.ike_proposals,
+        esp_proposals=sec.esp_proposals,
+        rekey_minutes=sec.rekey_minutes,
+        dpd_seconds=ipsec.DPD_SECONDS,
+        scope=sec.scope.value,
+        protected_ports=protected_ports(cluster),
+    )
 
 
 def all_peers(cluster: Cluster) -> tuple[Peer, ...]:
@@ -82,8 +87,9 @@ def hubs(cluster: Cluster) -> frozenset[str]:
     return frozenset(n.name for n in (*cluster.seeds, *cluster.heads))
 
 
-def known_peers(cluster: Cluster, node: Node, everyone: tuple[Peer, ...],
-                hub_names: frozenset[str]) -> tuple[Peer, ...]:
+def known_peers(
+    cluster: Cluster, node: Node, everyone: tuple[Peer, ...], hub_names: frozenset[str]
+) -> tuple[Peer, ...]:
     """The peers rendered into a node's files (swanctl.conf, the nft set, /etc/hosts).
 
     A hub knows every node: it must accept IKE from a member it has never heard of (the
@@ -103,8 +109,12 @@ def hosts(node: Node, everyone: tuple[Peer, ...], peers: tuple[Peer, ...]) -> tu
     return tuple(p for p in everyone if p.name in names)
 
 
-def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = None,
-              hub_names: frozenset[str] | None = None) -> NodeView:
+def node_view(
+    cluster: Cluster,
+    node: Node,
+    everyone: tuple[Peer, ...] | None = None,
+    hub_names: frozenset[str] | None = None,
+) -> NodeView:
     everyone = everyone if everyone is not None else all_peers(cluster)
     hub_names = hub_names if hub_names is not None else hubs(cluster)
     peers = known_peers(cluster, node, everyone, hub_names)
@@ -130,12 +140,18 @@ def node_view(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = 
 
 
 def node_settings(cluster: Cluster, node: Node) -> NodeSettings:
-    return NodeSettings(name=node.name, fqdn=fqdn(cluster, node), address=str(node.address),
-                        mac=node.mac, cluster=cluster.cluster.name,
-                        scope=cluster.security.scope.value, enroll_url=enroll_url(cluster),
-                        push_url=push_url(cluster),
-                        key_type=cluster.security.key_type.value,
-                        attestation=node.attestation.value)
+    return NodeSettings(
+        name=node.name,
+        fqdn=fqdn(cluster, node),
+        address=str(node.address),
+        mac=node.mac,
+        cluster=cluster.cluster.name,
+        scope=cluster.security.scope.value,
+        enroll_url=enroll_url(cluster),
+        push_url=push_url(cluster),
+        key_type=cluster.security.key_type.value,
+        attestation=node.attestation.value,
+    )
 
 
 def enroll_url(cluster: Cluster) -> str:

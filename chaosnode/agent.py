@@ -37,9 +37,14 @@ def answer(line: bytes) -> bytes:
         rc, out, err = -9, exc.stdout or b"", b"timed out"
     except OSError as exc:
         rc, out, err = -2, b"", str(exc).encode()
-    return json.dumps({"id": ident, "rc": rc,
-                       "out": out[-MAX_OUTPUT:].decode(errors="replace"),
-                       "err": err[-MAX_OUTPUT:].decode(errors="replace")}).encode()
+    return json.dumps(
+        {
+            "id": ident,
+            "rc": rc,
+            "out": out[-MAX_OUTPUT:].decode(errors="replace"),
+            "err": err[-MAX_OUTPUT:].decode(errors="replace"),
+        }
+    ).encode()
 
 
 def main() -> None:
@@ -65,7 +70,7 @@ def main() -> None:
             while view and time.monotonic() < deadline:
                 select.select([], [fd], [], 1.0)
                 try:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 except (BlockingIOError, ConnectionError):
                     time.sleep(0.1)
         if len(buf) > MAX_REQUEST:

@@ -12,17 +12,36 @@ from chaosnode import enroll, paths
 from chaosnode.console import console
 from chaosnode.contract.node import NodeSettings
 
-NOT_CONFIGURED = ("CHAOS: no enrollment service is configured for this cluster (serve.address "
-                  "is null in chaos.yaml): this node gets no certificate and joins nothing")
+NOT_CONFIGURED = (
+    "CHAOS: no enrollment service is configured for this cluster (serve.address "
+    "is null in chaos.yaml): this node gets no certificate and joins nothing"
+)
 
 
 def enroll_argv(node: NodeSettings) -> list[str]:
     """The enrollment client's command line for these node settings."""
-    return ["--url", node.enroll_url, "--ca", paths.CA_CERT_PATH, "--node", node.name,
-            "--address", node.address, "--key-type", node.key_type,
-            "--attestation", node.attestation,
-            "--key-out", paths.NODE_KEY_PATH, "--cert-out", paths.NODE_CERT_PATH,
-            "--crl-out", paths.CRL_PATH, "--munge-key-out", paths.MUNGE_KEY]
+    return [
+        "--url",
+        node.enroll_url,
+        "--ca",
+        paths.CA_CERT_PATH,
+        "--node",
+        node.name,
+        "--address",
+        node.address,
+        "--key-type",
+        node.key_type,
+        "--attestation",
+        node.attestation,
+        "--key-out",
+        paths.NODE_KEY_PATH,
+        "--cert-out",
+        paths.NODE_CERT_PATH,
+        "--crl-out",
+        paths.CRL_PATH,
+        "--munge-key-out",
+        paths.MUNGE_KEY,
+    ]
 
 
 def main(node_json: Path = Path(paths.NODE_JSON)) -> int:
@@ -32,10 +51,14 @@ def main(node_json: Path = Path(paths.NODE_JSON)) -> int:
         return 1
     rc = enroll.main(enroll_argv(node))
     if rc == 0:
-        how = "approved by an admin (no TPM)" if node.attestation == "approval" \
+        how = (
+            "approved by an admin (no TPM)"
+            if node.attestation == "approval"
             else "attested by its TPM"
-        console(f"CHAOS: node {node.name} enrolled: certificate for a key made on this "
-                f"machine, {how}")
+        )
+        console(
+            f"CHAOS: node {node.name} enrolled: certificate for a key made on this machine, {how}"
+        )
     return rc
 
 

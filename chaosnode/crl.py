@@ -60,8 +60,9 @@ def newer(candidate: bytes, current: bytes | None, ca_pem: bytes) -> bool:
         ca = x509.load_pem_x509_certificate(ca_pem)
     except ValueError as exc:
         raise CrlError(f"not a PEM CRL: {exc}") from None
-    if crl.issuer != ca.subject or not ca_signed(ca, crl.signature, crl.tbs_certlist_bytes,
-                                                 crl.signature_hash_algorithm):
+    if crl.issuer != ca.subject or not ca_signed(
+        ca, crl.signature, crl.tbs_certlist_bytes, crl.signature_hash_algorithm
+    ):
         raise CrlError("the CRL is not signed by the cluster CA")
     if current is None:
         return True

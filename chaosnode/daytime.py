@@ -29,7 +29,7 @@ Run = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
 
 def asleep_reason(night: Night, now: dt.datetime) -> str:
-    """"" inside the night, else why jobs pend and until when."""
+    """ "" inside the night, else why jobs pend and until when."""
     if night.inside(now):
         return ""
     start = night.next_change(now)

@@ -63,11 +63,10 @@ BACKOFF_FIRST: Final = 1.0
 BACKOFF_MAX: Final = 30.0
 PENDING_WAIT: Final = 60.0
 APPROVAL_POLL_MAX: Final = 15.0  # a node without a TPM asks this often once approved
-APPROVAL_REMIND: Final = 60.0    # and repeats its fingerprint on the console this often
+APPROVAL_REMIND: Final = 60.0  # and repeats its fingerprint on the console this often
 ATTESTATIONS: Final = ("tpm", "approval")  # chaos.yaml's nodes[].attestation
 # refusals worth another try: the server is busy, or the challenge ran out
-RETRY_SOON: Final = frozenset({"rate_limited", "busy", "internal", "expired",
-                               "unknown_session"})
+RETRY_SOON: Final = frozenset({"rate_limited", "busy", "internal", "expired", "unknown_session"})
 
 NodeKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
@@ -93,8 +92,8 @@ class _Wait(Exception):
 @dataclass(frozen=True)
 class Enrolled:
     certificate: bytes  # PEM
-    ca: bytes           # PEM
-    crl: bytes          # PEM
+    ca: bytes  # PEM
+    crl: bytes  # PEM
     not_after: str
     attested: str  # how: "TPM EK sha256:..." or "boot 3f2a-... approved by an admin, no TPM"
     munge_key: bytes = field(default=b"", repr=False)  # Slurm's secret, if the cluster runs it
@@ -112,14 +111,19 @@ def new_key(key_type: str = "ed25519") -> NodeKey:
     raise EnrollError(f"unknown key type {key_type!r}; use {' or '.join(KEY_TYPES)}")
 
 
-def make_csr(key: NodeKey, node: str, address: ipaddress.IPv4Address
-             ) -> x509.CertificateSigningRequest:
+def make_csr(
+    key: NodeKey, node: str, address: ipaddress.IPv4Address
+) -> x509.CertificateSigningRequest:
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return (x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)]))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName(node), x509.IPAddress(address)]), critical=False)
-            .sign(key, algorithm))
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)]))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(node), x509.IPAddress(address)]),
+            critical=False,
+        )
+        .sign(key, algorithm)
+    )
 
 
 def local_macs(sys_net: Path = Path("/sys/class/net")) -> tuple[str, ...]:
@@ -155,12 +159,15 @@ class Client:
             data = resp.read(64 * 1024)
         except ssl.SSLCertVerificationError as exc:
             self.close()
-            raise EnrollError(f"the server at {self.host}:{self.port} is not the cluster's "
-                              f"enrollment service: {exc.verify_message}") from None
+            raise EnrollError(
+                f"the server at {self.host}:{self.port} is not the cluster's "
+                f"enrollment service: {exc.verify_message}"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise _Retry(f"cannot reach {self.host}:{self.port}: {exc or type(exc).__name__}"
-                         ) from None
+            raise _Retry(
+                f"cannot reach {self.host}:{self.port}: {exc or type(exc).__name__}"
+            ) from None
         if resp.status != 200:
             raise ProtocolError.from_json(data, resp.status)
         return data
@@ -185,15 +192,25 @@ def read_event_log(path: Path) -> bytes:
     return data
 
 
-def attempt(client: Client, keys: Keys, node: str, macs: Sequence[str],
-            csr: x509.CertificateSigningRequest, ca: x509.Certificate,
-            event_log: Path = Path(EVENT_LOG)) -> Enrolled:
+def attempt(
+    client: Client,
+    keys: Keys,
+    node: str,
+    macs: Sequence[str],
+    csr: x509.CertificateSigningRequest,
+    ca: x509.Certificate,
+    event_log: Path = Path(EVENT_LOG),
+) -> Enrolled:
     """One start / activate / finish round; with a nonce in the challenge (measured boot)
     the finish also carries the AK's quote of the boot PCRs and the event log."""
     att = keys.attestation
-    start = StartRequest(node=node, macs=tuple(macs), ek_public=att.ek_public,
-                         ak_public=att.ak_public,
-                         csr=csr.public_bytes(serialization.Encoding.PEM).decode())
+    start = StartRequest(
+        node=node,
+        macs=tuple(macs),
+        ek_public=att.ek_public,
+        ak_public=att.ak_public,
+        csr=csr.public_bytes(serialization.Encoding.PEM).decode(),
+    )
     try:
         challenge = StartResponse.from_json(client.post(START_PATH, start.to_json()))
     except ProtocolError as exc:
@@ -201,22 +218,32 @@ def attempt(client: Client, keys: Keys, node: str, macs: Sequence[str],
             raise _Retry(f"garbled answer from the server: {exc.reason}") from None
         raise
     secret = keys.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
-    finish = FinishRequest(challenge.session,
-                           proof(secret, csr.public_bytes(serialization.Encoding.DER)))
+    finish = FinishRequest(
+        challenge.session, proof(secret, csr.public_bytes(serialization.Encoding.DER))
+    )
     if challenge.nonce:
         quote = keys.quote(challenge.nonce)
-        finish = dataclasses.replace(finish, quote=quote.attest,
-                                     quote_signature=quote.signature,
-                                     event_log=read_event_log(event_log))
+        finish = dataclasses.replace(
+            finish,
+            quote=quote.attest,
+            quote_signature=quote.signature,
+            event_log=read_event_log(event_log),
+        )
     reply = FinishResponse.from_json(client.post(FINISH_PATH, finish.to_json()))
     cert = _check_certificate(reply, csr, ca)
-    return Enrolled(cert.public_bytes(serialization.Encoding.PEM), reply.ca.encode(),
-                    reply.crl.encode(), reply.not_after, f"TPM EK {ek_hash(att.ek_public)}",
-                    munge_key=reply.munge_key)
+    return Enrolled(
+        cert.public_bytes(serialization.Encoding.PEM),
+        reply.ca.encode(),
+        reply.crl.encode(),
+        reply.not_after,
+        f"TPM EK {ek_hash(att.ek_public)}",
+        munge_key=reply.munge_key,
+    )
 
 
-def _check_certificate(reply: FinishResponse, csr: x509.CertificateSigningRequest,
-                       ca: x509.Certificate) -> x509.Certificate:
+def _check_certificate(
+    reply: FinishResponse, csr: x509.CertificateSigningRequest, ca: x509.Certificate
+) -> x509.Certificate:
     """The certificate is for our key and signed by the cluster CA we trust."""
     try:
         cert = x509.load_pem_x509_certificate(reply.certificate.encode())
@@ -226,17 +253,24 @@ def _check_certificate(reply: FinishResponse, csr: x509.CertificateSigningReques
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     if cert.public_key().public_bytes(der, spki) != csr.public_key().public_bytes(der, spki):
         raise EnrollError("the server's certificate is not for this node's key")
-    if not ca_signed(ca, cert.signature, cert.tbs_certificate_bytes,
-                     cert.signature_hash_algorithm):
+    if not ca_signed(ca, cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm):
         raise EnrollError("the certificate is not signed by the cluster CA")
     return cert
 
 
-def enroll(url: str, ca_file: Path, node: str, address: ipaddress.IPv4Address | str,
-           tcti: str = NODE_TCTI, key_type: str = "ed25519",
-           macs: Sequence[str] | None = None, max_seconds: float | None = None,
-           sleep: Callable[[float], None] = time.sleep, attestation: str = "tpm",
-           event_log: Path = Path(EVENT_LOG)) -> tuple[NodeKey, Enrolled]:
+def enroll(
+    url: str,
+    ca_file: Path,
+    node: str,
+    address: ipaddress.IPv4Address | str,
+    tcti: str = NODE_TCTI,
+    key_type: str = "ed25519",
+    macs: Sequence[str] | None = None,
+    max_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    attestation: str = "tpm",
+    event_log: Path = Path(EVENT_LOG),
+) -> tuple[NodeKey, Enrolled]:
     """Enroll this machine as `node`: returns the new key (in memory) and what the service
     issued. With attestation "tpm" the TPM proves the machine; with "approval" (a node
     without a TPM) the boot waits until an admin approves the key's fingerprint. Retries
@@ -244,8 +278,7 @@ def enroll(url: str, ca_file: Path, node: str, address: ipaddress.IPv4Address | 
     machine is pending; raises EnrollError for the rest, or when max_seconds (None: no
     limit) run out."""
     if attestation not in ATTESTATIONS:
-        raise EnrollError(f"unknown attestation {attestation!r}; use "
-                          f"{' or '.join(ATTESTATIONS)}")
+        raise EnrollError(f"unknown attestation {attestation!r}; use {' or '.join(ATTESTATIONS)}")
     address = ipaddress.IPv4Address(address)
     try:
         ca = x509.load_pem_x509_certificate(Path(ca_file).read_bytes())
@@ -266,16 +299,33 @@ def enroll(url: str, ca_file: Path, node: str, address: ipaddress.IPv4Address | 
             raise EnrollError(str(exc)) from None
 
     if attestation == "approval":
-        waiting = _Waiting(node, boot_fingerprint(csr.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)))
-        return key, _keep_trying(url, Path(ca_file), lambda client: by_approval(
-            client, node, macs, csr, ca, waiting), max_seconds, sleep, APPROVAL_POLL_MAX)
+        waiting = _Waiting(
+            node,
+            boot_fingerprint(
+                csr.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            ),
+        )
+        return key, _keep_trying(
+            url,
+            Path(ca_file),
+            lambda client: by_approval(client, node, macs, csr, ca, waiting),
+            max_seconds,
+            sleep,
+            APPROVAL_POLL_MAX,
+        )
     return key, _keep_trying(url, Path(ca_file), by_tpm, max_seconds, sleep, BACKOFF_MAX)
 
 
-def _keep_trying(url: str, ca_file: Path, one_try: Callable[[Client], Enrolled],
-                 max_seconds: float | None, sleep: Callable[[float], None],
-                 backoff_max: float) -> Enrolled:
+def _keep_trying(
+    url: str,
+    ca_file: Path,
+    one_try: Callable[[Client], Enrolled],
+    max_seconds: float | None,
+    sleep: Callable[[float], None],
+    backoff_max: float,
+) -> Enrolled:
     """one_try until it returns, with backoff (_Retry, _Wait) and an overall deadline."""
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     backoff = BACKOFF_FIRST
@@ -307,8 +357,10 @@ def _after_refusal(exc: ProtocolError, node: str, keys: Keys) -> float | None:
     """How long to wait before the next try (None: the backoff), or raise if hopeless."""
     if exc.code == "unregistered":
         ek = ek_hash(keys.attestation.ek_public)
-        say(f"this machine is not registered as {node}: TPM EK {ek}; waiting for an admin "
-            f"to run `chaos-build enroll approve {ek} --node {node}` ({exc.reason})")
+        say(
+            f"this machine is not registered as {node}: TPM EK {ek}; waiting for an admin "
+            f"to run `chaos-build enroll approve {ek} --node {node}` ({exc.reason})"
+        )
         return PENDING_WAIT
     if exc.code in RETRY_SOON:
         say(f"refused ({exc.code}: {exc.reason}); retrying")
@@ -326,24 +378,35 @@ class _Waiting:
     told_at: float | None = None
 
 
-def by_approval(client: Client, node: str, macs: Sequence[str],
-                csr: x509.CertificateSigningRequest, ca: x509.Certificate,
-                waiting: _Waiting) -> Enrolled:
+def by_approval(
+    client: Client,
+    node: str,
+    macs: Sequence[str],
+    csr: x509.CertificateSigningRequest,
+    ca: x509.Certificate,
+    waiting: _Waiting,
+) -> Enrolled:
     """One try of a node without a TPM: the certificate once an admin approved this boot's
     key; _Wait (polling with backoff) while it is not approved."""
-    req = ApprovalRequest(node=node, macs=tuple(macs),
-                          csr=csr.public_bytes(serialization.Encoding.PEM).decode())
+    req = ApprovalRequest(
+        node=node, macs=tuple(macs), csr=csr.public_bytes(serialization.Encoding.PEM).decode()
+    )
     try:
         body = client.post(APPROVAL_PATH, req.to_json())
     except ProtocolError as exc:
         if exc.code in ("awaiting_approval", "expired"):
             now = time.monotonic()
-            if exc.code == "expired" or waiting.told_at is None or \
-                    now - waiting.told_at >= APPROVAL_REMIND:
+            if (
+                exc.code == "expired"
+                or waiting.told_at is None
+                or now - waiting.told_at >= APPROVAL_REMIND
+            ):
                 waiting.told_at = now
-                say(f"this machine has no TPM attestation: approve this boot with "
+                say(
+                    f"this machine has no TPM attestation: approve this boot with "
                     f"chaos-build enroll approve-boot {waiting.fingerprint} (node {node})"
-                    + (f" ({exc.reason})" if exc.code == "expired" else ""))
+                    + (f" ({exc.reason})" if exc.code == "expired" else "")
+                )
             raise _Wait(None) from None
         if exc.code in RETRY_SOON:
             raise _Retry(f"refused ({exc.code}: {exc.reason})") from None
@@ -353,20 +416,26 @@ def by_approval(client: Client, node: str, macs: Sequence[str],
     except ProtocolError as exc:
         raise _Retry(f"garbled answer from the server: {exc.reason}") from None
     cert = _check_certificate(reply, csr, ca)
-    return Enrolled(cert.public_bytes(serialization.Encoding.PEM), reply.ca.encode(),
-                    reply.crl.encode(), reply.not_after,
-                    f"boot {waiting.fingerprint} approved by an admin, no TPM",
-                    munge_key=reply.munge_key)
+    return Enrolled(
+        cert.public_bytes(serialization.Encoding.PEM),
+        reply.ca.encode(),
+        reply.crl.encode(),
+        reply.not_after,
+        f"boot {waiting.fingerprint} approved by an admin, no TPM",
+        munge_key=reply.munge_key,
+    )
 
 
 # -- files ------------------------------------------------------------------------
 def key_pem(key: NodeKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
-def save(key: NodeKey, enrolled: Enrolled, key_out: Path, cert_out: Path,
-         crl_out: Path | None = None) -> None:
+def save(
+    key: NodeKey, enrolled: Enrolled, key_out: Path, cert_out: Path, crl_out: Path | None = None
+) -> None:
     atomic_write(key_out, key_pem(key), 0o600)
     atomic_write(cert_out, enrolled.certificate, 0o644)
     if crl_out is not None:
@@ -384,9 +453,10 @@ def save_munge_key(key: bytes, path: Path, owner: str | None = MUNGE_USER) -> No
 
 # -- command line -----------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python3 -m chaosnode.enroll",
-                                description="Enroll this machine: TPM-attested certificate "
-                                "for a key made here, in RAM.")
+    p = argparse.ArgumentParser(
+        prog="python3 -m chaosnode.enroll",
+        description="Enroll this machine: TPM-attested certificate for a key made here, in RAM.",
+    )
     p.add_argument("--url", required=True, help="https://IP:PORT of the enrollment service")
     p.add_argument("--ca", required=True, type=Path, help="the cluster CA certificate")
     p.add_argument("--node", required=True, help="this node's name")
@@ -394,20 +464,40 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key-out", type=Path, default=Path(NODE_KEY_PATH))
     p.add_argument("--cert-out", type=Path, default=Path(NODE_CERT_PATH))
     p.add_argument("--crl-out", type=Path, help="also write the CRL the service sent")
-    p.add_argument("--munge-key-out", type=Path, help="write the cluster's munge key, if the "
-                   "service sent one (Slurm), here (tmpfs), 0400 munge:munge")
-    p.add_argument("--munge-key-owner", default=MUNGE_USER,
-                   help=f"the user munged runs as (default {MUNGE_USER})")
+    p.add_argument(
+        "--munge-key-out",
+        type=Path,
+        help="write the cluster's munge key, if the "
+        "service sent one (Slurm), here (tmpfs), 0400 munge:munge",
+    )
+    p.add_argument(
+        "--munge-key-owner",
+        default=MUNGE_USER,
+        help=f"the user munged runs as (default {MUNGE_USER})",
+    )
     p.add_argument("--tcti", default=NODE_TCTI, help=f"TPM access (default {NODE_TCTI})")
-    p.add_argument("--event-log", type=Path, default=Path(EVENT_LOG),
-                   help="the UEFI event log sent with the measured-boot quote")
-    p.add_argument("--attestation", choices=ATTESTATIONS, default="tpm",
-                   help="tpm: prove the machine with its TPM; approval (no TPM): wait until "
-                   "an admin approves this boot's fingerprint")
-    p.add_argument("--key-type", choices=KEY_TYPES, default="ed25519",
-                   help="the cluster's security.key_type")
-    p.add_argument("--max-time", type=float, default=0,
-                   help="give up after this many seconds (default 0: keep trying)")
+    p.add_argument(
+        "--event-log",
+        type=Path,
+        default=Path(EVENT_LOG),
+        help="the UEFI event log sent with the measured-boot quote",
+    )
+    p.add_argument(
+        "--attestation",
+        choices=ATTESTATIONS,
+        default="tpm",
+        help="tpm: prove the machine with its TPM; approval (no TPM): wait until "
+        "an admin approves this boot's fingerprint",
+    )
+    p.add_argument(
+        "--key-type", choices=KEY_TYPES, default="ed25519", help="the cluster's security.key_type"
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=0,
+        help="give up after this many seconds (default 0: keep trying)",
+    )
     return p
 
 
@@ -419,9 +509,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"--address {args.address!r} is not an IPv4 address")
         return 2
     try:
-        key, enrolled = enroll(args.url, args.ca, args.node, address, tcti=args.tcti,
-                               key_type=args.key_type, max_seconds=args.max_time or None,
-                               attestation=args.attestation, event_log=args.event_log)
+        key, enrolled = enroll(
+            args.url,
+            args.ca,
+            args.node,
+            address,
+            tcti=args.tcti,
+            key_type=args.key_type,
+            max_seconds=args.max_time or None,
+            attestation=args.attestation,
+            event_log=args.event_log,
+        )
         save(key, enrolled, args.key_out, args.cert_out, args.crl_out)
         if args.munge_key_out is not None and enrolled.munge_key:
             save_munge_key(enrolled.munge_key, args.munge_key_out, args.munge_key_owner)
@@ -434,8 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted")
         return 130
-    say(f"enrolled as {args.node} ({enrolled.attested}); certificate valid until "
-        f"{enrolled.not_after}")
+    say(
+        f"enrolled as {args.node} ({enrolled.attested}); certificate valid until "
+        f"{enrolled.not_after}"
+    )
     return 0
 
 

@@ -50,25 +50,25 @@ FINGERPRINT: Final = re.compile(r"^[0-9a-f]{4}(-[0-9a-f]{4}){3}$")
 
 # Every refusal code with its HTTP status: one table for server and client.
 REFUSALS: Final[dict[str, int]] = {
-    "malformed": 400,        # not JSON, wrong fields or types
-    "too_large": 413,        # body over MAX_BODY
-    "bad_ak": 400,           # AK lacks fixedTPM/fixedParent/sensitiveDataOrigin/restricted/sign
-    "bad_csr": 400,          # unparsable CSR, bad signature, unsupported key
-    "wrong_identity": 403,   # CSR names another node or address
-    "unknown_node": 403,     # no such node in chaos.yaml (or removed)
-    "revoked": 403,          # the node is revoked
-    "unregistered": 403,     # EK not registered for this node: recorded as pending
-    "tpm_required": 403,     # a request without TPM proof for a node whose attestation is tpm
+    "malformed": 400,  # not JSON, wrong fields or types
+    "too_large": 413,  # body over MAX_BODY
+    "bad_ak": 400,  # AK lacks fixedTPM/fixedParent/sensitiveDataOrigin/restricted/sign
+    "bad_csr": 400,  # unparsable CSR, bad signature, unsupported key
+    "wrong_identity": 403,  # CSR names another node or address
+    "unknown_node": 403,  # no such node in chaos.yaml (or removed)
+    "revoked": 403,  # the node is revoked
+    "unregistered": 403,  # EK not registered for this node: recorded as pending
+    "tpm_required": 403,  # a request without TPM proof for a node whose attestation is tpm
     "awaiting_approval": 403,  # a boot without TPM, recorded; waits for `approve-boot`
     "unknown_session": 403,  # no such session (or the server restarted)
-    "expired": 403,          # the challenge expired
-    "replayed": 403,         # the session was already used
-    "bad_proof": 403,        # HMAC does not match: not the TPM that holds the EK
+    "expired": 403,  # the challenge expired
+    "replayed": 403,  # the session was already used
+    "bad_proof": 403,  # HMAC does not match: not the TPM that holds the EK
     "unmeasured_boot": 403,  # the quote and event log show no genuine boot of this build
-    "not_found": 404,        # no such path
-    "rate_limited": 429,     # too many requests from this source
-    "busy": 503,             # too many sessions in flight
-    "internal": 500,         # a bug or a broken PKI on the server
+    "not_found": 404,  # no such path
+    "rate_limited": 429,  # too many requests from this source
+    "busy": 503,  # too many sessions in flight
+    "internal": 500,  # a bug or a broken PKI on the server
 }
 
 
@@ -99,8 +99,9 @@ class ProtocolError(Exception):
                 return cls(code, reason[:500])
         except (ValueError, KeyError, TypeError, RecursionError):
             pass
-        return cls("internal" if status >= 500 else "malformed",
-                   f"HTTP {status} without a refusal record")
+        return cls(
+            "internal" if status >= 500 else "malformed", f"HTTP {status} without a refusal record"
+        )
 
 
 # -- field helpers ----------------------------------------------------------------
@@ -118,8 +119,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _load(body: bytes, fields: tuple[str, ...], what: str,
-          optional: tuple[str, ...] = (), limit: int = MAX_BODY) -> dict[str, Any]:
+def _load(
+    body: bytes,
+    fields: tuple[str, ...],
+    what: str,
+    optional: tuple[str, ...] = (),
+    limit: int = MAX_BODY,
+) -> dict[str, Any]:
     if len(body) > limit:
         raise ProtocolError("too_large", f"{what} is {len(body)} bytes; the limit is {limit}")
     try:
@@ -138,8 +144,9 @@ def _load(body: bytes, fields: tuple[str, ...], what: str,
     return data
 
 
-def _text(data: dict[str, Any], name: str, limit: int, pattern: re.Pattern[str] | None = None
-          ) -> str:
+def _text(
+    data: dict[str, Any], name: str, limit: int, pattern: re.Pattern[str] | None = None
+) -> str:
     value = data[name]
     if not isinstance(value, str):
         raise ProtocolError("malformed", f"{name} must be a string")
@@ -174,8 +181,10 @@ def _macs(data: dict[str, Any]) -> tuple[str, ...]:
         raise ProtocolError("malformed", f"macs must be a list of at most {MAX_MACS}")
     for mac in macs:
         if not isinstance(mac, str) or not MAC.match(mac):
-            raise ProtocolError("malformed", f"macs: {str(mac)[:40]!r} is not a MAC "
-                                "such as 52:54:00:99:00:11 (lower case)")
+            raise ProtocolError(
+                "malformed",
+                f"macs: {str(mac)[:40]!r} is not a MAC such as 52:54:00:99:00:11 (lower case)",
+            )
     return tuple(macs)
 
 
@@ -197,22 +206,32 @@ class StartRequest:
     macs: tuple[str, ...]
     ek_public: bytes  # marshalled TPM2B_PUBLIC
     ak_public: bytes  # marshalled TPM2B_PUBLIC
-    csr: str          # PEM
+    csr: str  # PEM
 
     FIELDS = ("node", "macs", "ek_public", "ak_public", "csr")
 
     def to_json(self) -> bytes:
-        return _dump({"node": self.node, "macs": list(self.macs),
-                      "ek_public": _enc(self.ek_public), "ak_public": _enc(self.ak_public),
-                      "csr": self.csr})
+        return _dump(
+            {
+                "node": self.node,
+                "macs": list(self.macs),
+                "ek_public": _enc(self.ek_public),
+                "ak_public": _enc(self.ak_public),
+                "csr": self.csr,
+            }
+        )
 
     @classmethod
     def from_json(cls, body: bytes) -> StartRequest:
         data = _load(body, cls.FIELDS, "start request")
         macs, csr = _macs(data), _csr(data)
-        return cls(node=_text(data, "node", 63, NODE_NAME), macs=macs,
-                   ek_public=_b64(data, "ek_public", MAX_TPM_PUBLIC),
-                   ak_public=_b64(data, "ak_public", MAX_TPM_PUBLIC), csr=csr)
+        return cls(
+            node=_text(data, "node", 63, NODE_NAME),
+            macs=macs,
+            ek_public=_b64(data, "ek_public", MAX_TPM_PUBLIC),
+            ak_public=_b64(data, "ak_public", MAX_TPM_PUBLIC),
+            csr=csr,
+        )
 
 
 @dataclass(frozen=True)
@@ -232,26 +251,27 @@ class ApprovalRequest:
     @classmethod
     def from_json(cls, body: bytes) -> ApprovalRequest:
         data = _load(body, cls.FIELDS, "approval request")
-        return cls(node=_text(data, "node", 63, NODE_NAME), macs=_macs(data),
-                   csr=_csr(data))
+        return cls(node=_text(data, "node", 63, NODE_NAME), macs=_macs(data), csr=_csr(data))
 
 
 @dataclass(frozen=True)
 class StartResponse:
     session: str
-    credential_blob: bytes   # marshalled TPM2B_ID_OBJECT
+    credential_blob: bytes  # marshalled TPM2B_ID_OBJECT
     encrypted_secret: bytes  # marshalled TPM2B_ENCRYPTED_SECRET
-    expires_in: int          # seconds
-    nonce: bytes = b""       # measured boot: quote the boot PCRs with this (none: no quote)
+    expires_in: int  # seconds
+    nonce: bytes = b""  # measured boot: quote the boot PCRs with this (none: no quote)
 
     FIELDS = ("session", "credential_blob", "encrypted_secret", "expires_in")
     OPTIONAL = ("nonce",)
 
     def to_json(self) -> bytes:
-        data: dict[str, Any] = {"session": self.session,
-                                "credential_blob": _enc(self.credential_blob),
-                                "encrypted_secret": _enc(self.encrypted_secret),
-                                "expires_in": self.expires_in}
+        data: dict[str, Any] = {
+            "session": self.session,
+            "credential_blob": _enc(self.credential_blob),
+            "encrypted_secret": _enc(self.encrypted_secret),
+            "expires_in": self.expires_in,
+        }
         if self.nonce:
             data["nonce"] = _enc(self.nonce)
         return _dump(data)
@@ -259,11 +279,13 @@ class StartResponse:
     @classmethod
     def from_json(cls, body: bytes) -> StartResponse:
         data = _load(body, cls.FIELDS, "start response", cls.OPTIONAL)
-        return cls(session=_text(data, "session", 64, SESSION),
-                   credential_blob=_b64(data, "credential_blob", MAX_BLOB),
-                   encrypted_secret=_b64(data, "encrypted_secret", MAX_BLOB),
-                   expires_in=_int(data, "expires_in", 1, 3600),
-                   nonce=_b64(data, "nonce", NONCE_BYTES) if "nonce" in data else b"")
+        return cls(
+            session=_text(data, "session", 64, SESSION),
+            credential_blob=_b64(data, "credential_blob", MAX_BLOB),
+            encrypted_secret=_b64(data, "encrypted_secret", MAX_BLOB),
+            expires_in=_int(data, "expires_in", 1, 3600),
+            nonce=_b64(data, "nonce", NONCE_BYTES) if "nonce" in data else b"",
+        )
 
 
 @dataclass(frozen=True)
@@ -282,25 +304,25 @@ class FinishRequest:
 
     def to_json(self) -> bytes:
         data = {"session": self.session, "hmac": self.hmac}
-        data |= {name: _enc(getattr(self, name)) for name in self.OPTIONAL
-                 if getattr(self, name)}
+        data |= {name: _enc(getattr(self, name)) for name in self.OPTIONAL if getattr(self, name)}
         return _dump(data)
 
     @classmethod
     def from_json(cls, body: bytes) -> FinishRequest:
         data = _load(body, cls.FIELDS, "finish request", cls.OPTIONAL, MAX_FINISH_BODY)
-        return cls(session=_text(data, "session", 64, SESSION),
-                   hmac=_text(data, "hmac", 64, HMAC_HEX),
-                   **{name: _b64(data, name, limit) for name, limit in cls.LIMITS.items()
-                      if name in data})
+        return cls(
+            session=_text(data, "session", 64, SESSION),
+            hmac=_text(data, "hmac", 64, HMAC_HEX),
+            **{name: _b64(data, name, limit) for name, limit in cls.LIMITS.items() if name in data},
+        )
 
 
 @dataclass(frozen=True)
 class FinishResponse:
     certificate: str  # PEM
-    ca: str           # PEM
-    crl: str          # PEM
-    not_after: str    # ISO 8601, UTC
+    ca: str  # PEM
+    crl: str  # PEM
+    not_after: str  # ISO 8601, UTC
     # the cluster's munge key (Slurm's secret), only to an attested node of a cluster with a
     # Slurm workload; never logged, written to tmpfs by the node
     munge_key: bytes = b""
@@ -309,8 +331,12 @@ class FinishResponse:
     OPTIONAL = ("munge_key",)
 
     def to_json(self) -> bytes:
-        data = {"certificate": self.certificate, "ca": self.ca, "crl": self.crl,
-                "not_after": self.not_after}
+        data = {
+            "certificate": self.certificate,
+            "ca": self.ca,
+            "crl": self.crl,
+            "not_after": self.not_after,
+        }
         if self.munge_key:
             data["munge_key"] = _enc(self.munge_key)
         return _dump(data)
@@ -318,15 +344,19 @@ class FinishResponse:
     @classmethod
     def from_json(cls, body: bytes) -> FinishResponse:
         data = _load(body, cls.FIELDS, "finish response", cls.OPTIONAL)
-        return cls(certificate=_text(data, "certificate", MAX_BODY),
-                   ca=_text(data, "ca", MAX_BODY), crl=_text(data, "crl", MAX_BODY),
-                   not_after=_text(data, "not_after", 40),
-                   munge_key=_b64(data, "munge_key", MUNGE_KEY_MAX)
-                   if "munge_key" in data else b"")
+        return cls(
+            certificate=_text(data, "certificate", MAX_BODY),
+            ca=_text(data, "ca", MAX_BODY),
+            crl=_text(data, "crl", MAX_BODY),
+            not_after=_text(data, "not_after", 40),
+            munge_key=_b64(data, "munge_key", MUNGE_KEY_MAX) if "munge_key" in data else b"",
+        )
 
     def __repr__(self) -> str:  # never the munge key in a log or traceback
-        return (f"FinishResponse(certificate=..., not_after={self.not_after!r}, "
-                f"munge_key={'<set>' if self.munge_key else '<none>'})")
+        return (
+            f"FinishResponse(certificate=..., not_after={self.not_after!r}, "
+            f"munge_key={'<set>' if self.munge_key else '<none>'})"
+        )
 
 
 # -- the proof of activation ---------------------------------------------------------
@@ -340,7 +370,7 @@ def boot_fingerprint(public_key_der: bytes) -> str:
     bits of the SHA-256 of its key (DER SubjectPublicKeyInfo), as 3f2a-91bc-0d4e-7a11.
     The service binds the approval to the full hash; this is for human eyes."""
     digest = hashlib.sha256(public_key_der).hexdigest()[:16]
-    return "-".join(digest[i:i + 4] for i in range(0, 16, 4))
+    return "-".join(digest[i : i + 4] for i in range(0, 16, 4))
 
 
 def key_sha256(public_key_der: bytes) -> str:

@@ -70,8 +70,11 @@ def with_members(text: str, members: Iterable[Entry], domain: str) -> str:
     """text's rendered part plus a line for each member it does not name already."""
     base = rendered_part(text)
     have = known_names(base)
-    lines = [f"{addr}\t{name}.{domain} {name}" if domain else f"{addr}\t{name}"
-             for addr, name in members if name not in have]
+    lines = [
+        f"{addr}\t{name}.{domain} {name}" if domain else f"{addr}\t{name}"
+        for addr, name in members
+        if name not in have
+    ]
     return base if not lines else base + MARK + "\n" + "\n".join(lines) + "\n"
 
 
@@ -82,7 +85,7 @@ def domain_of(node_json: Path) -> str:
         name, fqdn = str(doc["name"]), str(doc["fqdn"])
     except (OSError, ValueError, KeyError, TypeError):
         return ""
-    return fqdn[len(name) + 1:] if fqdn.startswith(f"{name}.") else ""
+    return fqdn[len(name) + 1 :] if fqdn.startswith(f"{name}.") else ""
 
 
 def read_map(path: Path) -> list[Entry] | None:
@@ -115,8 +118,7 @@ def sync(hosts: Path, tyd_map: Path, domain: str) -> bool:
     return True
 
 
-def main(argv: Sequence[str] | None = None,
-         sleep: Callable[[float], None] = time.sleep) -> int:
+def main(argv: Sequence[str] | None = None, sleep: Callable[[float], None] = time.sleep) -> int:
     p = argparse.ArgumentParser(prog="python3 -m chaosnode.hosts", description=__doc__)
     p.add_argument("--hosts", type=Path, default=HOSTS)
     p.add_argument("--map", type=Path, default=Path(paths.TYD_EXPORTS["json"]))

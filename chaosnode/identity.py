@@ -48,8 +48,9 @@ def pick(by_mac: dict[str, Path], seen: list[str]) -> Path | None:
     return next((by_mac[m] for m in seen if m in by_mac), None)
 
 
-def wait_for_match(by_mac: dict[str, Path], sys_net: Path, wait: float) -> tuple[Path | None,
-                                                                                 list[str]]:
+def wait_for_match(
+    by_mac: dict[str, Path], sys_net: Path, wait: float
+) -> tuple[Path | None, list[str]]:
     """NICs appear while udev works: look again until one matches or the wait is over."""
     deadline = time.monotonic() + wait
     while True:
@@ -65,15 +66,18 @@ def apply(overlay: Path, root: Path) -> NodeSettings:
     return NodeSettings.loads((root / paths.in_root(paths.NODE_JSON)).read_text())
 
 
-def main(root: Path = Path("/"), sys_net: Path = Path("/sys/class/net"),
-         wait: float = NIC_WAIT_SECONDS) -> int:
+def main(
+    root: Path = Path("/"), sys_net: Path = Path("/sys/class/net"), wait: float = NIC_WAIT_SECONDS
+) -> int:
     bundle = root / paths.in_root(paths.NODE_BUNDLE)
     by_mac = overlays(bundle)
     match, seen = wait_for_match(by_mac, sys_net, wait)
     if match is None:
-        console(f"CHAOS: this machine (MAC {', '.join(seen) or 'none'}) is not a node of this "
-                f"cluster image ({len(by_mac)} nodes known). No cluster settings applied: "
-                "no address, no certificate, closed firewall, no cluster access.")
+        console(
+            f"CHAOS: this machine (MAC {', '.join(seen) or 'none'}) is not a node of this "
+            f"cluster image ({len(by_mac)} nodes known). No cluster settings applied: "
+            "no address, no certificate, closed firewall, no cluster access."
+        )
         shutil.rmtree(bundle, ignore_errors=True)
         return 0
     node = apply(match, root)

@@ -84,19 +84,26 @@ def children(policy: Policy, peer_name: str, peer: ipaddress.IPv4Address) -> Sec
     return out
 
 
-def connection(policy: Policy, peer_name: str, peer: ipaddress.IPv4Address,
-               certs: Certs) -> dict[str, Section]:
+def connection(
+    policy: Policy, peer_name: str, peer: ipaddress.IPv4Address, certs: Certs
+) -> dict[str, Section]:
     """{name: connection} for one peer, as swanctl.conf's `connections` and VICI's
     load-conn both take it."""
     me = str(policy.address)
-    return {conn_name(peer_name): {
-        "version": "2",
-        "local_addrs": [me],
-        "remote_addrs": [str(peer)],
-        "proposals": list(policy.ike_proposals),
-        "dpd_delay": f"{policy.dpd_seconds}s",
-        "local": {"auth": "pubkey", "certs": [certs.node], "id": me},
-        "remote": {"auth": "pubkey", "id": str(peer), "cacerts": [certs.ca],
-                   "revocation": "relaxed"},
-        "children": children(policy, peer_name, peer),
-    }}
+    return {
+        conn_name(peer_name): {
+            "version": "2",
+            "local_addrs": [me],
+            "remote_addrs": [str(peer)],
+            "proposals": list(policy.ike_proposals),
+            "dpd_delay": f"{policy.dpd_seconds}s",
+            "local": {"auth": "pubkey", "certs": [certs.node], "id": me},
+            "remote": {
+                "auth": "pubkey",
+                "id": str(peer),
+                "cacerts": [certs.ca],
+                "revocation": "relaxed",
+            },
+            "children": children(policy, peer_name, peer),
+        }
+    }

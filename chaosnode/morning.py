@@ -55,22 +55,31 @@ class NodeActions:
     def drain(self, node: str, reason: str) -> str:
         if shutil.which("scontrol") is None:
             return "no Slurm on this node: nothing to drain"
-        return self._run(["scontrol", "update", f"nodename={node}", "state=drain",
-                          f"reason={reason}"])
+        return self._run(
+            ["scontrol", "update", f"nodename={node}", "state=drain", f"reason={reason}"]
+        )
 
     def running_work(self, node: str) -> int:
         if shutil.which("squeue") is None:
             return 0
-        r = subprocess.run(["squeue", "-h", "-w", node, "-t", "running", "-o", "%i"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            ["squeue", "-h", "-w", node, "-t", "running", "-o", "%i"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return len(r.stdout.split()) if r.returncode == 0 else 0
 
     def leave(self) -> str:
         """Stop tyd (its SIGTERM announces LEAVE); tyd's own words about leaving go with the
         answer, so the console shows whom it told."""
         stopped = self._run(["systemctl", "stop", "tyd.service"])
-        r = subprocess.run(["journalctl", "-b", "-u", "tyd.service", "-n", "30", "-o", "cat",
-                            "--no-pager"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            ["journalctl", "-b", "-u", "tyd.service", "-n", "30", "-o", "cat", "--no-pager"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         words = [ln for ln in r.stdout.splitlines() if "leaving" in ln or "LEAVE" in ln]
         return f"{stopped}; tyd: {' / '.join(words) or 'said nothing about leaving'}"
 
@@ -96,16 +105,20 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def sleep_until(when: dt.datetime, clock: Callable[[], dt.datetime],
-                sleep: Callable[[float], None]) -> None:
+def sleep_until(
+    when: dt.datetime, clock: Callable[[], dt.datetime], sleep: Callable[[float], None]
+) -> None:
     while (left := (when - clock()).total_seconds()) > 0:
         sleep(min(left, LOOK_SECONDS))
 
 
-def morning(settings: NightSettings, actions: Actions,
-            clock: Callable[[], dt.datetime] = utc_now,
-            sleep: Callable[[float], None] = time.sleep,
-            say: Callable[[str], None] = say) -> int:
+def morning(
+    settings: NightSettings,
+    actions: Actions,
+    clock: Callable[[], dt.datetime] = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+    say: Callable[[str], None] = say,
+) -> int:
     """Run the end of this night; returns when the node has been told to reboot/power off."""
     if settings.always_on:
         say("chaos-morning: the always-on head has no morning: it stays through the day")
@@ -122,8 +135,10 @@ def morning(settings: NightSettings, actions: Actions,
         if start is None:
             say("chaos-morning: no night within a year; nothing to do")
             return 0
-        say(f"chaos-morning: this node runs outside the night; it leaves at the end of the "
-            f"night that starts at {start.isoformat()}")
+        say(
+            f"chaos-morning: this node runs outside the night; it leaves at the end of the "
+            f"night that starts at {start.isoformat()}"
+        )
         sleep_until(start, clock, sleep)
         now = clock()
     end = night.next_change(now)
@@ -131,8 +146,10 @@ def morning(settings: NightSettings, actions: Actions,
         say("chaos-morning: the night does not end within a year; nothing to do")
         return 0
     drain_at = end - dt.timedelta(minutes=settings.stop_new_work_before)
-    say(f"chaos-morning: the night ends at {end.isoformat()}; no new work from "
-        f"{drain_at.isoformat()}, then {settings.morning}")
+    say(
+        f"chaos-morning: the night ends at {end.isoformat()}; no new work from "
+        f"{drain_at.isoformat()}, then {settings.morning}"
+    )
     sleep_until(drain_at, clock, sleep)
     say(f"chaos-morning: {actions.drain(settings.node, f'chaos: night ends {end:%H:%M}')}")
     while clock() < end and (jobs := actions.running_work(settings.node)):
@@ -158,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         night = settings.night() if settings.enabled else None
         now = utc_now()
-        state = "no schedule" if night is None else (
-            f"inside={night.inside(now)} next change {night.next_change(now)}")
+        state = (
+            "no schedule"
+            if night is None
+            else (f"inside={night.inside(now)} next change {night.next_change(now)}")
+        )
         print(f"chaos-morning: {settings.node}: {state}; morning {settings.morning}")
         return 0
     return morning(settings, NodeActions())

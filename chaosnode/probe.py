@@ -1,10 +1,10 @@
 """Tiny traffic helpers for the smoke tests (run through the agent): python3 -m chaosnode.probe
 
-  probe listen tcp|udp PORT SECONDS   accept/receive for SECONDS, print what arrived
-  probe send tcp|udp ADDR PORT TEXT   send TEXT once
-  probe sink PORT SECONDS             accept one TCP stream, print its rate
-  probe blast ADDR PORT MEGABYTES     send MEGABYTES over TCP, print the rate
-  probe connect ADDR PORT             a TCP connect: prints `open`, or `closed: why`
+probe listen tcp|udp PORT SECONDS   accept/receive for SECONDS, print what arrived
+probe send tcp|udp ADDR PORT TEXT   send TEXT once
+probe sink PORT SECONDS             accept one TCP stream, print its rate
+probe blast ADDR PORT MEGABYTES     send MEGABYTES over TCP, print the rate
+probe connect ADDR PORT             a TCP connect: prints `open`, or `closed: why`
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def sink(port: int, seconds: float) -> None:
             while chunk := conn.recv(1 << 16):
                 total += len(chunk)
             took = time.monotonic() - start
-    print(f"received {total} bytes from {peer[0]} in {took:.2f} s: "
-          f"{total / took / 1e6:.1f} MB/s", flush=True)
+    print(
+        f"received {total} bytes from {peer[0]} in {took:.2f} s: {total / took / 1e6:.1f} MB/s",
+        flush=True,
+    )
 
 
 def blast(addr: str, port: int, megabytes: int) -> None:
@@ -73,8 +75,9 @@ def blast(addr: str, port: int, megabytes: int) -> None:
         s.shutdown(socket.SHUT_WR)
         s.recv(1)
         took = time.monotonic() - start
-    print(f"sent {megabytes} MB in {took:.2f} s: {megabytes * 1.048576 / took:.1f} MB/s",
-          flush=True)
+    print(
+        f"sent {megabytes} MB in {took:.2f} s: {megabytes * 1.048576 / took:.1f} MB/s", flush=True
+    )
 
 
 def connect(addr: str, port: int, timeout: float = 5.0) -> str:

@@ -62,8 +62,9 @@ class MemberPush:
     @classmethod
     def from_json(cls, body: bytes) -> MemberPush:
         if len(body) > MAX_PUSH:
-            raise ProtocolError("too_large", f"the push is {len(body)} bytes; the limit is "
-                                f"{MAX_PUSH}")
+            raise ProtocolError(
+                "too_large", f"the push is {len(body)} bytes; the limit is {MAX_PUSH}"
+            )
         data = _load(body, FIELDS, "the push", OPTIONAL)
         node = _text(data, "node", 63, NODE_NAME)
         kind = _text(data, "kind", 16)
@@ -74,32 +75,40 @@ class MemberPush:
         if kind == "left":
             why = _text(data, "why", 16)
             if why not in LEFT_WHY:
-                raise ProtocolError("malformed", f"why {why!r} is not one of "
-                                    f"{', '.join(LEFT_WHY)}")
+                raise ProtocolError("malformed", f"why {why!r} is not one of {', '.join(LEFT_WHY)}")
             return cls(node, kind, why=why)
         if kind == "tyd_refusals":
-            return cls(node, kind, count=_int(data, "count", 0, MAX_COUNT),
-                       why=_text(data, "why", 80))
+            return cls(
+                node, kind, count=_int(data, "count", 0, MAX_COUNT), why=_text(data, "why", 80)
+            )
         return cls(node, kind, jobs=_jobs(data))
 
 
 def _jobs(data: dict[str, Any]) -> tuple[tuple[str, int], ...]:
     jobs = data.get("jobs")
     if not isinstance(jobs, dict) or len(jobs) > MAX_JOBS_NODES:
-        raise ProtocolError("malformed", f"jobs must be an object of at most "
-                            f"{MAX_JOBS_NODES} nodes")
+        raise ProtocolError(
+            "malformed", f"jobs must be an object of at most {MAX_JOBS_NODES} nodes"
+        )
     out = []
     for name, n in sorted(jobs.items()):
-        if not NODE_NAME.match(name) or isinstance(n, bool) or not isinstance(n, int) \
-                or not 0 <= n <= 65535:
-            raise ProtocolError("malformed", f"jobs[{name[:63]!r}] must be a node name with a "
-                                "whole number of jobs in 0..65535")
+        if (
+            not NODE_NAME.match(name)
+            or isinstance(n, bool)
+            or not isinstance(n, int)
+            or not 0 <= n <= 65535
+        ):
+            raise ProtocolError(
+                "malformed",
+                f"jobs[{name[:63]!r}] must be a node name with a whole number of jobs in 0..65535",
+            )
         out.append((name, n))
     return tuple(out)
 
 
-def send(host: str, port: int, push: MemberPush, cert: Path, key: Path, ca: Path,
-         timeout: float = 10.0) -> None:
+def send(
+    host: str, port: int, push: MemberPush, cert: Path, key: Path, ca: Path, timeout: float = 10.0
+) -> None:
     """One push with this node's certificate; ProtocolError when serve refuses it."""
     context = ssl.create_default_context(cafile=str(ca))
     context.load_cert_chain(str(cert), str(key))
@@ -117,8 +126,7 @@ def send(host: str, port: int, push: MemberPush, cert: Path, key: Path, ca: Path
 
 Send = Callable[["MemberPush"], None]
 # what a push can fail with: serve's refusal, the network, TLS, a broken reply
-FAILURES: Final = (ProtocolError, OSError, ssl.SSLError, http.client.HTTPException,
-                   ValueError)
+FAILURES: Final = (ProtocolError, OSError, ssl.SSLError, http.client.HTTPException, ValueError)
 
 
 def target(push_url: str) -> tuple[str, int] | None:
@@ -141,8 +149,10 @@ def sender(push_url: str, timeout: float = 10.0) -> Send | None:
     host, port = where
 
     def send_one(push: MemberPush) -> None:
-        send(host, port, push, Path(NODE_CERT_PATH), Path(NODE_KEY_PATH), Path(CA_CERT_PATH),
-             timeout)
+        send(
+            host, port, push, Path(NODE_CERT_PATH), Path(NODE_KEY_PATH), Path(CA_CERT_PATH), timeout
+        )
+
     return send_one
 
 
@@ -157,8 +167,7 @@ class Pusher:
     """Pushes of one program: a failure is said once (then nothing until a push goes
     through again, which is said too), never raised: the node's work goes on."""
 
-    def __init__(self, send_one: Send, say: Callable[[str], None],
-                 failing: bool = False) -> None:
+    def __init__(self, send_one: Send, say: Callable[[str], None], failing: bool = False) -> None:
         self.send_one, self.say, self.failing = send_one, say, failing
 
     def push(self, push: MemberPush) -> bool:
@@ -166,8 +175,7 @@ class Pusher:
             self.send_one(push)
         except FAILURES as exc:
             if not self.failing:
-                self.say(f"chaos-push: {push.kind} not taken: {exc}; said once, retried "
-                         "quietly")
+                self.say(f"chaos-push: {push.kind} not taken: {exc}; said once, retried quietly")
             self.failing = True
             return False
         if self.failing:
@@ -182,8 +190,11 @@ def _parse_jobs(items: list[str]) -> tuple[tuple[str, int], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m chaosnode.push", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python3 -m chaosnode.push",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--node", required=True, help="this node's name")
     p.add_argument("--server", required=True, help="serve's address on the lab segment")
@@ -199,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--jobs takes NODE=N pairs, not {' '.join(a.jobs)!r}")
     push = MemberPush(a.node, a.kind, a.peers, a.why, a.count, jobs)
     try:
-        send(a.server, a.port, push, Path(NODE_CERT_PATH), Path(NODE_KEY_PATH),
-             Path(CA_CERT_PATH))
+        send(a.server, a.port, push, Path(NODE_CERT_PATH), Path(NODE_KEY_PATH), Path(CA_CERT_PATH))
     except (ProtocolError, OSError, ssl.SSLError) as exc:
         print(f"chaos-push: {a.kind} not taken: {exc}", file=sys.stderr)
         return 1

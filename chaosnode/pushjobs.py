@@ -83,8 +83,11 @@ def running(squeue_out: str) -> Counter[str]:
 
 def changes(before: Mapping[str, int], now: Mapping[str, int]) -> dict[str, int]:
     """Nodes whose count changed (a node whose jobs ended goes with 0)."""
-    return {n: now.get(n, 0) for n in sorted(set(before) | set(now))
-            if now.get(n, 0) != before.get(n, 0)}
+    return {
+        n: now.get(n, 0)
+        for n in sorted(set(before) | set(now))
+        if now.get(n, 0) != before.get(n, 0)
+    }
 
 
 def pushes(head: str, jobs: Mapping[str, int]) -> list[MemberPush]:
@@ -114,8 +117,9 @@ def load_state(path: Path) -> tuple[dict[str, int], bool, str]:
 
 def save_state(path: Path, pushed: Mapping[str, int], failing: bool, said: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({"pushed": dict(pushed), "failing": failing,
-                                   "said": said}).encode())
+    atomic_write(
+        path, json.dumps({"pushed": dict(pushed), "failing": failing, "said": said}).encode()
+    )
 
 
 def squeue() -> str:
@@ -125,8 +129,13 @@ def squeue() -> str:
     return r.stdout
 
 
-def tick(head: str, state: Path, pusher_of: Callable[[bool], Pusher],
-         ask: Callable[[], str] = squeue, say: Callable[[str], None] = say) -> int:
+def tick(
+    head: str,
+    state: Path,
+    pusher_of: Callable[[bool], Pusher],
+    ask: Callable[[], str] = squeue,
+    say: Callable[[str], None] = say,
+) -> int:
     """One look at Slurm and the pushes it calls for; the state file remembers the rest."""
     pushed, failing, said = load_state(state)
     try:

@@ -58,8 +58,13 @@ def seen_in(doc: Mapping[str, Any]) -> Seen:
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"not a tyd status file: {exc}") from None
     total = sum(counters.get(k, 0) for k in REFUSAL_COUNTERS)
-    return Seen(incarnation, bool(doc.get("joined")), peers, total,
-                tuple(sorted((k, v) for k, v in counters.items() if k.startswith("refused"))))
+    return Seen(
+        incarnation,
+        bool(doc.get("joined")),
+        peers,
+        total,
+        tuple(sorted((k, v) for k, v in counters.items() if k.startswith("refused"))),
+    )
 
 
 def why(before: tuple[tuple[str, int], ...], now: tuple[tuple[str, int], ...]) -> str:
@@ -89,8 +94,14 @@ class Watch:
         if seen.joined and seen.incarnation != self.joined_incarnation:
             out.append(MemberPush(self.node, "joined", peers=min(seen.peers, 65535)))
         if seen.refusals != self.refusals and now - self.refusals_at >= REFUSALS_EVERY:
-            out.append(MemberPush(self.node, "tyd_refusals", count=seen.refusals,
-                                  why=why(self.counters, seen.counters) or "reset"))
+            out.append(
+                MemberPush(
+                    self.node,
+                    "tyd_refusals",
+                    count=seen.refusals,
+                    why=why(self.counters, seen.counters) or "reset",
+                )
+            )
         return out
 
     def pushed(self, push: MemberPush, seen: Seen, now: float) -> Watch:
@@ -107,9 +118,14 @@ def read_status(path: Path) -> Seen | None:
         return None
 
 
-def watch(node: str, pusher: Pusher, status: Path, once: bool = False,
-          clock: Callable[[], float] = time.monotonic,
-          sleep: Callable[[float], None] = time.sleep) -> None:
+def watch(
+    node: str,
+    pusher: Pusher,
+    status: Path,
+    once: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     state, pause, next_try = Watch(node), FIRST_PAUSE, float("-inf")
     while True:
         now = clock()
@@ -138,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"chaos-pushwatch: cannot read {args.node_json}: {exc}")
         return 1
     if send_one is None:
-        say("chaos-pushwatch: node.json names no push address (serve.address is not set); "
-            "nothing to push")
+        say(
+            "chaos-pushwatch: node.json names no push address (serve.address is not set); "
+            "nothing to push"
+        )
         return 0
     watch(name, Pusher(send_one, say), args.status, args.once)
     return 0

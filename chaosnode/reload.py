@@ -21,8 +21,7 @@ TYD_UNIT: Final = "tyd.service"
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | str:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
-                              check=False)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{argv[0]}: {exc}"
 

@@ -40,8 +40,8 @@ from chaosnode.contract.node import NodeSettings
 from chaosnode.files import stage_file
 from chaosnode.tpm import NODE_TCTI
 
-RENEW_BELOW: Final = 1 / 3   # of the certificate's lifetime left
-MAX_SECONDS: Final = 120.0   # one run's tries; the timer runs again (chaos-renew.timer)
+RENEW_BELOW: Final = 1 / 3  # of the certificate's lifetime left
+MAX_SECONDS: Final = 120.0  # one run's tries; the timer runs again (chaos-renew.timer)
 RELOADS: Final = ("all", "charon", "none")
 
 
@@ -72,8 +72,9 @@ class State:
 
 
 def _public(key: object) -> bytes:
-    der: bytes = key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return der
 
 
@@ -87,20 +88,27 @@ def check(cert_pem: bytes, key_pem: bytes | None, now: dt.datetime) -> State:
     before, after = validity(cert)
     renew_from = after - (after - before) * RENEW_BELOW
     try:
-        key = None if key_pem is None else \
-            serialization.load_pem_private_key(key_pem, password=None)
+        key = (
+            None if key_pem is None else serialization.load_pem_private_key(key_pem, password=None)
+        )
     except (ValueError, TypeError) as exc:
         return State(True, f"the key is unreadable ({exc})", after, renew_from)
     if key is None or _public(key.public_key()) != _public(cert.public_key()):
         return State(True, "the key is not the certificate's", after, renew_from)
     left = after - now
     if now >= after:
-        return State(True, f"the certificate expired at {after:%Y-%m-%d %H:%M} UTC", after,
-                     renew_from)
+        return State(
+            True, f"the certificate expired at {after:%Y-%m-%d %H:%M} UTC", after, renew_from
+        )
     if now >= renew_from:
         return State(True, f"{_span(left)} left of {_span(after - before)}", after, renew_from)
-    return State(False, f"valid until {after:%Y-%m-%d %H:%M} UTC ({_span(left)} left); "
-                 f"renewing from {renew_from:%Y-%m-%d %H:%M} UTC", after, renew_from)
+    return State(
+        False,
+        f"valid until {after:%Y-%m-%d %H:%M} UTC ({_span(left)} left); "
+        f"renewing from {renew_from:%Y-%m-%d %H:%M} UTC",
+        after,
+        renew_from,
+    )
 
 
 def _span(delta: dt.timedelta) -> str:
@@ -112,16 +120,21 @@ def node_settings(node_json: Path) -> NodeSettings:
     try:
         node = NodeSettings.loads(node_json.read_text())
     except (OSError, ValueError) as exc:
-        raise RenewError(f"{node_json}: {exc}; this node's public settings come from "
-                         "chaos-build (chaos-identity.service)") from None
+        raise RenewError(
+            f"{node_json}: {exc}; this node's public settings come from "
+            "chaos-build (chaos-identity.service)"
+        ) from None
     if not node.enroll_url:
-        raise RenewError(f"{node_json}: no enrollment service (serve.address is null in "
-                         "chaos.yaml): nothing can renew this certificate")
+        raise RenewError(
+            f"{node_json}: no enrollment service (serve.address is null in "
+            "chaos.yaml): nothing can renew this certificate"
+        )
     return node
 
 
-def install(key: enroll.NodeKey, enrolled: enroll.Enrolled, key_path: Path,
-            cert_path: Path) -> None:
+def install(
+    key: enroll.NodeKey, enrolled: enroll.Enrolled, key_path: Path, cert_path: Path
+) -> None:
     """Both files staged first (key 0600), then renamed: a failure while staging leaves the
     old pair whole. A crash between the two renames leaves a key that is not the
     certificate's, which the next run sees as due."""
@@ -146,15 +159,29 @@ def install_crl(enrolled: enroll.Enrolled, crl_path: Path, ca_file: Path) -> boo
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python3 -m chaosnode.renew", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--force", action="store_true",
-                   help="renew now, due or not (on a node without a TPM: ask an admin)")
-    p.add_argument("--max-time", type=float, default=None,
-                   help=f"give up after this many seconds (0: keep trying; default "
-                   f"{MAX_SECONDS:g}, or 0 on a node without a TPM: an admin must act)")
-    p.add_argument("--reload", choices=RELOADS, default="all",
-                   help="whom to tell: charon and tyd (all), charon only, or nobody")
+    p = argparse.ArgumentParser(
+        prog="python3 -m chaosnode.renew",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="renew now, due or not (on a node without a TPM: ask an admin)",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        help=f"give up after this many seconds (0: keep trying; default "
+        f"{MAX_SECONDS:g}, or 0 on a node without a TPM: an admin must act)",
+    )
+    p.add_argument(
+        "--reload",
+        choices=RELOADS,
+        default="all",
+        help="whom to tell: charon and tyd (all), charon only, or nobody",
+    )
     p.add_argument("--node-json", type=Path, default=Path(paths.NODE_JSON))
     p.add_argument("--ca", type=Path, default=Path(paths.CA_CERT_PATH))
     p.add_argument("--key", type=Path, default=Path(paths.NODE_KEY_PATH))
@@ -184,8 +211,7 @@ def one_at_a_time(directory: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def main(argv: Sequence[str] | None = None,
-         now: dt.datetime | None = None) -> int:
+def main(argv: Sequence[str] | None = None, now: dt.datetime | None = None) -> int:
     args = parser().parse_args(argv)
     with one_at_a_time(args.cert.parent) as alone:
         if not alone:
@@ -216,34 +242,47 @@ def renew(args: argparse.Namespace, now: dt.datetime) -> int:
     why = state.why if state.due else f"forced; certificate {state.why}"
     approval = node.attestation == "approval"
     if approval and not args.force:
-        console(f"CHAOS: node {name} has no TPM (attestation: approval) and cannot renew "
-                f"unattended: {why}. An admin renews it with `python3 -m chaosnode.renew "
-                "--force` on this node and approves the fingerprint it shows")
+        console(
+            f"CHAOS: node {name} has no TPM (attestation: approval) and cannot renew "
+            f"unattended: {why}. An admin renews it with `python3 -m chaosnode.renew "
+            "--force` on this node and approves the fingerprint it shows"
+        )
         return 0
-    say(f"{name}: renewing ({why}): a new key in RAM, "
-        + ("approval by an admin" if approval else "attested by the TPM again"))
+    say(
+        f"{name}: renewing ({why}): a new key in RAM, "
+        + ("approval by an admin" if approval else "attested by the TPM again")
+    )
     max_time = args.max_time if args.max_time is not None else 0 if approval else MAX_SECONDS
     try:
         key, enrolled = enroll.enroll(
-            node.enroll_url, args.ca, name, node.address, tcti=args.tcti,
-            key_type=node.key_type, max_seconds=max_time or None,
-            attestation=node.attestation)
+            node.enroll_url,
+            args.ca,
+            name,
+            node.address,
+            tcti=args.tcti,
+            key_type=node.key_type,
+            max_seconds=max_time or None,
+            attestation=node.attestation,
+        )
     except KeyboardInterrupt:
         say(f"{name}: interrupted; keeping the current key and certificate")
         return 130
     except enroll.EnrollError as exc:
         until = f"{state.not_after:%Y-%m-%d %H:%M} UTC" if state.not_after else "unknown"
-        say(f"{name}: renewal failed: {exc}; keeping the current key and certificate "
-            f"(valid until {until}); chaos-renew.timer tries again")
+        say(
+            f"{name}: renewal failed: {exc}; keeping the current key and certificate "
+            f"(valid until {until}); chaos-renew.timer tries again"
+        )
         return 1
     try:
         install(key, enrolled, args.key, args.cert)
     except OSError as exc:
-        say(f"{name}: cannot install the new key and certificate: {exc}; keeping the "
-            "current ones")
+        say(f"{name}: cannot install the new key and certificate: {exc}; keeping the current ones")
         return 1
-    done = [f"CHAOS: node {name} renewed its certificate: new key made on this machine "
-            f"({enrolled.attested}), valid until {enrolled.not_after}"]
+    done = [
+        f"CHAOS: node {name} renewed its certificate: new key made on this machine "
+        f"({enrolled.attested}), valid until {enrolled.not_after}"
+    ]
     try:
         if install_crl(enrolled, args.crl, args.ca):
             done.append("newer CRL installed")
@@ -257,8 +296,11 @@ def tell(name: str, whom: str, done: list[str]) -> int:
     take the new credentials (it keeps signing with the old key until someone reloads it)."""
     charon = reload.charon_creds() if whom != "none" else None
     if whom != "none":
-        done.append(f"charon did NOT reload ({charon}): run swanctl --load-creds" if charon
-                    else "charon reloaded its credentials, SAs kept")
+        done.append(
+            f"charon did NOT reload ({charon}): run swanctl --load-creds"
+            if charon
+            else "charon reloaded its credentials, SAs kept"
+        )
     if whom == "all":
         problem = reload.tyd()
         done.append(f"tyd: {problem}" if problem else "tyd reloaded")

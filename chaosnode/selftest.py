@@ -28,8 +28,12 @@ SETTLE_SECONDS = 90
 ENROLL_WAIT_SECONDS = 45
 WAITS_FOR_ENROLLMENT = ("charon", "tyd")
 ADDRESS_WAIT_SECONDS = 30
-UNITS = {"nft": "nftables.service", "enroll": "chaos-enroll.service",
-         "charon": "strongswan.service", "tyd": "tyd.service"}
+UNITS = {
+    "nft": "nftables.service",
+    "enroll": "chaos-enroll.service",
+    "charon": "strongswan.service",
+    "tyd": "tyd.service",
+}
 RAM_BLOCK = ("loop", "ram", "zram")
 
 
@@ -82,17 +86,23 @@ def configured_address(address: str, deadline: float) -> str:
 
 
 def disks() -> str:
-    names = sorted(d.name for d in Path("/sys/class/block").iterdir()
-                   if not d.name.startswith(RAM_BLOCK))
+    names = sorted(
+        d.name for d in Path("/sys/class/block").iterdir() if not d.name.startswith(RAM_BLOCK)
+    )
     return ",".join(names) or "none"
 
 
 def verdict(node: dict[str, str], fields: dict[str, str]) -> str:
     """The one console line: READY only when every part is up and no disk is visible."""
-    ready = (bool(node) and fields["addr"] != "none" and fields["disks"] == "none"
-             and all(fields[f] == "ok" for f in UNITS))
-    return (("CHAOS-READY " if ready else "CHAOS-FAILED ")
-            + " ".join(f"{k}={v}" for k, v in fields.items()))
+    ready = (
+        bool(node)
+        and fields["addr"] != "none"
+        and fields["disks"] == "none"
+        and all(fields[f] == "ok" for f in UNITS)
+    )
+    return ("CHAOS-READY " if ready else "CHAOS-FAILED ") + " ".join(
+        f"{k}={v}" for k, v in fields.items()
+    )
 
 
 def main() -> int:
@@ -100,8 +110,11 @@ def main() -> int:
     node = json.loads(node_json.read_text()) if node_json.exists() else {}
     deadline = time.monotonic() + SETTLE_SECONDS
     fields = {"node": node.get("name", "unknown")}
-    fields["addr"] = (configured_address(node["address"], time.monotonic() + ADDRESS_WAIT_SECONDS)
-                      if node else "none")
+    fields["addr"] = (
+        configured_address(node["address"], time.monotonic() + ADDRESS_WAIT_SECONDS)
+        if node
+        else "none"
+    )
     start = time.monotonic()
     for field in UNITS:
         if field == "enroll":

@@ -20,5 +20,6 @@ def connect(url: str, ca_file: Path, timeout: float) -> http.client.HTTPSConnect
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(f"cannot load the cluster CA {ca_file}: {exc}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=context,
-                                       timeout=timeout)
+    return http.client.HTTPSConnection(
+        parts.hostname, parts.port or 443, context=context, timeout=timeout
+    )

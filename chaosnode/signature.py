@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 
-def ca_signed(ca: x509.Certificate, signature: bytes, tbs: bytes,
-              hash_algorithm: hashes.HashAlgorithm | None) -> bool:
+def ca_signed(
+    ca: x509.Certificate, signature: bytes, tbs: bytes, hash_algorithm: hashes.HashAlgorithm | None
+) -> bool:
     """True if the CA's key (Ed25519 or ECDSA, the cluster's key types) made signature over
     tbs; False for a bad signature or any other key type."""
     key = ca.public_key()

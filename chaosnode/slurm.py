@@ -68,8 +68,11 @@ def live_members(doc: Any) -> set[str]:
     members = doc.get("members") if isinstance(doc, dict) else None
     if not isinstance(members, list):
         return set()
-    return {m["name"] for m in members if isinstance(m, dict)
-            and isinstance(m.get("name"), str) and m.get("state") in LIVE}
+    return {
+        m["name"]
+        for m in members
+        if isinstance(m, dict) and isinstance(m.get("name"), str) and m.get("state") in LIVE
+    }
 
 
 def read_map(path: Path) -> set[str] | None:
@@ -131,8 +134,9 @@ class Follower:
                 self.downed.discard(name)
                 removed.append(name)
             elif name not in self.downed:
-                self.run(["scontrol", "update", f"nodename={name}", "state=down",
-                          f"reason={REASON}"])
+                self.run(
+                    ["scontrol", "update", f"nodename={name}", "state=down", f"reason={REASON}"]
+                )
                 say(f"{name} left tyd's map: down in Slurm (deleted once its jobs are gone)")
                 self.downed.add(name)
         return removed
@@ -168,8 +172,11 @@ def wait_for(what: Callable[[], bool], sleep: Callable[[float], None]) -> None:
         sleep(POLL_SECONDS)
 
 
-def main(argv: Sequence[str] | None = None, runner: Run = run,
-         sleep: Callable[[float], None] = time.sleep) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    runner: Run = run,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     p = argparse.ArgumentParser(prog="python3 -m chaosnode.slurm", description=__doc__)
     p.add_argument("--settings", type=Path, default=Path(paths.SLURM_JSON))
     p.add_argument("--once", action="store_true", help="start the daemons, one round, exit")
@@ -180,8 +187,10 @@ def main(argv: Sequence[str] | None = None, runner: Run = run,
         say(str(exc))
         return 2
     if not Path(s.munge_key).exists():
-        say(f"no munge key at {s.munge_key}: enrollment brought none (is the enrollment "
-            "service of this build running?); Slurm stays off")
+        say(
+            f"no munge key at {s.munge_key}: enrollment brought none (is the enrollment "
+            "service of this build running?); Slurm stays off"
+        )
         return 1
     try:
         own_state_dirs()

@@ -41,8 +41,8 @@ class StateDiskError(Exception):
 
 
 class Verdict(enum.Enum):
-    BLANK = "blank"      # chaos may format it
-    OURS = "ours"        # chaos's own filesystem: kept as it is
+    BLANK = "blank"  # chaos may format it
+    OURS = "ours"  # chaos's own filesystem: kept as it is
     FOREIGN = "foreign"  # someone's data: never touched
 
 
@@ -71,9 +71,15 @@ def load_settings(path: Path) -> Settings:
     try:
         doc = json.loads(path.read_text())
         users = tuple((str(u["name"]), int(u["uid"]), int(u["gid"])) for u in doc["users"])
-        return Settings(disk=str(doc["disk"]), label=str(doc["label"]), mount=Path(doc["mount"]),
-                        home=Path(doc["home"]), slurmctld=Path(doc["slurmctld"]),
-                        ssh=Path(doc["ssh"]), users=users)
+        return Settings(
+            disk=str(doc["disk"]),
+            label=str(doc["label"]),
+            mount=Path(doc["mount"]),
+            home=Path(doc["home"]),
+            slurmctld=Path(doc["slurmctld"]),
+            ssh=Path(doc["ssh"]),
+            users=users,
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StateDiskError(f"{path}: {exc}") from None
 
@@ -91,9 +97,13 @@ def say(message: str) -> None:
 DEVICE_WAIT_SECONDS: Final = 60.0
 
 
-def wait_for_disk(disk: str, runner: Run = run, timeout: float = DEVICE_WAIT_SECONDS,
-                  sleep: Callable[[float], None] = time.sleep,
-                  clock: Callable[[], float] = time.monotonic) -> str:
+def wait_for_disk(
+    disk: str,
+    runner: Run = run,
+    timeout: float = DEVICE_WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
     """resolve(), retried until the disk appears or timeout seconds have passed."""
     deadline = clock() + timeout
     while True:
@@ -110,13 +120,17 @@ def resolve(disk: str, runner: Run = run) -> str:
     if disk.startswith("LABEL="):
         r = runner(["blkid", "-L", disk.removeprefix("LABEL=")])
         if r.returncode != 0 or not r.stdout.strip():
-            raise StateDiskError(f"no disk with {disk}: a blank disk has no label yet; name it "
-                                 "by /dev/disk/by-id/ in chaos.yaml")
+            raise StateDiskError(
+                f"no disk with {disk}: a blank disk has no label yet; name it "
+                "by /dev/disk/by-id/ in chaos.yaml"
+            )
         return r.stdout.strip()
     device = Path(disk)
     if not device.exists():
-        raise StateDiskError(f"{disk} does not exist on this machine; see ls -l "
-                             "/dev/disk/by-id/ on the head and fix nodes[].state_disk")
+        raise StateDiskError(
+            f"{disk} does not exist on this machine; see ls -l "
+            "/dev/disk/by-id/ on the head and fix nodes[].state_disk"
+        )
     return str(device.resolve())
 
 
@@ -155,8 +169,7 @@ def inspect(device: str, label: str, runner: Run = run) -> Inspection:
     if found.get("PTTYPE"):
         return Inspection(device, Verdict.FOREIGN, f"a {found['PTTYPE']} partition table")
     kind = found.get("TYPE")
-    if kind == FS_TYPE and found.get("LABEL") == label and all(
-            s.startswith(FS_TYPE) for s in sigs):
+    if kind == FS_TYPE and found.get("LABEL") == label and all(s.startswith(FS_TYPE) for s in sigs):
         return Inspection(device, Verdict.OURS, f"chaos's own {FS_TYPE} ({label})")
     if kind:
         named = f" labelled {found['LABEL']!r}" if found.get("LABEL") else ""
@@ -164,8 +177,9 @@ def inspect(device: str, label: str, runner: Run = run) -> Inspection:
     if sigs:
         return Inspection(device, Verdict.FOREIGN, f"signatures {', '.join(sigs)}")
     if not zero_ends(device):
-        return Inspection(device, Verdict.FOREIGN, "no known signature, but data in its first "
-                          "or last MiB")
+        return Inspection(
+            device, Verdict.FOREIGN, "no known signature, but data in its first or last MiB"
+        )
     return Inspection(device, Verdict.BLANK, "blank (zeros, no signature)")
 
 
@@ -173,10 +187,12 @@ def ensure_filesystem(device: str, label: str, runner: Run = run) -> Inspection:
     """Format a blank disk, keep chaos's own, refuse anything else (StateDiskError)."""
     seen = inspect(device, label, runner)
     if seen.verdict is Verdict.FOREIGN:
-        raise StateDiskError(f"refusing {seen.describe()}: chaos formats only a blank disk or "
-                             f"its own ({FS_TYPE} labelled {label}); this one holds data. "
-                             "Wipe it yourself if it is really free (wipefs -a), or name "
-                             "another disk in nodes[].state_disk")
+        raise StateDiskError(
+            f"refusing {seen.describe()}: chaos formats only a blank disk or "
+            f"its own ({FS_TYPE} labelled {label}); this one holds data. "
+            "Wipe it yourself if it is really free (wipefs -a), or name "
+            "another disk in nodes[].state_disk"
+        )
     if seen.verdict is Verdict.BLANK:
         r = runner(["mkfs.ext4", "-q", "-L", label, "-m", "0", device])
         if r.returncode != 0:
@@ -207,8 +223,7 @@ def ensure_host_key(ssh: Path, runner: Run = run) -> bool:
     key = ssh / HOST_KEY
     if key.exists():
         return False
-    r = runner(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "chaos head", "-f",
-                str(key)])
+    r = runner(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "chaos head", "-f", str(key)])
     if r.returncode != 0:
         raise StateDiskError(f"ssh-keygen for {key} failed: {r.stderr.strip()[-300:]}")
     key.chmod(0o600)
@@ -224,8 +239,7 @@ def mount(runner: Run, argv: list[str]) -> None:
 def main(argv: Sequence[str] | None = None, runner: Run = run) -> int:
     p = argparse.ArgumentParser(prog="python3 -m chaosnode.statedisk", description=__doc__)
     p.add_argument("--settings", type=Path, default=Path(paths.STATE_DISK_JSON))
-    p.add_argument("--check", action="store_true", help="say what the guard finds; change "
-                   "nothing")
+    p.add_argument("--check", action="store_true", help="say what the guard finds; change nothing")
     args = p.parse_args(argv)
     try:
         s = load_settings(args.settings)
@@ -234,8 +248,7 @@ def main(argv: Sequence[str] | None = None, runner: Run = run) -> int:
             say(inspect(device, s.label, runner).describe())
             return 0
         seen = ensure_filesystem(device, s.label, runner)
-        say(f"{device}: {'formatted' if seen.verdict is Verdict.BLANK else 'kept'} "
-            f"({seen.found})")
+        say(f"{device}: {'formatted' if seen.verdict is Verdict.BLANK else 'kept'} ({seen.found})")
         s.mount.mkdir(parents=True, exist_ok=True)
         mount(runner, ["mount", "-t", FS_TYPE, "-o", "nodev,nosuid", device, str(s.mount)])
         prepare_tree(s, _slurm_owner())

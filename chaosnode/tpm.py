@@ -34,9 +34,14 @@ from .paths import TPM_DEVICE
 
 NODE_TCTI: Final = f"device:{TPM_DEVICE}"
 EK_TYPE: Final = "EK-ECC256"
-AK_ATTRIBUTES: Final = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT
-                        | TPMA_OBJECT.SENSITIVEDATAORIGIN | TPMA_OBJECT.USERWITHAUTH
-                        | TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.SIGN_ENCRYPT)
+AK_ATTRIBUTES: Final = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.RESTRICTED
+    | TPMA_OBJECT.SIGN_ENCRYPT
+)
 NV_CHUNK: Final = 512
 # what a measured-boot quote covers (sha256 bank): firmware, shim, GRUB, kernel and initrds
 # (0-9) and shim's MOK lists (14); the service's verifier checks exactly this selection
@@ -73,8 +78,9 @@ class Attestation:
 
 def ak_template(attributes: int = AK_ATTRIBUTES) -> TPM2B_PUBLIC:
     """An ECC P-256 ECDSA-SHA256 signing key; restricted unless a test says otherwise."""
-    area = TPMT_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=attributes,
-                             nameAlg="sha256")
+    area = TPMT_PUBLIC.parse(
+        "ecc256:ecdsa-sha256:null", objectAttributes=attributes, nameAlg="sha256"
+    )
     return TPM2B_PUBLIC(publicArea=area)
 
 
@@ -116,8 +122,9 @@ class Tpm:
             size = int(pub.nvPublic.dataSize)
             data = b""
             while len(data) < size:
-                chunk = esapi.nv_read(handle, min(NV_CHUNK, size - len(data)), len(data),
-                                      auth_handle=handle)
+                chunk = esapi.nv_read(
+                    handle, min(NV_CHUNK, size - len(data)), len(data), auth_handle=handle
+                )
                 data += bytes(chunk)
             return data
         except TSS2_Exception:
@@ -131,15 +138,17 @@ class Tpm:
             template.publicArea.unique.ecc.x = unique.ljust(32, b"\0")[:32]
             template.publicArea.unique.ecc.y = b"\0" * 32
         handle, public, _, _, _ = self.esapi.create_primary(
-            TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.ENDORSEMENT)
+            TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.ENDORSEMENT
+        )
         return handle, public
 
     def _endorsement_policy(self) -> Any:
         """A policy session satisfying the EK's policy (PolicySecret on ENDORSEMENT)."""
         esapi = self.esapi
         sym = TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
-        session = esapi.start_auth_session(ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY, sym,
-                                           TPM2_ALG.SHA256)
+        session = esapi.start_auth_session(
+            ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY, sym, TPM2_ALG.SHA256
+        )
         try:
             esapi.policy_secret(ESYS_TR.ENDORSEMENT, session, b"", b"", b"", 0)
         except BaseException:
@@ -157,7 +166,8 @@ class Tpm:
     def _create_ak(self, ek: Any, template: TPM2B_PUBLIC) -> tuple[Any, TPM2B_PUBLIC]:
         esapi = self.esapi
         private, public, _, _, _ = self._with_policy(
-            lambda s: esapi.create(ek, TPM2B_SENSITIVE_CREATE(), template, session1=s))
+            lambda s: esapi.create(ek, TPM2B_SENSITIVE_CREATE(), template, session1=s)
+        )
         handle = self._with_policy(lambda s: esapi.load(ek, private, public, session1=s))
         return handle, public
 
@@ -167,8 +177,9 @@ class Tpm:
             self.esapi.flush_context(handle)
 
     @contextmanager
-    def keys(self, ak_attributes: int = AK_ATTRIBUTES, ek_unique: bytes | None = None
-             ) -> Iterator[Keys]:
+    def keys(
+        self, ak_attributes: int = AK_ATTRIBUTES, ek_unique: bytes | None = None
+    ) -> Iterator[Keys]:
         """A transient EK with an AK under it, flushed on exit. ak_attributes and ek_unique
         are for tests and benches (a weak AK; many EKs from one TPM)."""
         ek = ak = None
@@ -203,8 +214,11 @@ class Keys:
             raise TpmError("malformed credential from the server: trailing bytes")
         esapi = self._tpm.esapi
         try:
-            cred = self._tpm._with_policy(lambda s: esapi.activate_credential(
-                self._ak, self._ek, blob, secret, session1=ESYS_TR.PASSWORD, session2=s))
+            cred = self._tpm._with_policy(
+                lambda s: esapi.activate_credential(
+                    self._ak, self._ek, blob, secret, session1=ESYS_TR.PASSWORD, session2=s
+                )
+            )
         except TSS2_Exception as exc:
             # any failure means "not this TPM" (ECC gives 0x1DF, RSA a misleading 0x101)
             raise TpmError(f"credential activation failed: {exc}") from None
@@ -213,8 +227,9 @@ class Keys:
     def quote(self, nonce: bytes) -> Quote:
         """The AK's quote of QUOTE_PCRS with the server's nonce (read-only on the TPM)."""
         try:
-            attest, signature = self._tpm.esapi.quote(self._ak, quote_selection(),
-                                                      TPM2B_DATA(nonce))
+            attest, signature = self._tpm.esapi.quote(
+                self._ak, quote_selection(), TPM2B_DATA(nonce)
+            )
         except TSS2_Exception as exc:
             raise TpmError(f"the TPM refused the quote: {exc}") from None
         return Quote(bytes(attest), signature.marshal())

@@ -14,13 +14,20 @@ from tpm2_pytss.constants import TPM2_ALG, TPMA_OBJECT
 from tpm2_pytss.types import TPM2B_PUBLIC
 
 # A restricted signing key made inside this TPM that can never leave it: what an AK must be.
-AK_REQUIRED: Final = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT
-                      | TPMA_OBJECT.SENSITIVEDATAORIGIN | TPMA_OBJECT.RESTRICTED
-                      | TPMA_OBJECT.SIGN_ENCRYPT)
+AK_REQUIRED: Final = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.RESTRICTED
+    | TPMA_OBJECT.SIGN_ENCRYPT
+)
 AK_ATTRIBUTE_NAMES: Final = {
-    TPMA_OBJECT.FIXEDTPM: "fixedTPM", TPMA_OBJECT.FIXEDPARENT: "fixedParent",
+    TPMA_OBJECT.FIXEDTPM: "fixedTPM",
+    TPMA_OBJECT.FIXEDPARENT: "fixedParent",
     TPMA_OBJECT.SENSITIVEDATAORIGIN: "sensitiveDataOrigin",
-    TPMA_OBJECT.RESTRICTED: "restricted", TPMA_OBJECT.SIGN_ENCRYPT: "sign"}
+    TPMA_OBJECT.RESTRICTED: "restricted",
+    TPMA_OBJECT.SIGN_ENCRYPT: "sign",
+}
 
 
 class PublicAreaError(ValueError):
@@ -50,8 +57,9 @@ def public_der(public: TPM2B_PUBLIC, what: str = "key") -> bytes:
         key = serialization.load_der_public_key(der)
     except Exception as exc:  # an ECC point off the curve, an odd RSA modulus, ...
         raise PublicAreaError(f"{what} holds no usable public key ({exc})") from None
-    return key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def ek_hash(ek_public: bytes) -> str:
@@ -73,9 +81,15 @@ def ak_problems(ak: TPM2B_PUBLIC) -> list[str]:
 def ek_problems(ek: TPM2B_PUBLIC) -> list[str]:
     """Why this public area cannot be an endorsement key (a restricted decryption key)."""
     attrs = int(ek.publicArea.objectAttributes)
-    problems = [f"missing {name}" for bit, name in (
-        (TPMA_OBJECT.RESTRICTED, "restricted"), (TPMA_OBJECT.DECRYPT, "decrypt"),
-        (TPMA_OBJECT.FIXEDTPM, "fixedTPM")) if not attrs & int(bit)]
+    problems = [
+        f"missing {name}"
+        for bit, name in (
+            (TPMA_OBJECT.RESTRICTED, "restricted"),
+            (TPMA_OBJECT.DECRYPT, "decrypt"),
+            (TPMA_OBJECT.FIXEDTPM, "fixedTPM"),
+        )
+        if not attrs & int(bit)
+    ]
     if attrs & int(TPMA_OBJECT.SIGN_ENCRYPT):
         problems.append("must not have sign")
     return problems

@@ -55,8 +55,10 @@ def parse_window(text: str) -> Window:
     h1, m1, h2, m2 = (int(g) for g in m.groups())
     window = Window(h1 * 60 + m1, h2 * 60 + m2)
     if window.start == window.end:
-        raise ValueError(f"{text} is empty (start equals end); for a whole day use "
-                         "schedule.whole_days or schedule.holidays")
+        raise ValueError(
+            f"{text} is empty (start equals end); for a whole day use "
+            "schedule.whole_days or schedule.holidays"
+        )
     return window
 
 
@@ -108,8 +110,9 @@ class Night:
             day = first + dt.timedelta(days=d)
             out: set[dt.datetime] = set()
             for minute in edges:
-                wall = dt.datetime(day.year, day.month, day.day, minute // 60, minute % 60,
-                                   tzinfo=tz)
+                wall = dt.datetime(
+                    day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=tz
+                )
                 for fold in (0, 1):
                     inst = wall.replace(fold=fold).astimezone(utc)
                     if inst > t:
@@ -131,8 +134,12 @@ class Night:
         return hi
 
 
-def night_from_settings(windows: tuple[str, ...], zone: str, whole_days: tuple[str, ...],
-                        holidays: tuple[dt.date, ...]) -> Night:
-    return Night(windows=tuple(parse_window(w) for w in windows), zone=zone,
-                 whole_days=frozenset(WEEKDAYS.index(d) for d in whole_days),
-                 holidays=frozenset(holidays))
+def night_from_settings(
+    windows: tuple[str, ...], zone: str, whole_days: tuple[str, ...], holidays: tuple[dt.date, ...]
+) -> Night:
+    return Night(
+        windows=tuple(parse_window(w) for w in windows),
+        zone=zone,
+        whole_days=frozenset(WEEKDAYS.index(d) for d in whole_days),
+        holidays=frozenset(holidays),
+    )

@@ -28,9 +28,17 @@ def night_events(name: str) -> list[events.Event]:
     for line in (NIGHTS / f"{name}.jsonl").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             d = json.loads(line)
-            out.append(events.Event(dt.datetime.fromisoformat(d["t"]), events.Kind(d["kind"]),
-                                    d["node"], d["mac"], d["address"], d["detail"],
-                                    d["value"]))
+            out.append(
+                events.Event(
+                    dt.datetime.fromisoformat(d["t"]),
+                    events.Kind(d["kind"]),
+                    d["node"],
+                    d["mac"],
+                    d["address"],
+                    d["detail"],
+                    d["value"],
+                )
+            )
     return out
 
 

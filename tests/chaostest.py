@@ -42,15 +42,26 @@ def install_enrolled_identity(nodes_dir: Path, cluster: Cluster, pki: Pki) -> No
     certificate), here from the build host's PKI: rendered trees carry no identity."""
     for node in cluster.nodes:
         cert, key = pki.node_files(node.name)
-        write_tree(nodes_dir / node.name, {in_root(NODE_CERT_PATH): OutFile(cert),
-                                           in_root(NODE_KEY_PATH): OutFile(key, 0o600)})
+        write_tree(
+            nodes_dir / node.name,
+            {in_root(NODE_CERT_PATH): OutFile(cert), in_root(NODE_KEY_PATH): OutFile(key, 0o600)},
+        )
 
 
 def node_settings(**fields: str) -> NodeSettings:
     """A node.json record as chaos-build renders it, with the given fields changed."""
-    base = {"name": "node01", "fqdn": "node01.lab.test", "address": "10.99.0.11",
-            "mac": "52:54:00:00:00:01", "cluster": "chaos-lab", "scope": "all",
-            "enroll_url": "", "push_url": "", "key_type": "ed25519", "attestation": "tpm"}
+    base = {
+        "name": "node01",
+        "fqdn": "node01.lab.test",
+        "address": "10.99.0.11",
+        "mac": "52:54:00:00:00:01",
+        "cluster": "chaos-lab",
+        "scope": "all",
+        "enroll_url": "",
+        "push_url": "",
+        "key_type": "ed25519",
+        "attestation": "tpm",
+    }
     return NodeSettings(**{**base, **fields})
 
 
@@ -64,5 +75,7 @@ def skip_fails_in_ci(report: pytest.TestReport, ci: bool | None = None) -> None:
     longrepr = report.longrepr
     reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
     report.outcome = "failed"
-    report.longrepr = f"CI=true: this test would have been skipped ({reason}); " \
-                      "CI has every tool and runs as root (make setup)"
+    report.longrepr = (
+        f"CI=true: this test would have been skipped ({reason}); "
+        "CI has every tool and runs as root (make setup)"
+    )

@@ -40,7 +40,7 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     terminalreporter.section("wall time per tier (phase)")
     for name in ("unit", "integration", "image", "smoke"):
         if _count[name]:
-            terminalreporter.write_line(f"{name:12} {_count[name]:4d} tests  "
-                                        f"{_spent[name]:8.1f} s")
-    terminalreporter.write_line(f"{'total':12} {sum(_count.values()):4d} tests  "
-                                f"{time.monotonic() - _started:8.1f} s")
+            terminalreporter.write_line(f"{name:12} {_count[name]:4d} tests  {_spent[name]:8.1f} s")
+    terminalreporter.write_line(
+        f"{'total':12} {sum(_count.values()):4d} tests  {time.monotonic() - _started:8.1f} s"
+    )

@@ -25,10 +25,10 @@ def children(data: bytes) -> list[Tlv]:
         i += 2
         if first & 0x80:
             size = first & 0x7F
-            length = int.from_bytes(data[i:i + size], "big")
+            length = int.from_bytes(data[i : i + size], "big")
             i += size
         else:
             length = first
-        out.append((tag, data[i:i + length]))
+        out.append((tag, data[i : i + length]))
         i += length
     return out

@@ -21,12 +21,21 @@ def sometimes(draw: st.DrawFn, *damage: str) -> str:
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.floats(allow_nan=False), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
     st.text(st.characters(blacklist_categories=()), max_size=8),  # lone surrogates too
-    st.integers(), st.sampled_from([-1, 0, 1 << 63, 1 << 64, -(1 << 63) - 1, 10 ** 30]))
-json_values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-    max_leaves=12)
+    st.integers(),
+    st.sampled_from([-1, 0, 1 << 63, 1 << 64, -(1 << 63) - 1, 10**30]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def damage_fields(draw: st.DrawFn, obj: dict[str, Any]) -> None:
@@ -43,16 +52,15 @@ def damage_fields(draw: st.DrawFn, obj: dict[str, Any]) -> None:
 
 
 @st.composite
-def bytes_like(draw: st.DrawFn, real: bytes, always: bool = False,
-               max_random: int = 400) -> bytes:
+def bytes_like(draw: st.DrawFn, real: bytes, always: bool = False, max_random: int = 400) -> bytes:
     """Binary structure as it is (unless `always`), or flipped, cut, extended, replaced."""
     damages = ("flip", "truncate", "trailing", "random")
     damage = draw(st.sampled_from(damages)) if always else sometimes(draw, *damages)
     if damage == "flip":
         at = draw(st.integers(0, len(real) - 1))
-        return real[:at] + bytes([real[at] ^ draw(st.integers(1, 255))]) + real[at + 1:]
+        return real[:at] + bytes([real[at] ^ draw(st.integers(1, 255))]) + real[at + 1 :]
     if damage == "truncate":
-        return real[:draw(st.integers(1, len(real)))]
+        return real[: draw(st.integers(1, len(real)))]
     if damage == "trailing":
         return real + draw(st.binary(min_size=1, max_size=8))
     if damage == "random":
@@ -70,18 +78,19 @@ def raw_json(draw: st.DrawFn, obj: Any) -> bytes:
     text = json.dumps(obj, separators=(",", ":")).encode()
     damage = sometimes(draw, "duplicate", "utf8", "deep", "digits", "truncate", "constant")
     if damage == "duplicate" and text.startswith(b'{"'):
-        key = text[1:text.index(b'"', 2) + 1]
+        key = text[1 : text.index(b'"', 2) + 1]
         return b"{" + key + b":0," + text[1:]
     if damage == "utf8":
         at = draw(st.integers(0, len(text)))
-        return text[:at] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80"])) \
-            + text[at:]
+        return (
+            text[:at] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80"])) + text[at:]
+        )
     if damage == "deep" and text.startswith(b"{"):
         return b'{"x":' + _deep(draw(st.integers(100, 6000))) + b"," + text[1:]
     if damage == "digits":
-        return text.replace(b":", b":" + b"9" * draw(st.integers(10, 5000)) + b",\"y\":", 1)
+        return text.replace(b":", b":" + b"9" * draw(st.integers(10, 5000)) + b',"y":', 1)
     if damage == "truncate":
-        return text[:draw(st.integers(0, len(text)))]
+        return text[: draw(st.integers(0, len(text)))]
     if damage == "constant":
-        return text.replace(b":", b":NaN,\"z\":", 1)
+        return text.replace(b":", b':NaN,"z":', 1)
     return text

@@ -41,18 +41,27 @@ class Installed:
         return run([self.venv / "bin" / "chaos-build", *args], cwd=self.work, timeout=timeout)
 
 
-def run(argv: list[str | Path], cwd: Path | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str | Path], cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The clean environment a user's shell gives (no PYTHONPATH into the checkout); the
     unpacked overlays go to a cache beside cwd, not the user's ~/.cache."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     if cwd is not None:
         env["XDG_CACHE_HOME"] = str(cwd.parent / "xdg-cache")
-    r = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
-                       text=True, timeout=timeout, check=False)
+    r = subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if r.returncode != 0:
-        raise InstallCheckFailed(f"{' '.join(map(str, argv))}: exit {r.returncode}\n"
-                                 f"{r.stdout[-2000:]}{r.stderr[-4000:]}")
+        raise InstallCheckFailed(
+            f"{' '.join(map(str, argv))}: exit {r.returncode}\n{r.stdout[-2000:]}{r.stderr[-4000:]}"
+        )
     return r
 
 
@@ -69,8 +78,22 @@ def copy_sources(dest: Path) -> Path:
 
 def build_wheel(src: Path, dist: Path) -> Path:
     """`pip wheel` offline: no build isolation, the running venv's setuptools and wheel."""
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", "-q", "-w", dist, src], timeout=600)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            dist,
+            src,
+        ],
+        timeout=600,
+    )
     wheels = sorted(dist.glob("chaos-*.whl"))
     if len(wheels) != 1:
         raise InstallCheckFailed(f"{dist}: expected one chaos wheel, found {wheels}")
@@ -86,12 +109,26 @@ def install(wheel: Path, venv: Path, deps: str) -> None:
         run([venv / "bin/python", "-m", "pip", "install", "-q", wheel], timeout=1200)
         return
     run([base, "-m", "venv", "--without-pip", venv])
-    purelib = Path(run([venv / "bin/python", "-c",
-                        "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
-                       ).stdout.strip())
+    purelib = Path(
+        run(
+            [venv / "bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+        ).stdout.strip()
+    )
     (purelib / "chaos-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    run([sys.executable, "-m", "pip", "--python", venv / "bin/python", "install", "-q",
-         "--no-deps", "--no-index", wheel])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv / "bin/python",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            wheel,
+        ]
+    )
 
 
 def install_wheel(tmp: Path, deps: str = "venv") -> Installed:
@@ -106,14 +143,20 @@ def install_wheel(tmp: Path, deps: str = "venv") -> Installed:
 
 def check_commands(inst: Installed) -> list[str]:
     """The user's commands from outside the checkout; returns what was run."""
-    where = run([inst.python, "-c", "import builder; print(builder.__file__)"],
-                cwd=inst.work).stdout.strip()
+    where = run(
+        [inst.python, "-c", "import builder; print(builder.__file__)"], cwd=inst.work
+    ).stdout.strip()
     if not where.startswith(str(inst.venv)):
         raise InstallCheckFailed(f"builder imported from {where}, not from {inst.venv}")
     done = []
     # render needs the cluster CA
-    for args in (["--help"], ["check", "-c", "chaos.yaml"], ["pki", "init", "-c", "chaos.yaml"],
-                 ["render", "-c", "chaos.yaml"], ["show", "node02", "-c", "chaos.yaml"]):
+    for args in (
+        ["--help"],
+        ["check", "-c", "chaos.yaml"],
+        ["pki", "init", "-c", "chaos.yaml"],
+        ["render", "-c", "chaos.yaml"],
+        ["show", "node02", "-c", "chaos.yaml"],
+    ):
         inst.chaos_build(*args)
         done.append(" ".join(["chaos-build", *args]))
     if not (inst.work / "build/nodes/node02/etc/swanctl/swanctl.conf").is_file():

@@ -34,10 +34,15 @@ def test_a_program_naming_its_default_key_file_is_not_a_secret(tmp_path):
 
 def test_key_files_pem_keys_and_the_munge_key_bytes_are_found(tmp_path):
     pem = key_pem(new_key(KeyType.ED25519))
-    data = archive(tmp_path, {"etc/munge/munge.key": b"k" * 128,
-                              "etc/swanctl/private/node.key": b"x",
-                              "etc/ssl/leak.txt": b"notes\n" + pem,
-                              "usr/share/blob": b"..." + MUNGE_KEY + b"..."})
+    data = archive(
+        tmp_path,
+        {
+            "etc/munge/munge.key": b"k" * 128,
+            "etc/swanctl/private/node.key": b"x",
+            "etc/ssl/leak.txt": b"notes\n" + pem,
+            "usr/share/blob": b"..." + MUNGE_KEY + b"...",
+        },
+    )
     found = secrets_in(zstd(data), {"the munge key": MUNGE_KEY})
     assert "etc/munge/munge.key (a key file)" in found
     assert "etc/swanctl/private/node.key (a key file)" in found

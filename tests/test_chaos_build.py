@@ -10,9 +10,14 @@ from chaostest import ROOT
 
 
 def chaos_build(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "builder.cli", *args], cwd=cwd or ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "builder.cli", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_check_default_config():
@@ -95,8 +100,11 @@ def test_show_lists_every_declared_setting_with_its_origin(workdir):
         if not dataclasses.is_dataclass(kind):  # a top-level scalar such as workload
             expected.add(name)
             continue
-        expected |= {f"{name}.{f.name}" for f in dataclasses.fields(kind)
-                     if not (name == "firewall" and f.name == "services")}
+        expected |= {
+            f"{name}.{f.name}"
+            for f in dataclasses.fields(kind)
+            if not (name == "firewall" and f.name == "services")
+        }
     assert len(expected) > 30
     assert expected <= keys, sorted(expected - keys)
     assert "security.scope" in keys and "cluster.name" in keys and "workload" in keys

@@ -89,9 +89,14 @@ def test_unquoted_mac_is_read_as_written():
 
 
 def test_defaults_are_inherited_and_overridden():
-    text = (ROOT / "chaos.yaml").read_text().replace(
-        "defaults:\n  roles: [compute]",
-        "defaults:\n  roles: [compute]\n  services:\n    - {name: ssh, port: 22}")
+    text = (
+        (ROOT / "chaos.yaml")
+        .read_text()
+        .replace(
+            "defaults:\n  roles: [compute]",
+            "defaults:\n  roles: [compute]\n  services:\n    - {name: ssh, port: 22}",
+        )
+    )
     text = text.replace("    address: 10.99.0.13\n", "    address: 10.99.0.13\n    roles: [head]\n")
     text = text.replace("workload: slurm ", "workload: none  ")  # two heads: no slurmctld
     cluster = load_cluster_text(text)
@@ -115,8 +120,16 @@ def test_model_is_frozen(default_cluster):
 
 def test_reference_covers_every_setting():
     ref = reference.yaml_reference()
-    for key in ("subnet:", "scope:", "esp_proposals:", "heartbeat_seconds:", "hardware:",
-                "compression:", "services:", "key_type:"):
+    for key in (
+        "subnet:",
+        "scope:",
+        "esp_proposals:",
+        "heartbeat_seconds:",
+        "hardware:",
+        "compression:",
+        "services:",
+        "key_type:",
+    ):
         assert key in ref
     md = reference.markdown()
     assert "| `security.scope` | all \\| migration" in md or "`security.scope`" in md
@@ -124,5 +137,6 @@ def test_reference_covers_every_setting():
 
 def test_docs_reference_is_current():
     page = (ROOT / "docs" / "reference.md").read_text()
-    assert reference.markdown() in page, "docs/reference.md is stale: paste `chaos-build " \
-        "reference --markdown` into it"
+    assert reference.markdown() in page, (
+        "docs/reference.md is stale: paste `chaos-build reference --markdown` into it"
+    )

@@ -54,8 +54,10 @@ def test_every_program_a_unit_runs_is_a_module_of_the_node_packages(unit):
     root = Path(__file__).resolve().parents[1]
     for module in PROGRAM.findall(unit.read_text()):
         parts = module.split(".")
-        assert (root.joinpath(*parts).with_suffix(".py").is_file()
-                or (root.joinpath(*parts) / "__main__.py").is_file()), module
+        assert (
+            root.joinpath(*parts).with_suffix(".py").is_file()
+            or (root.joinpath(*parts) / "__main__.py").is_file()
+        ), module
 
 
 def test_the_agent_unit_waits_for_the_declared_port():
@@ -65,8 +67,11 @@ def test_the_agent_unit_waits_for_the_declared_port():
 
 def test_rendered_records_read_back_on_the_node(default_cluster):
     env = environment()
-    names = [n for n in template_names() if n in ("common/etc/chaos/node.json.j2",
-                                                  "slurm/etc/chaos/slurm.json.j2")]
+    names = [
+        n
+        for n in template_names()
+        if n in ("common/etc/chaos/node.json.j2", "slurm/etc/chaos/slurm.json.j2")
+    ]
     for node in default_cluster.nodes:
         tree = render_templates(node_context(default_cluster, node), env, names)
         settings = NodeSettings.loads(tree[paths.in_root(paths.NODE_JSON)].data)
@@ -76,20 +81,31 @@ def test_rendered_records_read_back_on_the_node(default_cluster):
             assert slurm.node == node.name and slurm.munge_key == paths.MUNGE_KEY
 
 
-@pytest.mark.parametrize("text, why", [
-    ("[]", "not a JSON object"),
-    ('{"name": "node01"}', "missing"),
-    (node_settings().dumps("x").replace('"scope"', '"scoop"'), "unknown ['scoop']"),
-    (node_settings().dumps("x").replace('"10.99.0.11"', "7"), "address: 7 is not str"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("[]", "not a JSON object"),
+        ('{"name": "node01"}', "missing"),
+        (node_settings().dumps("x").replace('"scope"', '"scoop"'), "unknown ['scoop']"),
+        (node_settings().dumps("x").replace('"10.99.0.11"', "7"), "address: 7 is not str"),
+    ],
+)
 def test_a_record_that_is_not_one_is_refused(text, why):
     with pytest.raises(RecordError, match=re.escape(why)):
         NodeSettings.loads(text)
 
 
 def test_flags_stay_flags():
-    s = SlurmSettings("slurm", "node01", "node01", "10.99.0.11", True, False,
-                      paths.TYD_EXPORTS["json"], paths.MUNGE_KEY)
+    s = SlurmSettings(
+        "slurm",
+        "node01",
+        "node01",
+        "10.99.0.11",
+        True,
+        False,
+        paths.TYD_EXPORTS["json"],
+        paths.MUNGE_KEY,
+    )
     assert SlurmSettings.loads(s.dumps("x")) == s
     with pytest.raises(RecordError, match="slurmd: 0 is not bool"):
         SlurmSettings.loads(s.dumps("x").replace('"slurmd": false', '"slurmd": 0'))

@@ -58,8 +58,11 @@ def test_a_folder_no_feature_declares_is_refused(tmp_path):
 def test_templates_dir_holds_nothing_for_the_nodes():
     """templates/ is what the serve host renders for itself; a node's template left there
     (say, from a branch that predates the feature folders) would never be rendered."""
-    stray = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "templates").rglob("*")
-                   if p.is_file() and p.parts[len(ROOT.parts) + 1] == "etc")
+    stray = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "templates").rglob("*")
+        if p.is_file() and p.parts[len(ROOT.parts) + 1] == "etc"
+    )
     assert not stray, f"node templates in templates/: move them to overlays/<feature>/: {stray}"
 
 
@@ -77,13 +80,24 @@ def test_the_base_gets_every_static_file_and_no_template_nor_empty_folder(tmp_pa
     """What install_common_overlay copies: each feature's static files (links kept); the
     templates are each node's, and a folder of templates only must not leave an empty one."""
     for feature in FEATURES:
-        shutil.copytree(OVERLAYS / feature.name, tmp_path, symlinks=True, dirs_exist_ok=True,
-                        ignore=templates_only)
-    copied = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
-              if p.is_symlink() or p.is_file()}
-    static = {p.relative_to(OVERLAYS / f.name).as_posix() for f in FEATURES
-              for p in (OVERLAYS / f.name).rglob("*")
-              if (p.is_symlink() or p.is_file()) and not p.name.endswith(TEMPLATE_SUFFIX)}
+        shutil.copytree(
+            OVERLAYS / feature.name,
+            tmp_path,
+            symlinks=True,
+            dirs_exist_ok=True,
+            ignore=templates_only,
+        )
+    copied = {
+        p.relative_to(tmp_path).as_posix()
+        for p in tmp_path.rglob("*")
+        if p.is_symlink() or p.is_file()
+    }
+    static = {
+        p.relative_to(OVERLAYS / f.name).as_posix()
+        for f in FEATURES
+        for p in (OVERLAYS / f.name).rglob("*")
+        if (p.is_symlink() or p.is_file()) and not p.name.endswith(TEMPLATE_SUFFIX)
+    }
     assert copied == static
     assert "etc/systemd/system/chaos-slurm.service" in copied
     empty = [p for p in tmp_path.rglob("*") if p.is_dir() and not any(p.iterdir())]

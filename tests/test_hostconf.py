@@ -20,16 +20,21 @@ from builder.nginx import NginxSite, nginx_conf
 GOLDEN = ROOT / "tests" / "golden" / "serve"
 UPDATE = os.environ.get("CHAOS_UPDATE_GOLDEN") == "1"
 # a serve run with fixed paths, so the golden file does not depend on where the tests run
-SITE = NginxSite(ipaddress.IPv4Address("10.99.0.1"), 8080, Path("/srv/chaos/pxe"),
-                 Path("/run/chaos-serve"), "nobody", "nogroup")
-
-
+SITE = NginxSite(
+    ipaddress.IPv4Address("10.99.0.1"),
+    8080,
+    Path("/srv/chaos/pxe"),
+    Path("/run/chaos-serve"),
+    "nobody",
+    "nogroup",
+)
 
 
 def pxelinux_node() -> str:
     cluster, _ = load_cluster(ROOT / "tests" / "golden" / "all.yaml")
-    ctx = BuildContext(cluster=cluster, nodes_dir=Path("/nodes"), out_dir=Path("/out"),
-                       cache_dir=Path("/cache"))
+    ctx = BuildContext(
+        cluster=cluster, nodes_dir=Path("/nodes"), out_dir=Path("/out"), cache_dir=Path("/cache")
+    )
     return pxe.pxelinux_entry(ctx, cluster.nodes[0])
 
 
@@ -38,12 +43,15 @@ def pxelinux_local() -> str:
     return pxe.local_disk_answers(cluster.nodes[0], "outside the night")[1]
 
 
-@pytest.mark.parametrize("name, text", [
-    ("nginx.conf", lambda: nginx_conf(SITE)),
-    ("pxelinux-node.cfg", pxelinux_node),
-    ("pxelinux-local.cfg", pxelinux_local),
-    ("pxelinux-default.cfg", lambda: pxe.PXELINUX_DEFAULT),
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("nginx.conf", lambda: nginx_conf(SITE)),
+        ("pxelinux-node.cfg", pxelinux_node),
+        ("pxelinux-local.cfg", pxelinux_local),
+        ("pxelinux-default.cfg", lambda: pxe.PXELINUX_DEFAULT),
+    ],
+)
 def test_host_configs_match_golden_files(name, text):
     golden = GOLDEN / name
     if UPDATE:

@@ -45,8 +45,10 @@ def parse_swanctl(text: str) -> dict[str, Any]:
 
 def as_lists(section: ipsec.Section) -> dict[str, Any]:
     """A VICI mapping in the parsed file's shape (scalars as one-element lists)."""
-    return {k: as_lists(v) if isinstance(v, dict) else [v] if isinstance(v, str) else list(v)
-            for k, v in section.items()}
+    return {
+        k: as_lists(v) if isinstance(v, dict) else [v] if isinstance(v, str) else list(v)
+        for k, v in section.items()
+    }
 
 
 def rendered_node(case: str, index: int) -> tuple[Any, Any, dict[str, bytes]]:
@@ -90,8 +92,15 @@ def test_each_connection_binds_the_peer_identity_to_its_address() -> None:
 
 
 def policy(scope: str) -> ipsec.Policy:
-    return ipsec.Policy(ipaddress.IPv4Address("10.9.0.1"), ("aes128gcm16-prfsha256-x25519",),
-                        ("aes128gcm16-x25519",), 45, 20, scope, (7411, 12820))
+    return ipsec.Policy(
+        ipaddress.IPv4Address("10.9.0.1"),
+        ("aes128gcm16-prfsha256-x25519",),
+        ("aes128gcm16-x25519",),
+        45,
+        20,
+        scope,
+        (7411, 12820),
+    )
 
 
 def test_scope_migration_protects_only_the_ports_in_both_directions() -> None:
@@ -102,10 +111,14 @@ def test_scope_migration_protects_only_the_ports_in_both_directions() -> None:
         "peer-b-to-12820": (["10.9.0.1/32[tcp]"], ["10.9.0.2/32[tcp/12820]"]),
         "peer-b-from-12820": (["10.9.0.1/32[tcp/12820]"], ["10.9.0.2/32[tcp]"]),
     }
-    conn = ipsec.connection(policy("all"), "b", ipaddress.IPv4Address("10.9.0.2"),
-                            ipsec.Certs("PEM-NODE", "PEM-CA"))["peer-b"]
+    conn = ipsec.connection(
+        policy("all"), "b", ipaddress.IPv4Address("10.9.0.2"), ipsec.Certs("PEM-NODE", "PEM-CA")
+    )["peer-b"]
     assert conn["dpd_delay"] == "20s" and conn["local"] == {
-        "auth": "pubkey", "certs": ["PEM-NODE"], "id": "10.9.0.1"}
+        "auth": "pubkey",
+        "certs": ["PEM-NODE"],
+        "id": "10.9.0.1",
+    }
     child = conn["children"]["peer-b"]  # type: ignore[index]
     assert child["rekey_time"] == "45m" and child["remote_ts"] == ["10.9.0.2/32"]
 

@@ -1,4 +1,4 @@
-"""The linters are part of the suite: ruff and mypy must be clean."""
+"""The linters are part of the suite: ruff (check and format) and mypy must be clean."""
 
 from __future__ import annotations
 
@@ -20,9 +20,17 @@ def tool(name: str) -> list[str]:
     return [sys.executable, "-m", name]
 
 
-@pytest.mark.parametrize("cmd", [["ruff", "check", "builder", "tyd", "chaosnode", "tests", "bench"],
-                                 ["mypy"]], ids=["ruff", "mypy"])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["ruff", "check", "builder", "tyd", "chaosnode", "tests", "bench"],
+        ["ruff", "format", "--check", "builder", "tyd", "chaosnode", "tests", "bench"],
+        ["mypy"],
+    ],
+    ids=["ruff", "ruff-format", "mypy"],
+)
 def test_linter_is_clean(cmd):
-    r = subprocess.run([*tool(cmd[0]), *cmd[1:]], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [*tool(cmd[0]), *cmd[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stdout + r.stderr

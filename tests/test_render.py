@@ -58,8 +58,13 @@ def test_templates_match_golden_files(case):
 
 def test_every_template_has_golden_output():
     names = {output_path(n) for n in template_names()}
-    golden = {p.relative_to(node).as_posix() for case in CASES
-              for node in (GOLDEN / case).iterdir() for p in node.rglob("*") if p.is_file()}
+    golden = {
+        p.relative_to(node).as_posix()
+        for case in CASES
+        for node in (GOLDEN / case).iterdir()
+        for p in node.rglob("*")
+        if p.is_file()
+    }
     golden = {g for g in golden if not g.startswith("etc/ssh/authorized_keys/")}
     assert names == golden
 
@@ -74,15 +79,24 @@ def test_slurm_files_go_to_the_nodes_whose_roles_ask_for_them():
     slurm = json.loads(files["alpha/etc/chaos/slurm.json"])
     assert (slurm["head"], slurm["slurmctld"], slurm["slurmd"]) == ("beta", False, True)
     conf = files["beta/etc/slurm/slurm.conf"].decode()
-    for line in ("SlurmctldParameters=enable_configless", "MaxNodeCount=3", "TreeWidth=65533",
-                 "SelectType=select/cons_tres", "SrunPortRange=60001-60100",
-                 "SlurmctldHost=beta(10.99.0.12)", "AuthType=auth/munge"):
+    for line in (
+        "SlurmctldParameters=enable_configless",
+        "MaxNodeCount=3",
+        "TreeWidth=65533",
+        "SelectType=select/cons_tres",
+        "SrunPortRange=60001-60100",
+        "SlurmctldHost=beta(10.99.0.12)",
+        "AuthType=auth/munge",
+    ):
         assert f"\n{line}\n" in conf, line
     # no D-Bus in the image: slurmd must not ask systemd for its steps' cgroup scope
     assert "IgnoreSystemd=yes" in files["beta/etc/slurm/cgroup.conf"].decode()
     # the munge key is a secret: only where munged finds it, never the key itself
-    assert files["alpha/etc/default/munge"].decode().endswith(
-        'OPTIONS="--key-file=/run/chaos/munge.key"\n')
+    assert (
+        files["alpha/etc/default/munge"]
+        .decode()
+        .endswith('OPTIONS="--key-file=/run/chaos/munge.key"\n')
+    )
 
 
 def test_workload_none_renders_no_slurm():
@@ -160,7 +174,8 @@ def test_failed_render_leaves_last_good_output(tmp_path, default_cluster):
     overlays = tmp_path / "overlays"
     shutil.copytree(OVERLAYS, overlays, symlinks=True)
     (overlays / "common/etc/broken.j2").write_text(  # node03 cannot be rendered now
-        '{% if name == "node03" %}{{ no_such_value }}{% endif %}\n')
+        '{% if name == "node03" %}{{ no_such_value }}{% endif %}\n'
+    )
     with pytest.raises(RenderError, match="no_such_value"):
         render_cluster(default_cluster, pki, out, overlays=overlays)
     assert (out / "node01/etc/nftables.conf").read_bytes() == before

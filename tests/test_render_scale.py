@@ -12,13 +12,19 @@ from builder.render import environment, node_tree, template_names
 
 
 def cluster_yaml(n: int) -> str:
-    lines = ["cluster: {name: scale, domain: lab.test}",
-             "network: {subnet: 10.50.0.0/16, gateway: 10.50.0.1}",
-             "workload: slurm", "tyd: {seeds: [n0000]}", "nodes:"]
+    lines = [
+        "cluster: {name: scale, domain: lab.test}",
+        "network: {subnet: 10.50.0.0/16, gateway: 10.50.0.1}",
+        "workload: slurm",
+        "tyd: {seeds: [n0000]}",
+        "nodes:",
+    ]
     for i in range(n):
         roles = ", roles: [head]" if i == 1 else ""
-        lines.append(f'  - {{name: n{i:04d}, mac: "52:54:00:00:{i >> 8:02x}:{i & 255:02x}", '
-                     f"address: 10.50.{i >> 8}.{10 + (i & 255)}{roles}}}")
+        lines.append(
+            f'  - {{name: n{i:04d}, mac: "52:54:00:00:{i >> 8:02x}:{i & 255:02x}", '
+            f"address: 10.50.{i >> 8}.{10 + (i & 255)}{roles}}}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -20,10 +20,15 @@ def test_failure_names_the_command_and_its_stderr() -> None:
 
 def test_stop_processes_ends_and_reaps_even_those_ignoring_sigterm() -> None:
     polite = subprocess.Popen(["sleep", "60"])
-    stubborn = subprocess.Popen([sys.executable, "-c",
-                                 "import signal, time; signal.signal(signal.SIGTERM, "
-                                 "signal.SIG_IGN); print(flush=True); time.sleep(60)"],
-                                stdout=subprocess.PIPE)
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, "
+            "signal.SIG_IGN); print(flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
     assert stubborn.stdout is not None and stubborn.stdout.readline()  # handler installed
     stop_processes([polite, stubborn], timeout=1)
     assert polite.returncode == -15
@@ -32,9 +37,13 @@ def test_stop_processes_ends_and_reaps_even_those_ignoring_sigterm() -> None:
 
 def test_supervised_child_logs_to_its_file_and_is_reaped_however_the_block_ends(tmp_path):
     log = tmp_path / "child.log"
-    with pytest.raises(RuntimeError), supervised(
+    with (
+        pytest.raises(RuntimeError),
+        supervised(
             [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
-            log_file=log) as proc:
+            log_file=log,
+        ) as proc,
+    ):
         for _ in range(100):
             if log.exists() and log.read_text():
                 break
@@ -46,8 +55,9 @@ def test_supervised_child_logs_to_its_file_and_is_reaped_however_the_block_ends(
 
 def test_process_failure_names_the_child_its_code_and_its_log_tail(tmp_path):
     log = tmp_path / "dnsmasq.log"
-    proc = spawn([sys.executable, "-c", "import sys; print('bind failed'); sys.exit(2)"],
-                 log_file=log)
+    proc = spawn(
+        [sys.executable, "-c", "import sys; print('bind failed'); sys.exit(2)"], log_file=log
+    )
     proc.wait(10)
     err = process_failure(proc, "dnsmasq", log)
     assert isinstance(err, ChaosError)

@@ -40,8 +40,10 @@ def test_shipped_scenarios_load_and_fit_their_cluster(name):
 
 def test_default_lab_runs_the_focused_scenarios_in_one_boot():
     default = load_scenario(ROOT / "tests/scenarios/default/scenario.yaml")
-    parts = [load_scenario(ROOT / "tests/scenarios" / n / "scenario.yaml")
-             for n in ("mesh", "rogue-tpm", "power-off", "workload")]
+    parts = [
+        load_scenario(ROOT / "tests/scenarios" / n / "scenario.yaml")
+        for n in ("mesh", "rogue-tpm", "power-off", "workload")
+    ]
     assert default.includes == ("mesh", "rogue-tpm", "power-off", "workload")
     assert default.checks == tuple(c for p in parts for c in p.checks)
     assert default.wire == parts[0].wire + parts[3].wire and default.rogue == parts[1].rogue
@@ -52,7 +54,8 @@ def test_include_errors_name_the_file_and_line(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "scenario.yaml").write_text(
         "description: a\nboot: [node01]\ninclude: [../b/scenario.yaml, ../a/scenario.yaml,"
-        " ../none/scenario.yaml]\n")
+        " ../none/scenario.yaml]\n"
+    )
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "scenario.yaml").write_text("description: b\nboot: [node01, node02]\n")
     with pytest.raises(ConfigError) as exc:
@@ -63,36 +66,58 @@ def test_include_errors_name_the_file_and_line(tmp_path):
     assert "include[2]: ../none/scenario.yaml: no such scenario file" in text
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (GOOD.replace("description: two members\n", ""), ":1: missing 'description'"),
-    (GOOD.replace('title: "map", ', ""), None),  # title defaults to the pattern
-    (GOOD.replace('pattern: "node01"', 'pattern: "node01("'),
-     ":4: checks[0].pattern: not a regular expression"),
-    (GOOD.replace(', pattern: "node01"', ""), ":4: checks[0]: missing 'pattern'"),
-    (GOOD.replace("node: members", "node: node09"),
-     ":4: checks[0].node: 'node09' is not booted by this scenario"),
-    (GOOD.replace('"node01"}', '"{node07}"}'), ":4: checks[0]: {node07} is neither a booted"),
-    (GOOD.replace('"node01"}', '"{rogue}"}'), ":4: checks[0]: {rogue} used, but the scenario"),
-    (GOOD + "wire:\n  - {title: w, from: node01, to: node02, proto: icmp, port: 1, clear: no}\n",
-     ":6: wire[0].proto: 'icmp': use tcp or udp"),
-    (GOOD + "wire:\n  - {title: w, from: node01, to: node03, proto: udp, port: 1, clear: no}\n",
-     ":6: wire[0].to: 'node03' is not booted"),
-    (GOOD + "remove: {node: node03}\n", ":5: remove.node: 'node03' is not booted"),
-    (GOOD + "rouge: {impersonates: node04}\n", ":5: rouge: unknown key"),
-    (GOOD + "night: {ends_after: 30}\n", ":5: night.ends_after: 30 is outside 120..3600"),
-    (GOOD + "night: {end: 300}\n", ":5: night.end: unknown key"),
-    (GOOD + "secure_boot: {tampered: node03}\n", ":5: secure_boot: missing 'secure_boot_off'"),
-    (GOOD + "secure_boot: {tampered: node03, disabled: node04}\n",
-     ":5: secure_boot.disabled: unknown"),
-    (GOOD + "wire:\n  - {title: w, from: node01, to: node02, run: [srun, echo, x], clear: no}\n",
-     ":6: wire[0].run: the command must carry {marker}"),
-    (GOOD + "after:\n  - {node: node01, run: [sinfo], pattern: node02}\n",
-     ":5: after: checks after a power-off need `remove: {node: ...}`"),
-    (GOOD + "remove: {node: node02}\nafter:\n  - {node: node09, run: [sinfo], pattern: x}\n",
-     ":7: after[0].node: 'node09' is not booted"),
-    ("- a list\n", ":1: expected a mapping"),
-    (GOOD.replace("boot: [node01, node02]", "boot: [node01, node02"), ":3: not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD.replace("description: two members\n", ""), ":1: missing 'description'"),
+        (GOOD.replace('title: "map", ', ""), None),  # title defaults to the pattern
+        (
+            GOOD.replace('pattern: "node01"', 'pattern: "node01("'),
+            ":4: checks[0].pattern: not a regular expression",
+        ),
+        (GOOD.replace(', pattern: "node01"', ""), ":4: checks[0]: missing 'pattern'"),
+        (
+            GOOD.replace("node: members", "node: node09"),
+            ":4: checks[0].node: 'node09' is not booted by this scenario",
+        ),
+        (GOOD.replace('"node01"}', '"{node07}"}'), ":4: checks[0]: {node07} is neither a booted"),
+        (GOOD.replace('"node01"}', '"{rogue}"}'), ":4: checks[0]: {rogue} used, but the scenario"),
+        (
+            GOOD
+            + "wire:\n  - {title: w, from: node01, to: node02, proto: icmp, port: 1, clear: no}\n",
+            ":6: wire[0].proto: 'icmp': use tcp or udp",
+        ),
+        (
+            GOOD
+            + "wire:\n  - {title: w, from: node01, to: node03, proto: udp, port: 1, clear: no}\n",
+            ":6: wire[0].to: 'node03' is not booted",
+        ),
+        (GOOD + "remove: {node: node03}\n", ":5: remove.node: 'node03' is not booted"),
+        (GOOD + "rouge: {impersonates: node04}\n", ":5: rouge: unknown key"),
+        (GOOD + "night: {ends_after: 30}\n", ":5: night.ends_after: 30 is outside 120..3600"),
+        (GOOD + "night: {end: 300}\n", ":5: night.end: unknown key"),
+        (GOOD + "secure_boot: {tampered: node03}\n", ":5: secure_boot: missing 'secure_boot_off'"),
+        (
+            GOOD + "secure_boot: {tampered: node03, disabled: node04}\n",
+            ":5: secure_boot.disabled: unknown",
+        ),
+        (
+            GOOD
+            + "wire:\n  - {title: w, from: node01, to: node02, run: [srun, echo, x], clear: no}\n",
+            ":6: wire[0].run: the command must carry {marker}",
+        ),
+        (
+            GOOD + "after:\n  - {node: node01, run: [sinfo], pattern: node02}\n",
+            ":5: after: checks after a power-off need `remove: {node: ...}`",
+        ),
+        (
+            GOOD + "remove: {node: node02}\nafter:\n  - {node: node09, run: [sinfo], pattern: x}\n",
+            ":7: after[0].node: 'node09' is not booted",
+        ),
+        ("- a list\n", ":1: expected a mapping"),
+        (GOOD.replace("boot: [node01, node02]", "boot: [node01, node02"), ":3: not valid YAML"),
+    ],
+)
 def test_invalid_scenario_is_refused_with_file_line_and_field(tmp_path, text, message):
     path = scenario(tmp_path, text)
     if message is None:
@@ -104,9 +129,11 @@ def test_invalid_scenario_is_refused_with_file_line_and_field(tmp_path, text, me
 
 
 def test_wire_command_and_checks_after_the_power_off_are_read(tmp_path):
-    text = GOOD + ("wire:\n  - {title: w, from: node01, to: node02, run: [srun, echo, "
-                   '"{marker}"], clear: no}\nremove: {node: node02}\nafter:\n'
-                   "  - {node: node01, run: [sinfo], pattern: node02, expect: no}\n")
+    text = GOOD + (
+        "wire:\n  - {title: w, from: node01, to: node02, run: [srun, echo, "
+        '"{marker}"], clear: no}\nremove: {node: node02}\nafter:\n'
+        "  - {node: node01, run: [sinfo], pattern: node02, expect: no}\n"
+    )
     s = load_scenario(scenario(tmp_path, text))
     assert s.wire[0].run == ("srun", "echo", "{marker}") and s.wire[0].port == 0
     assert [(c.on, c.run, c.expect) for c in s.after] == [("node01", ("sinfo",), False)]
@@ -136,15 +163,22 @@ def test_scenario_that_boots_a_node_the_cluster_lacks_is_refused_before_any_buil
         fit(s, load_cluster(ROOT / "chaos.yaml")[0], ROOT / "chaos.yaml")
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ("rogue: {impersonates: node09}", "rogue.impersonates: node09 is not a node of"),
-    ("rogue: {impersonates: node02}", "rogue.impersonates: node02 is booted by this scenario"),
-    # the measured-boot negatives of the secureboot lab are spare machines too
-    ("secure_boot: {tampered: node09, secure_boot_off: node03}",
-     "secure_boot.tampered: node09 must be"),
-    ("secure_boot: {tampered: node03, secure_boot_off: node02}",
-     "secure_boot.secure_boot_off: node02 must"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("rogue: {impersonates: node09}", "rogue.impersonates: node09 is not a node of"),
+        ("rogue: {impersonates: node02}", "rogue.impersonates: node02 is booted by this scenario"),
+        # the measured-boot negatives of the secureboot lab are spare machines too
+        (
+            "secure_boot: {tampered: node09, secure_boot_off: node03}",
+            "secure_boot.tampered: node09 must be",
+        ),
+        (
+            "secure_boot: {tampered: node03, secure_boot_off: node02}",
+            "secure_boot.secure_boot_off: node02 must",
+        ),
+    ],
+)
 def test_rogues_and_negatives_must_be_unbooted_nodes_of_the_cluster(tmp_path, extra, message):
     s = load_scenario(scenario(tmp_path, GOOD + extra + "\n"))
     with pytest.raises(ConfigError, match=message):

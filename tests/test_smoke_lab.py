@@ -73,6 +73,7 @@ def test_lab_cluster_file_round_trips_with_the_labs_pki_registry_and_server(tmp_
 def test_a_wait_ends_at_once_when_something_the_lab_needs_has_died(tmp_path: Path) -> None:
     """A guest's wait asks its watch on every turn: a dead serve ends it with serve's error
     instead of the wait running out."""
+
     def dead_serve() -> None:
         raise ChaosError("serve exited with code 1: chaos-build serve")
 

@@ -12,11 +12,15 @@ from builder.image.context import hash_tree
 from builder.resources import LAYOUT, data_dir
 
 # runs in the installed venv: where a data folder is and what it holds
-LIST = ("import sys; from builder.resources import data_dir; d = data_dir(sys.argv[1]); "
-        "print(d); print(sorted(p.name for p in d.iterdir()))")
-DIGEST = ("import hashlib; from builder.image.context import hash_tree; "
-          "from builder.resources import data_dir; h = hashlib.sha256(); "
-          "hash_tree(h, data_dir('overlays')); print(h.hexdigest())")
+LIST = (
+    "import sys; from builder.resources import data_dir; d = data_dir(sys.argv[1]); "
+    "print(d); print(sorted(p.name for p in d.iterdir()))"
+)
+DIGEST = (
+    "import hashlib; from builder.image.context import hash_tree; "
+    "from builder.resources import data_dir; h = hashlib.sha256(); "
+    "hash_tree(h, data_dir('overlays')); print(h.hexdigest())"
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +36,13 @@ def test_installed_overlays_keep_links_and_modes(installed):
     """Same bytes, modes and links as the checkout: so the base image's cache key too."""
     h = hashlib.sha256()
     hash_tree(h, data_dir("overlays"))
-    assert run([installed.python, "-c", DIGEST], cwd=installed.work).stdout.strip() \
-        == h.hexdigest()
+    assert run([installed.python, "-c", DIGEST], cwd=installed.work).stdout.strip() == h.hexdigest()
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUT))
 def test_every_data_folder_comes_from_the_installed_package(installed, name):
-    where, listing = run([installed.python, "-c", LIST, name],
-                         cwd=installed.work).stdout.splitlines()
+    where, listing = run(
+        [installed.python, "-c", LIST, name], cwd=installed.work
+    ).stdout.splitlines()
     assert not where.startswith(str(data_dir(name)))
     assert listing == str(sorted(p.name for p in data_dir(name).iterdir()))

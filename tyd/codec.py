@@ -43,9 +43,9 @@ HEADER = struct.Struct(">2sBBI")
 HEADER_SIZE = HEADER.size
 MAX_PAYLOAD = 4 << 20  # 4 MiB: a 2048-member map of signed records is ~2.2 MiB
 MAX_MEMBERS = 2048
-MAX_BODY = 600      # a signed entry's JSON is ~230 bytes
+MAX_BODY = 600  # a signed entry's JSON is ~230 bytes
 MAX_SIGNATURE = 80  # Ed25519: 64 bytes; ECDSA P-256 (DER): at most 72
-MAX_CERT = 2048     # a node certificate (Ed25519 or P-256) is ~450-650 bytes DER
+MAX_CERT = 2048  # a node certificate (Ed25519 or P-256) is ~450-650 bytes DER
 WIRE_STATES = {State.ALIVE.value: State.ALIVE, State.LEFT.value: State.LEFT}
 MAX_REASON = 200
 MAX_INT = (1 << 63) - 1
@@ -55,15 +55,15 @@ FP_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class Kind(enum.IntEnum):
-    HELLO = 1     # request: add me, send me your map
-    WELCOME = 2   # reply to HELLO
-    SYNC = 3      # request: here is my map, send me yours (heartbeats ride on it)
-    MAP = 4       # reply to SYNC
-    LEAVE = 5     # request: I am shutting down cleanly; no reply
-    REFUSED = 6   # reply: why the request was refused
-    DIGEST = 7    # request: my record, my heartbeat, a summary of what I hold
-    DELTA = 8     # reply to DIGEST: only what the summary lacks, and what it wants back
-    PUSH = 9      # after DELTA, same connection: what it wanted
+    HELLO = 1  # request: add me, send me your map
+    WELCOME = 2  # reply to HELLO
+    SYNC = 3  # request: here is my map, send me yours (heartbeats ride on it)
+    MAP = 4  # reply to SYNC
+    LEAVE = 5  # request: I am shutting down cleanly; no reply
+    REFUSED = 6  # reply: why the request was refused
+    DIGEST = 7  # request: my record, my heartbeat, a summary of what I hold
+    DELTA = 8  # reply to DIGEST: only what the summary lacks, and what it wants back
+    PUSH = 9  # after DELTA, same connection: what it wanted
 
 
 REQUESTS = frozenset({Kind.HELLO, Kind.SYNC, Kind.LEAVE, Kind.DIGEST})
@@ -119,8 +119,9 @@ def digest(cluster: str, sender: Member, beat: Beat, have: tuple[Have, ...]) -> 
     return Message(Kind.DIGEST, cluster=cluster, sender=sender, beat=beat, have=have)
 
 
-def delta(records: tuple[Member, ...], beats: tuple[Beat, ...],
-          want: tuple[str, ...] = ()) -> Message:
+def delta(
+    records: tuple[Member, ...], beats: tuple[Beat, ...], want: tuple[str, ...] = ()
+) -> Message:
     return Message(Kind.DELTA, members=records, beats=beats, want=want)
 
 
@@ -142,19 +143,33 @@ def refused(reason: str) -> Message:
 
 # -- encoding -------------------------------------------------------------------------
 
+
 def body_bytes(cluster: str, m: Member) -> bytes:
     """The canonical bytes a member signs for its entry (tyd.record.Signer)."""
-    return json.dumps({"cluster": cluster, "name": m.name, "address": str(m.address),
-                       "fp": m.fingerprint, "state": m.state.value, "inc": m.incarnation,
-                       "hb": m.heartbeat, "slots": m.slots, "ts": m.stamp},
-                      separators=(",", ":"), sort_keys=True).encode()
+    return json.dumps(
+        {
+            "cluster": cluster,
+            "name": m.name,
+            "address": str(m.address),
+            "fp": m.fingerprint,
+            "state": m.state.value,
+            "inc": m.incarnation,
+            "hb": m.heartbeat,
+            "slots": m.slots,
+            "ts": m.stamp,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
 
 
 def beat_bytes(cluster: str, b: Beat) -> bytes:
     """The canonical bytes a member signs for a heartbeat."""
-    return json.dumps({"cluster": cluster, "name": b.name, "inc": b.incarnation,
-                       "beat": b.count, "ts": b.stamp},
-                      separators=(",", ":"), sort_keys=True).encode()
+    return json.dumps(
+        {"cluster": cluster, "name": b.name, "inc": b.incarnation, "beat": b.count, "ts": b.stamp},
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
 
 
 def member_to_wire(m: Member, cert: bool = True) -> dict[str, str]:
@@ -210,12 +225,12 @@ def _body(msg: Message) -> dict[str, Any]:
 def encode(msg: Message) -> bytes:
     payload = json.dumps(_body(msg), separators=(",", ":"), ensure_ascii=True).encode()
     if len(payload) > MAX_PAYLOAD:
-        raise CodecError(f"{msg.kind.name}: payload of {len(payload)} bytes exceeds "
-                         f"{MAX_PAYLOAD}")
+        raise CodecError(f"{msg.kind.name}: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     return HEADER.pack(MAGIC, VERSION, msg.kind, len(payload)) + payload
 
 
 # -- decoding -------------------------------------------------------------------------
+
 
 def parse_header(data: bytes) -> Header:
     if len(data) != HEADER_SIZE:
@@ -285,8 +300,10 @@ def member_from_wire(obj: Any, what: str = "member", lean: bool = False) -> Memb
     keys = LEAN_KEYS if lean and isinstance(obj, dict) and "cert" not in obj else RECORD_KEYS
     d = _exact_keys(obj, keys, what)
     body = _unb64(d["rec"], f"{what}.rec", MAX_BODY)
-    proof_parts = (_unb64(d["sig"], f"{what}.sig", MAX_SIGNATURE),
-                   _unb64(d["cert"], f"{what}.cert", MAX_CERT) if "cert" in d else b"")
+    proof_parts = (
+        _unb64(d["sig"], f"{what}.sig", MAX_SIGNATURE),
+        _unb64(d["cert"], f"{what}.cert", MAX_CERT) if "cert" in d else b"",
+    )
     b = _exact_keys(_json(body, f"{what}.rec"), BODY_KEYS, f"{what}.rec")
     name = _str(b["name"], f"{what}.name", NAME_RE)
     address = b["address"]
@@ -298,21 +315,29 @@ def member_from_wire(obj: Any, what: str = "member", lean: bool = False) -> Memb
         raise CodecError(f"{what}.address: {exc}") from None
     state = WIRE_STATES.get(b["state"]) if isinstance(b["state"], str) else None
     if state is None:
-        raise CodecError(f"{what}.state: expected alive or left (a node judges death "
-                         "itself; nobody can declare another dead)")
+        raise CodecError(
+            f"{what}.state: expected alive or left (a node judges death "
+            "itself; nobody can declare another dead)"
+        )
     cluster = _str(b["cluster"], f"{what}.cluster", CLUSTER_RE)
-    return Member(name=name, address=ip, fingerprint=_str(b["fp"], f"{what}.fp", FP_RE),
-                  state=state, incarnation=_int(b["inc"], f"{what}.inc", 0, MAX_INT),
-                  heartbeat=_int(b["hb"], f"{what}.hb", 0, MAX_INT),
-                  slots=_int(b["slots"], f"{what}.slots", 1, 4096),
-                  stamp=_int(b["ts"], f"{what}.ts", 0, MAX_INT),
-                  proof=Proof(cluster, body, *proof_parts))
+    return Member(
+        name=name,
+        address=ip,
+        fingerprint=_str(b["fp"], f"{what}.fp", FP_RE),
+        state=state,
+        incarnation=_int(b["inc"], f"{what}.inc", 0, MAX_INT),
+        heartbeat=_int(b["hb"], f"{what}.hb", 0, MAX_INT),
+        slots=_int(b["slots"], f"{what}.slots", 1, 4096),
+        stamp=_int(b["ts"], f"{what}.ts", 0, MAX_INT),
+        proof=Proof(cluster, body, *proof_parts),
+    )
 
 
 def _json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                          parse_constant=_no_constants)
+        return json.loads(
+            data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+        )
     except CodecError:
         raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -337,11 +362,13 @@ def _members(obj: Any, what: str = "members", lean: bool = False) -> tuple[Membe
 def beat_from_wire(obj: Any, what: str = "beat") -> Beat:
     if not isinstance(obj, list) or len(obj) != 5:
         raise CodecError(f"{what}: expected [name, inc, beat, ts, sig]")
-    return Beat(name=_str(obj[0], f"{what}.name", NAME_RE),
-                incarnation=_int(obj[1], f"{what}.inc", 0, MAX_INT),
-                count=_int(obj[2], f"{what}.beat", 0, MAX_INT),
-                stamp=_int(obj[3], f"{what}.ts", 0, MAX_INT),
-                signature=_unb64(obj[4], f"{what}.sig", MAX_SIGNATURE))
+    return Beat(
+        name=_str(obj[0], f"{what}.name", NAME_RE),
+        incarnation=_int(obj[1], f"{what}.inc", 0, MAX_INT),
+        count=_int(obj[2], f"{what}.beat", 0, MAX_INT),
+        stamp=_int(obj[3], f"{what}.ts", 0, MAX_INT),
+        signature=_unb64(obj[4], f"{what}.sig", MAX_SIGNATURE),
+    )
 
 
 def _beats(obj: Any) -> tuple[Beat, ...]:
@@ -372,9 +399,13 @@ def _have(obj: Any) -> tuple[Have, ...]:
         parts = item.split(":")
         if len(parts) != 3 or not parts[2].isdigit() or len(parts[2]) > 19:
             raise CodecError(f"have[{i}]: expected name:rev:beat")
-        out.append(Have(_str(parts[0], f"have[{i}].name", NAME_RE),
-                        _str(parts[1], f"have[{i}].rev", REV_RE),
-                        _int(int(parts[2]), f"have[{i}].beat", 0, MAX_INT)))
+        out.append(
+            Have(
+                _str(parts[0], f"have[{i}].name", NAME_RE),
+                _str(parts[1], f"have[{i}].rev", REV_RE),
+                _int(int(parts[2]), f"have[{i}].beat", 0, MAX_INT),
+            )
+        )
     if len(out) > MAX_MEMBERS or len({h.name for h in out}) != len(out):
         raise CodecError(f"have: at most {MAX_MEMBERS} distinct names")
     return tuple(out)
@@ -413,8 +444,17 @@ def decode_payload(kind: Kind, payload: bytes) -> Message:
         if not isinstance(d["reason"], str) or len(d["reason"]) > MAX_REASON:
             raise CodecError(f"reason: expected a string of at most {MAX_REASON} characters")
         reason = d["reason"]
-    return Message(kind, cluster=cluster, sender=sender, members=members, reason=reason,
-                   beat=beat, have=have, beats=beats, want=want)
+    return Message(
+        kind,
+        cluster=cluster,
+        sender=sender,
+        members=members,
+        reason=reason,
+        beat=beat,
+        have=have,
+        beats=beats,
+        want=want,
+    )
 
 
 def decode(frame: bytes) -> Message:
@@ -422,6 +462,5 @@ def decode(frame: bytes) -> Message:
     header = parse_header(frame[:HEADER_SIZE])
     payload = frame[HEADER_SIZE:]
     if len(payload) != header.length:
-        raise CodecError(f"frame carries {len(payload)} payload bytes, header says "
-                         f"{header.length}")
+        raise CodecError(f"frame carries {len(payload)} payload bytes, header says {header.length}")
     return decode_payload(header.kind, payload)

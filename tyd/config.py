@@ -85,16 +85,41 @@ class Config:
         return None if self.roster is None else {s.name: s.address for s in self.roster}
 
 
-TOP_KEYS = {"cluster", "node", "address", "subnet", "port", "seeds", "heartbeat_seconds",
-            "suspect_after_seconds", "remove_after_seconds", "tls", "exports", "hooks"}
-OPTIONAL_KEYS = {"roster", "io_timeout_seconds", "gossip_fanout", "max_connections",
-                 "max_connections_per_source", "clock_skew_seconds", "gossip"}
+TOP_KEYS = {
+    "cluster",
+    "node",
+    "address",
+    "subnet",
+    "port",
+    "seeds",
+    "heartbeat_seconds",
+    "suspect_after_seconds",
+    "remove_after_seconds",
+    "tls",
+    "exports",
+    "hooks",
+}
+OPTIONAL_KEYS = {
+    "roster",
+    "io_timeout_seconds",
+    "gossip_fanout",
+    "max_connections",
+    "max_connections_per_source",
+    "clock_skew_seconds",
+    "gossip",
+}
 GOSSIP_MODES = ("digest", "full")
 TLS_KEYS = {"cert", "key", "ca", "crl"}
 EXPORT_KEYS = {"json", "mosix", "hostfile", "status"}
 HOOK_KEYS = {"vici_socket", "nft_table", "nft_set", "static_peers", "ipsec"}
-IPSEC_KEYS = {"scope", "ike_proposals", "esp_proposals", "rekey_minutes", "dpd_seconds",
-              "protected_ports"}
+IPSEC_KEYS = {
+    "scope",
+    "ike_proposals",
+    "esp_proposals",
+    "rekey_minutes",
+    "dpd_seconds",
+    "protected_ports",
+}
 NFT_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 NFT_FAMILIES = {"ip", "ip6", "inet", "arp", "bridge", "netdev"}
 PROPOSAL_RE = re.compile(r"[a-z0-9_-]{1,128}")
@@ -109,8 +134,9 @@ class _Checker:
     def bad(self, field: str, message: str) -> None:
         self.problems.append(f"{field}: {message}")
 
-    def keys(self, obj: Any, field: str, required: set[str],
-             optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def keys(
+        self, obj: Any, field: str, required: set[str], optional: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         where = field or "top level"
         if not isinstance(obj, dict):
             self.bad(where, f"expected an object, got {type(obj).__name__}")
@@ -184,32 +210,51 @@ def parse(raw: Any, source: str = "<config>") -> Config:
     suspect = c.number(get("suspect_after_seconds"), "suspect_after_seconds", 0.02, 86400)
     remove = c.number(get("remove_after_seconds"), "remove_after_seconds", 0.03, 86400)
     if not heartbeat < suspect < remove:
-        c.bad("suspect_after_seconds", f"need heartbeat_seconds ({heartbeat}) < "
-              f"suspect_after_seconds ({suspect}) < remove_after_seconds ({remove})")
+        c.bad(
+            "suspect_after_seconds",
+            f"need heartbeat_seconds ({heartbeat}) < "
+            f"suspect_after_seconds ({suspect}) < remove_after_seconds ({remove})",
+        )
     t = c.keys(get("tls"), "tls", TLS_KEYS)
     tls = TlsPaths(*(c.path(t.get(k), f"tls.{k}") for k in ("cert", "key", "ca", "crl")))
     e = c.keys(get("exports"), "exports", EXPORT_KEYS)
-    exports = ExportPaths(*(c.path(e.get(k), f"exports.{k}")
-                            for k in ("json", "mosix", "hostfile", "status")))
+    exports = ExportPaths(
+        *(c.path(e.get(k), f"exports.{k}") for k in ("json", "mosix", "hostfile", "status"))
+    )
     hooks = _hooks(c, get("hooks"), address)
     io_timeout = c.number(get("io_timeout_seconds", 10.0), "io_timeout_seconds", 0.05, 600)
     fanout = c.integer(get("gossip_fanout", 3), "gossip_fanout", 1, 64)
     max_conns = c.integer(get("max_connections", 512), "max_connections", 8, 65536)
-    per_source = c.integer(get("max_connections_per_source", 8),
-                           "max_connections_per_source", 2, 1024)
+    per_source = c.integer(
+        get("max_connections_per_source", 8), "max_connections_per_source", 2, 1024
+    )
     skew = c.number(get("clock_skew_seconds", 30.0), "clock_skew_seconds", 0, 3600)
     gossip = get("gossip", "digest")
     if gossip not in GOSSIP_MODES:
         c.bad("gossip", f"expected one of {', '.join(GOSSIP_MODES)}")
     if c.problems:
         raise ConfigError(source, c.problems)
-    return Config(cluster=cluster, node=node, address=address, subnet=subnet, roster=roster,
-                  port=port, seeds=seeds,
-                  heartbeat_seconds=heartbeat, suspect_after_seconds=suspect,
-                  remove_after_seconds=remove, tls=tls, exports=exports, hooks=hooks,
-                  io_timeout_seconds=io_timeout, gossip_fanout=fanout,
-                  max_connections=max_conns, max_connections_per_source=per_source,
-                  clock_skew_seconds=skew, gossip=str(gossip))
+    return Config(
+        cluster=cluster,
+        node=node,
+        address=address,
+        subnet=subnet,
+        roster=roster,
+        port=port,
+        seeds=seeds,
+        heartbeat_seconds=heartbeat,
+        suspect_after_seconds=suspect,
+        remove_after_seconds=remove,
+        tls=tls,
+        exports=exports,
+        hooks=hooks,
+        io_timeout_seconds=io_timeout,
+        gossip_fanout=fanout,
+        max_connections=max_conns,
+        max_connections_per_source=per_source,
+        clock_skew_seconds=skew,
+        gossip=str(gossip),
+    )
 
 
 def _subnet(c: _Checker, value: Any, address: Address) -> ipaddress.IPv4Network:
@@ -235,8 +280,12 @@ def _seeds(c: _Checker, value: Any, field: str = "seeds") -> tuple[Seed, ...]:
     for i, raw in enumerate(value):
         s = c.keys(raw, f"{field}[{i}]", {"name", "address"})
         if s:
-            out.append(Seed(c.text(s.get("name"), f"{field}[{i}].name", NAME_RE),
-                            c.address(s.get("address"), f"{field}[{i}].address")))
+            out.append(
+                Seed(
+                    c.text(s.get("name"), f"{field}[{i}].name", NAME_RE),
+                    c.address(s.get("address"), f"{field}[{i}].address"),
+                )
+            )
     return tuple(out)
 
 
@@ -246,8 +295,9 @@ def _hooks(c: _Checker, value: Any, address: Address) -> Hooks:
     nft_set = h.get("nft_set")
     table = c.text(h.get("nft_table"), "hooks.nft_table")
     parts = table.split()
-    if table and (len(parts) != 2 or parts[0] not in NFT_FAMILIES
-                  or not NFT_IDENT.fullmatch(parts[1])):
+    if table and (
+        len(parts) != 2 or parts[0] not in NFT_FAMILIES or not NFT_IDENT.fullmatch(parts[1])
+    ):
         c.bad("hooks.nft_table", f"{table!r} is not 'FAMILY NAME' (e.g. 'inet chaos')")
     peers = h.get("static_peers")
     if not isinstance(peers, list):
@@ -257,8 +307,9 @@ def _hooks(c: _Checker, value: Any, address: Address) -> Hooks:
         vici_socket=None if vici is None else c.path(vici, "hooks.vici_socket"),
         nft_table=table,
         nft_set=None if nft_set is None else c.text(nft_set, "hooks.nft_set", NFT_IDENT),
-        static_peers=frozenset(c.address(p, f"hooks.static_peers[{i}]")
-                               for i, p in enumerate(peers)),
+        static_peers=frozenset(
+            c.address(p, f"hooks.static_peers[{i}]") for i, p in enumerate(peers)
+        ),
         ipsec=_ipsec(c, h.get("ipsec"), address),
     )
 
@@ -277,15 +328,14 @@ def _ipsec(c: _Checker, value: Any, address: Address) -> Policy:
         c.bad("hooks.ipsec.protected_ports", "scope migration protects these ports: none given")
     return Policy(
         address=address,
-        ike_proposals=c.strings(s.get("ike_proposals"), "hooks.ipsec.ike_proposals",
-                                PROPOSAL_RE),
-        esp_proposals=c.strings(s.get("esp_proposals"), "hooks.ipsec.esp_proposals",
-                                PROPOSAL_RE),
+        ike_proposals=c.strings(s.get("ike_proposals"), "hooks.ipsec.ike_proposals", PROPOSAL_RE),
+        esp_proposals=c.strings(s.get("esp_proposals"), "hooks.ipsec.esp_proposals", PROPOSAL_RE),
         rekey_minutes=c.integer(s.get("rekey_minutes"), "hooks.ipsec.rekey_minutes", 1, 1440),
         dpd_seconds=c.integer(s.get("dpd_seconds"), "hooks.ipsec.dpd_seconds", 1, 3600),
         scope=scope,
-        protected_ports=tuple(c.integer(p, f"hooks.ipsec.protected_ports[{i}]", 1, 65535)
-                              for i, p in enumerate(ports)),
+        protected_ports=tuple(
+            c.integer(p, f"hooks.ipsec.protected_ports[{i}]", 1, 65535) for i, p in enumerate(ports)
+        ),
     )
 
 
@@ -299,8 +349,13 @@ def load(path: Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(str(path), ["not UTF-8 text"]) from None
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(str(path), [f"larger than {MAX_FILE_BYTES >> 20} MiB; tyd.json is "
-                                      "rendered by chaos-build and is a few KiB"])
+        raise ConfigError(
+            str(path),
+            [
+                f"larger than {MAX_FILE_BYTES >> 20} MiB; tyd.json is "
+                "rendered by chaos-build and is a few KiB"
+            ],
+        )
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -313,30 +368,37 @@ def document(cfg: Config, generated: str | None = None) -> dict[str, Any]:
     here once and chaos-build writes tyd.json through it (optional knobs stay at defaults)."""
     doc: dict[str, Any] = {"_generated": generated} if generated else {}
     hooks, policy = cfg.hooks, cfg.hooks.ipsec
-    doc.update({
-        "cluster": cfg.cluster,
-        "node": cfg.node,
-        "address": str(cfg.address),
-        "subnet": str(cfg.subnet),
-        "port": cfg.port,
-        "seeds": [{"name": s.name, "address": str(s.address)} for s in cfg.seeds],
-        "heartbeat_seconds": _seconds(cfg.heartbeat_seconds),
-        "suspect_after_seconds": _seconds(cfg.suspect_after_seconds),
-        "remove_after_seconds": _seconds(cfg.remove_after_seconds),
-        "tls": {k: str(getattr(cfg.tls, k)) for k in ("cert", "key", "ca", "crl")},
-        "exports": {k: str(getattr(cfg.exports, k)) for k in ("json", "mosix", "hostfile",
-                                                              "status")},
-        "hooks": {"vici_socket": str(hooks.vici_socket) if hooks.vici_socket else None,
-                  "nft_table": hooks.nft_table,
-                  "nft_set": hooks.nft_set,
-                  "static_peers": [str(a) for a in sorted(hooks.static_peers)],
-                  "ipsec": {"scope": policy.scope,
-                            "ike_proposals": list(policy.ike_proposals),
-                            "esp_proposals": list(policy.esp_proposals),
-                            "rekey_minutes": policy.rekey_minutes,
-                            "dpd_seconds": policy.dpd_seconds,
-                            "protected_ports": list(policy.protected_ports)}},
-    })
+    doc.update(
+        {
+            "cluster": cfg.cluster,
+            "node": cfg.node,
+            "address": str(cfg.address),
+            "subnet": str(cfg.subnet),
+            "port": cfg.port,
+            "seeds": [{"name": s.name, "address": str(s.address)} for s in cfg.seeds],
+            "heartbeat_seconds": _seconds(cfg.heartbeat_seconds),
+            "suspect_after_seconds": _seconds(cfg.suspect_after_seconds),
+            "remove_after_seconds": _seconds(cfg.remove_after_seconds),
+            "tls": {k: str(getattr(cfg.tls, k)) for k in ("cert", "key", "ca", "crl")},
+            "exports": {
+                k: str(getattr(cfg.exports, k)) for k in ("json", "mosix", "hostfile", "status")
+            },
+            "hooks": {
+                "vici_socket": str(hooks.vici_socket) if hooks.vici_socket else None,
+                "nft_table": hooks.nft_table,
+                "nft_set": hooks.nft_set,
+                "static_peers": [str(a) for a in sorted(hooks.static_peers)],
+                "ipsec": {
+                    "scope": policy.scope,
+                    "ike_proposals": list(policy.ike_proposals),
+                    "esp_proposals": list(policy.esp_proposals),
+                    "rekey_minutes": policy.rekey_minutes,
+                    "dpd_seconds": policy.dpd_seconds,
+                    "protected_ports": list(policy.protected_ports),
+                },
+            },
+        }
+    )
     if cfg.roster is not None:
         doc["roster"] = [{"name": s.name, "address": str(s.address)} for s in cfg.roster]
     return doc

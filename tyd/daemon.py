@@ -42,23 +42,47 @@ from .record import Freshness, RecordError, Signer, Verifier, load_trust
 from .tls import check_identity, client_context, peer_cert, pem_cert_der, server_context
 from .transport import close, read_message, write_message
 
-COUNTERS = ("conns_in", "conns_out", "msgs_in", "msgs_out", "refused", "malformed",
-            "out_of_order", "timeouts", "dropped", "busy", "busy_source", "unreachable",
-            "forged", "stale", "hook_errors", "internal_errors", "tls_reloads",
-            "beats_in", "records_in", "certs_missing")
+COUNTERS = (
+    "conns_in",
+    "conns_out",
+    "msgs_in",
+    "msgs_out",
+    "refused",
+    "malformed",
+    "out_of_order",
+    "timeouts",
+    "dropped",
+    "busy",
+    "busy_source",
+    "unreachable",
+    "forged",
+    "stale",
+    "hook_errors",
+    "internal_errors",
+    "tls_reloads",
+    "beats_in",
+    "records_in",
+    "certs_missing",
+)
 MAX_OUTBOUND = 16  # concurrent exchanges this node starts (joins, gossip, leave)
 
 
 class Node:
-    def __init__(self, cfg: Config, hooks: Sequence[Hook] = (),
-                 clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None, write_files: bool = True,
-                 outbound: asyncio.Semaphore | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        hooks: Sequence[Hook] = (),
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        write_files: bool = True,
+        outbound: asyncio.Semaphore | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.cfg = cfg
         self.log = logging.getLogger(f"tyd.{cfg.node}")
         self.counters: collections.Counter[str] = collections.Counter(
-            {name: 0 for name in COUNTERS})
+            {name: 0 for name in COUNTERS}
+        )
         # entries and senders refused, by RecordError reason (bad_cert, stale, ...): the
         # fuzzer and `tyd status` see what was dropped, not only how much
         self.refusals: collections.Counter[str] = collections.Counter()
@@ -71,11 +95,18 @@ class Node:
         self._refresh_seconds = self._freshness.max_age_seconds / 3
         self._beats = 0
         self._lacking: dict[str, str] = {}  # member -> fingerprint whose certificate we lack
-        me = Member(name=cfg.node, address=cfg.address, fingerprint=signer.fingerprint,
-                    state=State.ALIVE, incarnation=int(wall() * 1000), heartbeat=0,
-                    slots=os.cpu_count() or 1)
-        timing = Timing(cfg.suspect_after_seconds, cfg.remove_after_seconds,
-                        self._freshness.tombstone_seconds)
+        me = Member(
+            name=cfg.node,
+            address=cfg.address,
+            fingerprint=signer.fingerprint,
+            state=State.ALIVE,
+            incarnation=int(wall() * 1000),
+            heartbeat=0,
+            slots=os.cpu_count() or 1,
+        )
+        timing = Timing(
+            cfg.suspect_after_seconds, cfg.remove_after_seconds, self._freshness.tombstone_seconds
+        )
         self.map = ClusterMap(me, timing, clock, sign=signer)
         self.map.my_beat = signer.beat(self.map.me, 0)
         self._per_source: collections.Counter[str] = collections.Counter()
@@ -107,10 +138,19 @@ class Node:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Accept(self._accepted), host=str(self.cfg.address), port=self.cfg.port,
-            reuse_address=True, backlog=1024)
-        self.log.info("listening on %s:%d as %s (epoch %d)", self.cfg.address, self.cfg.port,
-                      self.cfg.node, self.map.me.incarnation)
+            lambda: _Accept(self._accepted),
+            host=str(self.cfg.address),
+            port=self.cfg.port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        self.log.info(
+            "listening on %s:%d as %s (epoch %d)",
+            self.cfg.address,
+            self.cfg.port,
+            self.cfg.node,
+            self.map.me.incarnation,
+        )
         self._spawn(self._hooks.run())
         self._spawn(self._join())
         self._spawn(self._tick_loop())
@@ -133,9 +173,12 @@ class Node:
             targets = self._leave_targets()
             self.log.info("leaving: telling %d members", len(targets))
             try:  # bounded, whatever the number of dead members: systemd is waiting
-                await asyncio.wait_for(asyncio.gather(*(
-                    self._request(m.name, m.address, m.fingerprint, msg) for m in targets)),
-                    2 * self.cfg.io_timeout_seconds)
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        *(self._request(m.name, m.address, m.fingerprint, msg) for m in targets)
+                    ),
+                    2 * self.cfg.io_timeout_seconds,
+                )
             except TimeoutError:
                 self.log.warning("LEAVE did not reach every member in time")
         for task in list(self._tasks):
@@ -212,8 +255,11 @@ class Node:
         if self._stop.is_set():
             return
         self.joined = True
-        self.log.info("joined: a Philip of %d live nodes; added by %s",
-                      len(self.map.live_names()), ", ".join(sorted(self.welcomed)) or "none")
+        self.log.info(
+            "joined: a Philip of %d live nodes; added by %s",
+            len(self.map.live_names()),
+            ", ".join(sorted(self.welcomed)) or "none",
+        )
         self._after_change()
 
     async def _contact_any(self) -> str | None:
@@ -232,14 +278,18 @@ class Node:
     def _knows_me(self, peer: str, members: Iterable[Member]) -> None:
         """A peer whose map holds us has added us: no need to ask it again."""
         me = self.map.me
-        if any(m.name == me.name and m.state is State.ALIVE
-               and m.incarnation == me.incarnation for m in members):
+        if any(
+            m.name == me.name and m.state is State.ALIVE and m.incarnation == me.incarnation
+            for m in members
+        ):
             self.welcomed.add(peer)
 
-    async def _hello(self, name: str, address: ipaddress.IPv4Address,
-                     fingerprint: str | None) -> bool:
-        reply = await self._request(name, address, fingerprint,
-                                    codec.hello(self.cfg.cluster, self.map.me), Kind.WELCOME)
+    async def _hello(
+        self, name: str, address: ipaddress.IPv4Address, fingerprint: str | None
+    ) -> bool:
+        reply = await self._request(
+            name, address, fingerprint, codec.hello(self.cfg.cluster, self.map.me), Kind.WELCOME
+        )
         if reply is None:
             return False
         if name not in self.welcomed:
@@ -276,12 +326,17 @@ class Node:
 
     def _load_verifier(self) -> Verifier:
         cfg = self.cfg
-        return Verifier(load_trust(cfg.cluster, cfg.tls.ca, cfg.tls.crl, cfg.subnet,
-                                   cfg.roster_map(), self._freshness), self._wall)
+        return Verifier(
+            load_trust(
+                cfg.cluster, cfg.tls.ca, cfg.tls.crl, cfg.subnet, cfg.roster_map(), self._freshness
+            ),
+            self._wall,
+        )
 
     def _load_signer(self) -> Signer:
-        return Signer(self.cfg.cluster, self.cfg.tls.key, pem_cert_der(self.cfg.tls.cert),
-                      self._wall)
+        return Signer(
+            self.cfg.cluster, self.cfg.tls.key, pem_cert_der(self.cfg.tls.cert), self._wall
+        )
 
     def reload_trust(self, force: bool = False) -> bool:
         """Rebuild the TLS contexts and the record verifier when the CRL or CA changed (or
@@ -302,8 +357,7 @@ class Node:
         if signer.fingerprint != self.map.me.fingerprint:
             self._signer = signer
             self.map.resign(signer)
-            self.log.info("now speaking with a renewed certificate %s...",
-                          signer.fingerprint[:16])
+            self.log.info("now speaking with a renewed certificate %s...", signer.fingerprint[:16])
         self._count("tls_reloads")
         self.log.info("CRL or CA changed: reloaded (%s)", self.cfg.tls.crl)
         return True
@@ -324,9 +378,13 @@ class Node:
                 refused[exc.reason] += 1
                 first = first or str(exc)
         if refused:
-            self.log.warning("refused %d entries from %s (%s); first: %s",
-                             sum(refused.values()), where,
-                             ", ".join(f"{n} {r}" for r, n in sorted(refused.items())), first)
+            self.log.warning(
+                "refused %d entries from %s (%s); first: %s",
+                sum(refused.values()),
+                where,
+                ", ".join(f"{n} {r}" for r, n in sorted(refused.items())),
+                first,
+            )
         return out
 
     def _refused(self, exc: RecordError) -> None:
@@ -357,8 +415,11 @@ class Node:
             self.map.my_beat = self._signer.beat(self.map.me, self._beats)
         self._apply(self.map.expire())
         if self.joined:  # a Terrence is busy asking to be added; Philips gossip
-            live = [m for m in self.map.live()
-                    if m.name not in self._syncing and self._hooks.settled(m.name)]
+            live = [
+                m
+                for m in self.map.live()
+                if m.name not in self._syncing and self._hooks.settled(m.name)
+            ]
             peers = self._rng.sample(live, min(self.cfg.gossip_fanout, len(live)))
             if self._digest:  # one after another: each summary holds what the last brought
                 self._syncing.update(m.name for m in peers)
@@ -392,8 +453,11 @@ class Node:
     def _refresh_me(self) -> None:
         """Re-sign our record a third of the way to stale, by the wall clock: checked every
         tick and before every DIGEST, so a late tick (a busy loop) never sends a stale one."""
-        if self._digest and self.map.me.state is State.ALIVE and (
-                self._wall() - self.map.me.stamp / 1000 > self._refresh_seconds):
+        if (
+            self._digest
+            and self.map.me.state is State.ALIVE
+            and (self._wall() - self.map.me.stamp / 1000 > self._refresh_seconds)
+        ):
             self.map.beat()
 
     async def _pulls(self, peers: list[Member]) -> None:
@@ -408,8 +472,12 @@ class Node:
         self._syncing.add(m.name)
         try:
             self._refresh_me()
-            msg = codec.digest(self.cfg.cluster, self.map.me, self._my_beat(),
-                               gossip.summary(self.map, self._lacking_now()))
+            msg = codec.digest(
+                self.cfg.cluster,
+                self.map.me,
+                self._my_beat(),
+                gossip.summary(self.map, self._lacking_now()),
+            )
             where = f"{m.name} ({m.address})"
 
             def answer(reply: Message) -> Message | None:
@@ -418,8 +486,9 @@ class Node:
                 self.welcomed.add(m.name)  # it took our record (else it refused us)
                 if not reply.want:
                     return None
-                return codec.push(*gossip.pushed(self.map, reply.want,
-                                                 {r.name for r in reply.members}))
+                return codec.push(
+                    *gossip.pushed(self.map, reply.want, {r.name for r in reply.members})
+                )
 
             await self._request(m.name, m.address, m.fingerprint, msg, Kind.DELTA, answer)
         finally:
@@ -481,35 +550,50 @@ class Node:
 
     # -- client side ----------------------------------------------------------------------
 
-    async def _request(self, name: str, address: ipaddress.IPv4Address,
-                       fingerprint: str | None, msg: Message,
-                       expect: Kind | None = None,
-                       answer: Callable[[Message], Message | None] | None = None
-                       ) -> Message | None:
+    async def _request(
+        self,
+        name: str,
+        address: ipaddress.IPv4Address,
+        fingerprint: str | None,
+        msg: Message,
+        expect: Kind | None = None,
+        answer: Callable[[Message], Message | None] | None = None,
+    ) -> Message | None:
         """One exchange with one peer; None when it failed (logged and counted). With
         `answer`, what it makes of the reply is sent back on the same connection."""
         async with self._outbound:
             return await self._exchange(name, address, fingerprint, msg, expect, answer)
 
-    async def _exchange(self, name: str, address: ipaddress.IPv4Address,
-                        fingerprint: str | None, msg: Message,
-                        expect: Kind | None,
-                        answer: Callable[[Message], Message | None] | None = None
-                        ) -> Message | None:
+    async def _exchange(
+        self,
+        name: str,
+        address: ipaddress.IPv4Address,
+        fingerprint: str | None,
+        msg: Message,
+        expect: Kind | None,
+        answer: Callable[[Message], Message | None] | None = None,
+    ) -> Message | None:
         timeout = self.cfg.io_timeout_seconds
         self._count("conns_out")
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                str(address), self.cfg.port, ssl=self._client_ctx,
-                local_addr=(str(self.cfg.address), 0), ssl_handshake_timeout=timeout),
-                timeout)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    str(address),
+                    self.cfg.port,
+                    ssl=self._client_ctx,
+                    local_addr=(str(self.cfg.address), 0),
+                    ssl_handshake_timeout=timeout,
+                ),
+                timeout,
+            )
         except (OSError, TimeoutError) as exc:
             self._count("unreachable")
             self.log.debug("%s (%s) unreachable: %s", name, address, exc)
             return None
         try:
-            check_identity(peer_cert(writer.get_extra_info("ssl_object")), name, address,
-                           fingerprint)
+            check_identity(
+                peer_cert(writer.get_extra_info("ssl_object")), name, address, fingerprint
+            )
             await write_message(writer, msg, timeout)
             self._count("msgs_out")
             if expect is None:
@@ -547,8 +631,12 @@ class Node:
         if self._per_source[source] >= self.cfg.max_connections_per_source:
             self._count("busy_source")
             if self.counters["busy_source"] % 100 == 1:
-                self.log.warning("%s holds %d connections: refusing more (%d so far)", source,
-                                 self._per_source[source], self.counters["busy_source"])
+                self.log.warning(
+                    "%s holds %d connections: refusing more (%d so far)",
+                    source,
+                    self._per_source[source],
+                    self.counters["busy_source"],
+                )
             transport.abort()
             return
         self._open += 1
@@ -572,8 +660,13 @@ class Node:
         writer: asyncio.StreamWriter | None = None
         try:
             try:
-                tls = await loop.start_tls(transport, protocol, self._server_ctx,
-                                           server_side=True, ssl_handshake_timeout=timeout)
+                tls = await loop.start_tls(
+                    transport,
+                    protocol,
+                    self._server_ctx,
+                    server_side=True,
+                    ssl_handshake_timeout=timeout,
+                )
             except (OSError, TimeoutError) as exc:
                 self._count("refused")
                 self.log.warning("refused %s: TLS: %s", where, exc or type(exc).__name__)
@@ -592,8 +685,13 @@ class Node:
             else:
                 transport.abort()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      source: str, timeout: float) -> None:
+    async def _handle(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        source: str,
+        timeout: float,
+    ) -> None:
         cert = peer_cert(writer.get_extra_info("ssl_object"))
         msg = await read_message(reader, timeout)
         self._count("msgs_in")
@@ -602,8 +700,7 @@ class Node:
         sender = msg.sender
         if msg.kind is Kind.DIGEST and sender.proof is not None:  # the handshake carried it
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True) or b""
-            sender = dataclasses.replace(sender, proof=dataclasses.replace(sender.proof,
-                                                                           cert=der))
+            sender = dataclasses.replace(sender, proof=dataclasses.replace(sender.proof, cert=der))
         try:
             if msg.cluster != self.cfg.cluster:
                 raise IdentityError(f"is of cluster {msg.cluster!r}, not {self.cfg.cluster!r}")
@@ -623,15 +720,20 @@ class Node:
             raise
         if (msg.kind is Kind.LEAVE) != (sender.state is State.LEFT):
             raise ProtocolError(f"{msg.kind.name} with sender state {sender.state.value}")
-        others = self._verified(msg.members, f"{sender.name} ({source})") \
-            if msg.kind is Kind.SYNC else []
+        others = (
+            self._verified(msg.members, f"{sender.name} ({source})")
+            if msg.kind is Kind.SYNC
+            else []
+        )
         self._apply(self.map.merge((sender, *others)))
         if msg.kind is Kind.SYNC:
             self._knows_me(sender.name, msg.members)
         if msg.kind is Kind.DIGEST:
             if msg.beat is not None and msg.beat.name != sender.name:
-                raise ProtocolError(f"DIGEST of {sender.name} carries {msg.beat.name}'s beat "
-                                    "(a sender's beat is its own; others' come in deltas)")
+                raise ProtocolError(
+                    f"DIGEST of {sender.name} carries {msg.beat.name}'s beat "
+                    "(a sender's beat is its own; others' come in deltas)"
+                )
             if msg.beat is not None:
                 self._merge_beats((msg.beat,), f"{sender.name} ({source})")
             records, beats = gossip.delta(self.map, msg.have, sender.name)
@@ -648,8 +750,9 @@ class Node:
         if msg.kind is Kind.HELLO:  # our WELCOME carries us: the sender adds us too
             self.welcomed.add(sender.name)
 
-    async def _take_push(self, reader: asyncio.StreamReader, peer: str, source: str,
-                         timeout: float) -> None:
+    async def _take_push(
+        self, reader: asyncio.StreamReader, peer: str, source: str, timeout: float
+    ) -> None:
         pushed = await read_message(reader, timeout)
         self._count("msgs_in")
         if pushed.kind is not Kind.PUSH:
@@ -681,15 +784,20 @@ class Node:
 
     def _after_change(self) -> None:
         rows = self.map.view()
-        signature = tuple((v.member.name, str(v.member.address), v.member.fingerprint,
-                           v.member.slots, v.state) for v in rows if v.state in exports.LIVE)
+        signature = tuple(
+            (v.member.name, str(v.member.address), v.member.fingerprint, v.member.slots, v.state)
+            for v in rows
+            if v.state in exports.LIVE
+        )
         if signature == self._live_signature or not self._write_files:
             return
         self._live_signature = signature
         ex = self.cfg.exports
         try:
-            atomic_write(ex.json, exports.render_json(
-                self.cfg.cluster, self.cfg.node, self.map.version, rows))
+            atomic_write(
+                ex.json,
+                exports.render_json(self.cfg.cluster, self.cfg.node, self.map.version, rows),
+            )
             atomic_write(ex.mosix, exports.render_mosix(rows))
             atomic_write(ex.hostfile, exports.render_hostfile(rows))
         except OSError as exc:
@@ -699,9 +807,17 @@ class Node:
     def _write_status(self) -> None:
         if not self._write_files:
             return
-        doc = status.document(self.cfg.cluster, self.cfg.node, str(self.cfg.address),
-                              self.joined, self._clock() - self._started, self.map.version,
-                              self.map.view(), self._all_counters(), time.time())
+        doc = status.document(
+            self.cfg.cluster,
+            self.cfg.node,
+            str(self.cfg.address),
+            self.joined,
+            self._clock() - self._started,
+            self.map.version,
+            self.map.view(),
+            self._all_counters(),
+            time.time(),
+        )
         try:
             atomic_write(self.cfg.exports.status, _json(doc))
         except OSError as exc:

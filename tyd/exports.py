@@ -15,7 +15,7 @@ from typing import Any
 from .membership import View
 
 LIVE = ("alive", "suspect")  # in the JSON map (with their state); never the dead or left
-USABLE = ("alive",)          # in the hostfile and the openMosix map: where work may go
+USABLE = ("alive",)  # in the hostfile and the openMosix map: where work may go
 
 
 def map_document(cluster: str, node: str, version: int, rows: Sequence[View]) -> dict[str, Any]:
@@ -24,11 +24,18 @@ def map_document(cluster: str, node: str, version: int, rows: Sequence[View]) ->
         "node": node,
         "version": version,
         "members": [
-            {"name": v.member.name, "address": str(v.member.address),
-             "fingerprint": v.member.fingerprint, "state": v.state,
-             "incarnation": v.member.incarnation, "heartbeat": v.member.heartbeat,
-             "slots": v.member.slots, "last_heard_seconds": round(v.last_heard, 3)}
-            for v in rows if v.state in LIVE
+            {
+                "name": v.member.name,
+                "address": str(v.member.address),
+                "fingerprint": v.member.fingerprint,
+                "state": v.state,
+                "incarnation": v.member.incarnation,
+                "heartbeat": v.member.heartbeat,
+                "slots": v.member.slots,
+                "last_heard_seconds": round(v.last_heard, 3),
+            }
+            for v in rows
+            if v.state in LIVE
         ],
     }
 
@@ -67,10 +74,7 @@ def render_mosix(rows: Sequence[View]) -> str:
 def render_hostfile(rows: Sequence[View]) -> str:
     """Open MPI / MPICH hostfile: one usable (alive, not suspect) member per line with its
     CPU count."""
-    return "".join(f"{v.member.address} slots={v.member.slots}\n"
-                   for v in _usable_by_address(rows))
-
-
+    return "".join(f"{v.member.address} slots={v.member.slots}\n" for v in _usable_by_address(rows))
 
 
 def known_contacts(path: Path) -> list[tuple[str, ipaddress.IPv4Address]]:

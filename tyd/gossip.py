@@ -33,13 +33,13 @@ def summary(cmap: ClusterMap, lacking_cert: frozenset[str] = frozenset()) -> tup
     out = []
     for m in cmap.members():
         b = cmap.beat_of(m.name)
-        out.append(Have(m.name, NO_CERT if m.name in lacking_cert else rev(m),
-                        b.count if b else 0))
+        out.append(Have(m.name, NO_CERT if m.name in lacking_cert else rev(m), b.count if b else 0))
     return tuple(out)
 
 
-def delta(cmap: ClusterMap, have: tuple[Have, ...], asker: str = ""
-          ) -> tuple[tuple[Member, ...], tuple[Beat, ...]]:
+def delta(
+    cmap: ClusterMap, have: tuple[Have, ...], asker: str = ""
+) -> tuple[tuple[Member, ...], tuple[Beat, ...]]:
     """What `asker` (its summary `have`) lacks: records, with certificates only where
     needed, and beats; never its own (it is their author)."""
     held = {h.name: h for h in have}
@@ -51,11 +51,17 @@ def delta(cmap: ClusterMap, have: tuple[Have, ...], asker: str = ""
         h = held.get(m.name)
         if h is None or h.rev != rev(m):
             send_cert = h is None or h.rev == NO_CERT
-            records.append(m if send_cert or m.proof is None else dataclasses.replace(
-                m, proof=dataclasses.replace(m.proof, cert=b"")))
+            records.append(
+                m
+                if send_cert or m.proof is None
+                else dataclasses.replace(m, proof=dataclasses.replace(m.proof, cert=b""))
+            )
         b = cmap.beat_of(m.name)
-        if b is not None and b.incarnation == m.incarnation and (
-                h is None or b.count > h.beat or h.rev != rev(m)):
+        if (
+            b is not None
+            and b.incarnation == m.incarnation
+            and (h is None or b.count > h.beat or h.rev != rev(m))
+        ):
             beats.append(b)
     return tuple(records), tuple(beats)
 
@@ -79,8 +85,9 @@ def wanted(cmap: ClusterMap, have: tuple[Have, ...], asker: str) -> tuple[str, .
     return tuple(out)
 
 
-def pushed(cmap: ClusterMap, want: tuple[str, ...], received: set[str]
-           ) -> tuple[tuple[Member, ...], tuple[Beat, ...]]:
+def pushed(
+    cmap: ClusterMap, want: tuple[str, ...], received: set[str]
+) -> tuple[tuple[Member, ...], tuple[Beat, ...]]:
     """The records and beats a peer wanted, minus records it just sent us itself."""
     records: list[Member] = []
     beats: list[Beat] = []
@@ -90,8 +97,11 @@ def pushed(cmap: ClusterMap, want: tuple[str, ...], received: set[str]
         if m is None or m.proof is None or m.state is State.DEAD:
             continue  # our own judgement never travels
         if name not in received and not item.endswith(WANT_BEAT):
-            records.append(m if item.endswith(WANT_CERT) else dataclasses.replace(
-                m, proof=dataclasses.replace(m.proof, cert=b"")))
+            records.append(
+                m
+                if item.endswith(WANT_CERT)
+                else dataclasses.replace(m, proof=dataclasses.replace(m.proof, cert=b""))
+            )
         b = cmap.beat_of(name)
         if b is not None and b.incarnation == m.incarnation:
             beats.append(b)

@@ -25,8 +25,13 @@ class Hook(Protocol):
 
 
 class HookRunner:
-    def __init__(self, hooks: Sequence[Hook], log: logging.Logger,
-                 on_error: Callable[[], None], max_queue: int = 8192) -> None:
+    def __init__(
+        self,
+        hooks: Sequence[Hook],
+        log: logging.Logger,
+        on_error: Callable[[], None],
+        max_queue: int = 8192,
+    ) -> None:
         self.hooks = list(hooks)
         self._log = log
         self._on_error = on_error
@@ -39,8 +44,7 @@ class HookRunner:
         try:
             self._queue.put_nowait(change)
         except asyncio.QueueFull:
-            self._log.error("hook queue full; dropped %s %s", change.kind.value,
-                            change.member.name)
+            self._log.error("hook queue full; dropped %s %s", change.kind.value, change.member.name)
             self._on_error()
             return
         self._pending[change.member.name] += 1
@@ -77,6 +81,12 @@ class HookRunner:
                 else:
                     await hook.remove(change.member)
             except Exception as exc:  # an adapter failure must not stop the daemon
-                self._log.error("hook %s: %s %s (%s) failed: %s", hook.name, change.kind.value,
-                                change.member.name, change.member.address, exc)
+                self._log.error(
+                    "hook %s: %s %s (%s) failed: %s",
+                    hook.name,
+                    change.kind.value,
+                    change.member.name,
+                    change.member.address,
+                    exc,
+                )
                 self._on_error()

@@ -22,9 +22,15 @@ from .member import Member
 class ViciHook:
     name = "vici"
 
-    def __init__(self, socket_path: Path, policy: Policy, cert_pem: str, ca_pem: str,
-                 static_peers: frozenset[ipaddress.IPv4Address],
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        policy: Policy,
+        cert_pem: str,
+        ca_pem: str,
+        static_peers: frozenset[ipaddress.IPv4Address],
+        timeout: float = 10.0,
+    ) -> None:
         self.socket_path = socket_path
         self.policy = policy
         self.certs = Certs(node=cert_pem, ca=ca_pem)

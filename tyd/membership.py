@@ -50,8 +50,8 @@ class Timing:
 @dataclass
 class _Record:
     member: Member
-    heard: float   # local time its version last advanced
-    since: float   # local time its state last changed
+    heard: float  # local time its version last advanced
+    since: float  # local time its state last changed
     suspect: bool = False
     beat: Beat | None = None  # the newest verified heartbeat of its current incarnation
 
@@ -61,8 +61,8 @@ class View:
     """One row of the local map, for exports and `tyd status`."""
 
     member: Member
-    state: str          # alive, suspect, dead or left
-    last_heard: float   # seconds ago
+    state: str  # alive, suspect, dead or left
+    last_heard: float  # seconds ago
 
 
 Sign = Callable[[Member], Member]
@@ -73,16 +73,22 @@ def _unsigned(m: Member) -> Member:
 
 
 class ClusterMap:
-    def __init__(self, me: Member, timing: Timing, clock: Clock,
-                 max_members: int = MAX_MEMBERS, sign: Sign = _unsigned) -> None:
+    def __init__(
+        self,
+        me: Member,
+        timing: Timing,
+        clock: Clock,
+        max_members: int = MAX_MEMBERS,
+        sign: Sign = _unsigned,
+    ) -> None:
         self._sign = sign
         self._me = sign(me)
         self._timing = timing
         self._clock = clock
         self._max = max_members
         self._records: dict[str, _Record] = {}
-        self.version = 0        # bumps on every local change; shown by `tyd status`
-        self.overflow = 0       # entries dropped because the map was full
+        self.version = 0  # bumps on every local change; shown by `tyd status`
+        self.overflow = 0  # entries dropped because the map was full
         self.my_beat: Beat | None = None  # our newest heartbeat (digest gossip)
 
     @property
@@ -96,8 +102,9 @@ class ClusterMap:
 
     def leave(self) -> Member:
         """Mark ourselves as leaving, with a version no live entry of ours can beat."""
-        self._me = self._sign(dataclasses.replace(self._me, state=State.LEFT,
-                                                  heartbeat=self._me.heartbeat + 1))
+        self._me = self._sign(
+            dataclasses.replace(self._me, state=State.LEFT, heartbeat=self._me.heartbeat + 1)
+        )
         self.version += 1
         return self._me
 
@@ -120,9 +127,12 @@ class ClusterMap:
         """Is this a newer heartbeat of a member's current incarnation (alive, or dead by
         our own judgement)? Checked before verifying it, so each is verified once."""
         rec = self._records.get(b.name)
-        return (rec is not None and rec.member.state is not State.LEFT
-                and rec.member.incarnation == b.incarnation
-                and (rec.beat is None or b.count > rec.beat.count))
+        return (
+            rec is not None
+            and rec.member.state is not State.LEFT
+            and rec.member.incarnation == b.incarnation
+            and (rec.beat is None or b.count > rec.beat.count)
+        )
 
     def merge_beats(self, beats: Iterable[Beat]) -> list[Change]:
         """Take verified heartbeats: each newer one is hearing from its member, and one
@@ -133,8 +143,11 @@ class ClusterMap:
             if not self.beat_is_news(b):
                 continue
             rec = self._records[b.name]
-            if rec.member.state is State.DEAD and rec.beat is not None and (
-                    b.stamp - rec.beat.stamp <= self._timing.remove_after * 1000):
+            if (
+                rec.member.state is State.DEAD
+                and rec.beat is not None
+                and (b.stamp - rec.beat.stamp <= self._timing.remove_after * 1000)
+            ):
                 continue  # signed before its silence made it dead: no sign of life
             rec.beat, rec.heard = b, now
             if rec.member.state is State.DEAD:
@@ -229,18 +242,26 @@ class ClusterMap:
     def members(self) -> tuple[Member, ...]:
         """Everything we gossip: ourselves, the members we hear from and those that said
         they left. Suspects and the dead are our own judgement and stay here."""
-        return (self._me, *(r.member for r in self._records.values()
-                            if (r.member.state is State.ALIVE and not r.suspect)
-                            or r.member.state is State.LEFT))
+        return (
+            self._me,
+            *(
+                r.member
+                for r in self._records.values()
+                if (r.member.state is State.ALIVE and not r.suspect) or r.member.state is State.LEFT
+            ),
+        )
 
     def live(self) -> list[Member]:
         """Other members that are alive (suspects included), sorted by name."""
-        return sorted((r.member for r in self._records.values()
-                       if r.member.state is State.ALIVE), key=lambda m: m.name)
+        return sorted(
+            (r.member for r in self._records.values() if r.member.state is State.ALIVE),
+            key=lambda m: m.name,
+        )
 
     def live_names(self) -> set[str]:
         return {m.name for m in self.live()} | (
-            {self._me.name} if self._me.state is State.ALIVE else set())
+            {self._me.name} if self._me.state is State.ALIVE else set()
+        )
 
     def view(self) -> list[View]:
         now = self._clock()

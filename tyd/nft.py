@@ -17,9 +17,15 @@ from .member import Member
 class NftSetHook:
     name = "nft"
 
-    def __init__(self, table: str, set_name: str,
-                 static_peers: frozenset[ipaddress.IPv4Address] = frozenset(),
-                 nft: str = "nft", prefix: Sequence[str] = (), timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        table: str,
+        set_name: str,
+        static_peers: frozenset[ipaddress.IPv4Address] = frozenset(),
+        nft: str = "nft",
+        prefix: Sequence[str] = (),
+        timeout: float = 10.0,
+    ) -> None:
         self.family, self.table = table.split()
         self.set_name = set_name
         self.static_peers = static_peers
@@ -28,8 +34,18 @@ class NftSetHook:
         self.timeout = timeout
 
     def argv(self, verb: str, address: ipaddress.IPv4Address) -> list[str]:
-        return [*self.prefix, self.nft, verb, "element", self.family, self.table,
-                self.set_name, "{", str(address), "}"]
+        return [
+            *self.prefix,
+            self.nft,
+            verb,
+            "element",
+            self.family,
+            self.table,
+            self.set_name,
+            "{",
+            str(address),
+            "}",
+        ]
 
     async def add(self, member: Member) -> None:
         await self._run(self.argv("add", member.address))
@@ -46,8 +62,11 @@ class NftSetHook:
     async def _run(self, argv: list[str]) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
         except OSError as exc:
             raise HookError(f"{argv[0]}: cannot run: {exc.strerror}") from None
         try:

@@ -98,10 +98,14 @@ class _CertFacts:
     key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
 
-def load_trust(cluster: str, ca_path: Path, crl_path: Path,
-               subnet: ipaddress.IPv4Network,
-               roster: Mapping[str, ipaddress.IPv4Address] | None,
-               freshness: Freshness) -> Trust:
+def load_trust(
+    cluster: str,
+    ca_path: Path,
+    crl_path: Path,
+    subnet: ipaddress.IPv4Network,
+    roster: Mapping[str, ipaddress.IPv4Address] | None,
+    freshness: Freshness,
+) -> Trust:
     """Read the CA and the CRL (which must be the CA's) from disk."""
     try:
         ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
@@ -111,8 +115,9 @@ def load_trust(cluster: str, ca_path: Path, crl_path: Path,
         crl = x509.load_pem_x509_crl(crl_path.read_bytes())
     except (OSError, ValueError) as exc:
         raise TydError(f"tls.crl: cannot load {crl_path}: {exc}") from None
-    if crl.issuer != ca.subject or not ca_signed(ca, crl.signature, crl.tbs_certlist_bytes,
-                                                crl.signature_hash_algorithm):
+    if crl.issuer != ca.subject or not ca_signed(
+        ca, crl.signature, crl.tbs_certlist_bytes, crl.signature_hash_algorithm
+    ):
         raise TydError(f"tls.crl: {crl_path} is not signed by the cluster CA")
     revoked = frozenset(r.serial_number for r in crl)
     return Trust(cluster, ca, revoked, subnet, roster, freshness)
@@ -121,8 +126,9 @@ def load_trust(cluster: str, ca_path: Path, crl_path: Path,
 class Signer:
     """Signs this node's own entries with its node key (Ed25519 or ECDSA P-256)."""
 
-    def __init__(self, cluster: str, key_path: Path, cert_der: bytes,
-                 wall: WallClock = time.time) -> None:
+    def __init__(
+        self, cluster: str, key_path: Path, cert_der: bytes, wall: WallClock = time.time
+    ) -> None:
         try:
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         except (OSError, ValueError, TypeError) as exc:
@@ -136,8 +142,7 @@ class Signer:
         self.fingerprint = hashlib.sha256(cert_der).hexdigest()
 
     def __call__(self, m: Member) -> Member:
-        m = dataclasses.replace(m, fingerprint=self.fingerprint,
-                                stamp=int(self._wall() * 1000))
+        m = dataclasses.replace(m, fingerprint=self.fingerprint, stamp=int(self._wall() * 1000))
         body = codec.body_bytes(self._cluster, m)
         signature = self._sign(DOMAIN + body)
         return dataclasses.replace(m, proof=Proof(self._cluster, body, signature, self._cert))
@@ -146,7 +151,8 @@ class Signer:
         """Our heartbeat number `count` in the incarnation of `m`."""
         b = Beat(m.name, m.incarnation, count, int(self._wall() * 1000))
         return dataclasses.replace(
-            b, signature=self._sign(BEAT_DOMAIN + codec.beat_bytes(self._cluster, b)))
+            b, signature=self._sign(BEAT_DOMAIN + codec.beat_bytes(self._cluster, b))
+        )
 
     def _sign(self, data: bytes) -> bytes:
         if isinstance(self._key, ed25519.Ed25519PrivateKey):
@@ -160,8 +166,9 @@ class Verifier:
     def __init__(self, trust: Trust, wall: WallClock = time.time) -> None:
         self.trust = trust
         self._wall = wall
-        self._certs: collections.OrderedDict[str, _CertFacts | RecordError] = \
+        self._certs: collections.OrderedDict[str, _CertFacts | RecordError] = (
             collections.OrderedDict()
+        )
         self._signatures: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._ders: collections.OrderedDict[str, bytes] = collections.OrderedDict()
 
@@ -187,8 +194,9 @@ class Verifier:
             else:
                 facts.key.verify(b.signature, data, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
-            raise RecordError("bad_signature", f"heartbeat of {b.name} is not signed by "
-                              f"{b.name}'s key") from None
+            raise RecordError(
+                "bad_signature", f"heartbeat of {b.name} is not signed by {b.name}'s key"
+            ) from None
         self._check_age(b.name, b.stamp, now)
         return b
 
@@ -203,8 +211,11 @@ class Verifier:
             raise RecordError("outside_subnet", f"{m.name} at {m.address} is outside {t.subnet}")
         if t.roster is not None and t.roster.get(m.name) != m.address:
             listed = t.roster.get(m.name)
-            raise RecordError("not_in_roster", f"{m.name} at {m.address}: chaos.yaml has "
-                              + (f"it at {listed}" if listed else "no such node"))
+            raise RecordError(
+                "not_in_roster",
+                f"{m.name} at {m.address}: chaos.yaml has "
+                + (f"it at {listed}" if listed else "no such node"),
+            )
         fingerprint = hashlib.sha256(p.cert).hexdigest()
         facts = self._cert(fingerprint, p.cert)
         now = self._wall()
@@ -213,8 +224,11 @@ class Verifier:
         if m.fingerprint != fingerprint:
             raise RecordError("cert_mismatch", f"entry of {m.name} names another certificate")
         if m.name not in facts.names or m.address not in facts.addresses:
-            raise RecordError("cert_mismatch", f"{m.name} at {m.address} is not the node its "
-                              f"certificate names ({', '.join(sorted(facts.names))})")
+            raise RecordError(
+                "cert_mismatch",
+                f"{m.name} at {m.address} is not the node its "
+                f"certificate names ({', '.join(sorted(facts.names))})",
+            )
         self._check_signature(m.name, facts, p)
         self._check_fresh(m, now)
         self._ders[fingerprint] = p.cert
@@ -240,8 +254,7 @@ class Verifier:
     def _read_cert(self, der: bytes) -> _CertFacts:
         t = self.trust
         c = parse_cert(der)
-        if c.issuer != t.ca.subject or not ca_signed(t.ca, c.signature, c.tbs,
-                                                     c.hash_algorithm):
+        if c.issuer != t.ca.subject or not ca_signed(t.ca, c.signature, c.tbs, c.hash_algorithm):
             raise RecordError("bad_cert", "certificate not signed by the cluster CA")
         if c.serial in t.revoked:
             raise RecordError("revoked", f"certificate {c.serial:x} is revoked")
@@ -260,8 +273,9 @@ class Verifier:
             else:
                 facts.key.verify(p.signature, DOMAIN + p.body, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
-            raise RecordError("bad_signature", f"entry of {name} is not signed by "
-                              f"{name}'s key") from None
+            raise RecordError(
+                "bad_signature", f"entry of {name} is not signed by {name}'s key"
+            ) from None
         self._signatures[digest] = None
         if len(self._signatures) > SIGNATURE_CACHE:
             self._signatures.popitem(last=False)
@@ -270,20 +284,25 @@ class Verifier:
         f = self.trust.freshness
         self._check_age(m.name, m.stamp, now)
         if m.incarnation / 1000 - now > f.skew_seconds:
-            raise RecordError("future_epoch", f"{m.name}'s epoch {m.incarnation} is in the "
-                              "future")
-
+            raise RecordError("future_epoch", f"{m.name}'s epoch {m.incarnation} is in the future")
 
     def _check_age(self, name: str, stamp: int, now: float) -> None:
         f = self.trust.freshness
         age = now - stamp / 1000
         if age > f.max_age_seconds:
-            raise RecordError("stale", f"entry of {name} was signed {age:.0f}s ago (more "
-                              f"than {f.max_age_seconds:.0f}s: replayed, or its clock is "
-                              "behind ours)", stale=True)
+            raise RecordError(
+                "stale",
+                f"entry of {name} was signed {age:.0f}s ago (more "
+                f"than {f.max_age_seconds:.0f}s: replayed, or its clock is "
+                "behind ours)",
+                stale=True,
+            )
         if -age > f.skew_seconds:
-            raise RecordError("future", f"entry of {name} is signed {-age:.0f}s ahead of "
-                              "our clock (clocks differ more than the tolerated skew)")
+            raise RecordError(
+                "future",
+                f"entry of {name} is signed {-age:.0f}s ahead of "
+                "our clock (clocks differ more than the tolerated skew)",
+            )
 
 
 @dataclass(frozen=True)
@@ -313,15 +332,25 @@ def parse_cert(der: bytes) -> CertClaims:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         before, after = _validity(cert)
         return CertClaims(
-            cert.issuer, cert.serial_number, cert.tbs_certificate_bytes, cert.signature,
+            cert.issuer,
+            cert.serial_number,
+            cert.tbs_certificate_bytes,
+            cert.signature,
             cert.signature_hash_algorithm,
             frozenset(sans.get_values_for_type(x509.DNSName)),
-            frozenset(a for a in sans.get_values_for_type(x509.IPAddress)
-                      if isinstance(a, ipaddress.IPv4Address)),
-            before, after, cert.public_key())
+            frozenset(
+                a
+                for a in sans.get_values_for_type(x509.IPAddress)
+                if isinstance(a, ipaddress.IPv4Address)
+            ),
+            before,
+            after,
+            cert.public_key(),
+        )
     except Exception as exc:  # noqa: BLE001 - third-party parser on hostile bytes: see above
-        raise RecordError("bad_cert", f"unreadable certificate: {type(exc).__name__}: "
-                          f"{str(exc)[:120]}") from None
+        raise RecordError(
+            "bad_cert", f"unreadable certificate: {type(exc).__name__}: {str(exc)[:120]}"
+        ) from None
 
 
 def _validity(cert: x509.Certificate) -> tuple[float, float]:

@@ -34,8 +34,7 @@ def _context(paths: TlsPaths, server: bool) -> ssl.SSLContext:
     try:
         ctx.load_cert_chain(str(paths.cert), str(paths.key))
     except (OSError, ssl.SSLError) as exc:
-        raise TydError(f"tls.cert/tls.key: cannot load {paths.cert} / {paths.key}: "
-                       f"{exc}") from None
+        raise TydError(f"tls.cert/tls.key: cannot load {paths.cert} / {paths.key}: {exc}") from None
     return ctx
 
 
@@ -98,15 +97,21 @@ def peer_cert(obj: ssl.SSLObject | None) -> PeerCert:
     return PeerCert(der_fingerprint(der), frozenset(dns), frozenset(ips))
 
 
-def check_identity(cert: PeerCert, name: str | None, address: ipaddress.IPv4Address,
-                   fingerprint: str | None = None) -> None:
+def check_identity(
+    cert: PeerCert, name: str | None, address: ipaddress.IPv4Address, fingerprint: str | None = None
+) -> None:
     """Raise IdentityError unless the certificate names this node at this address."""
     if name is not None and name not in cert.dns_names:
-        raise IdentityError(f"claims name {name} but its certificate names "
-                            f"{sorted(cert.dns_names)}")
+        raise IdentityError(
+            f"claims name {name} but its certificate names {sorted(cert.dns_names)}"
+        )
     if address not in cert.addresses:
-        raise IdentityError(f"claims address {address} but its certificate holds "
-                            f"{sorted(str(a) for a in cert.addresses)}")
+        raise IdentityError(
+            f"claims address {address} but its certificate holds "
+            f"{sorted(str(a) for a in cert.addresses)}"
+        )
     if fingerprint is not None and fingerprint != cert.fingerprint:
-        raise IdentityError(f"certificate {cert.fingerprint[:16]}... is not the one in the "
-                            f"map ({fingerprint[:16]}...)")
+        raise IdentityError(
+            f"certificate {cert.fingerprint[:16]}... is not the one in the "
+            f"map ({fingerprint[:16]}...)"
+        )

@@ -12,7 +12,8 @@ from .codec import Message
 async def read_message(reader: asyncio.StreamReader, timeout: float) -> Message:
     """Read one frame. Raises CodecError, TimeoutError, IncompleteReadError or OSError."""
     header = codec.parse_header(
-        await asyncio.wait_for(reader.readexactly(codec.HEADER_SIZE), timeout))
+        await asyncio.wait_for(reader.readexactly(codec.HEADER_SIZE), timeout)
+    )
     payload = await asyncio.wait_for(reader.readexactly(header.length), timeout)
     return codec.decode_payload(header.kind, payload)
 

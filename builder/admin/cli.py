@@ -12,8 +12,14 @@ from . import events
 from .status import as_json, current_night, fold, night_span, table
 
 
-def status(cluster: Cluster, db_path: Path, now: dt.datetime, night: dt.date | None = None,
-           node: str | None = None, json_out: bool = False) -> str:
+def status(
+    cluster: Cluster,
+    db_path: Path,
+    now: dt.datetime,
+    night: dt.date | None = None,
+    node: str | None = None,
+    json_out: bool = False,
+) -> str:
     """The table (or JSON) for the night of `night` at its end, or for tonight up to now."""
     if node is not None and node not in {n.name for n in cluster.nodes}:
         raise ChaosError(f"no node named {node!r} in chaos.yaml")
@@ -31,5 +37,6 @@ def night_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise ChaosError(f"--night {text!r} is not a date; use YYYY-MM-DD (the evening the "
-                         "night began)") from None
+        raise ChaosError(
+            f"--night {text!r} is not a date; use YYYY-MM-DD (the evening the night began)"
+        ) from None

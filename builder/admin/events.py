@@ -44,15 +44,15 @@ CREATE INDEX IF NOT EXISTS events_node_t ON events (node, t);
 
 
 class Kind(enum.Enum):
-    BOOT = "boot"                  # a boot answer given (detail: cluster|disk, via dhcp/http)
-    ENROLLED = "enrolled"          # a certificate issued
-    REFUSED = "refused"            # an enrollment refused (detail: the refusal code)
-    PENDING = "pending"            # a machine recorded as waiting for an admin
-    WAKE = "wake"                  # a Wake-on-LAN packet sent
-    JOINED = "joined"              # pushed: tyd's map has this member (value: peers seen)
-    LEFT = "left"                  # pushed: the member left (detail: morning|tyd)
+    BOOT = "boot"  # a boot answer given (detail: cluster|disk, via dhcp/http)
+    ENROLLED = "enrolled"  # a certificate issued
+    REFUSED = "refused"  # an enrollment refused (detail: the refusal code)
+    PENDING = "pending"  # a machine recorded as waiting for an admin
+    WAKE = "wake"  # a Wake-on-LAN packet sent
+    JOINED = "joined"  # pushed: tyd's map has this member (value: peers seen)
+    LEFT = "left"  # pushed: the member left (detail: morning|tyd)
     TYD_REFUSALS = "tyd_refusals"  # pushed: tyd's refusal counter (value), detail: why
-    JOBS = "jobs"                  # pushed by the head: Slurm jobs running on node (value)
+    JOBS = "jobs"  # pushed by the head: Slurm jobs running on node (value)
     PUSH_REFUSED = "push_refused"  # a push refused (detail: the reason code)
 
 
@@ -67,8 +67,15 @@ class Event:
     value: int = 0
 
     def row(self) -> tuple[float, str, str, str, str, str, int]:
-        return (self.t.timestamp(), self.kind.value, self.node, self.mac, self.address,
-                self.detail, self.value)
+        return (
+            self.t.timestamp(),
+            self.kind.value,
+            self.node,
+            self.mac,
+            self.address,
+            self.detail,
+            self.value,
+        )
 
 
 class EventDbError(ChaosError):
@@ -78,8 +85,7 @@ class EventDbError(ChaosError):
 def _explain(path: Path, exc: sqlite3.Error) -> EventDbError:
     text = str(exc)
     if "malformed" in text or "not a database" in text or "corrupt" in text:
-        how = (f"it is corrupt: move it aside (mv {path} {path}.broken) and serve starts a "
-               "new one")
+        how = f"it is corrupt: move it aside (mv {path} {path}.broken) and serve starts a new one"
     elif "full" in text:
         how = "the disk is full: free space on its filesystem or pass --run-dir elsewhere"
     else:
@@ -99,10 +105,13 @@ def connect(path: Path, readonly: bool = False) -> Record:
     try:
         if readonly:
             if not path.exists():
-                raise EventDbError(f"event record {path}: no such file (serve writes it under "
-                                   "its --run-dir; pass --run-dir to point at it)")
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
-                                 factory=Record)
+                raise EventDbError(
+                    f"event record {path}: no such file (serve writes it under "
+                    "its --run-dir; pass --run-dir to point at it)"
+                )
+            db = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, check_same_thread=False, factory=Record
+            )
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, factory=Record)
@@ -120,8 +129,12 @@ def connect(path: Path, readonly: bool = False) -> Record:
         raise _explain(path, exc) from None
 
 
-def read(db: Record, since: dt.datetime | None = None,
-         until: dt.datetime | None = None, node: str | None = None) -> list[Event]:
+def read(
+    db: Record,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    node: str | None = None,
+) -> list[Event]:
     """The events in [since, until), in time order (then in the order they were recorded)."""
     where: list[str] = ["1"]
     args: list[float | str] = []
@@ -134,21 +147,24 @@ def read(db: Record, since: dt.datetime | None = None,
     if node is not None:
         where.append("node = ?")
         args.append(node)
-    sql = (f"SELECT t, kind, node, mac, address, detail, value FROM events "
-           f"WHERE {' AND '.join(where)} ORDER BY t, id")
+    sql = (
+        f"SELECT t, kind, node, mac, address, detail, value FROM events "
+        f"WHERE {' AND '.join(where)} ORDER BY t, id"
+    )
     try:
         rows = db.execute(sql, args).fetchall()
     except sqlite3.Error as exc:
         raise _explain(db.path, exc) from None
-    return [Event(dt.datetime.fromtimestamp(t, dt.UTC), Kind(kind), n, m, a, d, v)
-            for t, kind, n, m, a, d, v in rows]
+    return [
+        Event(dt.datetime.fromtimestamp(t, dt.UTC), Kind(kind), n, m, a, d, v)
+        for t, kind, n, m, a, d, v in rows
+    ]
 
 
 class EventLog:
     """The writer: one thread, a bounded queue, batches in one transaction each."""
 
-    def __init__(self, path: Path, say: Callable[[str], None],
-                 queue_max: int = QUEUE_MAX) -> None:
+    def __init__(self, path: Path, say: Callable[[str], None], queue_max: int = QUEUE_MAX) -> None:
         self.path, self.say = path, say
         self._queue: queue.Queue[Event | None] = queue.Queue(queue_max)
         self.dropped = 0
@@ -162,8 +178,9 @@ class EventLog:
         except EventDbError as exc:
             self._disable(str(exc))
             return self
-        self._thread = threading.Thread(target=self._write_loop, args=(db,), daemon=True,
-                                        name="events")
+        self._thread = threading.Thread(
+            target=self._write_loop, args=(db,), daemon=True, name="events"
+        )
         self._thread.start()
         return self
 
@@ -194,8 +211,7 @@ class EventLog:
 
     def _disable(self, message: str) -> None:
         self.broken = message
-        self.say(f"warning: {message}; serve goes on answering boots without recording "
-                 "events")
+        self.say(f"warning: {message}; serve goes on answering boots without recording events")
 
     def _batches(self) -> Iterator[list[Event]]:
         """Up to BATCH events at a time; ends at the stop mark (None)."""
@@ -222,9 +238,11 @@ class EventLog:
                 try:
                     if self.broken is None:
                         with db:
-                            db.executemany("INSERT INTO events (t, kind, node, mac, address, "
-                                           "detail, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                           [e.row() for e in batch])
+                            db.executemany(
+                                "INSERT INTO events (t, kind, node, mac, address, "
+                                "detail, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                [e.row() for e in batch],
+                            )
                         self.written += len(batch)
                     else:
                         self.dropped += len(batch)
@@ -261,8 +279,9 @@ def record(event: Event) -> None:
 PENDING_CODES: Final = ("unregistered", "awaiting_approval")
 
 
-def enrollment_outcome(cluster: Cluster, path: str, source: str, node: str,
-                       refusal: ProtocolError | None) -> None:
+def enrollment_outcome(
+    cluster: Cluster, path: str, source: str, node: str, refusal: ProtocolError | None
+) -> None:
     """One enrollment request's outcome (builder/enroll/server.py): a certificate issued, a
     refusal with its code, and a machine left pending for an admin."""
     mac = next((n.mac for n in cluster.nodes if n.name == node), "")
@@ -271,8 +290,16 @@ def enrollment_outcome(cluster: Cluster, path: str, source: str, node: str,
         if path in (FINISH_PATH, APPROVAL_PATH):
             record(Event(t, Kind.ENROLLED, node, mac, source))
         return
-    record(Event(t, Kind.REFUSED, node if mac else "", mac, source,
-                 f"{refusal.code}: {refusal.reason}"[:300]))
+    record(
+        Event(
+            t,
+            Kind.REFUSED,
+            node if mac else "",
+            mac,
+            source,
+            f"{refusal.code}: {refusal.reason}"[:300],
+        )
+    )
     if refusal.code in PENDING_CODES:
         record(Event(t, Kind.PENDING, node if mac else "", mac, source, refusal.code))
 

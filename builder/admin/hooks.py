@@ -40,8 +40,9 @@ class AdminHooks:
         events.activate(None)
 
 
-def _followers(cluster: Cluster, record: Callable[[events.Event], None], dnsmasq_log: Path,
-               access_log: Path) -> list[logs.Follower]:
+def _followers(
+    cluster: Cluster, record: Callable[[events.Event], None], dnsmasq_log: Path, access_log: Path
+) -> list[logs.Follower]:
     night = night_of(cluster)
 
     def on_dnsmasq(line: str) -> None:
@@ -54,12 +55,15 @@ def _followers(cluster: Cluster, record: Callable[[events.Event], None], dnsmasq
         if e is not None:
             record(e)
 
-    return [logs.Follower(dnsmasq_log, on_dnsmasq).start(),
-            logs.Follower(access_log, on_access).start()]
+    return [
+        logs.Follower(dnsmasq_log, on_dnsmasq).start(),
+        logs.Follower(access_log, on_access).start(),
+    ]
 
 
-def start(cluster: Cluster, config: Path, run_dir: Path, dnsmasq_log: Path,
-          access_log: Path) -> AdminHooks:
+def start(
+    cluster: Cluster, config: Path, run_dir: Path, dnsmasq_log: Path, access_log: Path
+) -> AdminHooks:
     log = events.EventLog(run_dir / events.DB_NAME, say).start()
     events.activate(log)
     hooks = AdminHooks(log)
@@ -67,21 +71,22 @@ def start(cluster: Cluster, config: Path, run_dir: Path, dnsmasq_log: Path,
     serve = cluster.serve
     try:
         if serve.address is not None:
-            pushes = open_push(cluster, pki_for(cluster, config), str(serve.address),
-                               serve.push_port, log.record)
+            pushes = open_push(
+                cluster, pki_for(cluster, config), str(serve.address), serve.push_port, log.record
+            )
             pushes.start_background()
             hooks.parts.append(pushes)
     except ChaosError as exc:
         say(f"warning: member pushes are off: {exc}")
     try:
-        view = AdminView(cluster, log.path, lambda: dt.datetime.now(dt.UTC),
-                         lambda: log.dropped)
-        admin = open_admin(view, ensure_token(run_dir), str(serve.admin_address),
-                           serve.admin_port)
+        view = AdminView(cluster, log.path, lambda: dt.datetime.now(dt.UTC), lambda: log.dropped)
+        admin = open_admin(view, ensure_token(run_dir), str(serve.admin_address), serve.admin_port)
         admin.start_background()
         hooks.parts.append(admin)
-        say(f"admin page and /metrics on {admin.url} (log in with "
-            f"{admin.url}/login?token=$(cat {run_dir / 'admin.token'}))")
+        say(
+            f"admin page and /metrics on {admin.url} (log in with "
+            f"{admin.url}/login?token=$(cat {run_dir / 'admin.token'}))"
+        )
     except ChaosError as exc:
         say(f"warning: the admin page is off: {exc}")
     return hooks

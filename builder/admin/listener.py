@@ -12,8 +12,12 @@ class BackgroundServer(http.server.ThreadingHTTPServer):
 
     def start_background(self) -> threading.Thread:
         """Serve in a daemon thread (serve and tests); stop with stop()."""
-        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
-                                  daemon=True, name=self.thread_name)
+        thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            daemon=True,
+            name=self.thread_name,
+        )
         thread.start()
         return thread
 

@@ -25,23 +25,25 @@ from .events import Event, Kind
 # dnsmasq-dhcp[812]: 1234 DHCPACK(br0) 10.99.0.11 52:54:00:99:00:11 node01
 DNSMASQ: Final = re.compile(
     r"dnsmasq-dhcp(?:\[\d+\])?:\s+(?:\d+\s+)?(?P<what>DHCPACK|PXE)\((?P<ifname>[^)]+)\)\s+"
-    r"(?:(?P<address>\d{1,3}(?:\.\d{1,3}){3})\s+)?(?P<mac>[0-9a-f]{2}(?::[0-9a-f]{2}){5})")
+    r"(?:(?P<address>\d{1,3}(?:\.\d{1,3}){3})\s+)?(?P<mac>[0-9a-f]{2}(?::[0-9a-f]{2}){5})"
+)
 # 10.99.0.11 [2026-12-01T21:00:00+00:00] "GET /mac-52-54-00-99-00-11.ipxe HTTP/1.1" 200 ...
 NGINX: Final = re.compile(
-    r'^(?P<address>\S+) \[(?P<time>[^\]]+)\] "GET /(?P<path>\S*) HTTP/[\d.]+" (?P<status>\d{3}) ')
+    r'^(?P<address>\S+) \[(?P<time>[^\]]+)\] "GET /(?P<path>\S*) HTTP/[\d.]+" (?P<status>\d{3}) '
+)
 MAC_FILE: Final = re.compile(r"^mac-(?P<mac>[0-9a-f]{2}(?:-[0-9a-f]{2}){5})\.ipxe$")
 MAX_LINE: Final = 4096
 
 
-def _answer(cluster: Cluster, night: Night | None, mac: str, address: str, t: dt.datetime,
-            via: str) -> Event:
+def _answer(
+    cluster: Cluster, night: Night | None, mac: str, address: str, t: dt.datetime, via: str
+) -> Event:
     answer = answer_for(cluster, night, mac, t)
     what = "cluster" if answer.cluster_boot else "disk"
     return Event(t, Kind.BOOT, answer.node or "", answer.mac, address, f"{what} via {via}")
 
 
-def dnsmasq_event(cluster: Cluster, night: Night | None, line: str, t: dt.datetime
-                  ) -> Event | None:
+def dnsmasq_event(cluster: Cluster, night: Night | None, line: str, t: dt.datetime) -> Event | None:
     """A DHCP/PXE answer dnsmasq logged, at `t` (when the line was read: dnsmasq's stderr
     lines carry no date)."""
     m = DNSMASQ.search(line[:MAX_LINE])
@@ -72,8 +74,7 @@ class Follower:
         self.path, self.on_line, self.every = path, on_line, every
         self.offset = path.stat().st_size if path.exists() else 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name=f"follow-{path.name}")
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"follow-{path.name}")
 
     def start(self) -> Follower:
         self._thread.start()

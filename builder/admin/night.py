@@ -20,9 +20,9 @@ JOIN_BINS = (30, 60, 120, 300, 600, 1800)
 
 @dataclass(frozen=True)
 class Timeline:
-    labels: tuple[str, ...]   # the end of each STEP, local HH:MM
+    labels: tuple[str, ...]  # the end of each STEP, local HH:MM
     members: tuple[int, ...]  # members up (joined or running) then
-    jobs: tuple[int, ...]     # Slurm jobs running then
+    jobs: tuple[int, ...]  # Slurm jobs running then
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,14 @@ class NightView:
     timeline: Timeline
     join_bins: tuple[str, ...]
     join_counts: tuple[int, ...]
-    refusals: tuple[tuple[str, int], ...]      # (reason code, count), most first
+    refusals: tuple[tuple[str, int], ...]  # (reason code, count), most first
     boot_requests: tuple[tuple[str, int], ...]  # (answer via, count)
     enrolled: int
 
 
-def timeline(cluster: Cluster, events: Sequence[Event], since: dt.datetime,
-             until: dt.datetime, tz: dt.tzinfo) -> Timeline:
+def timeline(
+    cluster: Cluster, events: Sequence[Event], since: dt.datetime, until: dt.datetime, tz: dt.tzinfo
+) -> Timeline:
     statuses = {n.name: NodeStatus(n.name, n.mac) for n in cluster.nodes}
     labels, members, jobs = [], [], []
     i, edge = 0, since + STEP
@@ -68,8 +69,9 @@ def boot_to_join(events: Sequence[Event]) -> list[float]:
 
 
 def histogram(seconds: Sequence[float]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    labels = [f"<{b}s" if b < 60 else f"<{b // 60}min" for b in JOIN_BINS] + \
-        [f">={JOIN_BINS[-1] // 60}min"]
+    labels = [f"<{b}s" if b < 60 else f"<{b // 60}min" for b in JOIN_BINS] + [
+        f">={JOIN_BINS[-1] // 60}min"
+    ]
     counts = [0] * len(labels)
     for s in seconds:
         counts[next((i for i, b in enumerate(JOIN_BINS) if s < b), len(JOIN_BINS))] += 1
@@ -77,8 +79,9 @@ def histogram(seconds: Sequence[float]) -> tuple[tuple[str, ...], tuple[int, ...
 
 
 def refusal_reasons(events: Sequence[Event]) -> tuple[tuple[str, int], ...]:
-    c = Counter(e.detail.split(":")[0] for e in events
-                if e.kind in (Kind.REFUSED, Kind.PUSH_REFUSED))
+    c = Counter(
+        e.detail.split(":")[0] for e in events if e.kind in (Kind.REFUSED, Kind.PUSH_REFUSED)
+    )
     return tuple(c.most_common())
 
 
@@ -86,10 +89,15 @@ def boot_requests(events: Sequence[Event]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(Counter(e.detail for e in events if e.kind is Kind.BOOT).items()))
 
 
-def night_view(cluster: Cluster, events: Sequence[Event], since: dt.datetime,
-               until: dt.datetime, tz: dt.tzinfo) -> NightView:
+def night_view(
+    cluster: Cluster, events: Sequence[Event], since: dt.datetime, until: dt.datetime, tz: dt.tzinfo
+) -> NightView:
     bins, counts = histogram(boot_to_join(events))
-    return NightView(timeline(cluster, events, since, until, tz), bins, counts,
-                     refusal_reasons(events), boot_requests(events),
-                     sum(e.kind is Kind.ENROLLED for e in events))
-
+    return NightView(
+        timeline(cluster, events, since, until, tz),
+        bins,
+        counts,
+        refusal_reasons(events),
+        boot_requests(events),
+        sum(e.kind is Kind.ENROLLED for e in events),
+    )

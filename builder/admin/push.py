@@ -31,8 +31,9 @@ BURST = 10
 Record = Callable[[Event], None]
 
 
-def events_of(cluster: Cluster, sender: str, push: MemberPush, address: str,
-              clock: Clock) -> list[Event]:
+def events_of(
+    cluster: Cluster, sender: str, push: MemberPush, address: str, clock: Clock
+) -> list[Event]:
     """Pure but for the clock: the events one accepted push records."""
     now = clock()
     mac = cluster.node(sender).mac
@@ -43,17 +44,22 @@ def events_of(cluster: Cluster, sender: str, push: MemberPush, address: str,
     if push.kind == "tyd_refusals":
         return [Event(now, Kind.TYD_REFUSALS, sender, mac, address, push.why, push.count)]
     known = {n.name: n for n in cluster.nodes}
-    return [Event(now, Kind.JOBS, name, known[name].mac, "", f"from {sender}", jobs)
-            for name, jobs in push.jobs if name in known]
+    return [
+        Event(now, Kind.JOBS, name, known[name].mac, "", f"from {sender}", jobs)
+        for name, jobs in push.jobs
+        if name in known
+    ]
 
 
 def check_sender(cluster: Cluster, sender: str, push: MemberPush) -> None:
     if push.node != sender:
-        raise ProtocolError("wrong_identity", f"{sender} may push facts about {sender} only, "
-                            f"not about {push.node}")
+        raise ProtocolError(
+            "wrong_identity", f"{sender} may push facts about {sender} only, not about {push.node}"
+        )
     if push.kind == "jobs" and sender not in {h.name for h in cluster.heads}:
-        raise ProtocolError("wrong_identity", f"{sender} is no head; Slurm's jobs come from "
-                            "the head only")
+        raise ProtocolError(
+            "wrong_identity", f"{sender} is no head; Slurm's jobs come from the head only"
+        )
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -68,8 +74,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, b'{"ok":true}')
         except ProtocolError as exc:
             self.close_connection = True
-            self.server.record(Event(self.server.clock(), Kind.PUSH_REFUSED, sender, "",
-                                     source, f"{exc.code}: {exc.reason}"[:200]))
+            self.server.record(
+                Event(
+                    self.server.clock(),
+                    Kind.PUSH_REFUSED,
+                    sender,
+                    "",
+                    source,
+                    f"{exc.code}: {exc.reason}"[:200],
+                )
+            )
             log.info("push %s node=%s refused %s: %s", source, sender, exc.code, exc.reason)
             self._send(exc.status, exc.to_json())
 
@@ -81,8 +95,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if length < 0:
             raise ProtocolError("malformed", "a Content-Length header is required")
         if length > MAX_PUSH:
-            raise ProtocolError("too_large", f"the push is {length} bytes; the limit is "
-                                f"{MAX_PUSH}")
+            raise ProtocolError("too_large", f"the push is {length} bytes; the limit is {MAX_PUSH}")
         return self.rfile.read(length)
 
     def _send(self, status: int, body: bytes) -> None:
@@ -99,10 +112,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class PushServer(BackgroundServer):
     thread_name = "push"
 
-    def __init__(self, cluster: Cluster, pki: Pki, context: ssl.SSLContext,
-                 address: tuple[str, int], record: Record, clock: Clock = utc_now) -> None:
-        self.cluster, self.pki, self.context, self.record, self.clock = \
-            cluster, pki, context, record, clock
+    def __init__(
+        self,
+        cluster: Cluster,
+        pki: Pki,
+        context: ssl.SSLContext,
+        address: tuple[str, int],
+        record: Record,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.cluster, self.pki, self.context, self.record, self.clock = (
+            cluster,
+            pki,
+            context,
+            record,
+            clock,
+        )
         self.limiter = RateLimiter(RATE_PER_SECOND, BURST, clock)
         super().__init__(address, _Handler)
 
@@ -122,8 +147,11 @@ class PushServer(BackgroundServer):
         if self.pki.is_revoked(sender):
             raise ProtocolError("revoked", f"node {sender} is revoked")
         if not self.limiter.allow(sender):
-            raise ProtocolError("rate_limited", f"{sender} pushes too fast (at most "
-                                f"{RATE_PER_SECOND:g}/s, bursts of {BURST}); slow down")
+            raise ProtocolError(
+                "rate_limited",
+                f"{sender} pushes too fast (at most "
+                f"{RATE_PER_SECOND:g}/s, bursts of {BURST}); slow down",
+            )
         push = MemberPush.from_json(body)
         check_sender(self.cluster, sender, push)
         for event in events_of(self.cluster, sender, push, source, self.clock):
@@ -132,7 +160,6 @@ class PushServer(BackgroundServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(10.0)
         serve_tls(self, self.context, request, client_address, "push")
-
 
 
 def push_context(cluster: Cluster, pki: Pki, address: Any, now: Any) -> ssl.SSLContext:
@@ -147,11 +174,13 @@ def push_context(cluster: Cluster, pki: Pki, address: Any, now: Any) -> ssl.SSLC
     return context
 
 
-def open_push(cluster: Cluster, pki: Pki, host: str, port: int, record: Record,
-              clock: Clock = utc_now) -> PushServer:
+def open_push(
+    cluster: Cluster, pki: Pki, host: str, port: int, record: Record, clock: Clock = utc_now
+) -> PushServer:
     context = push_context(cluster, pki, cluster.serve.address, clock())
     try:
         return PushServer(cluster, pki, context, (host, port), record, clock)
     except OSError as exc:
-        raise ChaosError(f"cannot listen for member pushes on {host}:{port}: "
-                         f"{exc.strerror or exc}") from None
+        raise ChaosError(
+            f"cannot listen for member pushes on {host}:{port}: {exc.strerror or exc}"
+        ) from None

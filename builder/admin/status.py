@@ -19,14 +19,14 @@ from .events import Event, Kind
 
 
 class State(enum.Enum):
-    DOWN = "down"          # nothing heard tonight
-    WOKEN = "woken"        # a Wake-on-LAN packet went out, no boot seen yet
-    BOOTED = "booted"      # got the cluster boot answer
+    DOWN = "down"  # nothing heard tonight
+    WOKEN = "woken"  # a Wake-on-LAN packet went out, no boot seen yet
+    BOOTED = "booted"  # got the cluster boot answer
     ENROLLED = "enrolled"  # got its certificate
-    JOINED = "joined"      # in tyd's map
-    RUNNING = "running"    # Slurm runs jobs on it (the head says so)
-    LEFT = "left"          # left the cluster (the morning, or tyd)
-    DISK = "disk"          # answered the local disk (back to disk, or outside the night)
+    JOINED = "joined"  # in tyd's map
+    RUNNING = "running"  # Slurm runs jobs on it (the head says so)
+    LEFT = "left"  # left the cluster (the morning, or tyd)
+    DISK = "disk"  # answered the local disk (back to disk, or outside the night)
 
 
 # states that are the night going as planned; in the others the last reason is shown (for
@@ -112,10 +112,16 @@ def step(s: NodeStatus, e: Event) -> NodeStatus:
     return s
 
 
-def fold(cluster: Cluster, events: Iterable[Event], since: dt.datetime, until: dt.datetime,
-         only: str | None = None) -> Report:
-    statuses = {n.name: NodeStatus(n.name, n.mac) for n in cluster.nodes
-                if only is None or n.name == only}
+def fold(
+    cluster: Cluster,
+    events: Iterable[Event],
+    since: dt.datetime,
+    until: dt.datetime,
+    only: str | None = None,
+) -> Report:
+    statuses = {
+        n.name: NodeStatus(n.name, n.mac) for n in cluster.nodes if only is None or n.name == only
+    }
     for e in events:
         if e.node in statuses and since <= e.t < until:
             statuses[e.node] = step(statuses[e.node], e)
@@ -132,20 +138,33 @@ def _since(t: dt.datetime | None, tz: ZoneInfo) -> str:
 
 def rows(report: Report, tz: ZoneInfo) -> list[tuple[str, ...]]:
     """The table's cells, computed here (the page's template only loops over them)."""
-    return [(n.node, n.state.value + (f" {n.jobs} job{'s' * (n.jobs != 1)}"
-                                       if n.state is State.RUNNING else ""),
-             _since(n.since, tz), str(n.jobs), str(n.peers), n.address or "-",
-             n.shown_reason() or "-") for n in report.nodes]
+    return [
+        (
+            n.node,
+            n.state.value
+            + (f" {n.jobs} job{'s' * (n.jobs != 1)}" if n.state is State.RUNNING else ""),
+            _since(n.since, tz),
+            str(n.jobs),
+            str(n.peers),
+            n.address or "-",
+            n.shown_reason() or "-",
+        )
+        for n in report.nodes
+    ]
 
 
 def table(report: Report, tz: ZoneInfo) -> str:
     totals = ", ".join(f"{v} {k}" for k, v in report.totals().items() if v)
-    head = (f"{len(report.nodes)} PCs, {report.since.astimezone(tz):%Y-%m-%d %H:%M} to "
-            f"{report.until.astimezone(tz):%Y-%m-%d %H:%M} {tz.key}: {totals or 'none'}")
+    head = (
+        f"{len(report.nodes)} PCs, {report.since.astimezone(tz):%Y-%m-%d %H:%M} to "
+        f"{report.until.astimezone(tz):%Y-%m-%d %H:%M} {tz.key}: {totals or 'none'}"
+    )
     cells = [COLUMNS, *rows(report, tz)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-             for r in cells]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in cells
+    ]
     return "\n".join([head, *lines]) + "\n"
 
 
@@ -156,6 +175,16 @@ def as_json(report: Report) -> str:
         d["since"] = n.since.isoformat() if n.since else None
         d["reason"] = n.shown_reason()
         return d
-    return json.dumps({"since": report.since.isoformat(), "until": report.until.isoformat(),
-                       "totals": report.totals(), "nodes": [plain(n) for n in report.nodes]},
-                      indent=1) + "\n"
+
+    return (
+        json.dumps(
+            {
+                "since": report.since.isoformat(),
+                "until": report.until.isoformat(),
+                "totals": report.totals(),
+                "nodes": [plain(n) for n in report.nodes],
+            },
+            indent=1,
+        )
+        + "\n"
+    )

@@ -40,9 +40,11 @@ COOKIE: Final = "chaos_admin"
 HERE = Path(__file__).parent
 # Chart.js from Debian's libjs-chart.js (Makefile APT_PACKAGES), served from here: no CDN
 CHART_JS: Final = Path("/usr/share/javascript/chart.js/chart.min.js")
-STATIC: Final = {"/static/chart.min.js": (CHART_JS, "text/javascript"),
-                 "/static/admin.js": (HERE / "static" / "admin.js", "text/javascript"),
-                 "/static/admin.css": (HERE / "static" / "admin.css", "text/css")}
+STATIC: Final = {
+    "/static/chart.min.js": (CHART_JS, "text/javascript"),
+    "/static/admin.js": (HERE / "static" / "admin.js", "text/javascript"),
+    "/static/admin.css": (HERE / "static" / "admin.css", "text/css"),
+}
 Clock = Callable[[], dt.datetime]
 
 
@@ -54,8 +56,10 @@ def ensure_token(run_dir: Path) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         if path.stat().st_mode & 0o077:
-            raise ChaosError(f"{path} is readable by others; chmod 600 it (or delete it and "
-                             "serve makes a new one)") from None
+            raise ChaosError(
+                f"{path} is readable by others; chmod 600 it (or delete it and "
+                "serve makes a new one)"
+            ) from None
         return path.read_text().strip()
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
@@ -82,8 +86,9 @@ class PageData:
 class AdminView:
     """Reads the record for each request (a read-only connection of its own)."""
 
-    def __init__(self, cluster: Cluster, db_path: Path, clock: Clock,
-                 dropped: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self, cluster: Cluster, db_path: Path, clock: Clock, dropped: Callable[[], int] = lambda: 0
+    ) -> None:
         self.cluster, self.db_path, self.clock, self.dropped = cluster, db_path, clock, dropped
         self.tz = ZoneInfo(cluster.schedule.time_zone)
 
@@ -101,14 +106,23 @@ class AdminView:
     def page(self) -> PageData:
         report, evs, date = self.tonight()
         view = night_view(self.cluster, evs, report.since, report.until, self.tz)
-        charts = json.dumps({"timeline": asdict(view.timeline),
-                             "join": {"labels": view.join_bins, "counts": view.join_counts},
-                             "refusals": dict(view.refusals)}).replace("<", "\\u003c")
-        return PageData(self.cluster.cluster.name, date.isoformat(),
-                        f"{self.cluster.cluster.name}: the night of {date.isoformat()}, "
-                        f"as of {report.until.astimezone(self.tz):%H:%M:%S}",
-                        tuple(report.totals().items()), COLUMNS,
-                        tuple(rows(report, self.tz)), charts)
+        charts = json.dumps(
+            {
+                "timeline": asdict(view.timeline),
+                "join": {"labels": view.join_bins, "counts": view.join_counts},
+                "refusals": dict(view.refusals),
+            }
+        ).replace("<", "\\u003c")
+        return PageData(
+            self.cluster.cluster.name,
+            date.isoformat(),
+            f"{self.cluster.cluster.name}: the night of {date.isoformat()}, "
+            f"as of {report.until.astimezone(self.tz):%H:%M:%S}",
+            tuple(report.totals().items()),
+            COLUMNS,
+            tuple(rows(report, self.tz)),
+            charts,
+        )
 
     def metrics(self) -> bytes:
         report, evs, _ = self.tonight()
@@ -116,8 +130,11 @@ class AdminView:
         return metrics.exposition(metrics.families(report, view, evs, self.dropped()))
 
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                          undefined=jinja2.StrictUndefined, autoescape=True)
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    undefined=jinja2.StrictUndefined,
+    autoescape=True,
+)
 
 
 def render_page(data: PageData) -> str:
@@ -134,8 +151,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._login(urllib.parse.parse_qs(url.query).get("token", [""])[0])
             return
         if not self._authorized():
-            self._send(401, b"log in: open /login?token=... with the token in serve's "
-                       b"run dir (admin.token)\n", "text/plain")
+            self._send(
+                401,
+                b"log in: open /login?token=... with the token in serve's run dir (admin.token)\n",
+                "text/plain",
+            )
             return
         try:
             self._route(url.path)
@@ -155,8 +175,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             try:
                 self._send(200, file.read_bytes(), kind)
             except FileNotFoundError:
-                self._send(404, f"{file} is missing: apt-get install libjs-chart.js\n"
-                           .encode(), "text/plain")
+                self._send(
+                    404,
+                    f"{file} is missing: apt-get install libjs-chart.js\n".encode(),
+                    "text/plain",
+                )
         else:
             self._send(404, b"no such page\n", "text/plain")
 
@@ -176,8 +199,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(403, b"wrong token\n", "text/plain")
             return
         self.send_response(303)
-        self.send_header("Set-Cookie", f"{COOKIE}={cookie_value(self.server.token)}; "
-                         "HttpOnly; SameSite=Strict; Path=/")
+        self.send_header(
+            "Set-Cookie",
+            f"{COOKIE}={cookie_value(self.server.token)}; HttpOnly; SameSite=Strict; Path=/",
+        )
         self.send_header("Location", "/")
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -208,10 +233,11 @@ class AdminServer(BackgroundServer):
         return f"http://{host!s}:{port}"
 
 
-
 def open_admin(view: AdminView, token: str, host: str, port: int) -> AdminServer:
     try:
         return AdminServer(view, token, (host, port))
     except OSError as exc:
-        raise ChaosError(f"cannot listen for the admin page on {host}:{port}: "
-                         f"{exc.strerror or exc}; set serve.admin_address/admin_port") from None
+        raise ChaosError(
+            f"cannot listen for the admin page on {host}:{port}: "
+            f"{exc.strerror or exc}; set serve.admin_address/admin_port"
+        ) from None

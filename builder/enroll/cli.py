@@ -24,8 +24,7 @@ def _out(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None,
-          port: int | None) -> int:
+def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None, port: int | None) -> int:
     """Run the enrollment service in the foreground until Ctrl-C / SIGTERM."""
     try:
         settings = settings_for(cluster, address, port)
@@ -41,15 +40,19 @@ def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start_background()
-    _out(f"enrollment service on {server.url} (registry {registry_path(cluster, config)}, "
-         f"certificates for {cluster.security.node_cert_hours} h); Ctrl-C stops")
+    _out(
+        f"enrollment service on {server.url} (registry {registry_path(cluster, config)}, "
+        f"certificates for {cluster.security.node_cert_hours} h); Ctrl-C stops"
+    )
     try:
         while not stop.wait(0.5):
             pass
     finally:
         server.stop()
-    _out("enrollment service stopped; requests: " + " ".join(
-        f"{k}={v}" for k, v in sorted(server.counters.items())))
+    _out(
+        "enrollment service stopped; requests: "
+        + " ".join(f"{k}={v}" for k, v in sorted(server.counters.items()))
+    )
     return 0
 
 
@@ -61,17 +64,20 @@ def pending(pki: Pki) -> int:
         _out("no machines are waiting for approval")
         return 0
     for p in entries:
-        print(f"{p.ek_hash}  as {p.node:12} from {p.source:15} macs {','.join(p.macs) or '-'}"
-              f"  first {p.first_seen}  last {p.last_seen}  ({p.attempts} tries)")
+        print(
+            f"{p.ek_hash}  as {p.node:12} from {p.source:15} macs {','.join(p.macs) or '-'}"
+            f"  first {p.first_seen}  last {p.last_seen}  ({p.attempts} tries)"
+        )
     if entries:
         _out("approve one with: chaos-build enroll approve EK_HASH --node NAME")
     for b in boots:
-        print(f"boot {b.fingerprint}  as {b.node:12} from {b.source:15} macs "
-              f"{','.join(b.macs) or '-'}  age {_minutes(b.age(now))}  last asked "
-              f"{_minutes(b.silent_for(now))} ago  ({b.state}, no TPM)")
+        print(
+            f"boot {b.fingerprint}  as {b.node:12} from {b.source:15} macs "
+            f"{','.join(b.macs) or '-'}  age {_minutes(b.age(now))}  last asked "
+            f"{_minutes(b.silent_for(now))} ago  ({b.state}, no TPM)"
+        )
     if boots:
-        _out("compare with the node's console, then: chaos-build enroll approve-boot "
-             "FINGERPRINT")
+        _out("compare with the node's console, then: chaos-build enroll approve-boot FINGERPRINT")
     return 0
 
 
@@ -82,10 +88,11 @@ def _minutes(span: dt.timedelta) -> str:
 
 def approve_boot(pki: Pki, fingerprint: str) -> int:
     """Approve one boot of a node without a TPM, by the fingerprint on its console."""
-    boot = BootStore(pki.paths.root / BOOTS_FILE).approve(fingerprint,
-                                                          dt.datetime.now(dt.UTC))
-    print(f"{boot.node}: approved boot {boot.fingerprint} (from {boot.source}, macs "
-          f"{', '.join(boot.macs) or '-'}); it gets its certificate at its next try")
+    boot = BootStore(pki.paths.root / BOOTS_FILE).approve(fingerprint, dt.datetime.now(dt.UTC))
+    print(
+        f"{boot.node}: approved boot {boot.fingerprint} (from {boot.source}, macs "
+        f"{', '.join(boot.macs) or '-'}); it gets its certificate at its next try"
+    )
     return 0
 
 

@@ -73,8 +73,7 @@ class Journal:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
             for line in lines:
-                f.write(json.dumps(line, separators=(",", ":"), sort_keys=True).encode()
-                        + b"\n")
+                f.write(json.dumps(line, separators=(",", ":"), sort_keys=True).encode() + b"\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

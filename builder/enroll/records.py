@@ -33,8 +33,14 @@ R = TypeVar("R", bound=Record)
 
 
 class RecordFile(Generic[R]):
-    def __init__(self, path: Path, make: Callable[..., R], key: Callable[[R], str],
-                 limit: int, unreadable: Callable[[str], Exception]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        make: Callable[..., R],
+        key: Callable[[R], str],
+        limit: int,
+        unreadable: Callable[[str], Exception],
+    ) -> None:
         self.path = path
         self.make = make
         self.key = key
@@ -58,6 +64,6 @@ class RecordFile(Generic[R]):
             fcntl.flock(lock, fcntl.LOCK_EX)
             records = {self.key(r): r for r in self.entries()}
             yield records
-            kept = sorted(records.values(), key=lambda r: r.last_seen)[-self.limit:]
+            kept = sorted(records.values(), key=lambda r: r.last_seen)[-self.limit :]
             data = [{**asdict(r), "macs": list(r.macs)} for r in kept]  # type: ignore[call-overload]
             atomic_write(self.path, json.dumps(data, indent=1) + "\n")

@@ -29,9 +29,11 @@ MAX_PENDING: Final = 1000
 PENDING_FILE: Final = "pending.jsonl"  # in PKI_DIR
 # the journal is compacted past this many bytes per kept entry (a line is ~200-700 bytes)
 COMPACT_BYTES_PER_ENTRY: Final = 1024
-HEADER: Final = ("# TPM registry: which machine (the sha256 of its TPM endorsement key) may "
-                 "enroll as which node.\n# EK hashes are not secret: review and version this "
-                 "file. `chaos-build enroll approve` adds entries.\n")
+HEADER: Final = (
+    "# TPM registry: which machine (the sha256 of its TPM endorsement key) may "
+    "enroll as which node.\n# EK hashes are not secret: review and version this "
+    "file. `chaos-build enroll approve` adds entries.\n"
+)
 
 
 class RegistryError(ChaosError):
@@ -82,11 +84,16 @@ def parse_registry(doc: Document, path: Path, cluster: Cluster | None = None) ->
             continue
         for i, value in enumerate(hashes):
             if not isinstance(value, str) or not EK_HASH.match(value):
-                report((name, i), f"{value!r} is not an EK hash; write sha256:<64 hex digits> "
-                       "as `chaos-build enroll pending` shows it")
+                report(
+                    (name, i),
+                    f"{value!r} is not an EK hash; write sha256:<64 hex digits> "
+                    "as `chaos-build enroll pending` shows it",
+                )
             elif value in owner:
-                report((name, i), f"{value} is already registered for {owner[value]}; one "
-                       "machine is one node")
+                report(
+                    (name, i),
+                    f"{value} is already registered for {owner[value]}; one machine is one node",
+                )
             else:
                 owner[value] = name
         nodes[name] = tuple(h for h in hashes if isinstance(h, str))
@@ -107,8 +114,10 @@ def approve(path: Path, cluster: Cluster, ek_hash: str, node: str, comment: str 
     if holder == node:
         return False
     if holder is not None:
-        raise RegistryError(f"{path}: {ek_hash} is registered for {holder}; remove it there "
-                            "first (one machine is one node)")
+        raise RegistryError(
+            f"{path}: {ek_hash} is registered for {holder}; remove it there "
+            "first (one machine is one node)"
+        )
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
     item = f"  - {ek_hash}" + (f"  # {comment}" if comment else "")
     lines = text.splitlines()
@@ -125,12 +134,10 @@ def approve(path: Path, cluster: Cluster, ek_hash: str, node: str, comment: str 
         line = doc.line((node,))
         assert line is not None
         items = [f"  - {h}" for h in hashes]
-        lines[line - 1:line] = [f"{node}:", *items, item]
+        lines[line - 1 : line] = [f"{node}:", *items, item]
     atomic_write(path, "\n".join(lines) + "\n")
     load_registry(path, cluster)  # what we wrote must read back
     return True
-
-
 
 
 # -- pending machines -------------------------------------------------------------
@@ -157,8 +164,9 @@ class PendingStore:
     def entries(self) -> list[Pending]:
         return [p for p in map(_pending, self._fold(self._journal.lines())) if p is not None]
 
-    def record(self, ek_hash: str, node: str, macs: tuple[str, ...], source: str,
-               now: dt.datetime) -> None:
+    def record(
+        self, ek_hash: str, node: str, macs: tuple[str, ...], source: str, now: dt.datetime
+    ) -> None:
         when = now.isoformat(timespec="seconds")
         self._journal.append(_line(Pending(ek_hash, node, macs, source, when, when, 1)))
 
@@ -197,14 +205,24 @@ def _pending(line: dict[str, Any]) -> Pending | None:
     """A line as a Pending entry; None for one that is not (hand-edited, or foreign)."""
     texts = ("ek_hash", "node", "source", "first_seen", "last_seen")
     macs, attempts = line.get("macs"), line.get("attempts")
-    if not all(isinstance(line.get(k), str) for k in texts) or type(attempts) is not int \
-            or not isinstance(macs, list) or not all(isinstance(m, str) for m in macs):
+    if (
+        not all(isinstance(line.get(k), str) for k in texts)
+        or type(attempts) is not int
+        or not isinstance(macs, list)
+        or not all(isinstance(m, str) for m in macs)
+    ):
         return None
-    return Pending(line["ek_hash"], line["node"], tuple(macs), line["source"],
-                   line["first_seen"], line["last_seen"], attempts)
+    return Pending(
+        line["ek_hash"],
+        line["node"],
+        tuple(macs),
+        line["source"],
+        line["first_seen"],
+        line["last_seen"],
+        attempts,
+    )
 
 
 def registry_path(cluster: Cluster, config: Path) -> Path:
     path = Path(cluster.security.tpm_registry)
     return path if path.is_absolute() else config.resolve().parent / path
-

@@ -113,8 +113,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self._reads.cut:
             self.close_connection = True
             self.server.count("deadline")
-            log.info("enroll %s: cut at the request deadline (%g s)", self.client_address[0],
-                     self.server.settings.request_seconds)
+            log.info(
+                "enroll %s: cut at the request deadline (%g s)",
+                self.client_address[0],
+                self.server.settings.request_seconds,
+            )
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         source = self.client_address[0]
@@ -139,11 +142,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             outcome = f"internal error {type(exc).__name__}: {exc}"
             self.server.count("internal_errors")
             log.error("enroll %s: internal error", source, exc_info=exc)
-            self._send(500, ProtocolError("internal", "the service failed; see its log")
-                       .to_json())
+            self._send(500, ProtocolError("internal", "the service failed; see its log").to_json())
         log.info("enroll %s %s node=%s %s", source, self._logged_path(), node, outcome)
-        admin_events.enrollment_outcome(self.server.enrollment.cluster, self.path, source,
-                                        node, refusal)  # admin: the event record
+        admin_events.enrollment_outcome(
+            self.server.enrollment.cluster, self.path, source, node, refusal
+        )  # admin: the event record
 
     def _logged_path(self) -> str:
         """The path as sent by a stranger: quoted and cut unless it is one of ours."""
@@ -152,11 +155,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self, source: str) -> tuple[str, bytes]:
         if not self.server.limiter.allow(source):
             self.close_connection = True
-            raise ProtocolError("rate_limited", "too many requests from this address; slow "
-                                "down")
+            raise ProtocolError("rate_limited", "too many requests from this address; slow down")
         if self.path not in PATHS:
-            raise ProtocolError("not_found", f"no such endpoint {self.path[:80]!r}; use "
-                                f"{', '.join(PATHS)}")
+            raise ProtocolError(
+                "not_found", f"no such endpoint {self.path[:80]!r}; use {', '.join(PATHS)}"
+            )
         body = self._body()
         service = self.server.enrollment
         if self.path == START_PATH:
@@ -180,15 +183,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         limit = MAX_FINISH_BODY if self.path == FINISH_PATH else MAX_BODY  # the event log
         if length > limit:
             self.close_connection = True  # the body is never read
-            raise ProtocolError("too_large", f"the body is {length} bytes; the limit is "
-                                f"{limit}")
+            raise ProtocolError("too_large", f"the body is {length} bytes; the limit is {limit}")
         return self.rfile.read(length)
 
     def _refuse_method(self) -> None:
         self.close_connection = True
         self._send(405, ProtocolError("not_found", "only POST is served here").to_json())
-        log.info("enroll %s %s %s node=- refused method", self.client_address[0],
-                 self.command, self._logged_path())
+        log.info(
+            "enroll %s %s %s node=- refused method",
+            self.client_address[0],
+            self.command,
+            self._logged_path(),
+        )
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         """The current CRL, for nodes that refresh theirs during the night."""
@@ -221,14 +227,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by the stdlib (a bad request line, an unknown method) as refusals."""
         self.close_connection = True
-        refusal = ProtocolError("not_found" if code in (404, 405, 501) else "malformed",
-                                f"HTTP {code}: {message or 'bad request'}")
-        log.info("enroll %s - node=- refused %s: %s", self.client_address[0], refusal.code,
-                 refusal.reason)
+        refusal = ProtocolError(
+            "not_found" if code in (404, 405, 501) else "malformed",
+            f"HTTP {code}: {message or 'bad request'}",
+        )
+        log.info(
+            "enroll %s - node=- refused %s: %s",
+            self.client_address[0],
+            refusal.code,
+            refusal.reason,
+        )
         with contextlib.suppress(OSError):
             self._send(code, refusal.to_json())
 
@@ -242,8 +253,9 @@ class EnrollServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
-    def __init__(self, enrollment: Enrollment, context: ssl.SSLContext,
-                 limiter: RateLimiter) -> None:
+    def __init__(
+        self, enrollment: Enrollment, context: ssl.SSLContext, limiter: RateLimiter
+    ) -> None:
         settings = enrollment.settings
         self.enrollment, self.context, self.limiter = enrollment, context, limiter
         self.settings = settings
@@ -277,8 +289,11 @@ class EnrollServer(http.server.ThreadingHTTPServer):
             if self._per_source[source] >= self.settings.max_connections_per_source:
                 self.counters["busy_source"] += 1
                 if self.counters["busy_source"] % 100 == 1:
-                    log.warning("enroll %s: holds %d connections; refusing more", source,
-                                self._per_source[source])
+                    log.warning(
+                        "enroll %s: holds %d connections; refusing more",
+                        source,
+                        self._per_source[source],
+                    )
                 return False
             if not self._slots.acquire(blocking=False):
                 self.counters["busy"] += 1
@@ -319,8 +334,9 @@ class EnrollServer(http.server.ThreadingHTTPServer):
 
     def start_background(self) -> threading.Thread:
         """Serve in a daemon thread (for `chaos-build serve` and tests); stop with stop()."""
-        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
-                                  daemon=True, name="enroll")
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True, name="enroll"
+        )
         thread.start()
         return thread
 
@@ -329,8 +345,14 @@ class EnrollServer(http.server.ThreadingHTTPServer):
         self.server_close()
 
 
-def open_service(cluster: Cluster, config: Path, pki: Pki, settings: ServiceSettings,
-                 clock: Clock = utc_now, reference: Path | None = None) -> EnrollServer:
+def open_service(
+    cluster: Cluster,
+    config: Path,
+    pki: Pki,
+    settings: ServiceSettings,
+    clock: Clock = utc_now,
+    reference: Path | None = None,
+) -> EnrollServer:
     """Bind the enrollment service (not yet serving: call serve_forever or
     start_background). Issues its TLS certificate from the cluster CA for settings.address
     (kept while the address stays the same); never touches the CA key."""
@@ -344,15 +366,22 @@ def open_service(cluster: Cluster, config: Path, pki: Pki, settings: ServiceSett
     load_registry(registry_path(cluster, config), cluster)  # a bad registry fails here, early
     # the measured-boot reference the build wrote beside its output (out/ by chaos.yaml)
     reference = reference or config.resolve().parent / "out" / REFERENCE_FILE
-    enrollment = Enrollment(cluster, pki, registry_path(cluster, config),
-                            PendingStore(pki.paths.root / PENDING_FILE), settings, clock,
-                            boot_check=BootCheck(cluster.security.measured_boot, reference))
+    enrollment = Enrollment(
+        cluster,
+        pki,
+        registry_path(cluster, config),
+        PendingStore(pki.paths.root / PENDING_FILE),
+        settings,
+        clock,
+        boot_check=BootCheck(cluster.security.measured_boot, reference),
+    )
     limiter = RateLimiter(settings.rate_per_second, settings.burst, clock)
     try:
         return EnrollServer(enrollment, context, limiter)
     except OSError as exc:
-        raise ChaosError(f"cannot listen on {settings.address}:{settings.port}: "
-                         f"{exc.strerror or exc}") from None
+        raise ChaosError(
+            f"cannot listen on {settings.address}:{settings.port}: {exc.strerror or exc}"
+        ) from None
 
 
 def _for_node(node: str, answer: Callable[[], bytes]) -> tuple[str, bytes]:
@@ -363,8 +392,9 @@ def _for_node(node: str, answer: Callable[[], bytes]) -> tuple[str, bytes]:
         raise Refused(exc.code, exc.reason, node) from None
 
 
-def serve_tls(server: Any, context: ssl.SSLContext, request: Any, client_address: Any,
-              what: str) -> None:
+def serve_tls(
+    server: Any, context: ssl.SSLContext, request: Any, client_address: Any, what: str
+) -> None:
     """One connection of a TLS server (enrollment, member pushes): the handshake, then the
     server's handler; a failed handshake or a dropped client is logged, never raised."""
     try:

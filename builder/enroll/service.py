@@ -78,11 +78,11 @@ class Refused(ProtocolError):
 class ServiceSettings:
     address: ipaddress.IPv4Address
     port: int
-    session_seconds: float = 10.0   # how long a challenge may be answered
-    max_sessions: int = 4096        # challenges in flight
-    rate_per_second: float = 2.0    # per source address (a node needs 2 requests)
+    session_seconds: float = 10.0  # how long a challenge may be answered
+    max_sessions: int = 4096  # challenges in flight
+    rate_per_second: float = 2.0  # per source address (a node needs 2 requests)
     burst: int = 10
-    socket_timeout: float = 10.0    # per read/write; a slow client loses its connection
+    socket_timeout: float = 10.0  # per read/write; a slow client loses its connection
     # a request's total time from its first byte: a client dribbling one byte every few
     # seconds never trips the per-read timeout, and would hold its thread for good
     request_seconds: float = 20.0
@@ -145,10 +145,10 @@ class CsrClaims:
     """What a CSR says, read but not yet believed (Enrollment._check_csr checks it)."""
 
     csr: x509.CertificateSigningRequest
-    valid: bool            # its signature verifies with its own key
-    names: list[str]       # subject common names
-    asked: set[str]        # DNS and IP SANs
-    other_sans: bool       # SANs of any other kind
+    valid: bool  # its signature verifies with its own key
+    names: list[str]  # subject common names
+    asked: set[str]  # DNS and IP SANs
+    other_sans: bool  # SANs of any other kind
 
 
 def read_csr(pem: str, node: str) -> CsrClaims:
@@ -165,12 +165,15 @@ def read_csr(pem: str, node: str) -> CsrClaims:
             san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
             return CsrClaims(csr, valid, names, set(), False)
-        asked = {*san.get_values_for_type(x509.DNSName),
-                 *(str(a) for a in san.get_values_for_type(x509.IPAddress))}
+        asked = {
+            *san.get_values_for_type(x509.DNSName),
+            *(str(a) for a in san.get_values_for_type(x509.IPAddress)),
+        }
         return CsrClaims(csr, valid, names, asked, len(asked) != len(san))
     except Exception as exc:  # noqa: BLE001 - third-party parser on hostile bytes: see above
-        raise Refused("bad_csr", f"cannot parse the CSR ({type(exc).__name__}: "
-                      f"{str(exc)[:120]})", node) from None
+        raise Refused(
+            "bad_csr", f"cannot parse the CSR ({type(exc).__name__}: {str(exc)[:120]})", node
+        ) from None
 
 
 @dataclass
@@ -192,12 +195,15 @@ class Enrollment:
 
     def __post_init__(self) -> None:
         if self.boot_check is None:
-            self.boot_check = BootCheck(self.cluster.security.measured_boot,
-                                        self.pki.paths.root.parent / "out" / REFERENCE_FILE)
+            self.boot_check = BootCheck(
+                self.cluster.security.measured_boot,
+                self.pki.paths.root.parent / "out" / REFERENCE_FILE,
+            )
         self._ca_key, self._ca = self.pki.ca()  # read once; never written here
         self._ca_pem = self._ca.public_bytes(serialization.Encoding.PEM).decode()
-        self.boots = BootStore(self.pki.paths.root / BOOTS_FILE,
-                               approval_seconds=self.settings.approval_seconds)
+        self.boots = BootStore(
+            self.pki.paths.root / BOOTS_FILE, approval_seconds=self.settings.approval_seconds
+        )
         self._munge_key = mungekey.for_cluster(self.cluster, self.pki.paths.root)
 
     # -- start ---------------------------------------------------------------
@@ -212,45 +218,71 @@ class Enrollment:
         holder = self.registry().node_for(ek_hash)
         if holder is None:
             self.pending.record(ek_hash, node.name, req.macs, source, self.clock())
-            raise Refused("unregistered", f"this machine's TPM ({ek_hash}) is not registered; "
-                          f"recorded as pending; an admin approves it with `chaos-build enroll "
-                          f"approve {ek_hash} --node {node.name}`", node.name)
+            raise Refused(
+                "unregistered",
+                f"this machine's TPM ({ek_hash}) is not registered; "
+                f"recorded as pending; an admin approves it with `chaos-build enroll "
+                f"approve {ek_hash} --node {node.name}`",
+                node.name,
+            )
         if holder != node.name:
-            raise Refused("unregistered", f"this machine's TPM ({ek_hash}) is registered for "
-                          f"{holder}, not {node.name}", node.name)
+            raise Refused(
+                "unregistered",
+                f"this machine's TPM ({ek_hash}) is registered for {holder}, not {node.name}",
+                node.name,
+            )
         problems = tpmpub.ek_problems(ek)
         if problems:
-            raise Refused("malformed", "ek_public is not an endorsement key: "
-                          + "; ".join(problems), node.name)
+            raise Refused(
+                "malformed",
+                "ek_public is not an endorsement key: " + "; ".join(problems),
+                node.name,
+            )
         problems = tpmpub.ak_problems(ak)
         if problems:
-            raise Refused("bad_ak", "the AK is not a restricted signing key bound to the TPM: "
-                          + "; ".join(problems), node.name)
+            raise Refused(
+                "bad_ak",
+                "the AK is not a restricted signing key bound to the TPM: " + "; ".join(problems),
+                node.name,
+            )
         csr = self._check_csr(req.csr, node.name)
         secret = secrets.token_bytes(SECRET_BYTES)
         try:
             blob, encrypted = make_credential(ek, secret, TPM2B_NAME(tpmpub.name_of(ak)))
         except (ValueError, TypeError) as exc:  # odd symmetric or scheme in the EK template
-            raise Refused("malformed", f"ek_public cannot wrap a credential ({exc})",
-                          node.name) from None
+            raise Refused(
+                "malformed", f"ek_public cannot wrap a credential ({exc})", node.name
+            ) from None
         session_id = secrets.token_urlsafe(24)
         assert self.boot_check is not None
         nonce = secrets.token_bytes(NONCE_BYTES) if self.boot_check.wanted(node) else b""
         now = self.clock()
         with self._lock:
             self._starts += 1
-            if self._starts % SWEEP_EVERY == 0 or len(self._sessions) >= \
-                    self.settings.max_sessions:
+            if self._starts % SWEEP_EVERY == 0 or len(self._sessions) >= self.settings.max_sessions:
                 self._sweep(now)
             if len(self._sessions) >= self.settings.max_sessions:
-                raise Refused("busy", "too many enrollments in flight; retry in a few "
-                              "seconds", node.name)
+                raise Refused(
+                    "busy", "too many enrollments in flight; retry in a few seconds", node.name
+                )
             self._sessions[session_id] = _Session(
-                node.name, source, secret, csr, ek_hash,
-                now + dt.timedelta(seconds=self.settings.session_seconds), req.ak_public, nonce)
+                node.name,
+                source,
+                secret,
+                csr,
+                ek_hash,
+                now + dt.timedelta(seconds=self.settings.session_seconds),
+                req.ak_public,
+                nonce,
+            )
         log.debug("challenge for %s (%s)", node.name, ek_hash)
-        return StartResponse(session_id, blob.marshal(), encrypted.marshal(),
-                             max(1, int(self.settings.session_seconds)), nonce)
+        return StartResponse(
+            session_id,
+            blob.marshal(),
+            encrypted.marshal(),
+            max(1, int(self.settings.session_seconds)),
+            nonce,
+        )
 
     # -- a node without a TPM -----------------------------------------------
     def approval(self, req: ApprovalRequest, source: str) -> FinishResponse:
@@ -258,38 +290,63 @@ class Enrollment:
         then one certificate for it."""
         node = self._node(req.node)
         if node.attestation is not Attestation.APPROVAL:
-            raise Refused("tpm_required", f"node {node.name} proves its machine with its TPM "
-                          "(attestation: tpm in chaos.yaml); a request without TPM proof is "
-                          "refused", node.name)
+            raise Refused(
+                "tpm_required",
+                f"node {node.name} proves its machine with its TPM "
+                "(attestation: tpm in chaos.yaml); a request without TPM proof is "
+                "refused",
+                node.name,
+            )
         csr = self._check_csr(req.csr, node.name)
-        der = csr.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        der = csr.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         fp, now = boot_fingerprint(der), self.clock()
         verdict, boot = self.boots.ask(fp, key_sha256(der), node.name, req.macs, source, now)
         if verdict is Verdict.OTHER_NODE:
-            raise Refused("wrong_identity", f"this key ({fp}) waits as {boot.node}, not "
-                          f"{node.name}", node.name)
+            raise Refused(
+                "wrong_identity",
+                f"this key ({fp}) waits as {boot.node}, not {node.name}",
+                node.name,
+            )
         if verdict is Verdict.USED:
-            raise Refused("replayed", f"the approval of boot {fp} was already used; a new "
-                          "boot makes a new key and waits for a new approval", node.name)
-        wait = (f"recorded; an admin approves this boot with `chaos-build enroll "
-                f"approve-boot {fp}` (node {node.name})")
+            raise Refused(
+                "replayed",
+                f"the approval of boot {fp} was already used; a new "
+                "boot makes a new key and waits for a new approval",
+                node.name,
+            )
+        wait = (
+            f"recorded; an admin approves this boot with `chaos-build enroll "
+            f"approve-boot {fp}` (node {node.name})"
+        )
         if verdict is Verdict.EXPIRED:
-            raise Refused("expired", f"the approval of boot {fp} expired after "
-                          f"{self.settings.approval_seconds / 60:g} min; {wait}", node.name)
+            raise Refused(
+                "expired",
+                f"the approval of boot {fp} expired after "
+                f"{self.settings.approval_seconds / 60:g} min; {wait}",
+                node.name,
+            )
         if verdict is Verdict.WAITING:
-            raise Refused("awaiting_approval", f"boot {fp} of {node.name} has no TPM "
-                          f"attestation: {wait}", node.name)
-        log.info("enroll %s: boot %s of %s approved at %s; issuing", source, fp, node.name,
-                 boot.approved_at)
+            raise Refused(
+                "awaiting_approval",
+                f"boot {fp} of {node.name} has no TPM attestation: {wait}",
+                node.name,
+            )
+        log.info(
+            "enroll %s: boot %s of %s approved at %s; issuing",
+            source,
+            fp,
+            node.name,
+            boot.approved_at,
+        )
         return self._issue(node.name, csr, now)
 
     def _node(self, name: str) -> Any:
         try:
             node = self.cluster.node(name)
         except KeyError:
-            raise Refused("unknown_node", f"no node named {name!r} in chaos.yaml", name) \
-                from None
+            raise Refused("unknown_node", f"no node named {name!r} in chaos.yaml", name) from None
         if self.pki.is_revoked(name):
             raise Refused("revoked", f"node {name} is revoked; it gets no certificate", name)
         return node
@@ -311,22 +368,31 @@ class Enrollment:
         if not c.valid:
             raise Refused("bad_csr", "the CSR's signature does not verify", node)
         key = c.csr.public_key()
-        if not (isinstance(key, ed25519.Ed25519PublicKey) or (
-                isinstance(key, ec.EllipticCurvePublicKey)
-                and isinstance(key.curve, ec.SECP256R1))):
+        if not (
+            isinstance(key, ed25519.Ed25519PublicKey)
+            or (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1))
+        ):
             raise Refused("bad_csr", "the CSR's key must be Ed25519 or ECDSA P-256", node)
         if c.names != [node]:
-            raise Refused("wrong_identity", f"the CSR names {c.names or 'nobody'}, not {node}",
-                          node)
+            raise Refused(
+                "wrong_identity", f"the CSR names {c.names or 'nobody'}, not {node}", node
+            )
         ident = self._identity(node)
         allowed = {ident.name, ident.fqdn, str(ident.address)}
         if c.other_sans:
-            raise Refused("wrong_identity", "the CSR asks for SANs other than DNS names "
-                          "and IP addresses", node)
+            raise Refused(
+                "wrong_identity",
+                "the CSR asks for SANs other than DNS names and IP addresses",
+                node,
+            )
         if c.asked - allowed:
-            raise Refused("wrong_identity", f"the CSR asks for "
-                          f"{', '.join(sorted(c.asked - allowed))}; {node} is "
-                          f"{', '.join(sorted(allowed))}", node)
+            raise Refused(
+                "wrong_identity",
+                f"the CSR asks for "
+                f"{', '.join(sorted(c.asked - allowed))}; {node} is "
+                f"{', '.join(sorted(allowed))}",
+                node,
+            )
         return c.csr
 
     def _identity(self, name: str) -> Identity:
@@ -341,21 +407,29 @@ class Enrollment:
                 raise Refused("replayed", "this session was already used; start again")
             session = self._sessions.pop(req.session, None)
             if session is None:
-                raise Refused("unknown_session", "no such session (it expired long ago or the "
-                              "service restarted); start again")
+                raise Refused(
+                    "unknown_session",
+                    "no such session (it expired long ago or the service restarted); start again",
+                )
             # single use from here on, whatever the outcome: no guessing the proof
             self._used[req.session] = session.expires
         node = session.node
         if session.source != source:
-            raise Refused("unknown_session", "this session was started from another "
-                          "address", node)
+            raise Refused("unknown_session", "this session was started from another address", node)
         if now > session.expires:
-            raise Refused("expired", f"the challenge expired after "
-                          f"{self.settings.session_seconds:g} s; start again", node)
+            raise Refused(
+                "expired",
+                f"the challenge expired after {self.settings.session_seconds:g} s; start again",
+                node,
+            )
         csr_der = session.csr.public_bytes(serialization.Encoding.DER)
         if not proof_matches(session.secret, csr_der, req.hmac):
-            raise Refused("bad_proof", "the proof does not match: this machine did not "
-                          f"activate the credential for {session.ek_hash}", node)
+            raise Refused(
+                "bad_proof",
+                "the proof does not match: this machine did not "
+                f"activate the credential for {session.ek_hash}",
+                node,
+            )
         self._node(node)  # revoked or removed meanwhile?
         self._check_boot(session, req)
         return node, self._issue(node, session.csr, now)
@@ -365,24 +439,37 @@ class Enrollment:
         reference; a deviation is logged and counted, and refused when enforced."""
         assert self.boot_check is not None
         refused = self.boot_check.refusal(
-            self.cluster.node(session.node), session.ak_public, session.nonce,
-            Evidence(req.quote, req.quote_signature, req.event_log))
+            self.cluster.node(session.node),
+            session.ak_public,
+            session.nonce,
+            Evidence(req.quote, req.quote_signature, req.event_log),
+        )
         if refused is not None and self.boot_check.enforced:
             raise Refused("unmeasured_boot", f"measured boot: {refused.reason}", session.node)
 
-    def _issue(self, node: str, csr: x509.CertificateSigningRequest, now: dt.datetime
-               ) -> FinishResponse:
+    def _issue(
+        self, node: str, csr: x509.CertificateSigningRequest, now: dt.datetime
+    ) -> FinishResponse:
         """The certificate for the CSR's key, valid until the night's end plus a margin, at
         most node_cert_hours (builder/night: cert_hours)."""
         hours = cert_hours(self.cluster, now)
-        cert = make_node_cert(self._identity(node), self.cluster.cluster.name,
-                              csr.public_key(),  # type: ignore[arg-type]
-                              self._ca_key, self._ca, now, hours / 24)
+        cert = make_node_cert(
+            self._identity(node),
+            self.cluster.cluster.name,
+            csr.public_key(),  # type: ignore[arg-type]
+            self._ca_key,
+            self._ca,
+            now,
+            hours / 24,
+        )
         self.pki.record_enrolled(node, cert)
         return FinishResponse(
             certificate=cert.public_bytes(serialization.Encoding.PEM).decode(),
-            ca=self._ca_pem, crl=self.pki.crl_pem().decode(),
-            not_after=cert.not_valid_after_utc.isoformat(), munge_key=self._munge_key)
+            ca=self._ca_pem,
+            crl=self.pki.crl_pem().decode(),
+            not_after=cert.not_valid_after_utc.isoformat(),
+            munge_key=self._munge_key,
+        )
 
     def _sweep(self, now: dt.datetime) -> None:
         for sid, s in list(self._sessions.items()):
@@ -397,13 +484,16 @@ class Enrollment:
 # -- the HTTPS edge --------------------------------------------------------------
 
 
-def settings_for(cluster: Cluster, address: ipaddress.IPv4Address | str | None = None,
-                 port: int | None = None) -> ServiceSettings:
+def settings_for(
+    cluster: Cluster, address: ipaddress.IPv4Address | str | None = None, port: int | None = None
+) -> ServiceSettings:
     """The service's settings from chaos.yaml (serve.address, serve.enroll_port), each
     overridable (the CLI's --address/--port)."""
     if address is None and cluster.serve.address is None:
-        raise InvalidInput("serve.address is not set: set it to the build host's address on "
-                           "the lab segment, or pass --address")
+        raise InvalidInput(
+            "serve.address is not set: set it to the build host's address on "
+            "the lab segment, or pass --address"
+        )
     try:
         ip = ipaddress.IPv4Address(address) if address is not None else cluster.serve.address
     except ValueError:
@@ -412,4 +502,3 @@ def settings_for(cluster: Cluster, address: ipaddress.IPv4Address | str | None =
         raise InvalidInput(f"--port {port} is out of range; use 1..65535")
     assert ip is not None
     return ServiceSettings(ip, port or cluster.serve.enroll_port)
-

@@ -51,17 +51,25 @@ def start_swtpm(state: Path, port: int, timeout: float = 5.0) -> SoftTpm:
     if binary is None:
         raise ToolMissing("swtpm is needed for a software TPM: apt-get install swtpm")
     state.mkdir(parents=True, exist_ok=True)
-    argv = [binary, "socket", "--tpm2",
-            "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-            "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-            "--flags", "not-need-init,startup-clear", "--tpmstate", f"dir={state}"]
+    argv = [
+        binary,
+        "socket",
+        "--tpm2",
+        "--server",
+        f"type=tcp,port={port},bindaddr=127.0.0.1",
+        "--ctrl",
+        f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+        "--flags",
+        "not-need-init,startup-clear",
+        "--tpmstate",
+        f"dir={state}",
+    ]
     proc = spawn(argv)
     tpm = SoftTpm(port, state, proc)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise ToolMissing(f"swtpm exited with {proc.returncode} at start (port {port} "
-                              "taken?)")
+            raise ToolMissing(f"swtpm exited with {proc.returncode} at start (port {port} taken?)")
         try:
             # the control channel: probing it leaves the single TPM command channel free
             with socket.create_connection(("127.0.0.1", port + 1), timeout=0.2):
@@ -69,8 +77,9 @@ def start_swtpm(state: Path, port: int, timeout: float = 5.0) -> SoftTpm:
         except OSError:
             if time.monotonic() > deadline:
                 tpm.stop()
-                raise ToolMissing(f"swtpm did not listen on 127.0.0.1:{port + 1} within "
-                                  f"{timeout:g} s") from None
+                raise ToolMissing(
+                    f"swtpm did not listen on 127.0.0.1:{port + 1} within {timeout:g} s"
+                ) from None
             time.sleep(0.02)
 
 

@@ -21,10 +21,17 @@ from . import admin, common, enroll, firewall, head, ipsec, night, slurm, tyd
 from .feature import TEMPLATE_SUFFIX, Feature
 
 # In render order; the firewall's counters come out in this order too.
-FEATURES: tuple[Feature, ...] = (common.FEATURE, ipsec.FEATURE, firewall.FEATURE,
-                                 tyd.FEATURE, enroll.FEATURE, night.FEATURE, slurm.FEATURE,
-                                 head.FEATURE, admin.FEATURE)
-
+FEATURES: tuple[Feature, ...] = (
+    common.FEATURE,
+    ipsec.FEATURE,
+    firewall.FEATURE,
+    tyd.FEATURE,
+    enroll.FEATURE,
+    night.FEATURE,
+    slurm.FEATURE,
+    head.FEATURE,
+    admin.FEATURE,
+)
 
 
 @dataclass(frozen=True)
@@ -39,15 +46,23 @@ class NodeContext:
         return template not in self.skipped
 
 
-def node_context(cluster: Cluster, node: Node, everyone: tuple[Peer, ...] | None = None,
-                 hub_names: frozenset[str] | None = None) -> NodeContext:
+def node_context(
+    cluster: Cluster,
+    node: Node,
+    everyone: tuple[Peer, ...] | None = None,
+    hub_names: frozenset[str] | None = None,
+) -> NodeContext:
     core = node_view(cluster, node, everyone, hub_names)
     fields = {f.name: getattr(core, f.name) for f in dataclasses.fields(core)}
     for feature in FEATURES:
         fields.update(feature.fields(cluster, node, core))
     fields["counters"] = tuple(c for f in FEATURES for c in f.counters(cluster, node))
-    skipped = frozenset(f"{feature.name}/{template}" for feature in FEATURES
-                        for template, flag in feature.only_for.items() if not fields[flag])
+    skipped = frozenset(
+        f"{feature.name}/{template}"
+        for feature in FEATURES
+        for template, flag in feature.only_for.items()
+        if not fields[flag]
+    )
     return NodeContext(fields, skipped)
 
 

@@ -13,5 +13,6 @@ def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
     return {}
 
 
-FEATURE = Feature(name="admin", fields=fields,
-                  units=("chaos-pushwatch.service", "chaos-pushjobs.timer"))
+FEATURE = Feature(
+    name="admin", fields=fields, units=("chaos-pushwatch.service", "chaos-pushjobs.timer")
+)

@@ -8,13 +8,16 @@ from .feature import Feature
 
 
 def packages(cluster: Cluster) -> tuple[str, ...]:
-    return ("linux-image-amd64", "systemd", "systemd-sysv", "udev", "kmod", "iproute2",
-            "python3")
+    return ("linux-image-amd64", "systemd", "systemd-sysv", "udev", "kmod", "iproute2", "python3")
 
 
 FEATURE = Feature(
     name="common",
-    units=("systemd-networkd.service", "chaos-identity.service", "chaos-selftest.service",
-           "chaos-hosts.service"),
+    units=(
+        "systemd-networkd.service",
+        "chaos-identity.service",
+        "chaos-selftest.service",
+        "chaos-hosts.service",
+    ),
     packages=packages,
 )

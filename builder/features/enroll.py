@@ -22,6 +22,9 @@ def packages(cluster: Cluster) -> tuple[str, ...]:
     return ("python3-tpm2-pytss", "libtss2-tcti-device0", "python3-cryptography")
 
 
-FEATURE = Feature(name="enroll", fields=fields,
-                  units=("chaos-enroll.service", "chaos-crl.timer", "chaos-renew.timer"),
-                  packages=packages)
+FEATURE = Feature(
+    name="enroll",
+    fields=fields,
+    units=("chaos-enroll.service", "chaos-crl.timer", "chaos-renew.timer"),
+    packages=packages,
+)

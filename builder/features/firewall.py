@@ -52,5 +52,10 @@ def packages(cluster: Cluster) -> tuple[str, ...]:
     return ("nftables",)
 
 
-FEATURE = Feature(name="firewall", fields=fields, units=("nftables.service",),
-                  packages=packages, counters=counters)
+FEATURE = Feature(
+    name="firewall",
+    fields=fields,
+    units=("nftables.service",),
+    packages=packages,
+    counters=counters,
+)

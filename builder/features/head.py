@@ -17,7 +17,6 @@ def counters(cluster: Cluster, node: Node) -> Counters:
     return HEAD_COUNTERS if node == cluster.always_on_head else ()
 
 
-
 def head_packages(cluster: Cluster) -> tuple[str, ...]:
     return ("openssh-server", "nfs-kernel-server", "nfs-common", "e2fsprogs")
 
@@ -44,8 +43,13 @@ FEATURE = Feature(
     # nfs-server and rpcbind never start (disable_units, and the 10-chaos-head preset);
     # overlays/head/always-on enables them on the head only.
     packages=head_packages,
-    disable_units=("ssh.service", "nfs-server.service", "rpcbind.service", "rpcbind.socket",
-                   # pNFS block layout: it looks for block devices, which no node uses
-                   "nfs-blkmap.service"),
+    disable_units=(
+        "ssh.service",
+        "nfs-server.service",
+        "rpcbind.service",
+        "rpcbind.socket",
+        # pNFS block layout: it looks for block devices, which no node uses
+        "nfs-blkmap.service",
+    ),
     own_root="always-on",
 )

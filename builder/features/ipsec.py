@@ -13,8 +13,10 @@ from ..views import NodeView, Peer, ipsec_policy
 from .feature import Feature, Fields
 
 SWANCTL_PLUGINS = "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl"
-CHARON_PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
-                  "kdf kernel-netlink socket-default vici updown")
+CHARON_PLUGINS = (
+    "random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
+    "kdf kernel-netlink socket-default vici updown"
+)
 
 
 def swanctl_lines(section: ipsec.Section, depth: int = 1) -> tuple[str, ...]:
@@ -51,9 +53,7 @@ def packages(cluster: Cluster) -> tuple[str, ...]:
     # netbase: /etc/protocols and /etc/services: charon resolves selectors like
     # 10.0.0.1/32[tcp/7411] through them; without it a port-scoped config is "invalid value
     # for: local_ts".
-    return ("charon-systemd", "strongswan-swanctl", "libstrongswan-standard-plugins",
-            "netbase")
+    return ("charon-systemd", "strongswan-swanctl", "libstrongswan-standard-plugins", "netbase")
 
 
-FEATURE = Feature(name="ipsec", fields=fields, units=("strongswan.service",),
-                  packages=packages)
+FEATURE = Feature(name="ipsec", fields=fields, units=("strongswan.service",), packages=packages)

@@ -19,12 +19,17 @@ def time_source(cluster: Cluster) -> str:
 
 def night_settings(cluster: Cluster, node: Node) -> NightSettings:
     sched = cluster.schedule
-    return NightSettings(node=node.name, windows=sched.windows, time_zone=sched.time_zone,
-                         whole_days=tuple(d.value for d in sched.whole_days),
-                         holidays=tuple(d.isoformat() for d in sched.holidays),
-                         stop_new_work_before=sched.stop_new_work_before,
-                         morning=sched.morning.value, time_source=time_source(cluster),
-                         always_on=node.always_on)
+    return NightSettings(
+        node=node.name,
+        windows=sched.windows,
+        time_zone=sched.time_zone,
+        whole_days=tuple(d.value for d in sched.whole_days),
+        holidays=tuple(d.isoformat() for d in sched.holidays),
+        stop_new_work_before=sched.stop_new_work_before,
+        morning=sched.morning.value,
+        time_source=time_source(cluster),
+        always_on=node.always_on,
+    )
 
 
 def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
@@ -39,5 +44,4 @@ def packages(cluster: Cluster) -> tuple[str, ...]:
     return ("tzdata", "systemd-timesyncd")
 
 
-FEATURE = Feature(name="night", fields=fields, units=("chaos-morning.service",),
-                  packages=packages)
+FEATURE = Feature(name="night", fields=fields, units=("chaos-morning.service",), packages=packages)

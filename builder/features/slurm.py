@@ -15,8 +15,7 @@ from .feature import Counters, Feature, Fields
 
 # With a Slurm workload: Slurm's ports reached by someone who is not a member.
 SLURM_COUNTERS = (
-    ("drop_slurm_outsider", "slurmctld, slurmd or srun ports from an address that is not a "
-     "member"),
+    ("drop_slurm_outsider", "slurmctld, slurmd or srun ports from an address that is not a member"),
 )
 # cgroup.conf: slurmd initializes its cgroup plugin whatever ProctrackType says; without D-Bus
 # (not in the image) it must not ask systemd for a scope.
@@ -49,9 +48,16 @@ def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
     head = cluster.heads[0]
     is_head = cluster.workload.slurm and node in cluster.heads
     compute = cluster.workload.slurm and Role.COMPUTE in node.roles
-    settings = SlurmSettings(workload=cluster.workload.value, node=node.name, head=head.name,
-                             head_address=str(head.address), slurmctld=is_head, slurmd=compute,
-                             tyd_map=TYD_EXPORTS["json"], munge_key=MUNGE_KEY)
+    settings = SlurmSettings(
+        workload=cluster.workload.value,
+        node=node.name,
+        head=head.name,
+        head_address=str(head.address),
+        slurmctld=is_head,
+        slurmd=compute,
+        tyd_map=TYD_EXPORTS["json"],
+        munge_key=MUNGE_KEY,
+    )
     return {
         "workload": cluster.workload.value,
         "slurm": cluster.workload.slurm,  # the cluster runs Slurm

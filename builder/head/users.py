@@ -13,15 +13,48 @@ from ..loader import read_bounded
 from ..model import User
 
 # Key types the head's sshd accepts (OpenSSH 9.2); DSA is gone from OpenSSH.
-KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-             "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
-             "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa")
+KEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-rsa",
+)
 # Accounts the image has already (Debian's base, munge, slurm, nfs, sshd): a user of chaos.yaml
 # must not shadow them.
-SYSTEM_NAMES = frozenset((
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
-    "proxy", "www-data", "backup", "list", "irc", "_apt", "nobody", "systemd-network",
-    "systemd-timesync", "messagebus", "munge", "slurm", "sshd", "statd", "_rpc", "tss"))
+SYSTEM_NAMES = frozenset(
+    (
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "_apt",
+        "nobody",
+        "systemd-network",
+        "systemd-timesync",
+        "messagebus",
+        "munge",
+        "slurm",
+        "sshd",
+        "statd",
+        "_rpc",
+        "tss",
+    )
+)
 FIRST_UID = 1000
 _USER_LINE = re.compile(r"^([a-z_][a-z0-9_-]{0,31}):([0-9]{1,5}):([0-9]{1,5}):(.+)$")
 
@@ -29,8 +62,10 @@ _USER_LINE = re.compile(r"^([a-z_][a-z0-9_-]{0,31}):([0-9]{1,5}):([0-9]{1,5}):(.
 def key_problem(text: str) -> str | None:
     """Why `text` is not one OpenSSH public key line, or None when it is one."""
     if "PRIVATE KEY" in text:
-        return "this is a private key; give the public key (the .pub file's line) and keep " \
-               "the private key where it is"
+        return (
+            "this is a private key; give the public key (the .pub file's line) and keep "
+            "the private key where it is"
+        )
     parts = text.split()
     if len(parts) < 2:
         return "not an OpenSSH public key: write it as 'ssh-ed25519 AAAA... comment'"
@@ -40,7 +75,7 @@ def key_problem(text: str) -> str | None:
     try:
         raw = base64.b64decode(blob, validate=True)
         (length,) = struct.unpack(">I", raw[:4])
-        inner = raw[4:4 + length].decode("ascii")
+        inner = raw[4 : 4 + length].decode("ascii")
     except (binascii.Error, struct.error, UnicodeDecodeError, ValueError):
         return "the key's base64 part is damaged; paste the whole line of the .pub file"
     if inner != kind:
@@ -66,8 +101,14 @@ def read_users_file(path: Path) -> tuple[tuple[User, ...], list[Problem]]:
             continue
         m = _USER_LINE.match(line)
         if m is None:
-            problems.append(Problem(str(path), number, "", "not a user line; write "
-                                    "name:uid:gid:ssh-ed25519 AAAA... comment"))
+            problems.append(
+                Problem(
+                    str(path),
+                    number,
+                    "",
+                    "not a user line; write name:uid:gid:ssh-ed25519 AAAA... comment",
+                )
+            )
             continue
         name, uid, gid, key = m[1], int(m[2]), int(m[3]), m[4].strip()
         why = key_problem(key)
@@ -76,13 +117,21 @@ def read_users_file(path: Path) -> tuple[tuple[User, ...], list[Problem]]:
         if name in found:
             first_uid, first_gid, keys, first_line = found[name]
             if (first_uid, first_gid) != (uid, gid):
-                problems.append(Problem(str(path), number, "", f"{name} has uid:gid "
-                                        f"{first_uid}:{first_gid} at line {first_line}; a "
-                                        "repeated name only adds a key"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        number,
+                        "",
+                        f"{name} has uid:gid "
+                        f"{first_uid}:{first_gid} at line {first_line}; a "
+                        "repeated name only adds a key",
+                    )
+                )
             keys.append(key)
         else:
             found[name] = (uid, gid, [key], number)
             order.append(name)
-    users = tuple(User(name=n, uid=found[n][0], gid=found[n][1], ssh_keys=tuple(found[n][2]))
-                  for n in order)
+    users = tuple(
+        User(name=n, uid=found[n][0], gid=found[n][1], ssh_keys=tuple(found[n][2])) for n in order
+    )
     return users, problems

@@ -66,8 +66,7 @@ def sysusers_lines(cluster: Cluster) -> tuple[str, ...]:
     out: list[str] = []
     for u in cluster.users:
         out.append(f"g {u.name} {u.gid}")
-        out.append(f'u {u.name} {u.uid}:{u.gid} "chaos user {u.name}" {HOME}/{u.name} '
-                   "/bin/bash")
+        out.append(f'u {u.name} {u.uid}:{u.gid} "chaos user {u.name}" {HOME}/{u.name} /bin/bash')
     return tuple(out)
 
 
@@ -77,10 +76,16 @@ def exports_lines(cluster: Cluster, head: Node) -> tuple[str, ...]:
 
 
 def statedisk_json(cluster: Cluster, head: Node) -> str:
-    doc = {"_generated": HEADER, "disk": head.state_disk, "label": STATE_LABEL,
-           "mount": STATE_MOUNT, "home": STATE_HOME, "slurmctld": STATE_SLURMCTLD,
-           "ssh": STATE_SSH,
-           "users": [{"name": u.name, "uid": u.uid, "gid": u.gid} for u in cluster.users]}
+    doc = {
+        "_generated": HEADER,
+        "disk": head.state_disk,
+        "label": STATE_LABEL,
+        "mount": STATE_MOUNT,
+        "home": STATE_HOME,
+        "slurmctld": STATE_SLURMCTLD,
+        "ssh": STATE_SSH,
+        "users": [{"name": u.name, "uid": u.uid, "gid": u.gid} for u in cluster.users],
+    }
     return json.dumps(doc, indent=1)
 
 
@@ -107,13 +112,17 @@ def authorized_keys(cluster: Cluster, node: Node) -> dict[str, bytes]:
     """The head's authorized keys, one root-owned file per user (sshd's %u)."""
     if cluster.always_on_head != node:
         return {}
-    return {in_root(f"{AUTHORIZED_KEYS_DIR}/{u.name}"):
-            (f"# {HEADER}\n" + "".join(f"{k}\n" for k in u.ssh_keys)).encode()
-            for u in cluster.users}
+    return {
+        in_root(f"{AUTHORIZED_KEYS_DIR}/{u.name}"): (
+            f"# {HEADER}\n" + "".join(f"{k}\n" for k in u.ssh_keys)
+        ).encode()
+        for u in cluster.users
+    }
 
 
-def head_slurm_conf(cluster: Cluster,
-                    conf: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+def head_slurm_conf(
+    cluster: Cluster, conf: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
     """slurm.conf of an always-on head: state on the state disk, jobs requeued when their
     node leaves at the night's end (a job opts out with --no-requeue)."""
     if cluster.always_on_head is None:

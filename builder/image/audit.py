@@ -18,8 +18,10 @@ from pathlib import Path
 from builder.run import run
 
 # a whole PEM private key (with key material: library code quotes the BEGIN line alone)
-PEM_KEY = re.compile(rb"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY)-----\r?\n[A-Za-z0-9+/=\r\n]{40,}"
-                     rb"-----END \1-----")
+PEM_KEY = re.compile(
+    rb"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY)-----\r?\n[A-Za-z0-9+/=\r\n]{40,}"
+    rb"-----END \1-----"
+)
 # or a key file's name as a cpio member (inside a member's contents such a name is only a
 # program's default path: munged and mungekey carry "munge.key")
 SECRET = re.compile(PEM_KEY.pattern + rb"|(?:^|/)private/[^/\0]+\.key\0|munge\.key\0")
@@ -58,11 +60,11 @@ def cpio_members(data: bytes) -> list[tuple[str, bytes]] | None:
     None if data is not one."""
     members, pos = [], 0
     while data.startswith(CPIO_MAGIC, pos):
-        field = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        field = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
         size, namesize = field[6], field[11]
-        name = data[pos + CPIO_HEADER:pos + CPIO_HEADER + namesize - 1].decode(errors="replace")
+        name = data[pos + CPIO_HEADER : pos + CPIO_HEADER + namesize - 1].decode(errors="replace")
         start = (pos + CPIO_HEADER + namesize + 3) & ~3
-        members.append((name, data[start:start + size]))
+        members.append((name, data[start : start + size]))
         pos = (start + size + 3) & ~3
         while pos < len(data) and data[pos] == 0:  # padding between archives
             pos += 1
@@ -70,8 +72,10 @@ def cpio_members(data: bytes) -> list[tuple[str, bytes]] | None:
 
 
 def _markers(blob: bytes, pattern: re.Pattern[bytes] = SECRET) -> set[str]:
-    return {m.group(0).strip(b"\0").splitlines()[0].decode(errors="replace")
-            for m in pattern.finditer(blob)}
+    return {
+        m.group(0).strip(b"\0").splitlines()[0].decode(errors="replace")
+        for m in pattern.finditer(blob)
+    }
 
 
 def secrets_in(data: bytes, known: Mapping[str, bytes] | None = None) -> list[str]:

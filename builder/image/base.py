@@ -61,26 +61,37 @@ def copy_rootfs(ctx: BuildContext) -> bool:
 
 
 def holds_static_files(folder: Path) -> bool:
-    return any(not p.name.endswith(TEMPLATE_SUFFIX) and (p.is_symlink() or not p.is_dir())
-               for p in folder.rglob("*"))
+    return any(
+        not p.name.endswith(TEMPLATE_SUFFIX) and (p.is_symlink() or not p.is_dir())
+        for p in folder.rglob("*")
+    )
 
 
 def templates_only(directory: str, names: list[str]) -> set[str]:
     """copytree's ignore: the templates (each node's, rendered) and folders holding nothing
     else, so the base gets no empty directories from them."""
     here = Path(directory)
-    return {name for name in names if name.endswith(TEMPLATE_SUFFIX) or (
-        (here / name).is_dir() and not (here / name).is_symlink()
-        and not holds_static_files(here / name))}
+    return {
+        name
+        for name in names
+        if name.endswith(TEMPLATE_SUFFIX)
+        or (
+            (here / name).is_dir()
+            and not (here / name).is_symlink()
+            and not holds_static_files(here / name)
+        )
+    }
 
 
 def base_files_of(folder: Path, own_root: str) -> Callable[[str, list[str]], set[str]]:
     """copytree's ignore for a feature's folder: its templates, and its own node's subfolder."""
+
     def ignore(directory: str, names: list[str]) -> set[str]:
         skipped = templates_only(directory, names)
         if own_root and Path(directory) == folder:
             skipped.add(own_root)
         return skipped
+
     return ignore
 
 
@@ -92,8 +103,13 @@ def install_common_overlay(ctx: BuildContext) -> bool:
         folder = ctx.overlays / feature.name
         if not folder.is_dir():
             raise BuildError(f"{folder}: missing; the {feature.name} feature's files")
-        shutil.copytree(folder, root, symlinks=True, dirs_exist_ok=True,
-                        ignore=base_files_of(folder, feature.own_root))
+        shutil.copytree(
+            folder,
+            root,
+            symlinks=True,
+            dirs_exist_ok=True,
+            ignore=base_files_of(folder, feature.own_root),
+        )
     site = root / SITE_PACKAGES
     site.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -124,8 +140,16 @@ def compile_python(ctx: BuildContext) -> bool:
     root = ctx.tree
     shutil.copy2(PRECOMPILE, root / "tmp" / PRECOMPILE.name)
     try:
-        result = run(["chroot", root, "/usr/bin/python3", "-I", f"/tmp/{PRECOMPILE.name}",
-                      *[f"--package={name}" for name in (*NODE_PACKAGES, "vici")]])
+        result = run(
+            [
+                "chroot",
+                root,
+                "/usr/bin/python3",
+                "-I",
+                f"/tmp/{PRECOMPILE.name}",
+                *[f"--package={name}" for name in (*NODE_PACKAGES, "vici")],
+            ]
+        )
     finally:
         (root / "tmp" / PRECOMPILE.name).unlink()
     log.info("bytecode for %s modules", result.stdout.decode().strip())
@@ -198,8 +222,20 @@ def pack_initrd(ctx: BuildContext) -> bool:
     cpio = ctx.base_work / "initrd.cpio"
     listing = "\0".join(sorted_paths(ctx.tree)).encode() + b"\0"
     with cpio.open("wb") as out:
-        run(["cpio", "--create", "--null", "--format=newc", "--owner=0:0", "--reproducible",
-             "--quiet"], cwd=ctx.tree, stdout=out.fileno(), input=listing)
+        run(
+            [
+                "cpio",
+                "--create",
+                "--null",
+                "--format=newc",
+                "--owner=0:0",
+                "--reproducible",
+                "--quiet",
+            ],
+            cwd=ctx.tree,
+            stdout=out.fileno(),
+            input=listing,
+        )
     initrd = ctx.base_work / INITRD_NAME
     compressor = COMPRESSORS.get(ctx.cluster.image.compression)
     if compressor is None:
@@ -229,5 +265,4 @@ def publish_base(ctx: BuildContext) -> bool:
 
 
 def tree_bytes(root: Path) -> int:
-    return sum(os.lstat(os.path.join(d, f)).st_size
-               for d, _, files in os.walk(root) for f in files)
+    return sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(root) for f in files)

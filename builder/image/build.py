@@ -39,11 +39,13 @@ Step = Callable[[BuildContext], bool]
 
 def base_step(step: Step) -> Step:
     """A step of the node-independent base: skipped when the base for this key exists."""
+
     @functools.wraps(step)
     def wrapper(ctx: BuildContext) -> bool:
         if ctx.base_dir.exists():
             return False
         return step(ctx)
+
     return wrapper
 
 
@@ -68,7 +70,7 @@ def host_tools(ctx: BuildContext) -> dict[str, str]:
             "mcopy": "fills the EFI image (mtools)",
             "/usr/lib/ISOLINUX/isolinux.bin": "BIOS boot loader of the ISO (isolinux)",
             "/usr/lib/syslinux/modules/bios/ldlinux.c32": "isolinux/pxelinux core module "
-                                                         "(syslinux-common)",
+            "(syslinux-common)",
         }
     if ImageFormat.PXE in image.formats:
         tools |= {
@@ -76,7 +78,7 @@ def host_tools(ctx: BuildContext) -> dict[str, str]:
             "/usr/lib/PXELINUX/pxelinux.0": "BIOS PXE without iPXE (pxelinux)",
             "grub-mkstandalone": "makes the UEFI PXE boot loader (grub-efi-amd64-bin)",
             "/usr/lib/grub/x86_64-efi/efinet.mod": "GRUB's UEFI network modules "
-                                                   "(grub-efi-amd64-bin)",
+            "(grub-efi-amd64-bin)",
         }
     return tools | MEASURED_HOST_FILES
 
@@ -85,8 +87,10 @@ def check_host_tools(ctx: BuildContext) -> bool:
     if ctx.cluster.image.compression is Compression.LZ4:
         # measured: the kernel's legacy-lz4 reader runs into the node cpio behind it
         # ("Decoding failed") and the node boots without its identity
-        raise BuildError("image.compression: lz4 cannot carry a node overlay behind the base "
-                         "initrd (the node boots without its identity); use zstd or xz")
+        raise BuildError(
+            "image.compression: lz4 cannot carry a node overlay behind the base "
+            "initrd (the node boots without its identity); use zstd or xz"
+        )
     check_tools(host_tools(ctx))
     return True
 
@@ -98,8 +102,11 @@ def prepare_staging(ctx: BuildContext) -> bool:
 
 
 def summary(ctx: BuildContext) -> dict[str, object]:
-    artifacts = {p.relative_to(ctx.staging).as_posix(): p.stat().st_size
-                 for p in sorted(ctx.staging.rglob("*")) if p.is_file()}
+    artifacts = {
+        p.relative_to(ctx.staging).as_posix(): p.stat().st_size
+        for p in sorted(ctx.staging.rglob("*"))
+        if p.is_file()
+    }
     return {
         "nodes": len(ctx.nodes),
         "base_key": ctx.base_key,
@@ -108,8 +115,10 @@ def summary(ctx: BuildContext) -> dict[str, object]:
         "hardware": ctx.cluster.image.hardware.value,
         "root_bytes": int((ctx.base_dir / "tree-bytes").read_text()),
         "artifacts": artifacts,
-        "steps": [{"name": t.name, "seconds": round(t.seconds, 2), "skipped": t.skipped}
-                  for t in ctx.timings],
+        "steps": [
+            {"name": t.name, "seconds": round(t.seconds, 2), "skipped": t.skipped}
+            for t in ctx.timings
+        ],
     }
 
 
@@ -153,24 +162,43 @@ def recipe(ctx: BuildContext) -> list[Step]:
 
 def run_steps(ctx: BuildContext, steps: list[Step]) -> None:
     from builder.image.context import StepTime
+
     for number, step in enumerate(steps, start=1):
         start = time.monotonic()
         done = step(ctx)
         seconds = time.monotonic() - start
         ctx.timings.append(StepTime(step.__name__, seconds, skipped=not done))
-        log.info("[%2d/%d] %-22s %7.1f s%s", number, len(steps), step.__name__, seconds,
-                 "" if done else "  (up to date)")
+        log.info(
+            "[%2d/%d] %-22s %7.1f s%s",
+            number,
+            len(steps),
+            step.__name__,
+            seconds,
+            "" if done else "  (up to date)",
+        )
 
 
-def build_image(cluster: Cluster, nodes_dir: Path, out_dir: Path, cache_dir: Path,
-                node: str | None = None, repo_dir: Path | None = None) -> dict[str, object]:
+def build_image(
+    cluster: Cluster,
+    nodes_dir: Path,
+    out_dir: Path,
+    cache_dir: Path,
+    node: str | None = None,
+    repo_dir: Path | None = None,
+) -> dict[str, object]:
     """Build out/chaos.iso and out/pxe/ from the cluster model and rendered node overlays.
 
     repo_dir holds overlays/ and the node packages (default: this install's own).
     Returns the build summary (also written to out/summary.json).
     """
-    ctx = BuildContext(cluster=cluster, nodes_dir=nodes_dir, out_dir=out_dir,
-                       cache_dir=cache_dir, node=node, repo_dir=repo_dir)
+    ctx = BuildContext(
+        cluster=cluster,
+        nodes_dir=nodes_dir,
+        out_dir=out_dir,
+        cache_dir=cache_dir,
+        node=node,
+        repo_dir=repo_dir,
+    )
     run_steps(ctx, recipe(ctx))
     # the published summary also times the last steps (summary writing and publishing)
     ctx.staging = out_dir

@@ -13,8 +13,7 @@ from builder.image.packages import NODE_PACKAGES, image_packages
 from builder.model import Cluster, Node
 from builder.resources import data_dir, package_dir
 
-SOURCES_CANDIDATES = (Path("/etc/apt/sources.list.d/debian.sources"),
-                      Path("/etc/apt/sources.list"))
+SOURCES_CANDIDATES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 # Bump when the rootfs recipe changes in a way the hashed inputs do not show.
 ROOTFS_RECIPE = "1"
 HEAD_ROOT = "head-root"
@@ -56,8 +55,9 @@ class BuildContext:
             self.sources = next((p for p in SOURCES_CANDIDATES if p.exists()), None)
         names = [n.name for n in self.cluster.nodes]
         if self.node is not None and self.node not in names:
-            raise BuildError(f"--node {self.node}: no such node in chaos.yaml "
-                             f"(nodes: {', '.join(names)})")
+            raise BuildError(
+                f"--node {self.node}: no such node in chaos.yaml (nodes: {', '.join(names)})"
+            )
         self.staging = self.out_dir.with_name(f".{self.out_dir.name}.staging")
         self.rootfs_key = self._rootfs_key()
         self.base_key = self._base_key()
@@ -148,6 +148,7 @@ class BuildContext:
 
 def vici_dir() -> Path:
     import vici
+
     return Path(vici.__file__).parent
 
 
@@ -156,8 +157,11 @@ def hash_tree(h: hashlib._Hash, root: Path, skip_suffix: str = "") -> None:
         h.update(f"missing:{root.name}".encode())
         return
     for path in sorted(root.rglob("*")):
-        if "__pycache__" in path.parts or path.is_dir() or (
-                skip_suffix and path.name.endswith(skip_suffix)):
+        if (
+            "__pycache__" in path.parts
+            or path.is_dir()
+            or (skip_suffix and path.name.endswith(skip_suffix))
+        ):
             continue
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(f"{path.lstat().st_mode:o}\0".encode())

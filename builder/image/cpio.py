@@ -30,8 +30,9 @@ def entry(name: str, mode: int, data: bytes, mtime: int, ino: int) -> bytes:
     """One newc record (header, name, data, each padded to 4 bytes)."""
     encoded = name.encode() + b"\0"
     nlink = 2 if stat.S_ISDIR(mode) else 1
-    head = _header(ino=ino, mode=mode, nlink=nlink, mtime=mtime, size=len(data),
-                   namesize=len(encoded))
+    head = _header(
+        ino=ino, mode=mode, nlink=nlink, mtime=mtime, size=len(data), namesize=len(encoded)
+    )
     return head + encoded + _pad4(len(head) + len(encoded)) + data + _pad4(len(data))
 
 

@@ -19,8 +19,21 @@ from builder.run import run
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
 ISOHDPFX = Path("/usr/lib/ISOLINUX/isohdpfx.bin")
 LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
-GRUB_MODULES = ("part_gpt", "part_msdos", "iso9660", "fat", "search", "search_fs_file",
-                "linux", "normal", "configfile", "echo", "test", "all_video", "efi_gop")
+GRUB_MODULES = (
+    "part_gpt",
+    "part_msdos",
+    "iso9660",
+    "fat",
+    "search",
+    "search_fs_file",
+    "linux",
+    "normal",
+    "configfile",
+    "echo",
+    "test",
+    "all_video",
+    "efi_gop",
+)
 VOLUME_ID = "CHAOS"
 NODES_NAME = "nodes.cpio"
 
@@ -31,22 +44,26 @@ def iso_name(ctx: BuildContext) -> str:
 
 def isolinux_cfg(ctx: BuildContext) -> str:
     initrds = f"/boot/{INITRD_NAME},/boot/{NODES_NAME}"
-    return (f"# {HEADER}\nSERIAL 0 115200\nPROMPT 0\nDEFAULT chaos\n"
-            f"LABEL chaos\n  LINUX /boot/{KERNEL_NAME}\n  INITRD {initrds}\n"
-            f"  APPEND {kernel_cmdline(ctx)}\n"
-            f"LABEL selftest\n  LINUX /boot/{KERNEL_NAME}\n  INITRD {initrds}\n"
-            f"  APPEND {kernel_cmdline(ctx, selftest=True)}\n")
+    return (
+        f"# {HEADER}\nSERIAL 0 115200\nPROMPT 0\nDEFAULT chaos\n"
+        f"LABEL chaos\n  LINUX /boot/{KERNEL_NAME}\n  INITRD {initrds}\n"
+        f"  APPEND {kernel_cmdline(ctx)}\n"
+        f"LABEL selftest\n  LINUX /boot/{KERNEL_NAME}\n  INITRD {initrds}\n"
+        f"  APPEND {kernel_cmdline(ctx, selftest=True)}\n"
+    )
 
 
 def grub_cfg(ctx: BuildContext, marker: str) -> str:
     initrds = f"/boot/{INITRD_NAME} /boot/{NODES_NAME}"
-    return (f"# {HEADER}\nsearch --no-floppy --file --set=root /boot/{marker}\n"
-            "set timeout=1\nset default=0\n"
-            f"menuentry \"chaos\" {{\n  linux /boot/{KERNEL_NAME} {kernel_cmdline(ctx)}\n"
-            f"  initrd {initrds}\n}}\n"
-            "menuentry \"chaos self-test (power off after the report)\" {\n"
-            f"  linux /boot/{KERNEL_NAME} {kernel_cmdline(ctx, selftest=True)}\n"
-            f"  initrd {initrds}\n}}\n")
+    return (
+        f"# {HEADER}\nsearch --no-floppy --file --set=root /boot/{marker}\n"
+        "set timeout=1\nset default=0\n"
+        f'menuentry "chaos" {{\n  linux /boot/{KERNEL_NAME} {kernel_cmdline(ctx)}\n'
+        f"  initrd {initrds}\n}}\n"
+        'menuentry "chaos self-test (power off after the report)" {\n'
+        f"  linux /boot/{KERNEL_NAME} {kernel_cmdline(ctx, selftest=True)}\n"
+        f"  initrd {initrds}\n}}\n"
+    )
 
 
 def make_efi_image(ctx: BuildContext, work: Path, marker: str) -> Path:
@@ -55,9 +72,19 @@ def make_efi_image(ctx: BuildContext, work: Path, marker: str) -> Path:
     cfg.write_text(grub_cfg(ctx, marker))
     efi = work / "BOOTX64.EFI"
     modules = " ".join(GRUB_MODULES)
-    run(["grub-mkstandalone", "--format=x86_64-efi", f"--output={efi}",
-         f"--modules={modules}", f"--install-modules={modules}", "--locales=", "--fonts=",
-         "--themes=", f"boot/grub/grub.cfg={cfg}"])
+    run(
+        [
+            "grub-mkstandalone",
+            "--format=x86_64-efi",
+            f"--output={efi}",
+            f"--modules={modules}",
+            f"--install-modules={modules}",
+            "--locales=",
+            "--fonts=",
+            "--themes=",
+            f"boot/grub/grub.cfg={cfg}",
+        ]
+    )
     image = work / "efiboot.img"
     kib = math.ceil(efi.stat().st_size / 1024) + 256
     run(["mkfs.vfat", "-C", "-n", "CHAOSEFI", "-i", "0c4a0500", "--invariant", image, str(kib)])
@@ -85,12 +112,38 @@ def make_iso(ctx: BuildContext) -> bool:
     env = dict(os.environ)
     if ctx.epoch > 0:
         env["SOURCE_DATE_EPOCH"] = str(ctx.epoch)
-    run(["xorriso", "-as", "mkisofs", "-o", ctx.staging / iso_name(ctx), "-V", VOLUME_ID,
-         "-iso-level", "3", "-R", "-J", "-joliet-long",
-         "-isohybrid-mbr", ISOHDPFX,
-         "-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin", "-no-emul-boot",
-         "-boot-load-size", "4", "-boot-info-table",
-         "-eltorito-alt-boot", "-e", "boot/efiboot.img", "-no-emul-boot",
-         "-isohybrid-gpt-basdat", root], env=env)
+    run(
+        [
+            "xorriso",
+            "-as",
+            "mkisofs",
+            "-o",
+            ctx.staging / iso_name(ctx),
+            "-V",
+            VOLUME_ID,
+            "-iso-level",
+            "3",
+            "-R",
+            "-J",
+            "-joliet-long",
+            "-isohybrid-mbr",
+            ISOHDPFX,
+            "-c",
+            "isolinux/boot.cat",
+            "-b",
+            "isolinux/isolinux.bin",
+            "-no-emul-boot",
+            "-boot-load-size",
+            "4",
+            "-boot-info-table",
+            "-eltorito-alt-boot",
+            "-e",
+            "boot/efiboot.img",
+            "-no-emul-boot",
+            "-isohybrid-gpt-basdat",
+            root,
+        ],
+        env=env,
+    )
     shutil.rmtree(work)
     return True

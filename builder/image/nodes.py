@@ -34,20 +34,24 @@ def pack_node_overlays(ctx: BuildContext) -> bool:
         tree = ctx.nodes_dir / node.name
         node_json = tree / "etc" / "chaos" / "node.json"
         if not node_json.is_file():
-            raise BuildError(f"{node_json}: missing; render the node overlays first "
-                             "(chaos-build render)")
+            raise BuildError(
+                f"{node_json}: missing; render the node overlays first (chaos-build render)"
+            )
         try:
             identity = NodeSettings.loads(node_json.read_text())
         except ValueError as exc:
             raise BuildError(f"{node_json}: {exc}; render the node overlays again") from None
         if identity.mac.lower() != node.mac.lower():
-            raise BuildError(f"{node_json}: mac {identity.mac} is not {node.mac} "
-                             f"from chaos.yaml; render the node overlays again")
+            raise BuildError(
+                f"{node_json}: mac {identity.mac} is not {node.mac} "
+                f"from chaos.yaml; render the node overlays again"
+            )
         trees[node.name] = tree
         if node == ctx.cluster.always_on_head:
             # zstd like the bundle: the storage modules are most of it (5.5 MB plain)
-            ctx.node_cpios[node.name] = compress_bundle(cpio.archive(head_entries(ctx, tree),
-                                                                     ctx.epoch))
+            ctx.node_cpios[node.name] = compress_bundle(
+                cpio.archive(head_entries(ctx, tree), ctx.epoch)
+            )
         else:
             ctx.node_cpios[node.name] = cpio.pack_tree(tree, ctx.epoch)
     entries: dict[str, cpio.Entry] = {}
@@ -61,8 +65,10 @@ def head_entries(ctx: BuildContext, tree: Path) -> dict[str, cpio.Entry]:
     """The always-on head's root: its storage modules, overlays/head, then its own tree."""
     for part in (ctx.head_modules, ctx.head_overlay):
         if not part.is_dir():
-            raise BuildError(f"{part}: missing; the always-on head needs it (rebuild the base: "
-                             "remove the cache's base folder)")
+            raise BuildError(
+                f"{part}: missing; the always-on head needs it (rebuild the base: "
+                "remove the cache's base folder)"
+            )
     entries = cpio.tree_entries(ctx.head_modules, ctx.epoch)
     entries.update(cpio.tree_entries(ctx.head_overlay, ctx.epoch))
     entries.update(cpio.tree_entries(tree, ctx.epoch))

@@ -49,8 +49,9 @@ def main() -> int:
     files |= {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
     sources = sorted(f for f in files if f.endswith(".py"))
     for path in sources:
-        py_compile.compile(path, doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        py_compile.compile(
+            path, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+        )
     print(len(sources))
     return 0
 

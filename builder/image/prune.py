@@ -20,47 +20,178 @@ from builder.run import run
 
 # Module directories (relative to lib/modules/<kver>/) that are kept whole.
 KEEP_DIRS = (
-    "kernel/net/netfilter/", "kernel/net/ipv4/netfilter/", "kernel/net/ipv6/netfilter/",
-    "kernel/net/bridge/netfilter/", "kernel/net/xfrm/", "kernel/net/key/",
-    "kernel/crypto/", "kernel/arch/x86/crypto/", "kernel/lib/crypto/",
+    "kernel/net/netfilter/",
+    "kernel/net/ipv4/netfilter/",
+    "kernel/net/ipv6/netfilter/",
+    "kernel/net/bridge/netfilter/",
+    "kernel/net/xfrm/",
+    "kernel/net/key/",
+    "kernel/crypto/",
+    "kernel/arch/x86/crypto/",
+    "kernel/lib/crypto/",
 )
 # Modules kept by name on every profile.
 KEEP_COMMON = (
-    "esp4", "esp6", "esp4_offload", "esp6_offload", "ah4", "ah6", "xfrm4_tunnel",
-    "xfrm6_tunnel", "tunnel4", "tunnel6",
-    "ip_tunnel", "ip6_tunnel", "ip_vti", "ip6_vti", "xfrm_interface", "xfrm_user",
-    "binfmt_misc", "efivarfs", "af_packet", "sch_netem", "sch_fq_codel", "dummy", "veth",
-    "bridge", "tun", "8021q", "lz4_decompress", "zstd_decompress", "crc32c_generic",
-    "crc32c-intel", "rng-core", "autofs4",
+    "esp4",
+    "esp6",
+    "esp4_offload",
+    "esp6_offload",
+    "ah4",
+    "ah6",
+    "xfrm4_tunnel",
+    "xfrm6_tunnel",
+    "tunnel4",
+    "tunnel6",
+    "ip_tunnel",
+    "ip6_tunnel",
+    "ip_vti",
+    "ip6_vti",
+    "xfrm_interface",
+    "xfrm_user",
+    "binfmt_misc",
+    "efivarfs",
+    "af_packet",
+    "sch_netem",
+    "sch_fq_codel",
+    "dummy",
+    "veth",
+    "bridge",
+    "tun",
+    "8021q",
+    "lz4_decompress",
+    "zstd_decompress",
+    "crc32c_generic",
+    "crc32c-intel",
+    "rng-core",
+    "autofs4",
     # the always-on head's homes over NFSv4: nfsd on the head, the client on compute nodes
     # (network file systems: no local disk is reached through them)
-    "nfsd", "nfsv4",
+    "nfsd",
+    "nfsv4",
 )
 KEEP_HARDWARE = {
-    Hardware.QEMU: ("virtio_net", "virtio_pci", "virtio_console", "virtio-rng", "virtio_rng",
-                    "virtio_balloon", "e1000", "e1000e"),
-    Hardware.LAB: ("e1000", "e1000e", "igb", "igc", "ixgbe", "r8169", "tg3", "bnx2", "bnx2x",
-                   "alx", "atl1c", "atl1e", "sky2", "skge", "forcedeth", "8139too",
-                   "8139cp", "r8152", "ax88179_178a", "cdc_ether", "usbnet", "xhci_pci",
-                   "ehci_pci", "ohci_pci", "uhci_hcd", "usbhid", "hid_generic", "virtio_net",
-                   "virtio_pci", "virtio_console", "virtio_rng"),
+    Hardware.QEMU: (
+        "virtio_net",
+        "virtio_pci",
+        "virtio_console",
+        "virtio-rng",
+        "virtio_rng",
+        "virtio_balloon",
+        "e1000",
+        "e1000e",
+    ),
+    Hardware.LAB: (
+        "e1000",
+        "e1000e",
+        "igb",
+        "igc",
+        "ixgbe",
+        "r8169",
+        "tg3",
+        "bnx2",
+        "bnx2x",
+        "alx",
+        "atl1c",
+        "atl1e",
+        "sky2",
+        "skge",
+        "forcedeth",
+        "8139too",
+        "8139cp",
+        "r8152",
+        "ax88179_178a",
+        "cdc_ether",
+        "usbnet",
+        "xhci_pci",
+        "ehci_pci",
+        "ohci_pci",
+        "uhci_hcd",
+        "usbhid",
+        "hid_generic",
+        "virtio_net",
+        "virtio_pci",
+        "virtio_console",
+        "virtio_rng",
+    ),
 }
 # Never shipped (and blacklisted in overlays/common/etc/modprobe.d): local storage.
 STORAGE = (
-    "ahci", "libahci", "libata", "ata_piix", "ata_generic", "pata_acpi", "sd_mod", "sr_mod",
-    "cdrom", "nvme", "nvme_core", "virtio_blk", "virtio_scsi", "usb_storage", "uas",
-    "scsi_mod", "mmc_block", "sdhci", "sdhci_pci", "rtsx_pci_sdmmc", "loop", "nbd",
-    "megaraid_sas", "mpt3sas", "hpsa", "firewire_sbp2", "isofs", "ext4", "vfat", "ntfs3",
-    "btrfs", "xfs", "dm_mod", "md_mod", "raid1", "raid0",
+    "ahci",
+    "libahci",
+    "libata",
+    "ata_piix",
+    "ata_generic",
+    "pata_acpi",
+    "sd_mod",
+    "sr_mod",
+    "cdrom",
+    "nvme",
+    "nvme_core",
+    "virtio_blk",
+    "virtio_scsi",
+    "usb_storage",
+    "uas",
+    "scsi_mod",
+    "mmc_block",
+    "sdhci",
+    "sdhci_pci",
+    "rtsx_pci_sdmmc",
+    "loop",
+    "nbd",
+    "megaraid_sas",
+    "mpt3sas",
+    "hpsa",
+    "firewire_sbp2",
+    "isofs",
+    "ext4",
+    "vfat",
+    "ntfs3",
+    "btrfs",
+    "xfs",
+    "dm_mod",
+    "md_mod",
+    "raid1",
+    "raid0",
 )
-STORAGE_DIRS = ("kernel/drivers/ata/", "kernel/drivers/nvme/", "kernel/drivers/scsi/",
-                "kernel/drivers/usb/storage/", "kernel/drivers/mmc/", "kernel/drivers/md/",
-                "kernel/drivers/block/", "kernel/drivers/cdrom/", "kernel/drivers/target/",
-                "kernel/drivers/memstick/",
-                *(f"kernel/fs/{fs}/" for fs in (
-                    "ext4", "jbd2", "btrfs", "xfs", "ntfs3", "fat", "isofs", "udf", "exfat",
-                    "f2fs", "jfs", "reiserfs", "hfs", "hfsplus", "nilfs2", "squashfs", "erofs",
-                    "ocfs2", "gfs2", "ceph", "cifs", "smb")))
+STORAGE_DIRS = (
+    "kernel/drivers/ata/",
+    "kernel/drivers/nvme/",
+    "kernel/drivers/scsi/",
+    "kernel/drivers/usb/storage/",
+    "kernel/drivers/mmc/",
+    "kernel/drivers/md/",
+    "kernel/drivers/block/",
+    "kernel/drivers/cdrom/",
+    "kernel/drivers/target/",
+    "kernel/drivers/memstick/",
+    *(
+        f"kernel/fs/{fs}/"
+        for fs in (
+            "ext4",
+            "jbd2",
+            "btrfs",
+            "xfs",
+            "ntfs3",
+            "fat",
+            "isofs",
+            "udf",
+            "exfat",
+            "f2fs",
+            "jfs",
+            "reiserfs",
+            "hfs",
+            "hfsplus",
+            "nilfs2",
+            "squashfs",
+            "erofs",
+            "ocfs2",
+            "gfs2",
+            "ceph",
+            "cifs",
+            "smb",
+        )
+    ),
+)
 # Only for the always-on head (issue 21), whose state disk is a small server's SATA or NVMe
 # disk or a VM's virtio disk, with ext4 on it (jbd2, mbcache, libahci, nvme-core and the SCSI
 # core come with them through modules.dep).
@@ -115,8 +246,10 @@ def select_head_modules(deps: dict[str, list[str]], keep: set[str]) -> set[str]:
     wanted = [m for m in deps if module_name(m) in names]
     if len(wanted) != len(names):
         found = {module_name(m) for m in wanted}
-        raise BuildError(f"the kernel has no module {', '.join(sorted(names - found))} for "
-                         "the always-on head's state disk")
+        raise BuildError(
+            f"the kernel has no module {', '.join(sorted(names - found))} for "
+            "the always-on head's state disk"
+        )
     return closure(deps, wanted) - keep
 
 
@@ -171,18 +304,47 @@ def remove_empty_dirs(root: Path) -> None:
 
 # Paths (relative to the root) that a running node never reads.
 PRUNE_PATHS = (
-    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
-    "usr/share/bash-completion", "usr/share/zsh", "usr/share/fish", "usr/share/gcc",
-    "usr/share/gdb", "usr/share/bug", "usr/share/menu", "usr/share/pixmaps", "usr/share/icons",
-    "usr/lib/udev/hwdb.d", "usr/lib/udev/hwdb.bin", "etc/udev/hwdb.bin",
-    "usr/lib/x86_64-linux-gnu/gconv", "usr/lib/x86_64-linux-gnu/perl-base", "usr/bin/perl",
-    "usr/share/perl5", "usr/lib/x86_64-linux-gnu/perl5",
-    "usr/lib/python3.11/test", "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter",
-    "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/lib2to3",
-    "usr/lib/python3.11/pydoc_data", "usr/lib/python3.11/config-3.11-x86_64-linux-gnu",
-    "usr/lib/systemd/catalog", "usr/lib/systemd/boot", "usr/share/systemd/kbd-model-map",
-    "var/cache/apt", "var/lib/apt", "var/cache/debconf", "var/log", "etc/apt",
-    "var/cache/ldconfig/aux-cache", "boot", "usr/lib/firmware",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/lintian",
+    "usr/share/bash-completion",
+    "usr/share/zsh",
+    "usr/share/fish",
+    "usr/share/gcc",
+    "usr/share/gdb",
+    "usr/share/bug",
+    "usr/share/menu",
+    "usr/share/pixmaps",
+    "usr/share/icons",
+    "usr/lib/udev/hwdb.d",
+    "usr/lib/udev/hwdb.bin",
+    "etc/udev/hwdb.bin",
+    "usr/lib/x86_64-linux-gnu/gconv",
+    "usr/lib/x86_64-linux-gnu/perl-base",
+    "usr/bin/perl",
+    "usr/share/perl5",
+    "usr/lib/x86_64-linux-gnu/perl5",
+    "usr/lib/python3.11/test",
+    "usr/lib/python3.11/idlelib",
+    "usr/lib/python3.11/tkinter",
+    "usr/lib/python3.11/turtledemo",
+    "usr/lib/python3.11/ensurepip",
+    "usr/lib/python3.11/lib2to3",
+    "usr/lib/python3.11/pydoc_data",
+    "usr/lib/python3.11/config-3.11-x86_64-linux-gnu",
+    "usr/lib/systemd/catalog",
+    "usr/lib/systemd/boot",
+    "usr/share/systemd/kbd-model-map",
+    "var/cache/apt",
+    "var/lib/apt",
+    "var/cache/debconf",
+    "var/log",
+    "etc/apt",
+    "var/cache/ldconfig/aux-cache",
+    "boot",
+    "usr/lib/firmware",
 )
 
 
@@ -191,18 +353,31 @@ PRUNE_PATHS = (
 # enrollment, into tmpfs (chaosnode.paths.MUNGE_KEY); the image audit would refuse this one.
 # openssh-server's postinst makes host keys: the always-on head makes its own on its state
 # disk (chaosnode.statedisk), and no other node runs sshd.
-PACKAGE_SECRETS = ("etc/munge/munge.key",
-                   *(f"etc/ssh/ssh_host_{kind}_key{ext}" for kind in ("rsa", "ecdsa", "ed25519")
-                     for ext in ("", ".pub")))
+PACKAGE_SECRETS = (
+    "etc/munge/munge.key",
+    *(
+        f"etc/ssh/ssh_host_{kind}_key{ext}"
+        for kind in ("rsa", "ecdsa", "ed25519")
+        for ext in ("", ".pub")
+    ),
+)
 
 
 # Slurm plugins and commands for what a chaos cluster does not have: slurmrestd's OpenAPI and
 # REST auth, Cray/KNL hardware, burst buffers, energy/Lustre accounting, and the accounting
 # database's clients (no slurmdbd).
-PRUNE_GLOBS = tuple(f"usr/lib/x86_64-linux-gnu/slurm-wlm/{p}" for p in (
-    "openapi_*.so", "rest_auth_*.so", "burst_buffer_*.so", "*cray*.so", "node_features_knl_*.so",
-    "acct_gather_energy_[gipr]*.so", "acct_gather_filesystem_lustre.so")) + tuple(
-    f"usr/bin/{c}" for c in ("sacctmgr", "sacct", "sreport"))
+PRUNE_GLOBS = tuple(
+    f"usr/lib/x86_64-linux-gnu/slurm-wlm/{p}"
+    for p in (
+        "openapi_*.so",
+        "rest_auth_*.so",
+        "burst_buffer_*.so",
+        "*cray*.so",
+        "node_features_knl_*.so",
+        "acct_gather_energy_[gipr]*.so",
+        "acct_gather_filesystem_lustre.so",
+    )
+) + tuple(f"usr/bin/{c}" for c in ("sacctmgr", "sacct", "sreport"))
 
 
 def prune_files(ctx: BuildContext) -> bool:

@@ -41,8 +41,11 @@ def mac_hyphen(node: Node) -> str:
 def answer_paths(node: Node) -> tuple[str, str, str]:
     """The node's boot answers in the PXE tree (iPXE over HTTP, pxelinux and GRUB over TFTP):
     the only files whose content depends on the hour (builder/night/answers.py)."""
-    return (f"mac-{mac_hyphen(node)}.ipxe", f"pxelinux.cfg/01-{mac_hyphen(node)}",
-            f"grub/mac-{node.mac.lower()}.cfg")
+    return (
+        f"mac-{mac_hyphen(node)}.ipxe",
+        f"pxelinux.cfg/01-{mac_hyphen(node)}",
+        f"grub/mac-{node.mac.lower()}.cfg",
+    )
 
 
 def local_disk_answers(node: Node, why: str) -> tuple[str, str, str]:
@@ -53,21 +56,25 @@ def local_disk_answers(node: Node, why: str) -> tuple[str, str, str]:
     boot would fail its sealed measurements (BitLocker recovery); the next boot gets no boot
     file and the firmware boots the disk untouched."""
     who = f"node {node.name} ({node.mac})"
-    return (f"#!ipxe\n# {HEADER} serve: {who}: {why}\n"
-            f"echo chaos: {why}; booting the local disk\n"
-            "iseq ${platform} efi && exit ||\n"
-            "sanboot --no-describe --drive 0x80 || exit\n",
-            pxelinux_cfg(f"{HEADER} serve: {who}: {why}"),
-            f"# {HEADER} serve: {who}: {why}\necho \"chaos: {why}; rebooting to the local disk\"\n"
-            "sleep 5\nreboot\n")
+    return (
+        f"#!ipxe\n# {HEADER} serve: {who}: {why}\n"
+        f"echo chaos: {why}; booting the local disk\n"
+        "iseq ${platform} efi && exit ||\n"
+        "sanboot --no-describe --drive 0x80 || exit\n",
+        pxelinux_cfg(f"{HEADER} serve: {who}: {why}"),
+        f'# {HEADER} serve: {who}: {why}\necho "chaos: {why}; rebooting to the local disk"\n'
+        "sleep 5\nreboot\n",
+    )
 
 
 def ipxe_script(ctx: BuildContext, node: Node) -> str:
-    return (f"#!ipxe\n# {HEADER}: node {node.name} ({node.mac})\n"
-            f"kernel {KERNEL_NAME} {kernel_cmdline(ctx)}\n"
-            f"initrd {INITRD_NAME}\n"
-            f"initrd nodes/{node.name}.cpio\n"
-            "boot\n")
+    return (
+        f"#!ipxe\n# {HEADER}: node {node.name} ({node.mac})\n"
+        f"kernel {KERNEL_NAME} {kernel_cmdline(ctx)}\n"
+        f"initrd {INITRD_NAME}\n"
+        f"initrd nodes/{node.name}.cpio\n"
+        "boot\n"
+    )
 
 
 DISPATCH_SCRIPT = f"""#!ipxe
@@ -86,18 +93,22 @@ def pxelinux_cfg(comment: str, node_boot: dict[str, str] | None = None) -> str:
 
 
 def pxelinux_entry(ctx: BuildContext, node: Node) -> str:
-    return pxelinux_cfg(f"{HEADER}: node {node.name} ({node.mac})", {
-        "kernel": KERNEL_NAME,
-        "initrds": f"{INITRD_NAME},nodes/{node.name}.cpio",
-        "cmdline": kernel_cmdline(ctx),
-    })
+    return pxelinux_cfg(
+        f"{HEADER}: node {node.name} ({node.mac})",
+        {
+            "kernel": KERNEL_NAME,
+            "initrds": f"{INITRD_NAME},nodes/{node.name}.cpio",
+            "cmdline": kernel_cmdline(ctx),
+        },
+    )
 
 
-PXELINUX_DEFAULT = pxelinux_cfg(f"{HEADER}: a MAC that is no node of this cluster boots the "
-                                "local disk")
+PXELINUX_DEFAULT = pxelinux_cfg(
+    f"{HEADER}: a MAC that is no node of this cluster boots the local disk"
+)
 
 
-SHIM_EFI = "shimx64.efi"   # the UEFI boot file dnsmasq names
+SHIM_EFI = "shimx64.efi"  # the UEFI boot file dnsmasq names
 GRUB_NET_EFI = "grubx64.efi"  # shim fetches this name from its own TFTP directory
 GRUB_NET_CFG_PATH = "grub/grub.cfg"  # signed grubnetx64's prefix is (tftp,SERVER)/grub
 # Signed GRUB honours superusers: with one named and no password for it, nobody can reach
@@ -115,11 +126,13 @@ reboot
 
 
 def grub_net_entry(ctx: BuildContext, node: Node) -> str:
-    return (f"# {HEADER}: node {node.name} ({node.mac})\n"
-            f"linux (tftp)/{KERNEL_NAME} {kernel_cmdline(ctx)}\n"
-            f"initrd (tftp)/{INITRD_NAME} (tftp)/nodes/{node.name}.cpio\n"
-            "boot\n"
-            "reboot\n")
+    return (
+        f"# {HEADER}: node {node.name} ({node.mac})\n"
+        f"linux (tftp)/{KERNEL_NAME} {kernel_cmdline(ctx)}\n"
+        f"initrd (tftp)/{INITRD_NAME} (tftp)/nodes/{node.name}.cpio\n"
+        "boot\n"
+        "reboot\n"
+    )
 
 
 def make_secure_boot_netboot(ctx: BuildContext, pxe: Path) -> None:

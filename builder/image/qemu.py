@@ -75,17 +75,35 @@ class Machine:
     workdir: Path | None = None
 
     def argv(self) -> list[str]:
-        argv = [QEMU, *self.accel, "-m", str(self.memory_mb), "-display", "none",
-                "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nodefaults",
-                "-vga", "std"]
+        argv = [
+            QEMU,
+            *self.accel,
+            "-m",
+            str(self.memory_mb),
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-nodefaults",
+            "-vga",
+            "std",
+        ]
         if self.uefi:
             if self.workdir is None:
                 raise BuildError("UEFI boots need a workdir for the OVMF variable store")
             vars_copy = self.workdir / f"OVMF_VARS-{os.getpid()}-{time.monotonic_ns()}.fd"
             shutil.copyfile(OVMF_VARS, vars_copy)
-            argv += ["-machine", "q35",
-                     "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                     "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+            argv += [
+                "-machine",
+                "q35",
+                "-drive",
+                f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive",
+                f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            ]
         else:
             argv += ["-machine", "pc"]
         netdev = "user,id=net0,restrict=on"
@@ -97,8 +115,11 @@ class Machine:
         argv += ["-netdev", netdev, "-device", nic + (",bootindex=0" if self.tftp else "")]
         if self.cdrom is not None:
             argv += ["-drive", f"file={self.cdrom},media=cdrom,readonly=on,if=none,id=cd0"]
-            argv += (["-device", "ide-cd,drive=cd0,bootindex=0"] if not self.uefi
-                     else ["-device", "ide-cd,drive=cd0,bootindex=0,bus=ide.0"])
+            argv += (
+                ["-device", "ide-cd,drive=cd0,bootindex=0"]
+                if not self.uefi
+                else ["-device", "ide-cd,drive=cd0,bootindex=0,bus=ide.0"]
+            )
         if self.tftp is not None:
             argv += ["-boot", "n"]
         if self.kernel is not None:
@@ -106,13 +127,22 @@ class Machine:
             if self.initrd is not None:
                 argv += ["-initrd", str(self.initrd)]
         if self.agent is not None:
-            argv += ["-device", "virtio-serial-pci",
-                     "-chardev", f"socket,id=agent,path={self.agent},server=on,wait=off",
-                     "-device", "virtserialport,chardev=agent,name=org.chaos.agent"]
+            argv += [
+                "-device",
+                "virtio-serial-pci",
+                "-chardev",
+                f"socket,id=agent,path={self.agent},server=on,wait=off",
+                "-device",
+                "virtserialport,chardev=agent,name=org.chaos.agent",
+            ]
         for i, disk in enumerate(self.disks):
             serial = f",serial={self.disk_serials[i]}" if i < len(self.disk_serials) else ""
-            argv += ["-drive", f"file={disk},format=raw,if=none,id=disk{i}",
-                     "-device", f"virtio-blk-pci,drive=disk{i}{serial}"]
+            argv += [
+                "-drive",
+                f"file={disk},format=raw,if=none,id=disk{i}",
+                "-device",
+                f"virtio-blk-pci,drive=disk{i}{serial}",
+            ]
         return argv
 
 
@@ -161,12 +191,28 @@ def probe_accel(kernel: Path, workdir: Path) -> list[str]:
     """KVM if a short probe boot of the kernel reaches its root-mount panic in time, else TCG."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return TCG
-    argv = [QEMU, *KVM, "-m", "256", "-display", "none", "-serial", "stdio", "-monitor",
-            "none", "-no-reboot", "-nodefaults", "-kernel", str(kernel),
-            "-append", "console=ttyS0 panic=-1 root=/dev/chaos-probe"]
+    argv = [
+        QEMU,
+        *KVM,
+        "-m",
+        "256",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-nodefaults",
+        "-kernel",
+        str(kernel),
+        "-append",
+        "console=ttyS0 panic=-1 root=/dev/chaos-probe",
+    ]
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=PROBE_SECONDS, check=False,
-                              cwd=workdir)
+        proc = subprocess.run(
+            argv, capture_output=True, timeout=PROBE_SECONDS, check=False, cwd=workdir
+        )
     except subprocess.TimeoutExpired:
         return TCG
     return KVM if b"Kernel panic" in proc.stdout else TCG

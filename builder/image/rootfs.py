@@ -10,8 +10,14 @@ from builder.errors import BuildError
 from builder.image.context import BuildContext
 from builder.run import run
 
-DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*",
-                 "/usr/share/info/*", "/usr/share/lintian/*", "/usr/share/linda/*")
+DPKG_EXCLUDES = (
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/locale/*",
+    "/usr/share/info/*",
+    "/usr/share/lintian/*",
+    "/usr/share/linda/*",
+)
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 STAMP = ".chaos-rootfs-complete"
 
@@ -22,8 +28,10 @@ def install_rootfs(ctx: BuildContext) -> bool:
     if (target / STAMP).exists():
         return False
     if ctx.sources is None:
-        raise BuildError("no apt sources on this host (/etc/apt/sources.list.d/debian.sources "
-                         "or /etc/apt/sources.list): the image is built from the host's mirror")
+        raise BuildError(
+            "no apt sources on this host (/etc/apt/sources.list.d/debian.sources "
+            "or /etc/apt/sources.list): the image is built from the host's mirror"
+        )
     archives = ctx.apt_cache / "var" / "cache" / "apt" / "archives"
     archives.mkdir(parents=True, exist_ok=True)
     if any(c.isspace() for c in str(archives)):
@@ -32,7 +40,9 @@ def install_rootfs(ctx: BuildContext) -> bool:
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     argv: list[str | Path] = [
-        "mmdebstrap", "--variant=essential", "--mode=root",
+        "mmdebstrap",
+        "--variant=essential",
+        "--mode=root",
         f"--hook-dir={MERGED_USR_HOOK}",
         "--include=" + ",".join(ctx.packages),
         *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES),
@@ -40,7 +50,9 @@ def install_rootfs(ctx: BuildContext) -> bool:
         "--skip=essential/unlink",
         f"--setup-hook=copy-in {ctx.apt_cache / 'var'} /",
         f"--customize-hook=sync-out /var/cache/apt/archives {archives}",
-        ctx.cluster.image.suite, partial, ctx.sources,
+        ctx.cluster.image.suite,
+        partial,
+        ctx.sources,
     ]
     run(argv, env={**os.environ, "INITRD": "No"})
     (partial / STAMP).touch()

@@ -17,7 +17,7 @@ from typing import Final
 
 PE32: Final = 0x10B
 PE32_PLUS: Final = 0x20B
-CERT_TABLE_INDEX: Final = 4   # IMAGE_DIRECTORY_ENTRY_SECURITY
+CERT_TABLE_INDEX: Final = 4  # IMAGE_DIRECTORY_ENTRY_SECURITY
 SECTION_HEADER: Final = 40
 
 
@@ -42,7 +42,7 @@ def authenticode_sha256(data: bytes) -> bytes:
     if data[:2] != b"MZ":
         raise NotAPeImage("no MZ header")
     pe = _u32(data, 0x3C)
-    if data[pe:pe + 4] != b"PE\0\0":
+    if data[pe : pe + 4] != b"PE\0\0":
         raise NotAPeImage("no PE signature")
     sections = _u16(data, pe + 6)
     optional_size = _u16(data, pe + 20)
@@ -63,13 +63,13 @@ def authenticode_sha256(data: bytes) -> bytes:
 
     digest = hashlib.sha256()
     digest.update(data[:checksum])
-    digest.update(data[checksum + 4:cert_entry])
-    digest.update(data[cert_entry + 8:headers_end])
+    digest.update(data[checksum + 4 : cert_entry])
+    digest.update(data[cert_entry + 8 : headers_end])
     hashed = headers_end
     for start, size in _sections(data, optional + optional_size, sections):
         if start + size > len(data):
             raise NotAPeImage("a section lies beyond the end of the file")
-        digest.update(data[start:start + size])
+        digest.update(data[start : start + size])
         hashed = max(hashed, start + size)
     end = len(data)
     if cert_size:

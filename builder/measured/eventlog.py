@@ -19,8 +19,13 @@ from .reader import Reader
 SHA1: Final = 0x0004
 SHA256: Final = 0x000B
 DIGEST_SIZES: Final = {SHA1: 20, SHA256: 32, 0x000C: 48, 0x000D: 64, 0x0012: 32}
-HASH_NAMES: Final = {SHA1: "sha1", SHA256: "sha256", 0x000C: "sha384", 0x000D: "sha512",
-                     0x0012: "sm3_256"}
+HASH_NAMES: Final = {
+    SHA1: "sha1",
+    SHA256: "sha256",
+    0x000C: "sha384",
+    0x000D: "sha512",
+    0x0012: "sm3_256",
+}
 
 EV_NO_ACTION: Final = 0x3
 EV_SEPARATOR: Final = 0x4
@@ -35,7 +40,7 @@ EV_EFI_VARIABLE_AUTHORITY: Final = 0x800000E0
 
 SPEC_ID: Final = b"Spec ID Event03\0"
 STARTUP_LOCALITY: Final = b"StartupLocality\0"
-MAX_LOG_BYTES: Final = 4 << 20   # real logs are 20-200 KB
+MAX_LOG_BYTES: Final = 4 << 20  # real logs are 20-200 KB
 MAX_EVENTS: Final = 20000
 MAX_PCR: Final = 23
 
@@ -106,8 +111,10 @@ def _spec_id_event(reader: Reader) -> tuple[tuple[int, int], ...]:
     if reader.unpack("I", "the header's event type") != EV_NO_ACTION:
         raise EventLogError("the first event is not the Spec ID event (EV_NO_ACTION)")
     reader.take(20, "the header's SHA-1 digest")
-    body = _reader(reader.take(reader.unpack("I", "the header's size"), "the Spec ID event"),
-                   "the Spec ID event")
+    body = _reader(
+        reader.take(reader.unpack("I", "the header's size"), "the Spec ID event"),
+        "the Spec ID event",
+    )
     if body.take(16, "the Spec ID signature") != SPEC_ID:
         raise EventLogError("not a crypto-agile log (no 'Spec ID Event03' header)")
     body.take(8, "the Spec ID versions")  # platform class, spec version, errata, uintn size
@@ -144,8 +151,10 @@ def _event(reader: Reader, sizes: Mapping[int, int], number: int) -> Event:
         algorithm = reader.unpack("H", where)
         size = sizes.get(algorithm)
         if size is None or algorithm in dict(digests):
-            raise EventLogError(f"{where} has a digest of bank {algorithm:#06x} that is not "
-                                "in the header or is there twice")
+            raise EventLogError(
+                f"{where} has a digest of bank {algorithm:#06x} that is not "
+                "in the header or is there twice"
+            )
         digests.append((algorithm, reader.take(size, where)))
     data = reader.take(reader.unpack("I", where), f"{where}'s data")
     return Event(pcr, kind, tuple(digests), data)
@@ -165,9 +174,14 @@ def encode_event_log(banks: Iterable[int], events: Iterable[Event]) -> bytes:
     return b"".join(out)
 
 
-def measured(pcr: int, kind: int, data: bytes, payload: bytes | None = None,
-             banks: Iterable[int] = (SHA256,)) -> Event:
+def measured(
+    pcr: int, kind: int, data: bytes, payload: bytes | None = None, banks: Iterable[int] = (SHA256,)
+) -> Event:
     """An event whose digests are the hash of `payload` (default: of `data`)."""
     hashed = data if payload is None else payload
-    return Event(pcr, kind, tuple((alg, hashlib.new(HASH_NAMES[alg], hashed).digest())
-                                  for alg in banks), data)
+    return Event(
+        pcr,
+        kind,
+        tuple((alg, hashlib.new(HASH_NAMES[alg], hashed).digest()) for alg in banks),
+        data,
+    )

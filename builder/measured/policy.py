@@ -36,8 +36,9 @@ class BootCheck:
         """Does this node's enrollment quote its boot (the start response sends a nonce)?"""
         return self.mode is not MeasuredBoot.OFF and node.boot is BootPath.UEFI
 
-    def refusal(self, node: Node, ak_public: bytes, nonce: bytes, evidence: Evidence
-                ) -> MeasurementRefused | None:
+    def refusal(
+        self, node: Node, ak_public: bytes, nonce: bytes, evidence: Evidence
+    ) -> MeasurementRefused | None:
         """None if the boot is fine (or not checked); else the refusal, logged and counted
         (the caller refuses the enrollment only when enforced)."""
         if self.mode is MeasuredBoot.OFF:
@@ -51,8 +52,12 @@ class BootCheck:
             verify_boot(evidence, ak_public, nonce, self.reference(), node.name)
         except MeasurementRefused as refused:
             self._count(f"refused {refused.code}")
-            log.warning("measured boot of %s %s: %s", node.name,
-                        "refused" if self.enforced else "deviates (audit)", refused.reason)
+            log.warning(
+                "measured boot of %s %s: %s",
+                node.name,
+                "refused" if self.enforced else "deviates (audit)",
+                refused.reason,
+            )
             return refused
         self._count("accepted")
         log.info("measured boot of %s: a genuine boot of this build", node.name)
@@ -62,9 +67,10 @@ class BootCheck:
         try:
             mtime = self.reference_path.stat().st_mtime
         except OSError:
-            raise MeasurementRefused("no_reference", [
-                f"no measured-boot reference at {self.reference_path}: run `chaos-build "
-                "build`"]) from None
+            raise MeasurementRefused(
+                "no_reference",
+                [f"no measured-boot reference at {self.reference_path}: run `chaos-build build`"],
+            ) from None
         with self._lock:
             if self._cached is None or self._cached[0] != mtime:
                 try:

@@ -35,9 +35,9 @@ class QuoteError(ValueError):
 class QuoteInfo:
     """The fields of a TPMS_ATTEST of type quote that the verifier uses."""
 
-    extra_data: bytes                              # the server's nonce
+    extra_data: bytes  # the server's nonce
     selection: tuple[tuple[int, frozenset[int]], ...]  # (hash algorithm, PCRs) per bank
-    pcr_digest: bytes                              # hash of the selected PCRs, in order
+    pcr_digest: bytes  # hash of the selected PCRs, in order
     reset_count: int
     restart_count: int
 
@@ -65,8 +65,9 @@ def parse_attest(attest: bytes) -> QuoteInfo:
             raise QuoteError("the quote selects more than 16 banks")
         algorithm = r.unpack("H")
         bitmap = r.take(r.unpack("B"))
-        pcrs = frozenset(8 * i + bit for i, byte in enumerate(bitmap) for bit in range(8)
-                         if byte >> bit & 1)
+        pcrs = frozenset(
+            8 * i + bit for i, byte in enumerate(bitmap) for bit in range(8) if byte >> bit & 1
+        )
         selection.append((algorithm, pcrs))
     digest = r.sized()
     r.end()
@@ -82,7 +83,8 @@ def signature_verifies(attest: bytes, signature: bytes, ak_public: bytes) -> boo
     """True if `signature` (a marshalled TPMT_SIGNATURE) is the AK's signature of `attest`."""
     try:
         key = serialization.load_der_public_key(
-            tpmpub.public_der(tpmpub.parse_public(ak_public, "ak_public"), "ak_public"))
+            tpmpub.public_der(tpmpub.parse_public(ak_public, "ak_public"), "ak_public")
+        )
     except (tpmpub.PublicAreaError, ValueError, UnsupportedAlgorithm):
         return False
     r = _reader(signature, "the signature")
@@ -91,16 +93,20 @@ def signature_verifies(attest: bytes, signature: bytes, ak_public: bytes) -> boo
         if algorithm != TPM_ALG_SHA256:
             return False
         if scheme == TPM_ALG_ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
-            der = encode_dss_signature(int.from_bytes(r.sized(), "big"),
-                                       int.from_bytes(r.sized(), "big"))
+            der = encode_dss_signature(
+                int.from_bytes(r.sized(), "big"), int.from_bytes(r.sized(), "big")
+            )
             r.end()
             key.verify(der, attest, ec.ECDSA(hashes.SHA256()))
             return True
         if scheme in (TPM_ALG_RSASSA, TPM_ALG_RSAPSS) and isinstance(key, rsa.RSAPublicKey):
             raw = r.sized()
             r.end()
-            pad = padding.PKCS1v15() if scheme == TPM_ALG_RSASSA else padding.PSS(
-                padding.MGF1(hashes.SHA256()), padding.PSS.AUTO)
+            pad = (
+                padding.PKCS1v15()
+                if scheme == TPM_ALG_RSASSA
+                else padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO)
+            )
             key.verify(raw, attest, pad, hashes.SHA256())
             return True
     except (QuoteError, InvalidSignature, ValueError):

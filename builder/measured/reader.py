@@ -12,9 +12,10 @@ class Reader:
 
     def take(self, count: int, where: str = "") -> bytes:
         if self.at + count > len(self.data):
-            raise self.error(f"{self.what} is truncated in {where or 'a field'} at offset "
-                             f"{self.at}")
-        chunk = self.data[self.at:self.at + count]
+            raise self.error(
+                f"{self.what} is truncated in {where or 'a field'} at offset {self.at}"
+            )
+        chunk = self.data[self.at : self.at + count]
         self.at += count
         return chunk
 

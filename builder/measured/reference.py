@@ -25,7 +25,7 @@ from .authenticode import authenticode_file
 
 FORMAT: Final = "chaos-measured-reference/1"
 REFERENCE_FILE: Final = "measured-reference.json"
-SHIM_SIGNED: Final = Path("/usr/lib/shim/shimx64.efi.signed")                # shim-signed
+SHIM_SIGNED: Final = Path("/usr/lib/shim/shimx64.efi.signed")  # shim-signed
 GRUB_SIGNED: Final = Path("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")  # disk
 GRUB_NET_SIGNED: Final = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
 # what signed GRUB's built-in memdisk config runs before ours ({prefix}: where it came from)
@@ -61,8 +61,8 @@ class NodeBoot:
 
     name: str
     mac: str
-    overlay: bytes      # the per-node cpio
-    grub_config: str    # its GRUB config (grub/mac-<mac>.cfg)
+    overlay: bytes  # the per-node cpio
+    grub_config: str  # its GRUB config (grub/mac-<mac>.cfg)
 
 
 @dataclass(frozen=True)
@@ -75,21 +75,21 @@ class Application:
 class NodeReference:
     name: str
     mac: str
-    overlay: str                     # sha256 of nodes/<name>.cpio
-    grub_config: str                 # sha256 of its GRUB config
-    grub_commands: tuple[str, ...]   # the commands of the configs, as GRUB logs them
+    overlay: str  # sha256 of nodes/<name>.cpio
+    grub_config: str  # sha256 of its GRUB config
+    grub_commands: tuple[str, ...]  # the commands of the configs, as GRUB logs them
 
 
 @dataclass(frozen=True)
 class Reference:
     applications: tuple[Application, ...]
-    kernel: str                 # sha256 of the kernel file
-    initrd: str                 # sha256 of the base initrd
+    kernel: str  # sha256 of the kernel file
+    initrd: str  # sha256 of the base initrd
     grub_configs: tuple[str, ...]  # sha256 of the shared GRUB configs
-    kernel_name: str            # the measured command line starts with a path ending so
+    kernel_name: str  # the measured command line starts with a path ending so
     kernel_args: str
     grub_prelude: tuple[str, ...]
-    prefix_pattern: str         # what {prefix} in the prelude may be
+    prefix_pattern: str  # what {prefix} in the prelude may be
     nodes: tuple[NodeReference, ...]
     secure_boot: bool = True
     format: str = FORMAT
@@ -111,8 +111,11 @@ def sha256_hex(data: bytes) -> str:
 def grub_commands(config: str, mac: str) -> tuple[str, ...]:
     """The commands of a GRUB config as GRUB logs them into PCR 8 (after expansion)."""
     lines = (line.strip() for line in config.splitlines())
-    return tuple(line.replace("${net_default_mac}", mac.lower()) for line in lines
-                 if line and not line.startswith("#"))
+    return tuple(
+        line.replace("${net_default_mac}", mac.lower())
+        for line in lines
+        if line and not line.startswith("#")
+    )
 
 
 def prefix_pattern(server: ipaddress.IPv4Address | None) -> str:
@@ -121,27 +124,49 @@ def prefix_pattern(server: ipaddress.IPv4Address | None) -> str:
     return rf"\((?:{tftp}|{GRUB_DISKS})\){GRUB_DIRS}"
 
 
-def compute_reference(files: BootFiles, kernel_name: str, kernel_args: str,
-                      shared_configs: Sequence[str], nodes: Sequence[NodeBoot],
-                      server: ipaddress.IPv4Address | None) -> Reference:
+def compute_reference(
+    files: BootFiles,
+    kernel_name: str,
+    kernel_args: str,
+    shared_configs: Sequence[str],
+    nodes: Sequence[NodeBoot],
+    server: ipaddress.IPv4Address | None,
+) -> Reference:
     """The reference for these boot files (reads them; writes nothing)."""
-    applications = tuple(Application(name, authenticode_file(path)) for name, path in (
-        ("shim", files.shim), ("grub", files.grub), ("grub-net", files.grub_net),
-        ("kernel", files.kernel)))
+    applications = tuple(
+        Application(name, authenticode_file(path))
+        for name, path in (
+            ("shim", files.shim),
+            ("grub", files.grub),
+            ("grub-net", files.grub_net),
+            ("kernel", files.kernel),
+        )
+    )
     return Reference(
         applications=applications,
         kernel=sha256_hex(files.kernel.read_bytes()),
         initrd=sha256_hex(files.initrd.read_bytes()),
         grub_configs=tuple(sha256_hex(cfg.encode()) for cfg in shared_configs),
-        kernel_name=kernel_name, kernel_args=kernel_args,
-        grub_prelude=GRUB_PRELUDE, prefix_pattern=prefix_pattern(server),
-        nodes=tuple(NodeReference(
-            node.name, node.mac.lower(), sha256_hex(node.overlay),
-            sha256_hex(node.grub_config.encode()),
-            tuple(dict.fromkeys(
-                [c for cfg in shared_configs for c in grub_commands(cfg, node.mac)]
-                + list(grub_commands(node.grub_config, node.mac)))))
-            for node in nodes))
+        kernel_name=kernel_name,
+        kernel_args=kernel_args,
+        grub_prelude=GRUB_PRELUDE,
+        prefix_pattern=prefix_pattern(server),
+        nodes=tuple(
+            NodeReference(
+                node.name,
+                node.mac.lower(),
+                sha256_hex(node.overlay),
+                sha256_hex(node.grub_config.encode()),
+                tuple(
+                    dict.fromkeys(
+                        [c for cfg in shared_configs for c in grub_commands(cfg, node.mac)]
+                        + list(grub_commands(node.grub_config, node.mac))
+                    )
+                ),
+            )
+            for node in nodes
+        ),
+    )
 
 
 def write_reference(reference: Reference, path: Path) -> None:
@@ -158,8 +183,7 @@ def load_reference(path: Path) -> Reference:
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ReferenceError(f"{path}: cannot read the measured-boot reference ({exc})") \
-            from None
+        raise ReferenceError(f"{path}: cannot read the measured-boot reference ({exc})") from None
     try:
         return reference_from(raw)
     except (KeyError, TypeError, ValueError) as exc:
@@ -170,16 +194,28 @@ def reference_from(raw: Any) -> Reference:
     if raw["format"] != FORMAT:
         raise ValueError(f"format {raw['format']!r}")
     return Reference(
-        applications=tuple(Application(_str(a["name"]), _str(a["authenticode"]))
-                           for a in raw["applications"]),
-        kernel=_str(raw["kernel"]), initrd=_str(raw["initrd"]),
+        applications=tuple(
+            Application(_str(a["name"]), _str(a["authenticode"])) for a in raw["applications"]
+        ),
+        kernel=_str(raw["kernel"]),
+        initrd=_str(raw["initrd"]),
         grub_configs=_strs(raw["grub_configs"]),
-        kernel_name=_str(raw["kernel_name"]), kernel_args=_str(raw["kernel_args"]),
-        grub_prelude=_strs(raw["grub_prelude"]), prefix_pattern=_str(raw["prefix_pattern"]),
-        nodes=tuple(NodeReference(_str(n["name"]), _str(n["mac"]), _str(n["overlay"]),
-                                  _str(n["grub_config"]), _strs(n["grub_commands"]))
-                    for n in raw["nodes"]),
-        secure_boot=bool(raw["secure_boot"]))
+        kernel_name=_str(raw["kernel_name"]),
+        kernel_args=_str(raw["kernel_args"]),
+        grub_prelude=_strs(raw["grub_prelude"]),
+        prefix_pattern=_str(raw["prefix_pattern"]),
+        nodes=tuple(
+            NodeReference(
+                _str(n["name"]),
+                _str(n["mac"]),
+                _str(n["overlay"]),
+                _str(n["grub_config"]),
+                _strs(n["grub_commands"]),
+            )
+            for n in raw["nodes"]
+        ),
+        secure_boot=bool(raw["secure_boot"]),
+    )
 
 
 def _str(value: Any) -> str:

@@ -26,10 +26,13 @@ log = logging.getLogger("chaos.measured")
 
 def write_measured_reference(ctx: BuildContext) -> bool:
     files = BootFiles(kernel=ctx.base_dir / KERNEL_NAME, initrd=ctx.base_dir / INITRD_NAME)
-    nodes = [NodeBoot(node.name, node.mac, ctx.node_cpios[node.name],
-                      grub_net_entry(ctx, node)) for node in ctx.nodes]
-    reference = compute_reference(files, KERNEL_NAME, kernel_cmdline(ctx), [GRUB_NET_CFG],
-                                  nodes, ctx.cluster.serve.address)
+    nodes = [
+        NodeBoot(node.name, node.mac, ctx.node_cpios[node.name], grub_net_entry(ctx, node))
+        for node in ctx.nodes
+    ]
+    reference = compute_reference(
+        files, KERNEL_NAME, kernel_cmdline(ctx), [GRUB_NET_CFG], nodes, ctx.cluster.serve.address
+    )
     write_reference(reference, ctx.staging / REFERENCE_FILE)
     log.info("measured-boot reference for %d nodes: %s", len(nodes), REFERENCE_FILE)
     return True

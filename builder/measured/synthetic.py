@@ -55,12 +55,12 @@ class Boot:
     """What one boot does; the defaults are a genuine boot, each field one deviation."""
 
     secure_boot: bool = True
-    kernel: str | None = None            # sha256 of the kernel file GRUB read
-    kernel_app: str | None = None        # its Authenticode sha256
+    kernel: str | None = None  # sha256 of the kernel file GRUB read
+    kernel_app: str | None = None  # its Authenticode sha256
     initrds: tuple[tuple[str, str], ...] | None = None  # (path, sha256) GRUB read
-    cmdline: str | None = None           # the kernel command line's arguments
+    cmdline: str | None = None  # the kernel command line's arguments
     extra_applications: tuple[str, ...] = ()  # Authenticode sha256 started before shim
-    extra_commands: tuple[str, ...] = ()      # GRUB commands typed at its prompt
+    extra_commands: tuple[str, ...] = ()  # GRUB commands typed at its prompt
     banks: tuple[int, ...] = field(default=(SHA256,))
 
 
@@ -77,61 +77,108 @@ def _ipl(pcr: int, text: str, digest: bytes | None, banks: Sequence[int]) -> Eve
     return _with_digest(pcr, EV_IPL, data, digest, banks)
 
 
-def _with_digest(pcr: int, kind: int, data: bytes, digest: bytes, banks: Sequence[int]
-                 ) -> Event:
+def _with_digest(pcr: int, kind: int, data: bytes, digest: bytes, banks: Sequence[int]) -> Event:
     """An event whose sha256 digest is given (a file's hash); other banks get a stand-in."""
-    return Event(pcr, kind, tuple(
-        (alg, digest if alg == SHA256 else hashlib.new(HASH_NAMES[alg], digest).digest())
-        for alg in banks), data)
+    return Event(
+        pcr,
+        kind,
+        tuple(
+            (alg, digest if alg == SHA256 else hashlib.new(HASH_NAMES[alg], digest).digest())
+            for alg in banks
+        ),
+        data,
+    )
 
 
 def firmware_events(boot: Boot) -> list[Event]:
     b = boot.banks
-    events = [Event(0, EV_NO_ACTION, tuple((alg, bytes(DIGEST_SIZES[alg])) for alg in b),
-                    b"StartupLocality\0\0"),
-              measured(0, EV_S_CRTM_VERSION, "chaos synthetic firmware".encode("utf-16-le"),
-                       banks=b),
-              measured(0, EV_EFI_PLATFORM_FIRMWARE_BLOB, struct.pack("<QQ", 0x820000, 1 << 20),
-                       b"firmware volume", b)]
+    events = [
+        Event(
+            0,
+            EV_NO_ACTION,
+            tuple((alg, bytes(DIGEST_SIZES[alg])) for alg in b),
+            b"StartupLocality\0\0",
+        ),
+        measured(0, EV_S_CRTM_VERSION, "chaos synthetic firmware".encode("utf-16-le"), banks=b),
+        measured(
+            0,
+            EV_EFI_PLATFORM_FIRMWARE_BLOB,
+            struct.pack("<QQ", 0x820000, 1 << 20),
+            b"firmware volume",
+            b,
+        ),
+    ]
     state = b"\x01" if boot.secure_boot else b"\x00"
     for name, value in (("SecureBoot", state), ("PK", b"pk"), ("KEK", b"kek")):
-        events.append(measured(7, EV_EFI_VARIABLE_DRIVER_CONFIG,
-                               variable_data(EFI_GLOBAL_VARIABLE, name, value), banks=b))
+        events.append(
+            measured(
+                7,
+                EV_EFI_VARIABLE_DRIVER_CONFIG,
+                variable_data(EFI_GLOBAL_VARIABLE, name, value),
+                banks=b,
+            )
+        )
     for name in ("db", "dbx"):
-        events.append(measured(7, EV_EFI_VARIABLE_DRIVER_CONFIG,
-                               variable_data(IMAGE_SECURITY_DATABASE, name, name.encode()),
-                               banks=b))
+        events.append(
+            measured(
+                7,
+                EV_EFI_VARIABLE_DRIVER_CONFIG,
+                variable_data(IMAGE_SECURITY_DATABASE, name, name.encode()),
+                banks=b,
+            )
+        )
     events.append(measured(7, EV_SEPARATOR, SEPARATOR, banks=b))
-    events.append(measured(1, EV_EFI_VARIABLE_BOOT,
-                           variable_data(EFI_GLOBAL_VARIABLE, "BootOrder", b"\0\0"), banks=b))
-    events.append(measured(4, EV_EFI_ACTION, b"Calling EFI Application from Boot Option",
-                           banks=b))
+    events.append(
+        measured(
+            1,
+            EV_EFI_VARIABLE_BOOT,
+            variable_data(EFI_GLOBAL_VARIABLE, "BootOrder", b"\0\0"),
+            banks=b,
+        )
+    )
+    events.append(measured(4, EV_EFI_ACTION, b"Calling EFI Application from Boot Option", banks=b))
     events += [measured(pcr, EV_SEPARATOR, SEPARATOR, banks=b) for pcr in (0, 1, 2, 3, 4, 5, 6)]
     return events
 
 
-def boot_events(reference: Reference, node: NodeReference,
-                server: ipaddress.IPv4Address, boot: Boot = Boot()) -> list[Event]:
+def boot_events(
+    reference: Reference, node: NodeReference, server: ipaddress.IPv4Address, boot: Boot = Boot()
+) -> list[Event]:
     """The events of one boot of `node` from `server` over TFTP."""
     b = boot.banks
     app = {a.name: bytes.fromhex(a.authenticode) for a in reference.applications}
     kernel_app = bytes.fromhex(boot.kernel_app) if boot.kernel_app else app["kernel"]
     kernel = bytes.fromhex(boot.kernel or reference.kernel)
-    initrds = boot.initrds or (("(tftp)/initrd.img", reference.initrd),
-                               (f"(tftp)/nodes/{node.name}.cpio", node.overlay))
+    initrds = boot.initrds or (
+        ("(tftp)/initrd.img", reference.initrd),
+        (f"(tftp)/nodes/{node.name}.cpio", node.overlay),
+    )
     args = reference.kernel_args if boot.cmdline is None else boot.cmdline
     prefix = f"(tftp,{server})/grub"
     events = firmware_events(boot)
-    events += [_with_digest(4, EV_EFI_BOOT_SERVICES_APPLICATION, b"stranger", bytes.fromhex(d),
-                            b) for d in boot.extra_applications]
     events += [
-        measured(7, EV_EFI_VARIABLE_AUTHORITY, variable_data(IMAGE_SECURITY_DATABASE, "db",
-                                                             b"MS UEFI CA"), banks=b),
+        _with_digest(4, EV_EFI_BOOT_SERVICES_APPLICATION, b"stranger", bytes.fromhex(d), b)
+        for d in boot.extra_applications
+    ]
+    events += [
+        measured(
+            7,
+            EV_EFI_VARIABLE_AUTHORITY,
+            variable_data(IMAGE_SECURITY_DATABASE, "db", b"MS UEFI CA"),
+            banks=b,
+        ),
         _with_digest(4, EV_EFI_BOOT_SERVICES_APPLICATION, b"shimx64.efi", app["shim"], b),
         measured(14, EV_IPL, b"MokList\0", b"moklist", b),
-        measured(7, EV_EFI_VARIABLE_AUTHORITY, variable_data(
-            uuid.UUID("605dab50-e046-4300-abb6-3dd810dd8b23").bytes_le, "SbatLevel",
-            b"sbat,1,2025021800\nshim,4\ngrub,5\n"), banks=b),
+        measured(
+            7,
+            EV_EFI_VARIABLE_AUTHORITY,
+            variable_data(
+                uuid.UUID("605dab50-e046-4300-abb6-3dd810dd8b23").bytes_le,
+                "SbatLevel",
+                b"sbat,1,2025021800\nshim,4\ngrub,5\n",
+            ),
+            banks=b,
+        ),
         _with_digest(4, EV_EFI_BOOT_SERVICES_APPLICATION, b"grubx64.efi", app["grub-net"], b),
         _ipl(8, f"grub_cmd: [ -e {prefix}/x86_64-efi/grub.cfg ]", None, b),
         _ipl(8, f"grub_cmd: source {prefix}/grub.cfg", None, b),
@@ -154,10 +201,11 @@ def boot_events(reference: Reference, node: NodeReference,
                 events += [_ipl(8, f"grub_cmd: {c}", None, b) for c in boot.extra_commands]
             events.append(_ipl(8, f"grub_cmd: {command}", None, b))
             if command.startswith("configfile "):
-                events.append(_ipl(9, command.split(" ", 1)[1], bytes.fromhex(
-                    node.grub_config), b))
-    events += [measured(5, EV_EFI_ACTION, b"Exit Boot Services Invocation", banks=b),
-               measured(5, EV_EFI_ACTION, b"Exit Boot Services Returned with Success", banks=b)]
+                events.append(_ipl(9, command.split(" ", 1)[1], bytes.fromhex(node.grub_config), b))
+    events += [
+        measured(5, EV_EFI_ACTION, b"Exit Boot Services Invocation", banks=b),
+        measured(5, EV_EFI_ACTION, b"Exit Boot Services Returned with Success", banks=b),
+    ]
     return events
 
 
@@ -172,14 +220,19 @@ def extend_tpm(esapi: Any, events: Iterable[Event]) -> None:
     for event in events:
         if event.kind == EV_NO_ACTION:
             continue
-        digests = TPML_DIGEST_VALUES([TPMT_HA(hashAlg=alg, digest=TPMU_HA(**{
-            HASH_NAMES[alg]: d})) for alg, d in event.digests])
+        digests = TPML_DIGEST_VALUES(
+            [
+                TPMT_HA(hashAlg=alg, digest=TPMU_HA(**{HASH_NAMES[alg]: d}))
+                for alg, d in event.digests
+            ]
+        )
         esapi.pcr_extend(ESYS_TR.PCR0 + event.pcr, digests)
 
 
 # -- a quote signed in software (benches: many nodes without many TPMs) ------------------
-def soft_quote(key: ec.EllipticCurvePrivateKey, nonce: bytes, events: Iterable[Event]
-               ) -> tuple[bytes, bytes]:
+def soft_quote(
+    key: ec.EllipticCurvePrivateKey, nonce: bytes, events: Iterable[Event]
+) -> tuple[bytes, bytes]:
     """(TPMS_ATTEST, TPMT_SIGNATURE) a TPM holding `key` as its AK would give for PCRs
     extended by `events`."""
     pcrs = EventLog(((SHA256, 32),), tuple(events)).replay(SHA256)
@@ -187,13 +240,21 @@ def soft_quote(key: ec.EllipticCurvePrivateKey, nonce: bytes, events: Iterable[E
     for n in QUOTE_PCRS:
         bitmap[n // 8] |= 1 << n % 8
     digest = pcr_digest([pcrs.get(n, bytes(32)) for n in QUOTE_PCRS])
-    attest = (struct.pack(">IH", TPM_GENERATED, TPM_ST_ATTEST_QUOTE)
-              + struct.pack(">H", 34) + bytes(34)
-              + struct.pack(">H", len(nonce)) + nonce
-              + struct.pack(">QIIB", 0, 1, 0, 1) + bytes(8)
-              + struct.pack(">IHB", 1, TPM_ALG_SHA256, 3) + bytes(bitmap)
-              + struct.pack(">H", len(digest)) + digest)
+    attest = (
+        struct.pack(">IH", TPM_GENERATED, TPM_ST_ATTEST_QUOTE)
+        + struct.pack(">H", 34)
+        + bytes(34)
+        + struct.pack(">H", len(nonce))
+        + nonce
+        + struct.pack(">QIIB", 0, 1, 0, 1)
+        + bytes(8)
+        + struct.pack(">IHB", 1, TPM_ALG_SHA256, 3)
+        + bytes(bitmap)
+        + struct.pack(">H", len(digest))
+        + digest
+    )
     r, s = decode_dss_signature(key.sign(attest, ec.ECDSA(hashes.SHA256())))
     signature = struct.pack(">HH", TPM_ALG_ECDSA, TPM_ALG_SHA256) + b"".join(
-        struct.pack(">H", 32) + v.to_bytes(32, "big") for v in (r, s))
+        struct.pack(">H", 32) + v.to_bytes(32, "big") for v in (r, s)
+    )
     return attest, signature

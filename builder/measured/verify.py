@@ -44,9 +44,9 @@ GRUB_CMD, KERNEL_CMDLINE = "grub_cmd: ", "kernel_cmdline: "
 class Evidence:
     """What the node sends after credential activation."""
 
-    attest: bytes      # TPMS_ATTEST as the TPM signed it
-    signature: bytes   # TPMT_SIGNATURE, marshalled
-    event_log: bytes   # binary_bios_measurements
+    attest: bytes  # TPMS_ATTEST as the TPM signed it
+    signature: bytes  # TPMT_SIGNATURE, marshalled
+    event_log: bytes  # binary_bios_measurements
 
 
 @dataclass(frozen=True)
@@ -74,22 +74,25 @@ class Deviation:
     reason: str
 
 
-def verify_boot(evidence: Evidence, ak_public: bytes, nonce: bytes, reference: Reference,
-                node: str) -> Accepted:
+def verify_boot(
+    evidence: Evidence, ak_public: bytes, nonce: bytes, reference: Reference, node: str
+) -> Accepted:
     """Accepted, or MeasurementRefused saying what differed."""
     check_signature(evidence, ak_public)
     info = check_quote(evidence.attest, nonce)
     log = check_replay(evidence.event_log, info.pcr_digest)
     expected = reference.node(node)
     if expected is None:
-        raise MeasurementRefused("unknown_node", [
-            f"node {node} is not in the measured-boot reference (build again)"])
+        raise MeasurementRefused(
+            "unknown_node", [f"node {node} is not in the measured-boot reference (build again)"]
+        )
     deviations = list(check_events(log, reference, expected))
     if deviations:
         raise MeasurementRefused(deviations[0].code, [d.reason for d in deviations])
     replayed = log.replay(SHA256)
-    return Accepted(node, tuple((n, replayed.get(n, bytes(32)).hex()) for n in QUOTE_PCRS),
-                    len(log.events))
+    return Accepted(
+        node, tuple((n, replayed.get(n, bytes(32)).hex()) for n in QUOTE_PCRS), len(log.events)
+    )
 
 
 def check_signature(evidence: Evidence, ak_public: bytes) -> None:
@@ -103,20 +106,27 @@ def check_quote(attest: bytes, nonce: bytes) -> QuoteInfo:
     except QuoteError as exc:
         raise MeasurementRefused("malformed", [str(exc)]) from None
     if info.extra_data != nonce:
-        raise MeasurementRefused("stale_nonce", [
-            "stale nonce: the quote answers another challenge, not this one"])
+        raise MeasurementRefused(
+            "stale_nonce", ["stale nonce: the quote answers another challenge, not this one"]
+        )
     wanted = ((SHA256, frozenset(QUOTE_PCRS)),)
     if info.selection != wanted:
-        covered = ", ".join(f"bank {alg:#06x} PCRs {sorted(pcrs)}"
-                            for alg, pcrs in info.selection) or "nothing"
-        raise MeasurementRefused("bad_selection", [
-            f"the quote covers {covered}, not sha256 PCRs {', '.join(map(str, QUOTE_PCRS))}"])
+        covered = (
+            ", ".join(f"bank {alg:#06x} PCRs {sorted(pcrs)}" for alg, pcrs in info.selection)
+            or "nothing"
+        )
+        raise MeasurementRefused(
+            "bad_selection",
+            [f"the quote covers {covered}, not sha256 PCRs {', '.join(map(str, QUOTE_PCRS))}"],
+        )
     return info
 
 
-EMPTY_LOG = ("the event log is empty: the firmware's measurements never reached the kernel "
-             "(the smoke lab sees this with Secure Boot off, where signed GRUB starts the kernel "
-             "without handing it the UEFI event log; or a BIOS boot)")
+EMPTY_LOG = (
+    "the event log is empty: the firmware's measurements never reached the kernel "
+    "(the smoke lab sees this with Secure Boot off, where signed GRUB starts the kernel "
+    "without handing it the UEFI event log; or a BIOS boot)"
+)
 
 
 def check_replay(event_log: bytes, quoted: bytes) -> EventLog:
@@ -126,15 +136,13 @@ def check_replay(event_log: bytes, quoted: bytes) -> EventLog:
         log = parse_event_log(event_log)
         replayed = log.replay(SHA256)
     except EventLogError as exc:
-        raise MeasurementRefused("bad_event_log", [f"the event log is malformed ({exc})"]) \
-            from None
+        raise MeasurementRefused("bad_event_log", [f"the event log is malformed ({exc})"]) from None
     if pcr_digest([replayed.get(n, bytes(32)) for n in QUOTE_PCRS]) != quoted:
         raise MeasurementRefused("no_replay", ["event log does not replay to the quote"])
     return log
 
 
-def check_events(log: EventLog, reference: Reference, node: NodeReference
-                 ) -> Iterator[Deviation]:
+def check_events(log: EventLog, reference: Reference, node: NodeReference) -> Iterator[Deviation]:
     yield from check_secure_boot(log)
     yield from check_grub_files(log, reference, node)
     yield from check_grub_commands(log, reference, node)
@@ -172,39 +180,50 @@ def check_secure_boot(log: EventLog) -> Iterator[Deviation]:
         if var is None or var[:2] != (EFI_GLOBAL_VARIABLE, "SecureBoot"):
             continue
         if hashlib.sha256(event.data).digest() != _sha256(event):
-            yield Deviation("secure_boot_off", "PCR 7: the SecureBoot event's data does not "
-                            "match its digest")
+            yield Deviation(
+                "secure_boot_off", "PCR 7: the SecureBoot event's data does not match its digest"
+            )
             return
         states.append(var[2])
     if not states:
-        yield Deviation("secure_boot_off", "Secure Boot is off (PCR 7 holds no SecureBoot "
-                        "variable)")
+        yield Deviation(
+            "secure_boot_off", "Secure Boot is off (PCR 7 holds no SecureBoot variable)"
+        )
     elif any(state != b"\x01" for state in states):
         yield Deviation("secure_boot_off", "Secure Boot is off")
 
 
 # -- PCR 9 ---------------------------------------------------------------------------
-def check_grub_files(log: EventLog, reference: Reference, node: NodeReference
-                     ) -> Iterator[Deviation]:
-    wanted = {reference.kernel: "the kernel", reference.initrd: "the base initrd",
-              node.overlay: f"the overlay of {node.name}", node.grub_config:
-              f"the GRUB config of {node.name}"} | {
-                  digest: "a GRUB config" for digest in reference.grub_configs}
+def check_grub_files(
+    log: EventLog, reference: Reference, node: NodeReference
+) -> Iterator[Deviation]:
+    wanted = {
+        reference.kernel: "the kernel",
+        reference.initrd: "the base initrd",
+        node.overlay: f"the overlay of {node.name}",
+        node.grub_config: f"the GRUB config of {node.name}",
+    } | {digest: "a GRUB config" for digest in reference.grub_configs}
     seen = set()
     for event in _in(log, PCR_GRUB_FILES):
         digest, path = _sha256(event).hex(), event.text()
         if event.kind != EV_IPL:
-            yield Deviation("unknown_file", f"PCR 9: an event of type {event.kind:#x} "
-                            f"this build does not make ({path[:80]!r})")
+            yield Deviation(
+                "unknown_file",
+                f"PCR 9: an event of type {event.kind:#x} this build does not make ({path[:80]!r})",
+            )
         elif digest in wanted:
             seen.add(digest)
         else:
-            yield Deviation("unknown_file", f"PCR 9: {_kind_of(path, reference)} this build "
-                            f"did not make for {node.name} ({path[:120]!r}, sha256 {digest})")
+            yield Deviation(
+                "unknown_file",
+                f"PCR 9: {_kind_of(path, reference)} this build "
+                f"did not make for {node.name} ({path[:120]!r}, sha256 {digest})",
+            )
     for digest in (reference.kernel, reference.initrd, node.overlay):
         if digest not in seen:
-            yield Deviation("missing_file", f"PCR 9: {wanted[digest]} (sha256 {digest}) "
-                            "was not loaded")
+            yield Deviation(
+                "missing_file", f"PCR 9: {wanted[digest]} (sha256 {digest}) was not loaded"
+            )
 
 
 def _kind_of(path: str, reference: Reference) -> str:
@@ -216,41 +235,51 @@ def _kind_of(path: str, reference: Reference) -> str:
 
 
 # -- PCR 8 ---------------------------------------------------------------------------
-def check_grub_commands(log: EventLog, reference: Reference, node: NodeReference
-                        ) -> Iterator[Deviation]:
-    prelude = [re.compile(re.escape(p).replace(re.escape("{prefix}"),
-                                               reference.prefix_pattern) + r"\Z")
-               for p in reference.grub_prelude]
+def check_grub_commands(
+    log: EventLog, reference: Reference, node: NodeReference
+) -> Iterator[Deviation]:
+    prelude = [
+        re.compile(re.escape(p).replace(re.escape("{prefix}"), reference.prefix_pattern) + r"\Z")
+        for p in reference.grub_prelude
+    ]
     commands = set(node.grub_commands)
     cmdlines = 0
     for event in _in(log, PCR_GRUB_COMMANDS):
         text = event.text()
         prefix = next((p for p in (GRUB_CMD, KERNEL_CMDLINE) if text.startswith(p)), None)
         if event.kind != EV_IPL or prefix is None:
-            yield Deviation("grub_command", f"PCR 8: an event this build does not make "
-                            f"({text[:120]!r})")
+            yield Deviation(
+                "grub_command", f"PCR 8: an event this build does not make ({text[:120]!r})"
+            )
             continue
-        body = text[len(prefix):]
+        body = text[len(prefix) :]
         if hashlib.sha256(body.encode()).digest() != _sha256(event):
-            yield Deviation("grub_command", f"PCR 8: the text of {text[:120]!r} does not "
-                            "match its digest")
+            yield Deviation(
+                "grub_command", f"PCR 8: the text of {text[:120]!r} does not match its digest"
+            )
         elif prefix == KERNEL_CMDLINE:
             cmdlines += 1
             yield from _check_cmdline(body, reference)
         elif body not in commands and not any(p.match(body) for p in prelude):
-            yield Deviation("grub_command", f"PCR 8: GRUB ran a command this build's config "
-                            f"does not have: {body[:160]!r}")
+            yield Deviation(
+                "grub_command",
+                f"PCR 8: GRUB ran a command this build's config does not have: {body[:160]!r}",
+            )
     if cmdlines != 1:
-        yield Deviation("command_line", f"PCR 8: {cmdlines} kernel command lines were "
-                        "measured, not one")
+        yield Deviation(
+            "command_line", f"PCR 8: {cmdlines} kernel command lines were measured, not one"
+        )
 
 
 def _check_cmdline(measured: str, reference: Reference) -> Iterator[Deviation]:
     path, _, args = measured.partition(" ")
     if path.rsplit("/", 1)[-1] != reference.kernel_name or args != reference.kernel_args:
-        yield Deviation("command_line", f"kernel command line differs: measured "
-                        f"{measured[:200]!r}, this build boots "
-                        f"'.../{reference.kernel_name} {reference.kernel_args}'")
+        yield Deviation(
+            "command_line",
+            f"kernel command line differs: measured "
+            f"{measured[:200]!r}, this build boots "
+            f"'.../{reference.kernel_name} {reference.kernel_args}'",
+        )
 
 
 # -- PCR 4 ---------------------------------------------------------------------------
@@ -260,19 +289,22 @@ def check_applications(log: EventLog, reference: Reference) -> Iterator[Deviatio
         digest = _sha256(event).hex()
         if event.kind in (EV_EFI_ACTION, EV_SEPARATOR):
             if hashlib.sha256(event.data).hexdigest() != digest:  # a start logged as text
-                yield Deviation("unknown_application", f"PCR 4: an event's text "
-                                f"({event.text()[:80]!r}) does not match its digest {digest}")
+                yield Deviation(
+                    "unknown_application",
+                    f"PCR 4: an event's text "
+                    f"({event.text()[:80]!r}) does not match its digest {digest}",
+                )
             continue
         app = reference.application(digest)
         if event.kind != EV_EFI_BOOT_SERVICES_APPLICATION or app is None:
-            yield Deviation("unknown_application", f"PCR 4: an application this build did "
-                            f"not make (Authenticode sha256 {digest})")
+            yield Deviation(
+                "unknown_application",
+                f"PCR 4: an application this build did not make (Authenticode sha256 {digest})",
+            )
         else:
             started.add(app.name)
     for name in ("shim", "kernel"):
         if name not in started:
-            yield Deviation("unknown_application", f"PCR 4: this build's {name} was not "
-                            "started")
+            yield Deviation("unknown_application", f"PCR 4: this build's {name} was not started")
     if not started & {"grub", "grub-net"}:
         yield Deviation("unknown_application", "PCR 4: this build's GRUB was not started")
-

@@ -15,8 +15,9 @@ def night_of(cluster: Cluster) -> Night | None:
     sched = cluster.schedule
     if not sched.enabled:
         return None
-    return night_from_settings(sched.windows, sched.time_zone,
-                               tuple(d.value for d in sched.whole_days), sched.holidays)
+    return night_from_settings(
+        sched.windows, sched.time_zone, tuple(d.value for d in sched.whole_days), sched.holidays
+    )
 
 
 # a node certificate outlives the night by this much: the morning's LEAVE and reboot happen

@@ -67,8 +67,9 @@ def _replace_link(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def write_answers(tree: Path, pxe_dir: Path, node: Node, cluster_boot: bool,
-                  why: str = "outside the night") -> None:
+def write_answers(
+    tree: Path, pxe_dir: Path, node: Node, cluster_boot: bool, why: str = "outside the night"
+) -> None:
     """Put one node's three answers in place, each by an atomic rename."""
     local = local_disk_answers(node, why)
     for rel, day_text in zip(answer_paths(node), local, strict=True):
@@ -83,8 +84,9 @@ def write_answers(tree: Path, pxe_dir: Path, node: Node, cluster_boot: bool,
             atomic_write(dest, day_text)
 
 
-def refresh(tree: Path, pxe_dir: Path, cluster: Cluster, night: Night | None,
-            now: dt.datetime) -> bool:
+def refresh(
+    tree: Path, pxe_dir: Path, cluster: Cluster, night: Night | None, now: dt.datetime
+) -> bool:
     """Every node's answers for `now`; returns whether they are the cluster boot."""
     inside = night is None or night.inside(now)
     why = "" if night is None or inside else _why(night, now)
@@ -93,8 +95,9 @@ def refresh(tree: Path, pxe_dir: Path, cluster: Cluster, night: Night | None,
     return inside
 
 
-def assemble(tree: Path, pxe_dir: Path, cluster: Cluster, night: Night | None,
-             now: dt.datetime) -> bool:
+def assemble(
+    tree: Path, pxe_dir: Path, cluster: Cluster, night: Night | None, now: dt.datetime
+) -> bool:
     """Build the served tree: the build's files linked, answers for `now` written."""
     answers = {rel for n in cluster.nodes for rel in answer_paths(n)}
     tree.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,10 @@ def targets(cluster: Cluster, names: Sequence[str]) -> tuple[Node, ...]:
     known = {n.name: n for n in cluster.nodes}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ChaosError(f"no node named {', '.join(unknown)}; known nodes: "
-                         f"{', '.join(known)} (only chaos.yaml's nodes are ever woken)")
+        raise ChaosError(
+            f"no node named {', '.join(unknown)}; known nodes: "
+            f"{', '.join(known)} (only chaos.yaml's nodes are ever woken)"
+        )
     return tuple(known[n] for n in names)
 
 
@@ -47,14 +49,20 @@ def open_socket(interface: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
     except OSError as exc:
         sock.close()
-        raise ChaosError(f"cannot send on interface {interface!r}: {exc} (binding to an "
-                         "interface needs root; check serve.interface)") from None
+        raise ChaosError(
+            f"cannot send on interface {interface!r}: {exc} (binding to an "
+            "interface needs root; check serve.interface)"
+        ) from None
     return sock
 
 
-def wake(nodes: Sequence[Node], interface: str, stagger_ms: int,
-         sleep: Callable[[float], None] = time.sleep,
-         say: Callable[[str], None] = print) -> int:
+def wake(
+    nodes: Sequence[Node],
+    interface: str,
+    stagger_ms: int,
+    sleep: Callable[[float], None] = time.sleep,
+    say: Callable[[str], None] = print,
+) -> int:
     """Send one magic packet per node on `interface`, stagger_ms apart; returns the count."""
     with open_socket(interface) as sock:
         for i, node in enumerate(nodes):

@@ -45,10 +45,14 @@ REDIRECT_PORT: Final = 9181  # the login redirector beside the admin listener (l
 PAGE_DIR: Final = "admin-page"
 # serve's log lines of an enrollment or a push it refused (and recorded), of a certificate
 # it issued (builder/enroll/server.py, builder/admin/push.py)
-REFUSED_LINE = re.compile(r"\benroll \S+ (?!- )\S+ node=\S+ refused (\w+)"
-                          r"|\bpush \S+ node=\S+ refused (\w+)")
-ISSUED_LINE = re.compile(rf"\benroll \S+ (?:{re.escape(FINISH_PATH)}|{re.escape(APPROVAL_PATH)})"
-                         r" node=\S+ ok\b")
+REFUSED_LINE = re.compile(
+    r"\benroll \S+ (?!- )\S+ node=\S+ refused (\w+)"
+    r"|\bpush \S+ node=\S+ refused (\w+)"
+)
+ISSUED_LINE = re.compile(
+    rf"\benroll \S+ (?:{re.escape(FINISH_PATH)}|{re.escape(APPROVAL_PATH)})"
+    r" node=\S+ ok\b"
+)
 
 
 class Lab(Protocol):
@@ -76,26 +80,50 @@ def run_all(lab: Lab, when: str) -> None:
 
 # -- status ------------------------------------------------------------------------
 
+
 def status_doc(lab: Lab) -> dict[str, Any]:
     """`chaos-build status --json` as an admin runs it, on the lab's record."""
-    r = run([sys.executable, "-m", "builder.cli", "status", "-c", lab.config, "--run-dir",
-             lab.results / "serve", "--json"], timeout=60, quiet=True)
+    r = run(
+        [
+            sys.executable,
+            "-m",
+            "builder.cli",
+            "status",
+            "-c",
+            lab.config,
+            "--run-dir",
+            lab.results / "serve",
+            "--json",
+        ],
+        timeout=60,
+        quiet=True,
+    )
     doc: dict[str, Any] = json.loads(r.stdout)
     return doc
 
 
-def status_problems(doc: Mapping[str, Any], members: Sequence[str], states: Sequence[str],
-                    rogue: str, rogue_pattern: str) -> list[str]:
+def status_problems(
+    doc: Mapping[str, Any],
+    members: Sequence[str],
+    states: Sequence[str],
+    rogue: str,
+    rogue_pattern: str,
+) -> list[str]:
     """What in one status document is not as the check wants it (empty: all is)."""
     rows = {n["node"]: n for n in doc["nodes"]}
-    out = [f"{m} is {rows[m]['state']} ({rows[m]['reason'] or 'no reason'})"
-           for m in members if m in rows and rows[m]["state"] not in states]
+    out = [
+        f"{m} is {rows[m]['state']} ({rows[m]['reason'] or 'no reason'})"
+        for m in members
+        if m in rows and rows[m]["state"] not in states
+    ]
     out += [f"{m} is not in the table" for m in members if m not in rows]
     if rogue and rogue_pattern:
         row = rows.get(rogue)
         if row is None or not re.search(rogue_pattern, row["reason"] or ""):
-            out.append(f"the rogue's row ({rogue}) says {row and (row['state'], row['reason'])}"
-                       f", not /{rogue_pattern}/")
+            out.append(
+                f"the rogue's row ({rogue}) says {row and (row['state'], row['reason'])}"
+                f", not /{rogue_pattern}/"
+            )
     return out
 
 
@@ -122,22 +150,44 @@ def check_status(lab: Lab, check: AdminCheck) -> None:
         lab.watch()
         time.sleep(3)
     totals = ", ".join(f"{v} {k}" for k, v in doc["totals"].items() if v)
-    lab.check(f"admin: {check.title}", not problems,
-              "; ".join(problems) if problems else f"status: {totals}"
-              + (f"; {rogue}: {next(n['reason'] for n in doc['nodes'] if n['node'] == rogue)}"
-                 if rogue and check.rogue else ""))
+    lab.check(
+        f"admin: {check.title}",
+        not problems,
+        "; ".join(problems)
+        if problems
+        else f"status: {totals}"
+        + (
+            f"; {rogue}: {next(n['reason'] for n in doc['nodes'] if n['node'] == rogue)}"
+            if rogue and check.rogue
+            else ""
+        ),
+    )
 
 
 # -- metrics -----------------------------------------------------------------------
+
 
 def admin_url(cluster: Cluster, path: str = "") -> str:
     return f"http://{cluster.serve.admin_address}:{cluster.serve.admin_port}{path}"
 
 
 def fetch_in_lab(lab: Lab, path: str) -> str:
-    r = run(["ip", "netns", "exec", lab.ns, sys.executable, "-m", "builder.smoke.admin_checks",
-             "fetch", lab.results / "serve" / "admin.token", admin_url(lab.cluster, path)],
-            timeout=60, quiet=True)
+    r = run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.ns,
+            sys.executable,
+            "-m",
+            "builder.smoke.admin_checks",
+            "fetch",
+            lab.results / "serve" / "admin.token",
+            admin_url(lab.cluster, path),
+        ],
+        timeout=60,
+        quiet=True,
+    )
     return r.stdout.decode()
 
 
@@ -159,15 +209,21 @@ def serve_log_counts(lab: Lab) -> tuple[int, dict[str, int]]:
     return len(ISSUED_LINE.findall(text)), refused
 
 
-def metrics_problems(m: Mapping[str, Mapping[tuple[tuple[str, str], ...], float]],
-                     totals: Mapping[str, int], before: tuple[int, dict[str, int]],
-                     after: tuple[int, dict[str, int]]) -> list[str]:
+def metrics_problems(
+    m: Mapping[str, Mapping[tuple[tuple[str, str], ...], float]],
+    totals: Mapping[str, int],
+    before: tuple[int, dict[str, int]],
+    after: tuple[int, dict[str, int]],
+) -> list[str]:
     """/metrics against status's totals and serve's log read before and after the scrape
     (the rogue keeps asking, so a count may grow in between)."""
     out = []
     nodes = {dict(k)["state"]: v for k, v in m.get("chaos_nodes", {}).items()}
-    out += [f"chaos_nodes{{state={s!r}}} is {nodes.get(s)}, status says {n}"
-            for s, n in totals.items() if nodes.get(s) != n]
+    out += [
+        f"chaos_nodes{{state={s!r}}} is {nodes.get(s)}, status says {n}"
+        for s, n in totals.items()
+        if nodes.get(s) != n
+    ]
     issued = m.get("chaos_enrollments", {}).get((), -1)
     if not before[0] <= issued <= after[0]:
         out.append(f"chaos_enrollments is {issued}, serve's log says {before[0]}..{after[0]}")
@@ -175,8 +231,10 @@ def metrics_problems(m: Mapping[str, Mapping[tuple[tuple[str, str], ...], float]
     for reason in sorted(set(refusals) | set(after[1])):
         lo, hi = before[1].get(reason, 0), after[1].get(reason, 0)
         if not lo <= refusals.get(reason, 0) <= hi:
-            out.append(f"chaos_refusals{{reason={reason!r}}} is {refusals.get(reason, 0)}, "
-                       f"serve's log says {lo}..{hi}")
+            out.append(
+                f"chaos_refusals{{reason={reason!r}}} is {refusals.get(reason, 0)}, "
+                f"serve's log says {lo}..{hi}"
+            )
     if not m.get("chaos_boot_requests"):
         out.append("no chaos_boot_requests at all")
     return out
@@ -197,12 +255,18 @@ def check_metrics(lab: Lab, check: AdminCheck) -> None:
         lab.watch()
         time.sleep(3)
     refusals = {dict(k)["reason"]: int(v) for k, v in parsed.get("chaos_refusals", {}).items()}
-    lab.check(f"admin: {check.title}", not problems, "; ".join(problems) if problems else
-              f"{len(parsed)} sample names, enrollments "
-              f"{int(parsed.get('chaos_enrollments', {}).get((), 0))}, refusals {refusals}")
+    lab.check(
+        f"admin: {check.title}",
+        not problems,
+        "; ".join(problems)
+        if problems
+        else f"{len(parsed)} sample names, enrollments "
+        f"{int(parsed.get('chaos_enrollments', {}).get((), 0))}, refusals {refusals}",
+    )
 
 
 # -- the page ----------------------------------------------------------------------
+
 
 class PageTable(html.parser.HTMLParser):
     """The rows of the page's node table (cell texts by node) and the body's attributes."""
@@ -246,8 +310,13 @@ def page_problems(page: PageTable, doc: Mapping[str, Any]) -> list[str]:
             out.append(f"{n['node']}: no row of 7 cells on the page ({cells})")
             continue
         _, state, _, jobs, peers, address, reason = cells
-        want = (n["state"], str(n["jobs"]), str(n["peers"]), n["address"] or "-",
-                n["reason"] or "-")
+        want = (
+            n["state"],
+            str(n["jobs"]),
+            str(n["peers"]),
+            n["address"] or "-",
+            n["reason"] or "-",
+        )
         got = (state.split()[0] if state else "", jobs, peers, address, reason)
         if got != want:
             out.append(f"{n['node']}: the page shows {got}, status {want}")
@@ -259,9 +328,25 @@ def page_problems(page: PageTable, doc: Mapping[str, Any]) -> list[str]:
 
 
 def chromium(ns: str, profile: Path, *args: str) -> str:
-    r = run(["ip", "netns", "exec", ns, CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-             f"--user-data-dir={profile}", "--no-first-run", "--virtual-time-budget=10000",
-             "--window-size=1300,1400", *args], timeout=180, quiet=True)
+    r = run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={profile}",
+            "--no-first-run",
+            "--virtual-time-budget=10000",
+            "--window-size=1300,1400",
+            *args,
+        ],
+        timeout=180,
+        quiet=True,
+    )
     return r.stdout.decode(errors="replace")
 
 
@@ -271,10 +356,22 @@ def check_page(lab: Lab, check: AdminCheck) -> None:
     evidence = lab.results / PAGE_DIR
     evidence.mkdir(parents=True, exist_ok=True)
     log = evidence / "redirect.log"
-    redirector = spawn(["ip", "netns", "exec", lab.ns, sys.executable, "-m",
-                        "builder.smoke.admin_checks", "redirect",
-                        lab.results / "serve" / "admin.token", admin_url(lab.cluster),
-                        str(REDIRECT_PORT)], log_file=log)
+    redirector = spawn(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.ns,
+            sys.executable,
+            "-m",
+            "builder.smoke.admin_checks",
+            "redirect",
+            lab.results / "serve" / "admin.token",
+            admin_url(lab.cluster),
+            str(REDIRECT_PORT),
+        ],
+        log_file=log,
+    )
     # the profile holds the session cookie: never in the results
     profile = Path(tempfile.mkdtemp(prefix="chaos-chromium-"))
     try:
@@ -292,9 +389,13 @@ def check_page(lab: Lab, check: AdminCheck) -> None:
             time.sleep(3)
         shot = evidence / "page.png"
         chromium(lab.ns, profile, f"--screenshot={shot}", url)
-        lab.check(f"admin: {check.title}", not problems and shot.stat().st_size > 10000,
-                  "; ".join(problems) if problems else
-                  f"{len(page.rows)} rows as status has them, charts drawn; {shot}")
+        lab.check(
+            f"admin: {check.title}",
+            not problems and shot.stat().st_size > 10000,
+            "; ".join(problems)
+            if problems
+            else f"{len(page.rows)} rows as status has them, charts drawn; {shot}",
+        )
     finally:
         redirector.terminate()
         redirector.wait(timeout=10)
@@ -312,6 +413,7 @@ def wait_for_line(log: Path, text: str, within: float, watch: Callable[[], None]
 
 # -- the admin port from the lab segment ---------------------------------------------
 
+
 def check_unreachable(lab: Lab, check: AdminCheck) -> None:
     server, serve = str(lab.cluster.serve.address), lab.cluster.serve
     probe = ["python3", "-m", "chaosnode.probe", "connect", server]
@@ -322,19 +424,24 @@ def check_unreachable(lab: Lab, check: AdminCheck) -> None:
 
 
 KINDS: Final[dict[str, Callable[[Lab, AdminCheck], None]]] = {
-    "status": check_status, "metrics": check_metrics, "page": check_page,
-    "unreachable": check_unreachable}
+    "status": check_status,
+    "metrics": check_metrics,
+    "page": check_page,
+    "unreachable": check_unreachable,
+}
 
 
 # -- helpers run inside the lab's namespace --------------------------------------------
+
 
 def token_of(path: Path) -> str:
     return path.read_text().strip()
 
 
 def fetch(token_file: Path, url: str) -> bytes:
-    request = urllib.request.Request(url, headers={
-        "Authorization": f"Bearer {token_of(token_file)}"})
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {token_of(token_file)}"}
+    )
     with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 - http on lo
         body: bytes = reply.read()
         return body

@@ -13,8 +13,10 @@ from pathlib import Path
 
 OVMF = Path("/usr/share/OVMF")
 OVMF_CODE = OVMF / "OVMF_CODE_4M.secboot.fd"  # SMM-protected variable store
-VARS = {"secure-boot": OVMF / "OVMF_VARS_4M.ms.fd",  # PK, KEK, db with Microsoft's CAs
-        "secure-boot-off": OVMF / "OVMF_VARS_4M.fd"}  # no PK: Secure Boot is not enforced
+VARS = {
+    "secure-boot": OVMF / "OVMF_VARS_4M.ms.fd",  # PK, KEK, db with Microsoft's CAs
+    "secure-boot-off": OVMF / "OVMF_VARS_4M.fd",
+}  # no PK: Secure Boot is not enforced
 
 
 class Firmware(enum.Enum):
@@ -30,9 +32,16 @@ def qemu_args(firmware: Firmware, workdir: Path) -> list[str]:
         return ["-machine", "pc"]
     store = workdir / "ovmf-vars.fd"
     shutil.copyfile(VARS[firmware.value], store)
-    return ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={store}"]
+    return [
+        "-machine",
+        "q35,smm=on",
+        "-global",
+        "driver=cfi.pflash01,property=secure,value=on",
+        "-drive",
+        f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+        "-drive",
+        f"if=pflash,format=raw,unit=1,file={store}",
+    ]
 
 
 def nic_options(firmware: Firmware) -> str:

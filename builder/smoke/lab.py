@@ -96,24 +96,54 @@ class Guest:
         return self.workdir / "swtpm.sock"
 
     def argv(self, accel: list[str], tap: str, boot: str, media: dict[str, Path]) -> list[str]:
-        argv = [QEMU, *accel, *qemu_args(self.firmware, self.workdir), "-m", "1024",
-                "-display", "none",
-                "-nodefaults", *([] if self.reboot else ["-no-reboot"]), "-monitor", "none",
-                "-serial", f"file:{self.console}",
-                "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"
-                + nic_options(self.firmware) + (",bootindex=0" if boot == "pxe" else ""),
-                "-device", "virtio-serial-pci",
-                "-chardev", f"socket,id=agent,path={self.agent_path},server=on,wait=off",
-                "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
-                "-drive", f"file={self.disk},format=raw,if=none,id=d0",
-                "-device", "virtio-blk-pci,drive=d0", *tpms.qemu_args(self.tpm_socket)]
+        argv = [
+            QEMU,
+            *accel,
+            *qemu_args(self.firmware, self.workdir),
+            "-m",
+            "1024",
+            "-display",
+            "none",
+            "-nodefaults",
+            *([] if self.reboot else ["-no-reboot"]),
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{self.console}",
+            "-netdev",
+            f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device",
+            f"virtio-net-pci,netdev=n0,mac={self.mac}"
+            + nic_options(self.firmware)
+            + (",bootindex=0" if boot == "pxe" else ""),
+            "-device",
+            "virtio-serial-pci",
+            "-chardev",
+            f"socket,id=agent,path={self.agent_path},server=on,wait=off",
+            "-device",
+            f"virtserialport,chardev=agent,name={AGENT_PORT}",
+            "-drive",
+            f"file={self.disk},format=raw,if=none,id=d0",
+            "-device",
+            "virtio-blk-pci,drive=d0",
+            *tpms.qemu_args(self.tpm_socket),
+        ]
         if boot == "iso":
-            argv += ["-drive", f"file={media['iso']},media=cdrom,readonly=on,if=none,id=cd0",
-                     "-device", "ide-cd,drive=cd0,bootindex=0"]
+            argv += [
+                "-drive",
+                f"file={media['iso']},media=cdrom,readonly=on,if=none,id=cd0",
+                "-device",
+                "ide-cd,drive=cd0,bootindex=0",
+            ]
         elif boot == "kernel":
-            argv += ["-kernel", str(media["kernel"]), "-initrd", str(media["initrd"]),
-                     "-append", str(media["append"])]
+            argv += [
+                "-kernel",
+                str(media["kernel"]),
+                "-initrd",
+                str(media["initrd"]),
+                "-append",
+                str(media["append"]),
+            ]
         return argv
 
     def result(self) -> str | None:
@@ -123,16 +153,20 @@ class Guest:
         if match := RESULT.search(text):
             return match.group(0).strip()
         if self.proc is not None and self.proc.poll() is not None:
-            raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) "
-                             f"before the self-check; see {self.console}")
+            raise ChaosError(
+                f"{self.name}: QEMU exited ({self.proc.returncode}) "
+                f"before the self-check; see {self.console}"
+            )
         return None
 
     def wait_result(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while (line := self.result()) is None:
             if time.monotonic() >= deadline:
-                raise ChaosError(f"{self.name}: no CHAOS-READY/FAILED line within "
-                                 f"{timeout:.0f}s; see {self.console}")
+                raise ChaosError(
+                    f"{self.name}: no CHAOS-READY/FAILED line within "
+                    f"{timeout:.0f}s; see {self.console}"
+                )
             time.sleep(1)
         return line
 
@@ -146,8 +180,10 @@ class Guest:
             if (line := self.result()) is not None:
                 return line
             if time.monotonic() >= deadline:
-                raise ChaosError(f"{self.name}: {pattern.pattern!r} not on the console within "
-                                 f"{timeout:.0f}s; see {self.console}")
+                raise ChaosError(
+                    f"{self.name}: {pattern.pattern!r} not on the console within "
+                    f"{timeout:.0f}s; see {self.console}"
+                )
             time.sleep(1)
 
     def wait_text(self, marker: str, timeout: float) -> str:
@@ -159,11 +195,15 @@ class Guest:
                 return text
             self.watch()
             if self.proc is not None and self.proc.poll() is not None:
-                raise ChaosError(f"{self.name}: QEMU exited ({self.proc.returncode}) before "
-                                 f"{marker!r}; see {self.console}")
+                raise ChaosError(
+                    f"{self.name}: QEMU exited ({self.proc.returncode}) before "
+                    f"{marker!r}; see {self.console}"
+                )
             if time.monotonic() >= deadline:
-                raise ChaosError(f"{self.name}: {marker!r} not on the console within "
-                                 f"{timeout:.0f}s; see {self.console}")
+                raise ChaosError(
+                    f"{self.name}: {marker!r} not on the console within "
+                    f"{timeout:.0f}s; see {self.console}"
+                )
             time.sleep(1)
 
     # -- agent ------------------------------------------------------------------
@@ -180,13 +220,16 @@ class Guest:
         sock = self._connect()
         sock.settimeout(timeout + 15)  # a guest whose agent reads nothing must not hang us
         try:
-            sock.sendall(json.dumps({"id": self._id, "argv": argv, "timeout": timeout}).encode()
-                         + b"\n")
+            sock.sendall(
+                json.dumps({"id": self._id, "argv": argv, "timeout": timeout}).encode() + b"\n"
+            )
             return self._reply(sock)
         except TimeoutError:
             self.disconnect()  # a late reply must not be taken for the next request's
-            raise ChaosError(f"{self.name}: the agent did not answer `{' '.join(argv)[:80]}` "
-                             f"within {timeout + 15:.0f}s") from None
+            raise ChaosError(
+                f"{self.name}: the agent did not answer `{' '.join(argv)[:80]}` "
+                f"within {timeout + 15:.0f}s"
+            ) from None
 
     def _reply(self, sock: socket.socket) -> tuple[int, str]:
         while True:

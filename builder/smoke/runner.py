@@ -65,13 +65,20 @@ EVIDENCE = {
     "nft-ruleset.txt": ["nft", "list", "ruleset"],
     "tyd-status.txt": ["python3", "-m", "tyd", "status"],
     "journal.txt": ["journalctl", "-b", "--no-pager", "-n", "400"],
-    "enroll.txt": ["journalctl", "-b", "-u", "chaos-enroll", "--no-pager", "-o",
-                   "short-monotonic"],
-    "slurm.txt": ["sh", "-c", "sinfo -N -l; squeue; scontrol show nodes --oneliner; "
-                  "journalctl -b -u chaos-slurm -u munge -u slurmctld -u slurmd --no-pager "
-                  "-n 300"],
-    "boot-time.txt": ["sh", "-c", "systemd-analyze time; systemd-analyze critical-chain "
-                      "chaos-selftest.service; systemd-analyze blame | head -25"],
+    "enroll.txt": ["journalctl", "-b", "-u", "chaos-enroll", "--no-pager", "-o", "short-monotonic"],
+    "slurm.txt": [
+        "sh",
+        "-c",
+        "sinfo -N -l; squeue; scontrol show nodes --oneliner; "
+        "journalctl -b -u chaos-slurm -u munge -u slurmctld -u slurmd --no-pager "
+        "-n 300",
+    ],
+    "boot-time.txt": [
+        "sh",
+        "-c",
+        "systemd-analyze time; systemd-analyze critical-chain "
+        "chaos-selftest.service; systemd-analyze blame | head -25",
+    ],
 }
 
 
@@ -85,8 +92,9 @@ class Report:
 
     def check(self, title: str, ok: bool, detail: str = "") -> bool:
         self.results.append((title, ok, detail))
-        print(f"{'PASS' if ok else 'FAIL'}  {title}" + (f"  ({detail})" if detail else ""),
-              flush=True)
+        print(
+            f"{'PASS' if ok else 'FAIL'}  {title}" + (f"  ({detail})" if detail else ""), flush=True
+        )
         return ok
 
     @property
@@ -97,8 +105,11 @@ class Report:
 def lab_cluster(cluster: Cluster, results: Path) -> Cluster:
     """The cluster as the lab runs it: PKI and TPM registry in the results folder, and the
     lab's server as serve.address when the cluster file names none."""
-    security = dataclasses.replace(cluster.security, pki_dir=str((results / "pki").resolve()),
-                                   tpm_registry=str((results / "tpm-registry.yaml").resolve()))
+    security = dataclasses.replace(
+        cluster.security,
+        pki_dir=str((results / "pki").resolve()),
+        tpm_registry=str((results / "tpm-registry.yaml").resolve()),
+    )
     address = cluster.serve.address
     if address is None:
         net = cluster.network
@@ -121,8 +132,15 @@ def rogue_cluster(cluster: Cluster, impersonates: str | None) -> tuple[Cluster, 
 
 
 class Smoke:
-    def __init__(self, scenario: Scenario, boot: str, results: Path, cache: Path,
-                 nodes: int | None, keep: bool = False) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        boot: str,
+        results: Path,
+        cache: Path,
+        nodes: int | None,
+        keep: bool = False,
+    ) -> None:
         self.scenario = scenario
         self.keep = keep
         self.boot_mode = boot
@@ -137,8 +155,9 @@ class Smoke:
         self.members = list(scenario.boot[:nodes] if nodes else scenario.boot)
         assert self.cluster.serve.address is not None
         self.server = self.cluster.serve.address
-        self.segment = Segment(f"chaos-smoke-{os.getpid()}",
-                               f"{self.server}/{self.cluster.network.subnet.prefixlen}")
+        self.segment = Segment(
+            f"chaos-smoke-{os.getpid()}", f"{self.server}/{self.cluster.network.subnet.prefixlen}"
+        )
         self.guests: dict[str, Guest] = {}
         self.disks: dict[str, str] = {}
         self.boot_timeout = BOOT_TIMEOUT
@@ -152,10 +171,13 @@ class Smoke:
             # the second (node files only) carries the window counted from its own start
             self.cluster = night_cluster(self.cluster, self.scenario.night_ends_after)
             self.night_end = night_end(self.cluster)
-            self.report.phase(f"night: schedule {self.cluster.schedule.windows[0]} UTC, ends "
-                              f"{self.night_end:%H:%M:%S}; rebuilding the node files")
+            self.report.phase(
+                f"night: schedule {self.cluster.schedule.windows[0]} UTC, ends "
+                f"{self.night_end:%H:%M:%S}; rebuilding the node files"
+            )
             self.build_once()
         self.register_tpms()
+
     def build_once(self) -> None:
         self.config.write_text(yaml.safe_dump(plain(self.cluster), sort_keys=False))
         pki = pki_for(self.cluster, self.config)
@@ -186,23 +208,40 @@ class Smoke:
         spare = spare_node(self.scenario, self.cluster)
         for name in [*self.members, *([spare] if spare else [])]:
             state = self.results / (name if name in self.members else f"{name}-spare") / "tpm"
-            approve(registry, self.cluster, tpms.ek_hash_of(state), name,
-                    comment="smoke lab swtpm")
-        self.report.phase(f"TPM registry {registry}: {len(self.members)} members"
-                          + (f", {spare} (a machine that never boots)" if spare else ""))
+            approve(registry, self.cluster, tpms.ek_hash_of(state), name, comment="smoke lab swtpm")
+        self.report.phase(
+            f"TPM registry {registry}: {len(self.members)} members"
+            + (f", {spare} (a machine that never boots)" if spare else "")
+        )
 
     # -- lab ------------------------------------------------------------------------
     def start_lab(self) -> None:
         self.report.phase(f"lab: namespace {self.segment.ns}, bridge br0 {self.segment.server}")
         self.segment.up()
         serve_log, tcpdump_log = self.results / "serve.log", self.results / "tcpdump.log"
-        serve = self.segment.spawn([sys.executable, "-m", "builder.cli", "serve", "-c",
-                                    str(self.config), "--pxe", str(self.out / "pxe"),
-                                    "--interface", "br0", "--mode", "isolated", "--run-dir",
-                                    str(self.results / "serve")], serve_log)
+        serve = self.segment.spawn(
+            [
+                sys.executable,
+                "-m",
+                "builder.cli",
+                "serve",
+                "-c",
+                str(self.config),
+                "--pxe",
+                str(self.out / "pxe"),
+                "--interface",
+                "br0",
+                "--mode",
+                "isolated",
+                "--run-dir",
+                str(self.results / "serve"),
+            ],
+            serve_log,
+        )
         self.pcap = self.results / "wire.pcap"
-        tcpdump = self.segment.spawn(["tcpdump", "-i", "br0", "-nn", "-U", "-s", "256", "-w",
-                                      str(self.pcap)], tcpdump_log)
+        tcpdump = self.segment.spawn(
+            ["tcpdump", "-i", "br0", "-nn", "-U", "-s", "256", "-w", str(self.pcap)], tcpdump_log
+        )
         self.children = [(serve, "serve", serve_log), (tcpdump, "tcpdump", tcpdump_log)]
         self.accel = probe_accel(self.out / "pxe" / "vmlinuz", self.results)
         self.report.phase(f"qemu: {' '.join(self.accel)}")
@@ -213,12 +252,30 @@ class Smoke:
         longer than a second to set up its served tree, dnsmasq and nginx)."""
         url = f"http://{self.server}:{self.cluster.serve.http_port}/boot.ipxe"
         deadline = time.monotonic() + SERVE_TIMEOUT
-        while run(["ip", "netns", "exec", self.segment.ns, "curl", "-sf", "-o", "/dev/null",
-                   "--max-time", "5", url], check=False, timeout=30, quiet=True).returncode:
+        while run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.segment.ns,
+                "curl",
+                "-sf",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "5",
+                url,
+            ],
+            check=False,
+            timeout=30,
+            quiet=True,
+        ).returncode:
             self.watch()
             if time.monotonic() > deadline:
-                raise ChaosError(f"serve did not answer {url} within {SERVE_TIMEOUT:.0f}s; "
-                                 f"see {self.results / 'serve.log'}")
+                raise ChaosError(
+                    f"serve did not answer {url} within {SERVE_TIMEOUT:.0f}s; "
+                    f"see {self.results / 'serve.log'}"
+                )
             time.sleep(0.5)
 
     def watch(self) -> None:
@@ -240,32 +297,63 @@ class Smoke:
             if (pxe / rel).stat().st_size <= TFTP_SCAN_MAX:
                 urls.append(f"tftp://{self.server}/{rel}")
             for url in urls:
-                r = run(["ip", "netns", "exec", self.segment.ns, "curl", "-sf", "--max-time",
-                         "60", url], check=False, timeout=90, quiet=True)
+                r = run(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        self.segment.ns,
+                        "curl",
+                        "-sf",
+                        "--max-time",
+                        "60",
+                        url,
+                    ],
+                    check=False,
+                    timeout=90,
+                    quiet=True,
+                )
                 if r.returncode != 0:
                     failed.append(url)
                 fetched[url] = r.stdout
         known = known_secrets(pki_for(self.cluster, self.config).paths.root)
-        leaks = {url: found for url, data in fetched.items()
-                 if (found := secrets_in(data, known))}
-        self.report.check(f"served files hold no private key{' nor the munge key' if known else ''}"
-                          f" ({len(fetched)} fetches of "
-                          f"{len(files)} files over HTTP and TFTP)", not leaks and not failed,
-                          f"leaks: {leaks}, failed: {failed[:5]}" if leaks or failed else "")
+        leaks = {url: found for url, data in fetched.items() if (found := secrets_in(data, known))}
+        self.report.check(
+            f"served files hold no private key{' nor the munge key' if known else ''}"
+            f" ({len(fetched)} fetches of "
+            f"{len(files)} files over HTTP and TFTP)",
+            not leaks and not failed,
+            f"leaks: {leaks}, failed: {failed[:5]}" if leaks or failed else "",
+        )
 
-    def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path],
-                    firmware: Firmware | None = None) -> Guest:
+    def start_guest(
+        self,
+        name: str,
+        mac: str,
+        boot: str,
+        media: dict[str, Path],
+        firmware: Firmware | None = None,
+    ) -> Guest:
         workdir = self.results / name
         workdir.mkdir(parents=True, exist_ok=True)
         night = self.scenario.night_ends_after is not None
-        guest = Guest(name, mac, workdir, workdir / "disk.img", reboot=night, watch=self.watch,
-                      firmware=firmware or secureboot.firmware_for(self))
+        guest = Guest(
+            name,
+            mac,
+            workdir,
+            workdir / "disk.img",
+            reboot=night,
+            watch=self.watch,
+            firmware=firmware or secureboot.firmware_for(self),
+        )
         self.disks[name] = make_disk(guest.disk, boot_sector=boot_sector() if night else b"")
-        guest.tpm_proc = tpms.spawn_for_qemu(guest.tpm_state, guest.tpm_socket,
-                                             workdir / "swtpm.log")
+        guest.tpm_proc = tpms.spawn_for_qemu(
+            guest.tpm_state, guest.tpm_socket, workdir / "swtpm.log"
+        )
         tap = self.segment.add_tap()
-        guest.proc = self.segment.spawn(guest.argv(self.accel, tap, boot, media),
-                                        workdir / "qemu.log")
+        guest.proc = self.segment.spawn(
+            guest.argv(self.accel, tap, boot, media), workdir / "qemu.log"
+        )
         guest.started = time.monotonic()
         self.guests[name] = guest
         return guest
@@ -292,13 +380,17 @@ class Smoke:
                 pending.remove(guest)
                 line = guest.wait_result(0)
                 took = time.monotonic() - guest.started
-                self.report.check(f"{guest.name} booted by {self.boot_mode} reaches "
-                                  "CHAOS-READY", line.startswith("CHAOS-READY"),
-                                  f"{took:.0f}s: {line}")
+                self.report.check(
+                    f"{guest.name} booted by {self.boot_mode} reaches CHAOS-READY",
+                    line.startswith("CHAOS-READY"),
+                    f"{took:.0f}s: {line}",
+                )
             self.watch()
             if pending and time.monotonic() > deadline:
-                raise ChaosError(f"{pending[0].name}: no CHAOS-READY/FAILED line within "
-                                 f"{BOOT_TIMEOUT:.0f}s; see {pending[0].console}")
+                raise ChaosError(
+                    f"{pending[0].name}: no CHAOS-READY/FAILED line within "
+                    f"{BOOT_TIMEOUT:.0f}s; see {pending[0].console}"
+                )
             if pending:
                 time.sleep(0.5)
 
@@ -306,44 +398,56 @@ class Smoke:
         """When each member held its certificate, in seconds after its kernel started."""
         times = {}
         for name in self.members:
-            _, out = self.guests[name].exec(["journalctl", "-b", "-u", "chaos-enroll",
-                                             "--no-pager", "-o", "short-monotonic"])
+            _, out = self.guests[name].exec(
+                ["journalctl", "-b", "-u", "chaos-enroll", "--no-pager", "-o", "short-monotonic"]
+            )
             found = re.search(r"\[\s*([0-9.]+)\][^\n]*enrolled", out)
             times[name] = f"{float(found.group(1)):.1f}s" if found else "none"
-        self.report.phase("certificate held, after kernel start: "
-                          + ", ".join(f"{n} {t}" for n, t in times.items()))
+        self.report.phase(
+            "certificate held, after kernel start: "
+            + ", ".join(f"{n} {t}" for n, t in times.items())
+        )
 
     def boot_rogue(self) -> None:
         node = self.rogue_node
         media: dict[str, Path] = {}
         if self.rogue_boot == "kernel":
-            media = {"kernel": self.out / "pxe" / "vmlinuz", "initrd": self.rogue_initrd,
-                     "append": Path(kernel_cmdline_for(self))}
+            media = {
+                "kernel": self.out / "pxe" / "vmlinuz",
+                "initrd": self.rogue_initrd,
+                "append": Path(kernel_cmdline_for(self)),
+            }
         guest = self.start_guest("rogue", node.mac, self.rogue_boot, media)
         stranger = self.rogue_kind() == "stranger"
         line = guest.wait_console(STRANGER_REFUSED if stranger else ROGUE_REFUSED, BOOT_TIMEOUT)
-        self.report.phase(f"rogue ({'a stranger' if stranger else 'as'} {node.name}, "
-                          f"{node.address}, unregistered TPM, {self.rogue_boot}) booted: {line}")
+        self.report.phase(
+            f"rogue ({'a stranger' if stranger else 'as'} {node.name}, "
+            f"{node.address}, unregistered TPM, {self.rogue_boot}) booted: {line}"
+        )
         if stranger:
             self.stranger_refused(node)
             return
         pending = PendingStore(pki_for(self.cluster, self.config).paths.root / PENDING_FILE)
         seen = [p for p in pending.entries() if p.node == node.name]
-        self.report.check(f"serve recorded the rogue as a pending machine for {node.name} and "
-                          "issued it nothing", bool(seen) and node.name not in self.enrolled(),
-                          f"{seen[0].ek_hash}, {seen[0].attempts} attempts" if seen else
-                          "not in pending.jsonl")
+        self.report.check(
+            f"serve recorded the rogue as a pending machine for {node.name} and issued it nothing",
+            bool(seen) and node.name not in self.enrolled(),
+            f"{seen[0].ek_hash}, {seen[0].attempts} attempts" if seen else "not in pending.jsonl",
+        )
 
     def stranger_refused(self, node: Node) -> None:
         """A stranger names a node chaos.yaml does not have: serve refuses it as unknown and
         issues nothing (only machines asking as a real node are listed as pending)."""
         log = (self.results / "serve.log").read_text(errors="replace")
-        refused = re.search(rf"enroll \S+ \S+ node={re.escape(node.name)} refused unknown_node",
-                            log)
-        self.report.check(f"serve refused the stranger ({node.name}) as no node of the cluster "
-                          "and issued it nothing",
-                          refused is not None and node.name not in self.enrolled(),
-                          refused.group(0) if refused else "no unknown_node refusal in serve.log")
+        refused = re.search(
+            rf"enroll \S+ \S+ node={re.escape(node.name)} refused unknown_node", log
+        )
+        self.report.check(
+            f"serve refused the stranger ({node.name}) as no node of the cluster "
+            "and issued it nothing",
+            refused is not None and node.name not in self.enrolled(),
+            refused.group(0) if refused else "no unknown_node refusal in serve.log",
+        )
 
     def enrolled(self) -> set[str]:
         """Nodes the enrollment service issued a certificate to (serve's request log)."""
@@ -386,8 +490,11 @@ class Smoke:
             print(f"SKIP  {check.title} (left out: {ROGUE_KINDS[check.rogue_as]})", flush=True)
             return
         for name in self.targets(check.on):
-            peers = [p for p in self.members if p != name] if "{peer}" in " ".join(
-                (*check.run, check.pattern)) else [None]
+            peers = (
+                [p for p in self.members if p != name]
+                if "{peer}" in " ".join((*check.run, check.pattern))
+                else [None]
+            )
             for peer in peers:
                 self.one_check(check, name, peer)
 
@@ -415,9 +522,13 @@ class Smoke:
             self.watch()
             time.sleep(3)
         title = f"{name}: {fill(check.title)}"
-        self.report.check(title, found == check.expect,
-                          f"{took:.1f}s" if found == check.expect else f"`{' '.join(argv)}` "
-                          f"gave: {out.strip()[-300:]}")
+        self.report.check(
+            title,
+            found == check.expect,
+            f"{took:.1f}s"
+            if found == check.expect
+            else f"`{' '.join(argv)}` gave: {out.strip()[-300:]}",
+        )
 
     def run_wire(self, check: WireCheck) -> None:
         if check.sender not in self.guests or check.receiver not in self.guests:
@@ -430,14 +541,24 @@ class Smoke:
             self.run_wire_command(check, marker)
             return
         unit = f"chaos-listen-{check.port}"
-        receiver.exec(["systemd-run", f"--unit={unit}", *PROBE, "listen", check.proto,
-                       str(check.port), str(WIRE_LISTEN_SECONDS)])
+        receiver.exec(
+            [
+                "systemd-run",
+                f"--unit={unit}",
+                *PROBE,
+                "listen",
+                check.proto,
+                str(check.port),
+                str(WIRE_LISTEN_SECONDS),
+            ]
+        )
         listening = self.wait_heard(receiver, unit, f"listening on {check.proto}", 30)
         rc, out, tries, delivered = 1, "", 0, False
         while listening and not delivered and tries < WIRE_TRIES:
             tries += 1  # a datagram lost on a loaded host is sent again, never judged in clear
-            rc, out = sender.exec([*PROBE, "send", check.proto, dst, str(check.port), marker],
-                                  timeout=30)
+            rc, out = sender.exec(
+                [*PROBE, "send", check.proto, dst, str(check.port), marker], timeout=30
+            )
             delivered = self.wait_heard(receiver, unit, marker, 5)
         time.sleep(2)
         in_clear = marker in self.pcap_text(["-A"])
@@ -448,9 +569,11 @@ class Smoke:
             detail = "marker seen in clear as expected" if ok else "marker not seen at all"
         else:
             ok = listening and not in_clear and esp_count > 0 and delivered and rc == 0
-            detail = (f"receiver listening: {listening}, delivered: {delivered} after {tries} "
-                      f"send(s), marker in clear: {in_clear}, ESP packets between them: "
-                      f"{esp_count}")
+            detail = (
+                f"receiver listening: {listening}, delivered: {delivered} after {tries} "
+                f"send(s), marker in clear: {in_clear}, ESP packets between them: "
+                f"{esp_count}"
+            )
         self.report.check(f"wire: {check.title}", ok, detail + f"; send: {out.strip()[-200:]}")
 
     def wait_heard(self, guest: Guest, unit: str, text: str, within: float) -> bool:
@@ -478,18 +601,24 @@ class Smoke:
         esp = self.pcap_text([f"host {src} and host {dst} and esp"])
         esp_count = len([ln for ln in esp.splitlines() if "ESP" in ln])
         delivered = marker in out
-        ok = rc == 0 and delivered and (in_clear if check.clear else
-                                        not in_clear and esp_count > 0)
-        self.report.check(f"wire: {check.title}", ok,
-                          f"{took:.1f}s, delivered: {delivered}, marker in clear: {in_clear}, "
-                          f"ESP packets between them: {esp_count}" + ("" if rc == 0 else
-                                                          f"; rc {rc}: {out.strip()[-300:]}"))
+        ok = rc == 0 and delivered and (in_clear if check.clear else not in_clear and esp_count > 0)
+        self.report.check(
+            f"wire: {check.title}",
+            ok,
+            f"{took:.1f}s, delivered: {delivered}, marker in clear: {in_clear}, "
+            f"ESP packets between them: {esp_count}"
+            + ("" if rc == 0 else f"; rc {rc}: {out.strip()[-300:]}"),
+        )
 
     def pcap_text(self, args: list[str]) -> str:
         flt = [a for a in args if not a.startswith("-")]
         opts = [a for a in args if a.startswith("-")]
-        r = run(["tcpdump", "-r", str(self.pcap), "-nn", *opts, *flt], check=False,
-                timeout=120, quiet=True)
+        r = run(
+            ["tcpdump", "-r", str(self.pcap), "-nn", *opts, *flt],
+            check=False,
+            timeout=120,
+            quiet=True,
+        )
         return r.stdout.decode(errors="replace")
 
     def power_off(self, name: str, within: float) -> None:
@@ -509,45 +638,63 @@ class Smoke:
             self.watch()
             time.sleep(2)
         took = time.monotonic() - start
-        self.report.check(f"{name} powered off is removed from every map within {within:.0f}s",
-                          len(gone) == len(others), f"{took:.0f}s, removed on {sorted(gone)}")
+        self.report.check(
+            f"{name} powered off is removed from every map within {within:.0f}s",
+            len(gone) == len(others),
+            f"{took:.0f}s, removed on {sorted(gone)}",
+        )
 
     def morning(self) -> None:
         """The end of the night: every member drains, leaves tyd, reboots; serve answers
         "local disk" and the VM boots its own disk (the day OS prints its marker)."""
         wait = (self.night_end - dt.datetime.now(dt.UTC)).total_seconds() + MORNING_TIMEOUT
-        self.report.phase(f"morning: the night ends at {self.night_end:%H:%M:%S}; waiting up "
-                          f"to {wait:.0f}s for every member's day OS")
+        self.report.phase(
+            f"morning: the night ends at {self.night_end:%H:%M:%S}; waiting up "
+            f"to {wait:.0f}s for every member's day OS"
+        )
         for guest in self.guests.values():
             guest.disconnect()  # the agent goes away with the reboot
-        consoles = {name: self.guests[name].wait_text(DAY_OS_MARKER, wait)
-                    for name in self.members}
+        consoles = {name: self.guests[name].wait_text(DAY_OS_MARKER, wait) for name in self.members}
         for name, text in consoles.items():
             morning = text.find("chaos-morning: leaving the cluster")
             day = text.find(DAY_OS_MARKER, max(morning, 0))
-            self.report.check(f"{name}: stopped taking work before the end",
-                              "chaos-morning: no Slurm on this node: nothing to drain" in text
-                              or "scontrol update" in text)
-            self.report.check(f"{name}: left tyd (LEAVE announced) at the end of the night",
-                              morning >= 0 and re.search(r"leaving: telling \d+ members",
-                                                         text) is not None
-                              and "LEAVE did not reach" not in text)
-            self.report.check(f"{name}: rebooted into its own disk (the day OS printed "
-                              f"{DAY_OS_MARKER})", 0 <= morning < day)
-        told = [n for n, t in consoles.items()
-                 if re.search(r"leaving: telling [1-9]\d* members", t)]
-        self.report.check("the first member to leave told the others (tyd LEAVE)",
-                          bool(told), f"told by {', '.join(told)}" if told else "")
+            self.report.check(
+                f"{name}: stopped taking work before the end",
+                "chaos-morning: no Slurm on this node: nothing to drain" in text
+                or "scontrol update" in text,
+            )
+            self.report.check(
+                f"{name}: left tyd (LEAVE announced) at the end of the night",
+                morning >= 0
+                and re.search(r"leaving: telling \d+ members", text) is not None
+                and "LEAVE did not reach" not in text,
+            )
+            self.report.check(
+                f"{name}: rebooted into its own disk (the day OS printed {DAY_OS_MARKER})",
+                0 <= morning < day,
+            )
+        told = [
+            n for n, t in consoles.items() if re.search(r"leaving: telling [1-9]\d* members", t)
+        ]
+        self.report.check(
+            "the first member to leave told the others (tyd LEAVE)",
+            bool(told),
+            f"told by {', '.join(told)}" if told else "",
+        )
         served = (self.results / "serve.log").read_text(errors="replace")
-        self.report.check("serve switched the boot answers to the local disk at the end",
-                          "outside the night: nodes get the local disk" in served)
+        self.report.check(
+            "serve switched the boot answers to the local disk at the end",
+            "outside the night: nodes get the local disk" in served,
+        )
         dnsmasq = (self.results / "serve" / "dnsmasq.log").read_text(errors="replace")
         for name in self.members:
             answer = last_answer(dnsmasq, self.cluster.node(name).mac)
-            self.report.check(f"{name}: by day dnsmasq answered it with no boot file (its "
-                              "firmware went on to its disk)",
-                              answer is not None and answer.bootfile is None,
-                              f"last answer: {answer}")
+            self.report.check(
+                f"{name}: by day dnsmasq answered it with no boot file (its "
+                "firmware went on to its disk)",
+                answer is not None and answer.bootfile is None,
+                f"last answer: {answer}",
+            )
 
     def evidence(self) -> None:
         for guest in self.guests.values():
@@ -566,16 +713,21 @@ class Smoke:
     def check_disks(self) -> None:
         for name, guest in self.guests.items():
             guest.stop()
-            self.report.check(f"{name}: virtual disk byte-identical after the run",
-                              sha256(guest.disk) == self.disks[name])
+            self.report.check(
+                f"{name}: virtual disk byte-identical after the run",
+                sha256(guest.disk) == self.disks[name],
+            )
 
     def teardown(self) -> None:
         """Always runs, also after a failure or Ctrl-C; each part on its own."""
         if self.keep:
             for guest in self.guests.values():
                 guest.disconnect()
-            print(f"lab kept: namespace {self.segment.ns}, agents {self.results}/*/agent.sock;"
-                  " Ctrl-C tears it down", flush=True)
+            print(
+                f"lab kept: namespace {self.segment.ns}, agents {self.results}/*/agent.sock;"
+                " Ctrl-C tears it down",
+                flush=True,
+            )
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
         # a second Ctrl-C must not stop teardown; the caller's handler comes back afterwards
@@ -639,9 +791,13 @@ def night_cluster(cluster: Cluster, ends_after: float) -> Cluster:
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     start = now - dt.timedelta(hours=2)
     end = now + dt.timedelta(seconds=ends_after + 60)
-    schedule = ScheduleSection(windows=(f"{start:%H:%M}-{end:%H:%M}",), time_zone="UTC",
-                               stop_new_work_before=1, morning=Morning.REBOOT,
-                               wake_at_start=False)
+    schedule = ScheduleSection(
+        windows=(f"{start:%H:%M}-{end:%H:%M}",),
+        time_zone="UTC",
+        stop_new_work_before=1,
+        morning=Morning.REBOOT,
+        wake_at_start=False,
+    )
     return dataclasses.replace(cluster, schedule=schedule)
 
 
@@ -659,13 +815,21 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def kernel_cmdline_for(smoke: Smoke) -> str:
     """The PXE command line of this cluster (the rogue boots with the same)."""
+
     class _Ctx:
         cluster = smoke.cluster
+
     return kernel_cmdline(_Ctx())  # type: ignore[arg-type]
 
 
-def run_smoke(scenario: Scenario, boot: str, results: Path, cache: Path,
-              nodes: int | None = None, keep: bool = False) -> int:
+def run_smoke(
+    scenario: Scenario,
+    boot: str,
+    results: Path,
+    cache: Path,
+    nodes: int | None = None,
+    keep: bool = False,
+) -> int:
     try:
         return Smoke(scenario, boot, results, cache, nodes, keep).run()
     except subprocess.TimeoutExpired as exc:

@@ -135,8 +135,15 @@ class _Reader:
             self.problem((*path, key), f"unknown key; known: {', '.join(sorted(keys))}")
         return value
 
-    def get(self, raw: dict[str, Any], path: Path_, key: str, kind: type, default: Any = None,
-            required: bool = False) -> Any:
+    def get(
+        self,
+        raw: dict[str, Any],
+        path: Path_,
+        key: str,
+        kind: type,
+        default: Any = None,
+        required: bool = False,
+    ) -> Any:
         if key not in raw:
             if required:
                 self.problem(path, f"missing {key!r}")
@@ -150,8 +157,9 @@ class _Reader:
             return default
         return value
 
-    def text(self, raw: dict[str, Any], path: Path_, key: str, required: bool = False,
-             default: str = "") -> str:
+    def text(
+        self, raw: dict[str, Any], path: Path_, key: str, required: bool = False, default: str = ""
+    ) -> str:
         if key in raw and isinstance(raw[key], (int, float)) and not isinstance(raw[key], bool):
             return self.doc.texts.get((*path, key), str(raw[key]))
         return str(self.get(raw, path, key, str, default, required))
@@ -180,11 +188,19 @@ def _check(r: _Reader, raw: Any, i: int, key: str = "checks") -> Check:
         r.problem((*at, "within"), f"{within} is outside 0..900 seconds")
     rogue_as = r.text(c, at, "rogue_as")
     if rogue_as and rogue_as not in ROGUE_KINDS:
-        r.problem((*at, "rogue_as"), f"{rogue_as!r}: use {' or '.join(ROGUE_KINDS)} (or leave "
-                  "it out for any rogue)")
-    return Check(r.text(c, at, "title", default=pattern), r.text(c, at, "node", required=True),
-                 tuple(r.doc.texts.get((*at, "run", j), str(a)) for j, a in enumerate(run)),
-                 pattern, bool(r.get(c, at, "expect", bool, True)), within, rogue_as)
+        r.problem(
+            (*at, "rogue_as"),
+            f"{rogue_as!r}: use {' or '.join(ROGUE_KINDS)} (or leave it out for any rogue)",
+        )
+    return Check(
+        r.text(c, at, "title", default=pattern),
+        r.text(c, at, "node", required=True),
+        tuple(r.doc.texts.get((*at, "run", j), str(a)) for j, a in enumerate(run)),
+        pattern,
+        bool(r.get(c, at, "expect", bool, True)),
+        within,
+        rogue_as,
+    )
 
 
 def _wire(r: _Reader, raw: Any, i: int) -> WireCheck:
@@ -192,24 +208,27 @@ def _wire(r: _Reader, raw: Any, i: int) -> WireCheck:
     w = r.mapping(raw, at, {"title", "from", "to", "proto", "port", "clear", "run"})
     run = r.get(w, at, "run", list, [])
     if "run" in w and not any("{marker}" in str(a) for a in run):
-        r.problem((*at, "run"), "the command must carry {marker} (what is looked for on the "
-                  "wire)")
+        r.problem((*at, "run"), "the command must carry {marker} (what is looked for on the wire)")
     proto = r.text(w, at, "proto", required=not run, default="tcp")
     if proto not in ("tcp", "udp"):
         r.problem((*at, "proto"), f"{proto!r}: use tcp or udp")
     port = r.get(w, at, "port", int, 0 if run else 1, required=not run)
     if not run and not 1 <= port <= 65535:
         r.problem((*at, "port"), f"{port} is outside 1..65535")
-    return WireCheck(r.text(w, at, "title", required=True), r.text(w, at, "from", required=True),
-                     r.text(w, at, "to", required=True), proto, port,
-                     bool(r.get(w, at, "clear", bool, False, required=True)),
-                     tuple(r.doc.texts.get((*at, "run", j), str(a)) for j, a in enumerate(run)))
+    return WireCheck(
+        r.text(w, at, "title", required=True),
+        r.text(w, at, "from", required=True),
+        r.text(w, at, "to", required=True),
+        proto,
+        port,
+        bool(r.get(w, at, "clear", bool, False, required=True)),
+        tuple(r.doc.texts.get((*at, "run", j), str(a)) for j, a in enumerate(run)),
+    )
 
 
 def _admin(r: _Reader, raw: Any, i: int) -> AdminCheck:
     at: Path_ = ("admin", i)
-    a = r.mapping(raw, at, {"title", "kind", "when", "states", "rogue", "left", "node",
-                            "within"})
+    a = r.mapping(raw, at, {"title", "kind", "when", "states", "rogue", "left", "node", "within"})
     kind = r.text(a, at, "kind", required=True)
     if kind and kind not in ADMIN_KINDS:
         r.problem((*at, "kind"), f"{kind!r}: use one of {', '.join(ADMIN_KINDS)}")
@@ -219,8 +238,10 @@ def _admin(r: _Reader, raw: Any, i: int) -> AdminCheck:
     states = tuple(str(x) for x in r.get(a, at, "states", list, ["joined"]))
     for j, state in enumerate(states):
         if state not in STATES:
-            r.problem((*at, "states", j), f"{state!r} is no state of `chaos-build status` "
-                      f"({', '.join(STATES)})")
+            r.problem(
+                (*at, "states", j),
+                f"{state!r} is no state of `chaos-build status` ({', '.join(STATES)})",
+            )
     rogue = r.text(a, at, "rogue")
     try:
         re.compile(rogue)
@@ -230,19 +251,31 @@ def _admin(r: _Reader, raw: Any, i: int) -> AdminCheck:
     within = r.get(a, at, "within", float, 0.0)
     if not 0 <= within <= 900:
         r.problem((*at, "within"), f"{within} is outside 0..900 seconds")
-    return AdminCheck(r.text(a, at, "title", required=True), kind, when, states, rogue,
-                      r.text(a, at, "left"), node, within)
+    return AdminCheck(
+        r.text(a, at, "title", required=True),
+        kind,
+        when,
+        states,
+        rogue,
+        r.text(a, at, "left"),
+        node,
+        within,
+    )
 
 
 def _references(r: _Reader, scenario: Scenario) -> None:
     """Every node a check or wire check names is booted (or the rogue); placeholders known."""
     booted = set(scenario.boot)
     targets = booted | {"members"} | ({"rogue"} if scenario.rogue else set())
-    for key, i, c in [*(("checks", i, c) for i, c in enumerate(scenario.checks)),
-                      *(("after", i, c) for i, c in enumerate(scenario.after))]:
+    for key, i, c in [
+        *(("checks", i, c) for i, c in enumerate(scenario.checks)),
+        *(("after", i, c) for i, c in enumerate(scenario.after)),
+    ]:
         if c.on not in targets:
-            r.problem((key, i, "node"), f"{c.on!r} is not booted by this scenario; use "
-                      f"one of {', '.join(sorted(targets))}")
+            r.problem(
+                (key, i, "node"),
+                f"{c.on!r} is not booted by this scenario; use one of {', '.join(sorted(targets))}",
+            )
         if c.rogue_as and scenario.rogue is None:
             r.problem((key, i, "rogue_as"), "the scenario has no rogue")
         for text in (*c.run, c.pattern, c.title):
@@ -250,8 +283,11 @@ def _references(r: _Reader, scenario: Scenario) -> None:
                 if name in ("rogue", "rogue_name") and scenario.rogue is None:
                     r.problem((key, i), f"{{{name}}} used, but the scenario has no rogue")
                 elif name not in FIXED_PLACEHOLDERS and name not in booted:
-                    r.problem((key, i), f"{{{name}}} is neither a booted node nor one of "
-                              f"{', '.join('{' + p + '}' for p in FIXED_PLACEHOLDERS)}")
+                    r.problem(
+                        (key, i),
+                        f"{{{name}}} is neither a booted node nor one of "
+                        f"{', '.join('{' + p + '}' for p in FIXED_PLACEHOLDERS)}",
+                    )
     for i, w in enumerate(scenario.wire):
         for key, name in (("from", w.sender), ("to", w.receiver)):
             if name not in booted:
@@ -272,9 +308,24 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     its own, runnable alone) to this one's lab, so one boot serves several of them."""
     doc = load_file(path)
     r = _Reader(doc)
-    raw = r.mapping(doc.data if doc.data is not None else {}, (),
-                    {"description", "config", "boot", "rogue", "checks", "wire", "remove",
-                     "after", "include", "night", "admin", "secure_boot"})
+    raw = r.mapping(
+        doc.data if doc.data is not None else {},
+        (),
+        {
+            "description",
+            "config",
+            "boot",
+            "rogue",
+            "checks",
+            "wire",
+            "remove",
+            "after",
+            "include",
+            "night",
+            "admin",
+            "secure_boot",
+        },
+    )
     boot = r.get(raw, (), "boot", list, [], required=True)
     if raw and not boot:
         r.problem(("boot",), "name at least one node to boot")
@@ -291,11 +342,11 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             r.problem(("night", "ends_after"), f"{night:g} is outside 120..3600 seconds")
     secure_boot = None
     if "secure_boot" in raw:
-        sb = r.mapping(raw["secure_boot"] or {}, ("secure_boot",),
-                       {"tampered", "secure_boot_off"})
+        sb = r.mapping(raw["secure_boot"] or {}, ("secure_boot",), {"tampered", "secure_boot_off"})
         secure_boot = SecureBootLab(
             r.text(sb, ("secure_boot",), "tampered", required=True),
-            r.text(sb, ("secure_boot",), "secure_boot_off", required=True))
+            r.text(sb, ("secure_boot",), "secure_boot_off", required=True),
+        )
     scenario = Scenario(
         name=path.parent.name,
         description=r.text(raw, (), "description", required=True),
@@ -309,7 +360,10 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         night_ends_after=night,
         after=tuple(_check(r, c, i, "after") for i, c in enumerate(r.items(raw, "after"))),
         admin=tuple(_admin(r, a, i) for i, a in enumerate(r.items(raw, "admin"))),
-        secure_boot=secure_boot, file=doc.file, lines=dict(doc.lines))
+        secure_boot=secure_boot,
+        file=doc.file,
+        lines=dict(doc.lines),
+    )
     for i, item in enumerate(r.items(raw, "include")):
         scenario = _include(r, scenario, path, str(item), i, (*_seen, path.resolve()))
     _references(r, scenario)
@@ -318,8 +372,9 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     return scenario
 
 
-def _include(r: _Reader, scenario: Scenario, path: Path, rel: str, i: int,
-             seen: tuple[Path, ...]) -> Scenario:
+def _include(
+    r: _Reader, scenario: Scenario, path: Path, rel: str, i: int, seen: tuple[Path, ...]
+) -> Scenario:
     """This scenario with the checks, wire checks, rogue and removal of an included one, which
     must boot no node this one does not."""
     other_path = (path.parent / rel).resolve()
@@ -336,16 +391,23 @@ def _include(r: _Reader, scenario: Scenario, path: Path, rel: str, i: int,
         return scenario
     extra = sorted(set(other.boot) - set(scenario.boot))
     if extra:
-        r.problem(("include", i), f"{rel} boots {', '.join(extra)}, which this scenario "
-                  "does not; add them to boot")
+        r.problem(
+            ("include", i),
+            f"{rel} boots {', '.join(extra)}, which this scenario does not; add them to boot",
+        )
     if scenario.rogue and other.rogue and scenario.rogue != other.rogue:
         r.problem(("include", i), f"{rel} has another rogue; a lab has one")
     return dataclasses.replace(
-        scenario, checks=(*scenario.checks, *other.checks), wire=(*scenario.wire, *other.wire),
-        rogue=scenario.rogue or other.rogue, remove=scenario.remove or other.remove,
+        scenario,
+        checks=(*scenario.checks, *other.checks),
+        wire=(*scenario.wire, *other.wire),
+        rogue=scenario.rogue or other.rogue,
+        remove=scenario.remove or other.remove,
         remove_within=scenario.remove_within if scenario.remove else other.remove_within,
-        after=(*scenario.after, *other.after), admin=(*scenario.admin, *other.admin),
-        includes=(*scenario.includes, other.name, *other.includes))
+        after=(*scenario.after, *other.after),
+        admin=(*scenario.admin, *other.admin),
+        includes=(*scenario.includes, other.name, *other.includes),
+    )
 
 
 def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
@@ -363,18 +425,27 @@ def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
     if scenario.rogue is not None and scenario.rogue.impersonates not in ("", SPARE):
         name = scenario.rogue.impersonates
         if name not in names:
-            problem(("rogue", "impersonates"), f"{name} is not a node of {config}; use "
-                    f"`{SPARE}` (a node the scenario does not boot, else a stranger at a free "
-                    "address) or leave it empty (a stranger)")
+            problem(
+                ("rogue", "impersonates"),
+                f"{name} is not a node of {config}; use "
+                f"`{SPARE}` (a node the scenario does not boot, else a stranger at a free "
+                "address) or leave it empty (a stranger)",
+            )
         elif name in scenario.boot:
-            problem(("rogue", "impersonates"), f"{name} is booted by this scenario; the rogue "
-                    "must impersonate a node that is not (a spare lab machine)")
+            problem(
+                ("rogue", "impersonates"),
+                f"{name} is booted by this scenario; the rogue "
+                "must impersonate a node that is not (a spare lab machine)",
+            )
     if scenario.secure_boot is not None:
         for key in ("tampered", "secure_boot_off"):
             name = getattr(scenario.secure_boot, key)
             if name not in names or name in scenario.boot:
-                problem(("secure_boot", key), f"{name} must be a node of {config} that the "
-                        "scenario does not boot as a member")
+                problem(
+                    ("secure_boot", key),
+                    f"{name} must be a node of {config} that the "
+                    "scenario does not boot as a member",
+                )
     if problems:
         raise ConfigError(problems)
 

@@ -44,8 +44,15 @@ class Smoke(Protocol):
     def report(self) -> Report: ...
 
     def enrolled(self) -> set[str]: ...
-    def start_guest(self, name: str, mac: str, boot: str, media: dict[str, Path],
-                    firmware: Firmware | None = None) -> Guest: ...
+    def start_guest(
+        self,
+        name: str,
+        mac: str,
+        boot: str,
+        media: dict[str, Path],
+        firmware: Firmware | None = None,
+    ) -> Guest: ...
+
 
 # the kernel's log (`quiet` keeps it off the console, as it does the EFI stub's line)
 KERNEL_SECURE = "secureboot: Secure boot enabled"
@@ -65,12 +72,16 @@ def check_members(smoke: Smoke) -> None:
     log = (smoke.results / "serve.log").read_text(errors="replace")
     enrolled = smoke.enrolled()
     for name in smoke.members:
-        smoke.report.check(f"{name}: booted with Secure Boot enforced (the kernel says "
-                           f"{KERNEL_SECURE!r})", KERNEL_SECURE in kernel_log(smoke, name))
+        smoke.report.check(
+            f"{name}: booted with Secure Boot enforced (the kernel says {KERNEL_SECURE!r})",
+            KERNEL_SECURE in kernel_log(smoke, name),
+        )
         genuine = f"measured boot of {name}: a genuine boot of this build" in log
-        smoke.report.check(f"{name}: its certificate was issued on a genuine measured boot "
-                           "(quote + event log checked against out/measured-reference.json)",
-                           genuine and name in enrolled)
+        smoke.report.check(
+            f"{name}: its certificate was issued on a genuine measured boot "
+            "(quote + event log checked against out/measured-reference.json)",
+            genuine and name in enrolled,
+        )
 
 
 def kernel_log(smoke: Smoke, name: str) -> str:
@@ -81,8 +92,13 @@ def register(smoke: Smoke, names: list[str]) -> None:
     """The negative machines' TPMs are registered for their nodes: only the boot is wrong."""
     registry = registry_path(smoke.cluster, smoke.config)
     for name in names:
-        approve(registry, smoke.cluster, tpms.ek_hash_of(smoke.results / name / "tpm"), name,
-                comment="smoke lab swtpm (measured-boot negative)")
+        approve(
+            registry,
+            smoke.cluster,
+            tpms.ek_hash_of(smoke.results / name / "tpm"),
+            name,
+            comment="smoke lab swtpm (measured-boot negative)",
+        )
 
 
 def tamper(smoke: Smoke, name: str) -> None:
@@ -104,17 +120,22 @@ def check_refused(smoke: Smoke, name: str, firmware: Firmware, reason: str) -> N
     started = time.monotonic()
     guest = smoke.start_guest(name, node.mac, "pxe", {}, firmware)
     line = guest.wait_console(MEASURED_REFUSED, smoke.boot_timeout)
-    smoke.report.phase(f"{name} ({firmware.value}) after {time.monotonic() - started:.0f}s: "
-                       f"{line[:200]}")
+    smoke.report.phase(
+        f"{name} ({firmware.value}) after {time.monotonic() - started:.0f}s: {line[:200]}"
+    )
     log = (smoke.results / "serve.log").read_text(errors="replace")
     logged = re.search(rf"measured boot of {name} refused: [^\n]*{re.escape(reason)}", log)
-    smoke.report.check(f"{name}: refused as unmeasured_boot, serve logged why ({reason})",
-                       MEASURED_REFUSED.search(line) is not None and logged is not None,
-                       logged.group(0)[:240] if logged else "no such line in serve.log")
+    smoke.report.check(
+        f"{name}: refused as unmeasured_boot, serve logged why ({reason})",
+        MEASURED_REFUSED.search(line) is not None and logged is not None,
+        logged.group(0)[:240] if logged else "no such line in serve.log",
+    )
     _, held = guest.exec(["ls", MUNGE_KEY, NODE_CERT_PATH])
-    smoke.report.check(f"{name}: holds no certificate and no munge key",
-                       name not in smoke.enrolled() and held.count("No such file") == 2,
-                       held.strip()[:240])
+    smoke.report.check(
+        f"{name}: holds no certificate and no munge key",
+        name not in smoke.enrolled() and held.count("No such file") == 2,
+        held.strip()[:240],
+    )
 
 
 def check_negatives(smoke: Smoke) -> None:
@@ -122,13 +143,20 @@ def check_negatives(smoke: Smoke) -> None:
     assert lab is not None
     register(smoke, [lab.tampered, lab.secure_boot_off])
     tamper(smoke, lab.tampered)
-    check_refused(smoke, lab.tampered, Firmware.SECURE_BOOT,
-                  f"PCR 9: an initrd this build did not make for {lab.tampered}")
+    check_refused(
+        smoke,
+        lab.tampered,
+        Firmware.SECURE_BOOT,
+        f"PCR 9: an initrd this build did not make for {lab.tampered}",
+    )
     # Secure Boot off: signed GRUB starts the kernel without the event log hand-over, so the
     # node has no log to send (with a log, PCR 7 would say "Secure Boot is off")
     check_refused(smoke, lab.secure_boot_off, Firmware.SECURE_BOOT_OFF, "the event log is empty")
-    smoke.report.check(f"{lab.tampered}: booted the signed chain with Secure Boot on",
-                       KERNEL_SECURE in kernel_log(smoke, lab.tampered))
-    smoke.report.check(f"{lab.secure_boot_off}: booted with Secure Boot off",
-                       KERNEL_NOT_SECURE.search(kernel_log(smoke, lab.secure_boot_off))
-                       is not None)
+    smoke.report.check(
+        f"{lab.tampered}: booted the signed chain with Secure Boot on",
+        KERNEL_SECURE in kernel_log(smoke, lab.tampered),
+    )
+    smoke.report.check(
+        f"{lab.secure_boot_off}: booted with Secure Boot off",
+        KERNEL_NOT_SECURE.search(kernel_log(smoke, lab.secure_boot_off)) is not None,
+    )

@@ -25,8 +25,19 @@ def spawn_for_qemu(state: Path, socket_path: Path, log: Path) -> subprocess.Pope
     """swtpm serving one QEMU over a unix socket; it ends when QEMU disconnects."""
     state.mkdir(parents=True, exist_ok=True)  # a TPM nobody read yet is manufactured here
     socket_path.unlink(missing_ok=True)
-    proc = spawn(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-                  "--ctrl", f"type=unixio,path={socket_path}", "--terminate"], log_file=log)
+    proc = spawn(
+        [
+            "swtpm",
+            "socket",
+            "--tpm2",
+            "--tpmstate",
+            f"dir={state}",
+            "--ctrl",
+            f"type=unixio,path={socket_path}",
+            "--terminate",
+        ],
+        log_file=log,
+    )
     deadline = time.monotonic() + SOCKET_WAIT
     while not socket_path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -37,5 +48,11 @@ def spawn_for_qemu(state: Path, socket_path: Path, log: Path) -> subprocess.Pope
 
 def qemu_args(socket_path: Path) -> list[str]:
     """The QEMU arguments for a TIS TPM 2.0 backed by the swtpm at socket_path."""
-    return ["-chardev", f"socket,id=chrtpm,path={socket_path}",
-            "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"]
+    return [
+        "-chardev",
+        f"socket,id=chrtpm,path={socket_path}",
+        "-tpmdev",
+        "emulator,id=tpm0,chardev=chrtpm",
+        "-device",
+        "tpm-tis,tpmdev=tpm0",
+    ]

@@ -28,5 +28,9 @@ class NightSettings(JsonRecord):
         return bool(self.windows or self.whole_days or self.holidays)
 
     def night(self) -> Night:
-        return night_from_settings(self.windows, self.time_zone, self.whole_days,
-                                   tuple(dt.date.fromisoformat(d) for d in self.holidays))
+        return night_from_settings(
+            self.windows,
+            self.time_zone,
+            self.whole_days,
+            tuple(dt.date.fromisoformat(d) for d in self.holidays),
+        )

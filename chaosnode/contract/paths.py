@@ -54,6 +54,7 @@ def in_root(path: str) -> str:
     """A node path relative to the node's root (for overlay trees and cpio archives)."""
     return path.lstrip("/")
 
+
 # A shared ISO carries every node's public overlay here; chaosnode.identity picks one by MAC.
 NODE_BUNDLE: Final = "/usr/lib/chaos/nodes"
 # The QEMU test agent's virtio-serial port: only a hypervisor can create it.

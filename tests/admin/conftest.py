@@ -76,8 +76,10 @@ def push_lab(tmp_path) -> Iterator[PushLab]:
     shutil.copy(HERE / "lab.yaml", config)
     cluster = load_cluster(config)[0]
     # the service certificate is for serve.address; here that is loopback
-    cluster = dataclasses.replace(cluster, serve=dataclasses.replace(
-        cluster.serve, address=ipaddress.IPv4Address("127.0.0.1")))
+    cluster = dataclasses.replace(
+        cluster,
+        serve=dataclasses.replace(cluster.serve, address=ipaddress.IPv4Address("127.0.0.1")),
+    )
     pki = pki_for(cluster, config)
     issued = dt.datetime.now(dt.UTC)  # TLS checks validity against the real clock
     ensure_ca(cluster, pki, issued)
@@ -90,5 +92,3 @@ def push_lab(tmp_path) -> Iterator[PushLab]:
         yield PushLab(cluster, pki.paths.root, server, recorded)
     finally:
         server.stop()
-
-

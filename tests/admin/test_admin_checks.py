@@ -53,21 +53,28 @@ def test_admin_checks_are_read_from_the_scenario(tmp_path):
     assert [(a.kind, a.when, a.states, a.left, a.node) for a in s.admin] == [
         ("status", "formed", ("joined", "running"), "", ""),
         ("status", "morning", ("disk",), "morning", ""),
-        ("unreachable", "formed", ("joined",), "", "node02")]
+        ("unreachable", "formed", ("joined",), "", "node02"),
+    ]
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ("kind: status, states", "kind: stats, states", ":5: admin[0].kind: 'stats': use one of"),
-    ("when: morning", "when: noon", ":6: admin[1].when: 'noon': use formed or morning"),
-    ("[disk]", "[home]", ":6: admin[1].states[0]: 'home' is no state"),
-    ("node: node02}", "node: node07}", ":7: admin[2].node: 'node07' is not booted"),
-    ("kind: unreachable, node: node02", "kind: unreachable", ":7: admin[2]: missing 'node'"),
-    ('"unregistered"', '"unregistered("', ":5: admin[0].rogue: not a regular expression"),
-    ("within: 60}", "within: 9000}", ":5: admin[0].within: 9000.0 is outside 0..900"),
-    ("night: {ends_after: 600}\n", "", ":5: admin[1].when: a check after the morning needs"),
-    ("kind: status, states", "kind: status, colour: red, states", ":5: admin[0].colour: "
-     "unknown key"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("kind: status, states", "kind: stats, states", ":5: admin[0].kind: 'stats': use one of"),
+        ("when: morning", "when: noon", ":6: admin[1].when: 'noon': use formed or morning"),
+        ("[disk]", "[home]", ":6: admin[1].states[0]: 'home' is no state"),
+        ("node: node02}", "node: node07}", ":7: admin[2].node: 'node07' is not booted"),
+        ("kind: unreachable, node: node02", "kind: unreachable", ":7: admin[2]: missing 'node'"),
+        ('"unregistered"', '"unregistered("', ":5: admin[0].rogue: not a regular expression"),
+        ("within: 60}", "within: 9000}", ":5: admin[0].within: 9000.0 is outside 0..900"),
+        ("night: {ends_after: 600}\n", "", ":5: admin[1].when: a check after the morning needs"),
+        (
+            "kind: status, states",
+            "kind: status, colour: red, states",
+            ":5: admin[0].colour: unknown key",
+        ),
+    ],
+)
 def test_bad_admin_checks_are_refused_with_file_line_and_field(tmp_path, old, new, message):
     path = scenario(tmp_path, GOOD.replace(old, new))
     with pytest.raises(ConfigError) as exc:
@@ -77,6 +84,7 @@ def test_bad_admin_checks_are_refused_with_file_line_and_field(tmp_path, old, ne
 
 def test_the_shipped_labs_carry_the_admin_checks():
     from chaostest import ROOT
+
     iso = load_scenario(ROOT / "tests/scenarios/iso/scenario.yaml")
     assert {a.kind for a in iso.admin} == {"status", "metrics", "page", "unreachable"}
     night = load_scenario(ROOT / "tests/scenarios/night/scenario.yaml")
@@ -85,6 +93,7 @@ def test_the_shipped_labs_carry_the_admin_checks():
 
 
 # -- the comparisons on the trouble night --------------------------------------------------
+
 
 @pytest.fixture
 def night(tmp_path, lab):
@@ -117,8 +126,12 @@ def test_metrics_parse_and_match_status_and_serves_log(night):
     issued = int(m["chaos_enrollments"][()])
     log = (issued, refusals)
     assert metrics_problems(m, doc["totals"], log, log) == []
-    assert metrics_problems(m, doc["totals"], (0, {}), (issued + 5, {
-        r: n + 1 for r, n in refusals.items()})) == [], "a count between two reads is fine"
+    assert (
+        metrics_problems(
+            m, doc["totals"], (0, {}), (issued + 5, {r: n + 1 for r, n in refusals.items()})
+        )
+        == []
+    ), "a count between two reads is fine"
     totals = {**doc["totals"], "joined": doc["totals"]["joined"] + 1}
     wrong = metrics_problems(m, totals, (issued + 1, refusals), (issued + 1, {}))
     assert any(p.startswith("chaos_nodes{state='joined'}") for p in wrong)
@@ -131,15 +144,19 @@ def test_metrics_parse_and_match_status_and_serves_log(night):
 def test_serves_log_is_counted_as_the_record_counts(tmp_path):
     class Lab:
         results = tmp_path
+
     (tmp_path / "serve.log").write_text(
         "enroll 10.99.0.14 /enroll/start node=node04 refused unregistered: not registered\n"
         "enroll 10.99.0.11 /enroll/finish node=node01 ok\n"
         "enroll 10.99.0.12 /enroll/start node=node02 ok\n"
         "enroll 10.99.0.9 - node=- refused malformed: HTTP 400\n"  # no event: not counted
         "enroll 10.99.0.9 POST /x node=- refused method\n"
-        "push 10.99.0.13 node=node03 refused wrong_identity: node03 may push\n")
+        "push 10.99.0.13 node=node03 refused wrong_identity: node03 may push\n"
+    )
     assert admin_checks.serve_log_counts(Lab()) == (  # type: ignore[arg-type]
-        1, {"unregistered": 1, "wrong_identity": 1})
+        1,
+        {"unregistered": 1, "wrong_identity": 1},
+    )
 
 
 def test_the_page_against_status(night, lab):
@@ -154,6 +171,7 @@ def test_the_page_against_status(night, lab):
 
 
 # -- the helpers that run in the lab's namespace, here on loopback ----------------------------
+
 
 @pytest.fixture
 def listener(tmp_path, lab):
@@ -180,8 +198,9 @@ def test_the_redirector_logs_a_browser_in_without_the_token_on_its_url(listener,
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    threading.Thread(target=admin_checks.redirect, args=(token, server.url, port),
-                     daemon=True).start()
+    threading.Thread(
+        target=admin_checks.redirect, args=(token, server.url, port), daemon=True
+    ).start()
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     for _ in range(50):
@@ -201,8 +220,12 @@ def test_a_renewal_while_joined_keeps_the_node_joined(lab):
     `enrolled` until the end, as tyd never joined again."""
     from builder.admin.events import Event, Kind
     from builder.admin.status import State, fold
+
     t = dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC)
-    evs = [Event(t, Kind.ENROLLED, "node02"), Event(t, Kind.JOINED, "node02", value=2),
-           Event(t + dt.timedelta(hours=5), Kind.ENROLLED, "node02")]
+    evs = [
+        Event(t, Kind.ENROLLED, "node02"),
+        Event(t, Kind.JOINED, "node02", value=2),
+        Event(t + dt.timedelta(hours=5), Kind.ENROLLED, "node02"),
+    ]
     (n,) = fold(lab, evs, t - dt.timedelta(hours=1), t + dt.timedelta(hours=6), "node02").nodes
     assert n.state is State.JOINED

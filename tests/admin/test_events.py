@@ -16,9 +16,18 @@ T0 = dt.datetime(2026, 11, 30, 16, 0, tzinfo=dt.UTC)
 
 
 def one_of_each() -> list[Event]:
-    return [Event(T0 + dt.timedelta(seconds=i), kind, f"node0{i % 3 + 1}",
-                  f"52:54:00:99:00:1{i % 3 + 1}", f"10.99.0.1{i % 3 + 1}", f"detail {i}", i)
-            for i, kind in enumerate(Kind)]
+    return [
+        Event(
+            T0 + dt.timedelta(seconds=i),
+            kind,
+            f"node0{i % 3 + 1}",
+            f"52:54:00:99:00:1{i % 3 + 1}",
+            f"10.99.0.1{i % 3 + 1}",
+            f"detail {i}",
+            i,
+        )
+        for i, kind in enumerate(Kind)
+    ]
 
 
 def test_every_kind_goes_in_and_comes_back(tmp_path):
@@ -93,8 +102,9 @@ def test_a_write_error_turns_the_record_off_once(tmp_path):
 
 
 def test_a_full_disk_is_named():
-    err = events._explain(events.Path("/srv/e.sqlite"),
-                          sqlite3.OperationalError("database or disk is full"))
+    err = events._explain(
+        events.Path("/srv/e.sqlite"), sqlite3.OperationalError("database or disk is full")
+    )
     assert "the disk is full" in str(err) and "--run-dir" in str(err)
 
 
@@ -106,22 +116,31 @@ def test_the_enrollment_service_and_wake_record_through_the_active_log(lab, tmp_
     try:
         events.enrollment_outcome(lab, START_PATH, "10.99.0.12", "node02", None)  # a challenge
         events.enrollment_outcome(lab, FINISH_PATH, "10.99.0.12", "node02", None)
-        events.enrollment_outcome(lab, START_PATH, "10.99.0.14", "node04",
-                                  ProtocolError("unregistered", "not registered"))
-        events.enrollment_outcome(lab, START_PATH, "10.99.0.99", "pc99",
-                                  ProtocolError("unknown_node", "no node named 'pc99'"))
+        events.enrollment_outcome(
+            lab, START_PATH, "10.99.0.14", "node04", ProtocolError("unregistered", "not registered")
+        )
+        events.enrollment_outcome(
+            lab,
+            START_PATH,
+            "10.99.0.99",
+            "pc99",
+            ProtocolError("unknown_node", "no node named 'pc99'"),
+        )
         events.woke(lab.nodes[:2], "br0")
     finally:
         events.activate(None)
     log.flush()
     log.stop()
-    got = [(e.kind, e.node, e.mac, e.address, e.detail.split(":")[0])
-           for e in events.read(events.connect(tmp_path / "e.sqlite", readonly=True))]
+    got = [
+        (e.kind, e.node, e.mac, e.address, e.detail.split(":")[0])
+        for e in events.read(events.connect(tmp_path / "e.sqlite", readonly=True))
+    ]
     assert got == [
         (Kind.ENROLLED, "node02", "52:54:00:99:00:12", "10.99.0.12", ""),
         (Kind.REFUSED, "node04", "52:54:00:99:00:14", "10.99.0.14", "unregistered"),
         (Kind.PENDING, "node04", "52:54:00:99:00:14", "10.99.0.14", "unregistered"),
         (Kind.REFUSED, "", "", "10.99.0.99", "unknown_node"),
         (Kind.WAKE, "node01", "52:54:00:99:00:11", "", "br0"),
-        (Kind.WAKE, "node02", "52:54:00:99:00:12", "", "br0")]
+        (Kind.WAKE, "node02", "52:54:00:99:00:12", "", "br0"),
+    ]
     events.record(Event(T0, Kind.WAKE))  # no active log: nothing happens

@@ -21,21 +21,33 @@ from tyd.membership import View
 from tyd.status import document
 
 
-def tyd_status(node: str = "node02", joined: bool = True, others: tuple[str, ...] = ("node01",),
-               incarnation: int = 1000, **counters: int) -> dict[str, object]:
+def tyd_status(
+    node: str = "node02",
+    joined: bool = True,
+    others: tuple[str, ...] = ("node01",),
+    incarnation: int = 1000,
+    **counters: int,
+) -> dict[str, object]:
     """A status document as tyd writes it (tyd/status.py), not one typed by hand."""
+
     def member(name: str, i: int, epoch: int) -> View:
-        return View(Member(name, ipaddress.IPv4Address(f"10.99.0.{11 + i}"), "ab" * 32,
-                           State.ALIVE, epoch, 3), "alive", 0.5)
+        return View(
+            Member(
+                name, ipaddress.IPv4Address(f"10.99.0.{11 + i}"), "ab" * 32, State.ALIVE, epoch, 3
+            ),
+            "alive",
+            0.5,
+        )
+
     rows = [member(node, 1, incarnation), *(member(o, 2 + i, 7) for i, o in enumerate(others))]
     base = {"refused": 0, "forged": 0, "stale": 0, "msgs_in": 40}
-    return document("chaos-lab", node, "10.99.0.12", joined, 12.0, 5, rows,
-                    {**base, **counters}, 0.0)
+    return document(
+        "chaos-lab", node, "10.99.0.12", joined, 12.0, 5, rows, {**base, **counters}, 0.0
+    )
 
 
 def pusher_to(push_lab, node: str, said: list[str]) -> Pusher:
-    return Pusher(lambda p: send("127.0.0.1", push_lab.port, p, *push_lab.files(node)),
-                  said.append)
+    return Pusher(lambda p: send("127.0.0.1", push_lab.port, p, *push_lab.files(node)), said.append)
 
 
 def pushed(push_lab) -> list[tuple[Kind, str, str, int]]:
@@ -44,8 +56,15 @@ def pushed(push_lab) -> list[tuple[Kind, str, str, int]]:
 
 # -- chaosnode.pushwatch ------------------------------------------------------------------
 
-def run_watch(push_lab, path: Path, docs: list[dict[str, object]], said: list[str],
-              node: str = "node02", step: float = 40.0) -> None:
+
+def run_watch(
+    push_lab,
+    path: Path,
+    docs: list[dict[str, object]],
+    said: list[str],
+    node: str = "node02",
+    step: float = 40.0,
+) -> None:
     """The real loop, one look per document, the clock moving `step` seconds a look."""
     clock = iter(float(i) * step for i in range(10_000))
     pusher = pusher_to(push_lab, node, said)
@@ -56,6 +75,7 @@ def run_watch(push_lab, path: Path, docs: list[dict[str, object]], said: list[st
             path.write_text(json.dumps(next(looks)))
         except StopIteration:
             raise KeyboardInterrupt from None
+
     sleep(0)
     with pytest.raises(KeyboardInterrupt):
         pushwatch.watch(node, pusher, path, clock=lambda: next(clock), sleep=sleep)
@@ -63,23 +83,33 @@ def run_watch(push_lab, path: Path, docs: list[dict[str, object]], said: list[st
 
 def test_joined_goes_once_per_tyd_run_with_the_members_it_sees(push_lab, tmp_path):
     said: list[str] = []
-    docs = [tyd_status(joined=False, others=()), tyd_status(others=("node01", "node03")),
-            tyd_status(others=("node01", "node03", "node04")),  # no second push
-            tyd_status(joined=False, incarnation=2000),  # tyd restarted
-            tyd_status(incarnation=2000)]
+    docs = [
+        tyd_status(joined=False, others=()),
+        tyd_status(others=("node01", "node03")),
+        tyd_status(others=("node01", "node03", "node04")),  # no second push
+        tyd_status(joined=False, incarnation=2000),  # tyd restarted
+        tyd_status(incarnation=2000),
+    ]
     run_watch(push_lab, tmp_path / "status.json", docs, said)
-    assert pushed(push_lab) == [(Kind.JOINED, "node02", "tyd", 2),
-                                (Kind.JOINED, "node02", "tyd", 1)]
+    assert pushed(push_lab) == [
+        (Kind.JOINED, "node02", "tyd", 2),
+        (Kind.JOINED, "node02", "tyd", 1),
+    ]
     assert said == []
 
 
 def test_refusals_go_when_they_change_with_the_reason_that_grew(push_lab, tmp_path):
-    docs = [tyd_status(), tyd_status(forged=2, refused_bad_cert=2),
-            tyd_status(forged=2, refused_bad_cert=2),  # unchanged: nothing
-            tyd_status(forged=2, refused_bad_cert=2, refused=5)]
+    docs = [
+        tyd_status(),
+        tyd_status(forged=2, refused_bad_cert=2),
+        tyd_status(forged=2, refused_bad_cert=2),  # unchanged: nothing
+        tyd_status(forged=2, refused_bad_cert=2, refused=5),
+    ]
     run_watch(push_lab, tmp_path / "status.json", docs, [])
-    assert pushed(push_lab)[1:] == [(Kind.TYD_REFUSALS, "node02", "bad_cert", 2),
-                                    (Kind.TYD_REFUSALS, "node02", "connection", 7)]
+    assert pushed(push_lab)[1:] == [
+        (Kind.TYD_REFUSALS, "node02", "bad_cert", 2),
+        (Kind.TYD_REFUSALS, "node02", "connection", 7),
+    ]
 
 
 def test_refusals_are_pushed_at_most_every_30_seconds(push_lab, tmp_path):
@@ -112,6 +142,7 @@ def test_a_serve_that_is_down_is_retried_after_growing_pauses(tmp_path):
     def down(push: MemberPush) -> None:
         tries.append(now[0])
         raise ConnectionRefusedError(111, "Connection refused")
+
     said: list[str] = []
     path = tmp_path / "status.json"
     path.write_text(json.dumps(tyd_status()))
@@ -120,15 +151,19 @@ def test_a_serve_that_is_down_is_retried_after_growing_pauses(tmp_path):
         now[0] += s
         if now[0] > 700:
             raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
-        pushwatch.watch("node02", Pusher(down, said.append), path, clock=lambda: now[0],
-                        sleep=sleep)
+        pushwatch.watch(
+            "node02", Pusher(down, said.append), path, clock=lambda: now[0], sleep=sleep
+        )
     assert tries == [0.0, 10.0, 30.0, 70.0, 150.0, 310.0, 610.0]
     assert len(said) == 1 and "Connection refused" in said[0]
 
 
-@pytest.mark.parametrize("text", ["", "{}", "[]", '{"node": "node02", "members": 3, '
-                                  '"counters": {}}', "{" * 100_000, "\xff"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "{}", "[]", '{"node": "node02", "members": 3, "counters": {}}', "{" * 100_000, "\xff"],
+)
 def test_a_status_file_that_is_not_tyds_is_ignored(tmp_path, text):
     path = tmp_path / "status.json"
     path.write_text(text, errors="surrogateescape")
@@ -145,9 +180,18 @@ def test_without_a_push_address_the_watch_says_so_and_ends(tmp_path, capsys):
 
 # -- chaosnode.push ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("url, want", [
-    ("https://10.99.0.1:8444", ("10.99.0.1", 8444)), ("", None), ("http://10.99.0.1:8444", None),
-    ("https://10.99.0.1", None), ("https://10.99.0.1:99999", None), ("https://:8444", None)])
+
+@pytest.mark.parametrize(
+    "url, want",
+    [
+        ("https://10.99.0.1:8444", ("10.99.0.1", 8444)),
+        ("", None),
+        ("http://10.99.0.1:8444", None),
+        ("https://10.99.0.1", None),
+        ("https://10.99.0.1:99999", None),
+        ("https://:8444", None),
+    ],
+)
 def test_the_push_address_comes_from_node_json(url, want):
     assert target(url) == want
     assert (sender(url) is None) == (want is None)
@@ -155,23 +199,34 @@ def test_the_push_address_comes_from_node_json(url, want):
 
 def test_the_rendered_node_json_names_serves_push_port(default_cluster):
     from builder.views import node_settings as rendered
+
     node = rendered(default_cluster, default_cluster.nodes[0])
-    assert node.push_url == f"https://{default_cluster.serve.address}:" \
+    assert (
+        node.push_url == f"https://{default_cluster.serve.address}:"
         f"{default_cluster.serve.push_port}"
+    )
 
 
 # -- chaosnode.pushjobs ------------------------------------------------------------------
 
-@pytest.mark.parametrize("hostlist, want", [
-    ("node01", ["node01"]), ("node[01-03]", ["node01", "node02", "node03"]),
-    ("node[08-10,12],head", ["node08", "node09", "node10", "node12", "head"]),
-    ("pc[1-2]x", ["pc1x", "pc2x"]), ("node[1-2],pc[3]", ["node1", "node2", "pc3"])])
+
+@pytest.mark.parametrize(
+    "hostlist, want",
+    [
+        ("node01", ["node01"]),
+        ("node[01-03]", ["node01", "node02", "node03"]),
+        ("node[08-10,12],head", ["node08", "node09", "node10", "node12", "head"]),
+        ("pc[1-2]x", ["pc1x", "pc2x"]),
+        ("node[1-2],pc[3]", ["node1", "node2", "pc3"]),
+    ],
+)
 def test_slurm_hostlists_expand(hostlist, want):
     assert pushjobs.expand(hostlist) == want
 
 
-@pytest.mark.parametrize("bad", ["node[3-1]", "node[a-b]", "node[1-999999999]", "node]",
-                                 "Node01", "node[01", "../etc"])
+@pytest.mark.parametrize(
+    "bad", ["node[3-1]", "node[a-b]", "node[1-999999999]", "node]", "Node01", "node[01", "../etc"]
+)
 def test_what_is_no_hostlist_is_refused(bad):
     with pytest.raises(ValueError):
         pushjobs.expand(bad)
@@ -180,8 +235,11 @@ def test_what_is_no_hostlist_is_refused(bad):
 def test_jobs_per_node_and_only_changes_are_pushed():
     jobs = pushjobs.running("node[01-02]\nnode02\n\nnode03\n")
     assert jobs == {"node01": 1, "node02": 2, "node03": 1}
-    assert pushjobs.changes({"node01": 1, "node04": 2}, jobs) == \
-        {"node02": 2, "node03": 1, "node04": 0}
+    assert pushjobs.changes({"node01": 1, "node04": 2}, jobs) == {
+        "node02": 2,
+        "node03": 1,
+        "node04": 0,
+    }
 
 
 def test_a_big_lab_is_cut_into_pushes_inside_the_bounds():
@@ -197,22 +255,41 @@ def test_the_heads_timer_pushes_changes_through_serve(push_lab, tmp_path):
     slurm = iter(["node[02-03]\nnode02\n", "node[02-03]\nnode02\n", "node03\n"])
 
     def tick() -> int:
-        return pushjobs.tick("node01", state, lambda f: Pusher(
-            lambda p: send("127.0.0.1", push_lab.port, p, *push_lab.files("node01")),
-            said.append, f), ask=lambda: next(slurm), say=said.append)
+        return pushjobs.tick(
+            "node01",
+            state,
+            lambda f: Pusher(
+                lambda p: send("127.0.0.1", push_lab.port, p, *push_lab.files("node01")),
+                said.append,
+                f,
+            ),
+            ask=lambda: next(slurm),
+            say=said.append,
+        )
+
     assert tick() == tick() == tick() == 0
-    assert pushed(push_lab) == [(Kind.JOBS, "node02", "from node01", 2),
-                                (Kind.JOBS, "node03", "from node01", 1),
-                                (Kind.JOBS, "node02", "from node01", 0)]
+    assert pushed(push_lab) == [
+        (Kind.JOBS, "node02", "from node01", 2),
+        (Kind.JOBS, "node03", "from node01", 1),
+        (Kind.JOBS, "node02", "from node01", 0),
+    ]
     assert said == []
 
 
 def test_a_compute_node_pushing_jobs_is_refused_said_once_and_retried(push_lab, tmp_path):
     state, said = tmp_path / "push-jobs.json", []
     for _ in range(3):
-        pushjobs.tick("node02", state, lambda f: Pusher(
-            lambda p: send("127.0.0.1", push_lab.port, p, *push_lab.files("node02")),
-            said.append, f), ask=lambda: "node02\n", say=said.append)
+        pushjobs.tick(
+            "node02",
+            state,
+            lambda f: Pusher(
+                lambda p: send("127.0.0.1", push_lab.port, p, *push_lab.files("node02")),
+                said.append,
+                f,
+            ),
+            ask=lambda: "node02\n",
+            say=said.append,
+        )
     assert [e.kind for e in push_lab.recorded] == [Kind.PUSH_REFUSED] * 3
     assert len(said) == 1 and "no head" in said[0]
 
@@ -222,24 +299,32 @@ def test_slurm_that_does_not_answer_is_said_once(tmp_path):
 
     def broken() -> str:
         raise OSError("squeue -h -t running -o %N: exit 1 slurm_load_jobs error")
+
     for _ in range(3):
-        pushjobs.tick("node01", state, lambda f: pytest.fail("no push without Slurm's view"),
-                      ask=broken, say=said.append)
+        pushjobs.tick(
+            "node01",
+            state,
+            lambda f: pytest.fail("no push without Slurm's view"),
+            ask=broken,
+            say=said.append,
+        )
     assert len(said) == 1 and "slurm_load_jobs" in said[0]
 
 
 # -- chaosnode.morning ---------------------------------------------------------------------
 
+
 def test_the_morning_tells_serve_it_left(push_lab, tmp_path, monkeypatch):
     from chaosnode import push as node_push
+
     cert, key, ca = push_lab.files("node02")
     monkeypatch.setattr(node_push, "NODE_CERT_PATH", str(cert))
     monkeypatch.setattr(node_push, "NODE_KEY_PATH", str(key))
     monkeypatch.setattr(node_push, "CA_CERT_PATH", str(ca))
     node_json = tmp_path / "node.json"
-    node_json.write_text(node_settings(name="node02",
-                                       push_url=f"https://127.0.0.1:{push_lab.port}")
-                         .dumps("test"))
+    node_json.write_text(
+        node_settings(name="node02", push_url=f"https://127.0.0.1:{push_lab.port}").dumps("test")
+    )
     assert NodeActions().tell_left("node02", node_json) == "serve told: left (morning)"
     assert pushed(push_lab) == [(Kind.LEFT, "node02", "morning", 0)]
 

@@ -18,8 +18,13 @@ from chaosnode.push import MAX_PUSH, PUSH_PATH, MemberPush
 def test_a_node_pushes_its_own_join(push_lab):
     push_lab.push("node02", MemberPush("node02", "joined", peers=3))
     (e,) = push_lab.recorded
-    assert (e.kind, e.node, e.value, e.address, e.mac) == \
-        (Kind.JOINED, "node02", 3, "127.0.0.1", "52:54:00:99:00:12")
+    assert (e.kind, e.node, e.value, e.address, e.mac) == (
+        Kind.JOINED,
+        "node02",
+        3,
+        "127.0.0.1",
+        "52:54:00:99:00:12",
+    )
 
 
 def test_each_kind_of_push_is_recorded(push_lab):
@@ -27,17 +32,21 @@ def test_each_kind_of_push_is_recorded(push_lab):
     push_lab.push("node03", MemberPush("node03", "left", why="morning"))
     push_lab.push("node01", MemberPush("node01", "jobs", jobs=(("node02", 4), ("node03", 1))))
     got = [(e.kind, e.node, e.detail, e.value) for e in push_lab.recorded]
-    assert got == [(Kind.TYD_REFUSALS, "node03", "bad cert", 7),
-                   (Kind.LEFT, "node03", "morning", 0),
-                   (Kind.JOBS, "node02", "from node01", 4),
-                   (Kind.JOBS, "node03", "from node01", 1)]
+    assert got == [
+        (Kind.TYD_REFUSALS, "node03", "bad cert", 7),
+        (Kind.LEFT, "node03", "morning", 0),
+        (Kind.JOBS, "node02", "from node01", 4),
+        (Kind.JOBS, "node03", "from node01", 1),
+    ]
 
 
 def test_a_push_from_node02_about_node03_is_refused(push_lab):
     with pytest.raises(ProtocolError) as err:
         push_lab.push("node02", MemberPush("node03", "left", why="morning"))
-    assert err.value.code == "wrong_identity" and "node02 may push facts about node02" \
-        in err.value.reason
+    assert (
+        err.value.code == "wrong_identity"
+        and "node02 may push facts about node02" in err.value.reason
+    )
     (e,) = push_lab.recorded
     assert (e.kind, e.node) == (Kind.PUSH_REFUSED, "node02") and "wrong_identity" in e.detail
 
@@ -82,10 +91,12 @@ def test_a_client_without_a_certificate_gets_no_hearing(push_lab):
 
 
 def test_the_record_round_trips():
-    for push in (MemberPush("node02", "joined", peers=3),
-                 MemberPush("node02", "left", why="tyd"),
-                 MemberPush("node02", "tyd_refusals", count=2, why="x"),
-                 MemberPush("node01", "jobs", jobs=(("node02", 1),))):
+    for push in (
+        MemberPush("node02", "joined", peers=3),
+        MemberPush("node02", "left", why="tyd"),
+        MemberPush("node02", "tyd_refusals", count=2, why="x"),
+        MemberPush("node01", "jobs", jobs=(("node02", 1),)),
+    ):
         assert MemberPush.from_json(push.to_json()) == push
 
 

@@ -21,8 +21,7 @@ LATER = dt.datetime(2026, 12, 24, tzinfo=dt.UTC)  # long after both nights
 
 @pytest.fixture
 def db(tmp_path):
-    return write_db(tmp_path / "events.sqlite",
-                    [e for name in NIGHTS for e in night_events(name)])
+    return write_db(tmp_path / "events.sqlite", [e for name in NIGHTS for e in night_events(name)])
 
 
 def golden(name: str, text: str) -> None:
@@ -47,9 +46,12 @@ def test_tonight_up_to_now(lab, db):
     now = dt.datetime(2026, 11, 30, 20, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     report = json.loads(status(lab, db, now, json_out=True))
     states = {n["node"]: (n["state"], n["jobs"], n["reason"]) for n in report["nodes"]}
-    assert states == {"node01": ("running", 2, ""), "node02": ("running", 4, ""),
-                      "node03": ("running", 4, ""),
-                      "node04": ("booted", 0, "pending: unregistered")}
+    assert states == {
+        "node01": ("running", 2, ""),
+        "node02": ("running", 4, ""),
+        "node03": ("running", 4, ""),
+        "node04": ("booted", 0, "pending: unregistered"),
+    }
     assert report["totals"]["running"] == 3
 
 
@@ -59,11 +61,32 @@ def test_a_node_the_lab_does_not_have(lab, db):
 
 
 def test_the_command_line(db, capsys):
-    code = main(["status", "-c", str(HERE / "lab.yaml"), "--run-dir", str(db.parent),
-                 "--night", "2026-11-30"])
+    code = main(
+        [
+            "status",
+            "-c",
+            str(HERE / "lab.yaml"),
+            "--run-dir",
+            str(db.parent),
+            "--night",
+            "2026-11-30",
+        ]
+    )
     assert code == 0 and capsys.readouterr().out == (GOLDEN / "ordinary.txt").read_text()
-    assert main(["status", "-c", str(HERE / "lab.yaml"), "--run-dir", str(db.parent),
-                 "--night", "30.11."]) != 0
+    assert (
+        main(
+            [
+                "status",
+                "-c",
+                str(HERE / "lab.yaml"),
+                "--run-dir",
+                str(db.parent),
+                "--night",
+                "30.11.",
+            ]
+        )
+        != 0
+    )
     assert "not a date" in capsys.readouterr().err
 
 

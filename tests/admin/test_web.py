@@ -32,8 +32,9 @@ def admin(lab, tmp_path) -> Iterator[tuple[web.AdminServer, str]]:
         server.stop()
 
 
-def get(server: web.AdminServer, path: str, headers: dict[str, str] | None = None
-        ) -> tuple[int, dict[str, str], str]:
+def get(
+    server: web.AdminServer, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
     conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)  # type: ignore[misc]
     try:
         conn.request("GET", path, headers=headers or {})
@@ -76,11 +77,14 @@ def test_metrics_match_the_record(admin):
     server, token = admin
     status, _, text = get(server, "/metrics", {"Authorization": f"Bearer {token}"})
     assert status == 200
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
     assert samples[("chaos_nodes", (("state", "running"),))] == 1  # node01 (1 job at 22:00)
-    assert samples[("chaos_nodes", (("state", "left"),))] == 1      # node03, 21:00 Berlin
-    assert samples[("chaos_nodes", (("state", "down"),))] == 1      # node04
+    assert samples[("chaos_nodes", (("state", "left"),))] == 1  # node03, 21:00 Berlin
+    assert samples[("chaos_nodes", (("state", "down"),))] == 1  # node04
     assert samples[("chaos_enrollments", ())] == 2
     assert samples[("chaos_refusals", (("reason", "bad_proof"),))] == 2
     assert samples[("chaos_refusals", (("reason", "wrong_identity"),))] == 1

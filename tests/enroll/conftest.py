@@ -29,13 +29,16 @@ from chaosnode.enrollment import ApprovalRequest, FinishRequest, StartRequest
 NODE_PYTHON = "/usr/bin/python3"
 # as on the node: isolated mode (no PYTHONPATH, no user site); the image installs chaosnode
 # into dist-packages, here the worktree goes first on sys.path
-NODE_BOOTSTRAP = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                  "from chaosnode.enroll import main; sys.exit(main())")
+NODE_BOOTSTRAP = (
+    f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+    "from chaosnode.enroll import main; sys.exit(main())"
+)
 
 NODE_ENV = {"PATH": "/usr/bin:/bin"}
 
-needs_swtpm = pytest.mark.skipif(shutil.which("swtpm") is None,
-                                 reason="swtpm is not installed (apt-get install swtpm)")
+needs_swtpm = pytest.mark.skipif(
+    shutil.which("swtpm") is None, reason="swtpm is not installed (apt-get install swtpm)"
+)
 
 
 def tpm_ek_hash(tpm: SoftTpm) -> str:
@@ -43,9 +46,13 @@ def tpm_ek_hash(tpm: SoftTpm) -> str:
 
 
 def persistent_handles(tpm: SoftTpm) -> str:
-    r = subprocess.run(["tpm2_getcap", "-T", f"swtpm:host=127.0.0.1,port={tpm.port}",
-                        "handles-persistent"], capture_output=True, text=True, timeout=10,
-                       check=True)
+    r = subprocess.run(
+        ["tpm2_getcap", "-T", f"swtpm:host=127.0.0.1,port={tpm.port}", "handles-persistent"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
     return r.stdout
 
 
@@ -69,8 +76,8 @@ class Lab:
     cluster: Cluster
     pki: Pki
     server: server_mod.EnrollServer
-    tpm_a: SoftTpm   # registered for node01
-    tpm_b: SoftTpm   # unknown
+    tpm_a: SoftTpm  # registered for node01
+    tpm_b: SoftTpm  # unknown
     ek_a: str
     bodies: list[bytes] = field(default_factory=list)  # every request body the server read
     url_override: str | None = None  # point the client elsewhere (a dead port)
@@ -87,21 +94,43 @@ class Lab:
     def registry(self) -> Path:
         return registry.registry_path(self.cluster, self.config)
 
-    def client(self, tpm: SoftTpm, node: str = "node01", address: str = "10.99.0.11",
-               *extra: str, ca: Path | None = None, out: Path | None = None,
-               timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def client(
+        self,
+        tpm: SoftTpm,
+        node: str = "node01",
+        address: str = "10.99.0.11",
+        *extra: str,
+        ca: Path | None = None,
+        out: Path | None = None,
+        timeout: float = 30,
+    ) -> subprocess.CompletedProcess[str]:
         """The node's client as the node runs it: /usr/bin/python3 -I, Debian's packages."""
         argv = self.client_argv(node, address, "--tcti", tpm.tcti, *extra, ca=ca, out=out)
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=NODE_ENV)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=NODE_ENV)
 
-    def client_argv(self, node: str, address: str, *extra: str, ca: Path | None = None,
-                    out: Path | None = None) -> list[str]:
+    def client_argv(
+        self, node: str, address: str, *extra: str, ca: Path | None = None, out: Path | None = None
+    ) -> list[str]:
         out = out or self.root / "out" / node
-        return [NODE_PYTHON, "-I", "-c", NODE_BOOTSTRAP, "--url", self.url,
-                "--ca", str(ca or self.ca_file), "--node", node, "--address", address,
-                "--key-out", str(out / "node.key"), "--cert-out", str(out / "node.pem"),
-                *extra]
+        return [
+            NODE_PYTHON,
+            "-I",
+            "-c",
+            NODE_BOOTSTRAP,
+            "--url",
+            self.url,
+            "--ca",
+            str(ca or self.ca_file),
+            "--node",
+            node,
+            "--address",
+            address,
+            "--key-out",
+            str(out / "node.key"),
+            "--cert-out",
+            str(out / "node.pem"),
+            *extra,
+        ]
 
 
 @pytest.fixture
@@ -119,8 +148,9 @@ def soft_tpms(tmp_path: Path) -> Iterator[Callable[[], SoftTpm]]:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+def lab(
+    tmp_path: Path, soft_tpms: Callable[[], SoftTpm], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Lab]:
     config = write_lab_config(tmp_path)
     cluster = load_cluster(config)[0]
     pki = Pki(tmp_path / "pki", cluster.security.key_type)
@@ -137,8 +167,9 @@ def lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm],
             return original(body)
 
         monkeypatch.setattr(record, "from_json", staticmethod(recording))
-    settings = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), free_ports(1),
-                                       rate_per_second=1000, burst=1000)
+    settings = service.ServiceSettings(
+        ipaddress.IPv4Address("127.0.0.1"), free_ports(1), rate_per_second=1000, burst=1000
+    )
     server = server_mod.open_service(cluster, config, pki, settings)
     server.start_background()
     try:
@@ -152,11 +183,13 @@ def pending_entries(lab: Lab) -> list[dict[str, object]]:
     return [{**dataclasses.asdict(p), "macs": list(p.macs)} for p in entries]
 
 
-def raw_post(lab: Lab, path: str, body: bytes, method: str = "POST",
-             declared: int | None = None) -> tuple[int, dict[str, str]]:
+def raw_post(
+    lab: Lab, path: str, body: bytes, method: str = "POST", declared: int | None = None
+) -> tuple[int, dict[str, str]]:
     ctx = ssl.create_default_context(cafile=str(lab.ca_file))
-    conn = http.client.HTTPSConnection("127.0.0.1", lab.server.server_address[1], context=ctx,
-                                       timeout=10)
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", lab.server.server_address[1], context=ctx, timeout=10
+    )
     try:
         if declared is None:
             conn.request(method, path, body, {"Content-Type": "application/json"})

@@ -30,9 +30,14 @@ from chaosnode.enrollment import APPROVAL_PATH, FINISH_PATH, START_PATH, StartRe
 from chaosnode.tpm import ak_template
 from chaosnode.tpmpub import ek_hash
 
-EK_ATTRIBUTES = (TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.DECRYPT | TPMA_OBJECT.FIXEDTPM
-                 | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.SENSITIVEDATAORIGIN
-                 | TPMA_OBJECT.ADMINWITHPOLICY)
+EK_ATTRIBUTES = (
+    TPMA_OBJECT.RESTRICTED
+    | TPMA_OBJECT.DECRYPT
+    | TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.ADMINWITHPOLICY
+)
 
 
 @dataclass(frozen=True)
@@ -48,17 +53,25 @@ class Material:
 
 
 def software_ek() -> bytes:
-    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return TPM2B_PUBLIC.from_pem(pem, objectAttributes=EK_ATTRIBUTES,
-                                 symmetric=TPMT_SYM_DEF_OBJECT.parse("aes128cfb")).marshal()
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return TPM2B_PUBLIC.from_pem(
+        pem, objectAttributes=EK_ATTRIBUTES, symmetric=TPMT_SYM_DEF_OBJECT.parse("aes128cfb")
+    ).marshal()
 
 
 def material(nodes: dict[str, str]) -> Material:
     """From {node: address} (chaos.yaml's); the first node is the one the EK is for."""
     ek = software_ek()
-    csrs = {n: make_csr(new_key(), n, ipaddress.IPv4Address(a)).public_bytes(
-        serialization.Encoding.PEM).decode() for n, a in nodes.items()}
+    csrs = {
+        n: make_csr(new_key(), n, ipaddress.IPv4Address(a))
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+        for n, a in nodes.items()
+    }
     return Material(next(iter(nodes)), ek, ek_hash(ek), ak_template().marshal(), csrs)
 
 
@@ -82,9 +95,9 @@ def csr_like(draw: st.DrawFn, m: Material) -> str:
         k = draw(st.integers(1, len(lines) - 2))
         line = lines[k]
         at = draw(st.integers(0, len(line) - 1))
-        lines[k] = line[:at] + draw(st.sampled_from("AZaz09+/=")) + line[at + 1:]
+        lines[k] = line[:at] + draw(st.sampled_from("AZaz09+/=")) + line[at + 1 :]
     elif damage == "truncate":
-        lines = lines[:draw(st.integers(1, len(lines)))]
+        lines = lines[: draw(st.integers(1, len(lines)))]
     elif damage == "garbage":
         return lines[0] + "\n" + draw(st.text(max_size=200))
     return "\n".join(lines) + "\n"
@@ -98,20 +111,29 @@ def _b64(data: bytes) -> str:
 def requests(draw: st.DrawFn, m: Material) -> tuple[str, bytes]:
     """An endpoint and a body for it."""
     path = draw(st.sampled_from([START_PATH, START_PATH, APPROVAL_PATH, FINISH_PATH]))
-    node = draw(st.sampled_from(sorted(m.csrs))) if sometimes(draw, "other") != "none" \
-        else m.node
-    macs = draw(st.lists(st.sampled_from(["52:54:00:99:00:11", "52:54:00:99:00:1",
-                                          "52:54:00:99:00:13"]), max_size=3))
+    node = draw(st.sampled_from(sorted(m.csrs))) if sometimes(draw, "other") != "none" else m.node
+    macs = draw(
+        st.lists(
+            st.sampled_from(["52:54:00:99:00:11", "52:54:00:99:00:1", "52:54:00:99:00:13"]),
+            max_size=3,
+        )
+    )
     body: dict[str, Any]
     if path == FINISH_PATH:
-        body = {"session": secrets.token_urlsafe(24), "hmac": draw(st.text("0123456789abcdef",
-                                                                         min_size=64,
-                                                                         max_size=64))}
+        body = {
+            "session": secrets.token_urlsafe(24),
+            "hmac": draw(st.text("0123456789abcdef", min_size=64, max_size=64)),
+        }
     elif path == APPROVAL_PATH:
         body = {"node": node, "macs": macs, "csr": draw(csr_like(m))}
     else:
-        body = {"node": node, "macs": macs, "ek_public": _b64(draw(bytes_like(m.ek_public))),
-                "ak_public": _b64(draw(bytes_like(m.ak_public))), "csr": draw(csr_like(m))}
+        body = {
+            "node": node,
+            "macs": macs,
+            "ek_public": _b64(draw(bytes_like(m.ek_public))),
+            "ak_public": _b64(draw(bytes_like(m.ak_public))),
+            "csr": draw(csr_like(m)),
+        }
     damage_fields(draw, body)
     return path, draw(raw_json(body))
 

@@ -31,8 +31,10 @@ from chaosnode.enrollment import (
 pytestmark = needs_swtpm  # the lab fixture also runs TPM clients (the good client at the end)
 
 NODE, ADDRESS = APPROVAL_NODE
-ASK = re.compile(r"this machine has no TPM attestation: approve this boot with chaos-build "
-                 rf"enroll approve-boot ([0-9a-f-]{{19}}) \(node {NODE}\)")
+ASK = re.compile(
+    r"this machine has no TPM attestation: approve this boot with chaos-build "
+    rf"enroll approve-boot ([0-9a-f-]{{19}}) \(node {NODE}\)"
+)
 
 
 def boots(lab: Lab) -> BootStore:
@@ -46,8 +48,9 @@ def wait_for(condition: object, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
-def no_tpm_client(lab: Lab, *extra: str, node: str = NODE, address: str = ADDRESS,
-                  out: Path | None = None) -> subprocess.Popen[str]:
+def no_tpm_client(
+    lab: Lab, *extra: str, node: str = NODE, address: str = ADDRESS, out: Path | None = None
+) -> subprocess.Popen[str]:
     """The node's client without a TPM (the default TCTI, a device that is never opened)."""
     argv = lab.client_argv(node, address, "--attestation", "approval", *extra, out=out)
     return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=NODE_ENV)
@@ -61,8 +64,9 @@ def cli(lab: Lab, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, 
     return rc, out, err
 
 
-def test_a_boot_without_tpm_waits_for_approval_then_gets_a_certificate_for_its_key(lab: Lab,
-                                                                                  capsys):
+def test_a_boot_without_tpm_waits_for_approval_then_gets_a_certificate_for_its_key(
+    lab: Lab, capsys
+):
     proc = no_tpm_client(lab, "--max-time", "60")
     try:
         # refused (recorded, waiting) at least twice: nothing is issued before the admin acts
@@ -89,22 +93,23 @@ def test_a_boot_without_tpm_waits_for_approval_then_gets_a_certificate_for_its_k
     assert "Traceback" not in stderr
     # the console showed the same fingerprint the admin approved
     assert ASK.findall(stderr)[:1] == [boot.fingerprint]
-    assert f"enrolled as {NODE} (boot {boot.fingerprint} approved by an admin, no TPM)" in \
-        stderr
-    key_file, cert_file = lab.root / "out" / NODE / "node.key", lab.root / "out" / NODE / \
-        "node.pem"
+    assert f"enrolled as {NODE} (boot {boot.fingerprint} approved by an admin, no TPM)" in stderr
+    key_file, cert_file = lab.root / "out" / NODE / "node.key", lab.root / "out" / NODE / "node.pem"
     key = serialization.load_pem_private_key(key_file.read_bytes(), None)
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     assert cert.public_key() == key.public_key()
     cert.verify_directly_issued_by(lab.pki.ca_cert())
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     assert boot_fingerprint(der) == boot.fingerprint
     # the wire carried public things only
-    secret = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption())
-    assert lab.bodies and all(base64.b64encode(secret) not in b and b"PRIVATE" not in b
-                              for b in lab.bodies)
+    secret = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert lab.bodies and all(
+        base64.b64encode(secret) not in b and b"PRIVATE" not in b for b in lab.bodies
+    )
     # single use: the approval is spent, and the next boot (a new key) waits again
     rc, _, err = cli(lab, capsys, "approve-boot", boot.fingerprint)
     assert rc == 2 and "already got its certificate" in err
@@ -124,10 +129,16 @@ def test_an_approval_is_for_one_key_and_a_tpm_node_needs_its_tpm(lab: Lab, capsy
     def ask(node: str = NODE, address: str = ADDRESS) -> tuple[object, ApprovalRequest, str]:
         key = new_key()
         csr = make_csr(key, node, ipaddress.IPv4Address(address))
-        der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-        return key, ApprovalRequest(node, ("52:54:00:99:00:13",), csr.public_bytes(
-            serialization.Encoding.PEM).decode()), boot_fingerprint(der)
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return (
+            key,
+            ApprovalRequest(
+                node, ("52:54:00:99:00:13",), csr.public_bytes(serialization.Encoding.PEM).decode()
+            ),
+            boot_fingerprint(der),
+        )
 
     def refusal(req: ApprovalRequest) -> ProtocolError:
         with pytest.raises(ProtocolError) as err:
@@ -142,8 +153,9 @@ def test_an_approval_is_for_one_key_and_a_tpm_node_needs_its_tpm(lab: Lab, capsy
     err = refusal(theirs)
     assert err.code == "awaiting_approval" and fp_theirs in err.reason
     reply = FinishResponse.from_json(client.post(APPROVAL_PATH, mine.to_json()))
-    assert x509.load_pem_x509_certificate(reply.certificate.encode()).public_key() == \
-        key.public_key()  # type: ignore[attr-defined]
+    assert (
+        x509.load_pem_x509_certificate(reply.certificate.encode()).public_key() == key.public_key()
+    )  # type: ignore[attr-defined]
     assert refusal(mine).code == "replayed"
     # a TPM node's request without TPM proof: refused, and nothing recorded to approve
     _, tpm_node, _ = ask("node01", "10.99.0.11")
@@ -152,8 +164,9 @@ def test_an_approval_is_for_one_key_and_a_tpm_node_needs_its_tpm(lab: Lab, capsy
     assert all(b.node == NODE for b in boots(lab).entries())
     client.close()
     # the node's client says so on its console and stops (retrying would not help)
-    proc = no_tpm_client(lab, "--max-time", "20", node="node01", address="10.99.0.11",
-                         out=lab.root / "rogue")
+    proc = no_tpm_client(
+        lab, "--max-time", "20", node="node01", address="10.99.0.11", out=lab.root / "rogue"
+    )
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1 and "refused: tpm_required: node node01 proves" in stderr
     assert "Traceback" not in stderr and not (lab.root / "rogue").exists()
@@ -161,19 +174,32 @@ def test_an_approval_is_for_one_key_and_a_tpm_node_needs_its_tpm(lab: Lab, capsy
 
 
 def test_malformed_and_oversized_approval_requests_are_refused_with_reasons(lab: Lab):
-    good = json.loads(ApprovalRequest(NODE, (), "-----BEGIN CERTIFICATE REQUEST-----\n")
-                      .to_json())
+    good = json.loads(ApprovalRequest(NODE, (), "-----BEGIN CERTIFICATE REQUEST-----\n").to_json())
     cases = [
         (b"", MAX_BODY + 1, 413, "too_large", "the limit is 16384"),
         (b"{not json", None, 400, "malformed", "approval request is not JSON"),
-        (json.dumps({**good, "ek_public": "AAE="}).encode(), None, 400, "malformed",
-         "unknown fields ek_public"),
-        (json.dumps({"node": NODE, "macs": []}).encode(), None, 400, "malformed",
-         "lacks csr"),
-        (json.dumps({**good, "macs": ["52:54:00:99:00:13"] * 17}).encode(), None, 400,
-         "malformed", "at most 16"),
-        (json.dumps({**good, "csr": good["csr"] + "A" * 5000}).encode(), None, 400,
-         "malformed", "csr is longer than 4096"),
+        (
+            json.dumps({**good, "ek_public": "AAE="}).encode(),
+            None,
+            400,
+            "malformed",
+            "unknown fields ek_public",
+        ),
+        (json.dumps({"node": NODE, "macs": []}).encode(), None, 400, "malformed", "lacks csr"),
+        (
+            json.dumps({**good, "macs": ["52:54:00:99:00:13"] * 17}).encode(),
+            None,
+            400,
+            "malformed",
+            "at most 16",
+        ),
+        (
+            json.dumps({**good, "csr": good["csr"] + "A" * 5000}).encode(),
+            None,
+            400,
+            "malformed",
+            "csr is longer than 4096",
+        ),
         (json.dumps(good).encode(), None, 400, "bad_csr", "cannot parse the CSR"),
     ]
     for body, declared, status, code, text in cases:

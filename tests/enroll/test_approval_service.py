@@ -53,20 +53,31 @@ def setup(tmp_path: Path) -> Setup:
     pki.init_ca(cluster.cluster.name, T0 - dt.timedelta(days=1), 30)
     clock = FakeClock()
     settings = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), 1)
-    svc = service.Enrollment(cluster, pki, tmp_path / "tpm-registry.yaml",
-                             PendingStore(pki.paths.root / "pending.json"), settings, clock)
+    svc = service.Enrollment(
+        cluster,
+        pki,
+        tmp_path / "tpm-registry.yaml",
+        PendingStore(pki.paths.root / "pending.json"),
+        settings,
+        clock,
+    )
     return Setup(svc, clock, BootStore(pki.paths.root / BOOTS_FILE), pki)
 
 
-def boot(node: str = NODE, address: str = ADDRESS, csr_node: str | None = None
-         ) -> tuple[NodeKey, ApprovalRequest, str]:
+def boot(
+    node: str = NODE, address: str = ADDRESS, csr_node: str | None = None
+) -> tuple[NodeKey, ApprovalRequest, str]:
     """A new boot: a new key, its CSR, its fingerprint (as the node computes it)."""
     key = new_key()
     csr = make_csr(key, csr_node or node, ipaddress.IPv4Address(address))
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return (key, ApprovalRequest(node, MACS, csr.public_bytes(serialization.Encoding.PEM)
-                                 .decode()), boot_fingerprint(der))
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return (
+        key,
+        ApprovalRequest(node, MACS, csr.public_bytes(serialization.Encoding.PEM).decode()),
+        boot_fingerprint(der),
+    )
 
 
 def refused(call: object) -> ProtocolError:
@@ -82,8 +93,13 @@ def test_a_boot_waits_with_its_fingerprint_until_approved_then_gets_one_certific
     assert f"chaos-build enroll approve-boot {fp}` (node {NODE})" in err.reason
     assert FINGERPRINT.match(fp)
     [waiting] = setup.boots.entries()
-    assert (waiting.fingerprint, waiting.node, waiting.source, waiting.macs, waiting.state) == \
-        (fp, NODE, "10.99.0.13", MACS, "waiting")
+    assert (waiting.fingerprint, waiting.node, waiting.source, waiting.macs, waiting.state) == (
+        fp,
+        NODE,
+        "10.99.0.13",
+        MACS,
+        "waiting",
+    )
     assert waiting.first_seen == T0.isoformat()
     setup.clock.advance(seconds=30)
     assert refused(lambda: setup.svc.approval(req, "10.99.0.13")).code == "awaiting_approval"
@@ -111,8 +127,7 @@ def test_the_next_boot_has_a_new_key_and_waits_again(setup):
     setup.svc.approval(first, "10.99.0.13")
     _, second, fp2 = boot()
     assert fp2 != fp1
-    assert refused(lambda: setup.svc.approval(second, "10.99.0.13")).code == \
-        "awaiting_approval"
+    assert refused(lambda: setup.svc.approval(second, "10.99.0.13")).code == "awaiting_approval"
 
 
 def test_an_approval_binds_to_that_key_not_to_the_node(setup):
@@ -125,8 +140,9 @@ def test_an_approval_binds_to_that_key_not_to_the_node(setup):
     err = refused(lambda: setup.svc.approval(theirs, "10.99.0.66"))
     assert err.code == "awaiting_approval" and fp_theirs in err.reason
     done = setup.svc.approval(mine, "10.99.0.13")
-    assert x509.load_pem_x509_certificate(done.certificate.encode()).public_key() == \
-        key.public_key()
+    assert (
+        x509.load_pem_x509_certificate(done.certificate.encode()).public_key() == key.public_key()
+    )
 
 
 def test_an_expired_approval_is_refused_and_the_boot_waits_again(setup):
@@ -174,8 +190,9 @@ def test_identity_checks_hold_for_boots_without_tpm(setup):
     assert refused(lambda: setup.svc.approval(req, "x")).code == "unknown_node"
     assert setup.boots.entries() == []
     # a revoked node waits for nothing: refused before it is recorded
-    setup.pki.issue(Identity(NODE, f"{NODE}.chaos.lan", ipaddress.IPv4Address(ADDRESS)),
-                    "chaos-lab", T0, 1)
+    setup.pki.issue(
+        Identity(NODE, f"{NODE}.chaos.lan", ipaddress.IPv4Address(ADDRESS)), "chaos-lab", T0, 1
+    )
     setup.pki.revoke(NODE, T0, 1)
     _, req, _ = boot()
     assert refused(lambda: setup.svc.approval(req, "10.99.0.13")).code == "revoked"
@@ -185,8 +202,14 @@ def test_identity_checks_hold_for_boots_without_tpm(setup):
 def test_boots_are_bounded(tmp_path):
     store = BootStore(tmp_path / "boots.json", limit=3)
     for i in range(5):
-        store.ask(f"{i:04x}-0000-0000-0000", f"sha256:{i:064x}", NODE, MACS, "x",
-                  T0 + dt.timedelta(seconds=i))
+        store.ask(
+            f"{i:04x}-0000-0000-0000",
+            f"sha256:{i:064x}",
+            NODE,
+            MACS,
+            "x",
+            T0 + dt.timedelta(seconds=i),
+        )
     assert [b.fingerprint[:4] for b in store.entries()] == ["0002", "0003", "0004"]
 
 
@@ -200,12 +223,14 @@ def test_the_rendered_node_json_tells_the_boot_unit_which_attestation(tmp_path):
 
     cluster = load_cluster(write_lab_config(tmp_path))[0]
     for name, attestation in (("node01", "tpm"), (NODE, "approval")):
-        tree = render_templates(node_context(cluster, cluster.node(name)), environment(),
-                                ["common/etc/chaos/node.json.j2"])
+        tree = render_templates(
+            node_context(cluster, cluster.node(name)),
+            environment(),
+            ["common/etc/chaos/node.json.j2"],
+        )
         node = NodeSettings.loads(tree["etc/chaos/node.json"].data)
         assert node.attestation == attestation
-        assert enroll.parser().parse_args(bootenroll.enroll_argv(node)).attestation == \
-            attestation
+        assert enroll.parser().parse_args(bootenroll.enroll_argv(node)).attestation == attestation
 
 
 def test_cli_approve_boot_refuses_unknown_and_malformed_fingerprints(workdir: Path, capsys):
@@ -220,8 +245,9 @@ def test_cli_approve_boot_refuses_unknown_and_malformed_fingerprints(workdir: Pa
     assert "no machines are waiting" in capsys.readouterr().err
     # a boot that stopped asking 20 minutes ago: listed with its age, too late to approve
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
-    BootStore(workdir / "pki" / BOOTS_FILE).ask("3f2a-91bc-0d4e-7a11", "sha256:" + "a" * 64,
-                                                NODE, MACS, "10.99.0.13", long_ago)
+    BootStore(workdir / "pki" / BOOTS_FILE).ask(
+        "3f2a-91bc-0d4e-7a11", "sha256:" + "a" * 64, NODE, MACS, "10.99.0.13", long_ago
+    )
     assert main(["enroll", "pending", "-c", config]) == 0
     out = capsys.readouterr().out
     assert "boot 3f2a-91bc-0d4e-7a11  as node03" in out and "age 20 min" in out

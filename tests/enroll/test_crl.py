@@ -19,11 +19,25 @@ from chaosnode.crl import CrlError, newer
 
 
 def crl_client(lab: Lab, dest: Path, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([NODE_PYTHON, "-I", "-c",
-                           f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                           "from chaosnode.crl import main; raise SystemExit(main(sys.argv[1:]))",
-                           "--url", url or lab.url, "--ca", str(lab.ca_file), "--crl", str(dest),
-                           "--no-reload"], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            NODE_PYTHON,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+            "from chaosnode.crl import main; raise SystemExit(main(sys.argv[1:]))",
+            "--url",
+            url or lab.url,
+            "--ca",
+            str(lab.ca_file),
+            "--crl",
+            str(dest),
+            "--no-reload",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @needs_swtpm
@@ -33,8 +47,12 @@ def test_node_installs_a_newer_crl_and_keeps_a_current_one(lab: Lab, tmp_path: P
     r = crl_client(lab, dest)
     assert r.returncode == 0 and "CRL is current" in r.stdout, r.stderr
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
-    lab.pki.issue(Identity("node02", "node02.chaos.lan", ipaddress.IPv4Address("10.99.0.12")),
-                  "chaos-lab", later, 1)
+    lab.pki.issue(
+        Identity("node02", "node02.chaos.lan", ipaddress.IPv4Address("10.99.0.12")),
+        "chaos-lab",
+        later,
+        1,
+    )
     [serial] = lab.pki.revoke("node02", later, 1)
     r = crl_client(lab, dest)
     assert r.returncode == 0 and "installed a newer CRL" in r.stdout, r.stderr

@@ -40,18 +40,25 @@ from chaosnode.tpmpub import TPMA_OBJECT
 pytestmark = needs_swtpm
 
 
-def start_request(keys_att: object, node: str = "node01", address: str = "10.99.0.11",
-                  csr_node: str | None = None, ek_public: bytes | None = None
-                  ) -> tuple[StartRequest, bytes]:
+def start_request(
+    keys_att: object,
+    node: str = "node01",
+    address: str = "10.99.0.11",
+    csr_node: str | None = None,
+    ek_public: bytes | None = None,
+) -> tuple[StartRequest, bytes]:
     key = new_key()
     import ipaddress  # noqa: PLC0415
 
     csr = make_csr(key, csr_node or node, ipaddress.IPv4Address(address))
     att = keys_att
-    req = StartRequest(node=node, macs=("52:54:00:99:00:11",),
-                       ek_public=ek_public or att.ek_public,  # type: ignore[attr-defined]
-                       ak_public=att.ak_public,  # type: ignore[attr-defined]
-                       csr=csr.public_bytes(serialization.Encoding.PEM).decode())
+    req = StartRequest(
+        node=node,
+        macs=("52:54:00:99:00:11",),
+        ek_public=ek_public or att.ek_public,  # type: ignore[attr-defined]
+        ak_public=att.ak_public,  # type: ignore[attr-defined]
+        csr=csr.public_bytes(serialization.Encoding.PEM).decode(),
+    )
     return req, csr.public_bytes(serialization.Encoding.DER)
 
 
@@ -68,8 +75,7 @@ def assert_good_client_enrolls(lab: Lab) -> x509.Certificate:
     return x509.load_pem_x509_certificate((lab.root / "out/node01/node.pem").read_bytes())
 
 
-def test_registered_tpm_gets_a_certificate_for_a_key_that_never_left_the_node(lab: Lab,
-                                                                              caplog):
+def test_registered_tpm_gets_a_certificate_for_a_key_that_never_left_the_node(lab: Lab, caplog):
     caplog.set_level(logging.INFO, logger="chaos.enroll")
     before = persistent_handles(lab.tpm_a)
     r = lab.client(lab.tpm_a)
@@ -81,33 +87,41 @@ def test_registered_tpm_gets_a_certificate_for_a_key_that_never_left_the_node(la
     assert isinstance(key, ed25519.Ed25519PrivateKey)
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     raw = serialization.PublicFormat.Raw, serialization.Encoding.Raw
-    assert cert.public_key().public_bytes(raw[1], raw[0]) == \
-        key.public_key().public_bytes(raw[1], raw[0])
+    assert cert.public_key().public_bytes(raw[1], raw[0]) == key.public_key().public_bytes(
+        raw[1], raw[0]
+    )
     cert.verify_directly_issued_by(lab.pki.ca_cert())
     assert sorted(sans_of(cert)) == ["10.99.0.11", "node01", "node01.chaos.lan"]
     life = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert life == dt.timedelta(hours=16, minutes=5)
     # the wire carried public things only: no form of the private key in any request
-    secret = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                               serialization.NoEncryption())
+    secret = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     assert len(lab.bodies) == 2
     for body in lab.bodies:
-        for form in (secret, secret.hex().encode(), base64.b64encode(secret),
-                     key_file.read_bytes().splitlines()[1], b"PRIVATE KEY"):
+        for form in (
+            secret,
+            secret.hex().encode(),
+            base64.b64encode(secret),
+            key_file.read_bytes().splitlines()[1],
+            b"PRIVATE KEY",
+        ):
             assert form not in body
     assert (lab.pki.paths.enrolled / "node01.pem").read_bytes() == cert_file.read_bytes()
     assert persistent_handles(lab.tpm_a) == before
     # every request logged with source, node and outcome; no key material in the log
     lines = [r.getMessage() for r in caplog.records if r.name == "chaos.enroll"]
-    assert lines == ["enroll 127.0.0.1 /enroll/start node=node01 ok",
-                     "enroll 127.0.0.1 /enroll/finish node=node01 ok"]
+    assert lines == [
+        "enroll 127.0.0.1 /enroll/start node=node01 ok",
+        "enroll 127.0.0.1 /enroll/finish node=node01 ok",
+    ]
 
 
 def test_ecdsa_key_type(lab: Lab):
     r = lab.client(lab.tpm_a, "node01", "10.99.0.11", "--key-type", "ecdsa-p256")
     assert r.returncode == 0, r.stderr
-    key = serialization.load_pem_private_key(
-        (lab.root / "out/node01/node.key").read_bytes(), None)
+    key = serialization.load_pem_private_key((lab.root / "out/node01/node.key").read_bytes(), None)
     cert = x509.load_pem_x509_certificate((lab.root / "out/node01/node.pem").read_bytes())
     assert cert.public_key() == key.public_key()
 
@@ -161,9 +175,11 @@ def test_registered_ek_public_with_another_tpm_is_refused(lab: Lab):
     assert_good_client_enrolls(lab)
 
 
-@pytest.mark.parametrize("drop", [TPMA_OBJECT.RESTRICTED,
-                                  TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT],
-                         ids=["restricted", "fixedTPM"])  # a TPM refuses fixedTPM alone
+@pytest.mark.parametrize(
+    "drop",
+    [TPMA_OBJECT.RESTRICTED, TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT],
+    ids=["restricted", "fixedTPM"],
+)  # a TPM refuses fixedTPM alone
 def test_ak_that_is_not_an_attestation_key_is_refused(lab: Lab, drop):
     client = Client(lab.url, lab.ca_file)
     with Tpm(lab.tpm_a.tcti) as a, a.keys(AK_ATTRIBUTES & ~drop) as keys:
@@ -194,8 +210,7 @@ def test_protocol_refusals_each_with_its_reason_and_service_keeps_serving(lab: L
         # a CSR for another node's name, or this node's name with another address
         req, _ = start_request(keys.attestation, csr_node="node02")
         err = refusal(lambda: client.post(START_PATH, req.to_json()))
-        assert (err.code, err.reason) == ("wrong_identity", "the CSR names ['node02'], not "
-                                          "node01")
+        assert (err.code, err.reason) == ("wrong_identity", "the CSR names ['node02'], not node01")
         req, _ = start_request(keys.attestation, address="10.99.0.12")
         err = refusal(lambda: client.post(START_PATH, req.to_json()))
         assert err.code == "wrong_identity" and "10.99.0.12" in err.reason
@@ -216,8 +231,9 @@ def test_protocol_refusals_each_with_its_reason_and_service_keeps_serving(lab: L
     assert (status, body["error"]) == (400, "malformed") and "lacks macs" in body["reason"]
     status, body = raw_post(lab, FINISH_PATH, b'{"session": "x", "hmac": "y"}')
     assert (status, body["error"]) == (400, "malformed")
-    status, body = raw_post(lab, FINISH_PATH, json.dumps(
-        {"session": "A" * 32, "hmac": "0" * 64}).encode())
+    status, body = raw_post(
+        lab, FINISH_PATH, json.dumps({"session": "A" * 32, "hmac": "0" * 64}).encode()
+    )
     assert (status, body["error"]) == (403, "unknown_session")
     status, body = raw_post(lab, "/enroll/other", b"{}")
     assert (status, body["error"]) == (404, "not_found")
@@ -238,8 +254,15 @@ def test_client_rejects_a_server_without_a_cluster_certificate(lab: Lab, tmp_pat
 
     other = Pki(tmp_path / "other")
     other.init_ca("impostor", dt.datetime.now(dt.UTC), 30)
-    r = lab.client(lab.tpm_a, "node01", "10.99.0.11", "--max-time", "5",
-                   ca=other.paths.ca_cert, out=tmp_path / "out")
+    r = lab.client(
+        lab.tpm_a,
+        "node01",
+        "10.99.0.11",
+        "--max-time",
+        "5",
+        ca=other.paths.ca_cert,
+        out=tmp_path / "out",
+    )
     assert r.returncode == 1 and "not the cluster's enrollment service" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
     assert lab.bodies == []  # nothing was sent to a server it does not trust

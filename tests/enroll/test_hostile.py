@@ -41,9 +41,14 @@ def test_deep_json_is_malformed_not_an_internal_error(lab: Lab) -> None:
 def strict(lab: Lab) -> Iterator[server_mod.EnrollServer]:
     """A second service on the lab's PKI and registry with a short request deadline and
     room for the dribblers; the lab's client is pointed at it."""
-    settings = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), free_ports(1),
-                                       rate_per_second=1000, burst=1000, request_seconds=3,
-                                       max_connections=DRIBBLERS + 16)
+    settings = service.ServiceSettings(
+        ipaddress.IPv4Address("127.0.0.1"),
+        free_ports(1),
+        rate_per_second=1000,
+        burst=1000,
+        request_seconds=3,
+        max_connections=DRIBBLERS + 16,
+    )
     server = server_mod.open_service(lab.cluster, lab.config, lab.pki, settings)
     server.start_background()
     lab.url_override = server.url
@@ -56,13 +61,14 @@ def strict(lab: Lab) -> Iterator[server_mod.EnrollServer]:
 async def dribble(port: int, source: str, ctx: ssl.SSLContext) -> float:
     """Send a request one byte a second; return how long after its first byte the server
     closed the connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
-                                                   local_addr=(source, 0))
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ctx, local_addr=(source, 0)
+    )
     request = f"POST {START_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n".encode()
     first = time.monotonic()
     try:
         for k in range(600):  # 10 minutes of bytes if never cut
-            writer.write(request[k:k + 1] if k < len(request) else b"{")
+            writer.write(request[k : k + 1] if k < len(request) else b"{")
             await writer.drain()
             with_reply = asyncio.ensure_future(reader.read(1024))
             done, _ = await asyncio.wait({with_reply}, timeout=1)
@@ -80,7 +86,8 @@ async def dribble(port: int, source: str, ctx: ssl.SSLContext) -> float:
 
 @needs_swtpm
 def test_dribbling_clients_are_cut_at_the_deadline_while_a_node_enrolls(
-        lab: Lab, strict: server_mod.EnrollServer) -> None:
+    lab: Lab, strict: server_mod.EnrollServer
+) -> None:
     ctx = ssl.create_default_context(cafile=str(lab.ca_file))
     ctx.check_hostname = False
     port = strict.server_address[1]
@@ -96,9 +103,11 @@ def test_dribbling_clients_are_cut_at_the_deadline_while_a_node_enrolls(
         return list(await asyncio.gather(*tasks)), meanwhile
 
     cut, meanwhile = asyncio.run(scenario())
-    print(f"{DRIBBLERS} dribblers (deadline 3 s, idle timeout 10 s) cut after "
-          f"min {min(cut):.1f} s, median {statistics.median(cut):.1f} s, max {max(cut):.1f} s; "
-          f"{meanwhile} still dribbling when the node had enrolled")
+    print(
+        f"{DRIBBLERS} dribblers (deadline 3 s, idle timeout 10 s) cut after "
+        f"min {min(cut):.1f} s, median {statistics.median(cut):.1f} s, max {max(cut):.1f} s; "
+        f"{meanwhile} still dribbling when the node had enrolled"
+    )
     assert strict.counters["deadline"] == DRIBBLERS
     assert strict.counters["ok"] == 2  # the node's start and finish
     assert strict.counters["internal_errors"] == 0
@@ -106,7 +115,8 @@ def test_dribbling_clients_are_cut_at_the_deadline_while_a_node_enrolls(
 
 @needs_swtpm
 def test_an_address_holding_connections_leaves_room_for_a_node(
-        lab: Lab, strict: server_mod.EnrollServer) -> None:
+    lab: Lab, strict: server_mod.EnrollServer
+) -> None:
     port = strict.server_address[1]
     held = []
     try:
@@ -134,8 +144,13 @@ def unknown_eks(n: int) -> list[bytes]:
 
     out = []
     for _ in range(n):
-        pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        pem = (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         out.append(TPM2B_PUBLIC.from_pem(pem).marshal())
     return out
 
@@ -155,8 +170,9 @@ def flood(lab: Lab, eks: list[bytes], threads: int = 4) -> float:
     ctx.check_hostname = False
 
     def send(chunk: list[bytes]) -> list[int]:
-        conn = http.client.HTTPSConnection("127.0.0.1", lab.server.server_address[1],
-                                           context=ctx, timeout=30)
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", lab.server.server_address[1], context=ctx, timeout=30
+        )
         statuses = []
         try:
             for ek in chunk:
@@ -179,7 +195,8 @@ def flood(lab: Lab, eks: list[bytes], threads: int = 4) -> float:
 
 @needs_swtpm
 def test_a_flood_of_unknown_machines_is_recorded_fast_and_a_real_one_is_served(
-        lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
     import concurrent.futures
 
     from builder.cli import main
@@ -194,8 +211,7 @@ def test_a_flood_of_unknown_machines_is_recorded_fast_and_a_real_one_is_served(
         assert r.returncode == 1 and f"TPM EK {ek_b}" in r.stderr, lab.server.counters
         assert main(["enroll", "pending", "-c", str(lab.config)]) == 0
         assert ek_b in capsys.readouterr().out
-        assert main(["enroll", "approve", ek_b, "--node", "node02", "-c",
-                     str(lab.config)]) == 0
+        assert main(["enroll", "approve", ek_b, "--node", "node02", "-c", str(lab.config)]) == 0
         r = lab.client(lab.tpm_b, "node02", "10.99.0.12")
         assert r.returncode == 0, r.stderr
         still_flooding = not flooding.done()
@@ -203,8 +219,10 @@ def test_a_flood_of_unknown_machines_is_recorded_fast_and_a_real_one_is_served(
     store = PendingStore(lab.pki.paths.root / "pending.jsonl")
     entries = store.entries()
     with capsys.disabled():
-        print(f"\n2000 unknown EKs recorded in {took:.1f} s ({2000 / took:.0f}/s); the real "
-              f"machine was served {'during' if still_flooding else 'after'} the flood; "
-              f"journal {store.path.stat().st_size // 1024} KiB, {len(entries)} listed")
+        print(
+            f"\n2000 unknown EKs recorded in {took:.1f} s ({2000 / took:.0f}/s); the real "
+            f"machine was served {'during' if still_flooding else 'after'} the flood; "
+            f"journal {store.path.stat().st_size // 1024} KiB, {len(entries)} listed"
+        )
     assert len(entries) == MAX_PENDING and ek_b not in {p.ek_hash for p in entries}
     assert lab.server.counters["internal_errors"] == 0

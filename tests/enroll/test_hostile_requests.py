@@ -47,8 +47,13 @@ def hostile_service(root: Path) -> tuple[service.Enrollment, Material]:
     config = write_lab_config(root)
     cluster, pki, m = prepare(config)
     settings_ = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), 1)
-    return service.Enrollment(cluster, pki, registry_path(cluster, config),
-                              PendingStore(pki.paths.root / "pending.jsonl"), settings_), m
+    return service.Enrollment(
+        cluster,
+        pki,
+        registry_path(cluster, config),
+        PendingStore(pki.paths.root / "pending.jsonl"),
+        settings_,
+    ), m
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +61,26 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> tuple[service.Enrollment
     return hostile_service(tmp_path_factory.mktemp("hostile"))
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(data=st.data())
 def test_any_request_is_answered_or_refused_with_a_code(
-        target: tuple[service.Enrollment, Material], data: st.DataObject) -> None:
+    target: tuple[service.Enrollment, Material], data: st.DataObject
+) -> None:
     svc, m = target
     path, body = data.draw(requests(m))
     assert answer(svc, path, body)  # no other exception escaped
 
 
-def test_the_well_formed_request_is_challenged(
-        target: tuple[service.Enrollment, Material]) -> None:
+def test_the_well_formed_request_is_challenged(target: tuple[service.Enrollment, Material]) -> None:
     """What the strategies damage is right to begin with: the service issues a challenge."""
     svc, m = target
     assert answer(svc, START_PATH, well_formed(m)) == "ok"
@@ -85,25 +97,29 @@ def two_san_csr(node: str, address: str) -> str:
 
     key = ed25519.Ed25519PrivateKey.generate()
     der = make_csr(key, node, ipaddress.IPv4Address(address)).public_bytes(
-        serialization.Encoding.DER)
-    (_, body), = children(der)
+        serialization.Encoding.DER
+    )
+    ((_, body),) = children(der)
     (_, info), algorithm, _ = children(body)
     fields = children(info)  # version, subject, key, [0] attributes
-    (_, attribute), = children(fields[3][1])
+    ((_, attribute),) = children(fields[3][1])
     oid, values = children(attribute)
-    (_, extensions), = children(values[1])  # SET { Extensions }
+    ((_, extensions),) = children(values[1])  # SET { Extensions }
     san = children(extensions)[0]  # make_csr's only extension
     doubled = tlv(*san) + tlv(*san)
     fields[3] = (0xA0, tlv(0x30, tlv(*oid) + tlv(0x31, tlv(0x30, doubled))))
     info_der = tlv(0x30, b"".join(tlv(*f) for f in fields))
     signed = tlv(0x30, info_der + tlv(*algorithm) + tlv(0x03, b"\0" + key.sign(info_der)))
-    return ("-----BEGIN CERTIFICATE REQUEST-----\n"
-            + base64.encodebytes(signed).decode()
-            + "-----END CERTIFICATE REQUEST-----\n")
+    return (
+        "-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(signed).decode()
+        + "-----END CERTIFICATE REQUEST-----\n"
+    )
 
 
 def test_a_csr_cryptography_cannot_read_is_bad_csr(
-        target: tuple[service.Enrollment, Material]) -> None:
+    target: tuple[service.Enrollment, Material],
+) -> None:
     from cryptography import x509
 
     svc, m = target

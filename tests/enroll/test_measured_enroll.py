@@ -43,8 +43,14 @@ class MeasuredLab:
         assert check is not None
         return dict(check.counts)
 
-    def enroll(self, tpm: SoftTpm, log: Path, *extra: str, node: str = "node01",
-               address: str = "10.99.0.11") -> subprocess.CompletedProcess[str]:
+    def enroll(
+        self,
+        tpm: SoftTpm,
+        log: Path,
+        *extra: str,
+        node: str = "node01",
+        address: str = "10.99.0.11",
+    ) -> subprocess.CompletedProcess[str]:
         return self.lab.client(tpm, node, address, "--event-log", str(log), *extra)
 
     def boot(self, tpm: SoftTpm, node: str, boot: Boot = GENUINE) -> Path:
@@ -58,15 +64,17 @@ class MeasuredLab:
 
 
 @pytest.fixture
-def measured_lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm]
-                 ) -> Iterator[Callable[[str], MeasuredLab]]:
+def measured_lab(
+    tmp_path: Path, soft_tpms: Callable[[], SoftTpm]
+) -> Iterator[Callable[[str], MeasuredLab]]:
     servers: list[server_mod.EnrollServer] = []
 
     def start(mode: str) -> MeasuredLab:
         config = write_lab_config(tmp_path)
         text = config.read_text().replace("security:\n", f"security:\n  measured_boot: {mode}\n")
-        config.write_text(text.replace("  - name: node02\n",
-                                       "  - name: node02\n    boot: legacy-bios\n"))
+        config.write_text(
+            text.replace("  - name: node02\n", "  - name: node02\n    boot: legacy-bios\n")
+        )
         cluster = load_cluster(config)[0]
         assert cluster.security.measured_boot.value == mode  # a bare `off` too (YAML 1.1)
         pki = Pki(tmp_path / "pki", cluster.security.key_type)
@@ -79,13 +87,15 @@ def measured_lab(tmp_path: Path, soft_tpms: Callable[[], SoftTpm]
         reference = make_reference(tmp_path / "boot")
         (tmp_path / "out").mkdir()
         write_reference(reference, tmp_path / "out" / REFERENCE_FILE)
-        settings = ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), free_ports(1),
-                                   rate_per_second=1000, burst=1000)
+        settings = ServiceSettings(
+            ipaddress.IPv4Address("127.0.0.1"), free_ports(1), rate_per_second=1000, burst=1000
+        )
         server = server_mod.open_service(cluster, config, pki, settings)
         server.start_background()
         servers.append(server)
-        return MeasuredLab(Lab(tmp_path, config, cluster, pki, server, tpm_a, tpm_b, ek_a),
-                           reference)
+        return MeasuredLab(
+            Lab(tmp_path, config, cluster, pki, server, tpm_a, tpm_b, ek_a), reference
+        )
 
     yield start
     for server in servers:
@@ -105,13 +115,17 @@ def test_another_initrd_is_refused_under_enforce_with_its_reason(measured_lab, c
     caplog.set_level(logging.INFO, logger="chaos.enroll")
     m = measured_lab("enforce")
     node = m.reference.node("node01")
-    log = m.boot(m.lab.tpm_a, "node01", Boot(initrds=(("(tftp)/initrd.img", ROGUE),
-                                                      ("(tftp)/nodes/node01.cpio",
-                                                       node.overlay))))
+    log = m.boot(
+        m.lab.tpm_a,
+        "node01",
+        Boot(initrds=(("(tftp)/initrd.img", ROGUE), ("(tftp)/nodes/node01.cpio", node.overlay))),
+    )
     r = m.enroll(m.lab.tpm_a, log, "--max-time", "20")
     assert r.returncode == 1
-    assert "refused: unmeasured_boot: measured boot: PCR 9: an initrd this build did not " \
+    assert (
+        "refused: unmeasured_boot: measured boot: PCR 9: an initrd this build did not "
         "make for node01 ('(tftp)/initrd.img'" in r.stderr
+    )
     assert "Traceback" not in r.stderr
     assert m.counts == {"refused unknown_file": 1}
     assert not (m.lab.root / "out/node01/node.pem").exists()

@@ -18,8 +18,12 @@ pytestmark = needs_swtpm
 
 
 def key_out(lab: Lab, node: str) -> list[str]:
-    return ["--munge-key-out", str(lab.root / "run" / node / "munge.key"),
-            "--munge-key-owner", getpass.getuser()]
+    return [
+        "--munge-key-out",
+        str(lab.root / "run" / node / "munge.key"),
+        "--munge-key-owner",
+        getpass.getuser(),
+    ]
 
 
 def test_attested_node_gets_the_munge_key_into_its_own_0400_file(lab: Lab):
@@ -38,8 +42,7 @@ def test_attested_node_gets_the_munge_key_into_its_own_0400_file(lab: Lab):
 
 def test_unregistered_machine_gets_no_munge_key(lab: Lab):
     key = mungekey.read(lab.pki.paths.root)
-    r = lab.client(lab.tpm_b, "node02", "10.99.0.12", "--max-time", "1.5",
-                   *key_out(lab, "node02"))
+    r = lab.client(lab.tpm_b, "node02", "10.99.0.12", "--max-time", "1.5", *key_out(lab, "node02"))
     assert r.returncode == 1
     assert "not registered as node02" in r.stderr
     assert not (lab.root / "run/node02").exists()
@@ -58,8 +61,9 @@ def test_munge_key_is_never_regenerated(lab: Lab):
 
 
 def test_finish_response_never_shows_the_key():
-    reply = FinishResponse("cert", "ca", "crl", "2026-01-01T00:00:00+00:00",
-                           munge_key=b"\x01" * 128)
+    reply = FinishResponse(
+        "cert", "ca", "crl", "2026-01-01T00:00:00+00:00", munge_key=b"\x01" * 128
+    )
     assert FinishResponse.from_json(reply.to_json()).munge_key == b"\x01" * 128
     assert "AQEB" not in repr(reply) and "\\x01" not in repr(reply)
     without = FinishResponse("cert", "ca", "crl", "2026-01-01T00:00:00+00:00")

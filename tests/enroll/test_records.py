@@ -23,8 +23,13 @@ from chaosnode.enrollment import (
 )
 
 CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
-START = StartRequest(node="node01", macs=("52:54:00:99:00:11",), ek_public=b"\x00\x01ek",
-                     ak_public=b"\x00\x01ak", csr=CSR)
+START = StartRequest(
+    node="node01",
+    macs=("52:54:00:99:00:11",),
+    ek_public=b"\x00\x01ek",
+    ak_public=b"\x00\x01ak",
+    csr=CSR,
+)
 
 
 def start_json(**changes: object) -> bytes:
@@ -59,41 +64,50 @@ def test_round_trips():
     assert FinishResponse.from_json(done.to_json()) == done
 
 
-@pytest.mark.parametrize("body, code, text", [
-    (b"\xff", "malformed", "not JSON"),
-    (b"[]", "malformed", "JSON object"),
-    (start_json(macs=...), "malformed", "lacks macs"),
-    (start_json(extra=1), "malformed", "unknown fields extra"),
-    (start_json(node="Node01"), "malformed", "node 'Node01' is not valid"),
-    (start_json(node=7), "malformed", "node must be a string"),
-    (start_json(macs=["52:54:00:99:00:1"]), "malformed", "is not a MAC"),
-    (start_json(macs=["52:54:00:99:00:11"] * 17), "malformed", "at most 16"),
-    (start_json(ek_public="not base64!"), "malformed", "ek_public is not base64"),
-    (start_json(ak_public=""), "malformed", "ak_public is empty"),
-    (start_json(ek_public=base64.b64encode(b"x" * 2000).decode()), "malformed",
-     "ek_public is longer"),
-    (start_json(csr="hello"), "malformed", "PEM certificate request"),
-    (b" " * (MAX_BODY + 1), "too_large", "the limit is 16384"),
-])
+@pytest.mark.parametrize(
+    "body, code, text",
+    [
+        (b"\xff", "malformed", "not JSON"),
+        (b"[]", "malformed", "JSON object"),
+        (start_json(macs=...), "malformed", "lacks macs"),
+        (start_json(extra=1), "malformed", "unknown fields extra"),
+        (start_json(node="Node01"), "malformed", "node 'Node01' is not valid"),
+        (start_json(node=7), "malformed", "node must be a string"),
+        (start_json(macs=["52:54:00:99:00:1"]), "malformed", "is not a MAC"),
+        (start_json(macs=["52:54:00:99:00:11"] * 17), "malformed", "at most 16"),
+        (start_json(ek_public="not base64!"), "malformed", "ek_public is not base64"),
+        (start_json(ak_public=""), "malformed", "ak_public is empty"),
+        (
+            start_json(ek_public=base64.b64encode(b"x" * 2000).decode()),
+            "malformed",
+            "ek_public is longer",
+        ),
+        (start_json(csr="hello"), "malformed", "PEM certificate request"),
+        (b" " * (MAX_BODY + 1), "too_large", "the limit is 16384"),
+    ],
+)
 def test_start_request_refusals(body, code, text):
     got = reason(lambda: StartRequest.from_json(body))
     assert got[0] == code and text in got[1]
     assert REFUSALS[code] in (400, 413)
 
 
-@pytest.mark.parametrize("body, code, text", [
-    (b"\xff", "malformed", "approval request is not JSON"),
-    (approval_json(csr=...), "malformed", "approval request lacks csr"),
-    # the TPM variant's fields are not part of this record: no mixing the two
-    (approval_json(ek_public="AAE="), "malformed", "unknown fields ek_public"),
-    (approval_json(node="../etc"), "malformed", "node '../etc' is not valid"),
-    (approval_json(macs="52:54:00:99:00:13"), "malformed", "at most 16"),
-    (approval_json(macs=["52:54:00:99:00:13"] * 17), "malformed", "at most 16"),
-    (approval_json(macs=["52-54-00-99-00-13"]), "malformed", "is not a MAC"),
-    (approval_json(csr="-----BEGIN CERTIFICATE-----"), "malformed", "PEM certificate request"),
-    (approval_json(csr=CSR + "A" * 5000), "malformed", "csr is longer than 4096"),
-    (b" " * (MAX_BODY + 1), "too_large", "the limit is 16384"),
-])
+@pytest.mark.parametrize(
+    "body, code, text",
+    [
+        (b"\xff", "malformed", "approval request is not JSON"),
+        (approval_json(csr=...), "malformed", "approval request lacks csr"),
+        # the TPM variant's fields are not part of this record: no mixing the two
+        (approval_json(ek_public="AAE="), "malformed", "unknown fields ek_public"),
+        (approval_json(node="../etc"), "malformed", "node '../etc' is not valid"),
+        (approval_json(macs="52:54:00:99:00:13"), "malformed", "at most 16"),
+        (approval_json(macs=["52:54:00:99:00:13"] * 17), "malformed", "at most 16"),
+        (approval_json(macs=["52-54-00-99-00-13"]), "malformed", "is not a MAC"),
+        (approval_json(csr="-----BEGIN CERTIFICATE-----"), "malformed", "PEM certificate request"),
+        (approval_json(csr=CSR + "A" * 5000), "malformed", "csr is longer than 4096"),
+        (b" " * (MAX_BODY + 1), "too_large", "the limit is 16384"),
+    ],
+)
 def test_approval_request_refusals(body, code, text):
     got = reason(lambda: ApprovalRequest.from_json(body))
     assert got[0] == code and text in got[1]
@@ -110,12 +124,15 @@ def test_boot_fingerprint_is_short_grouped_and_from_the_key():
     assert fp == boot_fingerprint(b"public key") != boot_fingerprint(b"other key")
 
 
-@pytest.mark.parametrize("data, text", [
-    ({"session": "short", "hmac": "0" * 64}, "session 'short' is not valid"),
-    ({"session": "A" * 32, "hmac": "0" * 63}, "hmac"),
-    ({"session": "A" * 32, "hmac": "G" * 64}, "hmac"),
-    ({"session": "A" * 32}, "lacks hmac"),
-])
+@pytest.mark.parametrize(
+    "data, text",
+    [
+        ({"session": "short", "hmac": "0" * 64}, "session 'short' is not valid"),
+        ({"session": "A" * 32, "hmac": "0" * 63}, "hmac"),
+        ({"session": "A" * 32, "hmac": "G" * 64}, "hmac"),
+        ({"session": "A" * 32}, "lacks hmac"),
+    ],
+)
 def test_finish_request_refusals(data, text):
     code, why = reason(lambda: FinishRequest.from_json(json.dumps(data).encode()))
     assert code == "malformed" and text in why
@@ -126,8 +143,7 @@ def test_refusal_record_and_its_fallbacks():
     assert err.status == 403
     assert ProtocolError.from_json(err.to_json(), 403).code == "bad_proof"
     assert ProtocolError.from_json(b"<html>", 502).code == "internal"
-    assert ProtocolError.from_json(b'{"error": "weird", "reason": "x"}', 400).code == \
-        "malformed"
+    assert ProtocolError.from_json(b'{"error": "weird", "reason": "x"}', 400).code == "malformed"
     assert ProtocolError("no-such-code", "x").code == "internal"
 
 

@@ -29,8 +29,10 @@ from builder.model import KeyType
 from builder.pki import Identity, Pki, cert_pem, key_pem, make_node_cert, new_key, sans_of
 from chaosnode.renew import check
 
-RENEW_BOOTSTRAP = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                   "from chaosnode.renew import main; sys.exit(main())")
+RENEW_BOOTSTRAP = (
+    f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+    "from chaosnode.renew import main; sys.exit(main())"
+)
 HOURS = 16  # the default chaos.yaml's security.node_cert_hours
 UNIT_DIR = ROOT / "overlays/enroll/etc/systemd/system"
 
@@ -45,19 +47,27 @@ class NodeFiles:
 
     def __post_init__(self) -> None:
         self.key, self.cert, self.crl, self.node_json = (
-            self.dir / f for f in ("node.key", "node.pem", "cluster.crl", "node.json"))
+            self.dir / f for f in ("node.key", "node.pem", "cluster.crl", "node.json")
+        )
 
     def settings(self, url: str, attestation: str = "tpm") -> None:
-        self.node_json.write_text(node_settings(
-            name=self.name, address=self.address, attestation=attestation,
-            enroll_url=url).dumps("test"))
+        self.node_json.write_text(
+            node_settings(
+                name=self.name, address=self.address, attestation=attestation, enroll_url=url
+            ).dumps("test")
+        )
 
     def snapshot(self) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in (self.key, self.cert, self.crl)}
 
 
-def node_files(lab: Lab, name: str = "node01", address: str = "10.99.0.11",
-               hours_old: float = 0.0, attestation: str = "tpm") -> NodeFiles:
+def node_files(
+    lab: Lab,
+    name: str = "node01",
+    address: str = "10.99.0.11",
+    hours_old: float = 0.0,
+    attestation: str = "tpm",
+) -> NodeFiles:
     """A node whose certificate (HOURS long, from the cluster CA) was issued hours_old ago."""
     node = NodeFiles(lab.root / "node" / name, name, address)
     node.dir.mkdir(parents=True)
@@ -75,20 +85,41 @@ def node_files(lab: Lab, name: str = "node01", address: str = "10.99.0.11",
 
 
 def renew_argv(lab: Lab, node: NodeFiles, *extra: str) -> list[str]:
-    return [NODE_PYTHON, "-I", "-c", RENEW_BOOTSTRAP, "--node-json", str(node.node_json),
-            "--ca", str(lab.ca_file), "--key", str(node.key), "--cert", str(node.cert),
-            "--crl", str(node.crl), "--tcti", lab.tpm_a.tcti, "--reload", "none", *extra]
+    return [
+        NODE_PYTHON,
+        "-I",
+        "-c",
+        RENEW_BOOTSTRAP,
+        "--node-json",
+        str(node.node_json),
+        "--ca",
+        str(lab.ca_file),
+        "--key",
+        str(node.key),
+        "--cert",
+        str(node.cert),
+        "--crl",
+        str(node.crl),
+        "--tcti",
+        lab.tpm_a.tcti,
+        "--reload",
+        "none",
+        *extra,
+    ]
 
 
-def renew(lab: Lab, node: NodeFiles, *extra: str, timeout: float = 90
-          ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(renew_argv(lab, node, *extra), capture_output=True, text=True,
-                          timeout=timeout, env=NODE_ENV)
+def renew(
+    lab: Lab, node: NodeFiles, *extra: str, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        renew_argv(lab, node, *extra), capture_output=True, text=True, timeout=timeout, env=NODE_ENV
+    )
 
 
 def public(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 @needs_swtpm
@@ -100,19 +131,26 @@ def test_due_renewal_gives_a_new_certificate_for_a_new_key_same_name_and_address
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert "node01: renewing (4h5" in r.stderr and "attested by the TPM again" in r.stderr
-    assert f"CHAOS: node node01 renewed its certificate: new key made on this machine " \
-           f"(TPM EK {lab.ek_a})" in r.stdout
+    assert (
+        f"CHAOS: node node01 renewed its certificate: new key made on this machine "
+        f"(TPM EK {lab.ek_a})" in r.stdout
+    )
     new = x509.load_pem_x509_certificate(node.cert.read_bytes())
     assert node.key.read_bytes() != old_key
     assert oct(node.key.stat().st_mode & 0o777) == "0o600"
     key = serialization.load_pem_private_key(node.key.read_bytes(), None)
-    assert key.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo) \
-        == public(new) != public(old)
+    assert (
+        key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == public(new)
+        != public(old)
+    )
     assert new.serial_number != old.serial_number
     assert new.subject == old.subject
-    assert sorted(sans_of(new)) == sorted(sans_of(old)) == \
-        ["10.99.0.11", "node01", "node01.chaos.lan"]
+    assert (
+        sorted(sans_of(new)) == sorted(sans_of(old)) == ["10.99.0.11", "node01", "node01.chaos.lan"]
+    )
     new.verify_directly_issued_by(lab.pki.ca_cert())
     assert new.not_valid_after_utc - old.not_valid_after_utc > dt.timedelta(hours=10)
     assert (lab.pki.paths.enrolled / "node01.pem").read_bytes() == node.cert.read_bytes()
@@ -144,8 +182,10 @@ def test_revoked_node_is_refused_and_keeps_its_files(lab: Lab):
     before = node.snapshot()
     r = renew(lab, node, "--force")
     assert r.returncode == 1
-    assert "renewal failed: refused: revoked: node node01 is revoked; it gets no " \
-           "certificate; keeping the current key and certificate" in r.stderr, r.stderr
+    assert (
+        "renewal failed: refused: revoked: node node01 is revoked; it gets no "
+        "certificate; keeping the current key and certificate" in r.stderr
+    ), r.stderr
     assert "Traceback" not in r.stderr
     assert node.snapshot() == before
     assert not (lab.pki.paths.enrolled / "node01.pem").exists()
@@ -172,8 +212,10 @@ def test_node_removed_from_chaos_yaml_is_refused_and_keeps_its_files(lab: Lab):
     finally:
         server.stop()
     assert r.returncode == 1
-    assert "renewal failed: refused: unknown_node: no node named 'node02' in chaos.yaml; " \
-           "keeping the current key and certificate" in r.stderr, r.stderr
+    assert (
+        "renewal failed: refused: unknown_node: no node named 'node02' in chaos.yaml; "
+        "keeping the current key and certificate" in r.stderr
+    ), r.stderr
     assert node.snapshot() == before
 
 
@@ -186,9 +228,12 @@ def test_service_down_keeps_the_files_and_the_next_run_renews(lab: Lab):
     r = renew(lab, node, "--max-time", "3")
     assert r.returncode == 1
     assert f"cannot reach 127.0.0.1:{dead}" in r.stderr
-    assert "renewal failed: no certificate within 3 s; giving up; keeping the current key " \
-           "and certificate (valid until" in r.stderr and "chaos-renew.timer tries again" \
-           in r.stderr, r.stderr
+    assert (
+        "renewal failed: no certificate within 3 s; giving up; keeping the current key "
+        "and certificate (valid until"
+        in r.stderr
+        and "chaos-renew.timer tries again" in r.stderr
+    ), r.stderr
     assert "Traceback" not in r.stderr
     assert node.snapshot() == before
     # the timer's next run, with the service back, renews
@@ -219,8 +264,10 @@ def test_a_node_without_a_tpm_does_not_renew_unattended(lab: Lab):
     before = node.snapshot()
     r = renew(lab, node)
     assert r.returncode == 0, r.stderr
-    assert f"CHAOS: node {name} has no TPM (attestation: approval) and cannot renew " \
-           "unattended" in r.stdout
+    assert (
+        f"CHAOS: node {name} has no TPM (attestation: approval) and cannot renew "
+        "unattended" in r.stdout
+    )
     assert "--force" in r.stdout
     assert node.snapshot() == before
     assert lab.bodies == []
@@ -228,13 +275,15 @@ def test_a_node_without_a_tpm_does_not_renew_unattended(lab: Lab):
 
 @needs_swtpm
 def test_an_admin_renews_a_node_without_a_tpm_by_hand_and_approves_its_fingerprint(
-        lab: Lab, capsys: pytest.CaptureFixture[str]):
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+):
     name, address = APPROVAL_NODE
     node = node_files(lab, name, address, hours_old=12, attestation="approval")
     old = node.snapshot()
     argv = renew_argv(lab, node, "--force")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=NODE_ENV)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=NODE_ENV
+    )
     try:
         wait_for(lambda: any(b.attempts >= 1 for b in boots(lab).entries()))
         assert proc.poll() is None and node.snapshot() == old  # nothing before the admin acts
@@ -246,8 +295,10 @@ def test_an_admin_renews_a_node_without_a_tpm_by_hand_and_approves_its_fingerpri
         proc.kill()
     assert proc.returncode == 0, err
     assert f"approve-boot {boot.fingerprint} (node {name})" in err  # shown on its console
-    assert f"renewed its certificate: new key made on this machine (boot {boot.fingerprint} " \
-           "approved by an admin, no TPM)" in out
+    assert (
+        f"renewed its certificate: new key made on this machine (boot {boot.fingerprint} "
+        "approved by an admin, no TPM)" in out
+    )
     new = x509.load_pem_x509_certificate(node.cert.read_bytes())
     assert public(new) != public(x509.load_pem_x509_certificate(old["node.pem"]))
     assert sorted(sans_of(new)) == [address, name, f"{name}.chaos.lan"]
@@ -287,5 +338,6 @@ def test_missing_settings_or_certificate_is_one_clear_line(lab: Lab, missing: st
     r = renew(lab, node)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
-    assert ("chaos-identity" if missing == "node.json" else "chaos-enroll.service enrolls") \
-        in r.stderr
+    assert (
+        "chaos-identity" if missing == "node.json" else "chaos-enroll.service enrolls"
+    ) in r.stderr

@@ -42,17 +42,31 @@ class FakeClock:
 
 def enrollment(lab: Lab, clock: FakeClock, **settings: object) -> service.Enrollment:
     s = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), 1, **settings)  # type: ignore[arg-type]
-    return service.Enrollment(lab.cluster, lab.pki, lab.registry,
-                              PendingStore(lab.pki.paths.root / "pending.json"), s, clock)
+    return service.Enrollment(
+        lab.cluster,
+        lab.pki,
+        lab.registry,
+        PendingStore(lab.pki.paths.root / "pending.json"),
+        s,
+        clock,
+    )
 
 
-def request(keys: object, node: str = "node01", address: str = "10.99.0.11"
-            ) -> tuple[StartRequest, bytes]:
+def request(
+    keys: object, node: str = "node01", address: str = "10.99.0.11"
+) -> tuple[StartRequest, bytes]:
     csr = make_csr(new_key(), node, ipaddress.IPv4Address(address))
     att = keys.attestation  # type: ignore[attr-defined]
-    return (StartRequest(node, (), att.ek_public, att.ak_public,
-                         csr.public_bytes(serialization.Encoding.PEM).decode()),
-            csr.public_bytes(serialization.Encoding.DER))
+    return (
+        StartRequest(
+            node,
+            (),
+            att.ek_public,
+            att.ak_public,
+            csr.public_bytes(serialization.Encoding.PEM).decode(),
+        ),
+        csr.public_bytes(serialization.Encoding.DER),
+    )
 
 
 def code_of(call: object) -> str:
@@ -101,8 +115,12 @@ def test_sessions_are_bounded(lab: Lab):
 def test_revoked_or_removed_node_gets_no_certificate(lab: Lab):
     clock = FakeClock()
     svc = enrollment(lab, clock)
-    lab.pki.issue(Identity("node01", "node01.chaos.lan", ipaddress.IPv4Address("10.99.0.11")),
-                  "chaos-lab", dt.datetime.now(dt.UTC), 1)
+    lab.pki.issue(
+        Identity("node01", "node01.chaos.lan", ipaddress.IPv4Address("10.99.0.11")),
+        "chaos-lab",
+        dt.datetime.now(dt.UTC),
+        1,
+    )
     lab.pki.revoke("node01", dt.datetime.now(dt.UTC), 1)
     with Tpm(lab.tpm_a.tcti) as tpm, tpm.keys() as keys:
         req, _ = request(keys)
@@ -138,10 +156,12 @@ def test_service_certificate_follows_the_address_and_never_touches_the_ca_key(tm
 
 def test_ek_hash_is_the_sha256_of_the_der_public_key():
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     import hashlib  # noqa: PLC0415
 
     marshalled = TPM2B_PUBLIC.from_pem(pem).marshal()
@@ -160,14 +180,30 @@ def test_cli_enroll_serve_runs_until_ctrl_c(tmp_path):
     # the default chaos.yaml without its serve section (serve.address unset)
     text = (ROOT / "chaos.yaml").read_text()
     start = text.index("\nserve:\n")
-    (tmp_path / "chaos.yaml").write_text(text[:start] + text[text.index("\n\n", start):])
+    (tmp_path / "chaos.yaml").write_text(text[:start] + text[text.index("\n\n", start) :])
     cluster = load_cluster(tmp_path / "chaos.yaml")[0]
-    Pki(tmp_path / "pki", cluster.security.key_type).init_ca("chaos-lab", T0 +
-                                                             dt.timedelta(days=-1), 30)
+    Pki(tmp_path / "pki", cluster.security.key_type).init_ca(
+        "chaos-lab", T0 + dt.timedelta(days=-1), 30
+    )
     port = free_ports(1)
-    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "enroll", "serve", "-c",
-                             str(tmp_path / "chaos.yaml"), "--address", "127.0.0.1", "--port",
-                             str(port)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "builder.cli",
+            "enroll",
+            "serve",
+            "-c",
+            str(tmp_path / "chaos.yaml"),
+            "--address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stderr.readline() if proc.stderr else ""
         assert f"enrollment service on https://127.0.0.1:{port}" in line
@@ -180,20 +216,56 @@ def test_cli_enroll_serve_runs_until_ctrl_c(tmp_path):
             proc.wait()
     assert proc.returncode == 0 and "enrollment service stopped" in err
     assert "Traceback" not in err
-    r = subprocess.run([sys.executable, "-m", "builder.cli", "enroll", "serve", "-c",
-                        str(tmp_path / "chaos.yaml")], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "builder.cli",
+            "enroll",
+            "serve",
+            "-c",
+            str(tmp_path / "chaos.yaml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "serve.address is not set" in r.stderr
 
 
 def test_cli_approve_refuses_bad_input(workdir: Path, capsys):
     from builder.cli import main  # noqa: PLC0415
 
-    assert main(["enroll", "approve", "sha256:xyz", "--node", "node01", "-c",
-                 str(workdir / "chaos.yaml")]) == 2
+    assert (
+        main(
+            [
+                "enroll",
+                "approve",
+                "sha256:xyz",
+                "--node",
+                "node01",
+                "-c",
+                str(workdir / "chaos.yaml"),
+            ]
+        )
+        == 2
+    )
     assert "is not an EK hash" in capsys.readouterr().err
     (workdir / "tpm-registry.yaml").write_text("node01: [nope]\n")
-    assert main(["enroll", "approve", "sha256:" + "a" * 64, "--node", "node01", "-c",
-                 str(workdir / "chaos.yaml")]) == 2
+    assert (
+        main(
+            [
+                "enroll",
+                "approve",
+                "sha256:" + "a" * 64,
+                "--node",
+                "node01",
+                "-c",
+                str(workdir / "chaos.yaml"),
+            ]
+        )
+        == 2
+    )
     assert "tpm-registry.yaml:1: node01[0]: 'nope' is not an EK hash" in capsys.readouterr().err
 
 
@@ -211,8 +283,7 @@ def test_client_checks_the_certificate_is_for_its_key_and_from_the_cluster_ca(tm
 
     def reply(key: object) -> FinishResponse:
         cert = make_node_cert(ident, "lab", key, ca_key, ca, T0, 1)  # type: ignore[arg-type]
-        return FinishResponse(cert.public_bytes(serialization.Encoding.PEM).decode(), "", "",
-                              "")
+        return FinishResponse(cert.public_bytes(serialization.Encoding.PEM).decode(), "", "", "")
 
     assert _check_certificate(reply(csr.public_key()), csr, ca)
     with pytest.raises(EnrollError, match="not for this node's key"):

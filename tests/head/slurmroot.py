@@ -28,20 +28,46 @@ def rootfs_of(ctx: BuildContext) -> Path | None:
 class SlurmRoot:
     """munged + slurmctld of the image, with the rendered head's slurm.conf and users."""
 
-    def __init__(self, rootfs: Path, work: Path, slurm_conf: str, users_conf: str,
-                 max_nodes: int | None = None) -> None:
+    def __init__(
+        self,
+        rootfs: Path,
+        work: Path,
+        slurm_conf: str,
+        users_conf: str,
+        max_nodes: int | None = None,
+    ) -> None:
         self.work = work
         self.root = work / "merged"
         self.netns = f"chaos-slurm-{os.getpid()}-{time.monotonic_ns() % 100000}"
         for d in ("upper", "ovl-work", "merged"):
             (work / d).mkdir(parents=True)
-        self._sh(["mount", "-t", "overlay", "overlay", "-o",
-                  f"lowerdir={rootfs},upperdir={work / 'upper'},workdir={work / 'ovl-work'}",
-                  str(self.root)])
+        self._sh(
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={rootfs},upperdir={work / 'upper'},workdir={work / 'ovl-work'}",
+                str(self.root),
+            ]
+        )
         self._sh(["ip", "netns", "add", self.netns])
         self._sh(["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"])
-        self._sh(["ip", "netns", "exec", self.netns, "ip", "addr", "add",
-                  f"{HEAD_ADDRESS}/32", "dev", "lo"])
+        self._sh(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "ip",
+                "addr",
+                "add",
+                f"{HEAD_ADDRESS}/32",
+                "dev",
+                "lo",
+            ]
+        )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.state = "/var/lib/slurm/slurmctld"
         conf = []
@@ -61,24 +87,35 @@ class SlurmRoot:
         self.chroot(["systemd-sysusers", "/etc/chaos/users.conf"])
         # a munge key made here for this run (the cluster's comes from enrollment)
         self.chroot(["mungekey", "--create", "--force", "--keyfile", "/etc/munge/munge.key"])
-        for rel, owner in (("etc/munge/munge.key", "munge"), ("run/munge", "munge"),
-                           ("var/lib/munge", "munge"), ("var/log/munge", "munge"),
-                           (self.state.lstrip("/"), "slurm"), ("var/log/slurm", "slurm")):
+        for rel, owner in (
+            ("etc/munge/munge.key", "munge"),
+            ("run/munge", "munge"),
+            ("var/lib/munge", "munge"),
+            ("var/log/munge", "munge"),
+            (self.state.lstrip("/"), "slurm"),
+            ("var/log/slurm", "slurm"),
+        ):
             path = self.root / rel
             if not path.exists():
                 path.mkdir(parents=True)
             self.chroot(["chown", "-R", f"{owner}:{owner}", f"/{rel}"])
         self.chroot(["chmod", "0400", "/etc/munge/munge.key"])
-        self.procs.append(spawn(self._in(["/usr/sbin/munged", "--foreground", "--force"],
-                                         "munge"), log_file=work / "munged.log"))
+        self.procs.append(
+            spawn(
+                self._in(["/usr/sbin/munged", "--foreground", "--force"], "munge"),
+                log_file=work / "munged.log",
+            )
+        )
         self._wait_for(self.root / "run/munge/munge.socket.2", "munged")
-        self.procs.append(spawn(self._in(["/usr/sbin/slurmctld", "-D", "-i"]),
-                                log_file=work / "slurmctld.log"))
+        self.procs.append(
+            spawn(self._in(["/usr/sbin/slurmctld", "-D", "-i"]), log_file=work / "slurmctld.log")
+        )
         deadline = time.monotonic() + 60
         while self.chroot(["scontrol", "ping"], check=False).returncode != 0:
             if time.monotonic() > deadline or self.procs[-1].poll() is not None:
-                raise RuntimeError("slurmctld did not answer: "
-                                   + (work / "slurmctld.log").read_text()[-2000:])
+                raise RuntimeError(
+                    "slurmctld did not answer: " + (work / "slurmctld.log").read_text()[-2000:]
+                )
             time.sleep(0.5)
 
     @property
@@ -89,12 +126,22 @@ class SlurmRoot:
         spec = [f"--userspec={user}:{user}"] if user else []
         return ["ip", "netns", "exec", self.netns, "chroot", *spec, str(self.root), *argv]
 
-    def chroot(self, argv: Sequence[str], user: str | None = None, check: bool = True,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def chroot(
+        self,
+        argv: Sequence[str],
+        user: str | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """argv inside the image (as user), in the namespace."""
-        result = subprocess.run(self._in(argv, user), capture_output=True, text=True,
-                                timeout=120, check=False,
-                                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})})
+        result = subprocess.run(
+            self._in(argv, user),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})},
+        )
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)}: exit {result.returncode}: {result.stderr}")
         return result

@@ -41,8 +41,9 @@ class FakeSlurm:
             return subprocess.CompletedProcess(list(argv), 0, out, "")
         job, text = argv[2].removeprefix("jobid="), argv[3].removeprefix("comment=")
         self.jobs[job] = text
-        return subprocess.CompletedProcess(list(argv), 1, "", "Requested partition "
-                                           "configuration not available now")
+        return subprocess.CompletedProcess(
+            list(argv), 1, "", "Requested partition configuration not available now"
+        )
 
 
 def test_the_reason_names_the_nights_start_in_its_zone() -> None:
@@ -62,6 +63,7 @@ def test_by_day_pending_jobs_get_the_reason_and_a_users_comment_is_kept() -> Non
 def test_a_failing_squeue_changes_nothing() -> None:
     def fail(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(list(argv), 1, "", "slurmctld is down")
+
     assert daytime.step(fail, NIGHT, DAY) == []
 
 
@@ -81,14 +83,17 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmRoot]:
         pytest.skip("the image's slurmctld runs in a chroot and a namespace: needs root")
     work = tmp_path_factory.mktemp("daytime")
     cluster = load_cluster(ROOT / "tests/golden/head.yaml")[0]
-    ctx = BuildContext(cluster=cluster, nodes_dir=work, out_dir=work / "out",
-                       cache_dir=CACHE_DIR)
+    ctx = BuildContext(cluster=cluster, nodes_dir=work, out_dir=work / "out", cache_dir=CACHE_DIR)
     rootfs = rootfs_of(ctx)
     if rootfs is None:
         install_rootfs(ctx)  # the image tier builds it anyway (~1 min with the apt cache)
         rootfs = ctx.rootfs_dir
-    root = SlurmRoot(rootfs, work / "slurm", (GOLDEN / "etc/slurm/slurm.conf").read_text(),
-                     (GOLDEN / "etc/chaos/users.conf").read_text())
+    root = SlurmRoot(
+        rootfs,
+        work / "slurm",
+        (GOLDEN / "etc/slurm/slurm.conf").read_text(),
+        (GOLDEN / "etc/chaos/users.conf").read_text(),
+    )
     try:
         yield root
     finally:
@@ -100,13 +105,15 @@ def test_squeue_on_the_head_says_the_cluster_is_asleep(slurm: SlurmRoot) -> None
     def submit(*argv: str) -> str:
         out = slurm.chroot(["sbatch", "--parsable", *argv], user="alice").stdout
         return out.strip().split(";")[0]
+
     array = submit("--array=1-20", "--wrap", "echo task $SLURM_ARRAY_TASK_ID")
     long = submit("--wrap", "sleep 3600")
     own = submit("--comment=alice's own note", "--wrap", "true")
     changed = daytime.step(slurm.runner, NIGHT, DAY)
     assert changed == sorted([array, long])
-    shown = slurm.chroot(["squeue"], user="alice",
-                         env={"SQUEUE_FORMAT": daytime.SQUEUE_FORMAT}).stdout
+    shown = slurm.chroot(
+        ["squeue"], user="alice", env={"SQUEUE_FORMAT": daytime.SQUEUE_FORMAT}
+    ).stdout
     print(shown)
     lines = {line.split()[0]: line for line in shown.splitlines()[1:]}
     assert REASON in lines[f"{array}_[1-20]"] and " PD " in lines[f"{array}_[1-20]"]

@@ -32,8 +32,13 @@ def packed(tmp_path: Path) -> BuildContext:
     pki = Pki(tmp_path / "pki", cluster.security.key_type)
     ensure_ca(cluster, pki, dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     render_cluster(cluster, pki, nodes)
-    ctx = BuildContext(cluster=cluster, nodes_dir=nodes, out_dir=tmp_path / "out",
-                       cache_dir=tmp_path / "cache", repo_dir=ROOT)
+    ctx = BuildContext(
+        cluster=cluster,
+        nodes_dir=nodes,
+        out_dir=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        repo_dir=ROOT,
+    )
     ko = ctx.head_modules / EXT4
     ko.parent.mkdir(parents=True)
     ko.write_bytes(b"\x7fELF ext4")
@@ -68,8 +73,9 @@ def test_the_shared_iso_bundle_carries_no_disk_driver(packed: BuildContext) -> N
     assert not [n for n in bundle if ".ko" in n or n.endswith("chaos-statedisk.conf")]
 
 
-def test_a_base_without_the_head_tree_is_a_clear_error(tmp_path: Path,
-                                                      packed: BuildContext) -> None:
+def test_a_base_without_the_head_tree_is_a_clear_error(
+    tmp_path: Path, packed: BuildContext
+) -> None:
     shutil.rmtree(packed.head_modules)
     with pytest.raises(Exception, match="head-root: missing; the always-on head needs it"):
         pack_node_overlays(packed)
@@ -89,6 +95,7 @@ def test_the_host_key_is_made_once_and_kept(tmp_path: Path) -> None:
 def test_a_failing_ssh_keygen_is_a_state_disk_error(tmp_path: Path) -> None:
     def fail(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(list(argv), 1, "", "no space left on device")
+
     with pytest.raises(StateDiskError, match="ssh-keygen .* failed: no space left"):
         ensure_host_key(tmp_path, fail)
 
@@ -112,8 +119,8 @@ def test_a_disk_that_never_comes_is_a_clear_error(tmp_path: Path) -> None:
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    with pytest.raises(StateDiskError, match="does not exist on this machine; see ls -l "
-                       "/dev/disk/by-id/"):
-        wait_for_disk(str(tmp_path / "nothing"), timeout=10, sleep=sleep,
-                      clock=lambda: clock[0])
+    with pytest.raises(
+        StateDiskError, match="does not exist on this machine; see ls -l /dev/disk/by-id/"
+    ):
+        wait_for_disk(str(tmp_path / "nothing"), timeout=10, sleep=sleep, clock=lambda: clock[0])
     assert clock[0] == 10

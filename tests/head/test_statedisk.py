@@ -55,8 +55,9 @@ def test_chaos_own_disk_is_kept_not_reformatted(disk):
 def test_someone_elses_ext4_is_refused_and_untouched(disk):
     sh("mkfs.ext4", "-q", "-L", "scratch", disk)
     before = uuid(disk)
-    with pytest.raises(StateDiskError, match="refusing .*: a ext4 filesystem labelled "
-                       "'scratch'.*holds data"):
+    with pytest.raises(
+        StateDiskError, match="refusing .*: a ext4 filesystem labelled 'scratch'.*holds data"
+    ):
         ensure_filesystem(disk, STATE_LABEL)
     assert uuid(disk) == before
 

@@ -51,4 +51,3 @@ def render_default_cluster(work: Path) -> tuple[Cluster, Path]:
     nodes_dir = work / "nodes"
     render_cluster(cluster, pki, nodes_dir)
     return cluster, nodes_dir
-

@@ -44,16 +44,22 @@ def disk(built: Built) -> Path:
 def bios_iso_boot(built: Built, accel: list[str], disk: Path) -> tuple[Boot, str, str]:
     before = hashlib.sha256(disk.read_bytes()).hexdigest()
     node = built.cluster.node("node01")
-    result = boot(Machine(accel=accel, mac=node.mac, cdrom=built.out / "chaos.iso",
-                          disks=[disk]), timeout=BOOT_TIMEOUT)
+    result = boot(
+        Machine(accel=accel, mac=node.mac, cdrom=built.out / "chaos.iso", disks=[disk]),
+        timeout=BOOT_TIMEOUT,
+    )
     return result, before, hashlib.sha256(disk.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
 def uefi_iso_boot(built: Built, accel: list[str]) -> Boot:
     node = built.cluster.node("node02")
-    return boot(Machine(accel=accel, mac=node.mac, cdrom=built.out / "chaos.iso", uefi=True,
-                        workdir=built.work), timeout=BOOT_TIMEOUT)
+    return boot(
+        Machine(
+            accel=accel, mac=node.mac, cdrom=built.out / "chaos.iso", uefi=True, workdir=built.work
+        ),
+        timeout=BOOT_TIMEOUT,
+    )
 
 
 def test_iso_boots_under_bios(bios_iso_boot: tuple[Boot, str, str], built: Built) -> None:
@@ -73,7 +79,8 @@ def test_iso_boots_under_uefi(uefi_iso_boot: Boot, built: Built) -> None:
 
 
 def test_one_iso_gives_each_machine_its_own_identity(
-        bios_iso_boot: tuple[Boot, str, str], uefi_iso_boot: Boot) -> None:
+    bios_iso_boot: tuple[Boot, str, str], uefi_iso_boot: Boot
+) -> None:
     first, second = bios_iso_boot[0].fields, uefi_iso_boot.fields
     assert (first["node"], first["addr"]) == ("node01", "10.99.0.11")
     assert (second["node"], second["addr"]) == ("node02", "10.99.0.12")
@@ -83,8 +90,10 @@ def test_one_iso_gives_each_machine_its_own_identity(
 
 def test_pxe_with_ipxe_over_tftp(built: Built, accel: list[str]) -> None:
     node = built.cluster.node("node02")
-    result = boot(Machine(accel=accel, mac=node.mac, tftp=built.out / "pxe",
-                          bootfile="boot.ipxe"), timeout=BOOT_TIMEOUT)
+    result = boot(
+        Machine(accel=accel, mac=node.mac, tftp=built.out / "pxe", bootfile="boot.ipxe"),
+        timeout=BOOT_TIMEOUT,
+    )
     assert_node_ready(result, built, "node02")
     # the PXE node gets its own overlay directly: no MAC lookup at boot
     assert "this machine takes node" not in result.console
@@ -92,9 +101,17 @@ def test_pxe_with_ipxe_over_tftp(built: Built, accel: list[str]) -> None:
 
 def test_uefi_pxe_with_grub_over_tftp(built: Built, accel: list[str]) -> None:
     node = built.cluster.node("node03")
-    result = boot(Machine(accel=accel, mac=node.mac, tftp=built.out / "pxe",
-                          bootfile="grubx64.efi", uefi=True, workdir=built.work),
-                  timeout=BOOT_TIMEOUT)
+    result = boot(
+        Machine(
+            accel=accel,
+            mac=node.mac,
+            tftp=built.out / "pxe",
+            bootfile="grubx64.efi",
+            uefi=True,
+            workdir=built.work,
+        ),
+        timeout=BOOT_TIMEOUT,
+    )
     assert_node_ready(result, built, "node03")
 
 
@@ -104,17 +121,26 @@ def test_appended_overlay_and_selftest_poweroff(built: Built, accel: list[str]) 
     joined = built.work / "node01-joined.img"
     joined.write_bytes((pxe / "initrd.img").read_bytes() + (pxe / "nodes/node01.cpio").read_bytes())
     node = built.cluster.node("node01")
-    result = boot(Machine(accel=accel, mac=node.mac, kernel=pxe / "vmlinuz", initrd=joined,
-                          append="console=ttyS0,115200 quiet chaos.selftest=1"),
-                  timeout=BOOT_TIMEOUT, wait_for_exit=True)
+    result = boot(
+        Machine(
+            accel=accel,
+            mac=node.mac,
+            kernel=pxe / "vmlinuz",
+            initrd=joined,
+            append="console=ttyS0,115200 quiet chaos.selftest=1",
+        ),
+        timeout=BOOT_TIMEOUT,
+        wait_for_exit=True,
+    )
     assert_node_ready(result, built, "node01")
     assert result.exited_by_itself, "chaos.selftest=1 did not power the machine off"
     assert result.exit_code == 0
 
 
 def test_unknown_mac_gets_no_cluster_identity(built: Built, accel: list[str]) -> None:
-    result = boot(Machine(accel=accel, mac=UNKNOWN_MAC, cdrom=built.out / "chaos.iso"),
-                  timeout=BOOT_TIMEOUT)
+    result = boot(
+        Machine(accel=accel, mac=UNKNOWN_MAC, cdrom=built.out / "chaos.iso"), timeout=BOOT_TIMEOUT
+    )
     assert result.line is not None, result.console[-4000:]
     assert "is not a node of this cluster image" in result.console
     assert result.line.startswith("CHAOS-FAILED")

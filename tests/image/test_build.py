@@ -21,8 +21,17 @@ def test_outputs(built: Built) -> None:
     assert iso[510:512] == b"\x55\xaa"  # hybrid: an MBR for USB sticks
     assert iso[512:520] == b"EFI PART"  # and a GPT (-isohybrid-gpt-basdat) for UEFI
     pxe = out / "pxe"
-    for name in ("vmlinuz", "initrd.img", "boot.ipxe", "undionly.kpxe", "ipxe.efi",
-                 "pxelinux.0", "ldlinux.c32", "pxelinux.cfg/default", "grubx64.efi"):
+    for name in (
+        "vmlinuz",
+        "initrd.img",
+        "boot.ipxe",
+        "undionly.kpxe",
+        "ipxe.efi",
+        "pxelinux.0",
+        "ldlinux.c32",
+        "pxelinux.cfg/default",
+        "grubx64.efi",
+    ):
         assert (pxe / name).is_file(), name
     for node in built.cluster.nodes:
         mac = node.mac.replace(":", "-")
@@ -52,8 +61,9 @@ def unpacked_base(built: Built) -> bytes:
     data = (built.out / "pxe/initrd.img").read_bytes()
     assert len(data) % 4 == 0
     for pad in range(4):
-        proc = subprocess.run(["zstd", "-dc"], input=data[:len(data) - pad],
-                              capture_output=True, check=False)
+        proc = subprocess.run(
+            ["zstd", "-dc"], input=data[: len(data) - pad], capture_output=True, check=False
+        )
         if proc.returncode == 0:
             return proc.stdout
     raise AssertionError(f"zstd cannot read the base initrd: {proc.stderr.decode()}")
@@ -64,14 +74,20 @@ def zstd(data: bytes) -> bytes:
 
 
 def cpio_names(archive: bytes) -> list[str]:
-    return subprocess.run(["cpio", "-it", "--quiet"], input=archive, capture_output=True,
-                          check=True).stdout.decode().split("\n")
+    return (
+        subprocess.run(["cpio", "-it", "--quiet"], input=archive, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\n")
+    )
 
 
 def test_base_has_no_build_mirror_and_no_storage_drivers(built: Built) -> None:
     listing = unpacked_base(built)
-    names = subprocess.run(["cpio", "-it", "--quiet"], input=listing, capture_output=True,
-                           check=True).stdout.decode().split("\n")
+    names = (
+        subprocess.run(["cpio", "-it", "--quiet"], input=listing, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\n")
+    )
     assert not [n for n in names if n.startswith("etc/apt/sources.list")]
     assert "init" in names
     # charon resolves the migration scope's [tcp/12820] selectors through /etc/protocols
@@ -87,8 +103,9 @@ def test_base_has_no_build_mirror_and_no_storage_drivers(built: Built) -> None:
     pyc = [n for n in names if "/__pycache__/" in n]
     assert "usr/local/lib/python3.11/dist-packages/tyd/__pycache__/daemon.cpython-311.pyc" in pyc
     assert any(n.startswith("usr/lib/python3.11/asyncio/__pycache__/") for n in pyc)
-    assert not [n for n in pyc if n.startswith(("usr/lib/python3.11/pydoc",
-                                                "usr/lib/python3.11/unittest/"))]
+    assert not [
+        n for n in pyc if n.startswith(("usr/lib/python3.11/pydoc", "usr/lib/python3.11/unittest/"))
+    ]
     assert not [n for n in names if n.startswith("usr/share/man/")]
 
 
@@ -96,8 +113,20 @@ def test_no_private_key_anywhere_in_out(built: Built, tmp_path) -> None:
     """Everything a lab can get (the ISO's files, the PXE tree, every cpio and initrd,
     decompressed) holds public things only."""
     iso_files = tmp_path / "iso"
-    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(built.out / "chaos.iso"),
-                    "-extract", "/", str(iso_files)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "xorriso",
+            "-osirrox",
+            "on",
+            "-indev",
+            str(built.out / "chaos.iso"),
+            "-extract",
+            "/",
+            str(iso_files),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert (iso_files / "live").exists() or list(iso_files.rglob("*.img")), "ISO not extracted"
     known = known_secrets(built.work / "pki")
     assert known, "the default cluster runs Slurm: its munge key is beside the CA"
@@ -113,8 +142,13 @@ def test_no_private_key_anywhere_in_out(built: Built, tmp_path) -> None:
 
 
 def test_base_carries_the_tpm_client(built: Built) -> None:
-    names = subprocess.run(["cpio", "-it", "--quiet"], input=unpacked_base(built),
-                           capture_output=True, check=True).stdout.decode().split("\n")
+    names = (
+        subprocess.run(
+            ["cpio", "-it", "--quiet"], input=unpacked_base(built), capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\n")
+    )
     assert any(n.startswith("usr/lib/python3/dist-packages/tpm2_pytss/") for n in names)
     assert any("libtss2-tcti-device.so" in n for n in names)
     assert "usr/local/lib/python3.11/dist-packages/chaosnode/enroll.py" in names

@@ -26,8 +26,9 @@ def make_tree(root: Path) -> None:
 
 def unpack(archive: bytes, dest: Path) -> None:
     dest.mkdir()
-    subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], input=archive,
-                   cwd=dest, check=True)
+    subprocess.run(
+        ["cpio", "-idm", "--quiet", "--no-absolute-filenames"], input=archive, cwd=dest, check=True
+    )
 
 
 def test_roundtrip_through_cpio(tmp_path: Path) -> None:
@@ -62,11 +63,20 @@ def test_older_mtimes_are_kept_newer_clamped(tmp_path: Path) -> None:
 def test_parents_sorted_and_prefixed(tmp_path: Path) -> None:
     make_tree(tmp_path / "src")
     data = cpio.pack_tree(tmp_path / "src", EPOCH, prefix="usr/lib/chaos/nodes/node01")
-    names = subprocess.run(["cpio", "-it", "--quiet"], input=data, capture_output=True,
-                           check=True).stdout.decode().split()
+    names = (
+        subprocess.run(["cpio", "-it", "--quiet"], input=data, capture_output=True, check=True)
+        .stdout.decode()
+        .split()
+    )
     assert names == sorted(names)
-    for parent in ("usr", "usr/lib", "usr/lib/chaos", "usr/lib/chaos/nodes",
-                   "usr/lib/chaos/nodes/node01", "usr/lib/chaos/nodes/node01/etc"):
+    for parent in (
+        "usr",
+        "usr/lib",
+        "usr/lib/chaos",
+        "usr/lib/chaos/nodes",
+        "usr/lib/chaos/nodes/node01",
+        "usr/lib/chaos/nodes/node01/etc",
+    ):
         assert parent in names
     assert "usr/lib/chaos/nodes/node01/etc/chaos/node.json" in names
 

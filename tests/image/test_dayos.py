@@ -28,9 +28,23 @@ def test_the_day_os_prints_its_marker_and_the_disk_stays_unchanged(tmp_path):
         pytest.skip(f"{QEMU} is not installed")
     disk, console = tmp_path / "disk.img", tmp_path / "console.log"
     before = make_disk(disk, size_mb=2, boot_sector=boot_sector())
-    proc = subprocess.Popen([QEMU, "-accel", "tcg", "-m", "64", "-display", "none",
-                             "-nodefaults", "-no-reboot", "-serial", f"file:{console}",
-                             "-drive", f"file={disk},format=raw,if=virtio"])
+    proc = subprocess.Popen(
+        [
+            QEMU,
+            "-accel",
+            "tcg",
+            "-m",
+            "64",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-reboot",
+            "-serial",
+            f"file:{console}",
+            "-drive",
+            f"file={disk},format=raw,if=virtio",
+        ]
+    )
     try:
         deadline = time.monotonic() + 120  # a bound for a stuck VM, not a measurement
         while time.monotonic() < deadline:

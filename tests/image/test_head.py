@@ -63,8 +63,10 @@ class Head:
 
 
 def keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f",
-                    str(path)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
+        check=True,
+    )
     return path
 
 
@@ -74,8 +76,11 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Head:
         pytest.skip("needs ssh and ssh-keygen (openssh-client)")
     work = tmp_path_factory.mktemp("head")
     alice, stranger = keygen(work / "alice"), keygen(work / "stranger")
-    (work / "chaos.yaml").write_text(CLUSTER.format(
-        alice=(work / "alice.pub").read_text().strip(), mac=HEAD_MAC, address=HEAD_ADDRESS))
+    (work / "chaos.yaml").write_text(
+        CLUSTER.format(
+            alice=(work / "alice.pub").read_text().strip(), mac=HEAD_MAC, address=HEAD_ADDRESS
+        )
+    )
     cluster = load_cluster(work / "chaos.yaml")[0]
     pki = Pki(work / "pki", cluster.security.key_type)
     issue_all(cluster, pki, NOW)
@@ -84,13 +89,21 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Head:
     out = work / "out"
     build_image(cluster, work / "nodes", out, CACHE_DIR, repo_dir=snapshot_repo(work / "repo"))
     initrd = work / "head-initrd.img"  # what iPXE loads: the base, then the head's cpio
-    initrd.write_bytes((out / "pxe/initrd.img").read_bytes()
-                       + (out / "pxe/nodes/head.cpio").read_bytes())
+    initrd.write_bytes(
+        (out / "pxe/initrd.img").read_bytes() + (out / "pxe/nodes/head.cpio").read_bytes()
+    )
     disk = work / "state.img"
     with disk.open("wb") as f:
         f.truncate(256 << 20)
-    return Head(work, out / "pxe/vmlinuz", initrd, disk, alice, stranger,
-                probe_accel(out / "pxe/vmlinuz", work))
+    return Head(
+        work,
+        out / "pxe/vmlinuz",
+        initrd,
+        disk,
+        alice,
+        stranger,
+        probe_accel(out / "pxe/vmlinuz", work),
+    )
 
 
 def free_port() -> int:
@@ -106,12 +119,22 @@ class Vm:
         self.port = free_port()
         self.console = head.work / f"{name}.console"
         self.agent_path = head.work / f"{name}.agent"
-        machine = Machine(accel=head.accel, mac=HEAD_MAC, memory_mb=1024, kernel=head.kernel,
-                          initrd=head.initrd, append="console=tty0 console=ttyS0,115200",
-                          disks=[head.disk], disk_serials=("chaos-state",),
-                          user_net=("net=10.99.0.0/24", "host=10.99.0.2",
-                                    f"hostfwd=tcp:127.0.0.1:{self.port}-{HEAD_ADDRESS}:22"),
-                          agent=self.agent_path)
+        machine = Machine(
+            accel=head.accel,
+            mac=HEAD_MAC,
+            memory_mb=1024,
+            kernel=head.kernel,
+            initrd=head.initrd,
+            append="console=tty0 console=ttyS0,115200",
+            disks=[head.disk],
+            disk_serials=("chaos-state",),
+            user_net=(
+                "net=10.99.0.0/24",
+                "host=10.99.0.2",
+                f"hostfwd=tcp:127.0.0.1:{self.port}-{HEAD_ADDRESS}:22",
+            ),
+            agent=self.agent_path,
+        )
         self.proc = spawn(machine.argv(), log_file=self.console)
         self.start = time.monotonic()
 
@@ -126,24 +149,51 @@ class Vm:
             time.sleep(1)
         raise AssertionError(f"no {pattern!r} on the console:\n{self.text()[-4000:]}")
 
-    def ssh(self, key: Path, user: str, command: str, known: Path,
-            check_host: str = "accept-new") -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, key: Path, user: str, command: str, known: Path, check_host: str = "accept-new"
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ssh", "-F", "none", "-i", str(key), "-p", str(self.port), "-o", "BatchMode=yes",
-             "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20",
-             # each boot forwards another port: known_hosts names the head, not the port
-             "-o", "HostKeyAlias=chaos-head",
-             "-o", f"StrictHostKeyChecking={check_host}", "-o", f"UserKnownHostsFile={known}",
-             f"{user}@127.0.0.1", command],
-            capture_output=True, text=True, timeout=90, check=False)
+            [
+                "ssh",
+                "-F",
+                "none",
+                "-i",
+                str(key),
+                "-p",
+                str(self.port),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=20",
+                # each boot forwards another port: known_hosts names the head, not the port
+                "-o",
+                "HostKeyAlias=chaos-head",
+                "-o",
+                f"StrictHostKeyChecking={check_host}",
+                "-o",
+                f"UserKnownHostsFile={known}",
+                f"{user}@127.0.0.1",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
 
-    def ssh_until(self, key: Path, user: str, command: str, known: Path,
-                  check_host: str = "accept-new") -> subprocess.CompletedProcess[str]:
+    def ssh_until(
+        self, key: Path, user: str, command: str, known: Path, check_host: str = "accept-new"
+    ) -> subprocess.CompletedProcess[str]:
         """sshd comes up a while after the console's last line: retry until it answers."""
         while True:
             result = self.ssh(key, user, command, known, check_host)
-            if result.returncode == 0 or "Permission denied" in result.stderr or \
-                    "Host key verification failed" in result.stderr:
+            if (
+                result.returncode == 0
+                or "Permission denied" in result.stderr
+                or "Host key verification failed" in result.stderr
+            ):
                 return result
             if time.monotonic() - self.start > BOOT_TIMEOUT:
                 return result
@@ -154,8 +204,7 @@ class Vm:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(90)
             sock.connect(str(self.agent_path))
-            sock.sendall(json.dumps({"id": 1, "argv": list(argv), "timeout": 60}).encode()
-                         + b"\n")
+            sock.sendall(json.dumps({"id": 1, "argv": list(argv), "timeout": 60}).encode() + b"\n")
             reply = b""
             while not reply.endswith(b"\n"):
                 chunk = sock.recv(65536)
@@ -177,12 +226,15 @@ def first_boot(head: Head) -> Iterator[tuple[Vm, Path]]:
         vm.stop()
 
 
-EXPECT = ("id -un; stat -c %U:%a \"$HOME\"; findmnt -no FSTYPE,OPTIONS /var/lib/chaos/state; "
-          "echo from-alice > ~/kept.txt; echo \"$SQUEUE_FORMAT\"")
+EXPECT = (
+    'id -un; stat -c %U:%a "$HOME"; findmnt -no FSTYPE,OPTIONS /var/lib/chaos/state; '
+    'echo from-alice > ~/kept.txt; echo "$SQUEUE_FORMAT"'
+)
 
 
 def test_a_blank_state_disk_is_formatted_and_sshd_lets_alice_in(
-        first_boot: tuple[Vm, Path], head: Head) -> None:
+    first_boot: tuple[Vm, Path], head: Head
+) -> None:
     vm, known = first_boot
     vm.wait_for(r"chaos-statedisk: /dev/vd[a-z]: formatted \(blank")
     vm.wait_for(r"chaos-statedisk: made the ssh host key")
@@ -196,47 +248,76 @@ def test_a_blank_state_disk_is_formatted_and_sshd_lets_alice_in(
     print(f"head: first boot to alice's ssh login {time.monotonic() - vm.start:.0f} s")
 
 
-def test_the_homes_are_exported_over_nfsv4_only(first_boot: tuple[Vm, Path],
-                                                head: Head) -> None:
+def test_the_homes_are_exported_over_nfsv4_only(first_boot: tuple[Vm, Path], head: Head) -> None:
     vm, known = first_boot
     assert vm.ssh_until(head.alice, "alice", "true", known).returncode == 0  # booted
-    assert vm.agent("systemctl", "is-active", "ssh", "nfs-server",
-                    "chaos-statedisk").split() == ["active", "active", "active"]
+    assert vm.agent("systemctl", "is-active", "ssh", "nfs-server", "chaos-statedisk").split() == [
+        "active",
+        "active",
+        "active",
+    ]
     exports = vm.agent("exportfs", "-v")
-    assert re.search(r"/var/lib/chaos/state/home\s+10\.99\.0\.21\(\S*root_squash", exports), \
-        exports
+    assert re.search(r"/var/lib/chaos/state/home\s+10\.99\.0\.21\(\S*root_squash", exports), exports
     versions = vm.agent("cat", "/proc/fs/nfsd/versions").split()
     assert "-3" in versions and "+4" in versions, versions
-    listening = {line.split()[3].rsplit(":", 1)[1]
-                 for line in vm.agent("ss", "-Htln").splitlines() if line.strip()}
+    listening = {
+        line.split()[3].rsplit(":", 1)[1]
+        for line in vm.agent("ss", "-Htln").splitlines()
+        if line.strip()
+    }
     assert listening == {"22", "2049"}, listening  # no rpcbind, mountd or statd port
 
 
 def test_sshd_refuses_keys_it_was_not_given(first_boot: tuple[Vm, Path], head: Head) -> None:
     vm, known = first_boot
     assert vm.ssh_until(head.alice, "alice", "true", known).returncode == 0  # sshd is up
-    for key, user in ((head.stranger, "alice"), (head.alice, "bob"), (head.alice, "root"),
-                      (head.stranger, "bob")):
+    for key, user in (
+        (head.stranger, "alice"),
+        (head.alice, "bob"),
+        (head.alice, "root"),
+        (head.stranger, "bob"),
+    ):
         result = vm.ssh(key, user, "id", known)
         assert result.returncode == 255, (user, result.stdout)
         assert "Permission denied (publickey)" in result.stderr, (user, result.stderr)
 
 
-def test_no_password_and_no_other_service_is_offered(first_boot: tuple[Vm, Path],
-                                                     head: Head) -> None:
+def test_no_password_and_no_other_service_is_offered(
+    first_boot: tuple[Vm, Path], head: Head
+) -> None:
     vm, known = first_boot
     result = subprocess.run(
-        ["ssh", "-F", "none", "-p", str(vm.port), "-o", "BatchMode=yes",
-         "-o", "PreferredAuthentications=password,keyboard-interactive",
-         "-o", "PubkeyAuthentication=no", "-o", f"UserKnownHostsFile={known}",
-         "-o", "HostKeyAlias=chaos-head",
-         "alice@127.0.0.1", "true"], capture_output=True, text=True, timeout=60, check=False)
+        [
+            "ssh",
+            "-F",
+            "none",
+            "-p",
+            str(vm.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "HostKeyAlias=chaos-head",
+            "alice@127.0.0.1",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 255
     assert "Permission denied (publickey)" in result.stderr, result.stderr
 
 
 def test_a_power_cycle_keeps_the_disk_the_host_key_and_the_files(
-        first_boot: tuple[Vm, Path], head: Head) -> None:
+    first_boot: tuple[Vm, Path], head: Head
+) -> None:
     vm, known = first_boot
     assert vm.ssh_until(head.alice, "alice", "sync", known).returncode == 0
     vm.stop()  # pulled plug: QEMU killed, no shutdown

@@ -40,10 +40,15 @@ DEPS = {
 
 def test_qemu_profile_keeps_ipsec_netfilter_virtio_and_deps() -> None:
     keep = prune.select_modules(DEPS, Hardware.QEMU)
-    assert {"kernel/net/ipv4/esp4.ko", "kernel/net/xfrm/xfrm_algo.ko",
-            "kernel/net/netfilter/nf_tables.ko", "kernel/lib/libcrc32c.ko",
-            "kernel/drivers/net/virtio_net.ko", "kernel/drivers/net/net_failover.ko",
-            "kernel/fs/binfmt_misc.ko"} <= keep
+    assert {
+        "kernel/net/ipv4/esp4.ko",
+        "kernel/net/xfrm/xfrm_algo.ko",
+        "kernel/net/netfilter/nf_tables.ko",
+        "kernel/lib/libcrc32c.ko",
+        "kernel/drivers/net/virtio_net.ko",
+        "kernel/drivers/net/net_failover.ko",
+        "kernel/fs/binfmt_misc.ko",
+    } <= keep
     assert "kernel/drivers/net/ethernet/intel/igb/igb.ko" not in keep
     assert "kernel/sound/core/snd.ko" not in keep
 
@@ -63,17 +68,28 @@ def test_no_profile_ships_storage(hardware: Hardware) -> None:
 
 def test_every_node_gets_nfs_client_and_server_but_no_disk() -> None:
     keep = prune.select_modules(DEPS, Hardware.QEMU)
-    assert {"kernel/fs/nfsd/nfsd.ko", "kernel/fs/nfs/nfsv4.ko", "kernel/fs/nfs/nfs.ko",
-            "kernel/net/sunrpc/sunrpc.ko"} <= keep
+    assert {
+        "kernel/fs/nfsd/nfsd.ko",
+        "kernel/fs/nfs/nfsv4.ko",
+        "kernel/fs/nfs/nfs.ko",
+        "kernel/net/sunrpc/sunrpc.ko",
+    } <= keep
 
 
 def test_the_head_alone_gets_its_disk_drivers_and_ext4() -> None:
     keep = prune.select_modules(DEPS, Hardware.LAB)
     head = prune.select_head_modules(DEPS, keep)
-    assert head == {"kernel/drivers/block/virtio_blk.ko", "kernel/drivers/ata/ahci.ko",
-                    "kernel/drivers/ata/libahci.ko", "kernel/drivers/nvme/host/nvme.ko",
-                    "kernel/drivers/scsi/sd_mod.ko", "kernel/drivers/scsi/scsi_mod.ko",
-                    "kernel/fs/ext4/ext4.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/lib/crc16.ko"}
+    assert head == {
+        "kernel/drivers/block/virtio_blk.ko",
+        "kernel/drivers/ata/ahci.ko",
+        "kernel/drivers/ata/libahci.ko",
+        "kernel/drivers/nvme/host/nvme.ko",
+        "kernel/drivers/scsi/sd_mod.ko",
+        "kernel/drivers/scsi/scsi_mod.ko",
+        "kernel/fs/ext4/ext4.ko",
+        "kernel/fs/jbd2/jbd2.ko",
+        "kernel/lib/crc16.ko",
+    }
     assert not head & keep
     assert "kernel/drivers/usb/storage/usb-storage.ko" not in head
 
@@ -125,14 +141,16 @@ def test_storage_blacklist_covers_the_common_controllers() -> None:
 def test_enable_unit_links_wanted_by_and_socket(tmp_path: Path) -> None:
     units = tmp_path / "usr/lib/systemd/system"
     units.mkdir(parents=True)
-    (units / "x.service").write_text("[Install]\nWantedBy=multi-user.target\n"
-                                     "Also=x.socket x-wait-online.service\n")
+    (units / "x.service").write_text(
+        "[Install]\nWantedBy=multi-user.target\nAlso=x.socket x-wait-online.service\n"
+    )
     (units / "x.socket").write_text("[Install]\nWantedBy=sockets.target\n")
     (units / "x-wait-online.service").write_text("[Install]\nWantedBy=network-online.target\n")
     base.enable_unit(tmp_path, "x.service")
     wants = tmp_path / "etc/systemd/system"
-    assert (wants / "multi-user.target.wants/x.service").readlink() == \
-        Path("/usr/lib/systemd/system/x.service")
+    assert (wants / "multi-user.target.wants/x.service").readlink() == Path(
+        "/usr/lib/systemd/system/x.service"
+    )
     assert (wants / "sockets.target.wants/x.socket").is_symlink()
     assert not (wants / "network-online.target.wants").exists()
     base.enable_unit(tmp_path, "absent.service")  # not installed: nothing to link
@@ -158,8 +176,9 @@ def test_lz4_is_refused_before_any_work(tmp_path: Path) -> None:
     from builder.model import Compression
 
     cluster = load_cluster(Path(__file__).resolve().parents[2] / "chaos.yaml")[0]
-    lz4 = dataclasses.replace(cluster, image=dataclasses.replace(
-        cluster.image, compression=Compression.LZ4))
+    lz4 = dataclasses.replace(
+        cluster, image=dataclasses.replace(cluster.image, compression=Compression.LZ4)
+    )
     with pytest.raises(BuildError, match="lz4"):
         build_image(lz4, tmp_path / "nodes", tmp_path / "out", tmp_path / "cache")
     assert not (tmp_path / "cache").exists()

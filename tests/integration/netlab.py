@@ -40,8 +40,9 @@ class Host:
     ns: str
     address: str
 
-    def sh(self, *argv: str, check: bool = True, timeout: float = 30,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def sh(
+        self, *argv: str, check: bool = True, timeout: float = 30, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         prefix = ["ip", "netns", "exec", self.ns]
         if env:
             prefix += ["env", *(f"{k}={v}" for k, v in env.items())]
@@ -55,9 +56,11 @@ class Host:
         raise AssertionError(f"no counter {name}")
 
     def tcp_connect(self, address: str, port: int, timeout: float = 1.0) -> bool:
-        code = ("import socket,sys\n"
-                f"s=socket.socket(); s.settimeout({timeout})\n"
-                f"sys.exit(0 if s.connect_ex(({address!r},{port}))==0 else 1)")
+        code = (
+            "import socket,sys\n"
+            f"s=socket.socket(); s.settimeout({timeout})\n"
+            f"sys.exit(0 if s.connect_ex(({address!r},{port}))==0 else 1)"
+        )
         return self.sh("python3", "-c", code, check=False).returncode == 0
 
     def ping(self, address: str) -> bool:
@@ -84,8 +87,21 @@ class Lab:
         ns = f"chaos-{self.tag}-{name}"
         port = f"p{len(self.hosts)}"
         run("ip", "netns", "add", ns)
-        run("ip", "-n", self.bridge_ns, "link", "add", port, "type", "veth", "peer", "name",
-            "eth0", "netns", ns)
+        run(
+            "ip",
+            "-n",
+            self.bridge_ns,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns,
+        )
         run("ip", "-n", self.bridge_ns, "link", "set", port, "master", "br0", "up")
         run("ip", "-n", ns, "addr", "add", f"{address}/{self.prefixlen}", "dev", "eth0")
         run("ip", "-n", ns, "link", "set", "eth0", "up")
@@ -94,11 +110,14 @@ class Lab:
         self.hosts[name] = host
         return host
 
-    def spawn(self, host: Host, argv: list[str], env: dict[str, str],
-              log: Path) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, host: Host, argv: list[str], env: dict[str, str], log: Path
+    ) -> subprocess.Popen[bytes]:
         log.unlink(missing_ok=True)
-        proc = spawn(["ip", "netns", "exec", host.ns, "env",
-                      *(f"{k}={v}" for k, v in env.items()), *argv], log_file=log)
+        proc = spawn(
+            ["ip", "netns", "exec", host.ns, "env", *(f"{k}={v}" for k, v in env.items()), *argv],
+            log_file=log,
+        )
         self.procs.append(proc)
         return proc
 

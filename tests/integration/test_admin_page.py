@@ -69,9 +69,24 @@ def admin_ns(tmp_path) -> Iterator[tuple[str, Path]]:
     run("ip", "netns", "add", ns)
     run("ip", "-n", ns, "link", "set", "lo", "up")
     write_db(tmp_path / "events.sqlite", night_events("trouble"))
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER,
-                             str(HERE / "lab.yaml"), str(tmp_path), AT], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-c",
+            SERVER,
+            str(HERE / "lab.yaml"),
+            str(tmp_path),
+            AT,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
         yield ns, tmp_path
@@ -82,9 +97,22 @@ def admin_ns(tmp_path) -> Iterator[tuple[str, Path]]:
 
 
 def chromium(ns: str, profile: Path, *args: str) -> str:
-    r = run("ip", "netns", "exec", ns, CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-            f"--user-data-dir={profile}", "--no-first-run", "--virtual-time-budget=10000",
-            "--window-size=1300,1400", *args, timeout=120)
+    r = run(
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={profile}",
+        "--no-first-run",
+        "--virtual-time-budget=10000",
+        "--window-size=1300,1400",
+        *args,
+        timeout=120,
+    )
     return r.stdout
 
 
@@ -96,8 +124,9 @@ def test_the_page_in_a_browser_shows_the_record(admin_ns):
     dom = chromium(ns, run_dir / "profile", "--dump-dom", url)
     page = PageTable()
     page.feed(dom)
-    record = json.loads(status(cluster, run_dir / "events.sqlite",
-                               dt.datetime.fromisoformat(AT), json_out=True))
+    record = json.loads(
+        status(cluster, run_dir / "events.sqlite", dt.datetime.fromisoformat(AT), json_out=True)
+    )
     assert page_problems(page, record) == []  # the DOM's table against the database
     assert set(page.rows) == {n.name for n in cluster.nodes}
     assert page.rows["node02"][-1].startswith("enrollment refused: bad_proof")
@@ -118,11 +147,18 @@ def test_the_admin_listener_is_not_reachable_from_the_lab_segment(tmp_path):
     with lab("adm") as net:
         serve = net.add("serve", "10.99.0.1")
         node = net.add("node02", "10.99.0.12")
-        admin = net.spawn(serve, [sys.executable, "-c", SERVER, str(HERE / "lab.yaml"),
-                                  str(tmp_path), AT], {"PYTHONPATH": str(ROOT)},
-                          tmp_path / "admin.log")
-        segment = net.spawn(serve, [sys.executable, "-m", "http.server", "--bind", "10.99.0.1",
-                                    "8080"], {}, tmp_path / "http.log")
+        admin = net.spawn(
+            serve,
+            [sys.executable, "-c", SERVER, str(HERE / "lab.yaml"), str(tmp_path), AT],
+            {"PYTHONPATH": str(ROOT)},
+            tmp_path / "admin.log",
+        )
+        segment = net.spawn(
+            serve,
+            [sys.executable, "-m", "http.server", "--bind", "10.99.0.1", "8080"],
+            {},
+            tmp_path / "http.log",
+        )
         port = cluster.serve.admin_port
         wait_for(lambda: serve.tcp_connect("127.0.0.1", port), 20, "the admin listener")
         wait_for(lambda: node.tcp_connect("10.99.0.1", 8080), 20, "serve's segment port")
@@ -174,8 +210,16 @@ def test_serve_records_what_it_sees(tmp_path):
     cluster = cluster_with_pki(tmp_path)
     with (tmp_path / "chaos.yaml").open("a") as f:
         f.write(schedule_text(True))
-    run(sys.executable, "-m", "builder.cli", "pki", "issue", "node02", "-c",
-        str(tmp_path / "chaos.yaml"))
+    run(
+        sys.executable,
+        "-m",
+        "builder.cli",
+        "pki",
+        "issue",
+        "node02",
+        "-c",
+        str(tmp_path / "chaos.yaml"),
+    )
     public = Path(tempfile.mkdtemp(prefix="chaos-pxe-"))  # nginx's workers must read it
     public.chmod(0o755)
     pxe = public / "pxe"
@@ -194,23 +238,60 @@ def test_serve_records_what_it_sees(tmp_path):
             run("ip", "-n", ns, "link", "set", "cli0", "netns", pc)
             run("ip", "-n", pc, "link", "set", "cli0", "up")
             run("ip", "netns", "exec", pc, sys.executable, "-c", DHCP_CLIENT)
-            r = run(*curl, "-k", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-                    "-H", "Content-Length: 2", "-d", "{}", "https://10.99.0.1:8443/enroll/start")
+            r = run(
+                *curl,
+                "-k",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Length: 2",
+                "-d",
+                "{}",
+                "https://10.99.0.1:8443/enroll/start",
+            )
             assert r.stdout == "400", r.stdout
-            run("ip", "netns", "exec", ns, sys.executable, "-c", PUSH_CLIENT,
-                str(tmp_path / "pki"), timeout=30)
+            run(
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-c",
+                PUSH_CLIENT,
+                str(tmp_path / "pki"),
+                timeout=30,
+            )
             token = (tmp_path / "run" / "admin.token").read_text().strip()
-            text = wait_for(lambda: (lambda t: t if 'answer="cluster via dhcpack"' in t and
-                                     'answer="cluster via http"' in t else "")(
-                run(*curl, "-H", f"Authorization: Bearer {token}",
-                    "http://127.0.0.1:9180/metrics").stdout), 20, "the boot in /metrics")
+            text = wait_for(
+                lambda: (
+                    lambda t: (
+                        t
+                        if 'answer="cluster via dhcpack"' in t and 'answer="cluster via http"' in t
+                        else ""
+                    )
+                )(
+                    run(
+                        *curl,
+                        "-H",
+                        f"Authorization: Bearer {token}",
+                        "http://127.0.0.1:9180/metrics",
+                    ).stdout
+                ),
+                20,
+                "the boot in /metrics",
+            )
             stop_serve(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
     assert 'chaos_refusals{reason="malformed"} 1.0' in text
     assert 'chaos_tyd_peers{node="node02"} 2.0' in text
-    report = json.loads(status(cluster, tmp_path / "run" / "events.sqlite",
-                               dt.datetime.now(dt.UTC), json_out=True))
+    report = json.loads(
+        status(cluster, tmp_path / "run" / "events.sqlite", dt.datetime.now(dt.UTC), json_out=True)
+    )
     states = {n["node"]: n["state"] for n in report["nodes"]}
     assert states["node01"] == "booted" and states["node02"] == "joined", states

@@ -13,8 +13,12 @@ from builder.views import all_peers, hubs, known_peers
 
 pytestmark = pytest.mark.integration
 
-CASES = [ROOT / "chaos.yaml", ROOT / "tests/golden/all.yaml", ROOT / "tests/golden/migration.yaml",
-         ROOT / "tests/golden/head.yaml"]
+CASES = [
+    ROOT / "chaos.yaml",
+    ROOT / "tests/golden/all.yaml",
+    ROOT / "tests/golden/migration.yaml",
+    ROOT / "tests/golden/head.yaml",
+]
 
 
 @pytest.fixture
@@ -26,6 +30,7 @@ def rendered(tmp_path):
         out = tmp_path / "nodes" / config.stem
         render_cluster(cluster, pki, out)
         return cluster, out
+
     return render
 
 
@@ -69,8 +74,12 @@ def test_plaintext_is_dropped_and_counted(rendered):
         assert node01.nft_counter("drop_slurm_outsider") >= before + 4
 
         before = node01.nft_counter("drop_ike_outsider")
-        outsider.sh("python3", "-c", "import socket; s=socket.socket(socket.AF_INET, "
-                    "socket.SOCK_DGRAM); s.sendto(b'x'*64, ('10.99.0.11', 500))")
+        outsider.sh(
+            "python3",
+            "-c",
+            "import socket; s=socket.socket(socket.AF_INET, "
+            "socket.SOCK_DGRAM); s.sendto(b'x'*64, ('10.99.0.11', 500))",
+        )
         assert node01.nft_counter("drop_ike_outsider") == before + 1
 
         # A spoofed member address (node02's) in clear: dropped before conntrack, counted.
@@ -96,7 +105,8 @@ def test_runtime_peer_set_changes_reach_the_rules(rendered):
         node01.sh("nft", "-f", str(out / "node01/etc/nftables.conf"))
         before = node01.nft_counter("drop_member_plaintext")
         node01.sh("nft", "add", "element", "inet", "chaos", "cluster_peers", "{ 10.99.0.77 }")
-        assert "10.99.0.77" in node01.sh("nft", "list", "set", "inet", "chaos",
-                                         "cluster_peers").stdout
+        assert (
+            "10.99.0.77" in node01.sh("nft", "list", "set", "inet", "chaos", "cluster_peers").stdout
+        )
         assert not newcomer.ping("10.99.0.11")
         assert node01.nft_counter("drop_member_plaintext") >= before + 1

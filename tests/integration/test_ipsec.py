@@ -60,15 +60,16 @@ class Charon:
             f"  filelog {{ test {{ path = {self.log}\n flush_line = yes\n default = 1\n"
             "    ike = 2\n cfg = 2 } }\n"
             "}\n"
-            f"swanctl {{ socket = unix://{self.socket} }}\n")
-        self.env = {"STRONGSWAN_CONF": str(conf),
-                    "SWANCTL_DIR": str(node_root / "etc/swanctl")}
+            f"swanctl {{ socket = unix://{self.socket} }}\n"
+        )
+        self.env = {"STRONGSWAN_CONF": str(conf), "SWANCTL_DIR": str(node_root / "etc/swanctl")}
         the_lab.spawn(host, [str(CHARON)], self.env, tmp / f"{host.ns}.stdout")
         wait_for(self.socket.exists, 15, f"charon's VICI socket in {host.ns}")
 
     def swanctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.host.sh("swanctl", *args, "--uri", f"unix://{self.socket}", env=self.env,
-                            check=check)
+        return self.host.sh(
+            "swanctl", *args, "--uri", f"unix://{self.socket}", env=self.env, check=check
+        )
 
     def load_all(self) -> str:
         return self.host.sh("swanctl", "--load-all", "--noprompt", env=self.env).stdout
@@ -86,8 +87,9 @@ def tools():
     need_root_tools("nft", "swanctl", str(CHARON))
 
 
-@pytest.mark.parametrize("config", [ROOT / "chaos.yaml", ROOT / "tests/golden/migration.yaml"],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "config", [ROOT / "chaos.yaml", ROOT / "tests/golden/migration.yaml"], ids=lambda p: p.stem
+)
 def test_rendered_configs_load_into_charon(tools, tmp_path, config):
     cluster, _ = load_cluster(config)
     out = render(tmp_path, cluster, "c")
@@ -114,10 +116,15 @@ def self_sign(node_root: Path) -> None:
     swanctl = node_root / "etc/swanctl"
     key = serialization.load_pem_private_key((swanctl / "private/node.key").read_bytes(), None)
     old = x509.load_pem_x509_certificate((swanctl / "x509/node.pem").read_bytes())
-    builder = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(old.subject)
-               .public_key(old.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(old.not_valid_before_utc)
-               .not_valid_after(old.not_valid_after_utc))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.subject)
+        .public_key(old.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(old.not_valid_before_utc)
+        .not_valid_after(old.not_valid_after_utc)
+    )
     for ext in old.extensions:
         if ext.oid != x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
             builder = builder.add_extension(ext.value, ext.critical)
@@ -131,8 +138,9 @@ def test_two_nodes_authenticate_and_a_rogue_is_refused(tools, tmp_path, rogue):
     cluster, _ = load_cluster(ROOT / "chaos.yaml")
     out = render(tmp_path, cluster, "good")
     # The rogue: same names and addresses, certificates from a different CA (or none).
-    rogue_cluster = load_cluster_text((ROOT / "chaos.yaml").read_text()
-                                      .replace("name: chaos-lab", "name: rogue-lab"))
+    rogue_cluster = load_cluster_text(
+        (ROOT / "chaos.yaml").read_text().replace("name: chaos-lab", "name: rogue-lab")
+    )
     rogue_out = render(tmp_path, rogue_cluster, "rogue")
     if rogue == "self-signed":
         self_sign(rogue_out / "node03")
@@ -147,14 +155,17 @@ def test_two_nodes_authenticate_and_a_rogue_is_refused(tools, tmp_path, rogue):
         c2.load_all()
         # The first packet to the peer hits the trap policy and starts IKE.
         h1.ping("10.99.0.12")
-        wait_for(lambda: c1.established_with("10.99.0.12"), 20,
-                 "IKE_SA node01 -> node02 ESTABLISHED")
+        wait_for(
+            lambda: c1.established_with("10.99.0.12"), 20, "IKE_SA node01 -> node02 ESTABLISHED"
+        )
         assert c2.established_with("10.99.0.11")
         log = c1.log_text()
         assert "authentication of '10.99.0.12' with ED25519 successful" in log, log[-3000:]
         if "NO_PROPOSAL_CHOSEN" in log or "Function not implemented" in log:
-            print("NOTE: this kernel has no ESP; CHILD_SA install failed as expected; "
-                  "ESP on the wire is proven in the QEMU tier")
+            print(
+                "NOTE: this kernel has no ESP; CHILD_SA install failed as expected; "
+                "ESP on the wire is proven in the QEMU tier"
+            )
 
         # A rogue with a foreign-CA certificate at node03's address is refused.
         h3 = the_lab.add("rogue", "10.99.0.13")
@@ -165,9 +176,11 @@ def test_two_nodes_authenticate_and_a_rogue_is_refused(tools, tmp_path, rogue):
         def refused() -> bool:
             h3.ping("10.99.0.11")  # each try hits a trap again, in both directions
             h1.ping("10.99.0.13")
-            return any(sign in text for text in (c1.log_text(), c3.log_text())
-                       for sign in ("AUTHENTICATION_FAILED", "constraint check failed",
-                                    "no trusted"))
+            return any(
+                sign in text
+                for text in (c1.log_text(), c3.log_text())
+                for sign in ("AUTHENTICATION_FAILED", "constraint check failed", "no trusted")
+            )
 
         try:
             wait_for(refused, 30, "node01 to refuse the rogue")
@@ -182,8 +195,9 @@ def conn_listing(listing: str, name: str) -> str:
     """One connection's block of `swanctl --list-conns`."""
     lines = listing.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}: "))
-    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")),
-               len(lines))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines)
+    )
     return "\n".join(lines[start:end])
 
 
@@ -193,17 +207,21 @@ def load_through_tyd(node_root: Path, socket: Path, peer_name: str, peer_address
     swanctl = node_root / "etc/swanctl"
     cfg = dataclasses.replace(
         cfg,
-        tls=dataclasses.replace(cfg.tls, cert=swanctl / "x509/node.pem",
-                                ca=swanctl / "x509ca/ca.pem"),
-        hooks=dataclasses.replace(cfg.hooks, vici_socket=socket, nft_set=None,
-                                  static_peers=frozenset()))
+        tls=dataclasses.replace(
+            cfg.tls, cert=swanctl / "x509/node.pem", ca=swanctl / "x509ca/ca.pem"
+        ),
+        hooks=dataclasses.replace(
+            cfg.hooks, vici_socket=socket, nft_set=None, static_peers=frozenset()
+        ),
+    )
     [hook] = build_hooks(cfg)
     peer = Member(peer_name, ipaddress.IPv4Address(peer_address), "ab" * 32, State.ALIVE, 1, 0)
     asyncio.run(hook.add(peer))
 
 
-@pytest.mark.parametrize("config", [ROOT / "chaos.yaml", ROOT / "tests/golden/migration.yaml"],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "config", [ROOT / "chaos.yaml", ROOT / "tests/golden/migration.yaml"], ids=lambda p: p.stem
+)
 def test_rendered_and_runtime_connections_are_the_same_in_charon(tools, tmp_path, config):
     """The same peer, once from the rendered swanctl.conf and once through tyd's VICI hook,
     each in its own charon: `swanctl --list-conns` shows the same connection."""
@@ -212,11 +230,13 @@ def test_rendered_and_runtime_connections_are_the_same_in_charon(tools, tmp_path
     node, peer = cluster.nodes[0], cluster.nodes[1]
     name = f"peer-{peer.name}"
     with lab("file") as file_lab, lab("vici") as vici_lab:
-        from_file = Charon(file_lab, file_lab.add(node.name, str(node.address)),
-                           out / node.name, tmp_path)
+        from_file = Charon(
+            file_lab, file_lab.add(node.name, str(node.address)), out / node.name, tmp_path
+        )
         from_file.load_all()
-        by_tyd = Charon(vici_lab, vici_lab.add(node.name, str(node.address)),
-                        out / node.name, tmp_path)
+        by_tyd = Charon(
+            vici_lab, vici_lab.add(node.name, str(node.address)), out / node.name, tmp_path
+        )
         load_through_tyd(out / node.name, by_tyd.socket, peer.name, str(peer.address))
         rendered = conn_listing(from_file.swanctl("--list-conns").stdout, name)
         runtime_all = by_tyd.swanctl("--list-conns").stdout
@@ -263,17 +283,25 @@ def test_a_member_certificate_from_another_members_address_gets_no_ike_sa(tools,
             print("A:", ca.log_text()[-20000:], "\nC:", cc.log_text()[-20000:])
             raise
         log = ca.log_text()
-        print("A's charon on the attempt:\n" + "\n".join(
-            line for line in log.splitlines()
-            if f"{c.address}" in line or "peer config" in line or "AUTHENTICATION" in line))
+        print(
+            "A's charon on the attempt:\n"
+            + "\n".join(
+                line
+                for line in log.splitlines()
+                if f"{c.address}" in line or "peer config" in line or "AUTHENTICATION" in line
+            )
+        )
         assert f"...{c.address}[{b.address}]" in log  # the claim: B's identity, C's address
         assert not ca.established_with(str(c.address))
         assert "ESTABLISHED" not in cc.swanctl("--list-sas").stdout
 
         # Positive control: the honest B, from B's own address, gets its IKE_SA.
         hb.ping(str(a.address))
-        wait_for(lambda: ca.established_with(str(b.address)), 20,
-                 f"IKE_SA {b.name} -> {a.name} ESTABLISHED")
+        wait_for(
+            lambda: ca.established_with(str(b.address)),
+            20,
+            f"IKE_SA {b.name} -> {a.name} ESTABLISHED",
+        )
         assert f"authentication of '{b.address}' with ED25519 successful" in ca.log_text()
         assert not ca.established_with(str(c.address))
 
@@ -284,14 +312,19 @@ def runtime_hooks(node_root: Path, host: Host, socket: Path) -> list[Any]:
     cfg = tyd_config.load(node_root / "etc/tyd/tyd.json")
     h, swanctl = cfg.hooks, node_root / "etc/swanctl"
     assert h.nft_set is not None
-    return [NftSetHook(h.nft_table, h.nft_set, h.static_peers,
-                       prefix=("ip", "netns", "exec", host.ns)),
-            ViciHook(socket, h.ipsec, (swanctl / "x509/node.pem").read_text(),
-                     (swanctl / "x509ca/ca.pem").read_text(), h.static_peers)]
+    return [
+        NftSetHook(h.nft_table, h.nft_set, h.static_peers, prefix=("ip", "netns", "exec", host.ns)),
+        ViciHook(
+            socket,
+            h.ipsec,
+            (swanctl / "x509/node.pem").read_text(),
+            (swanctl / "x509ca/ca.pem").read_text(),
+            h.static_peers,
+        ),
+    ]
 
 
-def test_two_nodes_that_are_not_hubs_reach_each_other_through_runtime_connections(
-        tools, tmp_path):
+def test_two_nodes_that_are_not_hubs_reach_each_other_through_runtime_connections(tools, tmp_path):
     """Issue 22: node02 and node03 render a connection and a firewall element for the hub
     (node01, seed and head) only. Before tyd tells them about each other, node02's packets get
     no IKE_SA with node03; once each applies the other's map entry through tyd's hooks (nft
@@ -320,8 +353,10 @@ def test_two_nodes_that_are_not_hubs_reach_each_other_through_runtime_connection
             for hook in runtime_hooks(out / name, hosts[name], charons[name].socket):
                 asyncio.run(hook.add(member))
         assert f"peer-{n3.name}: IKEv2" in c2.swanctl("--list-conns").stdout
-        assert str(n2.address) in hosts["node03"].sh(
-            "nft", "list", "set", "inet", "chaos", "cluster_peers").stdout
+        assert (
+            str(n2.address)
+            in hosts["node03"].sh("nft", "list", "set", "inet", "chaos", "cluster_peers").stdout
+        )
 
         def established() -> bool:
             h2.ping(str(n3.address))

@@ -35,8 +35,10 @@ from builder.pki import Pki
 pytestmark = pytest.mark.integration
 
 NODE_PYTHON = "/usr/bin/python3"
-RENEW = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-         "from chaosnode.renew import main; sys.exit(main())")
+RENEW = (
+    f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+    "from chaosnode.renew import main; sys.exit(main())"
+)
 
 
 @pytest.fixture
@@ -54,13 +56,15 @@ def ike_line(charon: Charon, conn: str) -> str:
 def certs_of(charon: Charon) -> list[bytes]:
     """Every certificate this charon holds (its own and the ones peers sent), as DER."""
     out = charon.swanctl("--list-certs", "--pem").stdout
-    return [x509.load_pem_x509_certificate(m.encode()).public_bytes(serialization.Encoding.DER)
-            for m in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
-                                out, re.S)]
+    return [
+        x509.load_pem_x509_certificate(m.encode()).public_bytes(serialization.Encoding.DER)
+        for m in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", out, re.S)
+    ]
 
 
 def test_renewed_certificate_reloads_into_charon_without_tearing_down_the_ike_sa(
-        tools, tmp_path: Path):
+    tools, tmp_path: Path
+):
     config = tmp_path / "chaos.yaml"
     shutil.copy(ROOT / "chaos.yaml", config)
     cluster, _ = load_cluster(config)
@@ -71,35 +75,67 @@ def test_renewed_certificate_reloads_into_charon_without_tearing_down_the_ike_sa
     server = server_mod.open_service(cluster, config, pki, settings)
     server.start_background()
     try:
-        registry.approve(registry.registry_path(cluster, config), cluster, tpm.ek_hash(),
-                         "node01", "test TPM of node01")
+        registry.approve(
+            registry.registry_path(cluster, config),
+            cluster,
+            tpm.ek_hash(),
+            "node01",
+            "test TPM of node01",
+        )
         with lab("renew") as the_lab:
             a, b, c = (cluster.nodes[i] for i in range(3))
             hosts = [the_lab.add(n.name, str(n.address)) for n in (a, b, c)]
-            ca_, cb, cc = (Charon(the_lab, h, out / n.name, tmp_path)
-                           for h, n in zip(hosts, (a, b, c), strict=True))
+            ca_, cb, cc = (
+                Charon(the_lab, h, out / n.name, tmp_path)
+                for h, n in zip(hosts, (a, b, c), strict=True)
+            )
             for charon in (ca_, cb, cc):
                 charon.load_all()
             hosts[0].ping(str(b.address))
-            wait_for(lambda: "ESTABLISHED" in ike_line(ca_, f"peer-{b.name}"), 20,
-                     f"IKE_SA {a.name} -> {b.name}")
+            wait_for(
+                lambda: "ESTABLISHED" in ike_line(ca_, f"peer-{b.name}"),
+                20,
+                f"IKE_SA {a.name} -> {b.name}",
+            )
             before_a, before_b = ike_line(ca_, f"peer-{b.name}"), ike_line(cb, f"peer-{a.name}")
 
             swanctl = out / a.name / "etc/swanctl"
             old = x509.load_pem_x509_certificate((swanctl / "x509/node.pem").read_bytes())
             node_json = tmp_path / "node01.json"
-            node_json.write_text(node_settings(name=a.name, address=str(a.address),
-                                               enroll_url=server.url).dumps("test"))
+            node_json.write_text(
+                node_settings(name=a.name, address=str(a.address), enroll_url=server.url).dumps(
+                    "test"
+                )
+            )
             # the node's client, as chaos-renew.service runs it, its swanctl aimed at node01's
             # charon (a unix socket, reachable from the host's namespace)
             r = subprocess.run(
-                [NODE_PYTHON, "-I", "-c", RENEW, "--force", "--reload", "charon",
-                 "--node-json", str(node_json), "--ca", str(swanctl / "x509ca/ca.pem"),
-                 "--key", str(swanctl / "private/node.key"),
-                 "--cert", str(swanctl / "x509/node.pem"),
-                 "--crl", str(swanctl / "x509crl/cluster.crl"), "--tcti", tpm.tcti],
-                capture_output=True, text=True, timeout=120,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **ca_.env})
+                [
+                    NODE_PYTHON,
+                    "-I",
+                    "-c",
+                    RENEW,
+                    "--force",
+                    "--reload",
+                    "charon",
+                    "--node-json",
+                    str(node_json),
+                    "--ca",
+                    str(swanctl / "x509ca/ca.pem"),
+                    "--key",
+                    str(swanctl / "private/node.key"),
+                    "--cert",
+                    str(swanctl / "x509/node.pem"),
+                    "--crl",
+                    str(swanctl / "x509crl/cluster.crl"),
+                    "--tcti",
+                    tpm.tcti,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **ca_.env},
+            )
             assert r.returncode == 0, r.stdout + r.stderr
             assert "charon reloaded its credentials, SAs kept" in r.stdout
             new = x509.load_pem_x509_certificate((swanctl / "x509/node.pem").read_bytes())
@@ -109,8 +145,11 @@ def test_renewed_certificate_reloads_into_charon_without_tearing_down_the_ike_sa
 
             # a new IKE_SA (node01 <-> node03) authenticates node01 by its new certificate
             hosts[0].ping(str(c.address))
-            wait_for(lambda: "ESTABLISHED" in ike_line(cc, f"peer-{a.name}"), 20,
-                     f"IKE_SA {a.name} -> {c.name} after the renewal")
+            wait_for(
+                lambda: "ESTABLISHED" in ike_line(cc, f"peer-{a.name}"),
+                20,
+                f"IKE_SA {a.name} -> {c.name} after the renewal",
+            )
             held = certs_of(cc)
             der = serialization.Encoding.DER
             assert new.public_bytes(der) in held

@@ -38,15 +38,14 @@ def tiny_pe(payload: bytes, cert_table: bytes = b"", pe32_plus: bool = True) -> 
     struct.pack_into("<HHIIIHH", header, 0x44, 0x8664, 1, 0, 0, 0, optional_size, 0x22)
     opt = 0x58
     struct.pack_into("<H", header, opt, 0x20B if pe32_plus else 0x10B)
-    struct.pack_into("<I", header, opt + 60, 0x200)       # SizeOfHeaders
-    struct.pack_into("<I", header, opt + 64, 0x1234)      # CheckSum (not hashed)
+    struct.pack_into("<I", header, opt + 60, 0x200)  # SizeOfHeaders
+    struct.pack_into("<I", header, opt + 64, 0x1234)  # CheckSum (not hashed)
     directories = opt + (112 if pe32_plus else 96)
-    struct.pack_into("<I", header, directories - 4, 16)   # NumberOfRvaAndSizes
+    struct.pack_into("<I", header, directories - 4, 16)  # NumberOfRvaAndSizes
     if cert_table:
-        struct.pack_into("<II", header, directories + 32, 0x200 + len(section),
-                         len(cert_table))
+        struct.pack_into("<II", header, directories + 32, 0x200 + len(section), len(cert_table))
     table = opt + optional_size
-    header[table:table + 8] = b".text\0\0\0"
+    header[table : table + 8] = b".text\0\0\0"
     struct.pack_into("<IIII", header, table + 8, len(section), 0x1000, len(section), 0x200)
     return bytes(header) + section + cert_table
 
@@ -62,14 +61,23 @@ def boot_files(root: Path) -> BootFiles:
     kernel, initrd = root / "vmlinuz", root / "initrd.img"
     kernel.write_bytes(tiny_pe(b"chaos test kernel"))
     initrd.write_bytes(b"070701 base initrd of the test")
-    return BootFiles(kernel=kernel, initrd=initrd, shim=SHIM_SIGNED, grub=GRUB_SIGNED,
-                     grub_net=GRUB_NET_SIGNED)
+    return BootFiles(
+        kernel=kernel, initrd=initrd, shim=SHIM_SIGNED, grub=GRUB_SIGNED, grub_net=GRUB_NET_SIGNED
+    )
 
 
 def make_reference(root: Path) -> Reference:
     c = cluster()
     ctx = SimpleNamespace(cluster=c)
-    nodes = [NodeBoot(n.name, n.mac, f"overlay of {n.name}".encode(),
-                      grub_net_entry(ctx, n)) for n in c.nodes]  # type: ignore[arg-type]
-    return compute_reference(boot_files(root), "vmlinuz", kernel_cmdline(ctx),  # type: ignore[arg-type]
-                             [GRUB_NET_CFG], nodes, SERVER)
+    nodes = [
+        NodeBoot(n.name, n.mac, f"overlay of {n.name}".encode(), grub_net_entry(ctx, n))
+        for n in c.nodes
+    ]  # type: ignore[arg-type]
+    return compute_reference(
+        boot_files(root),
+        "vmlinuz",
+        kernel_cmdline(ctx),  # type: ignore[arg-type]
+        [GRUB_NET_CFG],
+        nodes,
+        SERVER,
+    )

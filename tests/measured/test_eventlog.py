@@ -28,9 +28,11 @@ BANKS = (SHA1, SHA256)
 
 
 def test_round_trip_and_replay_of_two_banks():
-    events = [measured(0, EV_IPL, b"crtm", banks=BANKS),
-              measured(0, EV_SEPARATOR, b"\0\0\0\0", banks=BANKS),
-              measured(9, EV_IPL, b"/initrd.img\0", b"the initrd", BANKS)]
+    events = [
+        measured(0, EV_IPL, b"crtm", banks=BANKS),
+        measured(0, EV_SEPARATOR, b"\0\0\0\0", banks=BANKS),
+        measured(9, EV_IPL, b"/initrd.img\0", b"the initrd", BANKS),
+    ]
     data = encode_event_log(BANKS, events)
     log = parse_event_log(data)
     assert log.banks == ((SHA1, 20), (SHA256, 32))
@@ -41,8 +43,9 @@ def test_round_trip_and_replay_of_two_banks():
         pcr0 = hashlib.sha256(pcr0 + hashlib.sha256(payload).digest()).digest()
     replayed = log.replay(SHA256)
     assert replayed[0] == pcr0
-    assert replayed[9] == hashlib.sha256(bytes(32) + hashlib.sha256(b"the initrd")
-                                         .digest()).digest()
+    assert (
+        replayed[9] == hashlib.sha256(bytes(32) + hashlib.sha256(b"the initrd").digest()).digest()
+    )
     assert set(log.replay(SHA1)) == {0, 9}
 
 
@@ -59,16 +62,19 @@ def header_with(banks: bytes, count: int) -> bytes:
     return struct.pack("<II", 0, EV_NO_ACTION) + bytes(20) + struct.pack("<I", len(spec)) + spec
 
 
-@pytest.mark.parametrize("data, why", [
-    (b"", "truncated"),
-    (struct.pack("<II", 0, 4) + bytes(40), "not the Spec ID event"),
-    (header_with(b"", 0), "names 0 digest banks"),
-    (header_with(struct.pack("<HH", SHA256, 20), 1), "unknown digest bank"),
-    (header_with(struct.pack("<HHHH", SHA256, 32, SHA256, 32), 2), "named twice"),
-    (encode_event_log([SHA256], [measured(4, EV_IPL, b"x")])[:-1], "truncated"),
-    (encode_event_log([SHA256], [measured(99, EV_IPL, b"x")]), "extends PCR 99"),
-    (encode_event_log([SHA256], [Event(4, EV_IPL, (), b"x")]), "has 0 digests"),
-])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (b"", "truncated"),
+        (struct.pack("<II", 0, 4) + bytes(40), "not the Spec ID event"),
+        (header_with(b"", 0), "names 0 digest banks"),
+        (header_with(struct.pack("<HH", SHA256, 20), 1), "unknown digest bank"),
+        (header_with(struct.pack("<HHHH", SHA256, 32, SHA256, 32), 2), "named twice"),
+        (encode_event_log([SHA256], [measured(4, EV_IPL, b"x")])[:-1], "truncated"),
+        (encode_event_log([SHA256], [measured(99, EV_IPL, b"x")]), "extends PCR 99"),
+        (encode_event_log([SHA256], [Event(4, EV_IPL, (), b"x")]), "has 0 digests"),
+    ],
+)
 def test_malformed_logs_are_refused_with_a_reason(data: bytes, why: str):
     with pytest.raises(EventLogError, match=why):
         parse_event_log(data)
@@ -88,13 +94,17 @@ def test_any_bytes_give_a_log_or_event_log_error(data: bytes):
     log.replay(log.banks[0][0])
 
 
-GENUINE = encode_event_log(BANKS, [measured(p, EV_IPL, b"event %d" % p, banks=BANKS)
-                                   for p in (0, 4, 7, 8, 9, 14)])
+GENUINE = encode_event_log(
+    BANKS, [measured(p, EV_IPL, b"event %d" % p, banks=BANKS) for p in (0, 4, 7, 8, 9, 14)]
+)
 
 
-@given(st.integers(0, len(GENUINE) - 1), st.binary(min_size=1, max_size=16),
-       st.integers(0, len(GENUINE)))
+@given(
+    st.integers(0, len(GENUINE) - 1),
+    st.binary(min_size=1, max_size=16),
+    st.integers(0, len(GENUINE)),
+)
 def test_a_damaged_genuine_log_gives_a_log_or_event_log_error(at: int, patch: bytes, cut: int):
-    damaged = (GENUINE[:at] + patch + GENUINE[at + len(patch):])[:cut]
+    damaged = (GENUINE[:at] + patch + GENUINE[at + len(patch) :])[:cut]
     with contextlib.suppress(EventLogError):
         parse_event_log(damaged)

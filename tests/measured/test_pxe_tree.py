@@ -69,8 +69,10 @@ def test_only_the_mac_and_the_nodes_own_files_differ_in_grub_commands(reference)
     common = set(nodes[0].grub_commands).intersection(*(n.grub_commands for n in nodes[1:]))
     for node in nodes:
         own = set(node.grub_commands) - common
-        assert own == {f"configfile (tftp)/grub/mac-{node.mac}.cfg",
-                       f"initrd (tftp)/initrd.img (tftp)/nodes/{node.name}.cpio"}, own
+        assert own == {
+            f"configfile (tftp)/grub/mac-{node.mac}.cfg",
+            f"initrd (tftp)/initrd.img (tftp)/nodes/{node.name}.cpio",
+        }, own
 
 
 @pytest.mark.parametrize("fw", [Firmware.SECURE_BOOT, Firmware.SECURE_BOOT_OFF])

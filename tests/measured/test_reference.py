@@ -41,20 +41,31 @@ def test_the_reference_pins_this_builds_files(reference, tmp_path: Path):
     assert node.overlay == hashlib.sha256(b"overlay of node01").hexdigest()
     ctx = SimpleNamespace(cluster=cluster())
     assert reference.kernel_args == kernel_cmdline(ctx)  # type: ignore[arg-type]
-    for command in (f"configfile (tftp)/grub/mac-{mac}.cfg",
-                    f"linux (tftp)/vmlinuz {reference.kernel_args}",
-                    "initrd (tftp)/initrd.img (tftp)/nodes/node01.cpio", "boot"):
+    for command in (
+        f"configfile (tftp)/grub/mac-{mac}.cfg",
+        f"linux (tftp)/vmlinuz {reference.kernel_args}",
+        "initrd (tftp)/initrd.img (tftp)/nodes/node01.cpio",
+        "boot",
+    ):
         assert command in node.grub_commands
     assert [n.name for n in reference.nodes] == [n.name for n in cluster().nodes]
 
 
 def test_the_prelude_allows_this_server_and_local_disks_only():
     pattern = re.compile(prefix_pattern(SERVER) + r"\Z")
-    for ok in ("(tftp,10.99.0.1)/grub", "(hd0)/EFI/debian", "(hd0,gpt1)/EFI/debian",
-               "(cd0)/boot/grub"):
+    for ok in (
+        "(tftp,10.99.0.1)/grub",
+        "(hd0)/EFI/debian",
+        "(hd0,gpt1)/EFI/debian",
+        "(cd0)/boot/grub",
+    ):
         assert pattern.match(ok), ok
-    for bad in ("(tftp,10.99.0.66)/grub", "(http,10.99.0.1)/grub", "(hd0)/EFI/evil",
-                "(tftp,10.99.0.1)/grub/../x"):
+    for bad in (
+        "(tftp,10.99.0.66)/grub",
+        "(http,10.99.0.1)/grub",
+        "(hd0)/EFI/evil",
+        "(tftp,10.99.0.1)/grub/../x",
+    ):
         assert not pattern.match(bad), bad
     assert re.compile(prefix_pattern(None) + r"\Z").match("(tftp,192.0.2.1)/grub")
 
@@ -66,8 +77,9 @@ def test_written_atomically_and_read_back_exactly(reference, tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [REFERENCE_FILE]
 
 
-def test_a_failed_write_keeps_the_last_good_reference(reference, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch):
+def test_a_failed_write_keeps_the_last_good_reference(
+    reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     path = tmp_path / REFERENCE_FILE
     path.write_text("the last good one\n")
 
@@ -83,9 +95,11 @@ def test_a_failed_write_keeps_the_last_good_reference(reference, tmp_path: Path,
 
 def test_a_bad_reference_file_is_a_typed_error(reference, tmp_path: Path):
     path = tmp_path / REFERENCE_FILE
-    for text, why in (("{", "cannot read"), ('{"format": "other/1"}', "not a chaos-measured"),
-                      (reference.to_json().replace('"kernel":', '"kernel": 1, "x":'),
-                       "not a chaos-measured")):
+    for text, why in (
+        ("{", "cannot read"),
+        ('{"format": "other/1"}', "not a chaos-measured"),
+        (reference.to_json().replace('"kernel":', '"kernel": 1, "x":'), "not a chaos-measured"),
+    ):
         path.write_text(text)
         with pytest.raises(ReferenceError, match=why):
             load_reference(path)
@@ -98,11 +112,15 @@ def test_the_build_step_writes_a_public_reference_beside_the_output(tmp_path: Pa
     files = boot_files(tmp_path / "base")
     # a node overlay carries the node's secrets; the reference must hold only their hash
     secret = ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
-    ctx = SimpleNamespace(cluster=c, nodes=c.nodes, base_dir=files.kernel.parent,
-                          node_cpios={n.name: b"cpio " + secret for n in c.nodes},
-                          staging=tmp_path / "staging")
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    ctx = SimpleNamespace(
+        cluster=c,
+        nodes=c.nodes,
+        base_dir=files.kernel.parent,
+        node_cpios={n.name: b"cpio " + secret for n in c.nodes},
+        staging=tmp_path / "staging",
+    )
     ctx.staging.mkdir()
     assert write_measured_reference(ctx)  # type: ignore[arg-type]
     text = (ctx.staging / REFERENCE_FILE).read_text()

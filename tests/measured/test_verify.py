@@ -33,9 +33,12 @@ from chaosnode.tpm import AK_ATTRIBUTES
 NONCE = b"n" * 32
 ROGUE = hashlib.sha256(b"a UEFI shell").hexdigest()
 KEY = ec.generate_private_key(ec.SECP256R1())
-AK = TPM2B_PUBLIC.from_pem(KEY.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-    objectAttributes=AK_ATTRIBUTES).marshal()
+AK = TPM2B_PUBLIC.from_pem(
+    KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ),
+    objectAttributes=AK_ATTRIBUTES,
+).marshal()
 
 
 GENUINE = Boot()
@@ -62,13 +65,15 @@ def test_each_node_is_accepted_for_its_own_boot_only(reference):
 
 def test_a_node_missing_from_the_reference_is_refused(reference):
     assert refused(reference, evidence(reference), "node99").reasons == (
-        "node node99 is not in the measured-boot reference (build again)",)
+        "node node99 is not in the measured-boot reference (build again)",
+    )
 
 
 def resign(attest: bytes) -> bytes:
     r, s = decode_dss_signature(KEY.sign(attest, ec.ECDSA(hashes.SHA256())))
     return struct.pack(">HH", 0x18, 0x0B) + b"".join(
-        struct.pack(">H", 32) + v.to_bytes(32, "big") for v in (r, s))
+        struct.pack(">H", 32) + v.to_bytes(32, "big") for v in (r, s)
+    )
 
 
 def test_a_quote_of_other_pcrs_is_refused(reference):
@@ -85,10 +90,17 @@ def test_a_quote_of_other_pcrs_is_refused(reference):
 def test_a_log_whose_text_lies_about_its_digest_is_refused(reference):
     node = reference.node(NODE)
     events = boot_events(reference, node, SERVER)
-    lying = [measured(e.pcr, e.kind, b"kernel_cmdline: (tftp)/vmlinuz "
-                      + reference.kernel_args.encode() + b"\0",
-                      b"(tftp)/vmlinuz init=/bin/sh") if e.text().startswith("kernel_cmdline")
-             else e for e in events]
+    lying = [
+        measured(
+            e.pcr,
+            e.kind,
+            b"kernel_cmdline: (tftp)/vmlinuz " + reference.kernel_args.encode() + b"\0",
+            b"(tftp)/vmlinuz init=/bin/sh",
+        )
+        if e.text().startswith("kernel_cmdline")
+        else e
+        for e in events
+    ]
     attest, signature = soft_quote(KEY, NONCE, lying)
     err = refused(reference, Evidence(attest, signature, log_bytes(lying)))
     assert "does not match its digest" in err.reason
@@ -107,8 +119,11 @@ def test_a_malformed_log_and_quote_are_refused_with_a_reason(reference):
 
 
 def test_no_kernel_command_line_is_refused(reference):
-    events = [e for e in boot_events(reference, reference.node(NODE), SERVER)
-              if not (e.pcr == 8 and e.kind == EV_IPL and e.text().startswith("kernel_"))]
+    events = [
+        e
+        for e in boot_events(reference, reference.node(NODE), SERVER)
+        if not (e.pcr == 8 and e.kind == EV_IPL and e.text().startswith("kernel_"))
+    ]
     attest, signature = soft_quote(KEY, NONCE, events)
     err = refused(reference, Evidence(attest, signature, log_bytes(events)))
     assert err.reasons == ("PCR 8: 0 kernel command lines were measured, not one",)
@@ -116,19 +131,21 @@ def test_no_kernel_command_line_is_refused(reference):
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200), st.binary(max_size=120), st.binary(max_size=600))
-def test_any_evidence_is_accepted_or_refused_never_an_exception(reference, attest: bytes,
-                                                                signature: bytes, log: bytes):
+def test_any_evidence_is_accepted_or_refused_never_an_exception(
+    reference, attest: bytes, signature: bytes, log: bytes
+):
     with pytest.raises(MeasurementRefused):
         verify_boot(Evidence(attest, signature, log), AK, NONCE, reference, NODE)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 10_000), st.binary(min_size=1, max_size=8))
-def test_a_damaged_genuine_log_is_refused_unless_its_events_are_intact(reference, at: int,
-                                                                       patch: bytes):
+def test_a_damaged_genuine_log_is_refused_unless_its_events_are_intact(
+    reference, at: int, patch: bytes
+):
     ev = evidence(reference)
     at %= len(ev.event_log)
-    log = ev.event_log[:at] + patch + ev.event_log[at + len(patch):]
+    log = ev.event_log[:at] + patch + ev.event_log[at + len(patch) :]
     try:
         verify_boot(Evidence(ev.attest, ev.signature, log), AK, NONCE, reference, NODE)
     except MeasurementRefused:
@@ -146,10 +163,16 @@ def extended(log: bytes) -> list[object]:
 def test_an_application_logged_as_an_action_is_refused(reference):
     events = boot_events(reference, reference.node(NODE), SERVER)
     shim = next(e for e in events if e.pcr == 4 and e.data == b"shimx64.efi")
-    disguised = Event(4, EV_EFI_ACTION, ((SHA256, bytes.fromhex(ROGUE)),),
-                      b"Calling EFI Application from Boot Option")
+    disguised = Event(
+        4,
+        EV_EFI_ACTION,
+        ((SHA256, bytes.fromhex(ROGUE)),),
+        b"Calling EFI Application from Boot Option",
+    )
     events.insert(events.index(shim), disguised)
     attest, signature = soft_quote(KEY, NONCE, events)
     err = refused(reference, Evidence(attest, signature, log_bytes(events)))
-    assert err.reasons == ("PCR 4: an event's text ('Calling EFI Application from Boot "
-                           f"Option') does not match its digest {ROGUE}",)
+    assert err.reasons == (
+        "PCR 4: an event's text ('Calling EFI Application from Boot "
+        f"Option') does not match its digest {ROGUE}",
+    )

@@ -27,17 +27,18 @@ class Attempt:
     """One boot and what the node sends; each field but `boot` is one way to cheat."""
 
     boot: Boot = Boot()
-    logged: Boot | None = None      # the log describes another boot than the TPM saw
-    quote_nonce: bytes = NONCE      # the nonce the node quoted with
-    other_ak: bool = False          # the quote comes from another AK
+    logged: Boot | None = None  # the log describes another boot than the TPM saw
+    quote_nonce: bytes = NONCE  # the nonce the node quoted with
+    other_ak: bool = False  # the quote comes from another AK
 
 
 def attest(tpm: SoftTpm, reference: Reference, attempt: Attempt = Attempt()) -> Accepted:
     node = reference.node(NODE)
     assert node is not None
     events = boot_events(reference, node, SERVER, attempt.boot)
-    logged = events if attempt.logged is None else boot_events(reference, node, SERVER,
-                                                               attempt.logged)
+    logged = (
+        events if attempt.logged is None else boot_events(reference, node, SERVER, attempt.logged)
+    )
     with Tpm(tpm.tcti) as t:
         extend_tpm(t.esapi, events)
         with t.keys() as keys:
@@ -46,8 +47,9 @@ def attest(tpm: SoftTpm, reference: Reference, attempt: Attempt = Attempt()) -> 
         if attempt.other_ak:  # (a raw swtpm has 3 object slots: one EK and AK at a time)
             with t.keys(ek_unique=b"another machine") as other:
                 quote = other.quote(attempt.quote_nonce)
-    return verify_boot(Evidence(quote.attest, quote.signature, log_bytes(logged)), proven,
-                       NONCE, reference, NODE)
+    return verify_boot(
+        Evidence(quote.attest, quote.signature, log_bytes(logged)), proven, NONCE, reference, NODE
+    )
 
 
 def refusal(tpm: SoftTpm, reference: Reference, attempt: Attempt) -> MeasurementRefused:
@@ -66,25 +68,47 @@ def test_a_genuine_boot_is_accepted_and_the_tpm_keeps_nothing(soft_tpm, referenc
             values = t.esapi.pcr_read(f"sha256:{n}")[2]  # keep it: digests point into it
             read.append(bytes(values.digests[0]).hex())
     assert read == [v for _, v in accepted.pcrs]
-    r = subprocess.run(["tpm2_getcap", "-T", soft_tpm.tcti, "handles-persistent"],
-                       capture_output=True, text=True, timeout=10, check=True)
+    r = subprocess.run(
+        ["tpm2_getcap", "-T", soft_tpm.tcti, "handles-persistent"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
     assert r.stdout.strip() == ""
 
 
 def test_another_initrd_is_refused(soft_tpm, reference):
     node = reference.node(NODE)
-    err = refusal(soft_tpm, reference, Attempt(Boot(initrds=(
-        ("(tftp)/initrd.img", ROGUE), ("(tftp)/nodes/node01.cpio", node.overlay)))))
+    err = refusal(
+        soft_tpm,
+        reference,
+        Attempt(
+            Boot(initrds=(("(tftp)/initrd.img", ROGUE), ("(tftp)/nodes/node01.cpio", node.overlay)))
+        ),
+    )
     assert err.code == "unknown_file"
-    assert any(r.startswith("PCR 9: an initrd this build did not make for node01 "
-                            "('(tftp)/initrd.img'") for r in err.reasons)
+    assert any(
+        r.startswith("PCR 9: an initrd this build did not make for node01 ('(tftp)/initrd.img'")
+        for r in err.reasons
+    )
     assert f"PCR 9: the base initrd (sha256 {reference.initrd}) was not loaded" in err.reasons
 
 
 def test_another_nodes_overlay_is_refused(soft_tpm, reference):
     other = reference.node("node02")
-    err = refusal(soft_tpm, reference, Attempt(Boot(initrds=(
-        ("(tftp)/initrd.img", reference.initrd), ("(tftp)/nodes/node02.cpio", other.overlay)))))
+    err = refusal(
+        soft_tpm,
+        reference,
+        Attempt(
+            Boot(
+                initrds=(
+                    ("(tftp)/initrd.img", reference.initrd),
+                    ("(tftp)/nodes/node02.cpio", other.overlay),
+                )
+            )
+        ),
+    )
     assert "PCR 9: an initrd this build did not make for node01" in err.reason
     assert "the overlay of node01" in err.reason
 
@@ -93,8 +117,10 @@ def test_another_kernel_is_refused(soft_tpm, reference):
     err = refusal(soft_tpm, reference, Attempt(Boot(kernel=ROGUE, kernel_app=ROGUE)))
     assert err.code == "unknown_file"
     assert "PCR 9: a kernel this build did not make for node01 ('(tftp)/vmlinuz'" in err.reason
-    assert f"PCR 4: an application this build did not make (Authenticode sha256 {ROGUE})" \
+    assert (
+        f"PCR 4: an application this build did not make (Authenticode sha256 {ROGUE})"
         in err.reasons
+    )
 
 
 def test_secure_boot_off_is_refused(soft_tpm, reference):
@@ -104,28 +130,36 @@ def test_secure_boot_off_is_refused(soft_tpm, reference):
 
 def test_an_extra_application_in_pcr4_is_refused(soft_tpm, reference):
     err = refusal(soft_tpm, reference, Attempt(Boot(extra_applications=(ROGUE,))))
-    assert (err.code, err.reasons) == ("unknown_application", (
-        f"PCR 4: an application this build did not make (Authenticode sha256 {ROGUE})",))
+    assert (err.code, err.reasons) == (
+        "unknown_application",
+        (f"PCR 4: an application this build did not make (Authenticode sha256 {ROGUE})",),
+    )
 
 
 def test_a_changed_command_line_is_refused(soft_tpm, reference):
-    err = refusal(soft_tpm, reference, Attempt(Boot(cmdline=reference.kernel_args
-                                                    + " init=/bin/sh")))
+    err = refusal(
+        soft_tpm, reference, Attempt(Boot(cmdline=reference.kernel_args + " init=/bin/sh"))
+    )
     assert err.code == "grub_command"  # the `linux` command differs first, then the line
-    assert any(r.startswith("kernel command line differs: measured '(tftp)/vmlinuz "
-                            f"{reference.kernel_args} init=/bin/sh'") for r in err.reasons)
+    assert any(
+        r.startswith(
+            "kernel command line differs: measured '(tftp)/vmlinuz "
+            f"{reference.kernel_args} init=/bin/sh'"
+        )
+        for r in err.reasons
+    )
 
 
 def test_a_command_typed_at_grubs_prompt_is_refused(soft_tpm, reference):
     err = refusal(soft_tpm, reference, Attempt(Boot(extra_commands=("set debug=all",))))
-    assert err.reasons == ("PCR 8: GRUB ran a command this build's config does not have: "
-                           "'set debug=all'",)
+    assert err.reasons == (
+        "PCR 8: GRUB ran a command this build's config does not have: 'set debug=all'",
+    )
 
 
 def test_a_log_that_does_not_replay_to_the_quote_is_refused(soft_tpm, reference):
     node = reference.node(NODE)
-    rogue = Boot(initrds=(("(tftp)/initrd.img", ROGUE),
-                          ("(tftp)/nodes/node01.cpio", node.overlay)))
+    rogue = Boot(initrds=(("(tftp)/initrd.img", ROGUE), ("(tftp)/nodes/node01.cpio", node.overlay)))
     err = refusal(soft_tpm, reference, Attempt(boot=rogue, logged=Boot()))
     assert (err.code, err.reasons) == ("no_replay", ("event log does not replay to the quote",))
 

@@ -28,29 +28,35 @@ def at(y: int, mo: int, d: int, h: int, mi: int = 0, s: int = 0) -> dt.datetime:
 
 @pytest.fixture
 def lab(default_cluster: Cluster) -> Cluster:
-    schedule = ScheduleSection(windows=("17:00-09:00",), time_zone="Europe/Berlin",
-                               whole_days=(Weekday.SAT, Weekday.SUN))
+    schedule = ScheduleSection(
+        windows=("17:00-09:00",), time_zone="Europe/Berlin", whole_days=(Weekday.SAT, Weekday.SUN)
+    )
     return dataclasses.replace(default_cluster, schedule=schedule)
 
 
-@pytest.mark.parametrize(("when", "cluster_boot", "until"), [
-    (at(2026, 11, 25, 12), False, at(2026, 11, 25, 17)),          # Wednesday midday
-    (at(2026, 11, 25, 16, 59, 59), False, at(2026, 11, 25, 17)),  # a second before
-    (at(2026, 11, 25, 17), True, at(2026, 11, 26, 9)),            # the edge: the night
-    (at(2026, 11, 26, 0, 30), True, at(2026, 11, 26, 9)),         # across midnight
-    (at(2026, 11, 26, 9), False, at(2026, 11, 26, 17)),           # the morning edge
-    (at(2026, 11, 28, 13), True, at(2026, 11, 30, 9)),            # Saturday: all day
-    (at(2026, 10, 25, 8, 59), True, at(2026, 10, 26, 9)),         # DST change on a Sunday
-    (at(2026, 3, 30, 8, 59), True, at(2026, 3, 30, 9)),           # Monday after spring change
-])
+@pytest.mark.parametrize(
+    ("when", "cluster_boot", "until"),
+    [
+        (at(2026, 11, 25, 12), False, at(2026, 11, 25, 17)),  # Wednesday midday
+        (at(2026, 11, 25, 16, 59, 59), False, at(2026, 11, 25, 17)),  # a second before
+        (at(2026, 11, 25, 17), True, at(2026, 11, 26, 9)),  # the edge: the night
+        (at(2026, 11, 26, 0, 30), True, at(2026, 11, 26, 9)),  # across midnight
+        (at(2026, 11, 26, 9), False, at(2026, 11, 26, 17)),  # the morning edge
+        (at(2026, 11, 28, 13), True, at(2026, 11, 30, 9)),  # Saturday: all day
+        (at(2026, 10, 25, 8, 59), True, at(2026, 10, 26, 9)),  # DST change on a Sunday
+        (at(2026, 3, 30, 8, 59), True, at(2026, 3, 30, 9)),  # Monday after spring change
+    ],
+)
 def test_a_member_gets_the_cluster_inside_and_its_disk_outside(lab, when, cluster_boot, until):
     node = lab.nodes[0]
     answer = answer_for(lab, night_of(lab), node.mac, when)
     assert (answer.node, answer.cluster_boot, answer.until) == (node.name, cluster_boot, until)
 
 
-@pytest.mark.parametrize("when", [at(2026, 11, 25, 12), at(2026, 11, 25, 17),
-                                  at(2026, 11, 28, 13), at(2026, 10, 25, 2, 30)])
+@pytest.mark.parametrize(
+    "when",
+    [at(2026, 11, 25, 12), at(2026, 11, 25, 17), at(2026, 11, 28, 13), at(2026, 10, 25, 2, 30)],
+)
 def test_an_unknown_mac_gets_the_local_disk_at_any_hour(lab, when):
     answer = answer_for(lab, night_of(lab), STRANGER, when)
     assert answer.node is None and not answer.cluster_boot
@@ -58,15 +64,25 @@ def test_an_unknown_mac_gets_the_local_disk_at_any_hour(lab, when):
 
 
 def test_without_a_schedule_members_boot_the_cluster_at_any_hour(default_cluster):
-    answer = answer_for(default_cluster, night_of(default_cluster),
-                        default_cluster.nodes[1].mac.upper(), at(2026, 11, 25, 12))
+    answer = answer_for(
+        default_cluster,
+        night_of(default_cluster),
+        default_cluster.nodes[1].mac.upper(),
+        at(2026, 11, 25, 12),
+    )
     assert answer.cluster_boot and answer.until is None
     assert "at any hour" in answer.describe()
 
 
 def build_tree(cluster: Cluster, pxe: Path) -> None:
-    write_tree(pxe, [(n.name, mac_hyphen(n)) for n in cluster.nodes], kernel=4096,
-               initrd=4096, cpio=1024, loader=100)
+    write_tree(
+        pxe,
+        [(n.name, mac_hyphen(n)) for n in cluster.nodes],
+        kernel=4096,
+        initrd=4096,
+        cpio=1024,
+        loader=100,
+    )
     for node in cluster.nodes:
         for rel in answer_paths(node)[1:]:
             (pxe / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -83,8 +99,9 @@ def test_served_tree_holds_day_answers_then_night_links(lab, tmp_path):
     assert "sanboot --no-describe --drive 0x80" in ipxe.read_text()
     assert "iseq ${platform} efi && exit" in ipxe.read_text()
     assert "LOCALBOOT 0" in pxelinux.read_text()
-    assert "reboot" in grub.read_text() and "exit" not in grub.read_text(), \
+    assert "reboot" in grub.read_text() and "exit" not in grub.read_text(), (
         "after shim ran, the day OS must not boot in the same boot (BitLocker)"
+    )
     assert "until 2026-11-25T17:00:00+01:00" in ipxe.read_text()
     assert (tree / "vmlinuz").read_bytes() == (pxe / "vmlinuz").read_bytes(), "bulk linked"
     assert (tree / "vmlinuz").is_symlink()
@@ -152,10 +169,10 @@ def test_show_says_what_a_mac_gets_and_until_when(capsys):
     from builder.cli import main  # noqa: PLC0415
 
     config = str(ROOT / "tests/golden/all.yaml")
-    assert main(["show", "-c", config, "52-54-00-00-00-02", "--at",
-                 "2026-11-27T17:30+01:00"]) == 0
-    assert capsys.readouterr().out == ("52:54:00:00:00:02 (node beta) gets the cluster boot "
-                                       "until 2026-11-30T09:00:00+01:00\n"), "the weekend"
+    assert main(["show", "-c", config, "52-54-00-00-00-02", "--at", "2026-11-27T17:30+01:00"]) == 0
+    assert capsys.readouterr().out == (
+        "52:54:00:00:00:02 (node beta) gets the cluster boot until 2026-11-30T09:00:00+01:00\n"
+    ), "the weekend"
     assert main(["show", "-c", config, "alpha", "--at", "2026-11-27T16:30+01:00"]) == 0
     assert "gets the local disk until 2026-11-27T17:00:00+01:00" in capsys.readouterr().out
     assert main(["show", "-c", config, "52:54:00:00:00:09"]) == 0
@@ -166,13 +183,13 @@ def test_show_says_what_a_mac_gets_and_until_when(capsys):
 
 
 def always_on_lab(lab: Cluster) -> Cluster:
-    head = dataclasses.replace(lab.nodes[0], always_on=True,
-                               state_disk="/dev/disk/by-id/virtio-chaos-state")
+    head = dataclasses.replace(
+        lab.nodes[0], always_on=True, state_disk="/dev/disk/by-id/virtio-chaos-state"
+    )
     return dataclasses.replace(lab, nodes=(head, *lab.nodes[1:]))
 
 
-@pytest.mark.parametrize("when", [at(2026, 11, 25, 12), at(2026, 11, 25, 17),
-                                  at(2026, 11, 26, 9)])
+@pytest.mark.parametrize("when", [at(2026, 11, 25, 12), at(2026, 11, 25, 17), at(2026, 11, 26, 9)])
 def test_the_always_on_head_boots_the_cluster_at_any_hour(lab, when):
     cluster = always_on_lab(lab)
     night = night_of(cluster)

@@ -24,7 +24,7 @@ dnsmasq-dhcp[9586]: 2708914050 sent size:  6 option: 12 hostname  node01
 
 
 def test_a_night_answer_names_its_boot_file_and_a_day_answer_none():
-    night, = dhcp_answers(NIGHT)
+    (night,) = dhcp_answers(NIGHT)
     assert night.mac == "52:54:00:99:00:11" and night.bootfile == "undionly.kpxe"
     assert "night" in night.tags
     day = last_answer(NIGHT + DAY, "52:54:00:99:00:11")
@@ -35,5 +35,7 @@ def test_a_night_answer_names_its_boot_file_and_a_day_answer_none():
 def test_a_truncated_or_foreign_log_gives_what_it_holds():
     assert dhcp_answers("") == []
     assert dhcp_answers(NIGHT[:120] + "\n\x00garbage\n") == []
-    assert dhcp_answers("dnsmasq-dhcp[1]: 7 DHCPACK(br0) 10.0.0.5 52:54:00:00:00:01\n")[0] \
-        .bootfile is None
+    assert (
+        dhcp_answers("dnsmasq-dhcp[1]: 7 DHCPACK(br0) 10.0.0.5 52:54:00:00:00:01\n")[0].bootfile
+        is None
+    )

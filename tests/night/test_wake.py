@@ -43,7 +43,7 @@ def read_pcap(path: Path) -> list[bytes]:
     frames, off = [], 24
     while off + 16 <= len(data):
         incl = struct.unpack_from("<IIII", data, off)[2]
-        frames.append(data[off + 16:off + 16 + incl])
+        frames.append(data[off + 16 : off + 16 + incl])
         off += 16 + incl
     return frames
 
@@ -57,7 +57,7 @@ def wol_payloads(frames: list[bytes]) -> list[tuple[bytes, bytes]]:
         ihl = (f[14] & 0x0F) * 4
         udp = 14 + ihl
         if struct.unpack_from("!H", f, udp + 2)[0] == 9:
-            out.append((f[:6], f[udp + 8:]))
+            out.append((f[:6], f[udp + 8 :]))
     return out
 
 
@@ -66,8 +66,9 @@ def wait_operstate_up(ns: str, dev: str) -> None:
     it its queueing discipline (noop until then)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        r = subprocess.run(["ip", "-n", ns, "-o", "link", "show", dev], capture_output=True,
-                           text=True)
+        r = subprocess.run(
+            ["ip", "-n", ns, "-o", "link", "show", dev], capture_output=True, text=True
+        )
         if "state UP" in r.stdout and "qdisc noop" not in r.stdout:
             return
         time.sleep(0.05)
@@ -77,9 +78,25 @@ def wait_operstate_up(ns: str, dev: str) -> None:
 class Capture:
     def __init__(self, ns: str, interface: str, path: Path) -> None:
         self.path = path
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", interface,
-                                      "-p", "-n", "-U", "--immediate-mode", "-w", str(path)],
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "tcpdump",
+                "-i",
+                interface,
+                "-p",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-w",
+                str(path),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()  # "listening on ...": capturing from here on
         assert "listening on" in line, line
@@ -98,19 +115,38 @@ def test_wake_sends_one_packet_per_node_on_the_lab_interface_only(tmp_path, defa
     ip = ["ip", "-n", ns]
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        for here, there, addr in (("lab0", "cli0", "10.99.0.1/24"),
-                                  ("other0", "oth1", "10.98.0.1/24")):
-            subprocess.run([*ip, "link", "add", here, "type", "veth", "peer", "name", there],
-                           check=True)
+        for here, there, addr in (
+            ("lab0", "cli0", "10.99.0.1/24"),
+            ("other0", "oth1", "10.98.0.1/24"),
+        ):
+            subprocess.run(
+                [*ip, "link", "add", here, "type", "veth", "peer", "name", there], check=True
+            )
             subprocess.run([*ip, "addr", "add", addr, "dev", here], check=True)
             subprocess.run([*ip, "link", "set", here, "up"], check=True)
             subprocess.run([*ip, "link", "set", there, "up"], check=True)
         for dev in ("lab0", "cli0", "other0", "oth1"):
             wait_operstate_up(ns, dev)
-        lab, other = Capture(ns, "cli0", tmp_path / "lab.pcap"), \
-            Capture(ns, "oth1", tmp_path / "other.pcap")
-        wake = ["ip", "netns", "exec", ns, sys.executable, "-m", "builder.cli", "wake", "-c",
-                str(ROOT / "chaos.yaml"), "--interface", "lab0", "--stagger-ms", "1"]
+        lab, other = (
+            Capture(ns, "cli0", tmp_path / "lab.pcap"),
+            Capture(ns, "oth1", tmp_path / "other.pcap"),
+        )
+        wake = [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-m",
+            "builder.cli",
+            "wake",
+            "-c",
+            str(ROOT / "chaos.yaml"),
+            "--interface",
+            "lab0",
+            "--stagger-ms",
+            "1",
+        ]
         every = subprocess.run(wake, cwd=ROOT, capture_output=True, text=True)
         stranger = subprocess.run([*wake, "pc42"], cwd=ROOT, capture_output=True, text=True)
         one = subprocess.run([*wake, "node02"], cwd=ROOT, capture_output=True, text=True)
@@ -149,7 +185,8 @@ def test_packets_are_staggered(default_cluster, monkeypatch):
     sock = FakeSocket()
     monkeypatch.setattr(wake_module, "open_socket", lambda interface: sock)
     pauses: list[float] = []
-    count = wake_module.wake(default_cluster.nodes, "lab0", 250, sleep=pauses.append,
-                             say=lambda _: None)
+    count = wake_module.wake(
+        default_cluster.nodes, "lab0", 250, sleep=pauses.append, say=lambda _: None
+    )
     assert count == 3 and pauses == [0.25, 0.25], "a pause between two packets, none before"
     assert [a for _, a in sock.sent] == [("255.255.255.255", 9)] * 3

@@ -13,28 +13,38 @@ BERLIN = "Europe/Berlin"
 UTC = dt.UTC
 
 
-def night(*windows: str, zone: str = BERLIN, whole_days: tuple[int, ...] = (),
-          holidays: tuple[dt.date, ...] = ()) -> Night:
-    return Night(tuple(parse_window(w) for w in windows), zone, frozenset(whole_days),
-                 frozenset(holidays))
+def night(
+    *windows: str,
+    zone: str = BERLIN,
+    whole_days: tuple[int, ...] = (),
+    holidays: tuple[dt.date, ...] = (),
+) -> Night:
+    return Night(
+        tuple(parse_window(w) for w in windows), zone, frozenset(whole_days), frozenset(holidays)
+    )
 
 
-def local(y: int, mo: int, d: int, h: int, mi: int = 0, s: int = 0, fold: int = 0,
-          zone: str = BERLIN) -> dt.datetime:
+def local(
+    y: int, mo: int, d: int, h: int, mi: int = 0, s: int = 0, fold: int = 0, zone: str = BERLIN
+) -> dt.datetime:
     from zoneinfo import ZoneInfo  # noqa: PLC0415
+
     return dt.datetime(y, mo, d, h, mi, s, tzinfo=ZoneInfo(zone), fold=fold)
 
 
 # 2026-11-25 is a Wednesday
-@pytest.mark.parametrize(("when", "inside"), [
-    (local(2026, 11, 25, 12, 0), False),          # midday
-    (local(2026, 11, 25, 16, 59, 59), False),     # a second before the start
-    (local(2026, 11, 25, 17, 0), True),           # the start is inside
-    (local(2026, 11, 25, 23, 59, 59), True),
-    (local(2026, 11, 26, 0, 0), True),            # across midnight
-    (local(2026, 11, 26, 8, 59, 59), True),
-    (local(2026, 11, 26, 9, 0), False),           # the end is outside
-])
+@pytest.mark.parametrize(
+    ("when", "inside"),
+    [
+        (local(2026, 11, 25, 12, 0), False),  # midday
+        (local(2026, 11, 25, 16, 59, 59), False),  # a second before the start
+        (local(2026, 11, 25, 17, 0), True),  # the start is inside
+        (local(2026, 11, 25, 23, 59, 59), True),
+        (local(2026, 11, 26, 0, 0), True),  # across midnight
+        (local(2026, 11, 26, 8, 59, 59), True),
+        (local(2026, 11, 26, 9, 0), False),  # the end is outside
+    ],
+)
 def test_inside_and_outside_and_the_edges(when, inside):
     assert night("17:00-09:00").inside(when) is inside
 

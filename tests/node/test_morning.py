@@ -21,9 +21,16 @@ START = dt.datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # a Wednesday, an hour befo
 
 
 def settings(**over: object) -> NightSettings:
-    base = NightSettings(node="node01", windows=("17:00-09:00",), time_zone="UTC",
-                         whole_days=(), holidays=(), stop_new_work_before=20,
-                         morning="reboot", time_source="10.99.0.1")
+    base = NightSettings(
+        node="node01",
+        windows=("17:00-09:00",),
+        time_zone="UTC",
+        whole_days=(),
+        holidays=(),
+        stop_new_work_before=20,
+        morning="reboot",
+        time_source="10.99.0.1",
+    )
     return dataclasses.replace(base, **over)  # type: ignore[arg-type]
 
 
@@ -75,17 +82,19 @@ def at(h: int, m: int = 0) -> dt.datetime:
 def test_drain_before_the_end_then_leave_and_reboot_at_the_end():
     node = FakeNode(jobs=[2, 1])
     said = run(node, settings())
-    assert node.done == [("drain node01 chaos: night ends 09:00", at(8, 40)),
-                         ("leave", at(9)), ("tell node01 left", at(9)),
-                         ("reboot", at(9))]
+    assert node.done == [
+        ("drain node01 chaos: night ends 09:00", at(8, 40)),
+        ("leave", at(9)),
+        ("tell node01 left", at(9)),
+        ("reboot", at(9)),
+    ]
     assert any("2 job(s) still running" in s for s in said)
 
 
 def test_running_work_gets_no_more_than_the_end():
     node = FakeNode(jobs=[5] * 10_000)
     run(node, settings(morning="poweroff"))
-    assert node.done[-3:] == [("leave", at(9)), ("tell node01 left", at(9)),
-                              ("poweroff", at(9))]
+    assert node.done[-3:] == [("leave", at(9)), ("tell node01 left", at(9)), ("poweroff", at(9))]
 
 
 def test_a_node_booted_by_day_leaves_at_the_end_of_the_next_night_not_at_once():
@@ -93,10 +102,12 @@ def test_a_node_booted_by_day_leaves_at_the_end_of_the_next_night_not_at_once():
     node.now = at(12)  # an ISO boot by day must not reboot at once (and loop)
     said = run(node, settings())
     tomorrow = dt.datetime(2026, 11, 26, 9, tzinfo=UTC)
-    assert node.done == [("drain node01 chaos: night ends 09:00",
-                          tomorrow - dt.timedelta(minutes=20)),
-                         ("leave", tomorrow), ("tell node01 left", tomorrow),
-                         ("reboot", tomorrow)]
+    assert node.done == [
+        ("drain node01 chaos: night ends 09:00", tomorrow - dt.timedelta(minutes=20)),
+        ("leave", tomorrow),
+        ("tell node01 left", tomorrow),
+        ("reboot", tomorrow),
+    ]
     assert "outside the night" in said[0]
 
 
@@ -107,8 +118,12 @@ def test_without_a_schedule_the_node_stays():
 
 
 def test_the_rendered_settings_read_back_the_same(default_cluster):
-    schedule = ScheduleSection(windows=("17:00-09:00",), time_zone="Europe/Berlin",
-                               holidays=(dt.date(2026, 12, 24),), morning=Morning.POWEROFF)
+    schedule = ScheduleSection(
+        windows=("17:00-09:00",),
+        time_zone="Europe/Berlin",
+        holidays=(dt.date(2026, 12, 24),),
+        morning=Morning.POWEROFF,
+    )
     cluster = dataclasses.replace(default_cluster, schedule=schedule)
     written = night_settings(cluster, cluster.nodes[0])
     read = NightSettings.loads(written.dumps("generated"))
@@ -130,8 +145,12 @@ def test_drain_calls_scontrol_only_when_slurm_is_there(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
     result = NodeActions().drain("node01", "chaos: night ends 09:00")
     assert "exit 0" in result
-    assert Path(log).read_text().splitlines() == ["update", "nodename=node01", "state=drain",
-                                                   "reason=chaos: night ends 09:00"]
+    assert Path(log).read_text().splitlines() == [
+        "update",
+        "nodename=node01",
+        "state=drain",
+        "reason=chaos: night ends 09:00",
+    ]
 
 
 def test_the_always_on_head_has_no_morning():
@@ -143,6 +162,8 @@ def test_the_always_on_head_has_no_morning():
 
 def test_night_json_says_always_on_only_for_the_always_on_head():
     cluster, _ = load_cluster(ROOT / "tests/golden/head.yaml")
-    read = {n.name: NightSettings.loads(night_settings(cluster, n).dumps("x")).always_on
-            for n in cluster.nodes}
+    read = {
+        n.name: NightSettings.loads(night_settings(cluster, n).dumps("x")).always_on
+        for n in cluster.nodes
+    }
     assert read == {"head": True, "pc1": False, "pc2": False}

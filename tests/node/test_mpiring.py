@@ -7,8 +7,10 @@ from chaosnode import mpiring
 
 
 def test_ring_line_names_the_marker_and_every_hop():
-    assert mpiring.ring_line("M1", ["node01", "node02", "node03", "node01"]) == \
-        "ring M1: node01 -> node02 -> node03 -> node01 (3 ranks)"
+    assert (
+        mpiring.ring_line("M1", ["node01", "node02", "node03", "node01"])
+        == "ring M1: node01 -> node02 -> node03 -> node01 (3 ranks)"
+    )
 
 
 def test_usage_without_a_marker_is_an_error(capsys):

@@ -58,21 +58,22 @@ def test_identity_of_an_unknown_mac_applies_nothing(tmp_path, capsys):
 
 
 def test_identity_ignores_loopback_mac(tmp_path):
-    assert identity.macs(nics(tmp_path / "net", eth0="AA:BB:CC:DD:EE:FF")) == \
-        ["aa:bb:cc:dd:ee:ff"]
+    assert identity.macs(nics(tmp_path / "net", eth0="AA:BB:CC:DD:EE:FF")) == ["aa:bb:cc:dd:ee:ff"]
 
 
-UP = {"addr": "10.0.0.1", "nft": "ok", "enroll": "ok", "charon": "ok", "tyd": "ok",
-      "disks": "none"}
+UP = {"addr": "10.0.0.1", "nft": "ok", "enroll": "ok", "charon": "ok", "tyd": "ok", "disks": "none"}
 
 
-@pytest.mark.parametrize(("fields", "ready"), [
-    (UP, True),
-    ({**UP, "charon": "failed"}, False),
-    ({**UP, "addr": "none"}, False),
-    ({**UP, "disks": "sda"}, False),
-    ({**UP, "enroll": "waiting", "charon": "waiting", "tyd": "waiting"}, False),
-])
+@pytest.mark.parametrize(
+    ("fields", "ready"),
+    [
+        (UP, True),
+        ({**UP, "charon": "failed"}, False),
+        ({**UP, "addr": "none"}, False),
+        ({**UP, "disks": "sda"}, False),
+        ({**UP, "enroll": "waiting", "charon": "waiting", "tyd": "waiting"}, False),
+    ],
+)
 def test_selftest_verdict_is_ready_only_when_everything_is(fields, ready):
     line = selftest.verdict({"name": "node01"}, {"node": "node01", **fields})
     assert line.startswith("CHAOS-READY " if ready else "CHAOS-FAILED ")
@@ -104,8 +105,11 @@ def test_agent_reports_a_missing_program_and_a_timeout():
 
 def test_agent_caps_its_output():
     big = agent.MAX_OUTPUT * 2
-    reply = json.loads(agent.answer(json.dumps(
-        {"id": 3, "argv": [sys.executable, "-c", f"print('x' * {big})"]}).encode()))
+    reply = json.loads(
+        agent.answer(
+            json.dumps({"id": 3, "argv": [sys.executable, "-c", f"print('x' * {big})"]}).encode()
+        )
+    )
     assert len(reply["out"]) == agent.MAX_OUTPUT
 
 
@@ -122,8 +126,7 @@ def test_probe_sends_tcp_to_a_listener_on_loopback(capsys):
 
         t = threading.Thread(target=accept)
         t.start()
-        assert probe.main(["send", "tcp", "127.0.0.1", str(server.getsockname()[1]),
-                           "marker"]) == 0
+        assert probe.main(["send", "tcp", "127.0.0.1", str(server.getsockname()[1]), "marker"]) == 0
         t.join(5)
     assert got == [b"marker"]
     assert capsys.readouterr().out == "sent\n"
@@ -135,17 +138,27 @@ def test_probe_refuses_bad_arguments_with_usage(argv, capsys):
     assert "listen tcp|udp" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("active", "queued", "done"), [
-    ("active", False, True), ("failed", False, True), ("inactive", False, True),
-    ("activating", False, False), ("inactive", True, False)])
-def test_selftest_waits_for_units_still_starting_or_queued_behind_enrollment(active, queued,
-                                                                            done):
+@pytest.mark.parametrize(
+    ("active", "queued", "done"),
+    [
+        ("active", False, True),
+        ("failed", False, True),
+        ("inactive", False, True),
+        ("activating", False, False),
+        ("inactive", True, False),
+    ],
+)
+def test_selftest_waits_for_units_still_starting_or_queued_behind_enrollment(active, queued, done):
     assert selftest.settled(active, queued) is done
 
 
 def test_bootenroll_passes_the_rendered_settings_to_the_client():
-    node = node_settings(name="node02", address="10.99.0.12", key_type="ecdsa-p256",
-                         enroll_url="https://10.99.0.1:8443")
+    node = node_settings(
+        name="node02",
+        address="10.99.0.12",
+        key_type="ecdsa-p256",
+        enroll_url="https://10.99.0.1:8443",
+    )
     argv = bootenroll.enroll_argv(node)
     assert argv[argv.index("--url") + 1] == "https://10.99.0.1:8443"
     assert argv[argv.index("--node") + 1] == "node02"
@@ -175,10 +188,17 @@ def test_node_programs_import_under_the_node_python_without_the_builder():
     modules = sorted(p.stem for p in (root / "chaosnode").glob("*.py") if p.stem != "__init__")
     assert {"identity", "enroll", "tpm", "crl", "ipsec", "signature"} <= set(modules)
     for module in modules:
-        r = subprocess.run([python, "-I", "-c",
-                            f"import sys; sys.path.insert(0, {str(root)!r}); "
-                            f"import chaosnode.{module}; "
-                            "assert not any(m.split('.')[0] in ('builder', 'jinja2', 'yaml') "
-                            "for m in sys.modules), sorted(sys.modules)"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                python,
+                "-I",
+                "-c",
+                f"import sys; sys.path.insert(0, {str(root)!r}); "
+                f"import chaosnode.{module}; "
+                "assert not any(m.split('.')[0] in ('builder', 'jinja2', 'yaml') "
+                "for m in sys.modules), sorted(sys.modules)",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, f"chaosnode.{module}: {r.stderr}"

@@ -16,13 +16,17 @@ SCONTROL = (
     "Features=(null) NodeAddr=node01 NodeHostName=node01 RealMemory=1961 "
     "State=IDLE+DYNAMIC_NORM ThreadsPerCore=1 Partitions=chaos\n"
     "NodeName=node02 Arch=x86_64 CPUTot=1 State=ALLOCATED+DYNAMIC_NORM Partitions=chaos\n"
-    "NodeName=node03 Arch=x86_64 CPUTot=1 State=IDLE+DYNAMIC_NORM Partitions=chaos\n")
+    "NodeName=node03 Arch=x86_64 CPUTot=1 State=IDLE+DYNAMIC_NORM Partitions=chaos\n"
+)
 
 
 def tyd_map(states: dict[str, str]) -> dict[str, object]:
-    return {"cluster": "chaos-lab", "node": "node01", "version": 3,
-            "members": [{"name": n, "address": "10.99.0.11", "state": s} for n, s in
-                        states.items()]}
+    return {
+        "cluster": "chaos-lab",
+        "node": "node01",
+        "version": 3,
+        "members": [{"name": n, "address": "10.99.0.11", "state": s} for n, s in states.items()],
+    }
 
 
 class Recorder:
@@ -38,9 +42,16 @@ class Recorder:
 
 
 def settings(tmp_path: Path, head: bool, compute: bool) -> Path:
-    doc = {"workload": "slurm", "node": "node01" if head else "node02", "head": "node01",
-           "head_address": "10.99.0.11", "slurmctld": head, "slurmd": compute,
-           "tyd_map": str(tmp_path / "map.json"), "munge_key": str(tmp_path / "munge.key")}
+    doc = {
+        "workload": "slurm",
+        "node": "node01" if head else "node02",
+        "head": "node01",
+        "head_address": "10.99.0.11",
+        "slurmctld": head,
+        "slurmd": compute,
+        "tyd_map": str(tmp_path / "map.json"),
+        "munge_key": str(tmp_path / "munge.key"),
+    }
     path = tmp_path / "slurm.json"
     path.write_text(json.dumps(doc))
     return path
@@ -54,9 +65,11 @@ def test_live_members_are_alive_or_suspect():
 
 
 def test_scontrol_oneliner_is_parsed():
-    assert slurm.slurm_nodes(SCONTROL) == {"node01": "IDLE+DYNAMIC_NORM",
-                                           "node02": "ALLOCATED+DYNAMIC_NORM",
-                                           "node03": "IDLE+DYNAMIC_NORM"}
+    assert slurm.slurm_nodes(SCONTROL) == {
+        "node01": "IDLE+DYNAMIC_NORM",
+        "node02": "ALLOCATED+DYNAMIC_NORM",
+        "node03": "IDLE+DYNAMIC_NORM",
+    }
 
 
 def test_only_nodes_tyd_removed_leave_slurm():
@@ -73,8 +86,13 @@ def test_head_deletes_a_removed_node_or_downs_it_while_it_holds_a_job(tmp_path):
     assert not [c for c in run.calls if c[1] != "show"]
     assert follower.step({"node01"}) == ["node03"]
     assert ["scontrol", "delete", "nodename=node03"] in run.calls
-    assert ["scontrol", "update", "nodename=node02", "state=down",
-            f"reason={slurm.REASON}"] in run.calls
+    assert [
+        "scontrol",
+        "update",
+        "nodename=node02",
+        "state=down",
+        f"reason={slurm.REASON}",
+    ] in run.calls
     run.calls.clear()
     follower.step({"node01"})  # still allocated: downed once, not again
     assert not [c for c in run.calls if c[1] == "update"]
@@ -97,8 +115,10 @@ def test_compute_node_starts_slurmd_only_once_the_head_is_in_the_map(tmp_path, m
     # the state directories belong to munge and slurm on a node; nothing to chown here
     monkeypatch.setattr(slurm, "own_state_dirs", lambda: None)
     assert slurm.main(["--settings", str(path)], run, sleep) == 0
-    assert run.calls == [["systemctl", "start", "munge.service"],
-                         ["systemctl", "start", "slurmd.service"]]
+    assert run.calls == [
+        ["systemctl", "start", "munge.service"],
+        ["systemctl", "start", "slurmd.service"],
+    ]
     assert len(rounds) == 2
 
 

@@ -18,12 +18,33 @@ PXE_CLASS = b"PXEClient:Arch:00000:UNDI:002001"
 
 
 def discover(mac: bytes, xid: int) -> bytes:
-    header = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000,
-                         bytes(4), bytes(4), bytes(4), bytes(4), mac.ljust(16, b"\0"),
-                         b"", b"")
-    options = (bytes([53, 1, 1]) + bytes([60, len(PXE_CLASS)]) + PXE_CLASS
-               + bytes([93, 2, 0, 0]) + bytes([94, 3, 1, 2, 1])
-               + bytes([97, 17, 0]) + bytes(16) + bytes([255]))
+    header = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s",
+        1,
+        1,
+        6,
+        0,
+        xid,
+        0,
+        0x8000,
+        bytes(4),
+        bytes(4),
+        bytes(4),
+        bytes(4),
+        mac.ljust(16, b"\0"),
+        b"",
+        b"",
+    )
+    options = (
+        bytes([53, 1, 1])
+        + bytes([60, len(PXE_CLASS)])
+        + PXE_CLASS
+        + bytes([93, 2, 0, 0])
+        + bytes([94, 3, 1, 2, 1])
+        + bytes([97, 17, 0])
+        + bytes(16)
+        + bytes([255])
+    )
     return header + MAGIC + options
 
 
@@ -34,7 +55,7 @@ def options_of(packet: bytes) -> dict[int, bytes]:
             i += 1
             continue
         code, size = packet[i], packet[i + 1]
-        found[code] = packet[i + 2:i + 2 + size]
+        found[code] = packet[i + 2 : i + 2 + size]
         i += 2 + size
     return found
 
@@ -60,8 +81,11 @@ def main(iface: str, mac_text: str) -> int:
             opts = options_of(packet)
             kind = {2: "offer", 5: "ack"}.get(opts.get(53, b"\0")[0], "other")
             file = packet[108:236].rstrip(b"\0").decode(errors="replace")
-            print(f"{kind} from {server} vendor-class={opts.get(60, b'').decode()} "
-                  f"file={file or '-'} pxe-options={len(opts.get(43, b''))} bytes", flush=True)
+            print(
+                f"{kind} from {server} vendor-class={opts.get(60, b'').decode()} "
+                f"file={file or '-'} pxe-options={len(opts.get(43, b''))} bytes",
+                flush=True,
+            )
             return 0
     print("no DHCP answer within 10 s", flush=True)
     return 1

@@ -19,10 +19,26 @@ from chaosnode import enroll
 def main(url: str, ca: str, node: str, address: str, workdir: str) -> int:
     work = Path(workdir)
     with start_swtpm(work / "tpm", free_ports()) as tpm:
-        return enroll.main(["--url", url, "--ca", ca, "--node", node, "--address", address,
-                            "--tcti", tpm.tcti, "--max-time", "6",
-                            "--key-out", str(work / "node.key"),
-                            "--cert-out", str(work / "node.pem")])
+        return enroll.main(
+            [
+                "--url",
+                url,
+                "--ca",
+                ca,
+                "--node",
+                node,
+                "--address",
+                address,
+                "--tcti",
+                tpm.tcti,
+                "--max-time",
+                "6",
+                "--key-out",
+                str(work / "node.key"),
+                "--cert-out",
+                str(work / "node.pem"),
+            ]
+        )
 
 
 if __name__ == "__main__":

@@ -90,8 +90,10 @@ def readme_commands() -> list[Command]:
 def argv_for(command: Command, pending_hash: str = "sha256:" + "0" * 64) -> list[str]:
     """The command as run: the README's interface is the test's, the EK hash is the one
     `enroll pending` listed."""
-    return [LAB_INTERFACE if w == README_INTERFACE else pending_hash if w == "sha256:..."
-            else w for w in command.words]
+    return [
+        LAB_INTERFACE if w == README_INTERFACE else pending_hash if w == "sha256:..." else w
+        for w in command.words
+    ]
 
 
 def test_readme_blocks_hold_the_commands_the_test_runs():
@@ -116,8 +118,11 @@ def test_readme_blocks_hold_the_commands_the_test_runs():
 def fresh_copy(dest: Path) -> Path:
     """The repository's files (tracked, and new ones git does not ignore), as a clone has
     them: no venv, no build output, no PKI."""
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard",
-                             "-z"], check=True, capture_output=True).stdout.split(b"\0")
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"],
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
     for rel in filter(None, (p.decode() for p in listed)):
         source = ROOT / rel
         if source.is_symlink() or source.is_file():
@@ -137,12 +142,30 @@ def lab_segment() -> Iterator[tuple[str, str]]:
         for ns in (lab, client):
             subprocess.run(["ip", "netns", "add", ns], check=True)
             subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "-n", lab, "link", "add", LAB_INTERFACE, "type", "veth", "peer",
-                        "name", "cli0", "netns", client], check=True)
-        subprocess.run([*run, lab, "ip", "addr", "add", f"{SERVER}/24", "dev", LAB_INTERFACE],
-                       check=True)
-        subprocess.run([*run, client, "ip", "addr", "add", f"{CLIENT}/24", "dev", "cli0"],
-                       check=True)
+        subprocess.run(
+            [
+                "ip",
+                "-n",
+                lab,
+                "link",
+                "add",
+                LAB_INTERFACE,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "cli0",
+                "netns",
+                client,
+            ],
+            check=True,
+        )
+        subprocess.run(
+            [*run, lab, "ip", "addr", "add", f"{SERVER}/24", "dev", LAB_INTERFACE], check=True
+        )
+        subprocess.run(
+            [*run, client, "ip", "addr", "add", f"{CLIENT}/24", "dev", "cli0"], check=True
+        )
         subprocess.run([*run, lab, "ip", "link", "set", LAB_INTERFACE, "up"], check=True)
         subprocess.run([*run, client, "ip", "link", "set", "cli0", "up"], check=True)
         yield lab, client
@@ -156,8 +179,11 @@ class Admin:
 
     def __init__(self, copy: Path, lab: str, client: str, transcript: Path) -> None:
         self.copy, self.lab, self.client, self.transcript = copy, lab, client, transcript
-        self.env = {**os.environ, "PATH": f"{copy / '.venv/bin'}:{os.environ['PATH']}",
-                    "CHAOS_IMAGE_CACHE": CACHE}
+        self.env = {
+            **os.environ,
+            "PATH": f"{copy / '.venv/bin'}:{os.environ['PATH']}",
+            "CHAOS_IMAGE_CACHE": CACHE,
+        }
         self.pending_hash = ""
 
     def note(self, text: str) -> None:
@@ -165,12 +191,23 @@ class Admin:
             f.write(text.rstrip() + "\n")
         print(text, flush=True)
 
-    def run(self, argv: list[str], deadline: float, netns: str | None = None,
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        argv: list[str],
+        deadline: float,
+        netns: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         full = ["ip", "netns", "exec", netns, *argv] if netns else argv
         try:
-            return subprocess.run(full, cwd=self.copy, env=self.env, capture_output=True,
-                                  text=True, timeout=deadline, stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                full,
+                cwd=self.copy,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=deadline,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired as exc:
             out = (exc.stdout or b"")[-2000:]
             pytest.fail(f"`{shlex.join(argv)}` hung past its {deadline:.0f} s deadline: {out!r}")
@@ -179,14 +216,17 @@ class Admin:
         out = (r.stdout + r.stderr).strip()
         (self.transcript.parent / f"README-{command.line}.out").write_text(out + "\n")
         tail = "\n".join("    " + ln for ln in out.splitlines()[-12:])
-        self.note(f"README.md:{command.line}: $ {command.text}\n  exit {r.returncode} after "
-                  f"{took:.1f} s\n{tail}")
+        self.note(
+            f"README.md:{command.line}: $ {command.text}\n  exit {r.returncode} after "
+            f"{took:.1f} s\n{tail}"
+        )
         return out
 
     def type(self, command: Command) -> None:
         if command.program in NOT_RUN:
-            self.note(f"README.md:{command.line}: $ {command.text}\n  not run: "
-                      f"{NOT_RUN[command.program]}")
+            self.note(
+                f"README.md:{command.line}: $ {command.text}\n  not run: {NOT_RUN[command.program]}"
+            )
             return
         if command.program == "chaos-build serve":
             self.serve(command)
@@ -197,15 +237,17 @@ class Admin:
         r = self.run(argv, DEADLINES.get(command.program, DEFAULT_DEADLINE), netns)
         out = self.record(command, r, time.monotonic() - began)
         where = f"README.md:{command.line}: `{command.text}`"
-        assert r.returncode == command.exit_code and "Traceback" not in out, \
+        assert r.returncode == command.exit_code and "Traceback" not in out, (
             f"{where} exited {r.returncode}, the README says {command.exit_code}: {out[-3000:]}"
+        )
         if command.exit_code:
             # a refusal the README announces: one clear line naming what was refused
             assert out.splitlines()[-1].startswith("error: ") and command.words[-1] in out, out
             return
         if command.words[:3] == ["chaos-build", "enroll", "pending"]:
-            assert self.pending_hash and self.pending_hash in out, \
+            assert self.pending_hash and self.pending_hash in out, (
                 f"{where}: the machine that asked during serve is not listed: {out}"
+            )
         if command.program == "chaos-build smoke":
             assert re.search(r"^smoke: [1-9]\d* passed, 0 failed$", out, re.M), out[-3000:]
         if command.program == "chaos-build wake":
@@ -214,9 +256,15 @@ class Admin:
     def serve(self, command: Command) -> None:
         """serve in the lab namespace until the client got its answers, then Ctrl-C."""
         began = time.monotonic()
-        proc = subprocess.Popen(["ip", "netns", "exec", self.lab, *argv_for(command)],
-                                cwd=self.copy, env=self.env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.lab, *argv_for(command)],
+            cwd=self.copy,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             answers = self.client_session(proc)
             proc.send_signal(signal.SIGINT)
@@ -241,12 +289,21 @@ class Admin:
             time.sleep(0.5)
         log = []
         still_serving(proc)
-        dhcp = self.run([str(self.copy / ".venv/bin/python"), str(HERE / "dhcp_probe.py"),
-                         "cli0", "52:54:00:99:00:11"], 30, self.client)
+        dhcp = self.run(
+            [
+                str(self.copy / ".venv/bin/python"),
+                str(HERE / "dhcp_probe.py"),
+                "cli0",
+                "52:54:00:99:00:11",
+            ],
+            30,
+            self.client,
+        )
         log.append(f"client DHCP: {dhcp.stdout.strip()}")
         still_serving(proc)
-        assert dhcp.returncode == 0 and f"offer from {SERVER} vendor-class=PXEClient" in \
-            dhcp.stdout, dhcp.stdout + dhcp.stderr
+        assert (
+            dhcp.returncode == 0 and f"offer from {SERVER} vendor-class=PXEClient" in dhcp.stdout
+        ), dhcp.stdout + dhcp.stderr
         loader = subprocess.run([*curl, f"tftp://{SERVER}/undionly.kpxe"], capture_output=True)
         expected = (self.copy / "out/pxe/undionly.kpxe").read_bytes()
         log.append(f"client TFTP undionly.kpxe: {len(loader.stdout)} bytes")
@@ -254,12 +311,24 @@ class Admin:
         script = subprocess.run([*curl, http], capture_output=True)
         log.append(f"client HTTP boot.ipxe: {len(script.stdout)} bytes")
         assert script.returncode == 0 and script.stdout.startswith(b"#!ipxe"), script.stderr
-        ask = self.run([str(self.copy / ".venv/bin/python"), str(HERE / "enroll_probe.py"),
-                        f"https://{SERVER}:8443", str(self.copy / "pki/ca.pem"), "node02",
-                        "10.99.0.12", str(self.copy / "build/readme-client")], 60, self.client)
+        ask = self.run(
+            [
+                str(self.copy / ".venv/bin/python"),
+                str(HERE / "enroll_probe.py"),
+                f"https://{SERVER}:8443",
+                str(self.copy / "pki/ca.pem"),
+                "node02",
+                "10.99.0.12",
+                str(self.copy / "build/readme-client"),
+            ],
+            60,
+            self.client,
+        )
         found = re.search(r"not registered as node02: TPM EK (sha256:[0-9a-f]{64})", ask.stderr)
-        log.append(f"client enrollment (a TPM nobody registered): exit {ask.returncode}, "
-                   f"{found.group(0) if found else ask.stderr.strip()[-300:]}")
+        log.append(
+            f"client enrollment (a TPM nobody registered): exit {ask.returncode}, "
+            f"{found.group(0) if found else ask.stderr.strip()[-300:]}"
+        )
         assert ask.returncode == 1 and found, ask.stdout + ask.stderr
         self.pending_hash = found.group(1)
         return "\n" + "\n".join(log)

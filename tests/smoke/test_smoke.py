@@ -39,10 +39,26 @@ def test_scenario(scenario, boot, tmp_path):
             pytest.skip(f"{tool} is not installed (make setup installs it)")
     results = Path(os.environ.get("CHAOS_SMOKE_RESULTS", tmp_path))
     began = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "builder.cli", "smoke", "--scenario",
-                        str(ROOT / "tests/scenarios" / scenario / "scenario.yaml"),
-                        "--boot", boot, "--results", str(results), "--cache", str(CACHE)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=2400)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "builder.cli",
+            "smoke",
+            "--scenario",
+            str(ROOT / "tests/scenarios" / scenario / "scenario.yaml"),
+            "--boot",
+            boot,
+            "--results",
+            str(results),
+            "--cache",
+            str(CACHE),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     print(r.stdout)
     print(f"lab {scenario}-{boot}: {time.monotonic() - began:.0f} s")
     print(r.stderr[-5000:], file=sys.stderr)

@@ -16,7 +16,7 @@ from builder.model import KeyType  # noqa: E402
 from builder.pki import Identity, Pki, cert_pem, key_pem, make_node_cert, new_key  # noqa: E402
 
 NODES = 12
-REVOKED = 9   # node09's certificate is revoked before any daemon starts
+REVOKED = 9  # node09's certificate is revoked before any daemon starts
 EXPIRED = 10  # node10 holds an expired certificate (see `bad_certs`)
 
 
@@ -42,19 +42,28 @@ def bad_certs(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
     key = new_key(KeyType.ED25519)
     from cryptography import x509
     from cryptography.x509.oid import NameOID
+
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ident.fqdn)])
-    selfsigned = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                  .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                  .not_valid_before(NOW - dt.timedelta(days=1))
-                  .not_valid_after(NOW + dt.timedelta(days=1))
-                  .add_extension(x509.SubjectAlternativeName(
-                      [x509.DNSName(ident.name), x509.IPAddress(ident.address)]), False)
-                  .sign(key, None))
+    selfsigned = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(ident.name), x509.IPAddress(ident.address)]),
+            False,
+        )
+        .sign(key, None)
+    )
     _write(root, "selfsigned", cert_pem(selfsigned), key_pem(key), out)
 
     ca_key, ca = pki.ca()
-    ident10 = Identity(name(EXPIRED), f"{name(EXPIRED)}.lab.example",
-                       ipaddress.IPv4Address(address(EXPIRED)))
+    ident10 = Identity(
+        name(EXPIRED), f"{name(EXPIRED)}.lab.example", ipaddress.IPv4Address(address(EXPIRED))
+    )
     old = make_node_cert(ident10, CLUSTER, key, ca_key, ca, NOW - dt.timedelta(days=40), 2)
     _write(root, "expired", cert_pem(old), key_pem(key), out)
 
@@ -63,8 +72,9 @@ def bad_certs(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
     return out
 
 
-def _write(root: Path, case: str, cert: bytes, key: bytes,
-           out: dict[str, tuple[Path, Path]]) -> None:
+def _write(
+    root: Path, case: str, cert: bytes, key: bytes, out: dict[str, tuple[Path, Path]]
+) -> None:
     (root / f"{case}.pem").write_bytes(cert)
     (root / f"{case}.key").write_bytes(key)
     out[case] = (root / f"{case}.pem", root / f"{case}.key")

@@ -35,13 +35,18 @@ def make_pki(root: Path, count: int, cluster: str = CLUSTER) -> Pki:
     pki = Pki(root, KeyType.ED25519)
     pki.init_ca(cluster, NOW, 30)
     for i in range(1, count + 1):
-        pki.issue(Identity(name(i), f"{name(i)}.lab.example", ipaddress.IPv4Address(address(i))),
-                  cluster, NOW, 30)
+        pki.issue(
+            Identity(name(i), f"{name(i)}.lab.example", ipaddress.IPv4Address(address(i))),
+            cluster,
+            NOW,
+            30,
+        )
     return pki
 
 
-def raw_config(pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] = (1,),
-               **overrides: Any) -> dict[str, Any]:
+def raw_config(
+    pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] = (1,), **overrides: Any
+) -> dict[str, Any]:
     paths = pki.paths
     raw: dict[str, Any] = {
         "cluster": CLUSTER,
@@ -53,26 +58,47 @@ def raw_config(pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] 
         "heartbeat_seconds": 0.2,
         "suspect_after_seconds": 0.8,
         "remove_after_seconds": 1.6,
-        "tls": {"cert": str(paths.node_cert(name(i))), "key": str(paths.node_key(name(i))),
-                "ca": str(paths.ca_cert), "crl": str(paths.crl)},
-        "exports": {k: str(run_dir / name(i) / f) for k, f in
-                    (("json", "map.json"), ("mosix", "mosix.map"), ("hostfile", "hostfile"),
-                     ("status", "status.json"))},
-        "hooks": {"vici_socket": None, "nft_table": "inet chaos", "nft_set": None,
-                  "static_peers": [],
-                  "ipsec": {"scope": "all", "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
-                            "esp_proposals": ["aes128gcm16-x25519"], "rekey_minutes": 60,
-                            "dpd_seconds": 30, "protected_ports": [port]}},
+        "tls": {
+            "cert": str(paths.node_cert(name(i))),
+            "key": str(paths.node_key(name(i))),
+            "ca": str(paths.ca_cert),
+            "crl": str(paths.crl),
+        },
+        "exports": {
+            k: str(run_dir / name(i) / f)
+            for k, f in (
+                ("json", "map.json"),
+                ("mosix", "mosix.map"),
+                ("hostfile", "hostfile"),
+                ("status", "status.json"),
+            )
+        },
+        "hooks": {
+            "vici_socket": None,
+            "nft_table": "inet chaos",
+            "nft_set": None,
+            "static_peers": [],
+            "ipsec": {
+                "scope": "all",
+                "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
+                "esp_proposals": ["aes128gcm16-x25519"],
+                "rekey_minutes": 60,
+                "dpd_seconds": 30,
+                "protected_ports": [port],
+            },
+        },
         "io_timeout_seconds": 2.0,
     }
     raw.update(overrides)
     return raw
 
 
-def node_config(pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] = (1,),
-                **overrides: Any) -> Config:
-    return config.parse(json.loads(json.dumps(raw_config(pki, i, port, run_dir, seeds,
-                                                         **overrides))), f"node{i}")
+def node_config(
+    pki: Pki, i: int, port: int, run_dir: Path, seeds: Iterable[int] = (1,), **overrides: Any
+) -> Config:
+    return config.parse(
+        json.loads(json.dumps(raw_config(pki, i, port, run_dir, seeds, **overrides))), f"node{i}"
+    )
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -88,8 +114,14 @@ def converged(nodes: Iterable[Node], expected: set[str]) -> bool:
     return all(n.live_names() == expected and n.joined for n in nodes)
 
 
-async def exchange(port: int, source: str, cert: tuple[Path, Path] | None,
-                   payload: bytes | None, ca: Path, target: int = 1) -> bytes:
+async def exchange(
+    port: int,
+    source: str,
+    cert: tuple[Path, Path] | None,
+    payload: bytes | None,
+    ca: Path,
+    target: int = 1,
+) -> bytes:
     """Connect to node `target` as `source` (mutual TLS with `cert`, or none), send
     `payload` as is, return whatever comes back: the attacker's client."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -98,8 +130,9 @@ async def exchange(port: int, source: str, cert: tuple[Path, Path] | None,
     if cert is not None:
         ctx.load_cert_chain(str(cert[0]), str(cert[1]))
     try:
-        reader, writer = await asyncio.open_connection(address(target), port, ssl=ctx,
-                                                       local_addr=(source, 0))
+        reader, writer = await asyncio.open_connection(
+            address(target), port, ssl=ctx, local_addr=(source, 0)
+        )
     except (OSError, ssl.SSLError):
         return b""
     try:

@@ -40,8 +40,9 @@ def as_sender(pki: Pki, der: bytes) -> Member:
     return dataclasses.replace(m, proof=dataclasses.replace(m.proof, cert=der))
 
 
-async def rogue_endpoint(pki: Pki, port: int, welcome: tuple[Member, ...],
-                         asked: list[str]) -> asyncio.Server:
+async def rogue_endpoint(
+    pki: Pki, port: int, welcome: tuple[Member, ...], asked: list[str]
+) -> asyncio.Server:
     """A tyd endpoint of the insider's own at its address: it answers every HELLO with
     `welcome`, whatever it carries."""
     tls = node_config(pki, INSIDER, port, pki.paths.root).tls
@@ -54,12 +55,12 @@ async def rogue_endpoint(pki: Pki, port: int, welcome: tuple[Member, ...],
         finally:
             await close(writer, 5)
 
-    return await asyncio.start_server(serve, address(INSIDER), port,
-                                      ssl=server_context(tls))
+    return await asyncio.start_server(serve, address(INSIDER), port, ssl=server_context(tls))
 
 
 def test_unparsable_certificates_are_refused_as_bad_cert_and_a_node_still_joins(
-        pki: Pki, port: int, run_dir: Path) -> None:
+    pki: Pki, port: int, run_dir: Path
+) -> None:
     ca_key, _ = pki.ca()
     bad = malformed_certs(pem_cert_der(creds(pki, INSIDER)[0]), ca_key)
 
@@ -68,27 +69,32 @@ def test_unparsable_certificates_are_refused_as_bad_cert_and_a_node_still_joins(
         rogue: asyncio.Server | None = None
         try:
             await asyncio.gather(*(n.start() for n in nodes.values()))
-            await wait_for(lambda: converged(nodes.values(), {name(1), name(3)}), 10,
-                           "2 members")
+            await wait_for(lambda: converged(nodes.values(), {name(1), name(3)}), 10, "2 members")
             n1 = nodes[1]
 
             # relayed: three fake members, one per certificate, twice (the second time the
             # cached refusal answers)
-            relayed = tuple(carrying(pki, entry(50 + k, name=f"evil-{case.replace('_', '-')}"),
-                                     der) for k, (case, der) in enumerate(bad.items()))
+            relayed = tuple(
+                carrying(pki, entry(50 + k, name=f"evil-{case.replace('_', '-')}"), der)
+                for k, (case, der) in enumerate(bad.items())
+            )
             for round_ in (1, 2):
                 reply = await sync(pki, port, relayed)
                 assert reply is not None and reply.kind is Kind.MAP
-                await wait_for(lambda r=round_: n1.refusals["bad_cert"] == 3 * r, 10,  # type: ignore[misc]
-                               f"round {round_}: 3 entries refused as bad_cert")
+                await wait_for(
+                    lambda r=round_: n1.refusals["bad_cert"] == 3 * r,
+                    10,  # type: ignore[misc]
+                    f"round {round_}: 3 entries refused as bad_cert",
+                )
 
             # as the sender, in a HELLO and in a SYNC
             for case, der in bad.items():
                 for make in (codec.hello, lambda c, s: codec.sync(c, s, ())):
                     before = n1.refusals["bad_cert"]
                     payload = codec.encode(make(CLUSTER, as_sender(pki, der)))
-                    raw = await exchange(port, address(INSIDER), creds(pki, INSIDER), payload,
-                                         pki.paths.ca_cert)
+                    raw = await exchange(
+                        port, address(INSIDER), creds(pki, INSIDER), payload, pki.paths.ca_cert
+                    )
                     answer = codec.decode(raw)
                     assert answer.kind is Kind.REFUSED and "bad_cert" in answer.reason, case
                     assert n1.refusals["bad_cert"] == before + 1, case
@@ -103,8 +109,9 @@ def test_unparsable_certificates_are_refused_as_bad_cert_and_a_node_still_joins(
             nodes[5] = fresh
             await fresh.start()
             want = {name(1), name(3), name(5)}
-            await wait_for(lambda: converged(nodes.values(), want), 30,
-                           "the fresh node to join through node01")
+            await wait_for(
+                lambda: converged(nodes.values(), want), 30, "the fresh node to join through node01"
+            )
             assert asked and asked[0] == name(5), "the rogue welcomed it first"
             assert fresh.refusals["bad_cert"] == 3
             for n in nodes.values():

@@ -24,8 +24,9 @@ from tyd.member import Member, Proof, State
 def signed(m: Member) -> Member:
     """m with a proof of the right shape (signature and certificate bytes are not checked
     by the codec)."""
-    return dataclasses.replace(m, proof=Proof("chaos-lab", codec.body_bytes("chaos-lab", m),
-                                              bytes(64), b"\x30" * 480))
+    return dataclasses.replace(
+        m, proof=Proof("chaos-lab", codec.body_bytes("chaos-lab", m), bytes(64), b"\x30" * 480)
+    )
 
 
 def same(a: codec.Message, b: codec.Message) -> bool:
@@ -35,7 +36,8 @@ def same(a: codec.Message, b: codec.Message) -> bool:
 
 
 names = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12).map(
-    lambda s: f"n{s}")
+    lambda s: f"n{s}"
+)
 members = st.builds(
     Member,
     name=names,
@@ -76,9 +78,11 @@ def test_random_bytes_raise_only_codec_error(data: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=5),
-    max_leaves=20)
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -100,17 +104,19 @@ def _mutate(frame: bytearray, rnd: random.Random) -> bytes:
         if op == "f" and frame:
             frame[pos] ^= rnd.randint(1, 255)
         elif op == "c":
-            del frame[pos:pos + rnd.randint(1, 8)]
+            del frame[pos : pos + rnd.randint(1, 8)]
         elif op == "i":
             frame[pos:pos] = rnd.randbytes(rnd.randint(1, 8))
         else:  # rewrite the declared length: truncated and overlong payloads
-            frame[4:8] = struct.pack(">I", rnd.choice([0, len(frame), 2**32 - 1,
-                                                       rnd.randrange(2**21)]))
+            frame[4:8] = struct.pack(
+                ">I", rnd.choice([0, len(frame), 2**32 - 1, rnd.randrange(2**21)])
+            )
     return bytes(frame)
 
 
-@settings(max_examples=MUTATION_EXAMPLES, suppress_health_check=[HealthCheck.too_slow],
-          deadline=None)
+@settings(
+    max_examples=MUTATION_EXAMPLES, suppress_health_check=[HealthCheck.too_slow], deadline=None
+)
 @given(messages, st.integers(0, 2**32))
 def test_mutated_valid_frames_raise_only_codec_error(msg: codec.Message, seed: int) -> None:
     rnd = random.Random(seed)
@@ -127,8 +133,9 @@ def test_mutated_valid_frames_raise_only_codec_error(msg: codec.Message, seed: i
     assert rejected > 0
 
 
-GOOD = signed(Member("node01", ipaddress.IPv4Address("10.0.0.1"), "a" * 64, State.ALIVE, 1, 2,
-                     4, stamp=5))
+GOOD = signed(
+    Member("node01", ipaddress.IPv4Address("10.0.0.1"), "a" * 64, State.ALIVE, 1, 2, 4, stamp=5)
+)
 
 
 def _with_body(**fields: object) -> dict[str, str]:
@@ -140,10 +147,21 @@ def _with_body(**fields: object) -> dict[str, str]:
 
 def test_member_fields_are_checked() -> None:
     codec.member_from_wire(codec.member_to_wire(GOOD))
-    for field, bad in [("name", "Node_01"), ("name", "x" * 70), ("address", "10.0.0.256"),
-                       ("address", 167772161), ("fp", "A" * 64), ("state", "suspect"),
-                       ("inc", -1), ("inc", True), ("hb", 2**63), ("slots", 0),
-                       ("slots", 1.0), ("ts", -5), ("cluster", "")]:
+    for field, bad in [
+        ("name", "Node_01"),
+        ("name", "x" * 70),
+        ("address", "10.0.0.256"),
+        ("address", 167772161),
+        ("fp", "A" * 64),
+        ("state", "suspect"),
+        ("inc", -1),
+        ("inc", True),
+        ("hb", 2**63),
+        ("slots", 0),
+        ("slots", 1.0),
+        ("ts", -5),
+        ("cluster", ""),
+    ]:
         with pytest.raises(CodecError, match=field):
             codec.member_from_wire(_with_body(**{field: bad}))
     with pytest.raises(CodecError, match="expected keys"):
@@ -164,31 +182,37 @@ def test_unsigned_entries_are_not_encoded() -> None:
         codec.member_to_wire(dataclasses.replace(GOOD, proof=None))
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("sig", "A" * 200, "sig: expected base64 of at most 80"),
-    ("cert", "A" * 4000, "cert: expected base64 of at most 2048"),
-    ("rec", "not base64!", "rec: not base64"),
-    ("rec", base64.b64encode(b"[1]").decode(), "rec: expected an object"),
-    ("rec", base64.b64encode(b"\xff").decode(), "rec: not JSON"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("sig", "A" * 200, "sig: expected base64 of at most 80"),
+        ("cert", "A" * 4000, "cert: expected base64 of at most 2048"),
+        ("rec", "not base64!", "rec: not base64"),
+        ("rec", base64.b64encode(b"[1]").decode(), "rec: expected an object"),
+        ("rec", base64.b64encode(b"\xff").decode(), "rec: not JSON"),
+    ],
+)
 def test_record_envelope_is_bounded(field: str, value: str, message: str) -> None:
     with pytest.raises(CodecError, match=message):
         codec.member_from_wire({**codec.member_to_wire(GOOD), field: value})
 
 
-@pytest.mark.parametrize("frame, message", [
-    (_frame(1, b"{}", magic=b"XX"), "bad magic"),
-    (_frame(1, b"{}", version=1), "unsupported protocol version 1"),
-    (_frame(99, b"{}"), "unknown message type 99"),
-    (HEADER.pack(MAGIC, VERSION, 1, MAX_PAYLOAD + 1), "exceeds"),
-    (_frame(1, b"{}")[:5], "header is 5 bytes"),
-    (_frame(1, b"{}") + b"x", "header says 2"),
-    (_frame(6, b'{"reason":"a","reason":"b"}'), "duplicate key"),
-    (_frame(6, b'{"reason":NaN}'), "non-standard JSON constant"),
-    (_frame(6, b"\xff\xfe"), "not JSON"),
-    (_frame(4, b"[" * 100000), "not JSON"),
-    (_frame(6, json.dumps({"reason": "x" * 201}).encode()), "at most 200"),
-])
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (_frame(1, b"{}", magic=b"XX"), "bad magic"),
+        (_frame(1, b"{}", version=1), "unsupported protocol version 1"),
+        (_frame(99, b"{}"), "unknown message type 99"),
+        (HEADER.pack(MAGIC, VERSION, 1, MAX_PAYLOAD + 1), "exceeds"),
+        (_frame(1, b"{}")[:5], "header is 5 bytes"),
+        (_frame(1, b"{}") + b"x", "header says 2"),
+        (_frame(6, b'{"reason":"a","reason":"b"}'), "duplicate key"),
+        (_frame(6, b'{"reason":NaN}'), "non-standard JSON constant"),
+        (_frame(6, b"\xff\xfe"), "not JSON"),
+        (_frame(4, b"[" * 100000), "not JSON"),
+        (_frame(6, json.dumps({"reason": "x" * 201}).encode()), "at most 200"),
+    ],
+)
 def test_specific_malformed_frames(frame: bytes, message: str) -> None:
     with pytest.raises(CodecError, match=message):
         codec.decode(frame)
@@ -206,7 +230,9 @@ def test_duplicate_members_refused() -> None:
 
 
 def test_encode_refuses_oversized_maps() -> None:
-    many = tuple(signed(Member(f"n{i}", ipaddress.IPv4Address(i), "a" * 64, State.ALIVE, 1, 1))
-                 for i in range(5000))
+    many = tuple(
+        signed(Member(f"n{i}", ipaddress.IPv4Address(i), "a" * 64, State.ALIVE, 1, 1))
+        for i in range(5000)
+    )
     with pytest.raises(CodecError, match="exceeds"):
         codec.encode(codec.welcome(many))

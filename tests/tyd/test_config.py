@@ -26,17 +26,36 @@ EXAMPLE: dict[str, Any] = {
     "heartbeat_seconds": 5,
     "suspect_after_seconds": 15,
     "remove_after_seconds": 30,
-    "tls": {"cert": "/etc/swanctl/x509/node.pem", "key": "/etc/swanctl/private/node.key",
-            "ca": "/etc/swanctl/x509ca/ca.pem", "crl": "/etc/swanctl/x509crl/cluster.crl"},
-    "exports": {"json": "/run/tyd/map.json", "mosix": "/run/tyd/mosix.map",
-                "hostfile": "/run/tyd/hostfile", "status": "/run/tyd/status.json"},
-    "hooks": {"vici_socket": "/run/charon.vici", "nft_table": "inet chaos",
-              "nft_set": "cluster_peers", "static_peers": ["10.99.0.12", "10.99.0.13"],
-              "ipsec": {"scope": "migration", "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
-                        "esp_proposals": ["aes128gcm16-x25519"], "rekey_minutes": 60,
-                        "dpd_seconds": 30, "protected_ports": [7411, 12820, 13333]}},
-    "roster": [{"name": "node01", "address": "10.99.0.11"},
-               {"name": "node02", "address": "10.99.0.12"}],
+    "tls": {
+        "cert": "/etc/swanctl/x509/node.pem",
+        "key": "/etc/swanctl/private/node.key",
+        "ca": "/etc/swanctl/x509ca/ca.pem",
+        "crl": "/etc/swanctl/x509crl/cluster.crl",
+    },
+    "exports": {
+        "json": "/run/tyd/map.json",
+        "mosix": "/run/tyd/mosix.map",
+        "hostfile": "/run/tyd/hostfile",
+        "status": "/run/tyd/status.json",
+    },
+    "hooks": {
+        "vici_socket": "/run/charon.vici",
+        "nft_table": "inet chaos",
+        "nft_set": "cluster_peers",
+        "static_peers": ["10.99.0.12", "10.99.0.13"],
+        "ipsec": {
+            "scope": "migration",
+            "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
+            "esp_proposals": ["aes128gcm16-x25519"],
+            "rekey_minutes": 60,
+            "dpd_seconds": 30,
+            "protected_ports": [7411, 12820, 13333],
+        },
+    },
+    "roster": [
+        {"name": "node01", "address": "10.99.0.11"},
+        {"name": "node02", "address": "10.99.0.12"},
+    ],
 }
 
 
@@ -44,26 +63,39 @@ def test_the_rendered_example_parses_into_frozen_typed_config() -> None:
     cfg = config.parse(json.loads(json.dumps(EXAMPLE)), "tyd.json")
     assert cfg.address == ipaddress.IPv4Address("10.99.0.11") and cfg.port == 7411
     assert cfg.seeds[0].name == "node01" and cfg.heartbeat_seconds == 5.0
-    assert cfg.hooks.static_peers == {ipaddress.IPv4Address("10.99.0.12"),
-                                      ipaddress.IPv4Address("10.99.0.13")}
+    assert cfg.hooks.static_peers == {
+        ipaddress.IPv4Address("10.99.0.12"),
+        ipaddress.IPv4Address("10.99.0.13"),
+    }
     assert cfg.tls.crl == Path("/etc/swanctl/x509crl/cluster.crl")
-    assert cfg.hooks.ipsec == Policy(ipaddress.IPv4Address("10.99.0.11"),
-                                     ("aes128gcm16-prfsha256-x25519",), ("aes128gcm16-x25519",),
-                                     60, 30, "migration", (7411, 12820, 13333))
+    assert cfg.hooks.ipsec == Policy(
+        ipaddress.IPv4Address("10.99.0.11"),
+        ("aes128gcm16-prfsha256-x25519",),
+        ("aes128gcm16-x25519",),
+        60,
+        30,
+        "migration",
+        (7411, 12820, 13333),
+    )
     assert cfg.subnet == ipaddress.IPv4Network("10.99.0.0/24")
-    assert cfg.roster_map() == {"node01": ipaddress.IPv4Address("10.99.0.11"),
-                                "node02": ipaddress.IPv4Address("10.99.0.12")}
+    assert cfg.roster_map() == {
+        "node01": ipaddress.IPv4Address("10.99.0.11"),
+        "node02": ipaddress.IPv4Address("10.99.0.12"),
+    }
     with pytest.raises(AttributeError):
         cfg.port = 1  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"subnet": "10.99.1.0/24"}, "subnet: 10.99.1.0/24 does not hold this node's address"),
-    ({"subnet": "10.99.0.0/33"}, "subnet: '10.99.0.0/33' is not an IPv4 network"),
-    ({"roster": [{"name": "node01"}]}, "roster\\[0\\].address: missing"),
-    ({"max_connections_per_source": 1}, "max_connections_per_source: expected an integer"),
-    ({"clock_skew_seconds": -1}, "clock_skew_seconds: -1 is outside"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"subnet": "10.99.1.0/24"}, "subnet: 10.99.1.0/24 does not hold this node's address"),
+        ({"subnet": "10.99.0.0/33"}, "subnet: '10.99.0.0/33' is not an IPv4 network"),
+        ({"roster": [{"name": "node01"}]}, "roster\\[0\\].address: missing"),
+        ({"max_connections_per_source": 1}, "max_connections_per_source: expected an integer"),
+        ({"clock_skew_seconds": -1}, "clock_skew_seconds: -1 is outside"),
+    ],
+)
 def test_bounds_settings_are_checked(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config.parse({**EXAMPLE, **change}, "tyd.json")
@@ -98,28 +130,31 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     return raw
 
 
-@pytest.mark.parametrize("path, value, message", [
-    ("address", "10.99.0.300", "tyd.json: address: '10.99.0.300' is not an IPv4 address"),
-    ("port", 0, "tyd.json: port: expected an integer in [1, 65535], got 0"),
-    ("port", "7411", "tyd.json: port: expected an integer"),
-    ("node", "Node_1", "tyd.json: node: 'Node_1' is not valid here"),
-    ("heartbeat_seconds", True, "tyd.json: heartbeat_seconds: expected a number"),
-    ("remove_after_seconds", 10, "tyd.json: suspect_after_seconds: need heartbeat_seconds"),
-    ("seeds", [{"name": "node01"}], "tyd.json: seeds[0].address: missing"),
-    ("tls.crl", KeyError, "tyd.json: tls.crl: missing"),
-    ("tls.cert", "relative.pem", "tyd.json: tls.cert: expected an absolute path"),
-    ("exports.jsn", "/x", "tyd.json: exports.jsn: unknown setting (typo?)"),
-    ("hooks.nft_table", "chaos", "tyd.json: hooks.nft_table: 'chaos' is not 'FAMILY NAME'"),
-    ("hooks.static_peers", ["10.99.0.x"], "tyd.json: hooks.static_peers[0]: "),
-    ("hooks.nft_set", "bad set", "tyd.json: hooks.nft_set: 'bad set' is not valid here"),
-    ("hooks", None, "tyd.json: hooks: expected an object"),
-    ("hooks.ipsec.scope", "some", "tyd.json: hooks.ipsec.scope: 'some' is not one of all, "),
-    ("hooks.ipsec.rekey_minutes", "60", "tyd.json: hooks.ipsec.rekey_minutes: expected an "),
-    ("hooks.ipsec.protected_ports", [], "tyd.json: hooks.ipsec.protected_ports: scope "),
-    ("hooks.ipsec.protected_ports", [0], "tyd.json: hooks.ipsec.protected_ports[0]: "),
-    ("hooks.ipsec.esp_proposals", ["AES"], "tyd.json: hooks.ipsec.esp_proposals[0]: 'AES' "),
-    ("hooks.ipsec.dpd", 30, "tyd.json: hooks.ipsec.dpd: unknown setting (typo?)"),
-])
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("address", "10.99.0.300", "tyd.json: address: '10.99.0.300' is not an IPv4 address"),
+        ("port", 0, "tyd.json: port: expected an integer in [1, 65535], got 0"),
+        ("port", "7411", "tyd.json: port: expected an integer"),
+        ("node", "Node_1", "tyd.json: node: 'Node_1' is not valid here"),
+        ("heartbeat_seconds", True, "tyd.json: heartbeat_seconds: expected a number"),
+        ("remove_after_seconds", 10, "tyd.json: suspect_after_seconds: need heartbeat_seconds"),
+        ("seeds", [{"name": "node01"}], "tyd.json: seeds[0].address: missing"),
+        ("tls.crl", KeyError, "tyd.json: tls.crl: missing"),
+        ("tls.cert", "relative.pem", "tyd.json: tls.cert: expected an absolute path"),
+        ("exports.jsn", "/x", "tyd.json: exports.jsn: unknown setting (typo?)"),
+        ("hooks.nft_table", "chaos", "tyd.json: hooks.nft_table: 'chaos' is not 'FAMILY NAME'"),
+        ("hooks.static_peers", ["10.99.0.x"], "tyd.json: hooks.static_peers[0]: "),
+        ("hooks.nft_set", "bad set", "tyd.json: hooks.nft_set: 'bad set' is not valid here"),
+        ("hooks", None, "tyd.json: hooks: expected an object"),
+        ("hooks.ipsec.scope", "some", "tyd.json: hooks.ipsec.scope: 'some' is not one of all, "),
+        ("hooks.ipsec.rekey_minutes", "60", "tyd.json: hooks.ipsec.rekey_minutes: expected an "),
+        ("hooks.ipsec.protected_ports", [], "tyd.json: hooks.ipsec.protected_ports: scope "),
+        ("hooks.ipsec.protected_ports", [0], "tyd.json: hooks.ipsec.protected_ports[0]: "),
+        ("hooks.ipsec.esp_proposals", ["AES"], "tyd.json: hooks.ipsec.esp_proposals[0]: 'AES' "),
+        ("hooks.ipsec.dpd", 30, "tyd.json: hooks.ipsec.dpd: unknown setting (typo?)"),
+    ],
+)
 def test_each_problem_names_file_and_field(path: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         config.parse(_with(path, value), "tyd.json")
@@ -155,8 +190,13 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "tyd.json"
     bad.write_text(json.dumps(_with("port", 99999)))
     for argv in (["--config", str(bad)], ["status", "--config", str(bad)]):
-        proc = subprocess.run([sys.executable, "-m", "tyd", *argv], capture_output=True,
-                              text=True, timeout=30, cwd=Path(__file__).parents[2])
+        proc = subprocess.run(
+            [sys.executable, "-m", "tyd", *argv],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=Path(__file__).parents[2],
+        )
         assert proc.returncode == 2
         assert f"{bad}: port: expected an integer in [1, 65535], got 99999" in proc.stderr
         assert "Traceback" not in proc.stderr

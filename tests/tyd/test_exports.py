@@ -14,29 +14,44 @@ from tyd.membership import View
 
 def row(addr: str, state: str = "alive", slots: int = 2, name: str | None = None) -> View:
     ip = ipaddress.IPv4Address(addr)
-    m = Member(name or f"n{int(ip) & 0xff}", ip, "ab" * 32,
-               State.ALIVE if state in ("alive", "suspect") else State(state), 7, 3, slots)
+    m = Member(
+        name or f"n{int(ip) & 0xFF}",
+        ip,
+        "ab" * 32,
+        State.ALIVE if state in ("alive", "suspect") else State(state),
+        7,
+        3,
+        slots,
+    )
     return View(m, state, 1.25)
 
 
-ROWS = [row("10.99.0.13"), row("10.99.0.11"), row("10.99.0.12", "suspect"),
-        row("10.99.0.20", slots=8), row("10.99.0.21", "dead"), row("10.99.0.22")]
+ROWS = [
+    row("10.99.0.13"),
+    row("10.99.0.11"),
+    row("10.99.0.12", "suspect"),
+    row("10.99.0.20", slots=8),
+    row("10.99.0.21", "dead"),
+    row("10.99.0.22"),
+]
 
 
 def test_mosix_map_groups_consecutive_addresses_of_usable_members() -> None:
-    assert exports.render_mosix(ROWS) == ("1 10.99.0.11 1\n"   # .12 is suspect: no work
-                                          "2 10.99.0.13 1\n"
-                                          "3 10.99.0.20 1\n"   # .21 is dead
-                                          "4 10.99.0.22 1\n")
+    assert exports.render_mosix(ROWS) == (
+        "1 10.99.0.11 1\n"  # .12 is suspect: no work
+        "2 10.99.0.13 1\n"
+        "3 10.99.0.20 1\n"  # .21 is dead
+        "4 10.99.0.22 1\n"
+    )
     assert exports.render_mosix([row("10.99.0.11"), row("10.99.0.12")]) == "1 10.99.0.11 2\n"
     assert exports.render_mosix([]) == ""
 
 
 def test_hostfile_lists_usable_members_with_their_cpus() -> None:
     """A suspect member (silent, not yet removed) and the dead get no MPI ranks."""
-    assert exports.render_hostfile(ROWS) == ("10.99.0.11 slots=2\n"
-                                             "10.99.0.13 slots=2\n10.99.0.20 slots=8\n"
-                                             "10.99.0.22 slots=2\n")
+    assert exports.render_hostfile(ROWS) == (
+        "10.99.0.11 slots=2\n10.99.0.13 slots=2\n10.99.0.20 slots=8\n10.99.0.22 slots=2\n"
+    )
 
 
 def test_json_export_round_trips_into_known_contacts(tmp_path: Path) -> None:
@@ -60,8 +75,17 @@ def test_known_contacts_tolerates_garbage(tmp_path: Path) -> None:
 
 
 def test_status_renders_members_and_counters(tmp_path: Path) -> None:
-    doc = status.document("chaos-lab", "n11", "10.99.0.11", True, 12.0, 9, ROWS,
-                          {"refused": 2, "malformed": 1}, now=1000.0)
+    doc = status.document(
+        "chaos-lab",
+        "n11",
+        "10.99.0.11",
+        True,
+        12.0,
+        9,
+        ROWS,
+        {"refused": 2, "malformed": 1},
+        now=1000.0,
+    )
     path = tmp_path / "status.json"
     atomic_write(path, json.dumps(doc))
     text = status.render(status.read(path), now=1001.0)

@@ -21,10 +21,12 @@ TIMING = Timing(suspect_after=3.0, remove_after=6.0, tombstone_after=18.0)
 CLUSTER = "chaos-lab"
 
 
-def member(i: int, inc: int = 1, hb: int = 0, state: State = State.ALIVE,
-           cert: bytes = b"C" * 40) -> Member:
-    m = Member(f"node{i:02d}", ipaddress.IPv4Address(f"10.99.0.{i}"), f"{i:02x}" * 32, state,
-               inc, hb)
+def member(
+    i: int, inc: int = 1, hb: int = 0, state: State = State.ALIVE, cert: bytes = b"C" * 40
+) -> Member:
+    m = Member(
+        f"node{i:02d}", ipaddress.IPv4Address(f"10.99.0.{i}"), f"{i:02x}" * 32, state, inc, hb
+    )
     body = codec.body_bytes(CLUSTER, m)
     signature = b"S%d.%d.%d.%s" % (i, inc, hb, state.value.encode())
     return dataclasses.replace(m, proof=Proof(CLUSTER, body, signature, cert))
@@ -40,11 +42,14 @@ def new_map(i: int) -> ClusterMap:
 
 def state(m: ClusterMap) -> list[tuple[str, tuple[int, int], str, int]]:
     """Everything gossip decides: each member's record version and state, its newest beat."""
-    return sorted((v.member.name, v.member.version, v.state,
-                   (m.beat_of(v.member.name) or beat(0, 0)).count) for v in m.view())
+    return sorted(
+        (v.member.name, v.member.version, v.state, (m.beat_of(v.member.name) or beat(0, 0)).count)
+        for v in m.view()
+    )
 
 
 # -- summaries and deltas ---------------------------------------------------------------
+
 
 def test_a_steady_peer_is_sent_nothing_and_a_change_sends_only_that_record() -> None:
     a, b = new_map(1), new_map(2)
@@ -109,14 +114,20 @@ def test_a_beat_is_hearing_from_its_member() -> None:
 
 # -- the codec --------------------------------------------------------------------------
 
+
 def test_digest_and_delta_round_trip_and_records_go_lean() -> None:
     have = (Have("node02", "0123abcd", 7), Have("node03", "-", 0))
     msg = codec.digest(CLUSTER, member(1), beat(1, 3), have)
     back = codec.decode(codec.encode(msg))
     assert back.kind is Kind.DIGEST and back.have == have and back.beat == beat(1, 3)
     assert back.sender == member(1) and back.sender.proof.cert == b""  # type: ignore[union-attr]
-    lean = dataclasses.replace(member(2), proof=dataclasses.replace(member(2).proof,  # type: ignore[type-var]
-                                                                     cert=b""))
+    lean = dataclasses.replace(
+        member(2),
+        proof=dataclasses.replace(
+            member(2).proof,  # type: ignore[type-var]
+            cert=b"",
+        ),
+    )
     reply = codec.decode(codec.encode(codec.delta((member(3), lean), (beat(3, 9),))))
     assert [r.proof.cert for r in reply.members] == [b"C" * 40, b""]  # type: ignore[union-attr]
     assert reply.beats == (beat(3, 9),) and reply.beats[0].signature == b"B" * 64
@@ -129,25 +140,31 @@ def _frame(kind: Kind, body: object) -> bytes:
 
 def _digest_body(**over: object) -> dict[str, object]:
     body: dict[str, object] = {
-        "cluster": CLUSTER, "sender": codec.member_to_wire(member(1), cert=False),
-        "beat": codec.beat_to_wire(beat(1, 1)), "have": "node02:0123abcd:1"}
+        "cluster": CLUSTER,
+        "sender": codec.member_to_wire(member(1), cert=False),
+        "beat": codec.beat_to_wire(beat(1, 1)),
+        "have": "node02:0123abcd:1",
+    }
     body.update(over)
     return body
 
 
-@pytest.mark.parametrize(("what", "body"), [
-    ("have not name:rev:beat", _digest_body(have="node02:0123abcd")),
-    ("have with a bad rev", _digest_body(have="node02:XYZ:1")),
-    ("have with a negative beat", _digest_body(have="node02:0123abcd:-1")),
-    ("have with a 20-digit beat", _digest_body(have="node02:0123abcd:" + "9" * 20)),
-    ("have naming a member twice", _digest_body(have="node02:0123abcd:1 node02:-:2")),
-    ("have too long", _digest_body(have="a:-:1 " * 40000)),
-    ("have not a string", _digest_body(have=["node02", "0123abcd", 1])),
-    ("beat with 4 fields", _digest_body(beat=["node01", 1, 1, 1])),
-    ("beat with a float", _digest_body(beat=["node01", 1, 1.5, 1, "QUFB"])),
-    ("beat signature too long", _digest_body(beat=["node01", 1, 1, 1, "QUFB" * 40])),
-    ("no beat", {k: v for k, v in _digest_body().items() if k != "beat"}),
-])
+@pytest.mark.parametrize(
+    ("what", "body"),
+    [
+        ("have not name:rev:beat", _digest_body(have="node02:0123abcd")),
+        ("have with a bad rev", _digest_body(have="node02:XYZ:1")),
+        ("have with a negative beat", _digest_body(have="node02:0123abcd:-1")),
+        ("have with a 20-digit beat", _digest_body(have="node02:0123abcd:" + "9" * 20)),
+        ("have naming a member twice", _digest_body(have="node02:0123abcd:1 node02:-:2")),
+        ("have too long", _digest_body(have="a:-:1 " * 40000)),
+        ("have not a string", _digest_body(have=["node02", "0123abcd", 1])),
+        ("beat with 4 fields", _digest_body(beat=["node01", 1, 1, 1])),
+        ("beat with a float", _digest_body(beat=["node01", 1, 1.5, 1, "QUFB"])),
+        ("beat signature too long", _digest_body(beat=["node01", 1, 1, 1, "QUFB" * 40])),
+        ("no beat", {k: v for k, v in _digest_body().items() if k != "beat"}),
+    ],
+)
 def test_malformed_digests_are_codec_errors(what: str, body: object) -> None:
     with pytest.raises(CodecError):
         codec.decode(_frame(Kind.DIGEST, body))
@@ -159,22 +176,47 @@ def test_lean_records_are_refused_outside_digest_gossip() -> None:
     with pytest.raises(CodecError, match="expected keys"):
         codec.decode(_frame(Kind.SYNC, sync))
     with pytest.raises(CodecError, match="duplicate names"):
-        codec.decode(_frame(Kind.DELTA, {"records": [], "want": "", "beats": [
-            codec.beat_to_wire(beat(2, 1)), codec.beat_to_wire(beat(2, 2))]}))
+        codec.decode(
+            _frame(
+                Kind.DELTA,
+                {
+                    "records": [],
+                    "want": "",
+                    "beats": [codec.beat_to_wire(beat(2, 1)), codec.beat_to_wire(beat(2, 2))],
+                },
+            )
+        )
     with pytest.raises(CodecError, match="at most"):
-        codec.decode(_frame(Kind.DELTA, {"records": [], "want": "", "beats": [
-            codec.beat_to_wire(beat(2, 1))] * (codec.MAX_MEMBERS + 1)}))
+        codec.decode(
+            _frame(
+                Kind.DELTA,
+                {
+                    "records": [],
+                    "want": "",
+                    "beats": [codec.beat_to_wire(beat(2, 1))] * (codec.MAX_MEMBERS + 1),
+                },
+            )
+        )
 
 
 # -- convergence ------------------------------------------------------------------------
 
-UPDATES = st.lists(st.tuples(st.integers(2, 7), st.integers(1, 3), st.integers(0, 4),
-                             st.sampled_from([State.ALIVE, State.LEFT]), st.integers(0, 9)),
-                   min_size=1, max_size=30)
+UPDATES = st.lists(
+    st.tuples(
+        st.integers(2, 7),
+        st.integers(1, 3),
+        st.integers(0, 4),
+        st.sampled_from([State.ALIVE, State.LEFT]),
+        st.integers(0, 9),
+    ),
+    min_size=1,
+    max_size=30,
+)
 
 
-def _deltas(updates: list[tuple[int, int, int, State, int]]
-            ) -> list[tuple[tuple[Member, ...], tuple[Beat, ...]]]:
+def _deltas(
+    updates: list[tuple[int, int, int, State, int]],
+) -> list[tuple[tuple[Member, ...], tuple[Beat, ...]]]:
     """Each update lands on one source map; each source then answers an empty summary."""
     sources = [new_map(10 + k) for k in range(3)]
     for k, (i, inc, hb, st_, count) in enumerate(updates):
@@ -187,10 +229,10 @@ def _deltas(updates: list[tuple[int, int, int, State, int]]
 @settings(max_examples=150, deadline=None)
 @given(UPDATES, st.randoms(use_true_random=False))
 def test_any_order_of_deltas_converges_to_the_same_map(
-        updates: list[tuple[int, int, int, State, int]], rnd: object) -> None:
+    updates: list[tuple[int, int, int, State, int]], rnd: object
+) -> None:
     deltas = _deltas(updates)
-    pieces = [(k, item) for k, (records, beats) in enumerate(deltas)
-              for item in (*records, *beats)]
+    pieces = [(k, item) for k, (records, beats) in enumerate(deltas) for item in (*records, *beats)]
     reference = new_map(1)
     for delta in deltas:
         reference.merge(delta[0])
@@ -211,8 +253,8 @@ def test_any_order_of_deltas_converges_to_the_same_map(
 @settings(max_examples=100, deadline=None)
 @given(UPDATES, st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=40))
 def test_pulls_in_any_order_end_in_one_map_everywhere(
-        updates: list[tuple[int, int, int, State, int]],
-        pulls: list[tuple[int, int]]) -> None:
+    updates: list[tuple[int, int, int, State, int]], pulls: list[tuple[int, int]]
+) -> None:
     maps = [new_map(1), new_map(20), new_map(21), new_map(22)]
     for k, (i, inc, hb, st_, count) in enumerate(updates):
         maps[k % 4].merge([member(i, inc, hb, st_)])
@@ -267,7 +309,9 @@ def test_push_back_sends_what_the_server_wanted_and_no_more() -> None:
     assert sorted(want) == ["node03.", "node04", "node05+"]
     records, beats = gossip.pushed(asker, want, set())
     assert {(r.name, bool(r.proof.cert)) for r in records} == {  # type: ignore[union-attr]
-        ("node04", False), ("node05", True)}
+        ("node04", False),
+        ("node05", True),
+    }
     assert {(b.name, b.count) for b in beats} == {("node03", 2), ("node04", 1), ("node05", 1)}
     server.merge(records)
     server.merge_beats(beats)

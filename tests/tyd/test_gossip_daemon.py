@@ -31,17 +31,27 @@ def creds(pki: Pki, i: int) -> tuple[Path, Path]:
 
 def insider(pki: Pki) -> tuple[Member, Signer]:
     s = Signer(CLUSTER, creds(pki, INSIDER)[1], pem_cert_der(creds(pki, INSIDER)[0]))
-    m = Member(name(INSIDER), ipaddress.IPv4Address(address(INSIDER)), "", State.ALIVE,
-               int(time.time() * 1000), 1)
+    m = Member(
+        name(INSIDER),
+        ipaddress.IPv4Address(address(INSIDER)),
+        "",
+        State.ALIVE,
+        int(time.time() * 1000),
+        1,
+    )
     return signed_by(creds(pki, INSIDER), m), s
 
 
-async def ask(pki: Pki, port: int, have: tuple[Have, ...], beat: Beat | None = None,
-              sender: tuple[Member, Signer] | None = None) -> tuple[Message | None, int]:
+async def ask(
+    pki: Pki,
+    port: int,
+    have: tuple[Have, ...],
+    beat: Beat | None = None,
+    sender: tuple[Member, Signer] | None = None,
+) -> tuple[Message | None, int]:
     me, s = sender or insider(pki)
     payload = codec.encode(codec.digest(CLUSTER, me, beat or s.beat(me, 1), have))
-    raw = await exchange(port, address(INSIDER), creds(pki, INSIDER), payload,
-                         pki.paths.ca_cert)
+    raw = await exchange(port, address(INSIDER), creds(pki, INSIDER), payload, pki.paths.ca_cert)
     try:
         return codec.decode(raw), len(raw)
     except Exception:
@@ -49,7 +59,8 @@ async def ask(pki: Pki, port: int, have: tuple[Have, ...], beat: Beat | None = N
 
 
 def test_a_steady_cluster_sends_heartbeats_and_no_records(
-        pki: Pki, port: int, run_dir: Path) -> None:
+    pki: Pki, port: int, run_dir: Path
+) -> None:
     async def scenario() -> None:
         nodes = [Node(node_config(pki, i, port, run_dir, **TIMES)) for i in (1, 3, 4, 5)]
         want = {n.cfg.node for n in nodes}
@@ -65,8 +76,7 @@ def test_a_steady_cluster_sends_heartbeats_and_no_records(
             assert all(k >= 10 for k in more), more
             assert converged(nodes, want)
             assert all(v.state == "alive" for n in nodes for v in n.map.view())
-            assert all(n.counters["forged"] == n.counters["internal_errors"] == 0
-                       for n in nodes)
+            assert all(n.counters["forged"] == n.counters["internal_errors"] == 0 for n in nodes)
         finally:
             await asyncio.gather(*(n.shutdown(leave=False) for n in nodes))
 
@@ -74,13 +84,13 @@ def test_a_steady_cluster_sends_heartbeats_and_no_records(
 
 
 def test_an_insider_gets_only_what_it_lacks_and_its_forged_beats_are_refused(
-        pki: Pki, port: int, run_dir: Path) -> None:
+    pki: Pki, port: int, run_dir: Path
+) -> None:
     async def scenario() -> None:
         nodes = {i: Node(node_config(pki, i, port, run_dir)) for i in (1, 3)}
         try:
             await asyncio.gather(*(n.start() for n in nodes.values()))
-            await wait_for(lambda: converged(nodes.values(), {name(1), name(3)}), 10,
-                           "2 members")
+            await wait_for(lambda: converged(nodes.values(), {name(1), name(3)}), 10, "2 members")
             n1 = nodes[1]
             # holding all node01 holds (and itself): nothing but heartbeats comes back
             await ask(pki, port, ())  # node01 learns the insider
@@ -93,8 +103,9 @@ def test_an_insider_gets_only_what_it_lacks_and_its_forged_beats_are_refused(
             reply, _ = await ask(pki, port, without3)
             assert reply is not None and [m.name for m in reply.members] == [name(3)]
             assert reply.members[0].proof.cert == pem_cert_der(creds(pki, 3)[0])  # type: ignore[union-attr]
-            lean_ok = tuple(dataclasses.replace(h, rev="-") if h.name == name(3) else h
-                            for h in have)
+            lean_ok = tuple(
+                dataclasses.replace(h, rev="-") if h.name == name(3) else h for h in have
+            )
             reply, _ = await ask(pki, port, lean_ok)
             assert reply is not None and reply.members[0].proof.cert  # type: ignore[union-attr]
             # its own beat with a signature of garbage
@@ -125,8 +136,7 @@ def test_full_gossip_still_forms_the_map(pki: Pki, port: int, run_dir: Path) -> 
         nodes = [Node(node_config(pki, i, port, run_dir, gossip="full")) for i in (1, 3, 4)]
         try:
             await asyncio.gather(*(n.start() for n in nodes))
-            await wait_for(lambda: converged(nodes, {name(1), name(3), name(4)}), 10,
-                           "3 members")
+            await wait_for(lambda: converged(nodes, {name(1), name(3), name(4)}), 10, "3 members")
             assert all(n.counters["beats_in"] == 0 for n in nodes)  # whole records instead
             await nodes[2].shutdown(leave=True)
             await wait_for(lambda: converged(nodes[:2], {name(1), name(3)}), 5, "LEAVE")

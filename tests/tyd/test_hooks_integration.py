@@ -32,13 +32,21 @@ from tyd.nft import NftSetHook
 pytestmark = pytest.mark.integration
 
 CHARON = Path("/usr/sbin/charon-systemd")
-POLICY = Policy(ipaddress.IPv4Address("10.99.0.11"), ("aes128gcm16-prfsha256-x25519",),
-                ("aes128gcm16-x25519",), 60, 30, "all", (7411,))
+POLICY = Policy(
+    ipaddress.IPv4Address("10.99.0.11"),
+    ("aes128gcm16-prfsha256-x25519",),
+    ("aes128gcm16-x25519",),
+    60,
+    30,
+    "all",
+    (7411,),
+)
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool) or (str(CHARON) if tool == "charon-systemd" and CHARON.exists()
-                                  else None)
+    path = shutil.which(tool) or (
+        str(CHARON) if tool == "charon-systemd" and CHARON.exists() else None
+    )
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
     if path is None:
@@ -62,18 +70,19 @@ def netns() -> Iterator[str]:
 
 
 def in_ns(ns: str, *argv: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=True, capture_output=True,
-                          text=True, timeout=30).stdout
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], check=True, capture_output=True, text=True, timeout=30
+    ).stdout
 
 
 def test_nft_hook_adds_and_removes_set_elements(netns: str) -> None:
     need("nft")
     in_ns(netns, "nft", "add", "table", "inet", "chaos")
-    in_ns(netns, "nft", "add", "set", "inet", "chaos", "cluster_peers",
-          "{ type ipv4_addr; }")
+    in_ns(netns, "nft", "add", "set", "inet", "chaos", "cluster_peers", "{ type ipv4_addr; }")
     static = ipaddress.IPv4Address("10.99.0.12")
-    hook = NftSetHook("inet chaos", "cluster_peers", frozenset({static}),
-                      prefix=("ip", "netns", "exec", netns))
+    hook = NftSetHook(
+        "inet chaos", "cluster_peers", frozenset({static}), prefix=("ip", "netns", "exec", netns)
+    )
 
     def elements() -> str:
         return in_ns(netns, "nft", "list", "set", "inet", "chaos", "cluster_peers")
@@ -137,8 +146,9 @@ def charon(netns: str, tmp_path: Path) -> Iterator[Path]:
     try:
         while not socket_path.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                log = (rundir / "charon.log").read_text() if (rundir / "charon.log").exists() \
-                    else ""
+                log = (
+                    (rundir / "charon.log").read_text() if (rundir / "charon.log").exists() else ""
+                )
                 raise AssertionError(f"charon did not start: {log[-2000:]}")
             time.sleep(0.05)
         yield socket_path
@@ -147,23 +157,33 @@ def charon(netns: str, tmp_path: Path) -> Iterator[Path]:
 
 
 def list_conns(socket_path: Path) -> str:
-    return subprocess.run(["swanctl", "--list-conns", "--uri", f"unix://{socket_path}"],
-                          check=True, capture_output=True, text=True, timeout=30).stdout
+    return subprocess.run(
+        ["swanctl", "--list-conns", "--uri", f"unix://{socket_path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
 
 
-def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki,
-                                                                  charon: Path) -> None:
+def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki, charon: Path) -> None:
     import socket
 
     import vici
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(charon))
-    vici.Session(sock=sock).load_key({"type": "any",
-                                      "data": pki.paths.node_key(name(1)).read_text()})
+    vici.Session(sock=sock).load_key(
+        {"type": "any", "data": pki.paths.node_key(name(1)).read_text()}
+    )
     sock.close()
-    hook = ViciHook(charon, POLICY, pki.paths.node_cert(name(1)).read_text(),
-                    pki.paths.ca_cert.read_text(), frozenset({ipaddress.IPv4Address("10.99.0.12")}))
+    hook = ViciHook(
+        charon,
+        POLICY,
+        pki.paths.node_cert(name(1)).read_text(),
+        pki.paths.ca_cert.read_text(),
+        frozenset({ipaddress.IPv4Address("10.99.0.12")}),
+    )
 
     async def scenario() -> None:
         await hook.add(member(20, "10.99.0.20"))
@@ -195,25 +215,57 @@ def test_two_daemons_in_namespaces_fill_each_others_nft_set(tmp_path: Path) -> N
     pki.init_ca("chaos-lab", now, 2)
     addrs = {1: "10.231.0.1", 2: "10.231.0.2"}
     for i, addr in addrs.items():
-        pki.issue(Identity(name(i), f"{name(i)}.lab", ipaddress.IPv4Address(addr)), "chaos-lab",
-                  now, 2)
+        pki.issue(
+            Identity(name(i), f"{name(i)}.lab", ipaddress.IPv4Address(addr)), "chaos-lab", now, 2
+        )
     tag = uuid.uuid4().hex[:6]
     spaces = {i: f"tyd-e2e-{tag}-{i}" for i in addrs}
     procs: dict[int, subprocess.Popen[bytes]] = {}
     try:
         for ns in spaces.values():
             subprocess.run(["ip", "netns", "add", ns], check=True)
-        subprocess.run(["ip", "link", "add", f"tyd{tag}a", "netns", spaces[1], "type", "veth",
-                        "peer", "name", f"tyd{tag}b", "netns", spaces[2]], check=True)
+        subprocess.run(
+            [
+                "ip",
+                "link",
+                "add",
+                f"tyd{tag}a",
+                "netns",
+                spaces[1],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"tyd{tag}b",
+                "netns",
+                spaces[2],
+            ],
+            check=True,
+        )
         for i, dev in ((1, f"tyd{tag}a"), (2, f"tyd{tag}b")):
             in_ns(spaces[i], "ip", "addr", "add", f"{addrs[i]}/24", "dev", dev)
             in_ns(spaces[i], "ip", "link", "set", dev, "up")
             in_ns(spaces[i], "ip", "link", "set", "lo", "up")
             in_ns(spaces[i], "nft", "add", "table", "inet", "chaos")
-            in_ns(spaces[i], "nft", "add", "set", "inet", "chaos", "cluster_peers",
-                  "{ type ipv4_addr; }")
-            raw = raw_config(pki, i, 7411, tmp_path / "run", seeds=(1,),
-                             suspect_after_seconds=20, remove_after_seconds=40)
+            in_ns(
+                spaces[i],
+                "nft",
+                "add",
+                "set",
+                "inet",
+                "chaos",
+                "cluster_peers",
+                "{ type ipv4_addr; }",
+            )
+            raw = raw_config(
+                pki,
+                i,
+                7411,
+                tmp_path / "run",
+                seeds=(1,),
+                suspect_after_seconds=20,
+                remove_after_seconds=40,
+            )
             raw["address"] = addrs[i]
             raw["subnet"] = str(ipaddress.ip_interface(f"{addrs[i]}/24").network)
             raw["seeds"] = [{"name": name(1), "address": addrs[1]}]
@@ -221,14 +273,29 @@ def test_two_daemons_in_namespaces_fill_each_others_nft_set(tmp_path: Path) -> N
             cfg = tmp_path / f"tyd{i}.json"
             cfg.write_text(json.dumps(raw))
             procs[i] = subprocess.Popen(
-                ["ip", "netns", "exec", spaces[i], sys.executable, "-m", "tyd", "--config",
-                 str(cfg)], cwd=Path(__file__).parents[2], stderr=subprocess.DEVNULL)
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    spaces[i],
+                    sys.executable,
+                    "-m",
+                    "tyd",
+                    "--config",
+                    str(cfg),
+                ],
+                cwd=Path(__file__).parents[2],
+                stderr=subprocess.DEVNULL,
+            )
 
         def peers(i: int) -> str:
             return in_ns(spaces[i], "nft", "list", "set", "inet", "chaos", "cluster_peers")
 
-        poll(lambda: addrs[2] in peers(1) and addrs[1] in peers(2), 20,
-             "each daemon to add the other to its nft set")
+        poll(
+            lambda: addrs[2] in peers(1) and addrs[1] in peers(2),
+            20,
+            "each daemon to add the other to its nft set",
+        )
         procs[2].send_signal(signal.SIGTERM)
         assert procs[2].wait(15) == 0
         poll(lambda: addrs[2] not in peers(1), 10, "node02's LEAVE to empty node01's set")

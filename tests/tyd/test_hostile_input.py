@@ -19,9 +19,16 @@ from tyd.record import Freshness, RecordError, Verifier, load_trust
 
 
 def verifier_of(pki: Pki) -> Verifier:
-    return Verifier(load_trust(CLUSTER, pki.paths.ca_cert, pki.paths.crl,
-                               ipaddress.IPv4Network("127.0.0.0/24"), None,
-                               Freshness(5.0, 10.0)))
+    return Verifier(
+        load_trust(
+            CLUSTER,
+            pki.paths.ca_cert,
+            pki.paths.crl,
+            ipaddress.IPv4Network("127.0.0.0/24"),
+            None,
+            Freshness(5.0, 10.0),
+        )
+    )
 
 
 def outcome(frame: bytes, verifier: Verifier) -> list[str]:
@@ -45,12 +52,20 @@ def parts(pki: Pki) -> tuple[Insider, Verifier]:
     return insider_of(pki), verifier_of(pki)
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(data=st.data())
-def test_any_frame_is_a_message_or_a_typed_refusal(parts: tuple[Insider, Verifier],
-                                                   data: st.DataObject) -> None:
+def test_any_frame_is_a_message_or_a_typed_refusal(
+    parts: tuple[Insider, Verifier], data: st.DataObject
+) -> None:
     insider, verifier = parts
     frame = data.draw(frames(insider))
     assert outcome(frame, verifier)  # no other exception escaped
@@ -62,6 +77,10 @@ def test_the_strategies_reach_past_the_codec(parts: tuple[Insider, Verifier]) ->
     from hypothesis import find
 
     insider, verifier = parts
-    find(frames(insider), lambda f: "bad_cert" in outcome(f, verifier),
-         settings=settings(max_examples=2000, database=None, deadline=None,
-                           suppress_health_check=list(HealthCheck)))
+    find(
+        frames(insider),
+        lambda f: "bad_cert" in outcome(f, verifier),
+        settings=settings(
+            max_examples=2000, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+        ),
+    )

@@ -44,8 +44,13 @@ from tyd.tls import pem_cert_der
 INSIDER = 2
 MAX_EPOCH = (1 << 63) - 1
 # small clock skew so that tombstones (R + 3S) and the record age limit (R + 2S) pass quickly
-TIMES = {"heartbeat_seconds": 0.25, "suspect_after_seconds": 2.0, "remove_after_seconds": 4.0,
-         "clock_skew_seconds": 0.5, "io_timeout_seconds": 8.0}
+TIMES = {
+    "heartbeat_seconds": 0.25,
+    "suspect_after_seconds": 2.0,
+    "remove_after_seconds": 4.0,
+    "clock_skew_seconds": 0.5,
+    "io_timeout_seconds": 8.0,
+}
 
 
 def creds(pki: Pki, i: int) -> tuple[Path, Path]:
@@ -58,28 +63,44 @@ def forge(pki: Pki, m: Member, cert_of: int = INSIDER) -> Member:
     key = serialization.load_pem_private_key(creds(pki, INSIDER)[1].read_bytes(), None)
     body = codec.body_bytes(CLUSTER, m)
     signature = key.sign(DOMAIN + body)  # type: ignore[call-arg, union-attr]
-    return dataclasses.replace(m, proof=Proof(CLUSTER, body, signature,
-                                              pem_cert_der(creds(pki, cert_of)[0])))
+    return dataclasses.replace(
+        m, proof=Proof(CLUSTER, body, signature, pem_cert_der(creds(pki, cert_of)[0]))
+    )
 
 
 def me(pki: Pki, **fields: object) -> Member:
     """The insider's own entry, properly signed (it is a member)."""
-    m = Member(name(INSIDER), ipaddress.IPv4Address(address(INSIDER)), "", State.ALIVE,
-               int(time.time() * 1000), 1)
+    m = Member(
+        name(INSIDER),
+        ipaddress.IPv4Address(address(INSIDER)),
+        "",
+        State.ALIVE,
+        int(time.time() * 1000),
+        1,
+    )
     return signed_by(creds(pki, INSIDER), dataclasses.replace(m, **fields))
 
 
 def entry(i: int, **fields: object) -> Member:
-    m = Member(name(i), ipaddress.IPv4Address(address(i)), "00" * 32, State.ALIVE,
-               int(time.time() * 1000), 10_000, stamp=int(time.time() * 1000))
+    m = Member(
+        name(i),
+        ipaddress.IPv4Address(address(i)),
+        "00" * 32,
+        State.ALIVE,
+        int(time.time() * 1000),
+        10_000,
+        stamp=int(time.time() * 1000),
+    )
     return dataclasses.replace(m, **fields)
 
 
-async def sync(pki: Pki, port: int, members: tuple[Member, ...], target: int = 1,
-               sender: Member | None = None) -> Message | None:
+async def sync(
+    pki: Pki, port: int, members: tuple[Member, ...], target: int = 1, sender: Member | None = None
+) -> Message | None:
     payload = codec.encode(codec.sync(CLUSTER, sender or me(pki), members))
-    reply = await exchange(port, address(INSIDER), creds(pki, INSIDER), payload,
-                           pki.paths.ca_cert, target)
+    reply = await exchange(
+        port, address(INSIDER), creds(pki, INSIDER), payload, pki.paths.ca_cert, target
+    )
     try:
         return codec.decode(reply)
     except Exception:
@@ -91,7 +112,8 @@ def all_live(nodes: list[Node]) -> list[set[str]]:
 
 
 def test_an_insider_cannot_rewrite_poison_or_partition_the_map(
-        pki: Pki, port: int, run_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pki: Pki, port: int, run_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
 
     async def scenario() -> None:
@@ -109,32 +131,65 @@ def test_an_insider_cannot_rewrite_poison_or_partition_the_map(
             async def refused(members: tuple[Member, ...], counter: str = "forged") -> None:
                 before = n1.counters[counter]
                 await sync(pki, port, members)
-                await wait_for(lambda: n1.counters[counter] >= before + len(members), 15,
-                               f"{len(members)} entries counted {counter}")
+                await wait_for(
+                    lambda: n1.counters[counter] >= before + len(members),
+                    15,
+                    f"{len(members)} entries counted {counter}",
+                )
 
             # a fake member, inside and outside the subnet
-            await refused((forge(pki, entry(50, name="evil1")),
-                           forge(pki, entry(51, name="evil2",
-                                            address=ipaddress.IPv4Address("10.1.2.3")))))
+            await refused(
+                (
+                    forge(pki, entry(50, name="evil1")),
+                    forge(pki, entry(51, name="evil2", address=ipaddress.IPv4Address("10.1.2.3"))),
+                )
+            )
             # a forged LEAVE of node03, with node02's certificate and with node03's own
             await refused((forge(pki, entry(3, state=State.LEFT)),))
-            await refused((forge(pki, entry(3, state=State.LEFT,
-                                            fingerprint=real3.fingerprint), cert_of=3),))
+            await refused(
+                (forge(pki, entry(3, state=State.LEFT, fingerprint=real3.fingerprint), cert_of=3),)
+            )
             # node03's real, signed entry with one field changed (a fresher heartbeat)
             body = json.loads(real3.proof.body)  # type: ignore[union-attr]
             body["hb"] += 1000
             tampered = dataclasses.replace(
-                real3, heartbeat=body["hb"], proof=dataclasses.replace(
-                    real3.proof, body=json.dumps(body, sort_keys=True,  # type: ignore[arg-type]
-                                                 separators=(",", ":")).encode()))
+                real3,
+                heartbeat=body["hb"],
+                proof=dataclasses.replace(
+                    real3.proof,
+                    body=json.dumps(
+                        body,
+                        sort_keys=True,  # type: ignore[arg-type]
+                        separators=(",", ":"),
+                    ).encode(),
+                ),
+            )
             await refused((tampered,))
             # node03 moved to the insider's address
             await refused((forge(pki, entry(3, address=ipaddress.IPv4Address(address(2)))),))
-            await refused((forge(pki, entry(3, address=ipaddress.IPv4Address(address(2)),
-                                            fingerprint=real3.fingerprint), cert_of=3),))
+            await refused(
+                (
+                    forge(
+                        pki,
+                        entry(
+                            3,
+                            address=ipaddress.IPv4Address(address(2)),
+                            fingerprint=real3.fingerprint,
+                        ),
+                        cert_of=3,
+                    ),
+                )
+            )
             # node03 at the maximum epoch, for node03 and (as its own entry) for the insider
-            await refused((forge(pki, entry(3, incarnation=MAX_EPOCH,
-                                            fingerprint=real3.fingerprint), cert_of=3),))
+            await refused(
+                (
+                    forge(
+                        pki,
+                        entry(3, incarnation=MAX_EPOCH, fingerprint=real3.fingerprint),
+                        cert_of=3,
+                    ),
+                )
+            )
             before = n1.counters["forged"]
             reply = await sync(pki, port, (), sender=me(pki, incarnation=MAX_EPOCH))
             assert reply is not None and reply.kind is Kind.REFUSED
@@ -144,18 +199,24 @@ def test_an_insider_cannot_rewrite_poison_or_partition_the_map(
             dead = json.loads(base64.b64decode(wire["rec"]))
             dead["state"] = "dead"
             wire["rec"] = base64.b64encode(json.dumps(dead).encode()).decode()
-            frame = json.dumps({"cluster": CLUSTER, "sender": codec.member_to_wire(me(pki)),
-                                "members": [wire]}).encode()
+            frame = json.dumps(
+                {"cluster": CLUSTER, "sender": codec.member_to_wire(me(pki)), "members": [wire]}
+            ).encode()
             malformed = n1.counters["malformed"]
-            await exchange(port, address(INSIDER), creds(pki, INSIDER),
-                           codec.HEADER.pack(codec.MAGIC, codec.VERSION, Kind.SYNC, len(frame))
-                           + frame, pki.paths.ca_cert)
+            await exchange(
+                port,
+                address(INSIDER),
+                creds(pki, INSIDER),
+                codec.HEADER.pack(codec.MAGIC, codec.VERSION, Kind.SYNC, len(frame)) + frame,
+                pki.paths.ca_cert,
+            )
             await wait_for(lambda: n1.counters["malformed"] == malformed + 1, 3, "malformed")
             # a flood of 2,047 fake members in one SYNC
             flood = tuple(forge(pki, entry(60, name=f"f{k}")) for k in range(2047))
             await refused(flood)
-            assert not any(n.startswith(("evil", "f")) for s in all_live(list(nodes.values()))
-                           for n in s)
+            assert not any(
+                n.startswith(("evil", "f")) for s in all_live(list(nodes.values())) for n in s
+            )
             assert "refused 2047 entries from node02" in caplog.text
             # node03 and node04 are still members everywhere, with their own epochs
             await asyncio.sleep(4 * TIMES["heartbeat_seconds"])
@@ -178,8 +239,11 @@ def test_an_insider_cannot_rewrite_poison_or_partition_the_map(
             nodes[5] = fresh
             await fresh.start()
             want = {name(1), name(3), name(5)}
-            await wait_for(lambda: converged(nodes.values(), want), 30,
-                           "the fresh node to join and the insider to age out")
+            await wait_for(
+                lambda: converged(nodes.values(), want),
+                30,
+                "the fresh node to join and the insider to age out",
+            )
         finally:
             await asyncio.gather(*(n.shutdown(leave=False) for n in nodes.values()))
 
@@ -189,6 +253,7 @@ def test_an_insider_cannot_rewrite_poison_or_partition_the_map(
 def test_one_address_cannot_starve_the_others(pki: Pki, port: int, run_dir: Path) -> None:
     """600 idle connections from the insider's address: it gets its 8, the rest are closed
     at once, and members at other addresses are served meanwhile (a fresh node joins)."""
+
     async def scenario() -> None:
         nodes = [Node(node_config(pki, 1, port, run_dir, **TIMES))]
         idle = []
@@ -196,8 +261,11 @@ def test_one_address_cannot_starve_the_others(pki: Pki, port: int, run_dir: Path
             await nodes[0].start()
             for _ in range(600):
                 try:
-                    idle.append(await asyncio.open_connection(
-                        address(1), port, local_addr=(address(INSIDER), 0)))
+                    idle.append(
+                        await asyncio.open_connection(
+                            address(1), port, local_addr=(address(INSIDER), 0)
+                        )
+                    )
                 except OSError:
                     break
             n1 = nodes[0]
@@ -205,8 +273,11 @@ def test_one_address_cannot_starve_the_others(pki: Pki, port: int, run_dir: Path
             fresh = Node(node_config(pki, 3, port, run_dir, **TIMES))
             nodes.append(fresh)
             await fresh.start()
-            await wait_for(lambda: converged(nodes, {name(1), name(3)}), 10,
-                           "a member to join during the flood")
+            await wait_for(
+                lambda: converged(nodes, {name(1), name(3)}),
+                10,
+                "a member to join during the flood",
+            )
             assert n1.counters["busy"] == 0
         finally:
             for _, w in idle:
@@ -224,28 +295,44 @@ def _rss_mb(pid: int) -> float:
 
 
 def test_memory_returns_to_its_baseline_after_a_connection_flood(
-        pki: Pki, port: int, tmp_path: Path) -> None:
+    pki: Pki, port: int, tmp_path: Path
+) -> None:
     """800 idle connections from 100 addresses against a real `python -m tyd` (limit 256):
     at most that many are held (bounded memory), and once they are gone its memory comes
     back to near its baseline (it measured 36 -> 116 -> 116 MB before tyd.memory)."""
     cfg = tmp_path / "tyd.json"
-    cfg.write_text(json.dumps(raw_config(pki, 1, port, tmp_path / "run",
-                                         **{**TIMES, "io_timeout_seconds": 2.0,
-                                            "max_connections": 256})))
-    proc = subprocess.Popen([sys.executable, "-m", "tyd", "--config", str(cfg)],
-                            cwd=Path(__file__).parents[2], stderr=subprocess.DEVNULL)
+    cfg.write_text(
+        json.dumps(
+            raw_config(
+                pki,
+                1,
+                port,
+                tmp_path / "run",
+                **{**TIMES, "io_timeout_seconds": 2.0, "max_connections": 256},
+            )
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tyd", "--config", str(cfg)],
+        cwd=Path(__file__).parents[2],
+        stderr=subprocess.DEVNULL,
+    )
 
     async def scenario() -> tuple[float, float, float]:
-        await wait_for(lambda: (tmp_path / "run" / name(1) / "status.json").exists(), 10,
-                       "the daemon to start")
+        await wait_for(
+            lambda: (tmp_path / "run" / name(1) / "status.json").exists(), 10, "the daemon to start"
+        )
         await asyncio.sleep(1)
         baseline = _rss_mb(proc.pid)
         idle = []
         for k in range(100, 200):
             for _ in range(8):
                 with contextlib.suppress(OSError):
-                    idle.append(await asyncio.open_connection(
-                        address(1), port, local_addr=(f"127.0.0.{k}", 0)))
+                    idle.append(
+                        await asyncio.open_connection(
+                            address(1), port, local_addr=(f"127.0.0.{k}", 0)
+                        )
+                    )
         await asyncio.sleep(1)
         during = _rss_mb(proc.pid)
         for _, w in idle:
@@ -262,14 +349,17 @@ def test_memory_returns_to_its_baseline_after_a_connection_flood(
     finally:
         proc.terminate()
         proc.wait(10)
-    print(f"tyd RSS: baseline {baseline:.0f} MB, 800 idle connections {during:.0f} MB, "
-          f"after {after:.0f} MB")
+    print(
+        f"tyd RSS: baseline {baseline:.0f} MB, 800 idle connections {during:.0f} MB, "
+        f"after {after:.0f} MB"
+    )
     assert during < baseline + 120, "the global connection limit bounds memory"
     assert after <= baseline + 12, f"memory stayed at {after:.0f} MB (baseline {baseline:.0f})"
 
 
 def test_a_renewed_certificate_is_adopted_on_sighup_and_believed_by_peers(
-        tmp_path: Path, port: int, run_dir: Path) -> None:
+    tmp_path: Path, port: int, run_dir: Path
+) -> None:
     """Renewal (chaosnode.renew) installs a new key and certificate and sends SIGHUP: tyd
     signs its entry with them from then on, and the peers take the newer entry with the new
     fingerprint (its certificate comes with it) and connect to the node with it."""
@@ -284,13 +374,21 @@ def test_a_renewed_certificate_is_adopted_on_sighup_and_believed_by_peers(
             await wait_for(lambda: converged(nodes, {name(1), name(2)}), 10, "2 nodes")
             old = nodes[1].map.me.fingerprint
             pki.paths.node_key(name(2)).unlink()  # renewal: a new key and certificate
-            pki.issue(Identity(name(2), f"{name(2)}.lab.example",
-                               ipaddress.IPv4Address(address(2))), CLUSTER, NOW, 1, force=True)
+            pki.issue(
+                Identity(name(2), f"{name(2)}.lab.example", ipaddress.IPv4Address(address(2))),
+                CLUSTER,
+                NOW,
+                1,
+                force=True,
+            )
             assert nodes[1].reload_trust(force=True)
             new = nodes[1].map.me.fingerprint
             assert new != old
-            await wait_for(lambda: nodes[0].map.get(name(2)).fingerprint == new, 5,  # type: ignore[union-attr]
-                           "node01 to believe node02's renewed entry")
+            await wait_for(
+                lambda: nodes[0].map.get(name(2)).fingerprint == new,
+                5,  # type: ignore[union-attr]
+                "node01 to believe node02's renewed entry",
+            )
             exported = run_dir / name(1) / "map.json"  # what Slurm and MPI read
             await wait_for(lambda: new in exported.read_text(), 5, "the export to follow")
             # until then node01 may have met the new certificate where it pinned the old one

@@ -24,8 +24,9 @@ class Clock:
 
 
 def member(i: int, inc: int = 1, hb: int = 0, state: State = State.ALIVE) -> Member:
-    return Member(f"node{i:02d}", ipaddress.IPv4Address(f"10.99.0.{i}"), f"{i:02x}" * 32, state,
-                  inc, hb)
+    return Member(
+        f"node{i:02d}", ipaddress.IPv4Address(f"10.99.0.{i}"), f"{i:02x}" * 32, state, inc, hb
+    )
 
 
 def new_map(i: int, clock: Clock) -> ClusterMap:
@@ -158,8 +159,13 @@ def test_concurrent_joins_through_different_philips_converge() -> None:
     assert all(mp.live_names() == expected for mp in maps.values())
 
 
-entries = st.builds(lambda i, inc, hb, s: member(i, inc, hb, s), st.integers(2, 6),
-                    st.integers(1, 3), st.integers(0, 3), st.sampled_from(State))
+entries = st.builds(
+    lambda i, inc, hb, s: member(i, inc, hb, s),
+    st.integers(2, 6),
+    st.integers(1, 3),
+    st.integers(0, 3),
+    st.sampled_from(State),
+)
 
 
 @settings(max_examples=150, deadline=None)

@@ -38,8 +38,12 @@ def tpki(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     pki = Pki(root / "pki", key_type)
     pki.init_ca(CLUSTER, NOW, 30)
     for i in range(1, 5):
-        pki.issue(Identity(name(i), f"{name(i)}.lab.example",
-                           ipaddress.IPv4Address(address(i))), CLUSTER, NOW, 30)
+        pki.issue(
+            Identity(name(i), f"{name(i)}.lab.example", ipaddress.IPv4Address(address(i))),
+            CLUSTER,
+            NOW,
+            30,
+        )
     (root / "node04.key").write_bytes(pki.paths.node_key(name(4)).read_bytes())
     (root / "node04.pem").write_bytes(pki.paths.node_cert(name(4)).read_bytes())
     pki.revoke(name(4), NOW, 30)
@@ -49,10 +53,13 @@ def tpki(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 def signer(pki: Pki, i: int, wall: float = T0) -> Signer:
     if i == 4:
         root = pki.paths.root.parent
-        return Signer(CLUSTER, root / "node04.key", pem_cert_der(root / "node04.pem"),
-                      lambda: wall)
-    return Signer(CLUSTER, pki.paths.node_key(name(i)), pem_cert_der(pki.paths.node_cert(name(i))),
-                  lambda: wall)
+        return Signer(CLUSTER, root / "node04.key", pem_cert_der(root / "node04.pem"), lambda: wall)
+    return Signer(
+        CLUSTER,
+        pki.paths.node_key(name(i)),
+        pem_cert_der(pki.paths.node_cert(name(i))),
+        lambda: wall,
+    )
 
 
 def trust(pki: Pki, **changes: object) -> Trust:
@@ -64,8 +71,9 @@ def verifier(pki: Pki, wall: float = T0, **changes: object) -> Verifier:
     return Verifier(trust(pki, **changes), lambda: wall)
 
 
-def entry(i: int, inc: int = int(T0 * 1000) - 5000, hb: int = 1,
-          state: State = State.ALIVE) -> Member:
+def entry(
+    i: int, inc: int = int(T0 * 1000) - 5000, hb: int = 1, state: State = State.ALIVE
+) -> Member:
     return Member(name(i), ipaddress.IPv4Address(address(i)), "", state, inc, hb)
 
 
@@ -73,8 +81,13 @@ def over_the_wire(m: Member) -> Member:
     return codec.member_from_wire(codec.member_to_wire(m))
 
 
-entries = st.builds(entry, st.integers(1, 3), st.integers(0, int(T0 * 1000)),
-                    st.integers(0, codec.MAX_INT), st.sampled_from([State.ALIVE, State.LEFT]))
+entries = st.builds(
+    entry,
+    st.integers(1, 3),
+    st.integers(0, int(T0 * 1000)),
+    st.integers(0, codec.MAX_INT),
+    st.sampled_from([State.ALIVE, State.LEFT]),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
@@ -88,8 +101,7 @@ def test_what_a_member_signs_verifies_after_the_wire(tpki: Pki, m: Member) -> No
 
 @settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(entries, st.sampled_from(["rec", "sig"]), st.integers(0, 10_000), st.integers(1, 255))
-def test_any_changed_byte_is_refused(tpki: Pki, m: Member, part: str, pos: int,
-                                     xor: int) -> None:
+def test_any_changed_byte_is_refused(tpki: Pki, m: Member, part: str, pos: int, xor: int) -> None:
     wire = codec.member_to_wire(signer(tpki, int(m.name[-2:]))(m))
     raw = bytearray(base64.b64decode(wire[part]))
     raw[pos % len(raw)] ^= xor
@@ -105,7 +117,8 @@ def test_any_changed_byte_is_refused(tpki: Pki, m: Member, part: str, pos: int,
 @settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(st.lists(entries, min_size=1, max_size=12), st.randoms())
 def test_maps_fed_the_same_verified_records_in_any_order_agree(
-        tpki: Pki, batch: list[Member], rnd: random.Random) -> None:
+    tpki: Pki, batch: list[Member], rnd: random.Random
+) -> None:
     v = verifier(tpki)
     records = [v.verify(over_the_wire(signer(tpki, int(m.name[-2:]))(m))) for m in batch]
     timing = Timing(3, 6, 18)
@@ -131,11 +144,16 @@ def test_one_refusal_reason_each(tpki: Pki, tmp_path: Path) -> None:
         return err.value.reason
 
     assert reason(dataclasses.replace(good, proof=None)) == "unsigned"
-    other = Signer("other-lab", tpki.paths.node_key(name(1)),
-                   pem_cert_der(tpki.paths.node_cert(name(1))), lambda: T0)
+    other = Signer(
+        "other-lab",
+        tpki.paths.node_key(name(1)),
+        pem_cert_der(tpki.paths.node_cert(name(1))),
+        lambda: T0,
+    )
     assert reason(over_the_wire(other(entry(1)))) == "other_cluster"
-    assert reason(good, verifier(tpki, subnet=ipaddress.IPv4Network("10.0.0.0/8"))) \
-        == "outside_subnet"
+    assert (
+        reason(good, verifier(tpki, subnet=ipaddress.IPv4Network("10.0.0.0/8"))) == "outside_subnet"
+    )
     roster = {name(1): ipaddress.IPv4Address(address(2))}
     assert reason(good, verifier(tpki, roster=roster)) == "not_in_roster"
     assert reason(good, verifier(tpki, roster={})) == "not_in_roster"
@@ -147,19 +165,31 @@ def test_one_refusal_reason_each(tpki: Pki, tmp_path: Path) -> None:
     s2 = signer(tpki, 2)
     stolen = over_the_wire(s2(entry(2)))
     body = codec.body_bytes(CLUSTER, dataclasses.replace(stolen, heartbeat=99))
-    forged = dataclasses.replace(stolen, heartbeat=99, proof=dataclasses.replace(
-        stolen.proof, body=body, signature=s1(entry(1)).proof.signature))  # type: ignore[union-attr]
+    forged = dataclasses.replace(
+        stolen,
+        heartbeat=99,
+        proof=dataclasses.replace(stolen.proof, body=body, signature=s1(entry(1)).proof.signature),
+    )  # type: ignore[union-attr]
     assert reason(over_the_wire(forged)) == "bad_signature"
     # a certificate of another CA with the same names
     foreign = make_pki(tmp_path / "foreign", 1)
-    fs = Signer(CLUSTER, foreign.paths.node_key(name(1)),
-                pem_cert_der(foreign.paths.node_cert(name(1))), lambda: T0)
+    fs = Signer(
+        CLUSTER,
+        foreign.paths.node_key(name(1)),
+        pem_cert_der(foreign.paths.node_cert(name(1))),
+        lambda: T0,
+    )
     assert reason(over_the_wire(fs(entry(1)))) == "bad_cert"
     # revoked, expired, stale, from the future, an epoch from the future
     assert reason(over_the_wire(signer(tpki, 4)(entry(4)))) == "revoked"
     late = NOW + dt.timedelta(days=31)
-    assert reason(over_the_wire(signer(tpki, 1, late.timestamp())(entry(1))),
-                  verifier(tpki, late.timestamp())) == "expired"
+    assert (
+        reason(
+            over_the_wire(signer(tpki, 1, late.timestamp())(entry(1))),
+            verifier(tpki, late.timestamp()),
+        )
+        == "expired"
+    )
     assert reason(good, verifier(tpki, T0 + 91)) == "stale"
     assert reason(over_the_wire(signer(tpki, 1, T0 + 31)(entry(1)))) == "future"
     assert reason(over_the_wire(s1(entry(1, inc=int((T0 + 31) * 1000))))) == "future_epoch"
@@ -175,6 +205,7 @@ def test_a_crl_not_signed_by_the_cluster_ca_is_not_trusted(tpki: Pki, tmp_path: 
 
 
 # -- heartbeats (digest gossip) ----------------------------------------------------------
+
 
 def test_a_heartbeat_verifies_with_its_members_record_and_nothing_else(tpki: Pki) -> None:
     v = verifier(tpki)

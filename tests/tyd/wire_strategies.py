@@ -43,8 +43,9 @@ def insider_of(pki: Pki, i: int = 2) -> Insider:
     ca_key, _ = pki.ca()
     assert isinstance(key, ed25519.Ed25519PrivateKey)
     assert isinstance(ca_key, ed25519.Ed25519PrivateKey)
-    return Insider(CLUSTER, name(i), address(i), key, pem_cert_der(pki.paths.node_cert(name(i))),
-                   ca_key)
+    return Insider(
+        CLUSTER, name(i), address(i), key, pem_cert_der(pki.paths.node_cert(name(i))), ca_key
+    )
 
 
 @st.composite
@@ -55,8 +56,9 @@ def certificates(draw: st.DrawFn, insider: Insider) -> bytes:
     if choice == "malformed":
         return draw(st.sampled_from(sorted(malformed_certs(der, insider.ca_key).values())))
     if choice == "field":
-        return field_replaced(der, insider.ca_key, draw(st.integers(0, 9)),
-                              draw(st.binary(max_size=40)))
+        return field_replaced(
+            der, insider.ca_key, draw(st.integers(0, 9)), draw(st.binary(max_size=40))
+        )
     if choice == "bytes":
         return draw(bytes_like(der, always=True, max_random=codec.MAX_CERT + 8))
     return der
@@ -64,8 +66,17 @@ def certificates(draw: st.DrawFn, insider: Insider) -> bytes:
 
 def _body(insider: Insider) -> dict[str, Any]:
     now = int(time.time() * 1000)
-    return {"cluster": insider.cluster, "name": insider.name, "address": insider.address,
-            "fp": "0" * 64, "state": "alive", "inc": now, "hb": 1, "slots": 1, "ts": now}
+    return {
+        "cluster": insider.cluster,
+        "name": insider.name,
+        "address": insider.address,
+        "fp": "0" * 64,
+        "state": "alive",
+        "inc": now,
+        "hb": 1,
+        "slots": 1,
+        "ts": now,
+    }
 
 
 @st.composite
@@ -82,8 +93,9 @@ def records(draw: st.DrawFn, insider: Insider, sender: bool = False) -> Any:
     body = _body(insider)
     if not sender:
         k = draw(st.sampled_from([2, 3, 7, 40]))
-        body["name"], body["address"] = (insider.name, insider.address) if k == 2 else \
-            (f"node{k:02d}", f"127.0.0.{10 + k}")
+        body["name"], body["address"] = (
+            (insider.name, insider.address) if k == 2 else (f"node{k:02d}", f"127.0.0.{10 + k}")
+        )
     body["fp"] = hashlib.sha256(cert).hexdigest()
     if sometimes(draw, "change") == "change":
         body[draw(st.sampled_from(sorted(body)))] = draw(json_values)
@@ -111,8 +123,9 @@ def payloads(draw: st.DrawFn, insider: Insider) -> tuple[Kind, bytes]:
     envelope: dict[str, Any] = {}
     for key in sorted(codec.KEYS[kind]):
         if key == "cluster":
-            envelope[key] = insider.cluster if sometimes(draw, "wrong") == "none" \
-                else draw(json_values)
+            envelope[key] = (
+                insider.cluster if sometimes(draw, "wrong") == "none" else draw(json_values)
+            )
         elif key == "sender":
             envelope[key] = draw(records(insider, sender=True))
         elif key == "members":
