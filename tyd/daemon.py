@@ -10,8 +10,9 @@ welcomed it; then it is a Philip. Each tick a node advances its heartbeat and SY
 With `gossip: digest` (the default; tyd.gossip) a tick pulls instead: DIGEST -> DELTA, so
 only what changed travels (records without certificates where the peer has them, signed
 heartbeats apart from records), a record is re-signed only when it changes or a third of
-its freshness has passed, a join needs one WELCOME (gossip spreads the newcomer) and a
-LEAVE goes to a few members (gossip spreads the signed `left` record).
+its freshness has passed, and a LEAVE goes to a few members (gossip spreads the signed
+`left` record). A join is Terrence and Philip in both modes: the newcomer gets the map from a
+Philip, then asks every member to add it (a HELLO each, once), then becomes a Philip.
 """
 
 from __future__ import annotations
@@ -241,8 +242,6 @@ class Node:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.cfg.remove_after_seconds)
                 continue
-            if self._digest and self.welcomed:  # one WELCOME: gossip spreads us from there
-                break
             pending = [m for m in self.map.live() if m.name not in self.welcomed]
             if not pending:
                 break
