@@ -278,6 +278,12 @@ def _transition(old: Member, new: Member) -> list[Change]:
         return [Change(ChangeKind.REMOVE, old)]
     if now and not was:
         return [Change(ChangeKind.ADD, new)]
-    if was and now and (old.address, old.fingerprint) != (new.address, new.fingerprint):
+    # A certificate renewed during a run (same address, same incarnation) changes no hook: the
+    # firewall holds addresses and the IPsec connection names the peer's identity, which
+    # charon checks against the CA and the CRL whatever the certificate; re-adding it would
+    # tear down the live IKE_SA. A new run (a reboot, a new key) or a move replaces it.
+    moved = old.address != new.address
+    restarted = old.incarnation != new.incarnation and old.fingerprint != new.fingerprint
+    if was and now and (moved or restarted):
         return [Change(ChangeKind.REMOVE, old), Change(ChangeKind.ADD, new)]
     return []

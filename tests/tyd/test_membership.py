@@ -130,6 +130,17 @@ def test_changed_certificate_in_a_new_epoch_replaces_the_member() -> None:
     assert kinds(m.merge([rebuilt])) == [("remove", "node02"), ("add", "node02")]
 
 
+def test_a_certificate_renewed_during_a_run_changes_no_hook() -> None:
+    """Renewal (same run, same address, a newer record with a new certificate) must not tear
+    down the peer's IKE_SA: no remove and add, the map holds the new fingerprint."""
+    clock = Clock()
+    m = new_map(1, clock)
+    m.merge([member(2)])
+    renewed = dataclasses.replace(member(2, hb=5), fingerprint="ee" * 32)
+    assert kinds(m.merge([renewed])) == []
+    assert m.get("node02").fingerprint == "ee" * 32
+
+
 def test_map_size_is_bounded() -> None:
     clock = Clock()
     m = ClusterMap(member(1), TIMING, clock, max_members=10)
