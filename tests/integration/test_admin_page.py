@@ -37,10 +37,9 @@ from test_serve import (
 
 from builder.admin.cli import status
 from builder.config import load_cluster
-from builder.smoke.admin_checks import PageTable, page_problems
+from builder.smoke.admin_checks import CHROMIUM, PageTable, chromium, page_problems
 
 pytestmark = pytest.mark.integration
-CHROMIUM = "/usr/bin/chromium"
 RESULTS = ROOT / "results" / "admin-page"
 AT = "2026-12-01T22:00:00+00:00"  # the trouble night, 23:00 in Berlin
 # the admin listener as serve opens it (serve.admin_address:admin_port from the lab file)
@@ -94,26 +93,6 @@ def admin_ns(tmp_path) -> Iterator[tuple[str, Path]]:
         proc.terminate()
         proc.wait(timeout=10)
         run("ip", "netns", "del", ns, check=False)
-
-
-def chromium(ns: str, profile: Path, *args: str) -> str:
-    r = run(
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        f"--user-data-dir={profile}",
-        "--no-first-run",
-        "--virtual-time-budget=10000",
-        "--window-size=1300,1400",
-        *args,
-        timeout=120,
-    )
-    return r.stdout
 
 
 def test_the_page_in_a_browser_shows_the_record(admin_ns):
