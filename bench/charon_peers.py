@@ -32,8 +32,11 @@ from builder.model import KeyType  # noqa: E402
 from builder.pki import Identity, Pki  # noqa: E402
 from builder.run import spawn, stop_processes  # noqa: E402
 from chaosnode.ipsec import DPD_SECONDS, Policy  # noqa: E402
+from tyd.hooks import MAX_BATCH  # noqa: E402
 from tyd.ipsec import ViciHook  # noqa: E402
 from tyd.member import Member, State  # noqa: E402
+from tyd.membership import Change, ChangeKind  # noqa: E402
+from tyd.nft import NftSetHook  # noqa: E402
 
 CHARON = "/usr/sbin/charon-systemd"
 PLUGINS = (
@@ -168,15 +171,51 @@ def one_run(n: int, scope: str, tmp: Path, pki: Pki) -> None:
             asyncio.run(hook.remove(m))
         unloaded = time.perf_counter() - t1
         left = sh(ns, "ip", "xfrm", "policy").count("\tdir ")
+        batched = batches(hook, members, ns)
         print(
             f"{n:>6} {scope:>9} {loaded:>8.2f} {loaded / n * 1000:>7.2f} {before:>8.1f} "
             f"{after:>8.1f} {(after - before) * 1024 / n:>8.1f} {policies:>9} {idle_sas:>8} "
-            f"{busy_sas:>9} {unloaded:>9.2f} {left:>5}",
+            f"{busy_sas:>9} {unloaded:>9.2f} {left:>5} "
+            + " ".join(f"{batched[k]:>9.2f}" for k in BATCH_COLUMNS),
             flush=True,
         )
     finally:
         stop_processes(procs)
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+BATCH_COLUMNS = ("vici-batch", "unload-batch", "nft-1-by-1", "nft-batch")
+
+
+def chunks(changes: list[Change]) -> list[list[Change]]:
+    return [changes[i : i + MAX_BATCH] for i in range(0, len(changes), MAX_BATCH)]
+
+
+def batches(hook: ViciHook, members: list[Member], ns: str) -> dict[str, float]:
+    """Seconds for each way of applying a join (and a leave) of every member."""
+    adds = [Change(ChangeKind.ADD, m) for m in members]
+    removes = [Change(ChangeKind.REMOVE, m) for m in members]
+
+    def timed(hook_: ViciHook | NftSetHook, changes: list[Change]) -> float:
+        t0 = time.perf_counter()
+        for chunk in chunks(changes):
+            failures = asyncio.run(hook_.apply_batch(chunk))
+            if failures:
+                raise RuntimeError(f"{len(failures)} failed: {failures[0][1]}")
+        return time.perf_counter() - t0
+
+    out = {"vici-batch": timed(hook, adds), "unload-batch": timed(hook, removes)}
+    sh(ns, "nft", "add", "table", "inet", "chaos")
+    sh(ns, "nft", "add", "set", "inet", "chaos", "cluster_peers", "{ type ipv4_addr; }")
+    nft = NftSetHook("inet chaos", "cluster_peers", prefix=("ip", "netns", "exec", ns))
+    t0 = time.perf_counter()
+    for m in members:
+        asyncio.run(nft.add(m))
+    out["nft-1-by-1"] = time.perf_counter() - t0
+    timed(nft, removes)
+    out["nft-batch"] = timed(nft, adds)
+    sh(ns, "nft", "delete", "table", "inet", "chaos")
+    return out
 
 
 def main() -> None:
@@ -205,8 +244,10 @@ def main() -> None:
         print(
             f"{'peers':>6} {'scope':>9} {'load s':>8} {'ms/peer':>7} {'RSS0 MB':>8} "
             f"{'RSS MB':>8} {'KB/peer':>8} {'policies':>9} {'IKE_SAs':>8} "
-            f"{'after 3 SYNs':>9} {'unload s':>9} {'left':>5}"
+            f"{'after 3 SYNs':>9} {'unload s':>9} {'left':>5} "
+            + " ".join(f"{k:>9}" for k in BATCH_COLUMNS)
         )
+        print(f"(batches of up to {MAX_BATCH} changes; every column in seconds but the counts)")
         for scope in args.scopes.split(","):
             for n in (int(s) for s in args.sizes.split(",")):
                 one_run(n, scope, tmp, pki)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from chaosnode.ipsec import Certs, Policy, Section, conn_name, connection
 
 from .errors import HookError
+from .hooks import Failure
 from .member import Member
+from .membership import Change, ChangeKind
 
 
 class ViciHook:
@@ -47,42 +50,57 @@ class ViciHook:
 
     async def add(self, member: Member) -> None:
         if self.covers(member):
-            await asyncio.to_thread(self._load, member)
+            await asyncio.to_thread(self._batch, [Change(ChangeKind.ADD, member)], True)
 
     async def remove(self, member: Member) -> None:
         if self.covers(member):
-            await asyncio.to_thread(self._unload, member)
+            await asyncio.to_thread(self._batch, [Change(ChangeKind.REMOVE, member)], True)
 
-    def _call(self, what: str, fn: Any) -> None:
+    async def apply_batch(self, changes: Sequence[Change]) -> list[Failure]:
+        mine = [c for c in changes if self.covers(c.member)]
+        return await asyncio.to_thread(self._batch, mine, False) if mine else []
+
+    def _batch(self, changes: Sequence[Change], single: bool) -> list[Failure]:
+        """Every change through one VICI session, in order; a single change raises its
+        error, a batch returns each failure with its change."""
         import vici  # imported here so tyd runs (hook disabled) where vici is absent
 
+        failures: list[Failure] = []
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(str(self.socket_path))
-            fn(vici.Session(sock=sock))
-        except vici.exception.CommandException as exc:
-            raise HookError(f"vici {what}: {exc}") from None
-        except OSError as exc:
-            raise HookError(f"vici {what}: {self.socket_path}: {exc}") from None
+            try:
+                sock.connect(str(self.socket_path))
+            except OSError as exc:
+                failures = [(c, self._error(c, f"{self.socket_path}: {exc}")) for c in changes]
+            else:
+                session = vici.Session(sock=sock)
+                for change in changes:
+                    try:
+                        self._one(session, change)
+                    except (vici.exception.CommandException, OSError) as exc:
+                        failures.append((change, self._error(change, str(exc))))
         finally:
             sock.close()
+        if single and failures:
+            raise failures[0][1]
+        return failures
 
-    def _load(self, peer: Member) -> None:
-        conn = self.connection(peer)
-        self._call(f"load-conn {conn_name(peer.name)}", lambda s: s.load_conn(conn))
+    @staticmethod
+    def _error(change: Change, why: str) -> HookError:
+        verb = "load-conn" if change.kind is ChangeKind.ADD else "unload-conn"
+        return HookError(f"vici {verb} {conn_name(change.member.name)}: {why}")
 
-    def _unload(self, peer: Member) -> None:
+    def _one(self, session: Any, change: Change) -> None:
+        if change.kind is ChangeKind.ADD:
+            session.load_conn(self.connection(change.member))
+            return
         import vici
 
-        name = conn_name(peer.name)
-
-        def unload(session: Any) -> None:
-            session.unload_conn({"name": name})
-            try:  # unload-conn leaves trap-started SAs up; tear them down too
-                for _ in session.terminate({"ike": name, "force": "yes", "timeout": "-1"}):
-                    pass
-            except vici.exception.CommandException:
-                pass  # no SA was up
-
-        self._call(f"unload-conn {name}", unload)
+        name = conn_name(change.member.name)
+        session.unload_conn({"name": name})
+        try:  # unload-conn leaves trap-started SAs up; tear them down too
+            for _ in session.terminate({"ike": name, "force": "yes", "timeout": "-1"}):
+                pass
+        except vici.exception.CommandException:
+            pass  # no SA was up

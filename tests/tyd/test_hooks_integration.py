@@ -25,8 +25,10 @@ from builder.pki import Identity, Pki
 from builder.run import spawn, stop_processes
 from chaosnode.ipsec import Policy
 from tyd.errors import HookError
+from tyd.hooks import HookRunner
 from tyd.ipsec import ViciHook
 from tyd.member import Member, State
+from tyd.membership import Change, ChangeKind
 from tyd.nft import NftSetHook
 
 pytestmark = pytest.mark.integration
@@ -105,6 +107,91 @@ def test_nft_hook_adds_and_removes_set_elements(netns: str) -> None:
             await wrong.add(member(22, "10.99.0.22"))
 
     asyncio.run(scenario())
+
+
+def add(i: int, addr: str) -> Change:
+    return Change(ChangeKind.ADD, member(i, addr))
+
+
+def remove(i: int, addr: str) -> Change:
+    return Change(ChangeKind.REMOVE, member(i, addr))
+
+
+def test_nft_hook_applies_a_batch_as_one_transaction(netns: str) -> None:
+    """A join of many peers is one `nft -f -`: adds (one twice), the removal of an element
+    that was never there and of a static peer cannot fail it; a batch against a missing set
+    names every change that failed."""
+    need("nft")
+    in_ns(netns, "nft", "add", "table", "inet", "chaos")
+    in_ns(netns, "nft", "add", "set", "inet", "chaos", "cluster_peers", "{ type ipv4_addr; }")
+    static = ipaddress.IPv4Address("10.99.0.12")
+    prefix = ("ip", "netns", "exec", netns)
+    hook = NftSetHook("inet chaos", "cluster_peers", frozenset({static}), prefix=prefix)
+    batch = [add(20 + i, f"10.99.0.{20 + i}") for i in range(40)]
+    batch += [add(20, "10.99.0.20"), add(2, "10.99.0.12"), remove(21, "10.99.0.21")]
+    batch += [remove(99, "10.99.0.99"), remove(2, "10.99.0.12")]
+    assert asyncio.run(hook.apply_batch(batch)) == []
+    listed = in_ns(netns, "nft", "list", "set", "inet", "chaos", "cluster_peers")
+    assert "10.99.0.20" in listed and "10.99.0.59" in listed and "10.99.0.12" in listed
+    assert "10.99.0.21" not in listed and "10.99.0.99" not in listed
+    wrong = NftSetHook("inet chaos", "no_such_set", prefix=prefix)
+    failures = asyncio.run(wrong.apply_batch([add(22, "10.99.0.22"), add(23, "10.99.0.23")]))
+    assert [c.member.name for c, _ in failures] == [name(22), name(23)]
+    assert all("no_such_set" in str(exc) for _, exc in failures)
+
+
+class Recorder:
+    """A hook that records what it was asked, one change or a batch at a time."""
+
+    name = "recorder"
+
+    def __init__(self, batches: bool, fail: str = "") -> None:
+        self.calls: list[list[str]] = []
+        self.fail = fail
+        if batches:
+            self.apply_batch = self._apply_batch
+
+    async def add(self, m: Member) -> None:
+        self.calls.append([f"+{m.name}"])
+        if m.name == self.fail:
+            raise HookError(f"{m.name} refused")
+
+    async def remove(self, m: Member) -> None:
+        self.calls.append([f"-{m.name}"])
+
+    async def _apply_batch(self, changes: list[Change]) -> list[tuple[Change, Exception]]:
+        self.calls.append(
+            [("+" if c.kind is ChangeKind.ADD else "-") + c.member.name for c in changes]
+        )
+        return [(c, HookError("refused")) for c in changes if c.member.name == self.fail]
+
+
+def test_hook_runner_hands_a_batch_hook_every_queued_change_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    batching, single = Recorder(batches=True, fail=name(3)), Recorder(batches=False)
+    errors: list[int] = []
+    runner = HookRunner([batching, single], logging.getLogger("test"), lambda: errors.append(1))
+    changes = [add(i, f"10.99.0.{i}") for i in range(1, 6)] + [remove(2, "10.99.0.2")]
+
+    async def scenario() -> None:
+        for change in changes:
+            runner.submit(change)
+        assert not runner.settled(name(2))
+        task = asyncio.create_task(runner.run())
+        await runner.drain(5)
+        task.cancel()
+        assert runner.settled(name(2)) and runner.settled(name(5))
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(scenario())
+    order = ["+" + name(i) for i in range(1, 6)] + ["-" + name(2)]
+    assert batching.calls == [order]
+    assert single.calls == [[c] for c in order]
+    assert errors == [1]
+    assert f"hook recorder: add {name(3)} (10.99.0.3) failed: refused" in caplog.text
 
 
 STRONGSWAN_CONF = """\
@@ -204,6 +291,32 @@ def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki, char
             await broken.add(member(21, "10.99.0.21"))
 
     asyncio.run(scenario())
+
+
+def test_vici_hook_applies_a_batch_through_one_session(pki: Pki, charon: Path) -> None:
+    """Many load-conns in one VICI session, in order; one bad change (an unload of a
+    connection that is not there) is reported alone and the others are applied."""
+    hook = ViciHook(
+        charon,
+        POLICY,
+        pki.paths.node_cert(name(1)).read_text(),
+        pki.paths.ca_cert.read_text(),
+        frozenset({ipaddress.IPv4Address("10.99.0.12")}),
+    )
+    batch = [add(20 + i, f"10.99.0.{20 + i}") for i in range(30)] + [add(2, "10.99.0.12")]
+    assert asyncio.run(hook.apply_batch(batch)) == []
+    conns = list_conns(charon)
+    assert conns.count(": IKEv2") == 30 and "peer-node49: IKEv2" in conns
+    assert "peer-node02" not in conns
+    undo = [remove(20 + i, f"10.99.0.{20 + i}") for i in range(29)] + [remove(98, "10.99.0.98")]
+    failures = asyncio.run(hook.apply_batch(undo))
+    assert [c.member.name for c, _ in failures] == [name(98)]
+    assert "unload-conn peer-node98" in str(failures[0][1])
+    conns = list_conns(charon)
+    assert conns.count(": IKEv2") == 1 and "peer-node49: IKEv2" in conns
+    broken = ViciHook(charon.with_name("absent.vici"), POLICY, "", "", frozenset())
+    failures = asyncio.run(broken.apply_batch([add(21, "10.99.0.21"), add(22, "10.99.0.22")]))
+    assert len(failures) == 2 and all("absent.vici" in str(e) for _, e in failures)
 
 
 def test_two_daemons_in_namespaces_fill_each_others_nft_set(tmp_path: Path) -> None:
