@@ -20,6 +20,7 @@ from . import reference
 from .config import load_cluster
 from .errors import ChaosError, ConfigError
 from .model import Cluster, ServeMode
+from .night.model import NightModel
 from .pki import ensure_ca, node_identity, pki_for, revoked_in_roster
 from .render import render_cluster
 from .resources import data_dir
@@ -177,7 +178,11 @@ def cmd_wake(args: argparse.Namespace) -> int:
     cluster = load(args)
     interface = lab_interface(args, cluster, "wake")
     nodes = wake.targets(cluster, args.nodes)
-    stagger = cluster.schedule.wake_stagger_ms if args.stagger_ms is None else args.stagger_ms
+    stagger = (
+        cluster.section(NightModel).schedule.wake_stagger_ms
+        if args.stagger_ms is None
+        else args.stagger_ms
+    )
     count = wake.wake(nodes, interface, stagger)
     log(f"sent {count} Wake-on-LAN packet(s) on {interface}, {stagger} ms apart")
     return 0

@@ -43,6 +43,7 @@ from .image.pxe import GRUB_NET_CFG_PATH, GRUB_NET_EFI, SHIM_EFI, mac_hyphen
 from .model import Cluster, ServeMode
 from .nginx import ACCESS_LOG, NginxSite, nginx_conf
 from .night import answers, night_of, wake
+from .night.model import NightModel
 from .pki import pki_for
 from .run import process_failure, run, spawn, stop_processes, supervised, which
 
@@ -477,7 +478,7 @@ def _serve_until_stopped(
         for proc, name, log_file in watched:
             if proc.poll() is not None:
                 raise process_failure(proc, name, log_file)
-        if edges.tick() and edges.cluster.schedule.wake_at_start:
+        if edges.tick() and edges.cluster.section(NightModel).schedule.wake_at_start:
             threading.Thread(
                 target=wake_lab, args=(edges.cluster, plan.interface), daemon=True
             ).start()
@@ -487,7 +488,9 @@ def _serve_until_stopped(
 def wake_lab(cluster: Cluster, interface: str) -> None:
     """The night began: wake every node (staggered), in the background of serve's loop."""
     try:
-        wake.wake(cluster.nodes, interface, cluster.schedule.wake_stagger_ms, say=say)
+        wake.wake(
+            cluster.nodes, interface, cluster.section(NightModel).schedule.wake_stagger_ms, say=say
+        )
         admin_events.woke(cluster.nodes, interface)  # admin: the event record
     except ChaosError as exc:
         say(f"warning: Wake-on-LAN failed: {exc}")

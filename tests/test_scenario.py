@@ -198,6 +198,7 @@ def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
     import datetime as dt  # noqa: PLC0415
 
     from builder.night import night_of  # noqa: PLC0415
+    from builder.night.model import NightModel  # noqa: PLC0415
     from builder.smoke.runner import night_cluster, night_end  # noqa: PLC0415
 
     before = dt.datetime.now(dt.UTC)
@@ -206,5 +207,5 @@ def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
     assert night is not None and night.inside(before), "the lab boots inside the night"
     end = night_end(lab)
     assert dt.timedelta(seconds=300) <= end - before <= dt.timedelta(seconds=420)
-    assert end.second == 0 and lab.schedule.morning.value == "reboot"
+    assert end.second == 0 and lab.section(NightModel).schedule.morning.value == "reboot"
     assert load_scenario(ROOT / "tests/scenarios/night/scenario.yaml").night_ends_after == 600
