@@ -25,6 +25,7 @@ from .pki import ensure_ca, node_identity, pki_for, revoked_in_roster
 from .render import render_cluster
 from .resources import data_dir
 from .show import show_mac, show_node
+from .smoke.scenario import BOOTS
 
 EXIT_INVALID = 2
 # the base image and package cache; one per host saves every checkout its own 5-minute build
@@ -367,7 +368,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--scenario", type=absolute, help="a scenario.yaml (default: the shipped scenarios/default)"
     )
-    sp.add_argument("--boot", choices=["pxe", "iso"], default="pxe")
+    sp.add_argument("--boot", choices=BOOTS, default="pxe")
     sp.add_argument("--nodes", type=int, help="boot only the first N nodes of the scenario")
     sp.add_argument("--results", type=absolute, default="results")
     sp.add_argument(
