@@ -20,10 +20,12 @@ from . import reference
 from .config import load_cluster
 from .errors import ChaosError, ConfigError
 from .model import Cluster, ServeMode
+from .night.model import NightModel
 from .pki import ensure_ca, node_identity, pki_for, revoked_in_roster
 from .render import render_cluster
 from .resources import data_dir
 from .show import show_mac, show_node
+from .smoke.scenario import BOOTS
 
 EXIT_INVALID = 2
 # the base image and package cache; one per host saves every checkout its own 5-minute build
@@ -177,7 +179,11 @@ def cmd_wake(args: argparse.Namespace) -> int:
     cluster = load(args)
     interface = lab_interface(args, cluster, "wake")
     nodes = wake.targets(cluster, args.nodes)
-    stagger = cluster.schedule.wake_stagger_ms if args.stagger_ms is None else args.stagger_ms
+    stagger = (
+        cluster.section(NightModel).schedule.wake_stagger_ms
+        if args.stagger_ms is None
+        else args.stagger_ms
+    )
     count = wake.wake(nodes, interface, stagger)
     log(f"sent {count} Wake-on-LAN packet(s) on {interface}, {stagger} ms apart")
     return 0
@@ -362,7 +368,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--scenario", type=absolute, help="a scenario.yaml (default: the shipped scenarios/default)"
     )
-    sp.add_argument("--boot", choices=["pxe", "iso"], default="pxe")
+    sp.add_argument("--boot", choices=BOOTS, default="pxe")
     sp.add_argument("--nodes", type=int, help="boot only the first N nodes of the scenario")
     sp.add_argument("--results", type=absolute, default="results")
     sp.add_argument(

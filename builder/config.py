@@ -1,7 +1,8 @@
 """Parse a loaded chaos.yaml into the frozen model, driven by the field declarations.
 
 Every problem is collected (not just the first) and reported with file, line, field and
-how to fix it. Cross-field checks live in `validate.py`.
+how to fix it. The top level is the core model's keys and every feature's model section
+(builder/features: top_level). Cross-field checks live in `validate.py` and each feature's check.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from chaosnode.window import WINDOW_RE
 
 from .errors import ConfigError, Problem
-from .head.users import read_users_file
+from .features import finish, models
 from .loader import Document, Path_, dotted, load_file, load_text
 from .model import Cluster, Node, NodeDefaults
 from .validate import cross_check
@@ -94,12 +95,19 @@ class Parser:
 
     # -- dataclasses --------------------------------------------------------
     def record(
-        self, cls: type, raw: Any, path: Path_, inherited: dict[str, Any] | None = None
+        self,
+        cls: type,
+        raw: Any,
+        path: Path_,
+        inherited: dict[str, Any] | None = None,
+        elsewhere: frozenset[str] = frozenset(),
     ) -> Any:
+        """raw -> cls, its declared settings parsed; a key neither declared nor `elsewhere`
+        (another model's at the same level) is reported."""
         if not isinstance(raw, dict):
             self.problem(path, f"must be a mapping of settings, not {_kind(raw)}")
             return None
-        known = {f.name for f in fields_of(cls)}
+        known = {f.name for f in fields_of(cls) if "help" in f.metadata} | elsewhere
         for key in raw:
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
@@ -112,6 +120,8 @@ class Parser:
         values: dict[str, Any] = {}
         ok = True
         for f in fields_of(cls):
+            if f.name in elsewhere or "help" not in f.metadata:
+                continue  # another model's key, or not a setting (Cluster.sections)
             if f.name in raw:
                 value = self.value(hints(cls)[f.name], raw[f.name], (*path, f.name), f.metadata)
                 if value is _BAD:
@@ -287,19 +297,24 @@ def parse(doc: Document) -> Cluster:
         else {}
     )
     nodes = _parse_nodes(parser, raw.get("nodes"), inherited)
-    cluster = parser.record(Cluster, {**top, "nodes": []}, ())
-    if parser.problems or cluster is None:
+    sections = models()
+    theirs = frozenset(f.name for model in sections for f in fields_of(model))
+    cluster = parser.record(Cluster, {**top, "nodes": []}, (), elsewhere=theirs)
+    parts = [parser.record(m, {k: top[k] for k in _keys(m) if k in top}, ()) for m in sections]
+    if parser.problems or cluster is None or None in parts:
         raise ConfigError(parser.problems)
-    cluster = dataclasses.replace(cluster, nodes=nodes, defaults=defaults)
-    if cluster.users_file:  # the users file's lines, with their own file:line problems
-        file_users, file_problems = read_users_file(Path(doc.file).parent / cluster.users_file)
-        if file_problems:
-            raise ConfigError(file_problems)
-        cluster = dataclasses.replace(cluster, users=(*cluster.users, *file_users))
+    cluster = dataclasses.replace(cluster, nodes=nodes, defaults=defaults, sections=tuple(parts))
+    cluster, file_problems = finish(cluster, Path(doc.file).parent)
+    if file_problems:  # files a section names (the users file), with their own file:line
+        raise ConfigError(file_problems)
     problems = cross_check(cluster, doc)
     if problems:
         raise ConfigError(problems)
-    return typing.cast(Cluster, cluster)
+    return cluster
+
+
+def _keys(model: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields_of(model))
 
 
 def _parse_nodes(parser: Parser, raw: Any, inherited: dict[str, Any]) -> tuple[Node, ...]:

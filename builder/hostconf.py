@@ -1,12 +1,15 @@
 """The serve host's own configuration files, rendered from templates/ (dumb Jinja2, the same
 settings as the nodes' templates): the values are computed in Python by the module that owns
-the file (builder/nginx.py), the template only substitutes and loops."""
+the file, as a frozen view (builder/nginx.py: nginx; builder/serve.py: dnsmasq's config and
+hosts file; builder/image/pxe.py: the iPXE scripts and pxelinux), the template only
+substitutes and loops."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import jinja2
 
@@ -26,3 +29,14 @@ def render_host(name: str, values: Mapping[str, Any]) -> str:
         return host_environment().get_template(name).render(values)
     except jinja2.TemplateError as exc:
         raise RenderError(f"templates/{name}: {exc}") from None
+
+
+class View(Protocol):
+    """A frozen dataclass whose fields are a template's values."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+def render_view(name: str, view: View) -> str:
+    """Pure: templates/NAME with the fields of `view` (a frozen dataclass) as its values."""
+    return render_host(name, {f.name: getattr(view, f.name) for f in dataclasses.fields(view)})

@@ -1,6 +1,9 @@
-"""The cluster model: every chaos.yaml setting is declared exactly once, here.
+"""The cluster model: every chaos.yaml setting is declared exactly once, the core's here and a
+feature's in its own model section (Feature.model, builder/<feature>/model.py: the night's
+schedule:, the head's users), which the loader puts in Cluster.sections (Cluster.section).
 
-Each dataclass field carries its type, default, help text and example. The loader
+Each dataclass field carries its type, default, help text and example (builder/settings.py).
+The loader
 derives validation from these declarations, `chaos-build reference` derives the
 commented reference chaos.yaml, and docs/reference.md (the settings table) comes from the same
 place. Instances are frozen: nothing past the loader sees a raw dict.
@@ -8,14 +11,17 @@ place. Instances are frozen: nothing past the loader sees a raw dict.
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from .settings import required, setting
 
 IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
+T = TypeVar("T")
 
 # openMosix-era migration ports (0x3214, 0x3415), protected in scope `migration`.
 MIGRATION_PORTS = (12820, 13333)
@@ -25,19 +31,6 @@ IKE_PORTS = (500, 4500)
 SLURMCTLD_PORT = 6817
 SLURMD_PORT = 6818
 SRUN_PORTS = (60001, 60100)
-
-
-def setting(default: Any, help: str, example: Any = None, **limits: Any) -> Any:
-    """Declare one chaos.yaml setting: default, help text, example, limits (min/max)."""
-    meta = {"help": help, "example": default if example is None else example, **limits}
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("mutable defaults are not allowed; use a tuple")
-    return field(default=default, metadata=meta)
-
-
-def required(help: str, example: Any, **limits: Any) -> Any:
-    """Declare a setting without a default: the admin must give it."""
-    return field(metadata={"help": help, "example": example, "required": True, **limits})
 
 
 class Addressing(enum.Enum):
@@ -286,79 +279,6 @@ class ServeSection:
     admin_port: int = setting(9180, "port of the admin page and /metrics", min=1, max=65535)
 
 
-class Weekday(enum.Enum):
-    MON = "mon"
-    TUE = "tue"
-    WED = "wed"
-    THU = "thu"
-    FRI = "fri"
-    SAT = "sat"
-    SUN = "sun"
-
-
-class Morning(enum.Enum):
-    REBOOT = "reboot"
-    POWEROFF = "poweroff"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScheduleSection:
-    windows: tuple[str, ...] = setting(
-        (),
-        "the night: daily windows HH:MM-HH:MM in time_zone (a start after the end runs "
-        "across midnight); the cluster boots only inside the night, the PCs boot their local "
-        "disk outside it; empty (and no whole days): the cluster boots at any hour",
-        example=["17:00-09:00"],
-        pattern="window",
-    )
-    time_zone: str = setting(
-        "UTC",
-        "IANA time zone of the windows and whole days",
-        example="Europe/Berlin",
-        pattern="zone",
-    )
-    whole_days: tuple[Weekday, ...] = setting(
-        (),
-        "weekdays that are night from midnight to midnight (the lab is closed)",
-        example=["sat", "sun"],
-    )
-    holidays: tuple[dt.date, ...] = setting(
-        (), "dates (YYYY-MM-DD) that are night all day", example=["2026-12-24", "2026-12-25"]
-    )
-    stop_new_work_before: int = setting(
-        30,
-        "minutes before the night ends when nodes stop "
-        "taking new work (Slurm drain) and running work gets "
-        "its grace period",
-        min=0,
-        max=720,
-    )
-    morning: Morning = setting(
-        Morning.REBOOT,
-        "what a node does when the night ends: reboot "
-        "(into the local disk: the boot answer is then the local disk) "
-        "or poweroff",
-    )
-    time_source: IPv4Address | None = setting(
-        None,
-        "the NTP server the nodes set their clock from; null: serve.address",
-        example="10.99.0.1",
-    )
-    wake_at_start: bool = setting(
-        True, "serve sends Wake-on-LAN to every node when the night starts"
-    )
-    wake_stagger_ms: int = setting(
-        200,
-        "pause between two Wake-on-LAN packets, so hundreds of PCs do not draw power at once",
-        min=0,
-        max=60000,
-    )
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.windows or self.whole_days or self.holidays)
-
-
 @dataclass(frozen=True, kw_only=True)
 class NodeDefaults:
     roles: tuple[Role, ...] = setting(
@@ -423,18 +343,6 @@ class Node:
 
 
 @dataclass(frozen=True, kw_only=True)
-class User:
-    name: str = required("login name", "alice", pattern="user")
-    uid: int = required("user id, the same on every node (1000 or more)", 1001, min=0, max=65533)
-    gid: int = required("primary group id (a group of the user's name)", 1001, min=0, max=65533)
-    ssh_keys: tuple[str, ...] = setting(
-        (),
-        "OpenSSH public keys (one line of a .pub file each); the head's sshd accepts only these",
-        example=["ssh-ed25519 AAAAC3Nza... alice@laptop"],
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
 class Cluster:
     cluster: ClusterSection = required("who the cluster is", {"name": "chaos-lab"})
     network: NetworkSection = required("the cluster network", {"subnet": "10.99.0.0/24"})
@@ -443,9 +351,6 @@ class Cluster:
     tyd: TydSection = setting(TydSection(), "the discovery daemon")
     image: ImageSection = setting(ImageSection(), "the live image")
     serve: ServeSection = setting(ServeSection(), "chaos-build serve (PXE for the lab)")
-    schedule: ScheduleSection = setting(
-        ScheduleSection(), "the night window: when the cluster exists"
-    )
     workload: Workload = setting(
         Workload.SLURM,
         "what runs jobs: slurm (slurmctld on the head, every compute node a "
@@ -454,26 +359,21 @@ class Cluster:
     )
     defaults: NodeDefaults = setting(NodeDefaults(), "what every node inherits")
     nodes: tuple[Node, ...] = required("the machines of the lab", [])
-    users: tuple[User, ...] = setting(
-        (),
-        "who may use the cluster: every node knows these accounts (no passwords), jobs run as them",
-        example=[
-            {"name": "alice", "uid": 1001, "gid": 1001, "ssh_keys": ["ssh-ed25519 AAAA... alice"]}
-        ],
-    )
-    users_file: str = setting(
-        "",
-        "more users, relative to chaos.yaml: lines "
-        "name:uid:gid:ssh-public-key (a name may repeat for more keys)",
-        example="users.passwd",
-    )
-    login_from: tuple[IPv4Network, ...] = setting(
-        (),
-        "networks from which the always-on "
-        "head's sshd is reachable (keys only); "
-        "never from members",
-        example=["192.0.2.0/24"],
-    )
+    # each feature's own model section (Feature.model: builder/<feature>/model.py), one
+    # instance per feature that declares one, filled by the loader; read with section()
+    sections: tuple[Any, ...] = field(default=(), repr=False)
+
+    def section(self, model: type[T]) -> T:
+        """The feature model section `model` of this cluster (e.g. NightModel)."""
+        for part in self.sections:
+            if isinstance(part, model):
+                return part
+        raise LookupError(f"{model.__name__}: no feature declares this model section")
+
+    def with_section(self, part: Any) -> Cluster:
+        """This cluster with one feature's model section replaced."""
+        kept = tuple(part if type(p) is type(part) else p for p in self.sections)
+        return dataclasses.replace(self, sections=kept)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

@@ -37,11 +37,13 @@ from .admin import hooks as admin_hooks
 from .enroll.server import EnrollServer, open_service
 from .enroll.service import ServiceSettings
 from .errors import ChaosError, ToolMissing
+from .hostconf import render_view
 from .image.base import INITRD_NAME, KERNEL_NAME
 from .image.pxe import GRUB_NET_CFG_PATH, GRUB_NET_EFI, SHIM_EFI, mac_hyphen
 from .model import Cluster, ServeMode
 from .nginx import ACCESS_LOG, NginxSite, nginx_conf
 from .night import answers, night_of, wake
+from .night.model import NightModel
 from .pki import pki_for
 from .run import process_failure, run, spawn, stop_processes, supervised, which
 
@@ -61,7 +63,8 @@ class ServePlan:
 
 # the loaders dnsmasq's dhcp-boot and pxe-service lines name (TFTP): iPXE for BIOS PXE, the
 # Secure Boot chain (Microsoft-signed shim, then Debian-signed net GRUB) for UEFI PXE
-LOADERS = ("undionly.kpxe", SHIM_EFI, GRUB_NET_EFI)
+BIOS_LOADER = "undionly.kpxe"  # iPXE for a BIOS PXE ROM
+LOADERS = (BIOS_LOADER, SHIM_EFI, GRUB_NET_EFI)
 HOSTS_FILE = "dhcp-hosts"  # in the run dir; rewritten at every edge of the night
 # the tag a node's DHCP host entry carries while it gets a boot file
 NIGHT_TAG = "night"
@@ -89,71 +92,80 @@ def dnsmasq_limits(node_count: int) -> DnsmasqLimits:
     )
 
 
-def dnsmasq_conf(cluster: Cluster, plan: ServePlan) -> str:
-    """Pure: the dnsmasq configuration for one serve plan. Which MAC gets what lives in the
-    hosts dir (dhcp_hosts): only a node inside its night carries the tag that gets a boot
-    file; by day a member (and at any hour a MAC that is no node) gets none, so its firmware
-    falls through to its next boot entry, the local disk, with nothing of ours measured."""
+@dataclass(frozen=True)
+class DnsmasqView:
+    """What templates/serve/dnsmasq.conf.j2 substitutes, computed here."""
+
+    header: str
+    interface: str
+    tftp_root: Path
+    tftp_max: int
+    lease_max: int
+    hosts_file: Path
+    night_tag: str
+    isolated: bool
+    network: ipaddress.IPv4Address
+    netmask: ipaddress.IPv4Address
+    router: ipaddress.IPv4Address | None  # isolated mode only; None: no router option
+    boot_url: str
+    uefi_loader: str
+    bios_loader: str
+
+
+def dnsmasq_view(cluster: Cluster, plan: ServePlan) -> DnsmasqView:
     net = cluster.network.subnet
-    url = f"http://{plan.server}:{plan.http_port}/boot.ipxe"
     limits = dnsmasq_limits(len(cluster.nodes))
-    night = f"tag:{NIGHT_TAG}"
-    lines = [
-        HEADER,
-        "port=0",
-        "# no DNS: we only boot machines",
-        f"interface={plan.interface}",
-        "bind-interfaces",
-        "except-interface=lo",
-        "log-dhcp",
-        "log-facility=-",
-        "keep-in-foreground",
-        "enable-tftp",
-        f"tftp-root={plan.pxe_dir.resolve()}",
-        "tftp-no-blocksize",
-        "# sized for every node booting at once (dnsmasq_limits)",
-        f"tftp-max={limits.tftp_max}",
-        f"dhcp-lease-max={limits.lease_max}",
-        "# the nodes, tagged night while they get a boot file (serve restarts dnsmasq",
-        "# at each edge of the night)",
-        f"dhcp-hostsfile={plan.hosts_file.resolve()}",
-        "# iPXE identifies itself with option 175; it gets the HTTP boot script",
-        "dhcp-match=set:ipxe,175",
-        "dhcp-match=set:efi64,option:client-arch,7",
-        "dhcp-match=set:efi64,option:client-arch,9",
-    ]
-    if plan.mode is ServeMode.ISOLATED:
-        lines += [f"dhcp-range={net.network_address},static,{net.netmask},1h", "dhcp-authoritative"]
-        if cluster.network.gateway is not None:
-            lines.append(f"dhcp-option=option:router,{cluster.network.gateway}")
-        lines += [
-            f"dhcp-boot={night},tag:ipxe," + url,
-            f"dhcp-boot={night},tag:!ipxe,tag:efi64,{SHIM_EFI}",
-            f"dhcp-boot={night},tag:!ipxe,tag:!efi64,undionly.kpxe",
-        ]
-    else:
-        lines += [
-            f"dhcp-range={net.network_address},proxy,{net.netmask}",
-            "# only the MACs of the cluster inside their night are offered a boot",
-            f"dhcp-ignore=tag:!{NIGHT_TAG}",
-            "dhcp-boot=tag:ipxe," + url,
-            'pxe-service=tag:!ipxe,x86PC,"chaos",undionly.kpxe',
-            f'pxe-service=tag:!ipxe,X86-64_EFI,"chaos",{SHIM_EFI}',
-        ]
-    return "\n".join(lines) + "\n"
+    return DnsmasqView(
+        header=HEADER,
+        interface=plan.interface,
+        tftp_root=plan.pxe_dir.resolve(),
+        tftp_max=limits.tftp_max,
+        lease_max=limits.lease_max,
+        hosts_file=plan.hosts_file.resolve(),
+        night_tag=NIGHT_TAG,
+        isolated=plan.mode is ServeMode.ISOLATED,
+        network=net.network_address,
+        netmask=net.netmask,
+        router=cluster.network.gateway,
+        boot_url=f"http://{plan.server}:{plan.http_port}/boot.ipxe",
+        uefi_loader=SHIM_EFI,
+        bios_loader=BIOS_LOADER,
+    )
+
+
+def dnsmasq_conf(cluster: Cluster, plan: ServePlan) -> str:
+    """Pure: the dnsmasq configuration for one serve plan (templates/serve/dnsmasq.conf.j2).
+    Which MAC gets what lives in the hosts file (dhcp_hosts): only a node inside its night
+    carries the tag that gets a boot file; by day a member (and at any hour a MAC that is no
+    node) gets none, so its firmware falls through to its next boot entry, the local disk,
+    with nothing of ours measured."""
+    return render_view("serve/dnsmasq.conf.j2", dnsmasq_view(cluster, plan))
+
+
+@dataclass(frozen=True)
+class DhcpHostsView:
+    """What templates/serve/dhcp-hosts.j2 writes: one dhcp-host line's fields per entry."""
+
+    header: str
+    hosts: tuple[tuple[str, ...], ...]
+
+
+def dhcp_hosts_view(cluster: Cluster, mode: ServeMode, booting: Collection[str]) -> DhcpHostsView:
+    hosts = []
+    for node in cluster.nodes:
+        tag = (f"set:{NIGHT_TAG}",) if node.name in booting else ()
+        if mode is ServeMode.ISOLATED:
+            hosts.append((node.mac, *tag, str(node.address), node.name))
+        elif tag:
+            hosts.append((node.mac, *tag))
+    return DhcpHostsView(HEADER, tuple(hosts))
 
 
 def dhcp_hosts(cluster: Cluster, mode: ServeMode, booting: Collection[str]) -> str:
-    """Pure: the hosts file for dnsmasq. Isolated: every node gets its address at any hour
-    (the tag only for those in `booting`); proxy: only the nodes in `booting` are answered."""
-    lines = [HEADER]
-    for node in cluster.nodes:
-        tag = f",set:{NIGHT_TAG}" if node.name in booting else ""
-        if mode is ServeMode.ISOLATED:
-            lines.append(f"{node.mac}{tag},{node.address},{node.name}")
-        elif tag:
-            lines.append(f"{node.mac}{tag}")
-    return "\n".join(lines) + "\n"
+    """Pure: the hosts file for dnsmasq (templates/serve/dhcp-hosts.j2). Isolated: every node
+    gets its address at any hour (the tag only for those in `booting`); proxy: only the nodes
+    in `booting` are answered."""
+    return render_view("serve/dhcp-hosts.j2", dhcp_hosts_view(cluster, mode, booting))
 
 
 def interface_address(interface: str) -> ipaddress.IPv4Address:
@@ -466,7 +478,7 @@ def _serve_until_stopped(
         for proc, name, log_file in watched:
             if proc.poll() is not None:
                 raise process_failure(proc, name, log_file)
-        if edges.tick() and edges.cluster.schedule.wake_at_start:
+        if edges.tick() and edges.cluster.section(NightModel).schedule.wake_at_start:
             threading.Thread(
                 target=wake_lab, args=(edges.cluster, plan.interface), daemon=True
             ).start()
@@ -476,7 +488,9 @@ def _serve_until_stopped(
 def wake_lab(cluster: Cluster, interface: str) -> None:
     """The night began: wake every node (staggered), in the background of serve's loop."""
     try:
-        wake.wake(cluster.nodes, interface, cluster.schedule.wake_stagger_ms, say=say)
+        wake.wake(
+            cluster.nodes, interface, cluster.section(NightModel).schedule.wake_stagger_ms, say=say
+        )
         admin_events.woke(cluster.nodes, interface)  # admin: the event record
     except ChaosError as exc:
         say(f"warning: Wake-on-LAN failed: {exc}")

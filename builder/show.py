@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from .features import top_level
 from .loader import Document, Path_
 from .model import Cluster, Node, NodeDefaults
 from .night import night_of
@@ -52,10 +53,10 @@ def node_rows(cluster: Cluster, doc: Document, index: int) -> list[tuple[str, An
 
 def cluster_rows(cluster: Cluster, doc: Document) -> list[tuple[str, Any, str]]:
     rows = []
-    for section in dataclasses.fields(Cluster):
+    for section in top_level():  # the core model's keys and every feature's
         if section.name in NOT_PER_NODE:
             continue
-        value = getattr(cluster, section.name)
+        value = section.value(cluster)
         if not dataclasses.is_dataclass(value):  # a top-level scalar such as workload
             rows.append((section.name, plain(value), _origin(doc, (section.name,))))
             continue

@@ -1,15 +1,15 @@
-"""Cross-field checks: things no single field can know (duplicates, subnets, references)."""
+"""Cross-field checks: things no single field can know (duplicates, subnets, references).
+
+The core model's checks are here; a feature's own settings are checked by its Feature.check
+(builder/night/checks.py, builder/head/checks.py), which cross_check asks FEATURES for."""
 
 from __future__ import annotations
 
 import difflib
-import zoneinfo
-from collections.abc import Callable, Hashable, Iterable
 
-from chaosnode.window import DAY, Window, overlapping, parse_window
-
+from . import features
+from .checks import Report, duplicates
 from .errors import Problem
-from .head.checks import check_head
 from .loader import Document, Path_, dotted
 from .model import (
     IKE_PORTS,
@@ -36,14 +36,9 @@ def cross_check(cluster: Cluster, doc: Document) -> list[Problem]:
     _check_tyd(cluster, report)
     _check_services(cluster, report)
     _check_serve(cluster, report)
-    _check_schedule(cluster, report)
     _check_workload(cluster, report)
-    raw_users = doc.data.get("users") if isinstance(doc.data, dict) else None
-    check_head(cluster, report, len(raw_users) if isinstance(raw_users, list) else 0)
+    features.check(cluster, doc, report)  # each feature's own (Feature.check)
     return problems
-
-
-Report = Callable[[Path_, str], None]
 
 
 def _check_network(cluster: Cluster, report: Report) -> None:
@@ -75,7 +70,7 @@ def _check_nodes(cluster: Cluster, report: Report) -> None:
                 f"{node.address} is {reserved[node.address]}; pick a free host address",
             )
     for attr, what in (("name", "name"), ("mac", "MAC"), ("address", "address")):
-        _duplicates(
+        duplicates(
             ((i, getattr(n, attr)) for i, n in enumerate(cluster.nodes)),
             lambda i, first, value, attr=attr, what=what: report(  # type: ignore[misc]
                 ("nodes", i, attr),
@@ -84,17 +79,6 @@ def _check_nodes(cluster: Cluster, report: Report) -> None:
                 f"own {what}",
             ),
         )
-
-
-def _duplicates(
-    items: Iterable[tuple[int, Hashable]], on_dup: Callable[[int, int, Hashable], None]
-) -> None:
-    seen: dict[Hashable, int] = {}
-    for i, value in items:
-        if value in seen:
-            on_dup(i, seen[value], value)
-        else:
-            seen[value] = i
 
 
 def _check_tyd(cluster: Cluster, report: Report) -> None:
@@ -199,57 +183,6 @@ def _check_admin(cluster: Cluster, report: Report) -> None:
             f"{serve.admin_address} is inside network.subnet "
             f"{net.subnet}: the lab would reach the admin page; use 127.0.0.1 or an "
             "address of the staff network",
-        )
-
-
-def _check_schedule(cluster: Cluster, report: Report) -> None:
-    sched = cluster.schedule
-    windows: list[tuple[int, Window]] = []
-    for i, text in enumerate(sched.windows):
-        try:
-            windows.append((i, parse_window(text)))
-        except ValueError as exc:
-            report(("schedule", "windows", i), str(exc))
-    for n, (i, a) in enumerate(windows):
-        for j, b in windows[:n]:
-            if overlapping(a, b):
-                report(
-                    ("schedule", "windows", i),
-                    f"{a} overlaps windows[{j}] ({b}); merge them into one window",
-                )
-    try:
-        zoneinfo.ZoneInfo(sched.time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(
-            sched.time_zone, sorted(zoneinfo.available_timezones()), n=1
-        )
-        hint = f"did you mean {close[0]!r}?" if close else "use a name such as Europe/Berlin"
-        report(("schedule", "time_zone"), f"unknown time zone {sched.time_zone!r}; {hint}")
-    _duplicates(
-        enumerate(sched.holidays),
-        lambda i, first, value: report(
-            ("schedule", "holidays", i), f"{value} is already listed at index {first}; keep one"
-        ),
-    )
-    _duplicates(
-        ((i, d.value) for i, d in enumerate(sched.whole_days)),
-        lambda i, first, value: report(
-            ("schedule", "whole_days", i), f"{value} is already listed at index {first}; keep one"
-        ),
-    )
-    shortest = min((((w.end - w.start) % DAY) for _, w in windows), default=None)
-    if shortest is not None and sched.stop_new_work_before >= shortest:
-        report(
-            ("schedule", "stop_new_work_before"),
-            f"{sched.stop_new_work_before} minutes is "
-            f"not shorter than the shortest window ({shortest} minutes): nodes would take no "
-            "work at all; lower it",
-        )
-    if sched.enabled and sched.time_source is None and cluster.serve.address is None:
-        report(
-            ("schedule", "time_source"),
-            "nodes need a clock source to know when the night "
-            "ends: set schedule.time_source or serve.address",
         )
 
 

@@ -84,17 +84,19 @@ def test_debug_shows_traceback():
 
 
 def test_show_lists_every_declared_setting_with_its_origin(workdir):
-    """Rows come from the model: a setting added to builder/model.py appears by itself."""
+    """Rows come from the model: a setting added to builder/model.py or to a feature's model
+    section (builder/<feature>/model.py) appears by itself."""
     import dataclasses
-    import typing
 
-    from builder.model import Cluster, Node
+    from builder.features import top_level
+    from builder.model import Node
 
     r = chaos_build("show", "node02", "-c", "chaos.yaml", cwd=workdir)
     assert r.returncode == 0, r.stderr
     keys = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
     expected = {f.name for f in dataclasses.fields(Node)}
-    for name, kind in typing.get_type_hints(Cluster).items():
+    for key in top_level():
+        name, kind = key.name, key.type
         if name in ("defaults", "nodes"):
             continue
         if not dataclasses.is_dataclass(kind):  # a top-level scalar such as workload
@@ -108,6 +110,7 @@ def test_show_lists_every_declared_setting_with_its_origin(workdir):
     assert len(expected) > 30
     assert expected <= keys, sorted(expected - keys)
     assert "security.scope" in keys and "cluster.name" in keys and "workload" in keys
+    assert "schedule.time_zone" in keys and "login_from" in keys  # the night's, the head's
 
 
 def test_build_says_where_to_submit_jobs(default_cluster):

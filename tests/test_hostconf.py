@@ -15,9 +15,12 @@ from builder.errors import RenderError
 from builder.hostconf import render_host
 from builder.image import pxe
 from builder.image.context import BuildContext
+from builder.model import ServeMode
 from builder.nginx import NginxSite, nginx_conf
+from builder.serve import ServePlan, dhcp_hosts, dnsmasq_conf
 
 GOLDEN = ROOT / "tests" / "golden" / "serve"
+TEMPLATES = ROOT / "templates"
 UPDATE = os.environ.get("CHAOS_UPDATE_GOLDEN") == "1"
 # a serve run with fixed paths, so the golden file does not depend on where the tests run
 SITE = NginxSite(
@@ -30,17 +33,55 @@ SITE = NginxSite(
 )
 
 
-def pxelinux_node() -> str:
-    cluster, _ = load_cluster(ROOT / "tests" / "golden" / "all.yaml")
-    ctx = BuildContext(
-        cluster=cluster, nodes_dir=Path("/nodes"), out_dir=Path("/out"), cache_dir=Path("/cache")
+def golden_cluster():
+    return load_cluster(ROOT / "tests" / "golden" / "all.yaml")[0]
+
+
+def golden_ctx() -> BuildContext:
+    return BuildContext(
+        cluster=golden_cluster(),
+        nodes_dir=Path("/nodes"),
+        out_dir=Path("/out"),
+        cache_dir=Path("/cache"),
     )
-    return pxe.pxelinux_entry(ctx, cluster.nodes[0])
+
+
+def pxelinux_node() -> str:
+    ctx = golden_ctx()
+    return pxe.pxelinux_entry(ctx, ctx.cluster.nodes[0])
 
 
 def pxelinux_local() -> str:
-    cluster, _ = load_cluster(ROOT / "tests" / "golden" / "all.yaml")
-    return pxe.local_disk_answers(cluster.nodes[0], "outside the night")[1]
+    return pxe.local_disk_answers(golden_cluster().nodes[0], "outside the night")[1]
+
+
+def ipxe_node() -> str:
+    ctx = golden_ctx()
+    return pxe.ipxe_script(ctx, ctx.cluster.nodes[0])
+
+
+def ipxe_local() -> str:
+    return pxe.local_disk_answers(golden_cluster().nodes[0], "outside the night")[0]
+
+
+def serve_plan(mode: ServeMode) -> ServePlan:
+    return ServePlan(
+        "br0",
+        ipaddress.IPv4Address("10.99.0.1"),
+        Path("/srv/chaos/pxe"),
+        8080,
+        mode,
+        hosts_file=Path("/run/chaos-serve/dhcp-hosts"),
+    )
+
+
+def dnsmasq(mode: ServeMode):
+    return lambda: dnsmasq_conf(golden_cluster(), serve_plan(mode))
+
+
+def hosts(mode: ServeMode):
+    # the first node inside its night, the others not
+    return lambda: dhcp_hosts(golden_cluster(), mode, [golden_cluster().nodes[0].name])
 
 
 @pytest.mark.parametrize(
@@ -50,6 +91,13 @@ def pxelinux_local() -> str:
         ("pxelinux-node.cfg", pxelinux_node),
         ("pxelinux-local.cfg", pxelinux_local),
         ("pxelinux-default.cfg", lambda: pxe.PXELINUX_DEFAULT),
+        ("node.ipxe", ipxe_node),
+        ("local-disk.ipxe", ipxe_local),
+        ("boot.ipxe", lambda: pxe.DISPATCH_SCRIPT),
+        ("dnsmasq-isolated.conf", dnsmasq(ServeMode.ISOLATED)),
+        ("dnsmasq-proxy.conf", dnsmasq(ServeMode.PROXY)),
+        ("dhcp-hosts-isolated", hosts(ServeMode.ISOLATED)),
+        ("dhcp-hosts-proxy", hosts(ServeMode.PROXY)),
     ],
 )
 def test_host_configs_match_golden_files(name, text):
@@ -57,6 +105,21 @@ def test_host_configs_match_golden_files(name, text):
     if UPDATE:
         golden.write_text(text())
     assert text() == golden.read_text(), f"{golden} differs; run make golden and review"
+
+
+def test_every_host_template_has_a_golden_file():
+    """A template under templates/ that no golden test renders is a template nobody checks."""
+    rendered = {
+        "serve/nginx.conf.j2",
+        "serve/dnsmasq.conf.j2",
+        "serve/dhcp-hosts.j2",
+        "pxe/pxelinux.cfg.j2",
+        "pxe/node.ipxe.j2",
+        "pxe/local-disk.ipxe.j2",
+        "pxe/boot.ipxe.j2",
+    }
+    found = {p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.rglob("*.j2")}
+    assert found == rendered
 
 
 def test_a_value_the_template_lacks_is_a_render_error_naming_the_template():

@@ -10,7 +10,7 @@ from chaostest import ROOT
 
 from builder.config import load_cluster
 from builder.errors import ConfigError
-from builder.smoke.scenario import fit, load_scenario, spare_node
+from builder.smoke.scenario import ci_runs, fit, load_scenario, spare_node
 
 GOOD = """\
 description: two members
@@ -114,6 +114,9 @@ def test_include_errors_name_the_file_and_line(tmp_path):
             GOOD + "remove: {node: node02}\nafter:\n  - {node: node09, run: [sinfo], pattern: x}\n",
             ":7: after[0].node: 'node09' is not booted",
         ),
+        (GOOD + "ci: {boot: usb}\n", ":5: ci.boot: 'usb' is not one of pxe, iso"),
+        (GOOD + "ci: {bot: pxe}\n", ":5: ci.bot: unknown key"),
+        (GOOD + "ci: {}\n", ":5: ci: missing 'boot'"),
         ("- a list\n", ":1: expected a mapping"),
         (GOOD.replace("boot: [node01, node02]", "boot: [node01, node02"), ":3: not valid YAML"),
     ],
@@ -198,6 +201,7 @@ def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
     import datetime as dt  # noqa: PLC0415
 
     from builder.night import night_of  # noqa: PLC0415
+    from builder.night.model import NightModel  # noqa: PLC0415
     from builder.smoke.runner import night_cluster, night_end  # noqa: PLC0415
 
     before = dt.datetime.now(dt.UTC)
@@ -206,5 +210,29 @@ def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
     assert night is not None and night.inside(before), "the lab boots inside the night"
     end = night_end(lab)
     assert dt.timedelta(seconds=300) <= end - before <= dt.timedelta(seconds=420)
-    assert end.second == 0 and lab.schedule.morning.value == "reboot"
+    assert end.second == 0 and lab.section(NightModel).schedule.morning.value == "reboot"
     assert load_scenario(ROOT / "tests/scenarios/night/scenario.yaml").night_ends_after == 600
+
+
+def test_ci_runs_come_from_the_scenario_folders():
+    """CI's smoke runs (tests/smoke/test_smoke.py RUNS) are the folders whose scenario says
+    `ci: {boot: ...}`; each names a shipped folder; today's four."""
+    runs = ci_runs(ROOT / "tests/scenarios")
+    assert runs == (("iso", "iso"), ("migration", "pxe"), ("night", "pxe"), ("workload-mpi", "pxe"))
+    for name, _ in runs:
+        assert name in SHIPPED
+    for name in SHIPPED:  # every folder parses (ci_runs loaded each), and only these run in CI
+        ci = load_scenario(ROOT / "tests/scenarios" / name / "scenario.yaml").ci_boot
+        assert (ci is not None) == (name in dict(runs))
+
+
+def test_a_broken_scenario_folder_breaks_the_ci_list_before_any_lab(tmp_path):
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "scenario.yaml").write_text(GOOD + "ci: {boot: iso}\n")
+    (tmp_path / "quiet").mkdir()
+    (tmp_path / "quiet" / "scenario.yaml").write_text(GOOD)
+    assert ci_runs(tmp_path) == (("good", "iso"),)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "scenario.yaml").write_text(GOOD + "ci: {boot: usb}\n")
+    with pytest.raises(ConfigError, match=r"bad/scenario.yaml:5: ci.boot: 'usb'"):
+        ci_runs(tmp_path)

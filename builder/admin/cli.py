@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from ..errors import ChaosError
 from ..model import Cluster
+from ..night.model import NightModel
 from . import events
 from .status import as_json, current_night, fold, night_span, table
 
@@ -30,7 +31,11 @@ def status(
         report = fold(cluster, events.read(db, since, until, node), since, until, node)
     finally:
         db.close()
-    return as_json(report) if json_out else table(report, ZoneInfo(cluster.schedule.time_zone))
+    return (
+        as_json(report)
+        if json_out
+        else table(report, ZoneInfo(cluster.section(NightModel).schedule.time_zone))
+    )
 
 
 def night_date(text: str) -> dt.date:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from zoneinfo import ZoneInfo
 
 from ..model import Cluster
+from ..night.model import NightModel
 from .events import Event, Kind
 
 
@@ -63,14 +64,14 @@ class Report:
 
 
 def night_span(cluster: Cluster, date: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    tz = ZoneInfo(cluster.schedule.time_zone)
+    tz = ZoneInfo(cluster.section(NightModel).schedule.time_zone)
     start = dt.datetime.combine(date, dt.time(12), tz)
     return start, dt.datetime.combine(date + dt.timedelta(days=1), dt.time(12), tz)
 
 
 def current_night(cluster: Cluster, now: dt.datetime) -> dt.date:
     """The date of the night `now` belongs to (before noon: the night that began yesterday)."""
-    local = now.astimezone(ZoneInfo(cluster.schedule.time_zone))
+    local = now.astimezone(ZoneInfo(cluster.section(NightModel).schedule.time_zone))
     return local.date() if local.hour >= 12 else local.date() - dt.timedelta(days=1)
 
 

@@ -30,6 +30,7 @@ import jinja2
 from ..enroll.service import log
 from ..errors import ChaosError
 from ..model import Cluster
+from ..night.model import NightModel
 from . import events, metrics
 from .listener import BackgroundServer
 from .night import night_view
@@ -90,7 +91,7 @@ class AdminView:
         self, cluster: Cluster, db_path: Path, clock: Clock, dropped: Callable[[], int] = lambda: 0
     ) -> None:
         self.cluster, self.db_path, self.clock, self.dropped = cluster, db_path, clock, dropped
-        self.tz = ZoneInfo(cluster.schedule.time_zone)
+        self.tz = ZoneInfo(cluster.section(NightModel).schedule.time_zone)
 
     def tonight(self) -> tuple[Report, list[events.Event], dt.date]:
         now = self.clock()

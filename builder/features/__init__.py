@@ -11,10 +11,15 @@ firewall read FEATURES; none of them names a feature.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ..checks import Report
+from ..errors import Problem
+from ..loader import Document
 from ..model import Cluster, Node
 from ..views import Peer, node_view
 from . import admin, common, enroll, firewall, head, ipsec, night, slurm, tyd
@@ -84,6 +89,60 @@ def packages(cluster: Cluster) -> tuple[str, ...]:
 def links(cluster: Cluster) -> tuple[tuple[str, str], ...]:
     """Symbolic links (path in the image, target) the features' packages leave out."""
     return tuple(link for f in FEATURES for link in f.links(cluster))
+
+
+@dataclass(frozen=True)
+class TopKey:
+    """One top-level chaos.yaml key and the model that declares it (Cluster, or a feature's
+    model section)."""
+
+    name: str
+    owner: type
+    field: dataclasses.Field[Any]
+
+    @property
+    def type(self) -> Any:
+        return typing.get_type_hints(self.owner)[self.name]
+
+    def value(self, cluster: Cluster) -> Any:
+        holder = cluster if self.owner is Cluster else cluster.section(self.owner)
+        return getattr(holder, self.name)
+
+
+def models() -> tuple[type, ...]:
+    """Every feature's model section, in FEATURES order."""
+    return tuple(f.model for f in FEATURES if f.model is not None)
+
+
+def top_level() -> tuple[TopKey, ...]:
+    """Every top-level chaos.yaml key, in the reference's order: the core model's (Cluster),
+    each feature's model section after the key it names (model_after)."""
+    keys = [TopKey(f.name, Cluster, f) for f in dataclasses.fields(Cluster) if "help" in f.metadata]
+    for feature in FEATURES:
+        if feature.model is None:
+            continue
+        at = next(i for i, k in enumerate(keys) if k.name == feature.model_after) + 1
+        while at < len(keys) and keys[at].owner is not Cluster:
+            at += 1  # after the sections an earlier feature put there
+        own = [TopKey(f.name, feature.model, f) for f in dataclasses.fields(feature.model)]
+        keys[at:at] = own
+    return tuple(keys)
+
+
+def check(cluster: Cluster, doc: Document, report: Report) -> None:
+    """Every feature's cross-field checks."""
+    for feature in FEATURES:
+        feature.check(cluster, doc, report)
+
+
+def finish(cluster: Cluster, base: Path) -> tuple[Cluster, list[Problem]]:
+    """Every feature's section completed from its files beside chaos.yaml (`base`)."""
+    problems: list[Problem] = []
+    for feature in FEATURES:
+        if feature.model is not None:
+            part, found = feature.finish(cluster.section(feature.model), base)
+            cluster, problems = cluster.with_section(part), problems + found
+    return cluster, problems
 
 
 __all__ = ["FEATURES", "TEMPLATE_SUFFIX", "Feature", "NodeContext", "node_context"]

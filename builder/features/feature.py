@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..checks import Report
+from ..errors import Problem
+from ..loader import Document
 from ..model import Cluster, Node
 from ..views import NodeView
 
@@ -35,6 +39,14 @@ def no_files(cluster: Cluster, node: Node) -> Mapping[str, bytes]:
     return {}
 
 
+def no_check(cluster: Cluster, doc: Document, report: Report) -> None:
+    return None
+
+
+def no_finish(section: Any, base: Path) -> tuple[Any, list[Problem]]:
+    return section, []
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str  # its folder: overlays/<name>/
@@ -54,3 +66,12 @@ class Feature:
     # a subfolder of overlays/<name>/ that only this feature's own node gets in its cpio
     # (the always-on head's services), never the base every node boots; "" for none
     own_root: str = ""
+    # its model section: a frozen dataclass whose fields are top-level chaos.yaml keys, declared
+    # with builder.settings (builder/<name>/model.py); None: the feature has no settings
+    model: type | None = None
+    # the top-level key its keys follow (the reference, `show` and the loader keep this order)
+    model_after: str = ""
+    # its cross-field checks (file:line:field problems through `report`), after parsing
+    check: Callable[[Cluster, Document, Report], None] = no_check
+    # its section completed from files beside chaos.yaml (`base`), with their own problems
+    finish: Callable[[Any, Path], tuple[Any, list[Problem]]] = no_finish

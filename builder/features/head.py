@@ -1,8 +1,12 @@
 """The always-on head and the users (overlays/head/): sysusers, sshd, NFS exports, the state
-disk and the compute nodes' /home mount; what they need is computed in builder/head/view.py."""
+disk and the compute nodes' /home mount; what they need is computed in builder/head/view.py,
+its model section and checks are builder/head/model.py and checks.py."""
 
 from __future__ import annotations
 
+from ..head.checks import check
+from ..head.model import HeadModel
+from ..head.users import with_users_file
 from ..head.view import HEAD_COUNTERS, authorized_keys, head_fields
 from ..model import Cluster, Node
 from ..views import NodeView
@@ -52,4 +56,8 @@ FEATURE = Feature(
         "nfs-blkmap.service",
     ),
     own_root="always-on",
+    model=HeadModel,  # users, users_file, login_from: after nodes in the reference
+    model_after="nodes",
+    check=check,
+    finish=with_users_file,
 )

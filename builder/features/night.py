@@ -1,11 +1,14 @@
 """The night (overlays/night/): night.json for chaos-morning, the clock from
-schedule.time_source; serve's side is builder/night/, the window chaosnode/window.py."""
+schedule.time_source; its model section and checks are builder/night/model.py and checks.py,
+serve's side is builder/night/, the window chaosnode/window.py."""
 
 from __future__ import annotations
 
 from chaosnode.contract.night import NightSettings
 
 from ..model import Cluster, Node
+from ..night.checks import check_schedule
+from ..night.model import NightModel
 from ..tydconf import HEADER
 from ..views import NodeView
 from .feature import Feature, Fields
@@ -13,12 +16,12 @@ from .feature import Feature, Fields
 
 def time_source(cluster: Cluster) -> str:
     """Where nodes set their clock: schedule.time_source, else the serve host."""
-    source = cluster.schedule.time_source or cluster.serve.address
+    source = cluster.section(NightModel).schedule.time_source or cluster.serve.address
     return str(source) if source else ""
 
 
 def night_settings(cluster: Cluster, node: Node) -> NightSettings:
-    sched = cluster.schedule
+    sched = cluster.section(NightModel).schedule
     return NightSettings(
         node=node.name,
         windows=sched.windows,
@@ -44,4 +47,12 @@ def packages(cluster: Cluster) -> tuple[str, ...]:
     return ("tzdata", "systemd-timesyncd")
 
 
-FEATURE = Feature(name="night", fields=fields, units=("chaos-morning.service",), packages=packages)
+FEATURE = Feature(
+    name="night",
+    fields=fields,
+    units=("chaos-morning.service",),
+    packages=packages,
+    model=NightModel,  # schedule:, after serve: in the reference
+    model_after="serve",
+    check=check_schedule,
+)

@@ -1,20 +1,25 @@
-"""Cross-checks of the always-on head and the users (called from builder/validate.py)."""
+"""Cross-checks of the always-on head and the users: the head feature's Feature.check."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from ..loader import Path_
+from ..checks import Report
+from ..loader import Document
 from ..model import Cluster, Protocol, Role, Scope
+from .model import HeadModel
 from .users import FIRST_UID, SYSTEM_NAMES, key_problem
 
-Report = Callable[[Path_, str], None]
 SSH_PORT = 22
 NFS_PORT = 2049
 
 
+def check(cluster: Cluster, doc: Document, report: Report) -> None:
+    """The head feature's Feature.check."""
+    raw_users = doc.data.get("users") if isinstance(doc.data, dict) else None
+    check_head(cluster, report, len(raw_users) if isinstance(raw_users, list) else 0)
+
+
 def check_head(cluster: Cluster, report: Report, inline_users: int) -> None:
-    """inline_users: how many of cluster.users chaos.yaml lists itself; the users file's
+    """inline_users: how many of the users chaos.yaml lists itself; the users file's
     follow them (their own lines are checked as the file is read)."""
     _check_users(cluster, report, inline_users)
     always = [i for i, n in enumerate(cluster.nodes) if n.always_on]
@@ -46,7 +51,7 @@ def check_head(cluster: Cluster, report: Report, inline_users: int) -> None:
             f"node (nodes[{always[0]}] {cluster.nodes[always[0]].name} is one); keep one",
         )
     head = cluster.always_on_head
-    if cluster.login_from and head is None:
+    if cluster.section(HeadModel).login_from and head is None:
         report(
             ("login_from",),
             "there is no always-on head for users to log in to; mark the "
@@ -75,7 +80,7 @@ def _check_users(cluster: Cluster, report: Report, inline: int) -> None:
     names: dict[str, int] = {}
     uids: dict[int, int] = {}
     gids: dict[int, int] = {}
-    for i, user in enumerate(cluster.users):
+    for i, user in enumerate(cluster.section(HeadModel).users):
         where = ("users", i) if i < inline else ("users_file",)
         label = f"users[{i}] ({user.name})" if i < inline else f"{user.name} of users_file"
         if user.name in SYSTEM_NAMES:
@@ -97,14 +102,14 @@ def _check_users(cluster: Cluster, report: Report, inline: int) -> None:
                 f"user {user.name} is already declared as users[{names[user.name]}]; keep one",
             )
         elif user.uid in uids:
-            other = cluster.users[uids[user.uid]].name
+            other = cluster.section(HeadModel).users[uids[user.uid]].name
             report(
                 (*where, "uid") if len(where) == 2 else where,
                 f"uid {user.uid} is "
                 f"already {other}'s (users[{uids[user.uid]}]); each user needs their own",
             )
         elif user.gid in gids:
-            other = cluster.users[gids[user.gid]].name
+            other = cluster.section(HeadModel).users[gids[user.gid]].name
             report(
                 (*where, "gid") if len(where) == 2 else where,
                 f"gid {user.gid} is "

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 import struct
 from pathlib import Path
 
 from ..errors import Problem
 from ..loader import read_bounded
-from ..model import User
+from .model import HeadModel, User
 
 # Key types the head's sshd accepts (OpenSSH 9.2); DSA is gone from OpenSSH.
 KEY_TYPES = (
@@ -135,3 +136,14 @@ def read_users_file(path: Path) -> tuple[tuple[User, ...], list[Problem]]:
         User(name=n, uid=found[n][0], gid=found[n][1], ssh_keys=tuple(found[n][2])) for n in order
     )
     return users, problems
+
+
+def with_users_file(section: HeadModel, base: Path) -> tuple[HeadModel, list[Problem]]:
+    """The head's section with the users file's users after chaos.yaml's own (the head
+    feature's Feature.finish); the file's problems carry its own file:line."""
+    if not section.users_file:
+        return section, []
+    file_users, problems = read_users_file(base / section.users_file)
+    if problems:
+        return section, problems
+    return dataclasses.replace(section, users=(*section.users, *file_users)), []

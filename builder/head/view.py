@@ -19,6 +19,7 @@ from chaosnode.paths import (
 from ..model import Cluster, Node, Role
 from ..tydconf import HEADER
 from .checks import NFS_PORT, SSH_PORT
+from .model import HeadModel
 
 # Named counters of the head's firewall (with the ones of builder/views.py COUNTERS).
 HEAD_COUNTERS = (
@@ -35,7 +36,7 @@ MOUNT_OPTIONS = "vers=4.2,proto=tcp,sec=sys,hard,nosuid,nodev"
 
 def sshd_config(cluster: Cluster, head: Node) -> tuple[tuple[str, str], ...]:
     """The head's sshd: keys from chaos.yaml only, no root, no passwords, the users only."""
-    names = " ".join(u.name for u in cluster.users)
+    names = " ".join(u.name for u in cluster.section(HeadModel).users)
     return (
         ("ListenAddress", f"{head.address}:{SSH_PORT}"),
         ("HostKey", SSH_HOST_KEY),
@@ -64,7 +65,7 @@ def sysusers_lines(cluster: Cluster) -> tuple[str, ...]:
     """systemd-sysusers lines: a group of each user's name and the user; no password (the
     shadow entry is locked, `!*`)."""
     out: list[str] = []
-    for u in cluster.users:
+    for u in cluster.section(HeadModel).users:
         out.append(f"g {u.name} {u.gid}")
         out.append(f'u {u.name} {u.uid}:{u.gid} "chaos user {u.name}" {HOME}/{u.name} /bin/bash')
     return tuple(out)
@@ -84,7 +85,9 @@ def statedisk_json(cluster: Cluster, head: Node) -> str:
         "home": STATE_HOME,
         "slurmctld": STATE_SLURMCTLD,
         "ssh": STATE_SSH,
-        "users": [{"name": u.name, "uid": u.uid, "gid": u.gid} for u in cluster.users],
+        "users": [
+            {"name": u.name, "uid": u.uid, "gid": u.gid} for u in cluster.section(HeadModel).users
+        ],
     }
     return json.dumps(doc, indent=1)
 
@@ -99,7 +102,7 @@ def head_fields(cluster: Cluster, node: Node) -> dict[str, Any]:
         "home_client": head is not None and not is_head and Role.COMPUTE in node.roles,
         "home_source": f"{head.address}:{STATE_HOME}" if head else "",
         "home_options": MOUNT_OPTIONS,
-        "login_from": ", ".join(str(n) for n in cluster.login_from),
+        "login_from": ", ".join(str(n) for n in cluster.section(HeadModel).login_from),
         "ssh_port": SSH_PORT,
         "nfs_port": NFS_PORT,
         "sshd_conf": sshd_config(cluster, head) if is_head and head else (),
@@ -116,7 +119,7 @@ def authorized_keys(cluster: Cluster, node: Node) -> dict[str, bytes]:
         in_root(f"{AUTHORIZED_KEYS_DIR}/{u.name}"): (
             f"# {HEADER}\n" + "".join(f"{k}\n" for k in u.ssh_keys)
         ).encode()
-        for u in cluster.users
+        for u in cluster.section(HeadModel).users
     }
 
 

@@ -14,9 +14,10 @@ node MACs, and those only inside the night).
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from builder.hostconf import render_host
+from builder.hostconf import render_host, render_view
 from builder.image.base import INITRD_NAME, KERNEL_NAME
 from builder.image.context import BuildContext
 from builder.measured.reference import GRUB_NET_SIGNED, SHIM_SIGNED
@@ -57,33 +58,54 @@ def local_disk_answers(node: Node, why: str) -> tuple[str, str, str]:
     file and the firmware boots the disk untouched."""
     who = f"node {node.name} ({node.mac})"
     return (
-        f"#!ipxe\n# {HEADER} serve: {who}: {why}\n"
-        f"echo chaos: {why}; booting the local disk\n"
-        "iseq ${platform} efi && exit ||\n"
-        "sanboot --no-describe --drive 0x80 || exit\n",
+        render_view("pxe/local-disk.ipxe.j2", LocalDiskIpxe(f"{HEADER} serve: {who}: {why}", why)),
         pxelinux_cfg(f"{HEADER} serve: {who}: {why}"),
         f'# {HEADER} serve: {who}: {why}\necho "chaos: {why}; rebooting to the local disk"\n'
         "sleep 5\nreboot\n",
     )
 
 
+@dataclass(frozen=True)
+class NodeIpxe:
+    """templates/pxe/node.ipxe.j2: one node's kernel, command line and initrds."""
+
+    comment: str
+    kernel: str
+    cmdline: str
+    initrds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DispatchIpxe:
+    """templates/pxe/boot.ipxe.j2: boot.ipxe, which chains to the node script by MAC."""
+
+    comment: str
+
+
+@dataclass(frozen=True)
+class LocalDiskIpxe:
+    """templates/pxe/local-disk.ipxe.j2: a node's iPXE answer outside its night."""
+
+    comment: str
+    why: str
+
+
 def ipxe_script(ctx: BuildContext, node: Node) -> str:
-    return (
-        f"#!ipxe\n# {HEADER}: node {node.name} ({node.mac})\n"
-        f"kernel {KERNEL_NAME} {kernel_cmdline(ctx)}\n"
-        f"initrd {INITRD_NAME}\n"
-        f"initrd nodes/{node.name}.cpio\n"
-        "boot\n"
+    return render_view(
+        "pxe/node.ipxe.j2",
+        NodeIpxe(
+            comment=f"{HEADER}: node {node.name} ({node.mac})",
+            kernel=KERNEL_NAME,
+            cmdline=kernel_cmdline(ctx),
+            initrds=(INITRD_NAME, f"nodes/{node.name}.cpio"),
+        ),
     )
 
 
-DISPATCH_SCRIPT = f"""#!ipxe
-# {HEADER}: boot this machine's node script, chosen by MAC
-chain mac-${{netX/mac:hexhyp}}.ipxe || goto unknown
-:unknown
-echo chaos: no node of this cluster has MAC ${{netX/mac}}; booting the local disk
-exit
-"""
+DISPATCH_SCRIPT = render_view(
+    "pxe/boot.ipxe.j2",
+    DispatchIpxe(f"{HEADER}: boot this machine's node script, chosen by MAC"),
+)
 
 
 def pxelinux_cfg(comment: str, node_boot: dict[str, str] | None = None) -> str:

@@ -8,11 +8,12 @@ import datetime as dt
 from chaosnode.window import Night, night_from_settings
 
 from ..model import Cluster
+from .model import NightModel
 
 
 def night_of(cluster: Cluster) -> Night | None:
     """The cluster's night, or None when no schedule is set (the cluster boots at any hour)."""
-    sched = cluster.schedule
+    sched = cluster.section(NightModel).schedule
     if not sched.enabled:
         return None
     return night_from_settings(

@@ -29,9 +29,10 @@ from builder.image.audit import secrets_in
 from builder.image.build import build_image
 from builder.image.pxe import kernel_cmdline
 from builder.image.qemu import probe_accel
-from builder.model import Cluster, Morning, Node, ScheduleSection
+from builder.model import Cluster, Node
 from builder.mungekey import known_secrets
 from builder.night import night_of
+from builder.night.model import Morning, NightModel, ScheduleSection
 from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
 from builder.render import render_cluster
@@ -172,7 +173,7 @@ class Smoke:
             self.cluster = night_cluster(self.cluster, self.scenario.night_ends_after)
             self.night_end = night_end(self.cluster)
             self.report.phase(
-                f"night: schedule {self.cluster.schedule.windows[0]} UTC, ends "
+                f"night: schedule {self.cluster.section(NightModel).schedule.windows[0]} UTC, ends "
                 f"{self.night_end:%H:%M:%S}; rebuilding the node files"
             )
             self.build_once()
@@ -798,7 +799,7 @@ def night_cluster(cluster: Cluster, ends_after: float) -> Cluster:
         morning=Morning.REBOOT,
         wake_at_start=False,
     )
-    return dataclasses.replace(cluster, schedule=schedule)
+    return cluster.with_section(NightModel(schedule=schedule))
 
 
 def night_end(cluster: Cluster) -> dt.datetime:

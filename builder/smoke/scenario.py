@@ -23,6 +23,8 @@ from builder.model import Cluster
 FIXED_PLACEHOLDERS = ("peer", "rogue", "rogue_name", "marker")
 PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_-]*)\}")
 SPARE = "spare"
+# how a lab boots its members (chaos-build smoke --boot; a scenario's ci.boot)
+BOOTS = ("pxe", "iso")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class Scenario:
     after: tuple[Check, ...] = ()  # checks run after the power-off of `remove`
     admin: tuple[AdminCheck, ...] = ()
     secure_boot: SecureBootLab | None = None
+    # how CI's smoke tier boots this lab (`ci: {boot: pxe}`); None: CI does not run it
+    ci_boot: str | None = None
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -324,6 +328,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             "night",
             "admin",
             "secure_boot",
+            "ci",
         },
     )
     boot = r.get(raw, (), "boot", list, [], required=True)
@@ -347,6 +352,12 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             r.text(sb, ("secure_boot",), "tampered", required=True),
             r.text(sb, ("secure_boot",), "secure_boot_off", required=True),
         )
+    ci_boot = None
+    if "ci" in raw:
+        ci = r.mapping(raw["ci"] or {}, ("ci",), {"boot"})
+        ci_boot = r.text(ci, ("ci",), "boot", required=True)
+        if ci_boot not in BOOTS:
+            r.problem(("ci", "boot"), f"{ci_boot!r} is not one of {', '.join(BOOTS)}")
     scenario = Scenario(
         name=path.parent.name,
         description=r.text(raw, (), "description", required=True),
@@ -361,6 +372,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         after=tuple(_check(r, c, i, "after") for i, c in enumerate(r.items(raw, "after"))),
         admin=tuple(_admin(r, a, i) for i, a in enumerate(r.items(raw, "admin"))),
         secure_boot=secure_boot,
+        ci_boot=ci_boot,
         file=doc.file,
         lines=dict(doc.lines),
     )
@@ -370,6 +382,18 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     if r.problems:
         raise ConfigError(r.problems)
     return scenario
+
+
+def ci_runs(folder: Path) -> tuple[tuple[str, str], ...]:
+    """The smoke runs CI makes, (scenario folder, boot), by folder name: every scenario under
+    `folder` whose file says `ci: {boot: ...}`. Each file is loaded, so a broken one is a
+    ConfigError here, before any lab."""
+    runs = []
+    for path in sorted(folder.glob("*/scenario.yaml")):
+        boot = load_scenario(path).ci_boot
+        if boot is not None:
+            runs.append((path.parent.name, boot))
+    return tuple(runs)
 
 
 def _include(

@@ -7,6 +7,7 @@ from chaostest import ROOT
 
 from builder.config import load_cluster, load_cluster_text
 from builder.errors import ConfigError
+from builder.head.model import HeadModel
 from builder.head.users import key_problem
 
 ALICE = (
@@ -25,14 +26,14 @@ nodes:
 def test_todays_chaos_yaml_keeps_its_lab_pc_head(default_cluster):
     head = default_cluster.node("node01")
     assert not head.always_on and head.state_disk == ""
-    assert default_cluster.always_on_head is None and default_cluster.users == ()
+    assert default_cluster.always_on_head is None and default_cluster.section(HeadModel).users == ()
 
 
 def test_an_always_on_head_with_users():
     text = HEAD + f'users:\n  - {{name: alice, uid: 1001, gid: 1001, ssh_keys: ["{ALICE}"]}}\n'
     cluster = load_cluster_text(text)
     assert cluster.always_on_head is not None and cluster.always_on_head.name == "head"
-    assert [(u.name, u.uid, u.gid, u.ssh_keys) for u in cluster.users] == [
+    assert [(u.name, u.uid, u.gid, u.ssh_keys) for u in cluster.section(HeadModel).users] == [
         ("alice", 1001, 1001, (ALICE,))
     ]
 
@@ -43,7 +44,7 @@ def test_users_file_adds_users_and_keys(tmp_path):
     )
     (tmp_path / "chaos.yaml").write_text(HEAD + "users_file: users.passwd\n")
     cluster, _ = load_cluster(tmp_path / "chaos.yaml")
-    assert [(u.name, len(u.ssh_keys)) for u in cluster.users] == [("bob", 2)]
+    assert [(u.name, len(u.ssh_keys)) for u in cluster.section(HeadModel).users] == [("bob", 2)]
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,10 @@ import pytest
 
 from bench.pxe_clients import write_tree
 from builder.image.pxe import answer_paths, mac_hyphen
-from builder.model import Cluster, ScheduleSection, ServeMode, Weekday
+from builder.model import Cluster, ServeMode
 from builder.night import cert_hours, night_of
 from builder.night.answers import answer_for, assemble, refresh
+from builder.night.model import NightModel, ScheduleSection, Weekday
 from builder.serve import NightEdges
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -31,7 +32,7 @@ def lab(default_cluster: Cluster) -> Cluster:
     schedule = ScheduleSection(
         windows=("17:00-09:00",), time_zone="Europe/Berlin", whole_days=(Weekday.SAT, Weekday.SUN)
     )
-    return dataclasses.replace(default_cluster, schedule=schedule)
+    return default_cluster.with_section(NightModel(schedule=schedule))
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from chaostest import ROOT
 
 from builder.config import load_cluster
 from builder.features.night import night_settings
-from builder.model import Morning, ScheduleSection
+from builder.night.model import Morning, NightModel, ScheduleSection
 from chaosnode.morning import NightSettings, NodeActions, morning
 
 UTC = dt.UTC
@@ -124,7 +124,7 @@ def test_the_rendered_settings_read_back_the_same(default_cluster):
         holidays=(dt.date(2026, 12, 24),),
         morning=Morning.POWEROFF,
     )
-    cluster = dataclasses.replace(default_cluster, schedule=schedule)
+    cluster = default_cluster.with_section(NightModel(schedule=schedule))
     written = night_settings(cluster, cluster.nodes[0])
     read = NightSettings.loads(written.dumps("generated"))
     assert read == written and read.time_source == "10.99.0.1", "serve.address by default"

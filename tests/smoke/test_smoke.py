@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from chaostest import ROOT
 
+from builder.smoke.scenario import ci_runs
+
 pytestmark = pytest.mark.smoke
 
 CACHE = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
@@ -26,8 +28,8 @@ CACHE = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
 # the rogue that impersonates a spare node; migration: scope migration, only tcp
 # 12820/13333 (and tyd) is ESP, other traffic is seen in clear; workload-mpi: an MPI ring
 # (its own image); night: the window ends after the build; members leave, reboot and boot
-# their own disk.
-RUNS = [("iso", "iso"), ("migration", "pxe"), ("workload-mpi", "pxe"), ("night", "pxe")]
+# their own disk. The list is the scenario folders' (`ci: {boot: ...}` in scenario.yaml).
+RUNS = ci_runs(ROOT / "tests/scenarios")
 
 
 @pytest.mark.parametrize(("scenario", "boot"), RUNS, ids=[f"{s}-{b}" for s, b in RUNS])
