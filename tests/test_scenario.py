@@ -227,11 +227,11 @@ def day_and_night(tmp_path: Path, old: str, new: str) -> Path:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("minutes: 7}\n    - {starts_after: 1200", "minutes: 1}\n    - {starts_after: 1200",
+        ("minutes: 9}\n    - {starts_after: 1440", "minutes: 1}\n    - {starts_after: 1440",
          r"day_and_night.nights\[0\].minutes: 1 is outside 3..60 minutes"),
-        ("starts_after: 1200", "starts_after: 600",
+        ("starts_after: 1440", "starts_after: 600",
          r"day_and_night.nights\[1\].starts_after: the second night starts at least two"),
-        ("    - {starts_after: 1200, minutes: 7}\n", "",
+        ("    - {starts_after: 1440, minutes: 8}\n", "",
          "day_and_night.nights: give two nights"),
         ("  keyless: bob\n", "", "day_and_night: missing 'keyless'"),
         ("  array: 20\n", "  array: 20\n  cpus: 4\n", "day_and_night.cpus: unknown key"),
@@ -274,7 +274,8 @@ def test_day_and_night_sets_two_nights_relative_to_now_and_adds_the_labs_key(tmp
     lab = nights_cluster(cluster, s.day_and_night)
     (first, first_end), (second, second_end) = edges(lab)
     assert dt.timedelta(seconds=420) <= first - before <= dt.timedelta(seconds=480)
-    assert first_end - first == second_end - second == dt.timedelta(minutes=7)
+    assert first_end - first == dt.timedelta(minutes=9)
+    assert second_end - second == dt.timedelta(minutes=8)
     night = night_of(lab)
     assert night is not None and not night.inside(before), "the lab starts by day"
     assert night.inside(first) and not night.inside(first_end) and night.inside(second)
