@@ -224,10 +224,12 @@ class Smoke:
         spare = spare_node(self.scenario, self.cluster)
         head = [self.day_and_night.head] if self.day_and_night else []
         for name in [*head, *self.members, *([spare] if spare else [])]:
-            state = self.results / (name if name in self.members else f"{name}-spare") / "tpm"
+            booted = name in self.members or name in head
+            state = self.results / (name if booted else f"{name}-spare") / "tpm"
             approve(registry, self.cluster, tpms.ek_hash_of(state), name, comment="smoke lab swtpm")
         self.report.phase(
             f"TPM registry {registry}: {len(self.members)} members"
+            + (f", the always-on head {head[0]}" if head else "")
             + (f", {spare} (a machine that never boots)" if spare else "")
         )
 
