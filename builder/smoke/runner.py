@@ -533,7 +533,8 @@ class Smoke:
                 text = text.replace("{peer}", self.address(peer))
             if self.scenario.rogue is not None:
                 text = text.replace("{rogue_name}", self.rogue_node.name)
-            for node in [*self.members, "rogue"] if self.scenario.rogue else self.members:
+            booted = [*self.scenario.boot, *(["rogue"] if self.scenario.rogue else [])]
+            for node in booted:  # the always-on head is booted, but no member
                 text = text.replace("{" + node + "}", self.address(node))
             return text
 
