@@ -381,13 +381,27 @@ class Flow:
         self.lab.morning()
         ok, _ = self.poll(240, lambda: self.long_state() == "PENDING")
         took = (dt.datetime.now(dt.UTC) - end).total_seconds()
-        self.lab.phase(f"figure: night end -> long job requeued (pending): {took:.0f}s")
+        at = self.requeued_at()
+        self.lab.phase(
+            "figure: night end -> long job requeued: "
+            + (f"{(at - end).total_seconds():.0f}s (slurmctld's log)" if at else "not in the log")
+            + f"; seen pending {took:.0f}s after the end"
+        )
         self.lab.check(
             "at the night's end the long job is requeued: squeue on the head shows it pending",
             ok,
             f"{took:.0f}s after the end; {self.queue()}",
         )
         admin_checks.run_all(self.lab, "morning")
+
+    def requeued_at(self) -> dt.datetime | None:
+        """When slurmctld requeued the long job, from its journal on the head."""
+        out = self.on_head(
+            ["journalctl", "-u", "slurmctld", "-o", "short-iso-precise", "--no-pager", "-q"]
+        )
+        job = re.escape(self.jobs.get("long", "?"))
+        found = re.findall(rf"^(\S+) .*requeue job JobId={job} ", out, re.M)
+        return dt.datetime.fromisoformat(found[-1]) if found else None
 
     def array_done(self, members: list[str]) -> None:
         array = self.jobs.get("array", "?")
