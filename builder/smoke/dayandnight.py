@@ -32,7 +32,7 @@ from builder.smoke.campus import Campus, keygen
 from builder.smoke.dayos import DAY_OS_MARKER
 from builder.smoke.dhcplog import last_answer
 from builder.smoke.lab import Guest
-from builder.smoke.scenario import Check, DayAndNight, Scenario
+from builder.smoke.scenario import Check, DayAndNight
 from chaosnode.daytime import ASLEEP
 
 DAY_OS_TIMEOUT = 300.0
@@ -66,24 +66,14 @@ def long_script(user: str) -> str:
     )
 
 
-class Lab(Protocol):
-    """What this flow needs of the smoke lab (builder.smoke.runner.Smoke)."""
+class Lab(admin_checks.Lab, Protocol):
+    """What this flow needs of the smoke lab (builder.smoke.runner.Smoke), beyond what the
+    admin checks need."""
 
-    results: Path
-    config: Path
-    cluster: Cluster
-    members: list[str]
-    scenario: Scenario
     guests: dict[str, Guest]
     night_end: dt.datetime
     pcap: Path
 
-    @property
-    def ns(self) -> str: ...
-    def rogue_name(self) -> str: ...
-    def exec_on(self, node: str, argv: list[str]) -> tuple[int, str]: ...
-    def check(self, title: str, ok: bool, detail: str = "") -> bool: ...
-    def watch(self) -> None: ...
     def phase(self, text: str) -> None: ...
     def start_guest(
         self,
