@@ -21,6 +21,7 @@ from pathlib import Path
 
 from chaosnode import paths
 from chaosnode.console import console
+from chaosnode.contract.night import NightSettings
 
 SETTLE_SECONDS = 90
 # A registered node enrolls in seconds; one that has not by then waits for an enrollment
@@ -92,12 +93,22 @@ def disks() -> str:
     return ",".join(names) or "none"
 
 
-def verdict(node: dict[str, str], fields: dict[str, str]) -> str:
-    """The one console line: READY only when every part is up and no disk is visible."""
+def always_on(night_json: Path) -> bool:
+    """Whether this node is the always-on head (its night.json says so): the one node that
+    sees its disks (its state disk)."""
+    try:
+        return NightSettings.loads(night_json.read_text()).always_on
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def verdict(node: dict[str, str], fields: dict[str, str], head: bool = False) -> str:
+    """The one console line: READY only when every part is up and no disk is visible (but
+    on the always-on head, whose state disk is its own)."""
     ready = (
         bool(node)
         and fields["addr"] != "none"
-        and fields["disks"] == "none"
+        and (fields["disks"] == "none" or head)
         and all(fields[f] == "ok" for f in UNITS)
     )
     return ("CHAOS-READY " if ready else "CHAOS-FAILED ") + " ".join(
@@ -124,7 +135,7 @@ def main() -> int:
         else:
             fields[field] = check_unit(field, deadline)
     fields["disks"] = disks()
-    console(verdict(node, fields))
+    console(verdict(node, fields, always_on(Path(paths.NIGHT_JSON))))
     if "chaos.selftest=1" in Path("/proc/cmdline").read_text().split():
         os.sync()
         sh("systemctl", "poweroff", "--no-block")

@@ -236,3 +236,79 @@ def test_a_broken_scenario_folder_breaks_the_ci_list_before_any_lab(tmp_path):
     (tmp_path / "bad" / "scenario.yaml").write_text(GOOD + "ci: {boot: usb}\n")
     with pytest.raises(ConfigError, match=r"bad/scenario.yaml:5: ci.boot: 'usb'"):
         ci_runs(tmp_path)
+
+
+DAY_AND_NIGHT = ROOT / "tests/scenarios/day-and-night"
+
+
+def day_and_night(tmp_path: Path, old: str, new: str) -> Path:
+    """The shipped day-and-night scenario with one edit, next to its cluster file."""
+    folder = tmp_path / "dn"
+    folder.mkdir(exist_ok=True)
+    (folder / "chaos.yaml").write_text((DAY_AND_NIGHT / "chaos.yaml").read_text())
+    text = (DAY_AND_NIGHT / "scenario.yaml").read_text()
+    assert old in text
+    (folder / "scenario.yaml").write_text(text.replace(old, new))
+    return folder / "scenario.yaml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("minutes: 9}\n    - {starts_after: 1440", "minutes: 1}\n    - {starts_after: 1440",
+         r"day_and_night.nights\[0\].minutes: 1 is outside 3..60 minutes"),
+        ("starts_after: 1440", "starts_after: 600",
+         r"day_and_night.nights\[1\].starts_after: the second night starts at least two"),
+        ("    - {starts_after: 1440, minutes: 8}\n", "",
+         "day_and_night.nights: give two nights"),
+        ("  keyless: bob\n", "", "day_and_night: missing 'keyless'"),
+        ("  array: 20\n", "  array: 20\n  cpus: 4\n", "day_and_night.cpus: unknown key"),
+    ],
+)  # fmt: skip
+def test_day_and_night_errors_name_the_file_and_line(tmp_path, old, new, message):
+    with pytest.raises(ConfigError, match=r"scenario.yaml:\d+: " + message):
+        load_scenario(day_and_night(tmp_path, old, new))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("head: node01", "head: node02", "head: node02 is not the always-on head"),
+        ("user: alice", "user: carol", "user: carol is not a user"),
+        ("keyless: bob", "keyless: alice", "keyless: alice must be a user of .* without ssh_keys"),
+        ("campus: 192.0.2.10", "campus: 192.0.2.130", "campus: 192.0.2.130 must be inside"),
+        ("outsider: 192.0.2.200", "outsider: 192.0.2.20", "outsider: 192.0.2.20 must be outside"),
+        ("campus: 192.0.2.10", "campus: 10.99.0.50", "campus: 10.99.0.50 is on the lab segment"),
+        ("outsider: 192.0.2.200", "outsider: campus", "outsider: 'campus' is not an IPv4"),
+    ],
+)
+def test_day_and_night_must_fit_its_cluster(tmp_path, old, new, message):
+    path = day_and_night(tmp_path, old, new)
+    s = load_scenario(path)
+    with pytest.raises(ConfigError, match=r"scenario.yaml:\d+: day_and_night\." + message):
+        fit(s, load_cluster(s.config)[0], s.config)
+
+
+def test_day_and_night_sets_two_nights_relative_to_now_and_adds_the_labs_key(tmp_path):
+    import datetime as dt  # noqa: PLC0415
+
+    from builder.head.model import HeadModel  # noqa: PLC0415
+    from builder.night import night_of  # noqa: PLC0415
+    from builder.smoke.dayandnight import edges, nights_cluster, with_user_key  # noqa: PLC0415
+
+    s = load_scenario(DAY_AND_NIGHT / "scenario.yaml")
+    assert s.day_and_night is not None
+    cluster = load_cluster(s.config)[0]
+    before = dt.datetime.now(dt.UTC)
+    lab = nights_cluster(cluster, s.day_and_night)
+    (first, first_end), (second, second_end) = edges(lab)
+    assert dt.timedelta(seconds=420) <= first - before <= dt.timedelta(seconds=480)
+    assert first_end - first == dt.timedelta(minutes=9)
+    assert second_end - second == dt.timedelta(minutes=8)
+    night = night_of(lab)
+    assert night is not None and not night.inside(before), "the lab starts by day"
+    assert night.inside(first) and not night.inside(first_end) and night.inside(second)
+    keyed = with_user_key(cluster, s.day_and_night, tmp_path)
+    alice, bob = keyed.section(HeadModel).users
+    assert alice.ssh_keys[0].startswith("ssh-ed25519 ") and bob.ssh_keys == ()
+    assert (tmp_path / "campus" / "alice_ed25519").exists()

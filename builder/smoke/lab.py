@@ -21,6 +21,8 @@ from builder.smoke import tpms
 from builder.smoke.firmware import Firmware, nic_options, qemu_args
 
 AGENT_PORT = "org.chaos.agent"
+# the head's state disk shows up as /dev/disk/by-id/virtio-chaos-state
+STATE_SERIAL = "chaos-state"
 
 
 def ip(*args: str, check: bool = True) -> None:
@@ -73,6 +75,8 @@ class Guest:
     started: float = 0.0
     reboot: bool = False  # a reboot restarts the VM (the night scenario), else QEMU exits
     firmware: Firmware = Firmware.BIOS
+    # the always-on head's second disk (serial chaos-state): its queue and homes
+    state_disk: Path | None = None
     # called on every turn of a wait: raises when something the lab needs (serve) has died
     watch: Callable[[], None] = lambda: None
     _sock: socket.socket | None = None
@@ -128,6 +132,13 @@ class Guest:
             "virtio-blk-pci,drive=d0",
             *tpms.qemu_args(self.tpm_socket),
         ]
+        if self.state_disk is not None:
+            argv += [
+                "-drive",
+                f"file={self.state_disk},format=raw,if=none,id=d1",
+                "-device",
+                f"virtio-blk-pci,drive=d1,serial={STATE_SERIAL}",
+            ]
         if boot == "iso":
             argv += [
                 "-drive",

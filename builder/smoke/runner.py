@@ -37,7 +37,7 @@ from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
 from builder.render import render_cluster
 from builder.run import process_failure, run
-from builder.smoke import admin_checks, secureboot, tpms
+from builder.smoke import admin_checks, dayandnight, secureboot, tpms
 from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
 from builder.smoke.dhcplog import last_answer
 from builder.smoke.firmware import Firmware
@@ -162,11 +162,27 @@ class Smoke:
         self.guests: dict[str, Guest] = {}
         self.disks: dict[str, str] = {}
         self.boot_timeout = BOOT_TIMEOUT
+        self.day_and_night = scenario.day_and_night
+        if self.day_and_night is not None:  # the head is no lab PC: members are the PCs
+            self.members = [m for m in self.members if m != self.day_and_night.head]
+            self.cluster = dayandnight.with_user_key(self.cluster, self.day_and_night, results)
+
+    @property
+    def nights(self) -> bool:
+        """Whether this lab has a schedule (VMs reboot and their disks boot the day OS)."""
+        return self.scenario.night_ends_after is not None or self.day_and_night is not None
 
     # -- build ----------------------------------------------------------------------
     def build(self) -> None:
         self.report.phase("build: PKI, render, image (base from cache when unchanged)")
         self.build_once()
+        if self.day_and_night is not None:
+            self.cluster = dayandnight.nights_cluster(self.cluster, self.day_and_night)
+            windows = self.cluster.section(NightModel).schedule.windows
+            self.report.phase(
+                f"nights: schedule {', '.join(windows)} UTC; rebuilding the node files"
+            )
+            self.build_once()
         if self.scenario.night_ends_after is not None:
             # the night ends ends_after seconds from now: a first build warms the base cache,
             # the second (node files only) carries the window counted from its own start
@@ -207,11 +223,14 @@ class Smoke:
         registry = registry_path(self.cluster, self.config)
         registry.unlink(missing_ok=True)
         spare = spare_node(self.scenario, self.cluster)
-        for name in [*self.members, *([spare] if spare else [])]:
-            state = self.results / (name if name in self.members else f"{name}-spare") / "tpm"
+        head = [self.day_and_night.head] if self.day_and_night else []
+        for name in [*head, *self.members, *([spare] if spare else [])]:
+            booted = name in self.members or name in head
+            state = self.results / (name if booted else f"{name}-spare") / "tpm"
             approve(registry, self.cluster, tpms.ek_hash_of(state), name, comment="smoke lab swtpm")
         self.report.phase(
             f"TPM registry {registry}: {len(self.members)} members"
+            + (f", the always-on head {head[0]}" if head else "")
             + (f", {spare} (a machine that never boots)" if spare else "")
         )
 
@@ -334,10 +353,13 @@ class Smoke:
         boot: str,
         media: dict[str, Path],
         firmware: Firmware | None = None,
+        state_disk: Path | None = None,
     ) -> Guest:
+        """A VM powered on; its disk is made on its first start only (a later start is a
+        power cycle of the same machine, with the same disk and TPM)."""
         workdir = self.results / name
         workdir.mkdir(parents=True, exist_ok=True)
-        night = self.scenario.night_ends_after is not None
+        night = self.nights
         guest = Guest(
             name,
             mac,
@@ -346,8 +368,12 @@ class Smoke:
             reboot=night,
             watch=self.watch,
             firmware=firmware or secureboot.firmware_for(self),
+            state_disk=state_disk,
         )
-        self.disks[name] = make_disk(guest.disk, boot_sector=boot_sector() if night else b"")
+        if name in self.disks:
+            guest.console.rename(workdir / f"console-{time.time_ns()}.log")
+        else:
+            self.disks[name] = make_disk(guest.disk, boot_sector=boot_sector() if night else b"")
         guest.tpm_proc = tpms.spawn_for_qemu(
             guest.tpm_state, guest.tpm_socket, workdir / "swtpm.log"
         )
@@ -486,6 +512,9 @@ class Smoke:
     def check(self, title: str, ok: bool, detail: str = "") -> bool:
         return self.report.check(title, ok, detail)
 
+    def phase(self, text: str) -> None:
+        self.report.phase(text)
+
     def run_check(self, check: Check) -> None:
         if check.rogue_as and check.rogue_as != self.rogue_kind():
             print(f"SKIP  {check.title} (left out: {ROGUE_KINDS[check.rogue_as]})", flush=True)
@@ -505,7 +534,8 @@ class Smoke:
                 text = text.replace("{peer}", self.address(peer))
             if self.scenario.rogue is not None:
                 text = text.replace("{rogue_name}", self.rogue_node.name)
-            for node in [*self.members, "rogue"] if self.scenario.rogue else self.members:
+            booted = [*self.scenario.boot, *(["rogue"] if self.scenario.rogue else [])]
+            for node in booted:  # the always-on head is booted, but no member
                 text = text.replace("{" + node + "}", self.address(node))
             return text
 
@@ -754,32 +784,43 @@ class Smoke:
         try:
             self.start_lab()
             self.check_served_files()
-            # the night: every PC powered on at once, as at 17:00
-            self.boot_members(together=self.scenario.night_ends_after is not None)
-            self.enrollment_times()
-            if self.scenario.secure_boot is not None:  # builder/smoke/secureboot.py
-                secureboot.check_members(self)
-                secureboot.check_negatives(self)
-            if self.scenario.rogue is not None:
-                self.boot_rogue()
-            for check in self.scenario.checks:
-                self.run_check(check)
-            for wire in self.scenario.wire:
-                self.run_wire(wire)
-            admin_checks.run_all(self, "formed")
-            self.evidence()
-            if self.scenario.night_ends_after is not None:
-                self.morning()
-                admin_checks.run_all(self, "morning")
-            if self.scenario.remove and self.scenario.remove in self.members:
-                self.power_off(self.scenario.remove, self.scenario.remove_within)
-                for check in self.scenario.after:
-                    self.run_check(check)
+            if self.day_and_night is not None:  # builder/smoke/dayandnight.py
+                dayandnight.run(self, self.day_and_night)
+            else:
+                self.one_night()
         except Exception as exc:  # noqa: BLE001 - report, collect evidence, always tear down
             self.report.check("scenario ran to the end", False, f"{type(exc).__name__}: {exc}")
             self.evidence()
         finally:
             self.teardown()
+        return self.finish()
+
+    def one_night(self) -> None:
+        """The lab of every scenario but day-and-night: the members boot, are checked, and
+        (with a night) leave at its end."""
+        # the night: every PC powered on at once, as at 17:00
+        self.boot_members(together=self.scenario.night_ends_after is not None)
+        self.enrollment_times()
+        if self.scenario.secure_boot is not None:  # builder/smoke/secureboot.py
+            secureboot.check_members(self)
+            secureboot.check_negatives(self)
+        if self.scenario.rogue is not None:
+            self.boot_rogue()
+        for check in self.scenario.checks:
+            self.run_check(check)
+        for wire in self.scenario.wire:
+            self.run_wire(wire)
+        admin_checks.run_all(self, "formed")
+        self.evidence()
+        if self.scenario.night_ends_after is not None:
+            self.morning()
+            admin_checks.run_all(self, "morning")
+        if self.scenario.remove and self.scenario.remove in self.members:
+            self.power_off(self.scenario.remove, self.scenario.remove_within)
+            for check in self.scenario.after:
+                self.run_check(check)
+
+    def finish(self) -> int:
         passed = len(self.report.results) - self.report.failed
         self.report.phase(f"results in {self.results}")
         print(f"smoke: {passed} passed, {self.report.failed} failed", flush=True)

@@ -9,12 +9,14 @@ file it will run with (its own, or the admin's `-c chaos.yaml`).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from builder.errors import ConfigError, Problem
+from builder.head.model import HeadModel
 from builder.loader import Document, Path_, dotted, load_file
 from builder.model import Cluster
 
@@ -98,6 +100,30 @@ class SecureBootLab:
 
 
 @dataclass(frozen=True)
+class Night:
+    """One night of a day-and-night lab: it starts `starts_after` seconds after the build (at
+    the next whole minute) and lasts `minutes`."""
+
+    starts_after: float
+    minutes: int
+
+
+@dataclass(frozen=True)
+class DayAndNight:
+    """The always-on head's lab (builder/smoke/dayandnight.py): `head` boots by day with a
+    blank state disk, `user` (its ssh key made by the lab) works from the campus namespace,
+    `keyless` is a user with no key; the other booted nodes are lab PCs of two nights."""
+
+    head: str
+    user: str
+    keyless: str
+    campus: str  # the user's address (inside login_from), in the campus namespace
+    outsider: str  # an address of the same campus outside login_from
+    nights: tuple[Night, Night]
+    array: int = 20
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -117,6 +143,7 @@ class Scenario:
     secure_boot: SecureBootLab | None = None
     # how CI's smoke tier boots this lab (`ci: {boot: pxe}`); None: CI does not run it
     ci_boot: str | None = None
+    day_and_night: DayAndNight | None = None
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -267,6 +294,43 @@ def _admin(r: _Reader, raw: Any, i: int) -> AdminCheck:
     )
 
 
+def _day_and_night(r: _Reader, raw: Any) -> DayAndNight:
+    at: Path_ = ("day_and_night",)
+    d = r.mapping(
+        raw or {}, at, {"head", "user", "keyless", "campus", "outsider", "nights", "array"}
+    )
+    nights = []
+    for i, item in enumerate(r.get(d, at, "nights", list, [], required=True)):
+        n = r.mapping(item, (*at, "nights", i), {"starts_after", "minutes"})
+        starts = r.get(n, (*at, "nights", i), "starts_after", float, 0.0, required=True)
+        minutes = r.get(n, (*at, "nights", i), "minutes", int, 0, required=True)
+        if not 60 <= starts <= 7200:
+            r.problem((*at, "nights", i, "starts_after"), f"{starts:g} is outside 60..7200 s")
+        if not 3 <= minutes <= 60:
+            r.problem((*at, "nights", i, "minutes"), f"{minutes} is outside 3..60 minutes")
+        nights.append(Night(starts, minutes))
+    if len(nights) != 2:
+        r.problem((*at, "nights"), f"give two nights (the first and the second), not {len(nights)}")
+        nights = [Night(60, 3), Night(600, 3)]
+    elif nights[1].starts_after < nights[0].starts_after + nights[0].minutes * 60 + 120:
+        r.problem(
+            (*at, "nights", 1, "starts_after"),
+            "the second night starts at least two minutes after the first one ends",
+        )
+    array = r.get(d, at, "array", int, 20)
+    if not 1 <= array <= 1000:
+        r.problem((*at, "array"), f"{array} is outside 1..1000 tasks")
+    return DayAndNight(
+        head=r.text(d, at, "head", required=True),
+        user=r.text(d, at, "user", required=True),
+        keyless=r.text(d, at, "keyless", required=True),
+        campus=r.text(d, at, "campus", required=True),
+        outsider=r.text(d, at, "outsider", required=True),
+        nights=(nights[0], nights[1]),
+        array=array,
+    )
+
+
 def _references(r: _Reader, scenario: Scenario) -> None:
     """Every node a check or wire check names is booted (or the rogue); placeholders known."""
     booted = set(scenario.boot)
@@ -301,7 +365,7 @@ def _references(r: _Reader, scenario: Scenario) -> None:
     for i, a in enumerate(scenario.admin):
         if a.node and a.node not in booted:
             r.problem(("admin", i, "node"), f"{a.node!r} is not booted by this scenario")
-        if a.when == "morning" and scenario.night_ends_after is None:
+        if a.when == "morning" and scenario.night_ends_after is None and not scenario.day_and_night:
             r.problem(("admin", i, "when"), "a check after the morning needs `night:`")
     if scenario.after and scenario.remove is None:
         r.problem(("after",), "checks after a power-off need `remove: {node: ...}`")
@@ -329,6 +393,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             "admin",
             "secure_boot",
             "ci",
+            "day_and_night",
         },
     )
     boot = r.get(raw, (), "boot", list, [], required=True)
@@ -358,6 +423,9 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         ci_boot = r.text(ci, ("ci",), "boot", required=True)
         if ci_boot not in BOOTS:
             r.problem(("ci", "boot"), f"{ci_boot!r} is not one of {', '.join(BOOTS)}")
+    day_and_night = _day_and_night(r, raw["day_and_night"]) if "day_and_night" in raw else None
+    if day_and_night is not None and night is not None:
+        r.problem(("night",), "a day-and-night lab sets its nights in day_and_night.nights")
     scenario = Scenario(
         name=path.parent.name,
         description=r.text(raw, (), "description", required=True),
@@ -373,6 +441,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         admin=tuple(_admin(r, a, i) for i, a in enumerate(r.items(raw, "admin"))),
         secure_boot=secure_boot,
         ci_boot=ci_boot,
+        day_and_night=day_and_night,
         file=doc.file,
         lines=dict(doc.lines),
     )
@@ -470,8 +539,47 @@ def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
                     f"{name} must be a node of {config} that the "
                     "scenario does not boot as a member",
                 )
+    if scenario.day_and_night is not None:
+        problems.extend(_fit_day_and_night(scenario, scenario.day_and_night, cluster, config))
     if problems:
         raise ConfigError(problems)
+
+
+def _fit_day_and_night(
+    scenario: Scenario, dn: DayAndNight, cluster: Cluster, config: Path
+) -> list[Problem]:
+    """The head is the cluster's always-on head and booted; the users are declared; the
+    campus address is inside login_from and the outsider's is not."""
+    out = []
+
+    def problem(key: str, message: str) -> None:
+        path: Path_ = ("day_and_night", key)
+        line = scenario.lines.get(path) or scenario.lines.get(path[:1])
+        out.append(Problem(scenario.file, line, dotted(path), message))
+
+    head = cluster.always_on_head
+    if head is None or head.name != dn.head:
+        problem("head", f"{dn.head} is not the always-on head of {config}")
+    if dn.head not in scenario.boot:
+        problem("head", f"{dn.head} is not booted by this scenario; add it to boot")
+    users = {u.name: u for u in cluster.section(HeadModel).users}
+    if dn.user not in users:
+        problem("user", f"{dn.user} is not a user of {config}")
+    if dn.keyless not in users or users[dn.keyless].ssh_keys or dn.keyless == dn.user:
+        problem(
+            "keyless", f"{dn.keyless} must be a user of {config} without ssh_keys, not {dn.user}"
+        )
+    for key, address, inside in (("campus", dn.campus, True), ("outsider", dn.outsider, False)):
+        try:
+            ip = ipaddress.IPv4Address(address)
+        except ValueError:
+            problem(key, f"{address!r} is not an IPv4 address")
+            continue
+        if any(ip in net for net in cluster.section(HeadModel).login_from) != inside:
+            problem(key, f"{address} must be {'inside' if inside else 'outside'} login_from")
+        if ip in cluster.network.subnet:
+            problem(key, f"{address} is on the lab segment {cluster.network.subnet}")
+    return out
 
 
 def spare_node(scenario: Scenario, cluster: Cluster) -> str:

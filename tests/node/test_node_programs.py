@@ -80,6 +80,20 @@ def test_selftest_verdict_is_ready_only_when_everything_is(fields, ready):
     assert f"disks={fields['disks']}" in line
 
 
+def test_selftest_on_the_always_on_head_allows_its_disks(tmp_path):
+    fields = {"node": "node01", **UP, "disks": "vda,vdb"}
+    assert selftest.verdict({"name": "node01"}, fields, head=True).startswith("CHAOS-READY ")
+    assert selftest.verdict({"name": "node01"}, fields).startswith("CHAOS-FAILED ")
+    night = tmp_path / "night.json"
+    assert not selftest.always_on(night), "no night.json: a lab PC"
+    doc = {"node": "node01", "windows": [], "time_zone": "UTC", "whole_days": [], "holidays": []}
+    doc |= {"stop_new_work_before": 1, "morning": "reboot", "time_source": "", "always_on": True}
+    night.write_text(json.dumps(doc))
+    assert selftest.always_on(night)
+    night.write_text("{")
+    assert not selftest.always_on(night)
+
+
 def test_selftest_without_node_settings_is_never_ready():
     fields = {"node": "unknown", **UP, "addr": "none"}
     assert selftest.verdict({}, fields).startswith("CHAOS-FAILED ")
