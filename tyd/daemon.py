@@ -333,7 +333,7 @@ class Node:
         out: list[tuple[str, ipaddress.IPv4Address, str]] = []
         now = self._clock()
         for name, (address, fp, asked) in list(self._hints.items()):
-            if self.map.get(name) is not None and name in self.map.live_names():
+            if self.map.get(name) is not None:  # its own record came, or we judged it
                 del self._hints[name]
             elif asked is None and len(out) < limit:
                 self._hints[name] = (address, fp, now)
@@ -434,7 +434,12 @@ class Node:
         return out
 
     def _hint(self, m: Member) -> None:
-        if m.name != self.cfg.node and m.name not in self._hints and len(self._hints) < MAX_HINTS:
+        if (
+            m.name != self.cfg.node
+            and self.map.get(m.name) is None  # only members we lack: our judgement stands
+            and m.name not in self._hints
+            and len(self._hints) < MAX_HINTS
+        ):
             self._hints[m.name] = (m.address, m.fingerprint, None)
 
     def _refused(self, exc: RecordError) -> None:
@@ -490,9 +495,12 @@ class Node:
         self._write_status()
 
     def _reseed(self) -> None:
-        """Knock on seeds that are not in the map: heals a cluster split at boot."""
+        """Knock on seeds that are not in the map: heals a cluster split at boot. (Swim:
+        not on a seed judged dead, which refutes with its own record if it is alive.)"""
         live = self.map.live_names()
         for seed in self.cfg.seeds:
+            if self._swim and self.map.get(seed.name) is not None:
+                continue  # swim: our judgement of it stands until its tombstone is gone
             if seed.name not in live:
                 self._spawn(self._hello(seed.name, seed.address, None))
 
@@ -614,11 +622,18 @@ class Node:
         return True
 
     def _merge_accusations(self, accusations: Iterable[Accusation], where: str) -> None:
-        """Accusations that are news, each verified with its accuser's current record."""
+        """Accusations that are news, each verified with its accuser's current record. One
+        of ourselves is refuted unverified: a newer record costs a signature, and its
+        accuser may be a member we never heard of, or judged dead since."""
         ok = []
         for a in accusations:
+            if not self.map.accusation_is_news(a):
+                continue
+            if a.target == self.cfg.node:
+                ok.append(a)
+                continue
             accuser = self.map.get(a.accuser)
-            if accuser is None or not self.map.accusation_is_news(a):
+            if accuser is None:
                 continue
             try:
                 ok.append(self._verifier.verify_accusation(a, accuser))
@@ -972,7 +987,9 @@ class Node:
         where = f"{peer} ({source})"
         self._merge_reply(self._with_certs(swapped.members), where)
         self._merge_accusations(swapped.accusations, where)
-        records, accusations = swim.given(self.map, swapped.want, {r.name for r in swapped.members})
+        records, accusations = swim.given(
+            self.map, swapped.want, swim.echoes(self.map, swapped.members), peer
+        )
         await write_message(writer, codec.give(records, accusations), timeout)
         self._count("msgs_out")
 

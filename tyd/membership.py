@@ -151,8 +151,9 @@ class ClusterMap:
         return rec.accusation if rec else None
 
     def accusation_is_news(self, a: Accusation) -> bool:
-        """Does it accuse a member's current record, not already accused? (Checked before
-        verifying it, so each is verified once.)"""
+        """Does it accuse a member's current record, not already accused (or accused by
+        one that loses the tie: every map keeps the same one, so digests agree)? Checked
+        before verifying it, so each is verified once."""
         if a.target == self._me.name:
             return self._me.state is State.ALIVE and a.version == self._me.version
         rec = self._records.get(a.target)
@@ -160,7 +161,7 @@ class ClusterMap:
             rec is not None
             and rec.member.state is State.ALIVE
             and rec.member.version == a.version
-            and rec.accusation is None
+            and (rec.accusation is None or _first(a, rec.accusation))
         )
 
     def merge_accusations(self, accusations: Iterable[Accusation]) -> None:
@@ -176,7 +177,9 @@ class ClusterMap:
                 self.refuted += 1
             else:
                 rec = self._records[a.target]
-                rec.accusation, rec.accused, rec.suspect = a, now, True
+                if rec.accusation is None:  # a tie-break keeps the time it became suspect
+                    rec.accused, rec.suspect = now, True
+                rec.accusation = a
             self.version += 1
 
     def heard_from(self, name: str) -> None:
@@ -278,8 +281,7 @@ class ClusterMap:
             rec.accusation = None  # it accused an older record: refuted
             if entry.version > old.version:
                 rec.heard = now
-            if entry.state is State.ALIVE:
-                rec.suspect = False
+            rec.suspect = False  # a newer word of its own
             if old.state is not entry.state:
                 rec.since = now
             changes.extend(_transition(old, entry))
@@ -366,6 +368,10 @@ class ClusterMap:
             state = "suspect" if rec.suspect else rec.member.state.value
             rows.append(View(rec.member, state, max(0.0, now - rec.heard)))
         return sorted(rows, key=lambda v: v.member.name)
+
+
+def _first(a: Accusation, b: Accusation) -> bool:
+    return (a.accuser, a.signature) < (b.accuser, b.signature)
 
 
 def _transition(old: Member, new: Member) -> list[Change]:

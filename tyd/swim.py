@@ -94,7 +94,11 @@ def wanted(cmap: ClusterMap, have: tuple[Have, ...]) -> tuple[str, ...]:
     member, send its certificate too)."""
     out = []
     for h in have:
-        if h.name == cmap.me.name or h.rev == NO_CERT:
+        if h.rev == NO_CERT:
+            continue
+        if h.name == cmap.me.name:  # its copy of us differs: an accusation to refute?
+            if h.rev != rev(cmap, cmap.me):
+                out.append(h.name)
             continue
         m = cmap.get(h.name)
         if m is None or m.state is State.DEAD:
@@ -104,10 +108,22 @@ def wanted(cmap: ClusterMap, have: tuple[Have, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def echoes(cmap: ClusterMap, records: tuple[Member, ...]) -> set[str]:
+    """Of the records a peer just sent (and we merged), those we now hold as it sent them:
+    no need to send them back. An older copy it sent gets ours in return."""
+    out = set()
+    for r in records:
+        held = cmap.get(r.name)
+        if held is not None and held.version == r.version and held.state is r.state:
+            out.add(r.name)
+    return out
+
+
 def given(
-    cmap: ClusterMap, want: tuple[str, ...], received: set[str]
+    cmap: ClusterMap, want: tuple[str, ...], received: set[str], peer: str
 ) -> tuple[tuple[Member, ...], tuple[Accusation, ...]]:
-    """The records and accusations a peer wanted, minus records it just sent us itself."""
+    """The records and accusations a peer wanted, minus those of `received` (swim.echoes:
+    it sent us the very record)."""
     records: list[Member] = []
     accusations: list[Accusation] = []
     for item in want:
@@ -115,7 +131,7 @@ def given(
         m = cmap.get(name)
         if m is None or m.proof is None or m.state is State.DEAD:
             continue  # our own judgement never travels
-        if name not in received:
+        if name not in received and name != peer:  # never its own record (its author)
             records.append(m if item.endswith(WANT_CERT) else _lean(m))
         a = cmap.accusation_of(name)
         if a is not None:
