@@ -41,8 +41,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "tyd"))
 
 from charon_peers import rss_mb  # noqa: E402
+from helpers import address, name, raw_config  # noqa: E402
 
 from builder.model import KeyType  # noqa: E402
 from builder.pki import Identity, Pki, cert_pem, key_pem, make_node_cert, new_key  # noqa: E402
@@ -56,7 +58,8 @@ from tyd.tls import pem_cert_der  # noqa: E402
 CLUSTER = "lab-scale"
 HEARTBEAT, SUSPECT, REMOVE, SKEW = 5.0, 15.0, 30.0, 30.0  # chaos.yaml's defaults
 FANOUT = 3
-REAL = ipaddress.IPv4Address("127.0.0.10")
+REAL = ipaddress.IPv4Address(address(0))
+REAL_NAME = name(0)
 
 
 def member_address(i: int) -> ipaddress.IPv4Address:
@@ -288,7 +291,7 @@ class Cluster:
             self.c.bytes_out += size
             self.take(reply)
             if reply.kind is Kind.ACK and reply.diff:
-                records, accusations = swim.delta(self.view, reply.have, reply.diff, "real")
+                records, accusations = swim.delta(self.view, reply.have, reply.diff, REAL_NAME)
                 back = codec.encode(
                     codec.swap(records, accusations, swim.wanted(self.view, reply.have))
                 )
@@ -320,54 +323,25 @@ JOIN_CAP = 120.0  # seconds: a join not done by then is reported as such, then m
 
 
 def real_config(pki: Pki, root: Path, mode: str, seed: Sim) -> Path:
-    paths = pki.paths
-    run = root / "run"
-    doc = {
-        "cluster": CLUSTER,
-        "node": "real",
-        "address": str(REAL),
-        "subnet": "127.0.0.0/8",
-        "port": PORT,
-        "seeds": [{"name": seed.name, "address": str(seed.address)}],
-        "heartbeat_seconds": HEARTBEAT,
-        "suspect_after_seconds": SUSPECT,
-        "remove_after_seconds": REMOVE,
-        "clock_skew_seconds": SKEW,
-        "gossip": mode,
-        "gossip_fanout": FANOUT,
-        "io_timeout_seconds": 10.0,
-        "max_connections": 4096,
-        "max_connections_per_source": 64,
-        "tls": {
-            "cert": str(paths.node_cert("real")),
-            "key": str(paths.node_key("real")),
-            "ca": str(paths.ca_cert),
-            "crl": str(paths.crl),
-        },
-        "exports": {
-            k: str(run / f)
-            for k, f in (
-                ("json", "map.json"),
-                ("mosix", "mosix.map"),
-                ("hostfile", "hostfile"),
-                ("status", "status.json"),
-            )
-        },
-        "hooks": {
-            "vici_socket": None,
-            "nft_table": "inet chaos",
-            "nft_set": None,
-            "static_peers": [],
-            "ipsec": {
-                "scope": "all",
-                "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
-                "esp_proposals": ["aes128gcm16-x25519"],
-                "rekey_minutes": 60,
-                "dpd_seconds": 30,
-                "protected_ports": [PORT],
-            },
-        },
-    }
+    """The real daemon's tyd.json: tests/tyd/helpers.py's builder, node00 at 127.0.0.10."""
+    doc = raw_config(
+        pki,
+        0,
+        PORT,
+        root / "run",
+        cluster=CLUSTER,
+        subnet="127.0.0.0/8",
+        seeds=[{"name": seed.name, "address": str(seed.address)}],
+        heartbeat_seconds=HEARTBEAT,
+        suspect_after_seconds=SUSPECT,
+        remove_after_seconds=REMOVE,
+        clock_skew_seconds=SKEW,
+        gossip=mode,
+        gossip_fanout=FANOUT,
+        io_timeout_seconds=10.0,
+        max_connections=4096,
+        max_connections_per_source=64,
+    )
     path = root / f"tyd-{mode}.json"
     path.write_text(json.dumps(doc))
     return path
@@ -380,7 +354,7 @@ def cpu_seconds(pid: int) -> float:
 
 def live_count(root: Path) -> int:
     try:
-        doc = json.loads((root / "run" / "map.json").read_text())
+        doc = json.loads((root / "run" / REAL_NAME / "map.json").read_text())
         return sum(1 for m in doc["members"] if m.get("state") == "alive")
     except (OSError, ValueError, KeyError, TypeError):
         return 0
@@ -389,7 +363,7 @@ def live_count(root: Path) -> int:
 async def run_one(
     pki: Pki, root: Path, sims: list[Sim], mode: str, window: float
 ) -> dict[str, float]:
-    cluster = Cluster(sims, mode, pem_cert_der(pki.paths.node_cert("real")))
+    cluster = Cluster(sims, mode, pem_cert_der(pki.paths.node_cert(REAL_NAME)))
     servers = [
         await asyncio.start_server(
             cluster.serve, host=str(s.address), port=PORT, ssl=s.server_ctx, backlog=64
@@ -397,7 +371,7 @@ async def run_one(
         for s in sims
     ]
     cfg = real_config(pki, root, mode, sims[0])
-    (root / "run" / "map.json").unlink(missing_ok=True)
+    (root / "run" / REAL_NAME / "map.json").unlink(missing_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tyd", "--config", str(cfg)],
         cwd=Path(__file__).resolve().parent.parent,
@@ -491,7 +465,7 @@ def main() -> int:
         pki = Pki(root / "pki", KeyType.ED25519)
         now = dt.datetime.now(dt.UTC)
         pki.init_ca(CLUSTER, now, 2)
-        pki.issue(Identity("real", "real.lab.example", REAL), CLUSTER, now, 2)
+        pki.issue(Identity(REAL_NAME, f"{REAL_NAME}.lab.example", REAL), CLUSTER, now, 2)
         for n in sizes:
             made = time.monotonic()
             sims = make_members(root, pki, n)

@@ -293,6 +293,8 @@ class ClusterMap:
         outrun it so that our current entry wins everywhere."""
         if self._me.state is not State.ALIVE or entry.version < self._me.version:
             return
+        if self.probing and entry.version == self._me.version and entry.state is State.ALIVE:
+            return  # swim: our own record echoed (a WELCOME holds us), nothing to outrun
         if entry.incarnation > self._me.incarnation:
             me = dataclasses.replace(self._me, incarnation=entry.incarnation + 1, heartbeat=0)
         else:
