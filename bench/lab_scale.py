@@ -331,7 +331,7 @@ def real_config(pki: Pki, root: Path, mode: str, seed: Sim) -> Path:
         root / "run",
         cluster=CLUSTER,
         subnet="127.0.0.0/8",
-        seeds=[{"name": seed.name, "address": str(seed.address)}],
+        seeds=(),
         heartbeat_seconds=HEARTBEAT,
         suspect_after_seconds=SUSPECT,
         remove_after_seconds=REMOVE,
@@ -342,6 +342,7 @@ def real_config(pki: Pki, root: Path, mode: str, seed: Sim) -> Path:
         max_connections=4096,
         max_connections_per_source=64,
     )
+    doc["seeds"] = [{"name": seed.name, "address": str(seed.address)}]
     path = root / f"tyd-{mode}.json"
     path.write_text(json.dumps(doc))
     return path
