@@ -9,6 +9,7 @@ import dataclasses
 import ipaddress
 import time
 from pathlib import Path
+from typing import Any
 
 from helpers import CLUSTER, address, converged, exchange, name, node_config, signed_by, wait_for
 
@@ -22,7 +23,7 @@ from tyd.tls import pem_cert_der
 
 INSIDER = 2
 # slow enough for a loaded machine: a suspect here would be the machine, not the protocol
-TIMES = {
+TIMES: dict[str, Any] = {
     "heartbeat_seconds": 0.25,
     "suspect_after_seconds": 2.0,
     "remove_after_seconds": 4.0,
