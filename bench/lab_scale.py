@@ -11,7 +11,8 @@ tyd ClusterMap holding every member's latest records and beats), and the daemon 
 `gossip_fanout` times per tick, as N members picking 3 peers each would. Printed per size
 and protocol: the daemon's CPU seconds per minute, payload bytes per second in and out (tyd
 frames; TLS adds about 2.3 KB per connection, counted in the connections column), RSS, the
-time it took to join; then the rounds and seconds for a join and a leave to reach every
+time it took to join (until the daemon is a Philip: every member added it, measured from
+then on); then the rounds and seconds for a join and a leave to reach every
 member, from an epidemic model of the same exchange pattern (push-pull with 3 random peers
 a tick; full: the joiner HELLOs every member, a leaver tells every member). Swim: the members
 sign nothing per tick (a record is signed again, same version, to stay fresh), the daemon is
@@ -353,6 +354,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def has_joined(root: Path) -> bool:
+    """The daemon is a Philip: every member it knows has added it (status.json)."""
+    try:
+        return bool(json.loads((root / "run" / REAL_NAME / "status.json").read_text())["joined"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def live_count(root: Path) -> int:
     try:
         doc = json.loads((root / "run" / REAL_NAME / "map.json").read_text())
@@ -373,6 +382,7 @@ async def run_one(
     ]
     cfg = real_config(pki, root, mode, sims[0])
     (root / "run" / REAL_NAME / "map.json").unlink(missing_ok=True)
+    (root / "run" / REAL_NAME / "status.json").unlink(missing_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tyd", "--config", str(cfg)],
         cwd=Path(__file__).resolve().parent.parent,
@@ -390,7 +400,9 @@ async def run_one(
             tick_start = time.monotonic()
             cluster.tick()
             late = tick_start - started > JOIN_CAP
-            if joined_after != joined_after and (live_count(root) >= n + 1 or late):  # nan
+            if joined_after != joined_after and (
+                (has_joined(root) and live_count(root) >= n + 1) or late
+            ):  # nan
                 joined_after = tick_start - started if not late else float("inf")
             elif joined_after == joined_after and not measuring:  # one tick to settle
                 measuring, t0, cpu0 = True, tick_start, cpu_seconds(proc.pid)

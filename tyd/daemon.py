@@ -4,7 +4,8 @@ Every exchange is one short mutual-TLS connection carrying one request and at mo
 reply: HELLO -> WELCOME (add me, here is the map), SYNC -> MAP (gossip: heartbeats and
 anti-entropy), LEAVE. A starting node (Terrence) HELLOs a seed or any node it has ever
 known, then every member of the map it gets back, until every live member it knows has
-welcomed it; then it is a Philip. Each tick a node advances its heartbeat and SYNCs with
+welcomed it (swim: probed it, which adds us as well and swaps only the buckets that
+differ); then it is a Philip. Each tick a node advances its heartbeat and SYNCs with
 `gossip_fanout` random members.
 
 With `gossip: digest` (the default; tyd.gossip) a tick pulls instead: DIGEST -> DELTA, so
@@ -274,7 +275,7 @@ class Node:
             await self._hooks.drain(self.cfg.io_timeout_seconds)  # see HookRunner.settled
             await asyncio.gather(
                 *(self._hello_member(m) for m in pending),
-                *(self._hello(n, a, fp) for n, a, fp in hinted),
+                *(self._ask_hinted(n, a, fp) for n, a, fp in hinted),
             )
             tried = {m.name for m in pending}
             left = {m.name for m in self.map.live()} - self.welcomed
@@ -301,7 +302,22 @@ class Node:
         async with self._outbound:
             if m.name in self.welcomed:  # it HELLOed us while we waited our turn
                 return
+        if self._swim:  # a PROBE adds us too, and brings only the buckets that differ
+            self._syncing.add(m.name)
+            try:
+                await self._swim_pull(m)
+            finally:
+                self._syncing.discard(m.name)
+            return
         await self._hello(m.name, m.address, m.fingerprint)
+
+    async def _ask_hinted(self, name: str, address: ipaddress.IPv4Address, fp: str) -> None:
+        """A member met only in a stale record: ask it directly; its answer carries its own
+        record, fresh (swim: a PROBE, whose GIVE holds it, as we lack it)."""
+        if self._swim:
+            await self._swim_pull(Member(name, address, fp, State.ALIVE, 0, 0))
+        else:
+            await self._hello(name, address, fp)
 
     def _knows_me(self, peer: str, members: Iterable[Member]) -> None:
         """A peer whose map holds us has added us: no need to ask it again."""
@@ -475,7 +491,7 @@ class Node:
                 self._syncing.add(target.name)
                 self._spawn(self._probe(target))
             for name, address, fp in self._take_hints(limit=2):
-                self._spawn(self._hello(name, address, fp))
+                self._spawn(self._ask_hinted(name, address, fp))
         elif self.joined:  # a Terrence is busy asking to be added; Philips gossip
             live = [
                 m
@@ -617,6 +633,8 @@ class Node:
         )
         if reply is None:
             return False
+        if m.name not in self.welcomed:
+            self.log.info("welcomed by %s (%s)", m.name, m.address)
         self.map.heard_from(m.name)
         self.welcomed.add(m.name)  # it took our record (else it refused us)
         return True
