@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """One real tyd daemon (`python -m tyd`, its own process) inside a simulated cluster of N
-members on loopback, today's protocol (`gossip: full`) beside digest gossip in the same run.
+members on loopback, today's protocol (`gossip: full`) beside digest and swim gossip in the
+same run.
 
 The simulated members are real TLS endpoints (one per member address, each with its own
 certificate from the cluster CA) driven by this process: every member signs a heartbeat
@@ -10,9 +11,13 @@ tyd ClusterMap holding every member's latest records and beats), and the daemon 
 `gossip_fanout` times per tick, as N members picking 3 peers each would. Printed per size
 and protocol: the daemon's CPU seconds per minute, payload bytes per second in and out (tyd
 frames; TLS adds about 2.3 KB per connection, counted in the connections column), RSS, the
-time it took to join; then the rounds and seconds for a join and a leave to reach every
+time it took to join (until the daemon is a Philip: every member added it, measured from
+then on); then the rounds and seconds for a join and a leave to reach every
 member, from an epidemic model of the same exchange pattern (push-pull with 3 random peers
-a tick; full: the joiner HELLOs every member, a leaver tells every member).
+a tick; full: the joiner HELLOs every member, a leaver tells every member). Swim: the members
+sign nothing per tick (a record is signed again, same version, to stay fresh), the daemon is
+probed once a tick (N members probing one member each) and probes one itself; the model is
+push-pull with one peer a tick, a joiner HELLOs every member as in the other modes.
 
     .venv/bin/python bench/lab_scale.py [--sizes 100,500,2000] [--window 45]
 """
@@ -37,12 +42,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "tyd"))
 
 from charon_peers import rss_mb  # noqa: E402
+from helpers import address, name, raw_config  # noqa: E402
 
 from builder.model import KeyType  # noqa: E402
 from builder.pki import Identity, Pki, cert_pem, key_pem, make_node_cert, new_key  # noqa: E402
-from tyd import codec, gossip  # noqa: E402
+from tyd import codec, gossip, swim  # noqa: E402
 from tyd.codec import Kind, Message  # noqa: E402
 from tyd.member import Member, State  # noqa: E402
 from tyd.membership import ClusterMap, Timing  # noqa: E402
@@ -52,7 +59,8 @@ from tyd.tls import pem_cert_der  # noqa: E402
 CLUSTER = "lab-scale"
 HEARTBEAT, SUSPECT, REMOVE, SKEW = 5.0, 15.0, 30.0, 30.0  # chaos.yaml's defaults
 FANOUT = 3
-REAL = ipaddress.IPv4Address("127.0.0.10")
+REAL = ipaddress.IPv4Address(address(0))
+REAL_NAME = name(0)
 
 
 def member_address(i: int) -> ipaddress.IPv4Address:
@@ -131,9 +139,14 @@ class Cluster:
         self.sims, self.mode, self.real_cert = sims, mode, real_cert
         self.by_name = {s.name: s for s in sims}
         self._welcome: tuple[int, bytes] = (-1, b"")
-        self.view = ClusterMap(
-            sims[0].record, Timing(SUSPECT, REMOVE, REMOVE + 3 * SKEW), time.monotonic
+        timing = Timing(
+            SUSPECT,
+            REMOVE,
+            REMOVE + 3 * SKEW,
+            suspicion_after=REMOVE if mode == "swim" else 0.0,
+            round_seconds=HEARTBEAT,
         )
+        self.view = ClusterMap(sims[0].record, timing, time.monotonic)
         self.view.merge(s.record for s in sims[1:])
         self.c = Counters()
         self.ticks = 0
@@ -143,6 +156,13 @@ class Cluster:
         """Every member beats; records are re-signed as the protocol wants."""
         self.ticks += 1
         full = self.mode == "full"
+        if self.mode == "swim":  # the same record again, fresh: no news for anyone
+            if self.ticks % self.refresh == 1:
+                for s in self.sims:
+                    s.record = s.signer(s.record)
+                    self.view.freshen(s.record)
+                self.view._me = self.sims[0].record  # noqa: SLF001 - the view speaks for m0000
+            return
         for s in self.sims:
             if full or self.ticks % self.refresh == 0:
                 s.record = s.signer(dataclasses.replace(s.record, heartbeat=s.record.heartbeat + 1))
@@ -171,6 +191,7 @@ class Cluster:
         self.view.merge(r for r in fixed if r.name not in self.by_name)
         beats = list(msg.beats) + ([msg.beat] if msg.beat else [])
         self.view.merge_beats(b for b in beats if b.name not in self.by_name)
+        self.view.merge_accusations(a for a in msg.accusations if a.target not in self.by_name)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -178,6 +199,9 @@ class Cluster:
             self.c.bytes_out += size
             self.c.conns += 1
             self.take(msg)
+            if msg.kind is Kind.PROBE:
+                await self.answer_probe(msg, reader, writer)
+                return
             data, want = self.answer(msg)
             if data:
                 DEBUG[f"reply-{data[3]}"] = DEBUG.get(f"reply-{data[3]}", 0) + len(data)
@@ -195,6 +219,29 @@ class Cluster:
         finally:
             writer.close()
 
+    async def answer_probe(
+        self, msg: Message, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        which = swim.diff(swim.buckets(self.view), msg.buckets)
+        data = codec.encode(codec.ack(which, swim.summary(self.view, which)))
+        self.c.bytes_in += len(data)
+        writer.write(data)
+        await writer.drain()
+        if not which:
+            return
+        swapped, size = await read_frame(reader)
+        self.c.bytes_out += size
+        self.take(swapped)
+        asker = msg.sender.name if msg.sender else ""
+        back = codec.encode(
+            codec.give(
+                *swim.given(self.view, swapped.want, swim.echoes(self.view, swapped.members), asker)
+            )
+        )
+        self.c.bytes_in += len(back)
+        writer.write(back)
+        await writer.drain()
+
     def answer(self, msg: Message) -> tuple[bytes, bool]:
         """The encoded reply (the whole map is encoded once a tick), and whether a PUSH
         follows."""
@@ -211,6 +258,8 @@ class Cluster:
             records, beats = gossip.delta(self.view, msg.have, asker)
             want = gossip.wanted(self.view, msg.have, asker)
             return codec.encode(codec.delta(records, beats, want)), bool(want)
+        if msg.kind is Kind.PROBE_REQ:  # every simulated member answers its probes
+            return codec.encode(codec.probed(True)), False
         return b"", False
 
     async def ask(self, sim: Sim, delay: float) -> None:
@@ -218,6 +267,8 @@ class Cluster:
         await asyncio.sleep(delay)
         if self.mode == "full":
             msg = codec.sync(CLUSTER, sim.record, self.view.members())
+        elif self.mode == "swim":
+            msg = codec.probe(CLUSTER, sim.record, swim.buckets(self.view))
         else:
             beat = self.view.beat_of(sim.name) or sim.signer.beat(sim.record, sim.beats)
             msg = codec.digest(CLUSTER, sim.record, beat, gossip.summary(self.view))
@@ -240,6 +291,17 @@ class Cluster:
             reply, size = await read_frame(reader)
             self.c.bytes_out += size
             self.take(reply)
+            if reply.kind is Kind.ACK and reply.diff:
+                records, accusations = swim.delta(self.view, reply.have, reply.diff, REAL_NAME)
+                back = codec.encode(
+                    codec.swap(records, accusations, swim.wanted(self.view, reply.have))
+                )
+                self.c.bytes_in += len(back)
+                writer.write(back)
+                await writer.drain()
+                given, size = await read_frame(reader)
+                self.c.bytes_out += size
+                self.take(given)
             if reply.kind is Kind.DELTA and reply.want:
                 records, beats = gossip.pushed(self.view, reply.want, set())
                 back = codec.encode(codec.push(records, beats))
@@ -255,60 +317,33 @@ class Cluster:
             writer.close()
 
 
+MODES = ("full", "digest", "swim")
 PORT = 0
 DEBUG: dict[str, int] = {}
 JOIN_CAP = 120.0  # seconds: a join not done by then is reported as such, then measured
 
 
 def real_config(pki: Pki, root: Path, mode: str, seed: Sim) -> Path:
-    paths = pki.paths
-    run = root / "run"
-    doc = {
-        "cluster": CLUSTER,
-        "node": "real",
-        "address": str(REAL),
-        "subnet": "127.0.0.0/8",
-        "port": PORT,
-        "seeds": [{"name": seed.name, "address": str(seed.address)}],
-        "heartbeat_seconds": HEARTBEAT,
-        "suspect_after_seconds": SUSPECT,
-        "remove_after_seconds": REMOVE,
-        "clock_skew_seconds": SKEW,
-        "gossip": mode,
-        "gossip_fanout": FANOUT,
-        "io_timeout_seconds": 10.0,
-        "max_connections": 4096,
-        "max_connections_per_source": 64,
-        "tls": {
-            "cert": str(paths.node_cert("real")),
-            "key": str(paths.node_key("real")),
-            "ca": str(paths.ca_cert),
-            "crl": str(paths.crl),
-        },
-        "exports": {
-            k: str(run / f)
-            for k, f in (
-                ("json", "map.json"),
-                ("mosix", "mosix.map"),
-                ("hostfile", "hostfile"),
-                ("status", "status.json"),
-            )
-        },
-        "hooks": {
-            "vici_socket": None,
-            "nft_table": "inet chaos",
-            "nft_set": None,
-            "static_peers": [],
-            "ipsec": {
-                "scope": "all",
-                "ike_proposals": ["aes128gcm16-prfsha256-x25519"],
-                "esp_proposals": ["aes128gcm16-x25519"],
-                "rekey_minutes": 60,
-                "dpd_seconds": 30,
-                "protected_ports": [PORT],
-            },
-        },
-    }
+    """The real daemon's tyd.json: tests/tyd/helpers.py's builder, node00 at 127.0.0.10."""
+    doc = raw_config(
+        pki,
+        0,
+        PORT,
+        root / "run",
+        cluster=CLUSTER,
+        subnet="127.0.0.0/8",
+        seeds=(),
+        heartbeat_seconds=HEARTBEAT,
+        suspect_after_seconds=SUSPECT,
+        remove_after_seconds=REMOVE,
+        clock_skew_seconds=SKEW,
+        gossip=mode,
+        gossip_fanout=FANOUT,
+        io_timeout_seconds=10.0,
+        max_connections=4096,
+        max_connections_per_source=64,
+    )
+    doc["seeds"] = [{"name": seed.name, "address": str(seed.address)}]
     path = root / f"tyd-{mode}.json"
     path.write_text(json.dumps(doc))
     return path
@@ -319,9 +354,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def has_joined(root: Path) -> bool:
+    """The daemon is a Philip: every member it knows has added it (status.json)."""
+    try:
+        return bool(json.loads((root / "run" / REAL_NAME / "status.json").read_text())["joined"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def live_count(root: Path) -> int:
     try:
-        doc = json.loads((root / "run" / "map.json").read_text())
+        doc = json.loads((root / "run" / REAL_NAME / "map.json").read_text())
         return sum(1 for m in doc["members"] if m.get("state") == "alive")
     except (OSError, ValueError, KeyError, TypeError):
         return 0
@@ -330,7 +373,7 @@ def live_count(root: Path) -> int:
 async def run_one(
     pki: Pki, root: Path, sims: list[Sim], mode: str, window: float
 ) -> dict[str, float]:
-    cluster = Cluster(sims, mode, pem_cert_der(pki.paths.node_cert("real")))
+    cluster = Cluster(sims, mode, pem_cert_der(pki.paths.node_cert(REAL_NAME)))
     servers = [
         await asyncio.start_server(
             cluster.serve, host=str(s.address), port=PORT, ssl=s.server_ctx, backlog=64
@@ -338,7 +381,8 @@ async def run_one(
         for s in sims
     ]
     cfg = real_config(pki, root, mode, sims[0])
-    (root / "run" / "map.json").unlink(missing_ok=True)
+    (root / "run" / REAL_NAME / "map.json").unlink(missing_ok=True)
+    (root / "run" / REAL_NAME / "status.json").unlink(missing_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tyd", "--config", str(cfg)],
         cwd=Path(__file__).resolve().parent.parent,
@@ -356,7 +400,9 @@ async def run_one(
             tick_start = time.monotonic()
             cluster.tick()
             late = tick_start - started > JOIN_CAP
-            if joined_after != joined_after and (live_count(root) >= n + 1 or late):  # nan
+            if joined_after != joined_after and (
+                (has_joined(root) and live_count(root) >= n + 1) or late
+            ):  # nan
                 joined_after = tick_start - started if not late else float("inf")
             elif joined_after == joined_after and not measuring:  # one tick to settle
                 measuring, t0, cpu0 = True, tick_start, cpu_seconds(proc.pid)
@@ -368,7 +414,7 @@ async def run_one(
                 await asyncio.gather(
                     *(
                         cluster.ask(s, rng.uniform(0, HEARTBEAT * 0.8))
-                        for s in rng.sample(sims, FANOUT)
+                        for s in rng.sample(sims, 1 if mode == "swim" else FANOUT)
                     )
                 )
             await asyncio.sleep(max(0.0, HEARTBEAT - (time.monotonic() - tick_start)))
@@ -399,8 +445,9 @@ async def run_one(
 def spread_rounds(n: int, mode: str, event: str, rng: random.Random) -> int:
     """Rounds until every member knows of a join or a leave (the epidemic of the exchange
     pattern above). Full gossip tells everyone directly: one round of n exchanges."""
-    if mode == "full":
+    if mode == "full" or (mode == "swim" and event == "join"):
         return 1
+    fanout = 1 if mode == "swim" else FANOUT
     knows = [False] * n
     for k in rng.sample(range(n), min(n, 1 if event == "join" else 2 * FANOUT)):
         knows[k] = True
@@ -409,7 +456,7 @@ def spread_rounds(n: int, mode: str, event: str, rng: random.Random) -> int:
         rounds += 1
         before = knows[:]
         for i in range(n):
-            for j in rng.sample(range(n), FANOUT):
+            for j in rng.sample(range(n), fanout):
                 if before[i] or before[j]:  # push-pull: either side passes it on
                     knows[i] = knows[j] = True
     return rounds
@@ -420,7 +467,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100,500,2000")
     ap.add_argument("--window", type=float, default=45.0, help="seconds measured per run")
+    ap.add_argument("--modes", default=",".join(MODES), help="gossip modes to run, in order")
     args = ap.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
     sizes = [int(x) for x in args.sizes.split(",")]
     PORT = random.randint(30000, 40000)
     rows = []
@@ -429,14 +478,14 @@ def main() -> int:
         pki = Pki(root / "pki", KeyType.ED25519)
         now = dt.datetime.now(dt.UTC)
         pki.init_ca(CLUSTER, now, 2)
-        pki.issue(Identity("real", "real.lab.example", REAL), CLUSTER, now, 2)
+        pki.issue(Identity(REAL_NAME, f"{REAL_NAME}.lab.example", REAL), CLUSTER, now, 2)
         for n in sizes:
             made = time.monotonic()
             sims = make_members(root, pki, n)
             print(
                 f"N={n}: {n} simulated members made in {time.monotonic() - made:.1f} s", flush=True
             )
-            for mode in ("full", "digest"):
+            for mode in modes:
                 r = asyncio.run(run_one(pki, root, sims, mode, args.window))
                 rows.append((n, mode, r))
                 if os.environ.get("LAB_SCALE_DEBUG"):
@@ -452,16 +501,16 @@ def main() -> int:
                 )
     rng = random.Random(7)
     print(
-        "\nspread to every member (model, push-pull with 3 random peers a tick, "
+        "\nspread to every member (model, push-pull with 3 random peers a tick, swim 1, "
         f"tick {HEARTBEAT:.0f} s; median of 5):"
     )
     for n in sizes:
-        for mode in ("full", "digest"):
+        for mode in modes:
             for event in ("join", "leave"):
                 rounds = statistics.median(spread_rounds(n, mode, event, rng) for _ in range(5))
                 extra = (
                     f" ({n} exchanges by the {'joiner' if event == 'join' else 'leaver'})"
-                    if mode == "full"
+                    if rounds == 1
                     else ""
                 )
                 print(

@@ -18,6 +18,14 @@ summary entry was newer or unknown there (`name+`: with the certificate, `name.`
 its heartbeat); the asker then
 PUSHes those on the same connection. A heartbeat (tyd.member.Beat) is a small signed
 record without a certificate.
+
+Swim gossip (tyd.swim; new message types again): PROBE carries the asker's record without
+its certificate and one digest per bucket of the map (BUCKETS of them, 16 hex digits each),
+so its size does not depend on the number of members; ACK names the buckets that differ
+(`diff`) and the answerer's summary of those buckets only; then SWAP (the records and
+accusations the answerer lacks, and what the asker wants) and GIVE (what was wanted). An
+accusation (tyd.member.Accusation) is `[target, inc, hb, accuser, ts, sig]`. PROBE_REQ asks
+a member to probe `target` for the asker (an indirect probe); PROBED says whether it answered.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import CodecError
-from .member import Beat, Member, Proof, State
+from .member import Accusation, Beat, Member, Proof, State
 
 MAGIC = b"TY"
 VERSION = 2  # 2: self-certifying member records
@@ -64,11 +72,28 @@ class Kind(enum.IntEnum):
     DIGEST = 7  # request: my record, my heartbeat, a summary of what I hold
     DELTA = 8  # reply to DIGEST: only what the summary lacks, and what it wants back
     PUSH = 9  # after DELTA, same connection: what it wanted
+    PROBE = 10  # request (swim): my record, one digest per bucket of my map
+    ACK = 11  # reply to PROBE: the buckets that differ, my summary of those
+    SWAP = 12  # after ACK, same connection: what the answerer lacks, what I want
+    GIVE = 13  # after SWAP: what was wanted
+    PROBE_REQ = 14  # request (swim): probe `target` for me (an indirect probe)
+    PROBED = 15  # reply to PROBE_REQ: did it answer
 
 
-REQUESTS = frozenset({Kind.HELLO, Kind.SYNC, Kind.LEAVE, Kind.DIGEST})
-REPLY_TO = {Kind.HELLO: Kind.WELCOME, Kind.SYNC: Kind.MAP, Kind.DIGEST: Kind.DELTA}
-LEAN_OK = frozenset({Kind.DIGEST, Kind.DELTA, Kind.PUSH})
+REQUESTS = frozenset({Kind.HELLO, Kind.SYNC, Kind.LEAVE, Kind.DIGEST, Kind.PROBE, Kind.PROBE_REQ})
+REPLY_TO = {
+    Kind.HELLO: Kind.WELCOME,
+    Kind.SYNC: Kind.MAP,
+    Kind.DIGEST: Kind.DELTA,
+    Kind.PROBE: Kind.ACK,
+    Kind.PROBE_REQ: Kind.PROBED,
+}
+LEAN_OK = frozenset(
+    {Kind.DIGEST, Kind.DELTA, Kind.PUSH, Kind.PROBE, Kind.SWAP, Kind.GIVE, Kind.PROBE_REQ}
+)
+LEAN_SENDER = frozenset({Kind.DIGEST, Kind.PROBE, Kind.PROBE_REQ})  # TLS carried the cert
+BUCKETS = 32  # a PROBE carries this many bucket digests, whatever the size of the map
+BUCKET_RE = re.compile(r"[0-9a-f]{16}")
 WANT_CERT = "+"
 WANT_BEAT = "."  # records may come without certificates
 REV_RE = re.compile(r"[0-9a-f]{8}|-")
@@ -95,6 +120,11 @@ class Message:
     have: tuple[Have, ...] = ()
     beats: tuple[Beat, ...] = ()
     want: tuple[str, ...] = ()  # member names; WANT_CERT appended: with its certificate
+    buckets: tuple[str, ...] = ()  # PROBE: one digest per bucket
+    diff: tuple[int, ...] = ()  # ACK: the buckets that differ
+    accusations: tuple[Accusation, ...] = ()
+    target: str = ""  # PROBE_REQ
+    ok: bool = False  # PROBED
 
 
 @dataclass(frozen=True)
@@ -127,6 +157,32 @@ def delta(
 
 def push(records: tuple[Member, ...], beats: tuple[Beat, ...]) -> Message:
     return Message(Kind.PUSH, members=records, beats=beats)
+
+
+def probe(cluster: str, sender: Member, buckets: tuple[str, ...]) -> Message:
+    return Message(Kind.PROBE, cluster=cluster, sender=sender, buckets=buckets)
+
+
+def ack(diff: tuple[int, ...], have: tuple[Have, ...]) -> Message:
+    return Message(Kind.ACK, diff=diff, have=have)
+
+
+def swap(
+    records: tuple[Member, ...], accusations: tuple[Accusation, ...], want: tuple[str, ...]
+) -> Message:
+    return Message(Kind.SWAP, members=records, accusations=accusations, want=want)
+
+
+def give(records: tuple[Member, ...], accusations: tuple[Accusation, ...]) -> Message:
+    return Message(Kind.GIVE, members=records, accusations=accusations)
+
+
+def probe_req(cluster: str, sender: Member, target: str) -> Message:
+    return Message(Kind.PROBE_REQ, cluster=cluster, sender=sender, target=target)
+
+
+def probed(ok: bool) -> Message:
+    return Message(Kind.PROBED, ok=ok)
 
 
 def welcome(members: tuple[Member, ...]) -> Message:
@@ -172,6 +228,22 @@ def beat_bytes(cluster: str, b: Beat) -> bytes:
     ).encode()
 
 
+def accusation_bytes(cluster: str, a: Accusation) -> bytes:
+    """The canonical bytes an accuser signs."""
+    return json.dumps(
+        {
+            "cluster": cluster,
+            "target": a.target,
+            "inc": a.incarnation,
+            "hb": a.heartbeat,
+            "by": a.accuser,
+            "ts": a.stamp,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+
+
 def member_to_wire(m: Member, cert: bool = True) -> dict[str, str]:
     """A signed record; without `cert` its certificate stays behind (digest gossip)."""
     if m.proof is None:
@@ -187,6 +259,10 @@ def member_to_wire(m: Member, cert: bool = True) -> dict[str, str]:
 
 def beat_to_wire(b: Beat) -> list[Any]:
     return [b.name, b.incarnation, b.count, b.stamp, _b64(b.signature)]
+
+
+def accusation_to_wire(a: Accusation) -> list[Any]:
+    return [a.target, a.incarnation, a.heartbeat, a.accuser, a.stamp, _b64(a.signature)]
 
 
 def have_to_wire(have: tuple[Have, ...]) -> str:
@@ -217,6 +293,22 @@ def _body(msg: Message) -> dict[str, Any]:
         body["beats"] = [beat_to_wire(b) for b in msg.beats]
     if msg.kind is Kind.DELTA:
         body["want"] = " ".join(msg.want)
+    if msg.kind in (Kind.PROBE, Kind.PROBE_REQ):
+        body["sender"] = member_to_wire(msg.sender, cert=False)  # type: ignore[arg-type]
+    if msg.kind is Kind.PROBE:
+        body["buckets"] = " ".join(msg.buckets)
+    if msg.kind is Kind.ACK:
+        body["diff"] = [*msg.diff]
+        body["have"] = have_to_wire(msg.have)
+    if msg.kind in (Kind.SWAP, Kind.GIVE):
+        body["records"] = [member_to_wire(m) for m in msg.members]
+        body["accusations"] = [accusation_to_wire(a) for a in msg.accusations]
+    if msg.kind is Kind.SWAP:
+        body["want"] = " ".join(msg.want)
+    if msg.kind is Kind.PROBE_REQ:
+        body["target"] = msg.target
+    if msg.kind is Kind.PROBED:
+        body["ok"] = msg.ok
     if msg.kind is Kind.REFUSED:
         body["reason"] = msg.reason
     return body
@@ -380,6 +472,48 @@ def _beats(obj: Any) -> tuple[Beat, ...]:
     return out
 
 
+def accusation_from_wire(obj: Any, what: str = "accusation") -> Accusation:
+    if not isinstance(obj, list) or len(obj) != 6:
+        raise CodecError(f"{what}: expected [target, inc, hb, accuser, ts, sig]")
+    return Accusation(
+        target=_str(obj[0], f"{what}.target", NAME_RE),
+        incarnation=_int(obj[1], f"{what}.inc", 0, MAX_INT),
+        heartbeat=_int(obj[2], f"{what}.hb", 0, MAX_INT),
+        accuser=_str(obj[3], f"{what}.accuser", NAME_RE),
+        stamp=_int(obj[4], f"{what}.ts", 0, MAX_INT),
+        signature=_unb64(obj[5], f"{what}.sig", MAX_SIGNATURE),
+    )
+
+
+def _accusations(obj: Any) -> tuple[Accusation, ...]:
+    if not isinstance(obj, list) or len(obj) > MAX_MEMBERS:
+        raise CodecError(f"accusations: expected a list of at most {MAX_MEMBERS}")
+    out = tuple(accusation_from_wire(a, f"accusations[{i}]") for i, a in enumerate(obj))
+    if len({a.target for a in out}) != len(out):
+        raise CodecError("accusations: duplicate targets")
+    return out
+
+
+def _buckets(obj: Any) -> tuple[str, ...]:
+    if not isinstance(obj, str) or len(obj) != BUCKETS * 17 - 1:
+        raise CodecError(f"buckets: expected {BUCKETS} digests of 16 hex digits")
+    out = tuple(obj.split(" "))
+    if len(out) != BUCKETS:
+        raise CodecError(f"buckets: expected {BUCKETS} digests of 16 hex digits")
+    for i, b in enumerate(out):
+        _str(b, f"buckets[{i}]", BUCKET_RE)
+    return out
+
+
+def _diff(obj: Any) -> tuple[int, ...]:
+    if not isinstance(obj, list) or len(obj) > BUCKETS:
+        raise CodecError(f"diff: expected a list of at most {BUCKETS} bucket numbers")
+    out = tuple(_int(b, f"diff[{i}]", 0, BUCKETS - 1) for i, b in enumerate(obj))
+    if len(set(out)) != len(out):
+        raise CodecError("diff: duplicate buckets")
+    return out
+
+
 def _want(obj: Any) -> tuple[str, ...]:
     if not isinstance(obj, str) or len(obj) > MAX_MEMBERS * 65:
         raise CodecError(f"want: expected a string of at most {MAX_MEMBERS * 65} characters")
@@ -421,6 +555,12 @@ KEYS = {
     Kind.DIGEST: {"cluster", "sender", "beat", "have"},
     Kind.DELTA: {"records", "beats", "want"},
     Kind.PUSH: {"records", "beats"},
+    Kind.PROBE: {"cluster", "sender", "buckets"},
+    Kind.ACK: {"diff", "have"},
+    Kind.SWAP: {"records", "accusations", "want"},
+    Kind.GIVE: {"records", "accusations"},
+    Kind.PROBE_REQ: {"cluster", "sender", "target"},
+    Kind.PROBED: {"ok"},
 }
 
 
@@ -439,6 +579,13 @@ def decode_payload(kind: Kind, payload: bytes) -> Message:
     have = _have(d["have"]) if "have" in d else ()
     want = _want(d["want"]) if "want" in d else ()
     beats = _beats(d["beats"]) if "beats" in d else ()
+    accusations = _accusations(d["accusations"]) if "accusations" in d else ()
+    buckets = _buckets(d["buckets"]) if "buckets" in d else ()
+    diff = _diff(d["diff"]) if "diff" in d else ()
+    target = _str(d["target"], "target", NAME_RE) if "target" in d else ""
+    ok = d.get("ok", False)
+    if type(ok) is not bool:
+        raise CodecError("ok: expected true or false")
     reason = ""
     if "reason" in d:
         if not isinstance(d["reason"], str) or len(d["reason"]) > MAX_REASON:
@@ -454,6 +601,11 @@ def decode_payload(kind: Kind, payload: bytes) -> Message:
         have=have,
         beats=beats,
         want=want,
+        buckets=buckets,
+        diff=diff,
+        accusations=accusations,
+        target=target,
+        ok=ok,
     )
 
 

@@ -78,6 +78,7 @@ class Config:
     max_connections_per_source: int = 8
     clock_skew_seconds: float = 30.0  # tolerated between nodes; see tyd.record.Freshness
     # digest: DIGEST/DELTA, records re-signed only when needed, heartbeats apart (tyd.gossip);
+    # swim: probes and bucket digests, O(1) bytes a tick, accusations refuted (tyd.swim);
     # full: the whole map with certificates every tick (protocol 2 as first built)
     gossip: str = "digest"
 
@@ -108,7 +109,7 @@ OPTIONAL_KEYS = {
     "clock_skew_seconds",
     "gossip",
 }
-GOSSIP_MODES = ("digest", "full")
+GOSSIP_MODES = ("digest", "swim", "full")
 TLS_KEYS = {"cert", "key", "ca", "crl"}
 EXPORT_KEYS = {"json", "mosix", "hostfile", "status"}
 HOOK_KEYS = {"vici_socket", "nft_table", "nft_set", "static_peers", "ipsec"}

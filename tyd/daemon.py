@@ -4,7 +4,8 @@ Every exchange is one short mutual-TLS connection carrying one request and at mo
 reply: HELLO -> WELCOME (add me, here is the map), SYNC -> MAP (gossip: heartbeats and
 anti-entropy), LEAVE. A starting node (Terrence) HELLOs a seed or any node it has ever
 known, then every member of the map it gets back, until every live member it knows has
-welcomed it; then it is a Philip. Each tick a node advances its heartbeat and SYNCs with
+welcomed it (swim: probed it, which adds us as well and swaps only the buckets that
+differ); then it is a Philip. Each tick a node advances its heartbeat and SYNCs with
 `gossip_fanout` random members.
 
 With `gossip: digest` (the default; tyd.gossip) a tick pulls instead: DIGEST -> DELTA, so
@@ -13,6 +14,17 @@ heartbeats apart from records), a record is re-signed only when it changes or a 
 its freshness has passed, and a LEAVE goes to a few members (gossip spreads the signed
 `left` record). A join is Terrence and Philip in both modes: the newcomer gets the map from a
 Philip, then asks every member to add it (a HELLO each, once), then becomes a Philip.
+
+With `gossip: swim` (tyd.swim) a tick probes one member, round robin over a shuffled list:
+PROBE -> ACK carries bucket digests of the map, so a steady cluster sends the same few
+hundred bytes a tick at any size, and SWAP -> GIVE swap only the records and accusations of
+the buckets that differ. The TLS exchange proves the member alive; nobody signs anything per
+tick (a node re-signs its record, same version, only to keep it fresh for whoever gets it
+from the node itself). A member that does not answer is probed through `gossip_fanout`
+others (PROBE_REQ); if none reaches it, this node signs an accusation, which spreads as a
+change; the accused refutes it with a newer record, else everyone removes it after
+ClusterMap.suspicion_seconds. A record passed on by a third party after it went stale is
+refused (as in every mode); its member is asked directly (HELLO) instead.
 """
 
 from __future__ import annotations
@@ -32,12 +44,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from chaosnode.files import atomic_write
 
-from . import codec, exports, gossip, memory, status
+from . import codec, exports, gossip, memory, status, swim
 from .codec import Kind, Message
 from .config import Config
 from .errors import CodecError, IdentityError, ProtocolError, TydError
 from .hooks import Hook, HookRunner
-from .member import Beat, Member, State
+from .member import Accusation, Beat, Member, State
 from .membership import Change, ChangeKind, ClusterMap, Timing
 from .record import Freshness, RecordError, Signer, Verifier, load_trust
 from .tls import check_identity, client_context, peer_cert, pem_cert_der, server_context
@@ -64,7 +76,13 @@ COUNTERS = (
     "beats_in",
     "records_in",
     "certs_missing",
+    "probes",
+    "probes_failed",
+    "probes_indirect",
+    "accused",
+    "accusations_in",
 )
+MAX_HINTS = 256  # members met only in stale records, to ask directly (swim)
 MAX_OUTBOUND = 16  # concurrent exchanges this node starts (joins, gossip, leave)
 
 
@@ -92,6 +110,7 @@ class Node:
         self._verifier = self._load_verifier()
         signer = self._signer = self._load_signer()
         self._digest = cfg.gossip == "digest"
+        self._swim = cfg.gossip == "swim"
         # a record stays fresh for max_age: re-sign it a third of the way (digest gossip)
         self._refresh_seconds = self._freshness.max_age_seconds / 3
         self._beats = 0
@@ -106,7 +125,11 @@ class Node:
             slots=os.cpu_count() or 1,
         )
         timing = Timing(
-            cfg.suspect_after_seconds, cfg.remove_after_seconds, self._freshness.tombstone_seconds
+            cfg.suspect_after_seconds,
+            cfg.remove_after_seconds,
+            self._freshness.tombstone_seconds,
+            suspicion_after=cfg.remove_after_seconds if self._swim else 0.0,
+            round_seconds=cfg.heartbeat_seconds,
         )
         self.map = ClusterMap(me, timing, clock, sign=signer)
         self.map.my_beat = signer.beat(self.map.me, 0)
@@ -133,6 +156,9 @@ class Node:
         self._server: asyncio.Server | None = None
         self._live_signature: tuple[tuple[str, str, str, int, str], ...] | None = None
         self._contacts = self._initial_contacts()
+        self._probe_order: list[str] = []  # swim: who to probe next, a shuffled round
+        # swim: members met in stale records: name -> (address, fingerprint, when asked)
+        self._hints: dict[str, tuple[ipaddress.IPv4Address, str, float | None]] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -194,7 +220,7 @@ class Node:
         """Full gossip tells every member; digest gossip tells a few (and the seeds), and
         their pulls spread our signed `left` record in O(log N) rounds."""
         live = self.map.live()
-        if not self._digest:
+        if not (self._digest or self._swim):
             return live
         seeds = {s.name for s in self.cfg.seeds}
         few = self._rng.sample(live, min(2 * self.cfg.gossip_fanout, len(live)))
@@ -243,10 +269,14 @@ class Node:
                 delay = min(delay * 2, self.cfg.remove_after_seconds)
                 continue
             pending = [m for m in self.map.live() if m.name not in self.welcomed]
-            if not pending:
+            hinted = self._take_hints()
+            if not pending and not hinted:
                 break
             await self._hooks.drain(self.cfg.io_timeout_seconds)  # see HookRunner.settled
-            await asyncio.gather(*(self._hello_member(m) for m in pending))
+            await asyncio.gather(
+                *(self._hello_member(m) for m in pending),
+                *(self._ask_hinted(n, a, fp) for n, a, fp in hinted),
+            )
             tried = {m.name for m in pending}
             left = {m.name for m in self.map.live()} - self.welcomed
             if left and left <= tried:  # only failures left (members learned meanwhile
@@ -272,7 +302,22 @@ class Node:
         async with self._outbound:
             if m.name in self.welcomed:  # it HELLOed us while we waited our turn
                 return
+        if self._swim:  # a PROBE adds us too, and brings only the buckets that differ
+            self._syncing.add(m.name)
+            try:
+                await self._swim_pull(m)
+            finally:
+                self._syncing.discard(m.name)
+            return
         await self._hello(m.name, m.address, m.fingerprint)
+
+    async def _ask_hinted(self, name: str, address: ipaddress.IPv4Address, fp: str) -> None:
+        """A member met only in a stale record: ask it directly; its answer carries its own
+        record, fresh (swim: a PROBE, whose GIVE holds it, as we lack it)."""
+        if self._swim:
+            await self._swim_pull(Member(name, address, fp, State.ALIVE, 0, 0))
+        else:
+            await self._hello(name, address, fp)
 
     def _knows_me(self, peer: str, members: Iterable[Member]) -> None:
         """A peer whose map holds us has added us: no need to ask it again."""
@@ -296,6 +341,22 @@ class Node:
         self.welcomed.add(name)
         self._merge_reply(reply.members, f"{name} ({address})")
         return True
+
+    def _take_hints(self, limit: int = MAX_HINTS) -> list[tuple[str, ipaddress.IPv4Address, str]]:
+        """Members met only in stale records (swim), not yet asked: ask each once (HELLO);
+        its WELCOME carries its own record, fresh. A replayed record of a dead member costs
+        one failed connection."""
+        out: list[tuple[str, ipaddress.IPv4Address, str]] = []
+        now = self._clock()
+        for name, (address, fp, asked) in list(self._hints.items()):
+            if self.map.get(name) is not None:  # its own record came, or we judged it
+                del self._hints[name]
+            elif asked is None and len(out) < limit:
+                self._hints[name] = (address, fp, now)
+                out.append((name, address, fp))
+            elif asked is not None and now - asked > self.cfg.remove_after_seconds:
+                del self._hints[name]
+        return out
 
     def _merge_reply(self, claims: Iterable[Member], where: str) -> None:
         """Merge what one peer's reply carries. Whatever is wrong with it (refused entries
@@ -376,6 +437,8 @@ class Node:
                 self._refused(exc)
                 refused[exc.reason] += 1
                 first = first or str(exc)
+                if exc.stale and self._swim and claim.state is State.ALIVE:
+                    self._hint(claim)
         if refused:
             self.log.warning(
                 "refused %d entries from %s (%s); first: %s",
@@ -385,6 +448,15 @@ class Node:
                 first,
             )
         return out
+
+    def _hint(self, m: Member) -> None:
+        if (
+            m.name != self.cfg.node
+            and self.map.get(m.name) is None  # only members we lack: our judgement stands
+            and m.name not in self._hints
+            and len(self._hints) < MAX_HINTS
+        ):
+            self._hints[m.name] = (m.address, m.fingerprint, None)
 
     def _refused(self, exc: RecordError) -> None:
         self._count("stale" if exc.stale else "forged")
@@ -406,14 +478,21 @@ class Node:
         if self._closed >= memory.RECLAIM_AFTER or (self._closed and not self._open):
             self._closed = 0
             memory.reclaim()
-        if not self._digest:
+        if not (self._digest or self._swim):
             self.map.beat()
         self._refresh_me()
         if self._digest:
             self._beats += 1
             self.map.my_beat = self._signer.beat(self.map.me, self._beats)
         self._apply(self.map.expire())
-        if self.joined:  # a Terrence is busy asking to be added; Philips gossip
+        if self.joined and self._swim:
+            target = self._next_probe()
+            if target is not None:
+                self._syncing.add(target.name)
+                self._spawn(self._probe(target))
+            for name, address, fp in self._take_hints(limit=2):
+                self._spawn(self._ask_hinted(name, address, fp))
+        elif self.joined:  # a Terrence is busy asking to be added; Philips gossip
             live = [
                 m
                 for m in self.map.live()
@@ -432,9 +511,12 @@ class Node:
         self._write_status()
 
     def _reseed(self) -> None:
-        """Knock on seeds that are not in the map: heals a cluster split at boot."""
+        """Knock on seeds that are not in the map: heals a cluster split at boot. (Swim:
+        not on a seed judged dead, which refutes with its own record if it is alive.)"""
         live = self.map.live_names()
         for seed in self.cfg.seeds:
+            if self._swim and self.map.get(seed.name) is not None:
+                continue  # swim: our judgement of it stands until its tombstone is gone
             if seed.name not in live:
                 self._spawn(self._hello(seed.name, seed.address, None))
 
@@ -451,13 +533,136 @@ class Node:
 
     def _refresh_me(self) -> None:
         """Re-sign our record a third of the way to stale, by the wall clock: checked every
-        tick and before every DIGEST, so a late tick (a busy loop) never sends a stale one."""
+        tick and before every DIGEST, so a late tick (a busy loop) never sends a stale one.
+        Swim signs the same version again: fresh for whoever gets it from us, no news."""
         if (
-            self._digest
+            (self._digest or self._swim)
             and self.map.me.state is State.ALIVE
             and (self._wall() - self.map.me.stamp / 1000 > self._refresh_seconds)
         ):
-            self.map.beat()
+            if self._swim:
+                self.map.restamp()
+            else:
+                self.map.beat()
+
+    # -- swim: probes ---------------------------------------------------------------------
+
+    def _next_probe(self) -> Member | None:
+        """The next member of a shuffled round over the live members (SWIM's round robin:
+        each is probed once a round, by each node), skipping one being probed or whose
+        hooks are not settled yet."""
+        for _ in range(2):
+            while self._probe_order:
+                m = self.map.get(self._probe_order.pop())
+                if (
+                    m is not None
+                    and m.state is State.ALIVE
+                    and m.name != self.cfg.node
+                    and m.name not in self._syncing
+                    and self._hooks.settled(m.name)
+                ):
+                    return m
+            self._probe_order = [m.name for m in self.map.live()]
+            self._rng.shuffle(self._probe_order)
+        return None
+
+    async def _probe(self, m: Member) -> None:
+        """Probe m; if it does not answer, through others; if none reaches it, accuse it."""
+        try:
+            self._count("probes")
+            if await self._swim_pull(m):
+                return
+            self._count("probes_failed")
+            others = [h for h in self.map.live() if h.name != m.name]
+            helpers = self._rng.sample(others, min(self.cfg.gossip_fanout, len(others)))
+            if helpers:
+                self._count("probes_indirect", len(helpers))
+                answers = await asyncio.gather(*(self._ask_probe(h, m) for h in helpers))
+                if any(answers):
+                    return
+            held = self.map.get(m.name)
+            if held is None or held.version != m.version or held.state is not State.ALIVE:
+                return  # it spoke meanwhile (a newer record), or left
+            if self.map.accusation_of(m.name) is None:
+                a = self._signer.accuse(self.map.me, m)
+                self.map.merge_accusations((a,))
+                self._count("accused")
+                self.log.info(
+                    "%s (%s) answers no probe, direct or through %d others: suspect",
+                    m.name,
+                    m.address,
+                    len(helpers),
+                )
+        finally:
+            self._syncing.discard(m.name)
+
+    async def _ask_probe(self, helper: Member, target: Member) -> bool:
+        self._refresh_me()
+        reply = await self._request(
+            helper.name,
+            helper.address,
+            helper.fingerprint,
+            codec.probe_req(self.cfg.cluster, self.map.me, target.name),
+            Kind.PROBED,
+        )
+        return reply is not None and reply.ok
+
+    async def _swim_pull(self, m: Member) -> bool:
+        """One PROBE exchange with m: True if m answered (alive). Where our bucket digests
+        differ, swap what differs."""
+        if self.map.me.state is not State.ALIVE:
+            return True  # leaving: our LEAVE says the rest
+        self._refresh_me()
+        msg = codec.probe(self.cfg.cluster, self.map.me, swim.buckets(self.map))
+        where = f"{m.name} ({m.address})"
+        sent: set[str] = set()
+
+        def answer(reply: Message) -> Message | None:
+            if not reply.diff:
+                return None
+            records, accusations = swim.delta(self.map, reply.have, reply.diff, m.name)
+            sent.update(r.name for r in records)
+            return codec.swap(records, accusations, swim.wanted(self.map, reply.have))
+
+        def then(given: Message) -> None:
+            self._merge_reply(self._with_certs(given.members), where)
+            self._merge_accusations(given.accusations, where)
+
+        reply = await self._request(
+            m.name, m.address, m.fingerprint, msg, Kind.ACK, answer, (Kind.GIVE, then)
+        )
+        if reply is None:
+            return False
+        if m.name not in self.welcomed:
+            self.log.info("welcomed by %s (%s)", m.name, m.address)
+        self.map.heard_from(m.name)
+        self.welcomed.add(m.name)  # it took our record (else it refused us)
+        return True
+
+    def _merge_accusations(self, accusations: Iterable[Accusation], where: str) -> None:
+        """Accusations that are news, each verified with its accuser's current record. One
+        of ourselves is refuted unverified: a newer record costs a signature, and its
+        accuser may be a member we never heard of, or judged dead since."""
+        ok = []
+        for a in accusations:
+            if not self.map.accusation_is_news(a):
+                continue
+            if a.target == self.cfg.node:
+                ok.append(a)
+                continue
+            accuser = self.map.get(a.accuser)
+            if accuser is None:
+                continue
+            try:
+                ok.append(self._verifier.verify_accusation(a, accuser))
+            except RecordError as exc:
+                self._refused(exc)
+                self.log.warning("refused an accusation from %s: %s", where, exc)
+        self._count("accusations_in", len(ok))
+        before = self.map.refuted
+        self.map.merge_accusations(ok)
+        if self.map.refuted > before:
+            self.log.info("accused by %s: refuted with a newer record", where)
 
     async def _pulls(self, peers: list[Member]) -> None:
         for m in peers:
@@ -557,11 +762,13 @@ class Node:
         msg: Message,
         expect: Kind | None = None,
         answer: Callable[[Message], Message | None] | None = None,
+        then: tuple[Kind, Callable[[Message], None]] | None = None,
     ) -> Message | None:
         """One exchange with one peer; None when it failed (logged and counted). With
-        `answer`, what it makes of the reply is sent back on the same connection."""
+        `answer`, what it makes of the reply is sent back on the same connection; with
+        `then`, the answer to that is read (of that kind) and handed over."""
         async with self._outbound:
-            return await self._exchange(name, address, fingerprint, msg, expect, answer)
+            return await self._exchange(name, address, fingerprint, msg, expect, answer, then)
 
     async def _exchange(
         self,
@@ -571,6 +778,7 @@ class Node:
         msg: Message,
         expect: Kind | None,
         answer: Callable[[Message], Message | None] | None = None,
+        then: tuple[Kind, Callable[[Message], None]] | None = None,
     ) -> Message | None:
         timeout = self.cfg.io_timeout_seconds
         self._count("conns_out")
@@ -608,6 +816,12 @@ class Node:
             if back is not None:
                 await write_message(writer, back, timeout)
                 self._count("msgs_out")
+                if then is not None:
+                    last = await read_message(reader, timeout)
+                    self._count("msgs_in")
+                    if last.kind is not then[0]:
+                        raise ProtocolError(f"sent {back.kind.name}, got {last.kind.name}")
+                    then[1](last)
             return reply
         except Exception as exc:
             self._count_failure(exc, f"{name} ({address})")
@@ -697,7 +911,7 @@ class Node:
         if msg.kind not in codec.REQUESTS or msg.sender is None:
             raise ProtocolError(f"{msg.kind.name} is not a request")
         sender = msg.sender
-        if msg.kind is Kind.DIGEST and sender.proof is not None:  # the handshake carried it
+        if msg.kind in codec.LEAN_SENDER and sender.proof is not None:  # the handshake carried it
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True) or b""
             sender = dataclasses.replace(sender, proof=dataclasses.replace(sender.proof, cert=der))
         try:
@@ -725,6 +939,23 @@ class Node:
             else []
         )
         self._apply(self.map.merge((sender, *others)))
+        if self._swim:
+            self.map.freshen(sender)
+            self.map.heard_from(sender.name)
+        if msg.kind is Kind.PROBE:
+            await self._answer_probe(reader, writer, msg, sender.name, source, timeout)
+            return
+        if msg.kind is Kind.PROBE_REQ:
+            target = self.map.get(msg.target)
+            ok = (
+                target is not None
+                and target.state is State.ALIVE
+                and target.name not in (self.cfg.node, sender.name)
+                and await self._swim_pull(target)
+            )
+            await write_message(writer, codec.probed(ok), timeout)
+            self._count("msgs_out")
+            return
         if msg.kind is Kind.SYNC:
             self._knows_me(sender.name, msg.members)
         if msg.kind is Kind.DIGEST:
@@ -748,6 +979,37 @@ class Node:
             self._count("msgs_out")
         if msg.kind is Kind.HELLO:  # our WELCOME carries us: the sender adds us too
             self.welcomed.add(sender.name)
+
+    async def _answer_probe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        msg: Message,
+        peer: str,
+        source: str,
+        timeout: float,
+    ) -> None:
+        """ACK a PROBE: the buckets that differ and our summary of them; then take the SWAP
+        and GIVE what it wants."""
+        which = swim.diff(swim.buckets(self.map), msg.buckets)
+        await write_message(
+            writer, codec.ack(which, swim.summary(self.map, which, self._lacking_now())), timeout
+        )
+        self._count("msgs_out")
+        if not which:
+            return
+        swapped = await read_message(reader, timeout)
+        self._count("msgs_in")
+        if swapped.kind is not Kind.SWAP:
+            raise ProtocolError(f"after ACK, expected SWAP, got {swapped.kind.name}")
+        where = f"{peer} ({source})"
+        self._merge_reply(self._with_certs(swapped.members), where)
+        self._merge_accusations(swapped.accusations, where)
+        records, accusations = swim.given(
+            self.map, swapped.want, swim.echoes(self.map, swapped.members), peer
+        )
+        await write_message(writer, codec.give(records, accusations), timeout)
+        self._count("msgs_out")
 
     async def _take_push(
         self, reader: asyncio.StreamReader, peer: str, source: str, timeout: float

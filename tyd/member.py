@@ -72,3 +72,21 @@ class Beat:
     count: int
     stamp: int
     signature: bytes = field(default=b"", compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Accusation:
+    """`accuser` signs that `target` at record version (incarnation, heartbeat) failed its
+    probes, direct and indirect (swim gossip). It names nobody dead: it makes the target
+    suspect everywhere, and the target refutes it by signing a newer record of its own."""
+
+    target: str
+    incarnation: int
+    heartbeat: int
+    accuser: str
+    stamp: int
+    signature: bytes = field(default=b"", compare=False, repr=False)
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return (self.incarnation, self.heartbeat)

@@ -12,17 +12,26 @@ seconds after they began, and are not gossiped then or ever after.
 With digest gossip a member re-signs its record only when it changes or before it grows
 stale, and proves it is alive with heartbeats (tyd.member.Beat): a newer verified beat of
 the member's current incarnation counts as hearing from it, exactly as a newer record.
+
+With swim gossip (Timing.suspicion_after set) silence removes nobody: members are probed,
+and one whose probes failed, directly and through others, is accused (tyd.member.Accusation,
+signed by its accuser). An accusation of a member's current record makes it suspect here and
+travels with the record; `suspicion_seconds` later the member is removed (locally, `dead`),
+unless a newer record of its own has refuted the accusation. An accusation of ourselves is
+refuted at once: we sign a newer record, which supersedes it everywhere. So a liar can make
+a live member suspect for a moment, never remove it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .codec import MAX_MEMBERS
-from .member import Beat, Member, State
+from .member import Accusation, Beat, Member, State
 
 Clock = Callable[[], float]
 
@@ -45,6 +54,10 @@ class Timing:
     suspect_after: float
     remove_after: float
     tombstone_after: float
+    # swim: how long an accused member stays suspect at least (0: liveness by silence), and
+    # one gossip round, which scales it with log N so that a refutation can spread in time
+    suspicion_after: float = 0.0
+    round_seconds: float = 0.0
 
 
 @dataclass
@@ -54,6 +67,8 @@ class _Record:
     since: float  # local time its state last changed
     suspect: bool = False
     beat: Beat | None = None  # the newest verified heartbeat of its current incarnation
+    accusation: Accusation | None = None  # swim: of its current record, verified
+    accused: float = 0.0  # local time the accusation arrived
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,7 @@ class ClusterMap:
         self.version = 0  # bumps on every local change; shown by `tyd status`
         self.overflow = 0  # entries dropped because the map was full
         self.my_beat: Beat | None = None  # our newest heartbeat (digest gossip)
+        self.refuted = 0  # accusations of ourselves refuted (swim gossip)
 
     @property
     def me(self) -> Member:
@@ -99,6 +115,78 @@ class ClusterMap:
         """Advance our own heartbeat (once per tick) and sign the new entry."""
         self._me = self._sign(dataclasses.replace(self._me, heartbeat=self._me.heartbeat + 1))
         return self._me
+
+    def restamp(self) -> Member:
+        """Sign our entry again at the same version (swim gossip: fresh for whoever gets it
+        from us, and no news for anyone who holds it)."""
+        self._me = self._sign(self._me)
+        return self._me
+
+    def freshen(self, entry: Member) -> None:
+        """A verified entry of the same version as the one held, signed later: keep it, so
+        what we pass on stays fresh. Nothing changes (swim revs leave the stamp out)."""
+        rec = self._records.get(entry.name)
+        if (
+            rec is not None
+            and rec.member.version == entry.version
+            and rec.member.state is entry.state
+            and entry.stamp > rec.member.stamp
+            and entry.fingerprint == rec.member.fingerprint
+        ):
+            rec.member = entry
+
+    @property
+    def probing(self) -> bool:
+        return self._timing.suspicion_after > 0
+
+    def suspicion_seconds(self) -> float:
+        """How long an accused member stays suspect before it is removed: long enough for
+        the accusation to reach it and its refutation to come back (Lifeguard's 4 log10 N
+        rounds), never less than suspicion_after."""
+        n = max(10, len(self._records) + 1)
+        return max(self._timing.suspicion_after, 4 * math.log10(n) * self._timing.round_seconds)
+
+    def accusation_of(self, name: str) -> Accusation | None:
+        rec = self._records.get(name)
+        return rec.accusation if rec else None
+
+    def accusation_is_news(self, a: Accusation) -> bool:
+        """Does it accuse a member's current record, not already accused (or accused by
+        one that loses the tie: every map keeps the same one, so digests agree)? Checked
+        before verifying it, so each is verified once."""
+        if a.target == self._me.name:
+            return self._me.state is State.ALIVE and a.version == self._me.version
+        rec = self._records.get(a.target)
+        return (
+            rec is not None
+            and rec.member.state is State.ALIVE
+            and rec.member.version == a.version
+            and (rec.accusation is None or _first(a, rec.accusation))
+        )
+
+    def merge_accusations(self, accusations: Iterable[Accusation]) -> None:
+        """Take verified accusations: the accused is suspect; we refute one of ourselves."""
+        now = self._clock()
+        for a in accusations:
+            if not self.accusation_is_news(a):
+                continue
+            if a.target == self._me.name:
+                self._me = self._sign(
+                    dataclasses.replace(self._me, heartbeat=self._me.heartbeat + 1)
+                )
+                self.refuted += 1
+            else:
+                rec = self._records[a.target]
+                if rec.accusation is None:  # a tie-break keeps the time it became suspect
+                    rec.accused, rec.suspect = now, True
+                rec.accusation = a
+            self.version += 1
+
+    def heard_from(self, name: str) -> None:
+        """We spoke with it ourselves (swim: a probe it answered, a request it made)."""
+        rec = self._records.get(name)
+        if rec is not None and rec.member.state is State.ALIVE:
+            rec.heard = self._clock()
 
     def leave(self) -> Member:
         """Mark ourselves as leaving, with a version no live entry of ours can beat."""
@@ -190,10 +278,10 @@ class ClusterMap:
             self.version += 1
             if entry.incarnation != old.incarnation or entry.state is State.LEFT:
                 rec.beat = None  # beats count within one live incarnation
+            rec.accusation = None  # it accused an older record: refuted
             if entry.version > old.version:
                 rec.heard = now
-            if entry.state is State.ALIVE:
-                rec.suspect = False
+            rec.suspect = False  # a newer word of its own
             if old.state is not entry.state:
                 rec.since = now
             changes.extend(_transition(old, entry))
@@ -205,6 +293,8 @@ class ClusterMap:
         outrun it so that our current entry wins everywhere."""
         if self._me.state is not State.ALIVE or entry.version < self._me.version:
             return
+        if self.probing and entry.version == self._me.version and entry.state is State.ALIVE:
+            return  # swim: our own record echoed (a WELCOME holds us), nothing to outrun
         if entry.incarnation > self._me.incarnation:
             me = dataclasses.replace(self._me, incarnation=entry.incarnation + 1, heartbeat=0)
         else:
@@ -216,8 +306,16 @@ class ClusterMap:
         """Apply the liveness rules at the current time."""
         now = self._clock()
         changes: list[Change] = []
+        suspicion = self.suspicion_seconds() if self.probing else 0.0
         for name, rec in list(self._records.items()):
-            if rec.member.state is State.ALIVE:
+            if rec.member.state is State.ALIVE and self.probing:
+                if rec.accusation is not None and now - rec.accused >= suspicion:
+                    old = rec.member
+                    rec.member = dataclasses.replace(old, state=State.DEAD)
+                    rec.since, rec.suspect = now, False
+                    self.version += 1
+                    changes.append(Change(ChangeKind.REMOVE, old))
+            elif rec.member.state is State.ALIVE:
                 silent = now - rec.heard
                 if silent >= self._timing.remove_after:
                     old = rec.member
@@ -241,13 +339,15 @@ class ClusterMap:
 
     def members(self) -> tuple[Member, ...]:
         """Everything we gossip: ourselves, the members we hear from and those that said
-        they left. Suspects and the dead are our own judgement and stay here."""
+        they left. Suspects and the dead are our own judgement and stay here (swim: an
+        accused member travels, with its accusation; only the dead stay)."""
         return (
             self._me,
             *(
                 r.member
                 for r in self._records.values()
-                if (r.member.state is State.ALIVE and not r.suspect) or r.member.state is State.LEFT
+                if (r.member.state is State.ALIVE and (self.probing or not r.suspect))
+                or r.member.state is State.LEFT
             ),
         )
 
@@ -270,6 +370,10 @@ class ClusterMap:
             state = "suspect" if rec.suspect else rec.member.state.value
             rows.append(View(rec.member, state, max(0.0, now - rec.heard)))
         return sorted(rows, key=lambda v: v.member.name)
+
+
+def _first(a: Accusation, b: Accusation) -> bool:
+    return (a.accuser, a.signature) < (b.accuser, b.signature)
 
 
 def _transition(old: Member, new: Member) -> list[Change]:

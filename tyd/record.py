@@ -39,10 +39,11 @@ from chaosnode.signature import ca_signed
 
 from . import codec
 from .errors import TydError
-from .member import Beat, Member, Proof
+from .member import Accusation, Beat, Member, Proof
 
 DOMAIN = b"tyd-record-v2\0"  # a record signature can never be taken for another signature
 BEAT_DOMAIN = b"tyd-beat-v1\0"  # nor a heartbeat's for a record's
+ACCUSE_DOMAIN = b"tyd-suspect-v1\0"  # nor an accusation's for either
 CERT_CACHE = 4096
 SIGNATURE_CACHE = 16384
 WallClock = Callable[[], float]
@@ -154,6 +155,15 @@ class Signer:
             b, signature=self._sign(BEAT_DOMAIN + codec.beat_bytes(self._cluster, b))
         )
 
+    def accuse(self, me: Member, target: Member) -> Accusation:
+        """Our signed word that `target`, at its current record, failed our probes."""
+        a = Accusation(
+            target.name, target.incarnation, target.heartbeat, me.name, int(self._wall() * 1000)
+        )
+        return dataclasses.replace(
+            a, signature=self._sign(ACCUSE_DOMAIN + codec.accusation_bytes(self._cluster, a))
+        )
+
     def _sign(self, data: bytes) -> bytes:
         if isinstance(self._key, ed25519.Ed25519PrivateKey):
             return self._key.sign(data)
@@ -180,25 +190,40 @@ class Verifier:
     def verify_beat(self, b: Beat, m: Member) -> Beat:
         """Return b if member m (its current, verified record) signed it, of m's current
         incarnation, and it is fresh; raise RecordError otherwise."""
-        p = m.proof
-        if p is None or not p.cert or b.name != m.name or b.incarnation != m.incarnation:
+        if b.name != m.name or b.incarnation != m.incarnation:
             raise RecordError("beat_mismatch", f"heartbeat of {b.name} is not of its record")
+        data = BEAT_DOMAIN + codec.beat_bytes(self.trust.cluster, b)
+        self._check_own(m, data, b.signature, f"heartbeat of {b.name}", b.stamp)
+        return b
+
+    def verify_accusation(self, a: Accusation, accuser: Member) -> Accusation:
+        """Return a if `accuser` (its current, verified record) signed it and it is fresh:
+        it is then the accuser's word, which the target can refute; never a death."""
+        if a.accuser != accuser.name:
+            raise RecordError("accusation_mismatch", f"accusation by {a.accuser} is not of it")
+        if a.accuser == a.target:
+            raise RecordError("accusation_mismatch", f"{a.accuser} accuses itself")
+        data = ACCUSE_DOMAIN + codec.accusation_bytes(self.trust.cluster, a)
+        self._check_own(accuser, data, a.signature, f"accusation of {a.target}", a.stamp)
+        return a
+
+    def _check_own(self, m: Member, data: bytes, signature: bytes, what: str, stamp: int) -> None:
+        """A small statement (no certificate of its own) signed with the key of m's record."""
+        p = m.proof
+        if p is None or not p.cert:
+            raise RecordError("beat_mismatch", f"{what}: {m.name} has no verified record")
         facts = self._cert(m.fingerprint, p.cert)
         now = self._wall()
         if not facts.not_before <= now <= facts.not_after:
             raise RecordError("expired", f"certificate of {m.name} is not valid now")
-        data = BEAT_DOMAIN + codec.beat_bytes(self.trust.cluster, b)
         try:
             if isinstance(facts.key, ed25519.Ed25519PublicKey):
-                facts.key.verify(b.signature, data)
+                facts.key.verify(signature, data)
             else:
-                facts.key.verify(b.signature, data, ec.ECDSA(hashes.SHA256()))
+                facts.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
-            raise RecordError(
-                "bad_signature", f"heartbeat of {b.name} is not signed by {b.name}'s key"
-            ) from None
-        self._check_age(b.name, b.stamp, now)
-        return b
+            raise RecordError("bad_signature", f"{what} is not signed by {m.name}'s key") from None
+        self._check_age(m.name, stamp, now)
 
     def verify(self, m: Member) -> Member:
         """Return m if it is authentic and current; raise RecordError otherwise."""
