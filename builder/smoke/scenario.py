@@ -85,6 +85,9 @@ class Rogue:
     impersonates: str
 
 
+FIRMWARES = ("bios", "secure-boot")
+
+
 @dataclass(frozen=True)
 class SecureBootLab:
     """Every VM boots real UEFI firmware with Secure Boot enforced (builder/smoke/firmware.py);
@@ -113,6 +116,9 @@ class Scenario:
     after: tuple[Check, ...] = ()  # checks run after the power-off of `remove`
     admin: tuple[AdminCheck, ...] = ()
     secure_boot: SecureBootLab | None = None
+    # the lab PCs' firmware: "bios" (SeaBIOS) or "secure-boot" (OVMF, Secure Boot enforced);
+    # a `secure_boot:` lab is always secure-boot
+    firmware: str = "bios"
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -324,6 +330,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             "night",
             "admin",
             "secure_boot",
+            "firmware",
         },
     )
     boot = r.get(raw, (), "boot", list, [], required=True)
@@ -347,6 +354,13 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             r.text(sb, ("secure_boot",), "tampered", required=True),
             r.text(sb, ("secure_boot",), "secure_boot_off", required=True),
         )
+    firmware = r.text(raw, (), "firmware", default="secure-boot" if secure_boot else "bios")
+    if firmware not in FIRMWARES or (secure_boot and firmware != "secure-boot"):
+        r.problem(
+            ("firmware",),
+            f"{firmware!r}: one of {', '.join(FIRMWARES)}"
+            + (" (a secure_boot: lab is secure-boot)" if secure_boot else ""),
+        )
     scenario = Scenario(
         name=path.parent.name,
         description=r.text(raw, (), "description", required=True),
@@ -361,6 +375,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         after=tuple(_check(r, c, i, "after") for i, c in enumerate(r.items(raw, "after"))),
         admin=tuple(_admin(r, a, i) for i, a in enumerate(r.items(raw, "admin"))),
         secure_boot=secure_boot,
+        firmware=firmware,
         file=doc.file,
         lines=dict(doc.lines),
     )
