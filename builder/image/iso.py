@@ -46,6 +46,11 @@ def iso_marker(ctx: BuildContext) -> str:
     return f"/boot/chaos-{ctx.base_key}.id"
 
 
+def iso_marker_text(ctx: BuildContext) -> bytes:
+    """The marker's content (signed GRUB measures the file its `search` opens: PCR 9)."""
+    return f"{ctx.cluster.cluster.name}\n".encode()
+
+
 def iso_nodes_cpio(ctx: BuildContext) -> bytes:
     """The ISO's node file: the bundle of every node's overlay, or --node's own overlay."""
     return ctx.bundle_cpio if ctx.node is None else ctx.node_cpios[ctx.node]
@@ -100,7 +105,7 @@ def make_iso(ctx: BuildContext) -> bool:
     root = work / "root"
     (root / "boot").mkdir(parents=True)
     (root / "isolinux").mkdir()
-    (root / iso_marker(ctx).lstrip("/")).write_text(f"{ctx.cluster.cluster.name}\n")
+    (root / iso_marker(ctx).lstrip("/")).write_bytes(iso_marker_text(ctx))
     shutil.copy2(ctx.base_dir / KERNEL_NAME, root / "boot" / KERNEL_NAME)
     shutil.copy2(ctx.base_dir / INITRD_NAME, root / "boot" / INITRD_NAME)
     (root / "boot" / NODES_NAME).write_bytes(iso_nodes_cpio(ctx))

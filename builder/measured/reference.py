@@ -75,6 +75,7 @@ class IsoBoot:
 
     grub_config: str  # EFI/debian/grub.cfg
     bundle: bytes | None  # the ISO's node file when it is the bundle of every node
+    marker: bytes  # the file GRUB's `search --file` opens (and measures) to find the ISO
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class IsoReference:
     grub_config: str  # sha256 of EFI/debian/grub.cfg
     grub_commands: tuple[str, ...]  # its commands, as GRUB logs them (no per-host string)
     overlay: str | None  # sha256 of the ISO's node bundle; None: a --node ISO (its own)
+    marker: str  # sha256 of the marker file (PCR 9: GRUB measures what `search` opens)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,7 @@ def iso_reference(iso: IsoBoot) -> IsoReference:
         grub_config=sha256_hex(iso.grub_config.encode()),
         grub_commands=grub_commands(iso.grub_config, ""),
         overlay=None if iso.bundle is None else sha256_hex(iso.bundle),
+        marker=sha256_hex(iso.marker),
     )
 
 
@@ -257,6 +260,7 @@ def iso_from(raw: Any) -> IsoReference:
         grub_config=_str(raw["grub_config"]),
         grub_commands=_strs(raw["grub_commands"]),
         overlay=None if overlay is None else _str(overlay),
+        marker=_str(raw["marker"]),
     )
 
 

@@ -9,7 +9,7 @@ import logging
 
 from builder.image.base import INITRD_NAME, KERNEL_NAME
 from builder.image.context import BuildContext
-from builder.image.iso import grub_cfg, iso_nodes_cpio
+from builder.image.iso import grub_cfg, iso_marker_text, iso_nodes_cpio
 from builder.image.pxe import GRUB_NET_CFG, grub_net_entry, kernel_cmdline
 from builder.model import ImageFormat
 
@@ -52,7 +52,8 @@ def iso_boot(ctx: BuildContext) -> IsoBoot | None:
     """The ISO's UEFI path, when this build makes an ISO."""
     if ImageFormat.ISO not in ctx.cluster.image.formats:
         return None
-    return IsoBoot(grub_cfg(ctx), iso_nodes_cpio(ctx) if ctx.node is None else None)
+    bundle = iso_nodes_cpio(ctx) if ctx.node is None else None
+    return IsoBoot(grub_cfg(ctx), bundle, iso_marker_text(ctx))
 
 
 HOST_FILES = {

@@ -186,6 +186,11 @@ def boot_events(
     ]
     commands = [c for c in route.commands if not c.startswith(("echo", "sleep", "exit"))]
     for command in commands:
+        if command.startswith("search ") and reference.iso is not None:
+            events.append(_ipl(8, f"grub_cmd: {command}", None, b))
+            marker = f"(cd0){command.rsplit(' ', 1)[1]}"  # `search` opens it: PCR 9
+            events.append(_ipl(9, marker, bytes.fromhex(reference.iso.marker), b))
+            continue
         if command.startswith("linux "):
             _, path, *_ = command.split(" ")
             events.append(_ipl(8, f"grub_cmd: linux {path} {args}".rstrip(), None, b))

@@ -162,7 +162,7 @@ def route_of(log: EventLog, reference: Reference, node: NodeReference) -> BootRo
     if iso is not None and "grub" in started and "grub-net" not in started:
         return BootRoute(
             "grub",
-            {iso.grub_config: "the ISO's GRUB config"},
+            {iso.grub_config: "the ISO's GRUB config", iso.marker: "the ISO's marker file"},
             iso.overlay or node.overlay,
             frozenset(iso.grub_commands),
         )
@@ -268,6 +268,8 @@ def check_grub_files(
 def _kind_of(path: str, reference: Reference) -> str:
     if path.endswith(".cfg"):
         return "a GRUB config"
+    if path.endswith(".id"):
+        return "a marker file (the ISO's)"
     if path.rsplit("/", 1)[-1] == reference.kernel_name:
         return "a kernel"
     return "an initrd"

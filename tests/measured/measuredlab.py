@@ -27,6 +27,7 @@ from builder.measured.reference import (
 SERVER = ipaddress.IPv4Address("10.99.0.1")  # chaos.yaml serve.address
 BASE_KEY = "0123abcd"  # the test build's base key (the ISO's marker file names it)
 BUNDLE = b"the node bundle of the test ISO"
+MARKER = b"chaos-lab\n"  # the ISO's marker file (GRUB's search opens it)
 NODE = "node01"
 
 
@@ -84,5 +85,5 @@ def make_reference(root: Path) -> Reference:
         [GRUB_NET_CFG],
         nodes,
         SERVER,
-        IsoBoot(grub_cfg(ctx), BUNDLE),  # type: ignore[arg-type]
+        IsoBoot(grub_cfg(ctx), BUNDLE, MARKER),  # type: ignore[arg-type]
     )

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from chaostest import ROOT
-from measuredlab import BASE_KEY, BUNDLE, NODE, cluster
+from measuredlab import BASE_KEY, BUNDLE, MARKER, NODE, cluster
 from test_verify import AK, NONCE, evidence, refused
 
 from builder.config import load_cluster
@@ -66,6 +66,9 @@ def test_the_reference_pins_what_the_efi_image_boots(reference, efi):
     cfg = (efi / EFI_GRUB_CFG).read_bytes()
     assert hashlib.sha256(cfg).hexdigest() == reference.iso.grub_config
     assert reference.iso.overlay == hashlib.sha256(BUNDLE).hexdigest()
+    # GRUB's `search --file` opens the marker and signed GRUB measures it (PCR 9, seen in
+    # the iso lab): the reference knows its content
+    assert reference.iso.marker == hashlib.sha256(MARKER).hexdigest()
 
 
 def test_the_iso_grub_waits_for_no_one_and_never_exits(efi):
@@ -100,6 +103,18 @@ def test_an_iso_with_another_node_bundle_is_refused_naming_pcr_9(reference):
     assert err.code == "unknown_file"
     assert f"PCR 9: an initrd this build did not make for {NODE}" in err.reason
     assert "the overlay of node01" in err.reason  # and the genuine one was not loaded
+
+
+def test_a_marker_file_of_other_content_is_refused_naming_pcr_9(reference):
+    from dataclasses import replace
+
+    assert reference.iso is not None
+    other = hashlib.sha256(b"another medium\n").hexdigest()
+    err = refused(
+        replace(reference, iso=replace(reference.iso, marker=other)), evidence(reference, ISO)
+    )
+    assert err.code == "unknown_file"
+    assert f"PCR 9: a marker file (the ISO's) this build did not make for {NODE}" in err.reason
 
 
 def test_an_iso_boot_is_refused_by_a_build_that_made_no_iso(reference):

@@ -132,6 +132,7 @@ def test_the_build_step_writes_a_public_reference_beside_the_output(tmp_path: Pa
     # the ISO's path (chaos.yaml builds one): its one GRUB config and the bundle, by hash
     assert written.iso is not None
     assert written.iso.overlay == hashlib.sha256(b"bundle " + secret).hexdigest()
+    assert written.iso.marker == hashlib.sha256(f"{c.cluster.name}\n".encode()).hexdigest()
     assert (
         "search --no-floppy --file --set=root /boot/chaos-0123abcd.id" in written.iso.grub_commands
     )
