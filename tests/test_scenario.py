@@ -140,7 +140,9 @@ def test_the_lab_firmware_is_read_and_a_secure_boot_lab_is_secure_boot(tmp_path)
     )
     negatives = GOOD + "secure_boot: {tampered: node03, secure_boot_off: node04}\n"
     assert load_scenario(scenario(tmp_path, negatives)).firmware == "secure-boot"
-    assert load_scenario(ROOT / "tests/scenarios/iso/scenario.yaml").firmware == "secure-boot"
+    assert load_scenario(ROOT / "tests/scenarios/iso-secureboot/scenario.yaml").firmware == (
+        "secure-boot"
+    )
 
 
 def test_wire_command_and_checks_after_the_power_off_are_read(tmp_path):
