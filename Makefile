@@ -101,7 +101,7 @@ test-one: setup ## one test: make test-one T=tests/test_render.py::test_every_te
 	$(PY) -m pytest $(T) $(PYTEST_ARGS)
 
 golden: setup ## rewrite the golden files after an intended template change (review the diff)
-	CHAOS_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py tests/test_hostconf.py $(PYTEST_ARGS)
+	CHAOS_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py tests/test_hostconf.py tests/measured/test_iso_tree.py $(PYTEST_ARGS)
 
 format: setup ## ruff format the tree (or the files given: make format F="builder/render.py ...")
 	$(VENV)/bin/ruff format $(or $(F),builder tyd chaosnode tests bench)

@@ -8,8 +8,8 @@ Builds the repo's chaos.yaml (fresh PKI, real renderer) with the shared cache
 rebuilds the base from the cached rootfs, a second one is the warm build (base reused).
 --cold also builds once with an empty cache (downloads every package from the host's mirror).
 The first compression is booted once per path (direct kernel + appended overlay, BIOS ISO,
-UEFI ISO, iPXE PXE, UEFI GRUB PXE), the others by direct kernel boot only, each to the
-CHAOS-READY/FAILED line.
+UEFI ISO, iPXE PXE, UEFI GRUB PXE; `sb-iso`: the ISO under OVMF with Secure Boot enforced),
+the others by direct kernel boot only, each to the CHAOS-READY/FAILED line.
 """
 
 from __future__ import annotations
@@ -70,7 +70,12 @@ def machine(path: str, out: Path, work: Path, mac: str) -> Machine:
             accel=TCG, mac=mac, tftp=pxe, bootfile="grubx64.efi", uefi=True, workdir=work
         )
     return Machine(
-        accel=TCG, mac=mac, cdrom=out / "chaos.iso", uefi=path == "uefi-iso", workdir=work
+        accel=TCG,
+        mac=mac,
+        cdrom=out / "chaos.iso",
+        uefi=path in ("uefi-iso", "sb-iso"),
+        secure_boot=path == "sb-iso",
+        workdir=work,
     )
 
 

@@ -117,6 +117,7 @@ def test_every_host_template_has_a_golden_file():
         "pxe/node.ipxe.j2",
         "pxe/local-disk.ipxe.j2",
         "pxe/boot.ipxe.j2",
+        "iso/grub.cfg.j2",  # golden tests/golden/iso/grub.cfg (tests/measured/test_iso_tree.py)
     }
     found = {p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.rglob("*.j2")}
     assert found == rendered

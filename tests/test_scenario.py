@@ -101,6 +101,11 @@ def test_include_errors_name_the_file_and_line(tmp_path):
             GOOD + "secure_boot: {tampered: node03, disabled: node04}\n",
             ":5: secure_boot.disabled: unknown",
         ),
+        (GOOD + "firmware: uefi\n", ":5: firmware: 'uefi': one of bios, secure-boot"),
+        (
+            GOOD + "firmware: bios\nsecure_boot: {tampered: node03, secure_boot_off: node04}\n",
+            ":5: firmware: 'bios': one of bios, secure-boot (a secure_boot: lab is secure-boot)",
+        ),
         (
             GOOD
             + "wire:\n  - {title: w, from: node01, to: node02, run: [srun, echo, x], clear: no}\n",
@@ -129,6 +134,18 @@ def test_invalid_scenario_is_refused_with_file_line_and_field(tmp_path, text, me
     with pytest.raises(ConfigError) as exc:
         load_scenario(path)
     assert f"{path}{message}" in str(exc.value)
+
+
+def test_the_lab_firmware_is_read_and_a_secure_boot_lab_is_secure_boot(tmp_path):
+    assert load_scenario(scenario(tmp_path, GOOD)).firmware == "bios"
+    assert load_scenario(scenario(tmp_path, GOOD + "firmware: secure-boot\n")).firmware == (
+        "secure-boot"
+    )
+    negatives = GOOD + "secure_boot: {tampered: node03, secure_boot_off: node04}\n"
+    assert load_scenario(scenario(tmp_path, negatives)).firmware == "secure-boot"
+    assert load_scenario(ROOT / "tests/scenarios/iso-secureboot/scenario.yaml").firmware == (
+        "secure-boot"
+    )
 
 
 def test_wire_command_and_checks_after_the_power_off_are_read(tmp_path):

@@ -64,8 +64,6 @@ def host_tools(ctx: BuildContext) -> dict[str, str]:
         tools |= {
             "xorriso": "writes the hybrid ISO",
             "zstd": "compresses the ISO's bundle of every node overlay (~200 bytes a node)",
-            "grub-mkstandalone": "makes the UEFI boot loader (grub-efi-amd64-bin)",
-            "/usr/lib/grub/x86_64-efi/linux.mod": "GRUB's UEFI modules (grub-efi-amd64-bin)",
             "mkfs.vfat": "makes the ISO's EFI system partition image (dosfstools)",
             "mcopy": "fills the EFI image (mtools)",
             "/usr/lib/ISOLINUX/isolinux.bin": "BIOS boot loader of the ISO (isolinux)",

@@ -1,7 +1,14 @@
-"""Step make_iso: one hybrid ISO (BIOS isolinux + UEFI GRUB), bootable from CD or USB stick.
+"""Step make_iso: one hybrid ISO (BIOS isolinux + UEFI), bootable from CD or USB stick.
 
 The ISO holds the kernel, the base initrd and the node bundle (every node's overlay; the
 machine picks its own by MAC) or, with --node, that one node's overlay.
+
+Its UEFI boot is the Secure Boot chain, unchanged Debian binaries: Microsoft-signed shim as
+EFI/BOOT/BOOTX64.EFI, which starts grubx64.efi beside itself (Debian-signed disk GRUB),
+which sources $prefix/grub.cfg with prefix /EFI/debian of the device it came from (the FAT
+image on a USB stick's GPT, the ISO 9660 tree on a CD: both hold the same config). No
+fallback (fbx64) or MokManager on the medium: nothing writes boot entries. The config
+(templates/iso/grub.cfg.j2) names no per-host string, so PCR 8 is the same on every PC.
 """
 
 from __future__ import annotations
@@ -11,39 +18,50 @@ import os
 import shutil
 from pathlib import Path
 
+from builder.hostconf import render_host
 from builder.image.base import INITRD_NAME, KERNEL_NAME
 from builder.image.context import BuildContext
 from builder.image.pxe import HEADER, kernel_cmdline
+from builder.measured.reference import GRUB_SIGNED, SHIM_SIGNED
 from builder.run import run
 
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
 ISOHDPFX = Path("/usr/lib/ISOLINUX/isohdpfx.bin")
 LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
-GRUB_MODULES = (
-    "part_gpt",
-    "part_msdos",
-    "iso9660",
-    "fat",
-    "search",
-    "search_fs_file",
-    "linux",
-    "normal",
-    "configfile",
-    "echo",
-    "test",
-    "all_video",
-    "efi_gop",
-)
 VOLUME_ID = "CHAOS"
 NODES_NAME = "nodes.cpio"
+# the UEFI files, as paths inside the EFI image (and, for the config, the ISO 9660 tree)
+EFI_SHIM = "EFI/BOOT/BOOTX64.EFI"  # the removable-media path the firmware starts
+EFI_GRUB = "EFI/BOOT/grubx64.efi"  # shim starts this name from its own directory
+EFI_GRUB_CFG = "EFI/debian/grub.cfg"  # signed disk GRUB's prefix is /EFI/debian
+EFI_FILES = {EFI_SHIM: SHIM_SIGNED, EFI_GRUB: GRUB_SIGNED}
 
 
 def iso_name(ctx: BuildContext) -> str:
     return "chaos.iso" if ctx.node is None else f"chaos-{ctx.node}.iso"
 
 
+def iso_marker(ctx: BuildContext) -> str:
+    """The file GRUB searches for to find the ISO 9660 tree of this very build."""
+    return f"/boot/chaos-{ctx.base_key}.id"
+
+
+def iso_marker_text(ctx: BuildContext) -> bytes:
+    """The marker's content (signed GRUB measures the file its `search` opens: PCR 9)."""
+    return f"{ctx.cluster.cluster.name}\n".encode()
+
+
+def iso_nodes_cpio(ctx: BuildContext) -> bytes:
+    """The ISO's node file: the bundle of every node's overlay, or --node's own overlay."""
+    return ctx.bundle_cpio if ctx.node is None else ctx.node_cpios[ctx.node]
+
+
+def iso_initrds() -> list[str]:
+    return [f"/boot/{INITRD_NAME}", f"/boot/{NODES_NAME}"]
+
+
 def isolinux_cfg(ctx: BuildContext) -> str:
-    initrds = f"/boot/{INITRD_NAME},/boot/{NODES_NAME}"
+    initrds = ",".join(iso_initrds())
     return (
         f"# {HEADER}\nSERIAL 0 115200\nPROMPT 0\nDEFAULT chaos\n"
         f"LABEL chaos\n  LINUX /boot/{KERNEL_NAME}\n  INITRD {initrds}\n"
@@ -53,44 +71,32 @@ def isolinux_cfg(ctx: BuildContext) -> str:
     )
 
 
-def grub_cfg(ctx: BuildContext, marker: str) -> str:
-    initrds = f"/boot/{INITRD_NAME} /boot/{NODES_NAME}"
-    return (
-        f"# {HEADER}\nsearch --no-floppy --file --set=root /boot/{marker}\n"
-        "set timeout=1\nset default=0\n"
-        f'menuentry "chaos" {{\n  linux /boot/{KERNEL_NAME} {kernel_cmdline(ctx)}\n'
-        f"  initrd {initrds}\n}}\n"
-        'menuentry "chaos self-test (power off after the report)" {\n'
-        f"  linux /boot/{KERNEL_NAME} {kernel_cmdline(ctx, selftest=True)}\n"
-        f"  initrd {initrds}\n}}\n"
+def grub_cfg(ctx: BuildContext) -> str:
+    """The ISO's GRUB config (templates/iso/grub.cfg.j2): hardened like the net one."""
+    return render_host(
+        "iso/grub.cfg.j2",
+        {
+            "header": HEADER,
+            "marker": iso_marker(ctx),
+            "kernel": f"/boot/{KERNEL_NAME}",
+            "cmdline": kernel_cmdline(ctx),
+            "initrds": iso_initrds(),
+        },
     )
 
 
-def make_efi_image(ctx: BuildContext, work: Path, marker: str) -> Path:
-    """grub-mkstandalone's BOOTX64.EFI (only the modules it needs) in a small FAT image."""
+def make_efi_image(ctx: BuildContext, work: Path) -> Path:
+    """A small FAT image: signed shim as BOOTX64.EFI, signed GRUB beside it, GRUB's config."""
     cfg = work / "grub.cfg"
-    cfg.write_text(grub_cfg(ctx, marker))
-    efi = work / "BOOTX64.EFI"
-    modules = " ".join(GRUB_MODULES)
-    run(
-        [
-            "grub-mkstandalone",
-            "--format=x86_64-efi",
-            f"--output={efi}",
-            f"--modules={modules}",
-            f"--install-modules={modules}",
-            "--locales=",
-            "--fonts=",
-            "--themes=",
-            f"boot/grub/grub.cfg={cfg}",
-        ]
-    )
+    cfg.write_text(grub_cfg(ctx))
     image = work / "efiboot.img"
-    kib = math.ceil(efi.stat().st_size / 1024) + 256
+    size = sum(path.stat().st_size for path in EFI_FILES.values()) + cfg.stat().st_size
+    kib = math.ceil(size / 1024) + 256
     run(["mkfs.vfat", "-C", "-n", "CHAOSEFI", "-i", "0c4a0500", "--invariant", image, str(kib)])
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-    run(["mmd", "-i", image, "::/EFI", "::/EFI/BOOT"], env=env)
-    run(["mcopy", "-i", image, efi, "::/EFI/BOOT/BOOTX64.EFI"], env=env)
+    run(["mmd", "-i", image, "::/EFI", "::/EFI/BOOT", "::/EFI/debian"], env=env)
+    for dest, source in [*EFI_FILES.items(), (EFI_GRUB_CFG, cfg)]:
+        run(["mcopy", "-i", image, source, f"::/{dest}"], env=env)
     return image
 
 
@@ -99,16 +105,17 @@ def make_iso(ctx: BuildContext) -> bool:
     root = work / "root"
     (root / "boot").mkdir(parents=True)
     (root / "isolinux").mkdir()
-    marker = f"chaos-{ctx.base_key}.id"
-    (root / "boot" / marker).write_text(f"{ctx.cluster.cluster.name}\n")
+    (root / iso_marker(ctx).lstrip("/")).write_bytes(iso_marker_text(ctx))
     shutil.copy2(ctx.base_dir / KERNEL_NAME, root / "boot" / KERNEL_NAME)
     shutil.copy2(ctx.base_dir / INITRD_NAME, root / "boot" / INITRD_NAME)
-    nodes = ctx.bundle_cpio if ctx.node is None else ctx.node_cpios[ctx.node]
-    (root / "boot" / NODES_NAME).write_bytes(nodes)
+    (root / "boot" / NODES_NAME).write_bytes(iso_nodes_cpio(ctx))
     shutil.copy2(ISOLINUX, root / "isolinux" / ISOLINUX.name)
     shutil.copy2(LDLINUX, root / "isolinux" / LDLINUX.name)
     (root / "isolinux" / "isolinux.cfg").write_text(isolinux_cfg(ctx))
-    shutil.copy2(make_efi_image(ctx, work, marker), root / "boot" / "efiboot.img")
+    shutil.copy2(make_efi_image(ctx, work), root / "boot" / "efiboot.img")
+    # a CD's GRUB finds its prefix on the ISO 9660 tree: the same config there
+    (root / EFI_GRUB_CFG).parent.mkdir(parents=True)
+    shutil.copyfile(work / "grub.cfg", root / EFI_GRUB_CFG)
     env = dict(os.environ)
     if ctx.epoch > 0:
         env["SOURCE_DATE_EPOCH"] = str(ctx.epoch)

@@ -21,6 +21,9 @@ from builder.run import spawn
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot enforced: the SMM build with Microsoft's keys enrolled (as on a lab PC)
+OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 RESULT = re.compile(r"CHAOS-(READY|FAILED) [^\r\n]*[\r\n]")
 TCG = ["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "1"]
 KVM = ["-accel", "kvm", "-cpu", "host", "-smp", "2"]
@@ -57,6 +60,7 @@ class Machine:
     mac: str = "52:54:00:99:00:11"
     memory_mb: int = 1024
     uefi: bool = False
+    secure_boot: bool = False  # with uefi: OVMF with Secure Boot enforced (q35 + SMM)
     cdrom: Path | None = None
     tftp: Path | None = None
     bootfile: str | None = None
@@ -95,12 +99,14 @@ class Machine:
             if self.workdir is None:
                 raise BuildError("UEFI boots need a workdir for the OVMF variable store")
             vars_copy = self.workdir / f"OVMF_VARS-{os.getpid()}-{time.monotonic_ns()}.fd"
-            shutil.copyfile(OVMF_VARS, vars_copy)
+            shutil.copyfile(OVMF_MS_VARS if self.secure_boot else OVMF_VARS, vars_copy)
+            code = OVMF_SECBOOT_CODE if self.secure_boot else OVMF_CODE
+            argv += ["-machine", "q35,smm=on" if self.secure_boot else "q35"]
+            if self.secure_boot:
+                argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
             argv += [
-                "-machine",
-                "q35",
                 "-drive",
-                f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                 "-drive",
                 f"if=pflash,format=raw,unit=1,file={vars_copy}",
             ]
@@ -112,6 +118,8 @@ class Machine:
         if self.tftp is not None:
             netdev += f",tftp={self.tftp},bootfile={self.bootfile}"
         nic = f"virtio-net-pci,netdev=net0,mac={self.mac}"
+        if self.secure_boot:
+            nic += ",romfile="  # QEMU's iPXE option ROM is unsigned
         argv += ["-netdev", netdev, "-device", nic + (",bootindex=0" if self.tftp else "")]
         if self.cdrom is not None:
             argv += ["-drive", f"file={self.cdrom},media=cdrom,readonly=on,if=none,id=cd0"]

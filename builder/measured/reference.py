@@ -7,6 +7,10 @@ PCR 7: Secure Boot on (the platform's keys differ from PC to PC, so no golden va
 PCR 8: GRUB's commands and the kernel command line: a policy, not one value, because GRUB's
 own prelude names the device it came from (the TFTP server's address on the net path).
 PCR 9: sha256 of each file signed GRUB reads: its configs, the kernel, each initrd.
+
+Two boot paths: the net path (signed net GRUB over TFTP, a config per node) and, when the
+build makes an ISO, the ISO's UEFI path (signed disk GRUB, one config for every PC, the
+ISO's node file). Which GRUB started (PCR 4) says which path a log must match.
 """
 
 from __future__ import annotations
@@ -66,6 +70,15 @@ class NodeBoot:
 
 
 @dataclass(frozen=True)
+class IsoBoot:
+    """What the ISO's UEFI path reads beyond the shared files."""
+
+    grub_config: str  # EFI/debian/grub.cfg
+    bundle: bytes | None  # the ISO's node file when it is the bundle of every node
+    marker: bytes  # the file GRUB's `search --file` opens (and measures) to find the ISO
+
+
+@dataclass(frozen=True)
 class Application:
     name: str
     authenticode: str  # sha256 hex, as PCR 4 logs it
@@ -81,6 +94,16 @@ class NodeReference:
 
 
 @dataclass(frozen=True)
+class IsoReference:
+    """The ISO's UEFI path: signed disk GRUB reads one config and the ISO's node file."""
+
+    grub_config: str  # sha256 of EFI/debian/grub.cfg
+    grub_commands: tuple[str, ...]  # its commands, as GRUB logs them (no per-host string)
+    overlay: str | None  # sha256 of the ISO's node bundle; None: a --node ISO (its own)
+    marker: str  # sha256 of the marker file (PCR 9: GRUB measures what `search` opens)
+
+
+@dataclass(frozen=True)
 class Reference:
     applications: tuple[Application, ...]
     kernel: str  # sha256 of the kernel file
@@ -92,6 +115,7 @@ class Reference:
     prefix_pattern: str  # what {prefix} in the prelude may be
     nodes: tuple[NodeReference, ...]
     secure_boot: bool = True
+    iso: IsoReference | None = None  # None: the build made no ISO
     format: str = FORMAT
 
     def node(self, name: str) -> NodeReference | None:
@@ -131,6 +155,7 @@ def compute_reference(
     shared_configs: Sequence[str],
     nodes: Sequence[NodeBoot],
     server: ipaddress.IPv4Address | None,
+    iso: IsoBoot | None = None,
 ) -> Reference:
     """The reference for these boot files (reads them; writes nothing)."""
     applications = tuple(
@@ -166,6 +191,16 @@ def compute_reference(
             )
             for node in nodes
         ),
+        iso=None if iso is None else iso_reference(iso),
+    )
+
+
+def iso_reference(iso: IsoBoot) -> IsoReference:
+    return IsoReference(
+        grub_config=sha256_hex(iso.grub_config.encode()),
+        grub_commands=grub_commands(iso.grub_config, ""),
+        overlay=None if iso.bundle is None else sha256_hex(iso.bundle),
+        marker=sha256_hex(iso.marker),
     )
 
 
@@ -215,6 +250,17 @@ def reference_from(raw: Any) -> Reference:
             for n in raw["nodes"]
         ),
         secure_boot=bool(raw["secure_boot"]),
+        iso=None if raw.get("iso") is None else iso_from(raw["iso"]),
+    )
+
+
+def iso_from(raw: Any) -> IsoReference:
+    overlay = raw["overlay"]
+    return IsoReference(
+        grub_config=_str(raw["grub_config"]),
+        grub_commands=_strs(raw["grub_commands"]),
+        overlay=None if overlay is None else _str(overlay),
+        marker=_str(raw["marker"]),
     )
 
 

@@ -1,8 +1,9 @@
 """A synthetic genuine boot of a reference, event by event, shaped like the net path the
 probe logged under OVMF Secure Boot (probes/measured-boot/evidence/run-net.analysis.txt):
 firmware, shim, signed grubnetx64 over TFTP, the kernel (PCR 4 logs it twice), each
-initrd. For host-tier tests and benches: extend a software TPM exactly as the log says,
-or sign a quote in software.
+initrd; or the ISO's path (Boot(iso=True)): signed disk GRUB from the ISO's EFI image, its
+one config, the ISO's node file. For host-tier tests and benches: extend a software TPM
+exactly as the log says, or sign a quote in software.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Boot:
     cmdline: str | None = None  # the kernel command line's arguments
     extra_applications: tuple[str, ...] = ()  # Authenticode sha256 started before shim
     extra_commands: tuple[str, ...] = ()  # GRUB commands typed at its prompt
+    iso: bool = False  # the ISO's UEFI path (disk GRUB) instead of the net path
     banks: tuple[int, ...] = field(default=(SHA256,))
 
 
@@ -149,12 +151,10 @@ def boot_events(
     app = {a.name: bytes.fromhex(a.authenticode) for a in reference.applications}
     kernel_app = bytes.fromhex(boot.kernel_app) if boot.kernel_app else app["kernel"]
     kernel = bytes.fromhex(boot.kernel or reference.kernel)
-    initrds = boot.initrds or (
-        ("(tftp)/initrd.img", reference.initrd),
-        (f"(tftp)/nodes/{node.name}.cpio", node.overlay),
-    )
+    route = _route(reference, node, server, boot)
+    initrds = boot.initrds or route.initrds
     args = reference.kernel_args if boot.cmdline is None else boot.cmdline
-    prefix = f"(tftp,{server})/grub"
+    prefix = route.prefix
     events = firmware_events(boot)
     events += [
         _with_digest(4, EV_EFI_BOOT_SERVICES_APPLICATION, b"stranger", bytes.fromhex(d), b)
@@ -179,13 +179,18 @@ def boot_events(
             ),
             banks=b,
         ),
-        _with_digest(4, EV_EFI_BOOT_SERVICES_APPLICATION, b"grubx64.efi", app["grub-net"], b),
+        _with_digest(4, EV_EFI_BOOT_SERVICES_APPLICATION, b"grubx64.efi", app[route.grub], b),
         _ipl(8, f"grub_cmd: [ -e {prefix}/x86_64-efi/grub.cfg ]", None, b),
         _ipl(8, f"grub_cmd: source {prefix}/grub.cfg", None, b),
-        _ipl(9, f"{prefix}/grub.cfg", bytes.fromhex(reference.grub_configs[0]), b),
+        _ipl(9, f"{prefix}/grub.cfg", bytes.fromhex(route.config), b),
     ]
-    commands = [c for c in node.grub_commands if not c.startswith(("echo", "sleep", "exit"))]
+    commands = [c for c in route.commands if not c.startswith(("echo", "sleep", "exit"))]
     for command in commands:
+        if command.startswith("search ") and reference.iso is not None:
+            events.append(_ipl(8, f"grub_cmd: {command}", None, b))
+            marker = f"(cd0){command.rsplit(' ', 1)[1]}"  # `search` opens it: PCR 9
+            events.append(_ipl(9, marker, bytes.fromhex(reference.iso.marker), b))
+            continue
         if command.startswith("linux "):
             _, path, *_ = command.split(" ")
             events.append(_ipl(8, f"grub_cmd: linux {path} {args}".rstrip(), None, b))
@@ -207,6 +212,41 @@ def boot_events(
         measured(5, EV_EFI_ACTION, b"Exit Boot Services Returned with Success", banks=b),
     ]
     return events
+
+
+@dataclass(frozen=True)
+class _Route:
+    grub: str  # the reference's name of the GRUB application
+    prefix: str  # GRUB's $prefix
+    config: str  # sha256 of the config it sources
+    commands: tuple[str, ...]
+    initrds: tuple[tuple[str, str], ...]
+
+
+def _route(
+    reference: Reference, node: NodeReference, server: ipaddress.IPv4Address, boot: Boot
+) -> _Route:
+    if not boot.iso:
+        return _Route(
+            "grub-net",
+            f"(tftp,{server})/grub",
+            reference.grub_configs[0],
+            node.grub_commands,
+            (
+                ("(tftp)/initrd.img", reference.initrd),
+                (f"(tftp)/nodes/{node.name}.cpio", node.overlay),
+            ),
+        )
+    iso = reference.iso
+    if iso is None:
+        raise ValueError("Boot(iso=True) of a reference without the ISO's path")
+    return _Route(
+        "grub",
+        "(cd0)/EFI/debian",
+        iso.grub_config,
+        iso.grub_commands,
+        (("/boot/initrd.img", reference.initrd), ("/boot/nodes.cpio", iso.overlay or node.overlay)),
+    )
 
 
 def log_bytes(events: Iterable[Event], banks: Sequence[int] = (SHA256,)) -> bytes:

@@ -4,7 +4,9 @@ Steps, in order: the AK signed the quote; the quote answers this challenge (nonc
 covers sha256 PCRs 0-9 and 14; the event log replays to the quoted PCRs; then the events
 against the reference: Secure Boot on (PCR 7), only this build's files read by GRUB
 (PCR 9), only this build's GRUB commands and kernel command line (PCR 8), only this
-build's applications started (PCR 4). Each deviation is a MeasurementRefused with a code and
+build's applications started (PCR 4). The GRUB that started says the path (net GRUB: the
+node's own TFTP configs; disk GRUB: the ISO's one config and node file), and the files and
+commands are checked against that path only. Each deviation is a MeasurementRefused with a code and
 a reason that says what differed; the event checks report every deviation they find.
 """
 
@@ -33,7 +35,7 @@ from .eventlog import (
     parse_event_log,
 )
 from .quote import QuoteError, QuoteInfo, parse_attest, pcr_digest, signature_verifies
-from .reference import NodeReference, Reference
+from .reference import Application, NodeReference, Reference
 
 EFI_GLOBAL_VARIABLE: Final = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c").bytes_le
 PCR_SECURE_BOOT, PCR_APPLICATIONS, PCR_GRUB_COMMANDS, PCR_GRUB_FILES = 7, 4, 8, 9
@@ -142,11 +144,49 @@ def check_replay(event_log: bytes, quoted: bytes) -> EventLog:
     return log
 
 
+@dataclass(frozen=True)
+class BootRoute:
+    """What one boot path of this build reads and runs, for one node."""
+
+    grub: str  # the reference's application name of the GRUB that reads these files
+    configs: dict[str, str]  # sha256 of a GRUB config -> what it is
+    overlay: str  # sha256 of the node file GRUB loads
+    commands: frozenset[str]
+
+
+def route_of(log: EventLog, reference: Reference, node: NodeReference) -> BootRoute:
+    """The ISO's path when disk GRUB (and not net GRUB) started and the build made an ISO;
+    else the net path (whose GRUB must then have started: check_applications)."""
+    started = {app.name for e in _in(log, PCR_APPLICATIONS) if (app := _app(e, reference))}
+    iso = reference.iso
+    if iso is not None and "grub" in started and "grub-net" not in started:
+        return BootRoute(
+            "grub",
+            {iso.grub_config: "the ISO's GRUB config", iso.marker: "the ISO's marker file"},
+            iso.overlay or node.overlay,
+            frozenset(iso.grub_commands),
+        )
+    configs = {digest: "a GRUB config" for digest in reference.grub_configs}
+    return BootRoute(
+        "grub-net",
+        configs | {node.grub_config: f"the GRUB config of {node.name}"},
+        node.overlay,
+        frozenset(node.grub_commands),
+    )
+
+
+def _app(event: Event, reference: Reference) -> Application | None:
+    if event.kind != EV_EFI_BOOT_SERVICES_APPLICATION:
+        return None
+    return reference.application(_sha256(event).hex())
+
+
 def check_events(log: EventLog, reference: Reference, node: NodeReference) -> Iterator[Deviation]:
+    route = route_of(log, reference, node)
     yield from check_secure_boot(log)
-    yield from check_grub_files(log, reference, node)
-    yield from check_grub_commands(log, reference, node)
-    yield from check_applications(log, reference)
+    yield from check_grub_files(log, reference, node, route)
+    yield from check_grub_commands(log, reference, route)
+    yield from check_applications(log, reference, route)
 
 
 def _in(log: EventLog, pcr: int) -> list[Event]:
@@ -195,14 +235,13 @@ def check_secure_boot(log: EventLog) -> Iterator[Deviation]:
 
 # -- PCR 9 ---------------------------------------------------------------------------
 def check_grub_files(
-    log: EventLog, reference: Reference, node: NodeReference
+    log: EventLog, reference: Reference, node: NodeReference, route: BootRoute
 ) -> Iterator[Deviation]:
     wanted = {
         reference.kernel: "the kernel",
         reference.initrd: "the base initrd",
-        node.overlay: f"the overlay of {node.name}",
-        node.grub_config: f"the GRUB config of {node.name}",
-    } | {digest: "a GRUB config" for digest in reference.grub_configs}
+        route.overlay: f"the overlay of {node.name}",
+    } | route.configs
     seen = set()
     for event in _in(log, PCR_GRUB_FILES):
         digest, path = _sha256(event).hex(), event.text()
@@ -219,7 +258,7 @@ def check_grub_files(
                 f"PCR 9: {_kind_of(path, reference)} this build "
                 f"did not make for {node.name} ({path[:120]!r}, sha256 {digest})",
             )
-    for digest in (reference.kernel, reference.initrd, node.overlay):
+    for digest in (reference.kernel, reference.initrd, route.overlay):
         if digest not in seen:
             yield Deviation(
                 "missing_file", f"PCR 9: {wanted[digest]} (sha256 {digest}) was not loaded"
@@ -229,6 +268,8 @@ def check_grub_files(
 def _kind_of(path: str, reference: Reference) -> str:
     if path.endswith(".cfg"):
         return "a GRUB config"
+    if path.endswith(".id"):
+        return "a marker file (the ISO's)"
     if path.rsplit("/", 1)[-1] == reference.kernel_name:
         return "a kernel"
     return "an initrd"
@@ -236,13 +277,13 @@ def _kind_of(path: str, reference: Reference) -> str:
 
 # -- PCR 8 ---------------------------------------------------------------------------
 def check_grub_commands(
-    log: EventLog, reference: Reference, node: NodeReference
+    log: EventLog, reference: Reference, route: BootRoute
 ) -> Iterator[Deviation]:
     prelude = [
         re.compile(re.escape(p).replace(re.escape("{prefix}"), reference.prefix_pattern) + r"\Z")
         for p in reference.grub_prelude
     ]
-    commands = set(node.grub_commands)
+    commands = route.commands
     cmdlines = 0
     for event in _in(log, PCR_GRUB_COMMANDS):
         text = event.text()
@@ -283,7 +324,9 @@ def _check_cmdline(measured: str, reference: Reference) -> Iterator[Deviation]:
 
 
 # -- PCR 4 ---------------------------------------------------------------------------
-def check_applications(log: EventLog, reference: Reference) -> Iterator[Deviation]:
+def check_applications(
+    log: EventLog, reference: Reference, route: BootRoute
+) -> Iterator[Deviation]:
     started = set()
     for event in _in(log, PCR_APPLICATIONS):
         digest = _sha256(event).hex()
@@ -306,5 +349,5 @@ def check_applications(log: EventLog, reference: Reference) -> Iterator[Deviatio
     for name in ("shim", "kernel"):
         if name not in started:
             yield Deviation("unknown_application", f"PCR 4: this build's {name} was not started")
-    if not started & {"grub", "grub-net"}:
+    if route.grub not in started:
         yield Deviation("unknown_application", "PCR 4: this build's GRUB was not started")

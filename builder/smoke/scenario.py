@@ -89,6 +89,9 @@ class Rogue:
     impersonates: str
 
 
+FIRMWARES = ("bios", "secure-boot")
+
+
 @dataclass(frozen=True)
 class SecureBootLab:
     """Every VM boots real UEFI firmware with Secure Boot enforced (builder/smoke/firmware.py);
@@ -144,6 +147,9 @@ class Scenario:
     # how CI's smoke tier boots this lab (`ci: {boot: pxe}`); None: CI does not run it
     ci_boot: str | None = None
     day_and_night: DayAndNight | None = None
+    # the lab PCs' firmware: "bios" (SeaBIOS) or "secure-boot" (OVMF, Secure Boot enforced);
+    # a `secure_boot:` lab is always secure-boot
+    firmware: str = "bios"
     file: str = ""
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -394,6 +400,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             "secure_boot",
             "ci",
             "day_and_night",
+            "firmware",
         },
     )
     boot = r.get(raw, (), "boot", list, [], required=True)
@@ -426,6 +433,13 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     day_and_night = _day_and_night(r, raw["day_and_night"]) if "day_and_night" in raw else None
     if day_and_night is not None and night is not None:
         r.problem(("night",), "a day-and-night lab sets its nights in day_and_night.nights")
+    firmware = r.text(raw, (), "firmware", default="secure-boot" if secure_boot else "bios")
+    if firmware not in FIRMWARES or (secure_boot and firmware != "secure-boot"):
+        r.problem(
+            ("firmware",),
+            f"{firmware!r}: one of {', '.join(FIRMWARES)}"
+            + (" (a secure_boot: lab is secure-boot)" if secure_boot else ""),
+        )
     scenario = Scenario(
         name=path.parent.name,
         description=r.text(raw, (), "description", required=True),
@@ -442,6 +456,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         secure_boot=secure_boot,
         ci_boot=ci_boot,
         day_and_night=day_and_night,
+        firmware=firmware,
         file=doc.file,
         lines=dict(doc.lines),
     )

@@ -64,7 +64,8 @@ ATTACKER_BYTES = b"[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin ro
 
 
 def firmware_for(smoke: Smoke) -> Firmware:
-    return Firmware.SECURE_BOOT if smoke.scenario.secure_boot else Firmware.BIOS
+    """The lab PCs' firmware (scenario key `firmware`)."""
+    return Firmware(smoke.scenario.firmware)
 
 
 def check_members(smoke: Smoke) -> None:

@@ -11,18 +11,23 @@ from types import SimpleNamespace
 from chaostest import ROOT
 
 from builder.config import load_cluster
+from builder.image.iso import grub_cfg
 from builder.image.pxe import GRUB_NET_CFG, grub_net_entry, kernel_cmdline
 from builder.measured.reference import (
     GRUB_NET_SIGNED,
     GRUB_SIGNED,
     SHIM_SIGNED,
     BootFiles,
+    IsoBoot,
     NodeBoot,
     Reference,
     compute_reference,
 )
 
 SERVER = ipaddress.IPv4Address("10.99.0.1")  # chaos.yaml serve.address
+BASE_KEY = "0123abcd"  # the test build's base key (the ISO's marker file names it)
+BUNDLE = b"the node bundle of the test ISO"
+MARKER = b"chaos-lab\n"  # the ISO's marker file (GRUB's search opens it)
 NODE = "node01"
 
 
@@ -68,7 +73,7 @@ def boot_files(root: Path) -> BootFiles:
 
 def make_reference(root: Path) -> Reference:
     c = cluster()
-    ctx = SimpleNamespace(cluster=c)
+    ctx = SimpleNamespace(cluster=c, base_key=BASE_KEY)
     nodes = [
         NodeBoot(n.name, n.mac, f"overlay of {n.name}".encode(), grub_net_entry(ctx, n))
         for n in c.nodes
@@ -80,4 +85,5 @@ def make_reference(root: Path) -> Reference:
         [GRUB_NET_CFG],
         nodes,
         SERVER,
+        IsoBoot(grub_cfg(ctx), BUNDLE, MARKER),  # type: ignore[arg-type]
     )

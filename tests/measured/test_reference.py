@@ -119,6 +119,9 @@ def test_the_build_step_writes_a_public_reference_beside_the_output(tmp_path: Pa
         nodes=c.nodes,
         base_dir=files.kernel.parent,
         node_cpios={n.name: b"cpio " + secret for n in c.nodes},
+        bundle_cpio=b"bundle " + secret,
+        node=None,
+        base_key="0123abcd",
         staging=tmp_path / "staging",
     )
     ctx.staging.mkdir()
@@ -126,6 +129,13 @@ def test_the_build_step_writes_a_public_reference_beside_the_output(tmp_path: Pa
     text = (ctx.staging / REFERENCE_FILE).read_text()
     written = load_reference(ctx.staging / REFERENCE_FILE)
     assert written.node(NODE).overlay == hashlib.sha256(b"cpio " + secret).hexdigest()
+    # the ISO's path (chaos.yaml builds one): its one GRUB config and the bundle, by hash
+    assert written.iso is not None
+    assert written.iso.overlay == hashlib.sha256(b"bundle " + secret).hexdigest()
+    assert written.iso.marker == hashlib.sha256(f"{c.cluster.name}\n".encode()).hexdigest()
+    assert (
+        "search --no-floppy --file --set=root /boot/chaos-0123abcd.id" in written.iso.grub_commands
+    )
     assert secret.decode() not in text and "PRIVATE" not in text
     assert str(c.serve.address) in written.prefix_pattern.replace("\\", "")
     assert json.loads(text)["format"] == "chaos-measured-reference/1"
