@@ -253,6 +253,17 @@ def list_conns(socket_path: Path) -> str:
     ).stdout
 
 
+def node01_hook(pki: Pki, charon: Path) -> ViciHook:
+    """node01's VICI hook; node02 (10.99.0.12) is in its rendered swanctl.conf."""
+    return ViciHook(
+        charon,
+        POLICY,
+        pki.paths.node_cert(name(1)).read_text(),
+        pki.paths.ca_cert.read_text(),
+        frozenset({ipaddress.IPv4Address("10.99.0.12")}),
+    )
+
+
 def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki, charon: Path) -> None:
     import socket
 
@@ -264,13 +275,7 @@ def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki, char
         {"type": "any", "data": pki.paths.node_key(name(1)).read_text()}
     )
     sock.close()
-    hook = ViciHook(
-        charon,
-        POLICY,
-        pki.paths.node_cert(name(1)).read_text(),
-        pki.paths.ca_cert.read_text(),
-        frozenset({ipaddress.IPv4Address("10.99.0.12")}),
-    )
+    hook = node01_hook(pki, charon)
 
     async def scenario() -> None:
         await hook.add(member(20, "10.99.0.20"))
@@ -296,13 +301,7 @@ def test_vici_hook_loads_and_unloads_connections_in_a_real_charon(pki: Pki, char
 def test_vici_hook_applies_a_batch_through_one_session(pki: Pki, charon: Path) -> None:
     """Many load-conns in one VICI session, in order; one bad change (an unload of a
     connection that is not there) is reported alone and the others are applied."""
-    hook = ViciHook(
-        charon,
-        POLICY,
-        pki.paths.node_cert(name(1)).read_text(),
-        pki.paths.ca_cert.read_text(),
-        frozenset({ipaddress.IPv4Address("10.99.0.12")}),
-    )
+    hook = node01_hook(pki, charon)
     batch = [add(20 + i, f"10.99.0.{20 + i}") for i in range(30)] + [add(2, "10.99.0.12")]
     assert asyncio.run(hook.apply_batch(batch)) == []
     conns = list_conns(charon)
