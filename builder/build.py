@@ -10,6 +10,7 @@ import time
 from .model import Cluster
 from .pki import ensure_ca, pki_for, revoked_in_roster
 from .render import render_cluster
+from .slurm.model import SlurmModel
 
 
 def build(cluster: Cluster, args: argparse.Namespace) -> int:
@@ -45,12 +46,13 @@ def build(cluster: Cluster, args: argparse.Namespace) -> int:
 
 def workload_line(cluster: Cluster) -> str:
     """Where the admin submits jobs, said once the images are there."""
-    if not cluster.workload.slurm:
+    workload = cluster.section(SlurmModel).workload
+    if not workload.slurm:
         return ""
     head = cluster.heads[0]
     return (
-        f"workload: {cluster.workload.value}: submit jobs on {head.name} ({head.address}, "
+        f"workload: {workload.value}: submit jobs on {head.name} ({head.address}, "
         "the head) with sbatch or srun"
-        + (" (MPI: srun --mpi=pmix)" if cluster.workload.mpi else "")
+        + (" (MPI: srun --mpi=pmix)" if workload.mpi else "")
         + "; the munge key stays beside the CA (security.pki_dir): back it up"
     )

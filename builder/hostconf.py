@@ -1,7 +1,8 @@
 """The serve host's own configuration files, rendered from templates/ (dumb Jinja2, the same
 settings as the nodes' templates): the values are computed in Python by the module that owns
 the file, as a frozen view (builder/nginx.py: nginx; builder/serve.py: dnsmasq's config and
-hosts file; builder/image/pxe.py: the iPXE scripts and pxelinux), the template only
+hosts file; builder/image/pxe.py: the iPXE scripts, pxelinux and GRUB; builder/image/iso.py:
+isolinux and the ISO's GRUB), the template only
 substitutes and loops."""
 
 from __future__ import annotations

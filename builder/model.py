@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .settings import required, setting
+from .tyd.model import TydModel
 
 IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
@@ -56,20 +57,6 @@ class Protocol(enum.Enum):
 class Role(enum.Enum):
     COMPUTE = "compute"
     HEAD = "head"
-
-
-class Workload(enum.Enum):
-    SLURM = "slurm"
-    SLURM_MPI = "slurm+mpi"
-    NONE = "none"
-
-    @property
-    def slurm(self) -> bool:
-        return self is not Workload.NONE
-
-    @property
-    def mpi(self) -> bool:
-        return self is Workload.SLURM_MPI
 
 
 class Hardware(enum.Enum):
@@ -180,41 +167,6 @@ class SecuritySection:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Service:
-    port: int = required("port number", 22, min=1, max=65535)
-    protocol: Protocol = setting(Protocol.TCP, "tcp or udp")
-    source: str = setting("cluster", "who may connect: cluster, any or a CIDR", pattern="source")
-    name: str = setting("", "a label for the rule and its counter", pattern="label")
-
-
-@dataclass(frozen=True, kw_only=True)
-class FirewallSection:
-    services: tuple[Service, ...] = setting(
-        (),
-        "extra services to allow in",
-        example=[{"name": "ssh", "port": 22, "protocol": "tcp", "source": "cluster"}],
-    )
-    allow_ping: bool = setting(True, "answer ICMP echo from cluster members")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TydSection:
-    port: int = setting(
-        7411, "tyd's TCP port (mutual TLS, reachable only through IPsec)", min=1024, max=65535
-    )
-    seeds: tuple[str, ...] = setting(
-        (), "nodes that act as the first Philips; empty: the first node", example=["node01"]
-    )
-    heartbeat_seconds: int = setting(5, "interval between heartbeats", min=1, max=300)
-    suspect_after_seconds: int = setting(
-        15, "silence after which a member is suspect", min=2, max=3600
-    )
-    remove_after_seconds: int = setting(
-        30, "silence after which a member is removed", min=3, max=7200
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
 class ImageSection:
     suite: str = setting("bookworm", "Debian suite of the live image", pattern="name")
     packages: tuple[str, ...] = setting(
@@ -277,6 +229,14 @@ class ServeSection:
         example="127.0.0.1",
     )
     admin_port: int = setting(9180, "port of the admin page and /metrics", min=1, max=65535)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    port: int = required("port number", 22, min=1, max=65535)
+    protocol: Protocol = setting(Protocol.TCP, "tcp or udp")
+    source: str = setting("cluster", "who may connect: cluster, any or a CIDR", pattern="source")
+    name: str = setting("", "a label for the rule and its counter", pattern="label")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,16 +307,8 @@ class Cluster:
     cluster: ClusterSection = required("who the cluster is", {"name": "chaos-lab"})
     network: NetworkSection = required("the cluster network", {"subnet": "10.99.0.0/24"})
     security: SecuritySection = setting(SecuritySection(), "IPsec and PKI")
-    firewall: FirewallSection = setting(FirewallSection(), "the nftables firewall")
-    tyd: TydSection = setting(TydSection(), "the discovery daemon")
     image: ImageSection = setting(ImageSection(), "the live image")
     serve: ServeSection = setting(ServeSection(), "chaos-build serve (PXE for the lab)")
-    workload: Workload = setting(
-        Workload.SLURM,
-        "what runs jobs: slurm (slurmctld on the head, every compute node a "
-        "dynamic slurmd; munge authenticates it), slurm+mpi (adds Open MPI, launched with "
-        "`srun --mpi=pmix`; ~20 MB more initrd) or none",
-    )
     defaults: NodeDefaults = setting(NodeDefaults(), "what every node inherits")
     nodes: tuple[Node, ...] = required("the machines of the lab", [])
     # each feature's own model section (Feature.model: builder/<feature>/model.py), one
@@ -383,8 +335,9 @@ class Cluster:
 
     @property
     def seeds(self) -> tuple[Node, ...]:
-        if self.tyd.seeds:
-            return tuple(self.node(n) for n in self.tyd.seeds)
+        names = self.section(TydModel).tyd.seeds
+        if names:
+            return tuple(self.node(n) for n in names)
         return self.nodes[:1]
 
     @property

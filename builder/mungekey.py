@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import ChaosError
 from .model import Cluster
+from .slurm.model import SlurmModel
 
 KEY_FILE = "munge.key"
 KEY_BYTES = 128  # what `mungekey --create` makes by default (1024 bits)
@@ -65,7 +66,7 @@ def read(pki_root: Path) -> bytes:
 def for_cluster(cluster: Cluster, pki_root: Path) -> bytes:
     """The key the enrollment service hands an attested node with its certificate (made
     once if missing); none when the cluster runs no Slurm."""
-    if not cluster.workload.slurm:
+    if not cluster.section(SlurmModel).workload.slurm:
         return b""
     ensure(pki_root)
     return read(pki_root)

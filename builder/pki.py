@@ -27,6 +27,7 @@ from chaosnode.files import atomic_write
 from . import mungekey
 from .errors import PkiError
 from .model import Cluster, KeyType, Node
+from .slurm.model import SlurmModel
 from .views import fqdn
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -515,7 +516,7 @@ def ensure_ca(cluster: Cluster, pki: Pki, now: dt.datetime) -> bool:
     All a build needs: nodes make their own keys and enroll for certificates at boot.
     With a Slurm workload, also the cluster's munge key beside it (made once)."""
     created = pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
-    if cluster.workload.slurm:
+    if cluster.section(SlurmModel).workload.slurm:
         mungekey.ensure(pki.paths.root)
     return created
 

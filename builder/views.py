@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from chaosnode import ipsec
 from chaosnode.contract.node import NodeSettings
 
+from .firewall.model import FirewallModel
 from .model import (
     MIGRATION_PORTS,
     Addressing,
@@ -20,6 +21,7 @@ from .model import (
     Role,
     Service,
 )
+from .tyd.model import TydModel
 from .tydconf import HEADER
 
 
@@ -39,16 +41,12 @@ class NodeView:
     fqdn: str
     address: str
     prefixlen: int
-    subnet: str
     mac: str
     dhcp: bool
     gateway: str
     dns: tuple[str, ...]
-    scope: str
     hosts: tuple[Peer, ...]  # this node and its known peers; chaosnode.hosts adds the rest
     peers: tuple[Peer, ...]  # known_peers(): the hubs, or everyone on a hub
-    peer_addresses: str  # "a, b, c" for nft set elements and swanctl lists
-    roles: tuple[str, ...]
     node_json: str  # chaosnode.contract.node.NodeSettings: the node's public settings
 
 
@@ -58,11 +56,11 @@ def fqdn(cluster: Cluster, node: Node) -> str:
 
 def protected_ports(cluster: Cluster) -> tuple[int, ...]:
     """TCP ports that must only ever cross the network inside IPsec."""
-    return tuple(sorted({cluster.tyd.port, *MIGRATION_PORTS}))
+    return tuple(sorted({cluster.section(TydModel).tyd.port, *MIGRATION_PORTS}))
 
 
 def node_services(cluster: Cluster, node: Node) -> tuple[Service, ...]:
-    return (*cluster.firewall.services, *node.services)
+    return (*cluster.section(FirewallModel).firewall.services, *node.services)
 
 
 def ipsec_policy(cluster: Cluster, node: Node) -> ipsec.Policy:
@@ -125,16 +123,12 @@ def node_view(
         fqdn=fqdn(cluster, node),
         address=str(node.address),
         prefixlen=net.subnet.prefixlen,
-        subnet=str(net.subnet),
         mac=node.mac,
         dhcp=net.addressing is Addressing.DHCP,
         gateway=str(net.gateway) if net.gateway else "",
         dns=tuple(str(d) for d in net.dns),
-        scope=cluster.security.scope.value,
         hosts=hosts(node, everyone, peers),
         peers=peers,
-        peer_addresses=", ".join(p.address for p in peers),
-        roles=tuple(r.value for r in node.roles),
         node_json=node_settings(cluster, node).dumps(HEADER),
     )
 

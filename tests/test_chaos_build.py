@@ -114,17 +114,16 @@ def test_show_lists_every_declared_setting_with_its_origin(workdir):
 
 
 def test_build_says_where_to_submit_jobs(default_cluster):
-    import dataclasses
 
     from builder.build import workload_line
-    from builder.model import Workload
+    from builder.slurm.model import SlurmModel, Workload
 
     line = workload_line(default_cluster)
     assert line.startswith("workload: slurm: submit jobs on node01 (10.99.0.11, the head)")
     assert "--mpi=pmix" not in line
-    mpi = dataclasses.replace(default_cluster, workload=Workload.SLURM_MPI)
+    mpi = default_cluster.with_section(SlurmModel(workload=Workload.SLURM_MPI))
     assert "srun --mpi=pmix" in workload_line(mpi)
-    assert workload_line(dataclasses.replace(default_cluster, workload=Workload.NONE)) == ""
+    assert workload_line(default_cluster.with_section(SlurmModel(workload=Workload.NONE))) == ""
 
 
 def test_render_without_a_ca_says_what_to_run(workdir):

@@ -13,7 +13,8 @@ from builder import reference
 from builder.config import load_cluster, load_cluster_text
 from builder.errors import ConfigError
 from builder.loader import MAX_FILE_BYTES
-from builder.model import Role, Scope, Workload
+from builder.model import Role, Scope
+from builder.slurm.model import SlurmModel, Workload
 
 INVALID = sorted((ROOT / "tests" / "invalid").glob("*.yaml"))
 
@@ -31,7 +32,7 @@ def test_default_cluster_is_valid(default_cluster):
     assert default_cluster.nodes[0].roles == (Role.HEAD, Role.COMPUTE)
     assert all(n.roles == (Role.COMPUTE,) for n in default_cluster.nodes[1:])
     assert [h.name for h in default_cluster.heads] == ["node01"]
-    assert default_cluster.workload is Workload.SLURM
+    assert default_cluster.section(SlurmModel).workload is Workload.SLURM
     assert [s.name for s in default_cluster.seeds] == ["node01"]
 
 

@@ -13,7 +13,7 @@ from chaostest import ROOT
 from builder.config import load_cluster
 from builder.errors import RenderError
 from builder.hostconf import render_host
-from builder.image import pxe
+from builder.image import iso, pxe
 from builder.image.context import BuildContext
 from builder.model import ServeMode
 from builder.nginx import NginxSite, nginx_conf
@@ -60,6 +60,15 @@ def ipxe_node() -> str:
     return pxe.ipxe_script(ctx, ctx.cluster.nodes[0])
 
 
+def grub_node() -> str:
+    ctx = golden_ctx()
+    return pxe.grub_net_entry(ctx, ctx.cluster.nodes[0])
+
+
+def grub_local() -> str:
+    return pxe.local_disk_answers(golden_cluster().nodes[0], "outside the night")[2]
+
+
 def ipxe_local() -> str:
     return pxe.local_disk_answers(golden_cluster().nodes[0], "outside the night")[0]
 
@@ -94,6 +103,10 @@ def hosts(mode: ServeMode):
         ("node.ipxe", ipxe_node),
         ("local-disk.ipxe", ipxe_local),
         ("boot.ipxe", lambda: pxe.DISPATCH_SCRIPT),
+        ("grub-net.cfg", lambda: pxe.GRUB_NET_CFG),
+        ("grub-node.cfg", grub_node),
+        ("grub-local.cfg", grub_local),
+        ("isolinux.cfg", lambda: iso.isolinux_cfg(golden_ctx())),
         ("dnsmasq-isolated.conf", dnsmasq(ServeMode.ISOLATED)),
         ("dnsmasq-proxy.conf", dnsmasq(ServeMode.PROXY)),
         ("dhcp-hosts-isolated", hosts(ServeMode.ISOLATED)),
@@ -117,6 +130,10 @@ def test_every_host_template_has_a_golden_file():
         "pxe/node.ipxe.j2",
         "pxe/local-disk.ipxe.j2",
         "pxe/boot.ipxe.j2",
+        "pxe/grub.cfg.j2",
+        "pxe/grub-node.cfg.j2",
+        "pxe/grub-local-disk.cfg.j2",
+        "iso/isolinux.cfg.j2",
         "iso/grub.cfg.j2",  # golden tests/golden/iso/grub.cfg (tests/measured/test_iso_tree.py)
     }
     found = {p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.rglob("*.j2")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from chaosnode.paths import NFT_PEER_SET, NFT_TABLE
 
+from ..firewall.checks import check_services
+from ..firewall.model import FirewallModel
 from ..model import Cluster, Node, Scope, Service
 from ..views import NodeView, node_services, protected_ports
 from .feature import Counters, Feature, Fields
@@ -36,11 +38,13 @@ def service_rule(svc: Service, scope: Scope) -> str:
 def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
     scope = cluster.security.scope
     return {
+        "scope": scope.value,
+        "peer_addresses": ", ".join(p.address for p in core.peers),  # the nft set's elements
         "protected_ports": ", ".join(str(p) for p in protected_ports(cluster)),
         "input_rules": tuple(service_rule(s, scope) for s in node_services(cluster, node)),
         "nft_table": NFT_TABLE,
         "nft_set": NFT_PEER_SET,
-        "allow_ping": cluster.firewall.allow_ping,
+        "allow_ping": cluster.section(FirewallModel).firewall.allow_ping,
     }
 
 
@@ -58,4 +62,7 @@ FEATURE = Feature(
     units=("nftables.service",),
     packages=packages,
     counters=counters,
+    model=FirewallModel,  # firewall:, after security: in the reference
+    model_after="security",
+    check=check_services,
 )

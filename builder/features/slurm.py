@@ -1,5 +1,6 @@
 """The Slurm workload (overlays/slurm/): slurm.json for chaos-slurm, munge and slurmd defaults,
-the head's slurm.conf and cgroup.conf; node side chaosnode/slurm.py, the key builder/mungekey.py.
+the head's slurm.conf and cgroup.conf; its model section and checks are builder/slurm/, the node
+side chaosnode/slurm.py, the key builder/mungekey.py.
 """
 
 from __future__ import annotations
@@ -8,7 +9,10 @@ from chaosnode.contract.slurm import SlurmSettings
 from chaosnode.paths import MUNGE_KEY, TYD_EXPORTS
 
 from ..head.view import head_slurm_conf
-from ..model import SLURMCTLD_PORT, SLURMD_PORT, SRUN_PORTS, Cluster, Node, Role, Workload
+from ..model import SLURMCTLD_PORT, SLURMD_PORT, SRUN_PORTS, Cluster, Node, Role
+from ..slurm.checks import check_workload
+from ..slurm.model import SlurmModel, Workload
+from ..tyd.model import TydModel
 from ..tydconf import HEADER
 from ..views import NodeView
 from .feature import Counters, Feature, Fields
@@ -46,10 +50,11 @@ WORKLOAD_LINKS: dict[Workload, tuple[tuple[str, str], ...]] = {
 def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
     """The Slurm parts of a node's view (chaos.yaml workload)."""
     head = cluster.heads[0]
-    is_head = cluster.workload.slurm and node in cluster.heads
-    compute = cluster.workload.slurm and Role.COMPUTE in node.roles
+    workload = cluster.section(SlurmModel).workload
+    is_head = workload.slurm and node in cluster.heads
+    compute = workload.slurm and Role.COMPUTE in node.roles
     settings = SlurmSettings(
-        workload=cluster.workload.value,
+        workload=workload.value,
         node=node.name,
         head=head.name,
         head_address=str(head.address),
@@ -59,8 +64,8 @@ def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
         munge_key=MUNGE_KEY,
     )
     return {
-        "workload": cluster.workload.value,
-        "slurm": cluster.workload.slurm,  # the cluster runs Slurm
+        "workload": workload.value,
+        "slurm": workload.slurm,  # the cluster runs Slurm
         "slurm_head": is_head,  # this node runs slurmctld
         "slurm_compute": compute,  # this node runs a dynamic slurmd
         "slurm_ports": f"{SLURMCTLD_PORT}, {SLURMD_PORT}, {SRUN_PORTS[0]}-{SRUN_PORTS[1]}",
@@ -98,24 +103,24 @@ def slurm_conf(cluster: Cluster, head: Node) -> tuple[tuple[str, str], ...]:
         ("JobAcctGatherType", "jobacct_gather/none"),
         ("AccountingStorageType", "accounting_storage/none"),
         ("JobCompType", "jobcomp/none"),
-        ("MpiDefault", "pmix" if cluster.workload.mpi else "none"),
+        ("MpiDefault", "pmix" if cluster.section(SlurmModel).workload.mpi else "none"),
         # a node that comes back (rebooted, rejoined) takes jobs again by itself
         ("ReturnToService", "2"),
         # chaos-slurm removes a node as soon as tyd does; this is only the fallback
-        ("SlurmdTimeout", str(max(60, 2 * cluster.tyd.remove_after_seconds))),
+        ("SlurmdTimeout", str(max(60, 2 * cluster.section(TydModel).tyd.remove_after_seconds))),
     )
 
 
 def counters(cluster: Cluster, node: Node) -> Counters:
-    return SLURM_COUNTERS if cluster.workload.slurm else ()
+    return SLURM_COUNTERS if cluster.section(SlurmModel).workload.slurm else ()
 
 
 def packages(cluster: Cluster) -> tuple[str, ...]:
-    return WORKLOAD_PACKAGES[cluster.workload]
+    return WORKLOAD_PACKAGES[cluster.section(SlurmModel).workload]
 
 
 def links(cluster: Cluster) -> tuple[tuple[str, str], ...]:
-    return WORKLOAD_LINKS.get(cluster.workload, ())
+    return WORKLOAD_LINKS.get(cluster.section(SlurmModel).workload, ())
 
 
 FEATURE = Feature(
@@ -136,4 +141,7 @@ FEATURE = Feature(
     packages=packages,
     links=links,
     counters=counters,
+    model=SlurmModel,  # workload:, after schedule: in the reference
+    model_after="schedule",
+    check=check_workload,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..checks import Report
+from ..firewall.model import FirewallModel
 from ..loader import Document
 from ..model import Cluster, Protocol, Role, Scope
 from .model import HeadModel
@@ -65,7 +66,7 @@ def check_head(cluster: Cluster, report: Report, inline_users: int) -> None:
         )
     if head is not None:
         i = cluster.nodes.index(head)
-        services = [*cluster.firewall.services, *head.services]
+        services = [*cluster.section(FirewallModel).firewall.services, *head.services]
         for svc in services:
             if svc.protocol is Protocol.TCP and svc.port in (SSH_PORT, NFS_PORT):
                 report(

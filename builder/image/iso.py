@@ -61,13 +61,18 @@ def iso_initrds() -> list[str]:
 
 
 def isolinux_cfg(ctx: BuildContext) -> str:
-    initrds = ",".join(iso_initrds())
-    return (
-        f"# {HEADER}\nSERIAL 0 115200\nPROMPT 0\nDEFAULT chaos\n"
-        f"LABEL chaos\n  LINUX /boot/{KERNEL_NAME}\n  INITRD {initrds}\n"
-        f"  APPEND {kernel_cmdline(ctx)}\n"
-        f"LABEL selftest\n  LINUX /boot/{KERNEL_NAME}\n  INITRD {initrds}\n"
-        f"  APPEND {kernel_cmdline(ctx, selftest=True)}\n"
+    """The ISO's BIOS boot (templates/iso/isolinux.cfg.j2): the cluster, or the selftest."""
+    return render_host(
+        "iso/isolinux.cfg.j2",
+        {
+            "header": HEADER,
+            "kernel": f"/boot/{KERNEL_NAME}",
+            "initrds": iso_initrds(),
+            "entries": (
+                ("chaos", kernel_cmdline(ctx)),
+                ("selftest", kernel_cmdline(ctx, selftest=True)),
+            ),
+        },
     )
 
 

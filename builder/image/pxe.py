@@ -56,18 +56,18 @@ def local_disk_answers(node: Node, why: str) -> tuple[str, str, str]:
     because once shim has run PCR 4 and 7 hold its events and a day OS booted in the same
     boot would fail its sealed measurements (BitLocker recovery); the next boot gets no boot
     file and the firmware boots the disk untouched."""
-    who = f"node {node.name} ({node.mac})"
+    comment = f"{HEADER} serve: node {node.name} ({node.mac}): {why}"
     return (
-        render_view("pxe/local-disk.ipxe.j2", LocalDiskIpxe(f"{HEADER} serve: {who}: {why}", why)),
-        pxelinux_cfg(f"{HEADER} serve: {who}: {why}"),
-        f'# {HEADER} serve: {who}: {why}\necho "chaos: {why}; rebooting to the local disk"\n'
-        "sleep 5\nreboot\n",
+        render_view("pxe/local-disk.ipxe.j2", LocalDiskAnswer(comment, why)),
+        pxelinux_cfg(comment),
+        render_view("pxe/grub-local-disk.cfg.j2", LocalDiskAnswer(comment, why)),
     )
 
 
 @dataclass(frozen=True)
-class NodeIpxe:
-    """templates/pxe/node.ipxe.j2: one node's kernel, command line and initrds."""
+class NodeBoot:
+    """templates/pxe/node.ipxe.j2 and grub-node.cfg.j2: one node's kernel, command line and
+    initrds, for iPXE or GRUB."""
 
     comment: str
     kernel: str
@@ -83,22 +83,27 @@ class DispatchIpxe:
 
 
 @dataclass(frozen=True)
-class LocalDiskIpxe:
-    """templates/pxe/local-disk.ipxe.j2: a node's iPXE answer outside its night."""
+class LocalDiskAnswer:
+    """templates/pxe/local-disk.ipxe.j2 and grub-local-disk.cfg.j2: a node's iPXE or GRUB
+    answer outside its night."""
 
     comment: str
     why: str
 
 
+def node_boot(ctx: BuildContext, node: Node) -> NodeBoot:
+    return NodeBoot(
+        comment=f"{HEADER}: node {node.name} ({node.mac})",
+        kernel=KERNEL_NAME,
+        cmdline=kernel_cmdline(ctx),
+        initrds=(INITRD_NAME, f"nodes/{node.name}.cpio"),
+    )
+
+
 def ipxe_script(ctx: BuildContext, node: Node) -> str:
     return render_view(
         "pxe/node.ipxe.j2",
-        NodeIpxe(
-            comment=f"{HEADER}: node {node.name} ({node.mac})",
-            kernel=KERNEL_NAME,
-            cmdline=kernel_cmdline(ctx),
-            initrds=(INITRD_NAME, f"nodes/{node.name}.cpio"),
-        ),
+        node_boot(ctx, node),
     )
 
 
@@ -137,23 +142,13 @@ GRUB_NET_CFG_PATH = "grub/grub.cfg"  # signed grubnetx64's prefix is (tftp,SERVE
 # its command line or edit an entry; there are no menu entries (nothing to choose, no wait).
 # A MAC with no node config (or a failed load) reboots: falling through to the firmware's
 # next entry after shim ran would hand a day OS measurements it did not seal to.
-GRUB_NET_CFG = f"""# {HEADER}: UEFI PXE (Secure Boot), this machine's node config chosen by MAC
-set superusers=chaos
-set timeout=0
-configfile (tftp)/grub/mac-${{net_default_mac}}.cfg
-echo "chaos: no node config for this MAC; rebooting"
-sleep 5
-reboot
-"""
+GRUB_NET_CFG = render_host("pxe/grub.cfg.j2", {"header": HEADER})
 
 
 def grub_net_entry(ctx: BuildContext, node: Node) -> str:
-    return (
-        f"# {HEADER}: node {node.name} ({node.mac})\n"
-        f"linux (tftp)/{KERNEL_NAME} {kernel_cmdline(ctx)}\n"
-        f"initrd (tftp)/{INITRD_NAME} (tftp)/nodes/{node.name}.cpio\n"
-        "boot\n"
-        "reboot\n"
+    return render_view(
+        "pxe/grub-node.cfg.j2",
+        node_boot(ctx, node),
     )
 
 
