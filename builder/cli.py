@@ -24,6 +24,7 @@ from .night.model import NightModel
 from .pki import ensure_ca, node_identity, pki_for, revoked_in_roster
 from .render import render_cluster
 from .resources import data_dir
+from .security.model import SecurityModel
 from .show import show_mac, show_node
 from .smoke.scenario import BOOTS
 
@@ -50,7 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         log(f"warning: {warning}")
     print(
         f"{args.config}: ok: cluster {cluster.cluster.name}, {len(cluster.nodes)} nodes, "
-        f"scope {cluster.security.scope.value}"
+        f"scope {cluster.section(SecurityModel).security.scope.value}"
     )
     return 0
 
@@ -58,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_pki(args: argparse.Namespace) -> int:
     cluster = load(args)
     pki = pki_for(cluster, args.config)
-    sec = cluster.security
+    sec = cluster.section(SecurityModel).security
     if args.pki_command == "init":
         created = ensure_ca(cluster, pki, now())
         print(f"{'created' if created else 'kept existing'} cluster CA in {pki.paths.root}")

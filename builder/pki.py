@@ -27,6 +27,7 @@ from chaosnode.files import atomic_write
 from . import mungekey
 from .errors import PkiError
 from .model import Cluster, KeyType, Node
+from .security.model import SecurityModel
 from .slurm.model import SlurmModel
 from .views import fqdn
 
@@ -501,10 +502,10 @@ def sans_of(cert: x509.Certificate) -> list[str]:
 # -- the cluster's PKI, as every caller (CLI, build, smoke, tests, bench) uses it ----------
 def pki_for(cluster: Cluster, config: Path) -> Pki:
     """The PKI state directory of a cluster file (security.pki_dir, relative to the file)."""
-    root = Path(cluster.security.pki_dir)
+    root = Path(cluster.section(SecurityModel).security.pki_dir)
     if not root.is_absolute():
         root = config.resolve().parent / root
-    return Pki(root, cluster.security.key_type)
+    return Pki(root, cluster.section(SecurityModel).security.key_type)
 
 
 def node_identity(cluster: Cluster, node: Node) -> Identity:
@@ -515,7 +516,9 @@ def ensure_ca(cluster: Cluster, pki: Pki, now: dt.datetime) -> bool:
     """The cluster CA (and its CRL), created once and never replaced; True when created.
     All a build needs: nodes make their own keys and enroll for certificates at boot.
     With a Slurm workload, also the cluster's munge key beside it (made once)."""
-    created = pki.init_ca(cluster.cluster.name, now, cluster.security.ca_lifetime_days)
+    created = pki.init_ca(
+        cluster.cluster.name, now, cluster.section(SecurityModel).security.ca_lifetime_days
+    )
     if cluster.section(SlurmModel).workload.slurm:
         mungekey.ensure(pki.paths.root)
     return created
@@ -524,7 +527,7 @@ def ensure_ca(cluster: Cluster, pki: Pki, now: dt.datetime) -> bool:
 def issue_all(cluster: Cluster, pki: Pki, now: dt.datetime) -> list[str]:
     """The CA (created once, never replaced) and a current certificate for every node;
     returns the names that got a new certificate."""
-    sec = cluster.security
+    sec = cluster.section(SecurityModel).security
     pki.init_ca(cluster.cluster.name, now, sec.ca_lifetime_days)
     return [
         n.name

@@ -21,6 +21,7 @@ from .model import (
     Role,
     Service,
 )
+from .security.model import SecurityModel
 from .tyd.model import TydModel
 from .tydconf import HEADER
 
@@ -64,7 +65,7 @@ def node_services(cluster: Cluster, node: Node) -> tuple[Service, ...]:
 
 
 def ipsec_policy(cluster: Cluster, node: Node) -> ipsec.Policy:
-    sec = cluster.security
+    sec = cluster.section(SecurityModel).security
     return ipsec.Policy(
         address=node.address,
         ike_proposals=sec.ike_proposals,
@@ -140,10 +141,10 @@ def node_settings(cluster: Cluster, node: Node) -> NodeSettings:
         address=str(node.address),
         mac=node.mac,
         cluster=cluster.cluster.name,
-        scope=cluster.security.scope.value,
+        scope=cluster.section(SecurityModel).security.scope.value,
         enroll_url=enroll_url(cluster),
         push_url=push_url(cluster),
-        key_type=cluster.security.key_type.value,
+        key_type=cluster.section(SecurityModel).security.key_type.value,
         attestation=node.attestation.value,
     )
 

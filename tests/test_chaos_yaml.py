@@ -14,6 +14,7 @@ from builder.config import load_cluster, load_cluster_text
 from builder.errors import ConfigError
 from builder.loader import MAX_FILE_BYTES
 from builder.model import Role, Scope
+from builder.security.model import SecurityModel
 from builder.slurm.model import SlurmModel, Workload
 
 INVALID = sorted((ROOT / "tests" / "invalid").glob("*.yaml"))
@@ -28,7 +29,7 @@ def expected_message(path: Path) -> str:
 def test_default_cluster_is_valid(default_cluster):
     assert [n.name for n in default_cluster.nodes] == ["node01", "node02", "node03"]
     assert default_cluster.network.subnet == ipaddress.IPv4Network("10.99.0.0/24")
-    assert default_cluster.security.scope is Scope.ALL
+    assert default_cluster.section(SecurityModel).security.scope is Scope.ALL
     assert default_cluster.nodes[0].roles == (Role.HEAD, Role.COMPUTE)
     assert all(n.roles == (Role.COMPUTE,) for n in default_cluster.nodes[1:])
     assert [h.name for h in default_cluster.heads] == ["node01"]

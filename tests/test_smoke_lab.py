@@ -16,6 +16,7 @@ from chaostest import ROOT
 from builder.config import load_cluster
 from builder.errors import ChaosError
 from builder.reference import plain
+from builder.security.model import SecurityModel
 from builder.smoke.lab import Guest
 from builder.smoke.runner import Smoke, lab_cluster, rogue_cluster
 from builder.smoke.scenario import load_scenario
@@ -59,8 +60,10 @@ def test_lab_cluster_file_round_trips_with_the_labs_pki_registry_and_server(tmp_
     """serve runs from the lab's own cluster file: PKI and TPM registry in the results."""
     cluster = load_cluster(ROOT / "chaos.yaml")[0]
     lab = lab_cluster(cluster, tmp_path)
-    assert lab.security.pki_dir == str((tmp_path / "pki").resolve())
-    assert lab.security.tpm_registry == str((tmp_path / "tpm-registry.yaml").resolve())
+    assert lab.section(SecurityModel).security.pki_dir == str((tmp_path / "pki").resolve())
+    assert lab.section(SecurityModel).security.tpm_registry == str(
+        (tmp_path / "tpm-registry.yaml").resolve()
+    )
     assert lab.serve.address == cluster.serve.address
     (tmp_path / "chaos.yaml").write_text(yaml.safe_dump(plain(lab), sort_keys=False))
     assert load_cluster(tmp_path / "chaos.yaml")[0] == lab

@@ -13,6 +13,7 @@ from types import FrameType
 
 from ..model import Cluster
 from ..pki import Pki
+from ..security.model import SecurityModel
 from .boots import BOOTS_FILE, BootStore
 from .registry import PENDING_FILE, PendingStore, RegistryError, registry_path
 from .registry import approve as approve_hash
@@ -40,9 +41,10 @@ def serve(cluster: Cluster, config: Path, pki: Pki, address: str | None, port: i
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start_background()
+    hours = cluster.section(SecurityModel).security.node_cert_hours
     _out(
         f"enrollment service on {server.url} (registry {registry_path(cluster, config)}, "
-        f"certificates for {cluster.security.node_cert_hours} h); Ctrl-C stops"
+        f"certificates for {hours} h); Ctrl-C stops"
     )
     try:
         while not stop.wait(0.5):

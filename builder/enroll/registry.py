@@ -22,6 +22,7 @@ from chaosnode.files import atomic_write
 from ..errors import ChaosError, ConfigError, Problem
 from ..loader import Document, dotted, load_text, read_bounded
 from ..model import Cluster
+from ..security.model import SecurityModel
 from .journal import Journal
 
 EK_HASH: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -224,5 +225,5 @@ def _pending(line: dict[str, Any]) -> Pending | None:
 
 
 def registry_path(cluster: Cluster, config: Path) -> Path:
-    path = Path(cluster.security.tpm_registry)
+    path = Path(cluster.section(SecurityModel).security.tpm_registry)
     return path if path.is_absolute() else config.resolve().parent / path

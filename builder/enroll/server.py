@@ -39,6 +39,7 @@ from ..measured.policy import BootCheck
 from ..measured.reference import REFERENCE_FILE
 from ..model import Cluster
 from ..pki import Pki
+from ..security.model import SecurityModel
 from .registry import PENDING_FILE, PendingStore, load_registry, registry_path
 from .service import (
     Clock,
@@ -373,7 +374,7 @@ def open_service(
         PendingStore(pki.paths.root / PENDING_FILE),
         settings,
         clock,
-        boot_check=BootCheck(cluster.security.measured_boot, reference),
+        boot_check=BootCheck(cluster.section(SecurityModel).security.measured_boot, reference),
     )
     limiter = RateLimiter(settings.rate_per_second, settings.burst, clock)
     try:

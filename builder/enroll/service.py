@@ -47,6 +47,7 @@ from ..measured.verify import Evidence
 from ..model import Attestation, Cluster
 from ..night import cert_hours
 from ..pki import Identity, Pki, make_node_cert
+from ..security.model import SecurityModel
 from .boots import APPROVAL_SECONDS, BOOTS_FILE, BootStore, Verdict
 from .registry import PendingStore, Registry, load_registry
 
@@ -196,7 +197,7 @@ class Enrollment:
     def __post_init__(self) -> None:
         if self.boot_check is None:
             self.boot_check = BootCheck(
-                self.cluster.security.measured_boot,
+                self.cluster.section(SecurityModel).security.measured_boot,
                 self.pki.paths.root.parent / "out" / REFERENCE_FILE,
             )
         self._ca_key, self._ca = self.pki.ca()  # read once; never written here

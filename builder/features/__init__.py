@@ -118,12 +118,14 @@ def top_level() -> tuple[TopKey, ...]:
     """Every top-level chaos.yaml key, in the reference's order: the core model's (Cluster),
     each feature's model section after the key it names (model_after)."""
     keys = [TopKey(f.name, Cluster, f) for f in dataclasses.fields(Cluster) if "help" in f.metadata]
-    for feature in FEATURES:
-        if feature.model is None:
-            continue
+    pending = [f for f in FEATURES if f.model is not None]
+    while pending:  # a section may follow another feature's (firewall: after security:)
+        feature = next(f for f in pending if any(k.name == f.model_after for k in keys))
+        pending.remove(feature)
         at = next(i for i, k in enumerate(keys) if k.name == feature.model_after) + 1
         while at < len(keys) and keys[at].owner is not Cluster:
             at += 1  # after the sections an earlier feature put there
+        assert feature.model is not None
         own = [TopKey(f.name, feature.model, f) for f in dataclasses.fields(feature.model)]
         keys[at:at] = own
     return tuple(keys)

@@ -8,6 +8,7 @@ from chaosnode.paths import NFT_PEER_SET, NFT_TABLE
 from ..firewall.checks import check_services
 from ..firewall.model import FirewallModel
 from ..model import Cluster, Node, Scope, Service
+from ..security.model import SecurityModel
 from ..views import NodeView, node_services, protected_ports
 from .feature import Counters, Feature, Fields
 
@@ -36,7 +37,7 @@ def service_rule(svc: Service, scope: Scope) -> str:
 
 
 def fields(cluster: Cluster, node: Node, core: NodeView) -> Fields:
-    scope = cluster.security.scope
+    scope = cluster.section(SecurityModel).security.scope
     return {
         "scope": scope.value,
         "peer_addresses": ", ".join(p.address for p in core.peers),  # the nft set's elements

@@ -6,6 +6,7 @@ from ..checks import Report
 from ..firewall.model import FirewallModel
 from ..loader import Document
 from ..model import Cluster, Protocol, Role, Scope
+from ..security.model import SecurityModel
 from .model import HeadModel
 from .users import FIRST_UID, SYSTEM_NAMES, key_problem
 
@@ -58,7 +59,7 @@ def check_head(cluster: Cluster, report: Report, inline_users: int) -> None:
             "there is no always-on head for users to log in to; mark the "
             "head always_on: true with a state_disk, or remove login_from",
         )
-    if head is not None and cluster.security.scope is not Scope.ALL:
+    if head is not None and cluster.section(SecurityModel).security.scope is not Scope.ALL:
         report(
             ("security", "scope"),
             "the always-on head exports the homes over NFS, which "

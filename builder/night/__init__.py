@@ -8,6 +8,7 @@ import datetime as dt
 from chaosnode.window import Night, night_from_settings
 
 from ..model import Cluster
+from ..security.model import SecurityModel
 from .model import NightModel
 
 
@@ -31,7 +32,7 @@ def cert_hours(cluster: Cluster, now: dt.datetime) -> float:
     CERT_MARGIN when a schedule is set and `now` is inside the night, never longer than
     security.node_cert_hours (the bound for a long weekend, and the lifetime without a
     schedule or outside the night)."""
-    bound = float(cluster.security.node_cert_hours)
+    bound = float(cluster.section(SecurityModel).security.node_cert_hours)
     night = night_of(cluster)
     if night is None or not night.inside(now):
         return bound

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..checks import Report
 from ..loader import Document
 from ..model import SLURMCTLD_PORT, SLURMD_PORT, SRUN_PORTS, Cluster, Role, Scope
+from ..security.model import SecurityModel
 from .model import SlurmModel
 
 
@@ -21,7 +22,7 @@ def check_workload(cluster: Cluster, doc: Document, report: Report) -> None:
     workload = cluster.section(SlurmModel).workload
     if not workload.slurm:
         return
-    if cluster.security.scope is Scope.MIGRATION:
+    if cluster.section(SecurityModel).security.scope is Scope.MIGRATION:
         report(
             ("security", "scope"),
             f"scope migration protects only tyd and the migration "

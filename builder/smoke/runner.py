@@ -44,6 +44,8 @@ from builder.smoke.firmware import Firmware
 from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
 from builder.smoke.scenario import ROGUE_KINDS, Check, Scenario, WireCheck, fit, spare_node
 
+from ..security.model import SecurityModel
+
 # the traffic helper on the nodes (chaosnode.probe), run through the agent
 PROBE = ("python3", "-m", "chaosnode.probe")
 
@@ -107,7 +109,7 @@ def lab_cluster(cluster: Cluster, results: Path) -> Cluster:
     """The cluster as the lab runs it: PKI and TPM registry in the results folder, and the
     lab's server as serve.address when the cluster file names none."""
     security = dataclasses.replace(
-        cluster.security,
+        cluster.section(SecurityModel).security,
         pki_dir=str((results / "pki").resolve()),
         tpm_registry=str((results / "tpm-registry.yaml").resolve()),
     )
@@ -117,7 +119,7 @@ def lab_cluster(cluster: Cluster, results: Path) -> Cluster:
         taken = {n.address for n in cluster.nodes}
         address = net.gateway or next(a for a in net.subnet.hosts() if a not in taken)
     serve = dataclasses.replace(cluster.serve, address=address)
-    return dataclasses.replace(cluster, security=security, serve=serve)
+    return dataclasses.replace(cluster.with_section(SecurityModel(security=security)), serve=serve)
 
 
 def rogue_cluster(cluster: Cluster, impersonates: str | None) -> tuple[Cluster, Node]:

@@ -26,6 +26,7 @@ from builder.enroll.swtpm import SoftTpm, free_ports
 from builder.measured.reference import REFERENCE_FILE, Reference, write_reference
 from builder.measured.synthetic import Boot, boot_events, extend_tpm, log_bytes
 from builder.pki import Pki
+from builder.security.model import SecurityModel
 from chaosnode.tpm import Tpm
 
 pytestmark = needs_swtpm
@@ -76,8 +77,10 @@ def measured_lab(
             text.replace("  - name: node02\n", "  - name: node02\n    boot: legacy-bios\n")
         )
         cluster = load_cluster(config)[0]
-        assert cluster.security.measured_boot.value == mode  # a bare `off` too (YAML 1.1)
-        pki = Pki(tmp_path / "pki", cluster.security.key_type)
+        assert (
+            cluster.section(SecurityModel).security.measured_boot.value == mode
+        )  # a bare `off` too (YAML 1.1)
+        pki = Pki(tmp_path / "pki", cluster.section(SecurityModel).security.key_type)
         pki.init_ca(cluster.cluster.name, dt.datetime.now(dt.UTC), 30)
         tpm_a, tpm_b = soft_tpms(), soft_tpms()
         ek_a = tpm_a.ek_hash()

@@ -27,6 +27,7 @@ from builder.enroll.swtpm import free_ports
 from builder.image.base import ENABLE_UNITS
 from builder.model import KeyType
 from builder.pki import Identity, Pki, cert_pem, key_pem, make_node_cert, new_key, sans_of
+from builder.security.model import SecurityModel
 from chaosnode.renew import check
 
 RENEW_BOOTSTRAP = (
@@ -72,7 +73,7 @@ def node_files(
     node = NodeFiles(lab.root / "node" / name, name, address)
     node.dir.mkdir(parents=True)
     node.settings(lab.url, attestation)
-    key = new_key(lab.cluster.security.key_type)
+    key = new_key(lab.cluster.section(SecurityModel).security.key_type)
     ca_key, ca = lab.pki.ca()
     issued = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_old)
     ident = Identity(name, f"{name}.chaos.lan", ipaddress.IPv4Address(address))

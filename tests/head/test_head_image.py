@@ -18,6 +18,7 @@ from builder.image.context import BuildContext
 from builder.image.nodes import pack_node_overlays
 from builder.pki import Pki, ensure_ca
 from builder.render import render_cluster
+from builder.security.model import SecurityModel
 from chaosnode.statedisk import HOST_KEY, StateDiskError, ensure_host_key, wait_for_disk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ DROP_IN = "etc/systemd/system/ssh.service.d/chaos-statedisk.conf"
 def packed(tmp_path: Path) -> BuildContext:
     cluster = load_cluster(ROOT / "tests/golden/head.yaml")[0]
     nodes = tmp_path / "nodes"
-    pki = Pki(tmp_path / "pki", cluster.security.key_type)
+    pki = Pki(tmp_path / "pki", cluster.section(SecurityModel).security.key_type)
     ensure_ca(cluster, pki, dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     render_cluster(cluster, pki, nodes)
     ctx = BuildContext(

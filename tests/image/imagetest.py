@@ -14,6 +14,7 @@ from builder.image.packages import NODE_PACKAGES
 from builder.model import Cluster
 from builder.pki import Pki, issue_all
 from builder.render import render_cluster
+from builder.security.model import SecurityModel
 
 ROOT = Path(__file__).resolve().parents[2]
 # mmdebstrap's package cache and the rootfs/base caches: fixed, so reruns are warm
@@ -45,7 +46,7 @@ def snapshot_repo(dest: Path) -> Path:
 def render_default_cluster(work: Path) -> tuple[Cluster, Path]:
     """The repo's chaos.yaml with a fresh PKI, rendered by the real renderer."""
     cluster = load_cluster(ROOT / "chaos.yaml")[0]
-    pki = Pki(work / "pki", cluster.security.key_type)
+    pki = Pki(work / "pki", cluster.section(SecurityModel).security.key_type)
     issue_all(cluster, pki, NOW)
     mungekey.ensure(pki.paths.root)  # as `chaos-build build` does for a Slurm workload
     nodes_dir = work / "nodes"
