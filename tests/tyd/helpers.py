@@ -153,3 +153,43 @@ def signed_by(cert: tuple[Path, Path], m: Member) -> Member:
     from tyd.tls import pem_cert_der
 
     return Signer(CLUSTER, cert[1], pem_cert_der(cert[0]))(m)
+
+
+Counts = list[dict[str, int]]
+
+
+async def _steady(
+    pki: Pki, port: int, run_dir: Path, times: dict[str, Any]
+) -> tuple[Counts, Counts]:
+    nodes = [Node(node_config(pki, i, port, run_dir, **times)) for i in (1, 3, 4, 5)]
+    want = {n.cfg.node for n in nodes}
+    try:
+        await asyncio.gather(*(n.start() for n in nodes))
+        await wait_for(lambda: converged(nodes, want), 10, "4 members")
+        await asyncio.sleep(1.0)
+        before = [dict(n.counters) for n in nodes]
+        await asyncio.sleep(15 * nodes[0].cfg.heartbeat_seconds)
+        after = [dict(n.counters) for n in nodes]
+        assert converged(nodes, want)
+        assert all(v.state == "alive" for n in nodes for v in n.map.view())
+        return before, after
+    finally:
+        await asyncio.gather(*(n.shutdown(leave=False) for n in nodes))
+
+
+def steady_cluster(
+    pki: Pki, port: int, run_dir: Path, gossip: str, times: dict[str, Any]
+) -> tuple[Counts, Counts]:
+    """Four daemons with this gossip mode, converged, then left alone for 15 heartbeats: the
+    map stays whole and alive, no record travels, nothing is forged or fails. Returns each
+    node's counters before and after those heartbeats, for the mode's own checks."""
+    before, after = asyncio.run(_steady(pki, port, run_dir, {**times, "gossip": gossip}))
+    records = [c.get("records_in", 0) for c in before]
+    assert [c.get("records_in", 0) for c in after] == records, "no record travels"
+    assert all(c.get("forged", 0) == c.get("internal_errors", 0) == 0 for c in after), after
+    return before, after
+
+
+def increase(before: Counts, after: Counts, counter: str) -> list[int]:
+    """Each node's increase of `counter` between two steady_cluster snapshots."""
+    return [a.get(counter, 0) - b.get(counter, 0) for b, a in zip(before, after, strict=True)]

@@ -8,6 +8,7 @@ import ipaddress
 import json
 
 import pytest
+from convergence import EXCHANGES, agree, settle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -251,7 +252,7 @@ def test_any_order_of_deltas_converges_to_the_same_map(
 
 
 @settings(max_examples=100, deadline=None)
-@given(UPDATES, st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=40))
+@given(UPDATES, EXCHANGES)
 def test_pulls_in_any_order_end_in_one_map_everywhere(
     updates: list[tuple[int, int, int, State, int]], pulls: list[tuple[int, int]]
 ) -> None:
@@ -265,20 +266,8 @@ def test_pulls_in_any_order_end_in_one_map_everywhere(
         a.merge(records)
         a.merge_beats(beats)
 
-    for i, j in pulls:  # whatever happened before, a few full rounds settle it
-        if i != j:
-            pull(maps[i], maps[j])
-    for _ in range(3):
-        for a in maps:
-            for b in maps:
-                if a is not b:
-                    pull(a, b)
-    others = {"node01", "node20", "node21", "node22"}
-
-    def gossiped(m: ClusterMap) -> list[tuple[str, tuple[int, int], str, int]]:
-        return [row for row in state(m) if row[0] not in others]
-
-    assert all(gossiped(m) == gossiped(maps[0]) for m in maps)
+    settle(maps, pulls, pull)
+    assert agree(maps, state)
 
 
 def test_a_member_judged_dead_comes_back_only_with_a_beat_from_after_its_silence() -> None:

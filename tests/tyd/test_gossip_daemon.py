@@ -11,7 +11,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import CLUSTER, address, converged, exchange, name, node_config, signed_by, wait_for
+from helpers import (
+    CLUSTER,
+    address,
+    converged,
+    exchange,
+    increase,
+    name,
+    node_config,
+    signed_by,
+    steady_cluster,
+    wait_for,
+)
 
 from builder.pki import Pki
 from tyd import codec, gossip
@@ -67,26 +78,9 @@ async def ask(
 def test_a_steady_cluster_sends_heartbeats_and_no_records(
     pki: Pki, port: int, run_dir: Path
 ) -> None:
-    async def scenario() -> None:
-        nodes = [Node(node_config(pki, i, port, run_dir, **TIMES)) for i in (1, 3, 4, 5)]
-        want = {n.cfg.node for n in nodes}
-        try:
-            await asyncio.gather(*(n.start() for n in nodes))
-            await wait_for(lambda: converged(nodes, want), 10, "4 members")
-            await asyncio.sleep(1.0)
-            records = [n.counters["records_in"] for n in nodes]
-            beats = [n.counters["beats_in"] for n in nodes]
-            await asyncio.sleep(15 * nodes[0].cfg.heartbeat_seconds)
-            assert [n.counters["records_in"] for n in nodes] == records, "no record travels"
-            more = [n.counters["beats_in"] - b for n, b in zip(nodes, beats, strict=True)]
-            assert all(k >= 10 for k in more), more
-            assert converged(nodes, want)
-            assert all(v.state == "alive" for n in nodes for v in n.map.view())
-            assert all(n.counters["forged"] == n.counters["internal_errors"] == 0 for n in nodes)
-        finally:
-            await asyncio.gather(*(n.shutdown(leave=False) for n in nodes))
-
-    asyncio.run(scenario())
+    before, after = steady_cluster(pki, port, run_dir, "digest", TIMES)
+    more = increase(before, after, "beats_in")
+    assert all(k >= 10 for k in more), more
 
 
 def test_an_insider_gets_only_what_it_lacks_and_its_forged_beats_are_refused(

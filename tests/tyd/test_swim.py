@@ -9,6 +9,7 @@ import ipaddress
 import json
 
 import pytest
+from convergence import EXCHANGES, agree, settle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -299,7 +300,7 @@ UPDATES = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(UPDATES, st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=40))
+@given(UPDATES, EXCHANGES)
 def test_probes_in_any_order_end_in_one_map_everywhere(
     updates: list[tuple[int, int, int, State, int]], probes: list[tuple[int, int]]
 ) -> None:
@@ -309,18 +310,6 @@ def test_probes_in_any_order_end_in_one_map_everywhere(
         m.merge([member(i, inc, hb, st_)])
         if accuser:
             m.merge_accusations([accuse(member(i, inc, hb), by=accuser)])
-    for i, j in probes:  # whatever happened before, a few full rounds settle it
-        if i != j:
-            probe(maps[i], maps[j])
-    for _ in range(3):
-        for a in maps:
-            for b in maps:
-                if a is not b:
-                    probe(a, b)
-    others = {"n0020", "n0021", "n0022", "n0023"}
-
-    def gossiped(m: ClusterMap) -> list[tuple[str, tuple[int, int], str, str]]:
-        return [row for row in state(m) if row[0] not in others]
-
-    assert all(gossiped(m) == gossiped(maps[0]) for m in maps)
+    settle(maps, probes, probe)
+    assert agree(maps, state)
     assert all(swim.buckets(m) == swim.buckets(maps[0]) for m in maps)

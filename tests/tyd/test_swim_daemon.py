@@ -12,7 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import CLUSTER, address, converged, name, node_config, wait_for
+from helpers import (
+    CLUSTER,
+    address,
+    converged,
+    increase,
+    name,
+    node_config,
+    steady_cluster,
+    wait_for,
+)
 from test_gossip_daemon import INSIDER, creds, insider
 
 from builder.pki import Pki
@@ -62,27 +71,10 @@ async def swap_with(
 
 
 def test_a_steady_cluster_probes_and_sends_no_records(pki: Pki, port: int, run_dir: Path) -> None:
-    async def scenario() -> None:
-        nodes = [Node(node_config(pki, i, port, run_dir, **TIMES)) for i in (1, 3, 4, 5)]
-        want = {n.cfg.node for n in nodes}
-        try:
-            await asyncio.gather(*(n.start() for n in nodes))
-            await wait_for(lambda: converged(nodes, want), 10, "4 members")
-            await asyncio.sleep(1.0)
-            records = [n.counters["records_in"] for n in nodes]
-            probes = [n.counters["probes"] for n in nodes]
-            await asyncio.sleep(15 * nodes[0].cfg.heartbeat_seconds)
-            assert [n.counters["records_in"] for n in nodes] == records, "no record travels"
-            more = [n.counters["probes"] - p for n, p in zip(nodes, probes, strict=True)]
-            assert all(k >= 5 for k in more), more  # one a tick, less on a loaded machine
-            assert all(n.counters["beats_in"] == n.counters["accused"] == 0 for n in nodes)
-            assert converged(nodes, want)
-            assert all(v.state == "alive" for n in nodes for v in n.map.view())
-            assert all(n.counters["forged"] == n.counters["internal_errors"] == 0 for n in nodes)
-        finally:
-            await asyncio.gather(*(n.shutdown(leave=False) for n in nodes))
-
-    asyncio.run(scenario())
+    before, after = steady_cluster(pki, port, run_dir, "swim", TIMES)
+    more = increase(before, after, "probes")
+    assert all(k >= 5 for k in more), more  # one a tick, less on a loaded machine
+    assert all(c.get("beats_in", 0) == c.get("accused", 0) == 0 for c in after), after
 
 
 def test_a_killed_member_is_detected_accused_and_removed_everywhere(
