@@ -235,7 +235,9 @@ def test_ci_runs_come_from_the_scenario_folders():
     """CI's smoke runs (tests/smoke/test_smoke.py RUNS) are the folders whose scenario says
     `ci: {boot: ...}`; each names a shipped folder; today's four."""
     runs = ci_runs(ROOT / "tests/scenarios")
-    assert runs == (("iso", "iso"), ("migration", "pxe"), ("night", "pxe"), ("workload-mpi", "pxe"))
+    assert runs == (
+        ("day-and-night", "pxe"), ("iso", "iso"), ("migration", "pxe"), ("workload-mpi", "pxe")
+    )  # fmt: skip
     for name, _ in runs:
         assert name in SHIPPED
     for name in SHIPPED:  # every folder parses (ci_runs loaded each), and only these run in CI
@@ -272,11 +274,11 @@ def day_and_night(tmp_path: Path, old: str, new: str) -> Path:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("minutes: 9}\n    - {starts_after: 1440", "minutes: 1}\n    - {starts_after: 1440",
+        ("minutes: 8}\n    - {starts_after: 1020", "minutes: 1}\n    - {starts_after: 1020",
          r"day_and_night.nights\[0\].minutes: 1 is outside 3..60 minutes"),
-        ("starts_after: 1440", "starts_after: 600",
+        ("starts_after: 1020", "starts_after: 800",
          r"day_and_night.nights\[1\].starts_after: the second night starts at least two"),
-        ("    - {starts_after: 1440, minutes: 8}\n", "",
+        ("    - {starts_after: 1020, minutes: 10}\n", "",
          "day_and_night.nights: give two nights"),
         ("  keyless: bob\n", "", "day_and_night: missing 'keyless'"),
         ("  array: 20\n", "  array: 20\n  cpus: 4\n", "day_and_night.cpus: unknown key"),
@@ -319,9 +321,12 @@ def test_day_and_night_sets_two_nights_relative_to_now_and_adds_the_labs_key(tmp
     before = dt.datetime.now(dt.UTC)
     lab = nights_cluster(cluster, s.day_and_night)
     (first, first_end), (second, second_end) = edges(lab)
-    assert dt.timedelta(seconds=420) <= first - before <= dt.timedelta(seconds=480)
-    assert first_end - first == dt.timedelta(minutes=9)
-    assert second_end - second == dt.timedelta(minutes=8)
+    one, two = s.day_and_night.nights
+    assert (one.starts_after, one.minutes, two.starts_after, two.minutes) == (300, 8, 1020, 10)
+    after = dt.timedelta(seconds=one.starts_after)
+    assert after <= first - before <= after + dt.timedelta(seconds=60)
+    assert first_end - first == dt.timedelta(minutes=one.minutes)
+    assert second_end - second == dt.timedelta(minutes=two.minutes)
     night = night_of(lab)
     assert night is not None and not night.inside(before), "the lab starts by day"
     assert night.inside(first) and not night.inside(first_end) and night.inside(second)

@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from builder.errors import ChaosError
 from builder.head.model import HeadModel
+from builder.head.view import EXPORT_OPTIONS, MOUNT_OPTIONS
 from builder.model import Cluster
 from builder.night.model import Morning, NightModel, ScheduleSection
 from builder.smoke import admin_checks
@@ -35,6 +37,7 @@ from builder.smoke.dayos import DAY_OS_MARKER
 from builder.smoke.dhcplog import last_answer
 from builder.smoke.lab import Guest
 from builder.smoke.scenario import Check, DayAndNight
+from chaosnode.contract.paths import STATE_HOME
 from chaosnode.daytime import ASLEEP
 
 DAY_OS_TIMEOUT = 300.0
@@ -42,6 +45,20 @@ QUEUE_TIMEOUT = 180.0  # chaos-slurm's daytime rounds, on a loaded host
 OUT = "out"  # the user's folder of job outputs, in their home
 NFS_PORT, SLURMCTLD_PORT, SSH_PORT = 2049, 6817, 22
 DD_MB = 16
+PLAIN_MOUNT = "/run/chaos-nfs-plain"  # the head's loopback mount of its own export
+
+
+def plain_setup() -> str:
+    """The head's loopback export and mount for the NFS-in-clear figure."""
+    return (
+        f"mkdir -p {PLAIN_MOUNT}"
+        f" && exportfs -o {EXPORT_OPTIONS} 127.0.0.1:{STATE_HOME}"
+        f" && timeout 30 mount -t nfs4 -o {MOUNT_OPTIONS} 127.0.0.1:{STATE_HOME} {PLAIN_MOUNT}"
+    )
+
+
+def plain_teardown() -> str:
+    return f"umount -l {PLAIN_MOUNT}; exportfs -u 127.0.0.1:{STATE_HOME}; rmdir {PLAIN_MOUNT}"
 
 
 def array_script(user: str, marker: str) -> str:
@@ -280,10 +297,12 @@ class Flow:
             rc == 0 and rc2 == 0,
             (out + out2).strip()[-300:],
         )
-        rc, out = self.ssh(f"sbatch --parsable --array=1-{self.dn.array} array.sh")
-        self.jobs["array"] = out.strip().split(";")[0] if rc == 0 else ""
+        # the long job first: it takes one PC (one CPU each) as the night starts and the
+        # array the other, so both run before stop_new_work_before in a short night
         rc2, out2 = self.ssh("sbatch --parsable long.sh")
         self.jobs["long"] = out2.strip().split(";")[0] if rc2 == 0 else ""
+        rc, out = self.ssh(f"sbatch --parsable --array=1-{self.dn.array} array.sh")
+        self.jobs["array"] = out.strip().split(";")[0] if rc == 0 else ""
         self.lab.check(
             f"sbatch by day: a {self.dn.array}-task array and a long job",
             rc == 0 and rc2 == 0 and self.jobs["array"].isdigit() and self.jobs["long"].isdigit(),
@@ -458,26 +477,53 @@ class Flow:
         )
 
     def nfs_figures(self) -> None:
-        """dd into the home over NFS through ESP, and back (page cache dropped), on a PC."""
+        """dd into the home over NFS through ESP, and back (page cache dropped), on a PC; then
+        the same on the head over its own loopback, in clear (plain_figure)."""
         name = self.lab.members[0]
-        path = f"/home/{self.dn.user}/dd.bin"
+        w, r = self.dd(name, f"/home/{self.dn.user}/dd.bin")
+        self.lab.phase(f"figure: NFS over ESP from {name}, {DD_MB} MiB: write {w}, read {r}")
+        self.plain_figure()
+
+    def dd(self, node: str, path: str) -> tuple[str, str]:
+        """Write DD_MB MiB to path as the user (fsync), drop the page cache, read it back;
+        the two rates as dd printed them."""
         write = [
             "runuser", "-u", self.dn.user, "--",
             "dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={DD_MB}", "conv=fsync",
         ]  # fmt: skip
-        _, wrote = self.lab.exec_on(name, write)
-        self.lab.exec_on(name, ["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])
+        _, wrote = self.lab.exec_on(node, write)
+        self.lab.exec_on(node, ["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])
         _, read = self.lab.exec_on(
-            name, ["runuser", "-u", self.dn.user, "--", "dd", f"if={path}", "of=/dev/null", "bs=1M"]
+            node, ["runuser", "-u", self.dn.user, "--", "dd", f"if={path}", "of=/dev/null", "bs=1M"]
         )
-        self.lab.exec_on(name, ["runuser", "-u", self.dn.user, "--", "rm", "-f", path])
+        self.lab.exec_on(node, ["runuser", "-u", self.dn.user, "--", "rm", "-f", path])
         rate = re.compile(r"copied, [0-9.]+ s, ([0-9.]+ [kMG]?B/s)")
         w, r = rate.search(wrote), rate.search(read)
-        w_text = w.group(1) if w else wrote.strip()[-80:]
-        r_text = r.group(1) if r else read.strip()[-80:]
-        self.lab.phase(
-            f"figure: NFS over ESP from {name}, {DD_MB} MiB: write {w_text}, read {r_text}"
+        return (
+            w.group(1) if w else wrote.strip()[-80:],
+            r.group(1) if r else read.strip()[-80:],
         )
+
+    def plain_figure(self) -> None:
+        """NFS in clear, for comparison: the head exports the homes to 127.0.0.1 for the
+        measurement, mounts them over its loopback (the firewall accepts lo; no IPsec policy
+        covers it) with the PCs' mount options, and runs the same dd. It is the same nfsd on
+        the same emulated CPU without ESP; no PC and no bridge take part, so it is the
+        ceiling of a plaintext path, not a PC's. The export and the mount are removed after."""
+        head = self.dn.head
+        try:  # a figure, not a check: its failure is reported and the lab goes on
+            rc, out = self.lab.exec_on(head, ["sh", "-c", plain_setup()])
+            if rc != 0:
+                self.lab.phase(f"figure: NFS in clear not measured: {out.strip()[-200:]}")
+            else:
+                w, r = self.dd(head, f"{PLAIN_MOUNT}/{self.dn.user}/dd.bin")
+                self.lab.phase(
+                    f"figure: NFS in clear on the head over loopback, {DD_MB} MiB: "
+                    f"write {w}, read {r}"
+                )
+            self.lab.exec_on(head, ["sh", "-c", plain_teardown()])
+        except ChaosError as exc:
+            self.lab.phase(f"figure: NFS in clear not measured: {exc}")
 
     def next_day(self) -> None:
         _, before = self.ssh(f"ls {OUT}")
