@@ -22,13 +22,14 @@ from builder.smoke.scenario import ci_runs
 pytestmark = pytest.mark.smoke
 
 CACHE = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
-# The default scenario (3 members + a rogue over PXE: mesh, rogue-tpm, power-off and workload,
-# Slurm over the mesh, in one boot) runs in tests/readme/ as the README gives it: on the
-# shipped chaos.yaml, where the rogue is a stranger. iso: the mesh from the shared ISO, with
-# the rogue that impersonates a spare node; migration: scope migration, only tcp
-# 12820/13333 (and tyd) is ESP, other traffic is seen in clear; workload-mpi: an MPI ring
-# (its own image); night: the window ends after the build; members leave, reboot and boot
-# their own disk. The list is the scenario folders' (`ci: {boot: ...}` in scenario.yaml).
+# The default scenario (3 members + a rogue over UEFI PXE with Secure Boot enforced: mesh,
+# rogue-tpm, power-off and workload, Slurm over the mesh, in one boot) runs in tests/readme/
+# as the README gives it: on the shipped chaos.yaml, where the rogue is a stranger. iso: the
+# mesh from the shared ISO (with Open MPI), the rogue that impersonates a spare node and
+# workload-mpi's MPI ring; migration: scope migration, only tcp 12820/13333 (and tyd) is
+# ESP, other traffic is seen in clear; night: the window ends after the build; members
+# leave, reboot and boot their own disk. Migration and night keep the BIOS/iPXE path.
+# The list is the scenario folders' (`ci: {boot: ...}` in scenario.yaml).
 RUNS = ci_runs(ROOT / "tests/scenarios")
 
 
