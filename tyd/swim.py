@@ -29,17 +29,32 @@ def bucket_of(name: str) -> int:
 
 def rev(cmap: ClusterMap, m: Member) -> str:
     """Which record of a member this is, and whether (and by whom) it is accused."""
+    return _hashed(cmap, m)[0]
+
+
+def _hashed(cmap: ClusterMap, m: Member) -> tuple[str, int]:
     a = cmap.accusation_of(m.name)
-    data = f"{m.name}:{m.incarnation}:{m.heartbeat}:{m.state.value}:{m.fingerprint}".encode()
-    return hashlib.sha256(data + (a.signature if a else b"")).hexdigest()[:8]
+    sig = a.signature if a else b""
+    return _entry(m.name, m.incarnation, m.heartbeat, m.state.value, m.fingerprint, sig)
+
+
+# Records and accusations are immutable and a steady map holds the same ones tick after tick:
+# each entry is hashed once, not on every probe (the map's size bounds what stays cached).
+@functools.lru_cache(maxsize=1 << 15)
+def _entry(
+    name: str, incarnation: int, heartbeat: int, state: str, fp: str, accusation: bytes
+) -> tuple[str, int]:
+    """An entry's rev and its share of its bucket's digest (`accusation`: the signature of
+    the accusation it carries, or b"")."""
+    data = f"{name}:{incarnation}:{heartbeat}:{state}:{fp}".encode()
+    r = hashlib.sha256(data + accusation).hexdigest()[:8]
+    return r, int(hashlib.sha256(f"{name}:{r}".encode()).hexdigest()[:16], 16)
 
 
 def buckets(cmap: ClusterMap) -> tuple[str, ...]:
     acc = [0] * BUCKETS
     for m in cmap.members():
-        acc[bucket_of(m.name)] ^= int(
-            hashlib.sha256(f"{m.name}:{rev(cmap, m)}".encode()).hexdigest()[:16], 16
-        )
+        acc[bucket_of(m.name)] ^= _hashed(cmap, m)[1]
     return tuple(f"{x:016x}" for x in acc)
 
 

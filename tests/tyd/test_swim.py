@@ -126,6 +126,18 @@ def test_a_restamped_record_is_no_news_and_changes_no_digest() -> None:
     assert not a.is_news(dataclasses.replace(member(2), stamp=9))
 
 
+def test_digests_are_cached_per_entry_yet_every_accusation_byte_counts() -> None:
+    """Entries are hashed once (swim._entry); the cache key holds the accusation's signature,
+    which Accusation's own equality ignores: two that differ only there still differ."""
+    plain, a, b = new_map(1), new_map(1), new_map(1)
+    for m in (plain, a, b):
+        m.merge([member(3)])
+    a.merge_accusations([accuse(member(3), by=4)])
+    b.merge_accusations([dataclasses.replace(accuse(member(3), by=4), signature=b"other")])
+    assert len({swim.buckets(plain), swim.buckets(a), swim.buckets(b)}) == 3
+    assert swim.buckets(a) == swim.buckets(a) and swim.rev(a, member(3)) != swim.rev(b, member(3))
+
+
 def test_certificates_travel_only_to_who_lacks_the_member() -> None:
     a, b = new_map(1), new_map(2)
     a.merge([member(3), member(4, hb=1)])
