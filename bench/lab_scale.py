@@ -320,7 +320,7 @@ class Cluster:
 MODES = ("full", "digest", "swim")
 PORT = 0
 DEBUG: dict[str, int] = {}
-JOIN_CAP = 120.0  # seconds: a join not done by then is reported as such, then measured
+JOIN_CAP = 900.0  # seconds (--join-cap): a join not done by then is reported as such
 
 
 def real_config(pki: Pki, root: Path, mode: str, seed: Sim) -> Path:
@@ -371,8 +371,10 @@ def live_count(root: Path) -> int:
 
 
 async def run_one(
-    pki: Pki, root: Path, sims: list[Sim], mode: str, window: float
+    pki: Pki, root: Path, sims: list[Sim], mode: str, window: float, join_cap: float
 ) -> dict[str, float]:
+    """The daemon joins (timed, not measured: a newcomer's one-off work), then the steady
+    state is measured over `window` seconds."""
     cluster = Cluster(sims, mode, pem_cert_der(pki.paths.node_cert(REAL_NAME)))
     servers = [
         await asyncio.start_server(
@@ -399,7 +401,7 @@ async def run_one(
         while True:
             tick_start = time.monotonic()
             cluster.tick()
-            late = tick_start - started > JOIN_CAP
+            late = tick_start - started > join_cap
             if joined_after != joined_after and (
                 (has_joined(root) and live_count(root) >= n + 1) or late
             ):  # nan
@@ -468,6 +470,12 @@ def main() -> int:
     ap.add_argument("--sizes", default="100,500,2000")
     ap.add_argument("--window", type=float, default=45.0, help="seconds measured per run")
     ap.add_argument("--modes", default=",".join(MODES), help="gossip modes to run, in order")
+    ap.add_argument(
+        "--join-cap",
+        type=float,
+        default=JOIN_CAP,
+        help="seconds the daemon may take to join before the steady state is measured anyway",
+    )
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -486,7 +494,7 @@ def main() -> int:
                 f"N={n}: {n} simulated members made in {time.monotonic() - made:.1f} s", flush=True
             )
             for mode in modes:
-                r = asyncio.run(run_one(pki, root, sims, mode, args.window))
+                r = asyncio.run(run_one(pki, root, sims, mode, args.window, args.join_cap))
                 rows.append((n, mode, r))
                 if os.environ.get("LAB_SCALE_DEBUG"):
                     print(DEBUG)
@@ -517,13 +525,16 @@ def main() -> int:
                     f"  N={n:5d} {mode:6s} {event:5s} {rounds:.0f} rounds, "
                     f"{rounds * HEARTBEAT:.0f} s{extra}"
                 )
-    print("\n| N | protocol | CPU s/min | % core | in KB/s | out KB/s | conns/min | RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| N | protocol | CPU s/min | % core | in KB/s | out KB/s | conns/min | RSS MB "
+        "| daemon joined after s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for n, mode, r in rows:
         print(
             f"| {n} | {mode} | {r['cpu_s_per_min']:.2f} | {r['cpu_s_per_min'] / 0.6:.2f} | "
             f"{r['in_Bps'] / 1000:.1f} | {r['out_Bps'] / 1000:.1f} | "
-            f"{r['conns_per_min']:.0f} | {r['rss_mb']:.0f} |"
+            f"{r['conns_per_min']:.0f} | {r['rss_mb']:.0f} | {r['join_s']:.0f} |"
         )
     return 0
 
