@@ -60,13 +60,17 @@ def persistent_handles(tpm: SoftTpm) -> str:
 APPROVAL_NODE = ("node03", "10.99.0.13")  # the lab's PC without a TPM
 
 
-def write_lab_config(root: Path) -> Path:
-    """The default chaos.yaml, with node03 as a PC without a TPM (attestation: approval)."""
+def write_lab_config(root: Path, measured_boot: str = "off") -> Path:
+    """The default chaos.yaml, with node03 as a PC without a TPM (attestation: approval) and
+    measured boot `off` unless asked: the other tests are the TPM identity path, whose
+    clients send no quote (the shipped file enforces; test_measured_enroll asks its mode)."""
     text = (ROOT / "chaos.yaml").read_text()
     node03 = "  - name: node03\n"
-    assert node03 in text
+    enforce = "  measured_boot: enforce"
+    assert node03 in text and enforce in text
     config = root / "chaos.yaml"
-    config.write_text(text.replace(node03, node03 + "    attestation: approval\n"))
+    text = text.replace(node03, node03 + "    attestation: approval\n")
+    config.write_text(text.replace(enforce, f"  measured_boot: {measured_boot}"))
     return config
 
 

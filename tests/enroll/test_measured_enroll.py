@@ -71,8 +71,8 @@ def measured_lab(
     servers: list[server_mod.EnrollServer] = []
 
     def start(mode: str) -> MeasuredLab:
-        config = write_lab_config(tmp_path)
-        text = config.read_text().replace("security:\n", f"security:\n  measured_boot: {mode}\n")
+        config = write_lab_config(tmp_path, measured_boot=mode)
+        text = config.read_text()
         config.write_text(
             text.replace("  - name: node02\n", "  - name: node02\n    boot: legacy-bios\n")
         )
