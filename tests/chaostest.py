@@ -30,6 +30,17 @@ def default_cluster() -> Cluster:
     return load_cluster(ROOT / "chaos.yaml")[0]
 
 
+SHIPPED_MEASURED_BOOT = "  measured_boot: enforce"
+
+
+def shipped_text(measured_boot: str) -> str:
+    """The shipped chaos.yaml with security.measured_boot set to `measured_boot`: the tests of
+    the TPM identity path use `off` (their clients send no quote; the shipped file enforces)."""
+    text = (ROOT / "chaos.yaml").read_text()
+    assert SHIPPED_MEASURED_BOOT in text
+    return text.replace(SHIPPED_MEASURED_BOOT, f"  measured_boot: {measured_boot}")
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A copy of the default chaos.yaml in an empty directory."""

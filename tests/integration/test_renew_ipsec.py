@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from chaostest import ROOT, node_settings
+from chaostest import ROOT, node_settings, shipped_text
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from netlab import CHARON, lab, need_root_tools, wait_for
@@ -65,12 +65,10 @@ def certs_of(charon: Charon) -> list[bytes]:
 def test_renewed_certificate_reloads_into_charon_without_tearing_down_the_ike_sa(
     tools, tmp_path: Path
 ):
-    # the shipped chaos.yaml with measured boot off: this client sends no quote (the renewal
-    # of a measured node quotes again: tests/enroll/test_measured_enroll.py)
+    # measured boot off: this client sends no quote (the renewal of a measured node quotes
+    # again: tests/enroll/test_measured_enroll.py)
     config = tmp_path / "chaos.yaml"
-    shipped = (ROOT / "chaos.yaml").read_text()
-    assert "  measured_boot: enforce" in shipped
-    config.write_text(shipped.replace("  measured_boot: enforce", "  measured_boot: off"))
+    config.write_text(shipped_text("off"))
     cluster, _ = load_cluster(config)
     out = render(tmp_path, cluster, "c")
     pki = Pki(tmp_path / "pki" / "c", cluster.section(SecurityModel).security.key_type)
