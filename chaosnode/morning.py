@@ -3,10 +3,13 @@
 The node reads the night rendered for it (/etc/chaos/night.json, from chaos.yaml's schedule;
 its clock comes from the network: systemd-timesyncd with schedule.time_source). At the end
 minus schedule.stop_new_work_before it stops taking new work (Slurm drain, when Slurm is on
-the node), waits for running work until the end, then stops tyd (tyd's SIGTERM announces
-LEAVE to every member), tells serve it left (a member push, at most LEFT_TIMEOUT seconds:
-the admin's status shows why it went) and reboots (the boot answer is then the local disk)
-or powers off.
+the node), waits for running work until the end, then ends the work still running (Slurm
+requeues each job; one that opted out with --no-requeue is cancelled) and waits, at most
+END_WORK_TIMEOUT seconds, until no job is left on the node: a job's processes would
+otherwise hold the reboot (systemd's stop timeouts, the home's NFS unmount) for minutes, past
+the night. Then it stops tyd (tyd's SIGTERM announces LEAVE to every member), tells serve it
+left (a member push, at most LEFT_TIMEOUT seconds: the admin's status shows why it went) and
+reboots (the boot answer is then the local disk) or powers off.
 
     python3 -I -m chaosnode.morning [--settings /etc/chaos/night.json] [--dry-run]
 
@@ -35,11 +38,15 @@ from chaosnode.push import FAILURES, MemberPush, node_sender
 LOOK_SECONDS = 30.0
 # the morning's push to serve may hold the reboot this long, no longer
 LEFT_TIMEOUT = 5.0
+# ending the night's jobs may hold the leave this long (Slurm's KillWait is 30 s), no longer
+END_WORK_TIMEOUT = 60.0
+END_WORK_LOOK = 2.0
 
 
 class Actions(Protocol):
     def drain(self, node: str, reason: str) -> str: ...
     def running_work(self, node: str) -> int: ...
+    def end_work(self, node: str) -> str: ...
     def leave(self) -> str: ...
     def tell_left(self, node: str) -> str: ...
     def power(self, morning: str) -> str: ...
@@ -59,16 +66,47 @@ class NodeActions:
             ["scontrol", "update", f"nodename={node}", "state=drain", f"reason={reason}"]
         )
 
-    def running_work(self, node: str) -> int:
+    def jobs_on(self, node: str, states: str) -> list[str]:
+        """The ids of the jobs on node in states (squeue's -t; "all" for any)."""
         if shutil.which("squeue") is None:
-            return 0
+            return []
         r = subprocess.run(
-            ["squeue", "-h", "-w", node, "-t", "running", "-o", "%i"],
+            ["squeue", "-h", "-w", node, "-t", states, "-o", "%A"],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        return len(r.stdout.split()) if r.returncode == 0 else 0
+        return r.stdout.split() if r.returncode == 0 else []
+
+    def running_work(self, node: str) -> int:
+        return len(self.jobs_on(node, "running"))
+
+    def end_work(self, node: str) -> str:
+        """Requeue every job still running here (root may: slurmctld trusts uid 0); a job
+        that opted out (--no-requeue) refuses, and is cancelled. Then wait until slurmd has
+        ended them all (the node holds no job in any state), END_WORK_TIMEOUT at most."""
+        running = self.jobs_on(node, "running")
+        if not running:
+            return "no job is running"
+        said = []
+        for job in running:
+            r = subprocess.run(
+                ["scontrol", "requeue", job], capture_output=True, text=True, timeout=60
+            )
+            if r.returncode == 0:
+                said.append(f"job {job} requeued")
+                continue
+            why = r.stderr.strip()[-120:]
+            cancel = self._run(["scancel", job])
+            said.append(f"job {job} not requeued ({why}): {cancel}")
+        deadline = time.monotonic() + END_WORK_TIMEOUT
+        while (left := self.jobs_on(node, "all")) and time.monotonic() < deadline:
+            time.sleep(END_WORK_LOOK)
+        if left:
+            said.append(f"still on the node after {END_WORK_TIMEOUT:.0f} s: {' '.join(left)}")
+        else:
+            said.append("the node holds no job")
+        return "; ".join(said)
 
     def leave(self) -> str:
         """Stop tyd (its SIGTERM announces LEAVE); tyd's own words about leaving go with the
@@ -156,6 +194,7 @@ def morning(
         say(f"chaos-morning: {jobs} job(s) still running; waiting until {end:%H:%M}")
         sleep(min(LOOK_SECONDS, max((end - clock()).total_seconds(), 0.0)))
     sleep_until(end, clock, sleep)
+    say(f"chaos-morning: the night's work ends: {actions.end_work(settings.node)}")
     say(f"chaos-morning: leaving the cluster: {actions.leave()}")
     say(f"chaos-morning: {actions.tell_left(settings.node)}")
     say(f"chaos-morning: {settings.morning}: {actions.power(settings.morning)}")

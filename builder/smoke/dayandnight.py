@@ -411,7 +411,8 @@ class Flow:
             ["journalctl", "-u", "slurmctld", "-o", "short-iso-precise", "--no-pager", "-q"]
         )
         job = re.escape(self.jobs.get("long", "?"))
-        found = re.findall(rf"^(\S+) .*requeue job JobId={job} ", out, re.M)
+        # the PC's own `scontrol requeue` at the end, or a node failure's requeue
+        found = re.findall(rf"^(\S+) .*requeu.*\bJobId={job}\b", out, re.M | re.I)
         return dt.datetime.fromisoformat(found[-1]) if found else None
 
     def array_done(self, members: list[str]) -> None:

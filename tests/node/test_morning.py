@@ -56,6 +56,10 @@ class FakeNode:
     def running_work(self, node: str) -> int:
         return self.jobs.pop(0) if self.jobs else 0
 
+    def end_work(self, node: str) -> str:
+        self.done.append(("end work", self.now))
+        return "job 7 requeued"
+
     def leave(self) -> str:
         self.done.append(("leave", self.now))
         return "tyd stopped"
@@ -84,17 +88,24 @@ def test_drain_before_the_end_then_leave_and_reboot_at_the_end():
     said = run(node, settings())
     assert node.done == [
         ("drain node01 chaos: night ends 09:00", at(8, 40)),
+        ("end work", at(9)),
         ("leave", at(9)),
         ("tell node01 left", at(9)),
         ("reboot", at(9)),
     ]
     assert any("2 job(s) still running" in s for s in said)
+    assert any("the night's work ends: job 7 requeued" in s for s in said)
 
 
 def test_running_work_gets_no_more_than_the_end():
     node = FakeNode(jobs=[5] * 10_000)
     run(node, settings(morning="poweroff"))
-    assert node.done[-3:] == [("leave", at(9)), ("tell node01 left", at(9)), ("poweroff", at(9))]
+    assert node.done[-4:] == [
+        ("end work", at(9)),
+        ("leave", at(9)),
+        ("tell node01 left", at(9)),
+        ("poweroff", at(9)),
+    ]
 
 
 def test_a_node_booted_by_day_leaves_at_the_end_of_the_next_night_not_at_once():
@@ -104,6 +115,7 @@ def test_a_node_booted_by_day_leaves_at_the_end_of_the_next_night_not_at_once():
     tomorrow = dt.datetime(2026, 11, 26, 9, tzinfo=UTC)
     assert node.done == [
         ("drain node01 chaos: night ends 09:00", tomorrow - dt.timedelta(minutes=20)),
+        ("end work", tomorrow),
         ("leave", tomorrow),
         ("tell node01 left", tomorrow),
         ("reboot", tomorrow),
@@ -151,6 +163,54 @@ def test_drain_calls_scontrol_only_when_slurm_is_there(tmp_path, monkeypatch):
         "state=drain",
         "reason=chaos: night ends 09:00",
     ]
+
+
+def fake_slurm(bin_dir: Path, log: Path, rounds: Path) -> None:
+    """squeue lists jobs 5 and 6 running until slurmd has ended them (two looks later);
+    scontrol requeue accepts 5 and refuses 6 (--no-requeue); every call is logged."""
+    bin_dir.mkdir()
+    rounds.write_text("0")
+    tools = {
+        "squeue": (
+            f'echo "squeue $*" >> {log}; n=$(cat {rounds}); echo $((n+1)) > {rounds}\n'
+            'if [ "$n" -lt 3 ]; then printf "5\\n6\\n"; fi\n'
+        ),
+        "scontrol": (
+            f'echo "scontrol $*" >> {log}\n'
+            'if [ "$2" = 6 ]; then echo "Requested operation is presently disabled" >&2;'
+            " exit 1; fi\n"
+        ),
+        "scancel": f'echo "scancel $*" >> {log}\n',
+    }
+    for name, body in tools.items():
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\n{body}")
+        tool.chmod(0o755)
+
+
+def test_end_work_requeues_cancels_the_opted_out_and_waits_for_the_node_to_empty(
+    tmp_path, monkeypatch
+):
+    log, rounds = tmp_path / "calls", tmp_path / "rounds"
+    fake_slurm(tmp_path / "bin", log, rounds)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin:/bin")
+    monkeypatch.setattr("chaosnode.morning.END_WORK_LOOK", 0.01)
+    said = NodeActions().end_work("node03")
+    calls = log.read_text().splitlines()
+    assert calls[0] == "squeue -h -w node03 -t running -o %A"
+    assert calls[1:4] == ["scontrol requeue 5", "scontrol requeue 6", "scancel 6"]
+    assert calls[4:] == ["squeue -h -w node03 -t all -o %A"] * 3, "waits until the node is empty"
+    assert said.startswith("job 5 requeued; job 6 not requeued (Requested operation is")
+    assert said.endswith("the node holds no job")
+
+
+def test_end_work_with_nothing_running_touches_nothing(tmp_path, monkeypatch):
+    log, rounds = tmp_path / "calls", tmp_path / "rounds"
+    fake_slurm(tmp_path / "bin", log, rounds)
+    rounds.write_text("9")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin:/bin")
+    assert NodeActions().end_work("node03") == "no job is running"
+    assert log.read_text().splitlines() == ["squeue -h -w node03 -t running -o %A"]
 
 
 def test_the_always_on_head_has_no_morning():
