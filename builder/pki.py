@@ -500,12 +500,17 @@ def sans_of(cert: x509.Certificate) -> list[str]:
 
 
 # -- the cluster's PKI, as every caller (CLI, build, smoke, tests, bench) uses it ----------
+def pki_at(cluster: Cluster, root: Path) -> Pki:
+    """The cluster's PKI (its security.key_type) kept in root."""
+    return Pki(root, cluster.section(SecurityModel).security.key_type)
+
+
 def pki_for(cluster: Cluster, config: Path) -> Pki:
     """The PKI state directory of a cluster file (security.pki_dir, relative to the file)."""
     root = Path(cluster.section(SecurityModel).security.pki_dir)
     if not root.is_absolute():
         root = config.resolve().parent / root
-    return Pki(root, cluster.section(SecurityModel).security.key_type)
+    return pki_at(cluster, root)
 
 
 def node_identity(cluster: Cluster, node: Node) -> Identity:

@@ -23,8 +23,7 @@ from builder.enroll import server as server_mod
 from builder.enroll.registry import approve
 from builder.enroll.swtpm import SoftTpm, free_ports, start_swtpm
 from builder.model import Cluster
-from builder.pki import Pki
-from builder.security.model import SecurityModel
+from builder.pki import Pki, pki_at
 from chaosnode.enrollment import ApprovalRequest, FinishRequest, StartRequest
 
 NODE_PYTHON = "/usr/bin/python3"
@@ -156,7 +155,7 @@ def lab(
 ) -> Iterator[Lab]:
     config = write_lab_config(tmp_path)
     cluster = load_cluster(config)[0]
-    pki = Pki(tmp_path / "pki", cluster.section(SecurityModel).security.key_type)
+    pki = pki_at(cluster, tmp_path / "pki")
     pki.init_ca(cluster.cluster.name, dt.datetime.now(dt.UTC), 30)
     tpm_a, tpm_b = soft_tpms(), soft_tpms()
     ek_a = tpm_ek_hash(tpm_a)

@@ -18,8 +18,7 @@ from builder.config import load_cluster
 from builder.enroll import service
 from builder.enroll.boots import BOOTS_FILE, BootError, BootStore, normal_fingerprint
 from builder.enroll.registry import PendingStore
-from builder.pki import Identity, Pki
-from builder.security.model import SecurityModel
+from builder.pki import Identity, Pki, pki_at
 from chaosnode.enroll import NodeKey, make_csr, new_key
 from chaosnode.enrollment import FINGERPRINT, ApprovalRequest, ProtocolError, boot_fingerprint
 
@@ -50,7 +49,7 @@ class Setup:
 @pytest.fixture
 def setup(tmp_path: Path) -> Setup:
     cluster = load_cluster(write_lab_config(tmp_path))[0]
-    pki = Pki(tmp_path / "pki", cluster.section(SecurityModel).security.key_type)
+    pki = pki_at(cluster, tmp_path / "pki")
     pki.init_ca(cluster.cluster.name, T0 - dt.timedelta(days=1), 30)
     clock = FakeClock()
     settings = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), 1)

@@ -25,7 +25,7 @@ from builder.enroll.service import ServiceSettings
 from builder.enroll.swtpm import SoftTpm, free_ports
 from builder.measured.reference import REFERENCE_FILE, Reference, write_reference
 from builder.measured.synthetic import Boot, boot_events, extend_tpm, log_bytes
-from builder.pki import Pki
+from builder.pki import pki_at
 from builder.security.model import SecurityModel
 from chaosnode.tpm import Tpm
 
@@ -80,7 +80,7 @@ def measured_lab(
         assert (
             cluster.section(SecurityModel).security.measured_boot.value == mode
         )  # a bare `off` too (YAML 1.1)
-        pki = Pki(tmp_path / "pki", cluster.section(SecurityModel).security.key_type)
+        pki = pki_at(cluster, tmp_path / "pki")
         pki.init_ca(cluster.cluster.name, dt.datetime.now(dt.UTC), 30)
         tpm_a, tpm_b = soft_tpms(), soft_tpms()
         ek_a = tpm_a.ek_hash()

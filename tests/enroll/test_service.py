@@ -23,8 +23,7 @@ from builder.config import load_cluster
 from builder.enroll import service
 from builder.enroll.registry import PendingStore
 from builder.enroll.swtpm import free_ports
-from builder.pki import Identity, Pki, sans_of
-from builder.security.model import SecurityModel
+from builder.pki import Identity, Pki, pki_at, sans_of
 from chaosnode.enroll import make_csr, new_key
 from chaosnode.enrollment import FinishRequest, ProtocolError, StartRequest, proof
 from chaosnode.tpm import AK_ATTRIBUTES, Tpm, ak_template
@@ -183,9 +182,7 @@ def test_cli_enroll_serve_runs_until_ctrl_c(tmp_path):
     start = text.index("\nserve:\n")
     (tmp_path / "chaos.yaml").write_text(text[:start] + text[text.index("\n\n", start) :])
     cluster = load_cluster(tmp_path / "chaos.yaml")[0]
-    Pki(tmp_path / "pki", cluster.section(SecurityModel).security.key_type).init_ca(
-        "chaos-lab", T0 + dt.timedelta(days=-1), 30
-    )
+    pki_at(cluster, tmp_path / "pki").init_ca("chaos-lab", T0 + dt.timedelta(days=-1), 30)
     port = free_ports(1)
     proc = subprocess.Popen(
         [

@@ -16,9 +16,8 @@ from builder.config import load_cluster
 from builder.image.audit import cpio_members, expand
 from builder.image.context import BuildContext
 from builder.image.nodes import pack_node_overlays
-from builder.pki import Pki, ensure_ca
+from builder.pki import ensure_ca, pki_at
 from builder.render import render_cluster
-from builder.security.model import SecurityModel
 from chaosnode.statedisk import HOST_KEY, StateDiskError, ensure_host_key, wait_for_disk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +29,7 @@ DROP_IN = "etc/systemd/system/ssh.service.d/chaos-statedisk.conf"
 def packed(tmp_path: Path) -> BuildContext:
     cluster = load_cluster(ROOT / "tests/golden/head.yaml")[0]
     nodes = tmp_path / "nodes"
-    pki = Pki(tmp_path / "pki", cluster.section(SecurityModel).security.key_type)
+    pki = pki_at(cluster, tmp_path / "pki")
     ensure_ca(cluster, pki, dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     render_cluster(cluster, pki, nodes)
     ctx = BuildContext(

@@ -12,9 +12,8 @@ from builder import mungekey
 from builder.config import load_cluster
 from builder.image.packages import NODE_PACKAGES
 from builder.model import Cluster
-from builder.pki import Pki, issue_all
+from builder.pki import issue_all, pki_at
 from builder.render import render_cluster
-from builder.security.model import SecurityModel
 
 ROOT = Path(__file__).resolve().parents[2]
 # mmdebstrap's package cache and the rootfs/base caches: fixed, so reruns are warm
@@ -46,7 +45,7 @@ def snapshot_repo(dest: Path) -> Path:
 def render_default_cluster(work: Path) -> tuple[Cluster, Path]:
     """The repo's chaos.yaml with a fresh PKI, rendered by the real renderer."""
     cluster = load_cluster(ROOT / "chaos.yaml")[0]
-    pki = Pki(work / "pki", cluster.section(SecurityModel).security.key_type)
+    pki = pki_at(cluster, work / "pki")
     issue_all(cluster, pki, NOW)
     mungekey.ensure(pki.paths.root)  # as `chaos-build build` does for a Slurm workload
     nodes_dir = work / "nodes"

@@ -27,10 +27,9 @@ from builder import mungekey
 from builder.config import load_cluster
 from builder.image.build import build_image
 from builder.image.qemu import Machine, probe_accel
-from builder.pki import Pki, issue_all
+from builder.pki import issue_all, pki_at
 from builder.render import render_cluster
 from builder.run import spawn, stop_processes
-from builder.security.model import SecurityModel
 from chaosnode import daytime
 
 pytestmark = pytest.mark.image
@@ -83,7 +82,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Head:
         )
     )
     cluster = load_cluster(work / "chaos.yaml")[0]
-    pki = Pki(work / "pki", cluster.section(SecurityModel).security.key_type)
+    pki = pki_at(cluster, work / "pki")
     issue_all(cluster, pki, NOW)
     mungekey.ensure(pki.paths.root)
     render_cluster(cluster, pki, work / "nodes")

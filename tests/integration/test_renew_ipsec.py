@@ -29,8 +29,7 @@ from builder.config import load_cluster
 from builder.enroll import registry, service
 from builder.enroll import server as server_mod
 from builder.enroll.swtpm import free_ports, start_swtpm
-from builder.pki import Pki
-from builder.security.model import SecurityModel
+from builder.pki import pki_at
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +70,7 @@ def test_renewed_certificate_reloads_into_charon_without_tearing_down_the_ike_sa
     config.write_text(shipped_text("off"))
     cluster, _ = load_cluster(config)
     out = render(tmp_path, cluster, "c")
-    pki = Pki(tmp_path / "pki" / "c", cluster.section(SecurityModel).security.key_type)
+    pki = pki_at(cluster, tmp_path / "pki" / "c")
     tpm = start_swtpm(tmp_path / "tpm", free_ports(2))
     settings = service.ServiceSettings(ipaddress.IPv4Address("127.0.0.1"), free_ports(1))
     server = server_mod.open_service(cluster, config, pki, settings)
