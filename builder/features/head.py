@@ -54,6 +54,10 @@ FEATURE = Feature(
         "rpcbind.socket",
         # pNFS block layout: it looks for block devices, which no node uses
         "nfs-blkmap.service",
+        # e2fsprogs' online checks of LVM snapshots (no node has LVM); e2scrub_all's start
+        # at boot triggered home.automount before the network was up (day-and-night lab)
+        "e2scrub_all.timer",
+        "e2scrub_reap.service",
     ),
     own_root="always-on",
     model=HeadModel,  # users, users_file, login_from: after nodes in the reference
