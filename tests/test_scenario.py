@@ -234,9 +234,9 @@ def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
 def test_ci_runs_come_from_the_scenario_folders():
     """CI's smoke runs (tests/smoke/test_smoke.py RUNS) are the folders whose scenario says
     `ci: {boot: ...}`; each names a shipped folder; today's three (the iso lab also runs
-    workload-mpi's checks)."""
+    workload-mpi's checks, day-and-night the night lab's)."""
     runs = ci_runs(ROOT / "tests/scenarios")
-    assert runs == (("iso", "iso"), ("migration", "pxe"), ("night", "pxe"))
+    assert runs == (("day-and-night", "pxe"), ("iso", "iso"), ("migration", "pxe"))
     for name, _ in runs:
         assert name in SHIPPED
     for name in SHIPPED:  # every folder parses (ci_runs loaded each), and only these run in CI

@@ -27,8 +27,9 @@ CACHE = Path(os.environ.get("CHAOS_IMAGE_CACHE", "/var/tmp/chaos-image-cache"))
 # as the README gives it: on the shipped chaos.yaml, where the rogue is a stranger. iso: the
 # mesh from the shared ISO (with Open MPI), the rogue that impersonates a spare node and
 # workload-mpi's MPI ring; migration: scope migration, only tcp 12820/13333 (and tyd) is
-# ESP, other traffic is seen in clear; night: the window ends after the build; members
-# leave, reboot and boot their own disk. Migration and night keep the BIOS/iPXE path.
+# ESP, other traffic is seen in clear; day-and-night: an always-on head keeps the queue and
+# the homes across two nights (with the night lab's checks: members leave at the end,
+# reboot and boot their own disk). Migration and day-and-night keep the BIOS/iPXE path.
 # The list is the scenario folders' (`ci: {boot: ...}` in scenario.yaml).
 RUNS = ci_runs(ROOT / "tests/scenarios")
 
