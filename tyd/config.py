@@ -23,6 +23,12 @@ MAX_FILE_BYTES = 1024 * 1024
 Address = ipaddress.IPv4Address
 
 
+# swim by default: a steady cluster's tick costs O(1) bytes a node whatever its size (issue
+# 22; bench/lab_scale.py); digest and full stay selectable with tyd.json's "gossip"
+GOSSIP_MODES = ("swim", "digest", "full")
+DEFAULT_GOSSIP = GOSSIP_MODES[0]
+
+
 @dataclass(frozen=True)
 class Seed:
     name: str
@@ -80,7 +86,7 @@ class Config:
     # digest: DIGEST/DELTA, records re-signed only when needed, heartbeats apart (tyd.gossip);
     # swim: probes and bucket digests, O(1) bytes a tick, accusations refuted (tyd.swim);
     # full: the whole map with certificates every tick (protocol 2 as first built)
-    gossip: str = "digest"
+    gossip: str = DEFAULT_GOSSIP
 
     def roster_map(self) -> dict[str, Address] | None:
         return None if self.roster is None else {s.name: s.address for s in self.roster}
@@ -109,7 +115,6 @@ OPTIONAL_KEYS = {
     "clock_skew_seconds",
     "gossip",
 }
-GOSSIP_MODES = ("digest", "swim", "full")
 TLS_KEYS = {"cert", "key", "ca", "crl"}
 EXPORT_KEYS = {"json", "mosix", "hostfile", "status"}
 HOOK_KEYS = {"vici_socket", "nft_table", "nft_set", "static_peers", "ipsec"}
@@ -230,7 +235,7 @@ def parse(raw: Any, source: str = "<config>") -> Config:
         get("max_connections_per_source", 8), "max_connections_per_source", 2, 1024
     )
     skew = c.number(get("clock_skew_seconds", 30.0), "clock_skew_seconds", 0, 3600)
-    gossip = get("gossip", "digest")
+    gossip = get("gossip", DEFAULT_GOSSIP)
     if gossip not in GOSSIP_MODES:
         c.bad("gossip", f"expected one of {', '.join(GOSSIP_MODES)}")
     if c.problems:

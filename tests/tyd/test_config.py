@@ -109,6 +109,16 @@ def test_document_is_the_inverse_of_parse() -> None:
     assert json.loads(config.dumps(cfg, "generated"))["_generated"] == "generated"
 
 
+def test_swim_is_the_default_gossip_and_the_others_stay_selectable() -> None:
+    """tyd.json as chaos-build renders it names no gossip: the daemon runs swim (issue 22);
+    an admin's "gossip" picks digest or full, and anything else is refused by name."""
+    assert config.parse(json.loads(json.dumps(EXAMPLE))).gossip == "swim"
+    for mode in ("digest", "full", "swim"):
+        assert config.parse({**EXAMPLE, "gossip": mode}).gossip == mode
+    with pytest.raises(ConfigError, match="gossip: expected one of swim, digest, full"):
+        config.parse({**EXAMPLE, "gossip": "flood"}, "tyd.json")
+
+
 def test_hooks_may_be_disabled_with_null() -> None:
     raw = json.loads(json.dumps(EXAMPLE))
     raw["hooks"]["vici_socket"] = None
