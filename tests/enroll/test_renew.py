@@ -162,6 +162,27 @@ def test_due_renewal_gives_a_new_certificate_for_a_new_key_same_name_and_address
 
 
 @needs_swtpm
+def test_the_head_renews_again_and_again_as_it_stays_up_for_weeks(lab: Lab):
+    """The head (node01) is up for weeks: each renewal (forced here; the timer renews once a
+    third of the lifetime is left) makes a new key on the machine, asks the same TPM again and
+    gets a new certificate for the same name and address, signed by the CA and kept by the
+    service."""
+    node = node_files(lab, hours_old=1)
+    serials, keys = [], []
+    for round_ in range(3):
+        r = renew(lab, node, "--force")
+        assert r.returncode == 0, f"renewal {round_ + 1}: {r.stderr}"
+        assert "attested by the TPM again" in r.stderr and "Traceback" not in r.stderr
+        cert = x509.load_pem_x509_certificate(node.cert.read_bytes())
+        cert.verify_directly_issued_by(lab.pki.ca_cert())
+        assert sorted(sans_of(cert)) == ["10.99.0.11", "node01", "node01.chaos.lan"]
+        assert (lab.pki.paths.enrolled / "node01.pem").read_bytes() == node.cert.read_bytes()
+        serials.append(cert.serial_number)
+        keys.append(public(cert))
+    assert len(set(serials)) == 3 and len(set(keys)) == 3, "a new key and serial every time"
+
+
+@needs_swtpm
 def test_not_due_changes_nothing_and_asks_nobody(lab: Lab):
     node = node_files(lab, hours_old=10)  # 6h left of 16h: above a third
     before = node.snapshot()
