@@ -3,7 +3,7 @@
     python3 bench/pxe_clients.py --server 10.99.0.1 --port 8080 --manifest M.json --clients 200
 
 The manifest (JSON) lists what each client fetches and what it must get:
-  {"tftp": ["undionly.kpxe"],                       # fetched first, over TFTP
+  {"tftp": ["undionly.kpxe"],   # fetched first, over TFTP (or [name, blksize] entries)
    "http": [["boot.ipxe", "mac-52-54-00-99-00-11.ipxe", "vmlinuz", ...], ...],  # per client
    "files": {"vmlinuz": {"size": N, "sha256": "..."}, ...}}
 Client i uses http[i % len(http)], one kept-alive connection for its whole sequence, as iPXE
@@ -48,14 +48,19 @@ class Result:
 
 
 class _TftpRead(asyncio.DatagramProtocol):
-    """One TFTP read (RFC 1350, 512-byte blocks, no options), as a PXE ROM does it."""
+    """One TFTP read (RFC 1350), 512-byte blocks as a PXE ROM asks, or the block size a
+    loader negotiates (RFC 2348 blksize: signed GRUB asks 1024, OVMF 1468)."""
 
-    def __init__(self, server: str, name: str, done: asyncio.Future[bytes]) -> None:
+    def __init__(
+        self, server: str, name: str, done: asyncio.Future[bytes], blksize: int = 512
+    ) -> None:
         self.server, self.name, self.done = server, name, done
         self.data = bytearray()
         self.expected, self.retries = 1, 0
+        self.block = 512  # until the server's OACK agrees to another size
+        options = b"" if blksize == 512 else b"blksize\0" + str(blksize).encode() + b"\0"
         self.pending: tuple[bytes, tuple[str, int]] = (
-            struct.pack("!H", 1) + name.encode() + b"\0octet\0",
+            struct.pack("!H", 1) + name.encode() + b"\0octet\0" + options,
             (server, TFTP_PORT),
         )
         self.timer: asyncio.TimerHandle | None = None
@@ -91,13 +96,19 @@ class _TftpRead(asyncio.DatagramProtocol):
             self.finish(
                 OSError(f"tftp {self.name}: error {block}: {packet[4:-1].decode(errors='replace')}")
             )
+        elif opcode == 6 and self.expected == 1:  # OACK: the options the server took
+            fields = packet[2:].split(b"\0")
+            agreed = dict(zip(fields[0::2], fields[1::2], strict=False))
+            self.block = int(agreed.get(b"blksize", b"512"))
+            self.pending = (struct.pack("!HH", 4, 0), addr)
+            self.send()
         elif opcode == 3 and block == self.expected & 0xFFFF:
             self.data += packet[4:]
             self.expected += 1
             self.retries = 0
             self.pending = (struct.pack("!HH", 4, block), addr)
             self.send()
-            if len(packet) - 4 < 512:
+            if len(packet) - 4 < self.block:
                 self.finish(None)
         elif opcode == 3 and block == (self.expected - 1) & 0xFFFF:
             self.send()  # our ACK was lost: the server sent the block again
@@ -117,11 +128,11 @@ class _TftpRead(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-async def tftp_get(server: str, name: str) -> bytes:
+async def tftp_get(server: str, name: str, blksize: int = 512) -> bytes:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
     await loop.create_datagram_endpoint(
-        lambda: _TftpRead(server, name, done), family=socket.AF_INET
+        lambda: _TftpRead(server, name, done, blksize), family=socket.AF_INET
     )
     return await done
 
@@ -165,10 +176,12 @@ def client(
     start.wait()
     buf = bytearray(CHUNK)
     try:
-        for name in manifest.get("tftp", []):
+        for entry in manifest.get("tftp", []):
+            # a name (512-byte blocks) or [name, blksize] (what the loader negotiates)
+            name, blksize = (entry, 512) if isinstance(entry, str) else entry
             # TFTP is lockstep UDP: one event loop serves every client's transfer (500 threads
             # each waking per 512-byte block made the client, not dnsmasq, the bottleneck)
-            data = asyncio.run_coroutine_threadsafe(tftp_get(server, name), udp).result(
+            data = asyncio.run_coroutine_threadsafe(tftp_get(server, name, blksize), udp).result(
                 timeout=TFTP_BOUND
             )
             want = manifest["files"][name]

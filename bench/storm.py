@@ -12,9 +12,9 @@ HTTP :8080) and, as the ceiling, a plain nginx with sendfile on the same tree (:
 Timed, for each N (bench/pxe_clients.py, N threads released together in the client
 namespace, each with one kept-alive connection, as iPXE):
   serve PXE   TFTP loader, then boot.ipxe, mac-<mac>.ipxe, kernel, initrd, node cpio
-  serve SB    the Secure Boot path: everything over dnsmasq's TFTP (512-byte blocks, as
-              signed GRUB has no HTTP): shim, GRUB, grub.cfg, the node's config, kernel,
-              initrd, node cpio (the bytes per node are printed)
+  serve SB    the Secure Boot path: everything over dnsmasq's TFTP (signed GRUB has no
+              HTTP), at the block sizes the loaders negotiate: shim, GRUB, grub.cfg, the
+              node's config, kernel, initrd, node cpio (the bytes per node are printed)
   serve HTTP  the same without TFTP
   ceiling     the same HTTP fetches from the plain nginx
   asyncio     the same from bench/asyncio_sendfile.py (loop.sendfile): the alternative to
@@ -77,20 +77,23 @@ def cluster_yaml(nodes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-# what UEFI PXE under Secure Boot fetches, all over TFTP (node n0000's files for every client)
+# what UEFI PXE under Secure Boot fetches, all over TFTP (node n0000's files for every
+# client), with the block size each loader asks for (seen on the smoke lab's wire): OVMF
+# 1468 for shim, shim 512 for GRUB, signed GRUB 1024 for the rest
 SECURE_BOOT_TFTP = (
-    "shimx64.efi",
-    "grubx64.efi",
-    "grub/grub.cfg",
-    "grub/mac-52:54:00:aa:00:00.cfg",
-    "vmlinuz",
-    "initrd.img",
-    "nodes/n0000.cpio",
+    ("shimx64.efi", 1468),
+    ("grubx64.efi", 512),
+    ("grub/grub.cfg", 1024),
+    ("grub/mac-52:54:00:aa:00:00.cfg", 1024),
+    ("vmlinuz", 1024),
+    ("initrd.img", 1024),
+    ("nodes/n0000.cpio", 1024),
 )
 
 
 def secure_boot_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {"tftp": list(SECURE_BOOT_TFTP), "http": [[]], "files": manifest["files"]}
+    tftp = [list(entry) for entry in SECURE_BOOT_TFTP]
+    return {"tftp": tftp, "http": [[]], "files": manifest["files"]}
 
 
 def ceiling_conf(pxe: Path, run: Path) -> str:
@@ -292,7 +295,7 @@ def main() -> int:
         )
         (work / "manifest.json").write_text(json.dumps(manifest))
         (work / "secure-boot.json").write_text(json.dumps(secure_boot_manifest(manifest)))
-        sb_bytes = sum(manifest["files"][f]["size"] for f in SECURE_BOOT_TFTP)
+        sb_bytes = sum(manifest["files"][f]["size"] for f, _ in SECURE_BOOT_TFTP)
         (work / "ceiling").mkdir()
         (work / "ceiling" / "nginx.conf").write_text(ceiling_conf(work / "pxe", work / "ceiling"))
         with (

@@ -102,6 +102,12 @@ def test_include_errors_name_the_file_and_line(tmp_path):
             ":5: secure_boot.disabled: unknown",
         ),
         (GOOD + "firmware: uefi\n", ":5: firmware: 'uefi': one of bios, secure-boot"),
+        (GOOD + "rogue_dhcp: {}\n", ":5: rogue_dhcp: missing 'victim'"),
+        (GOOD + "rogue_dhcp: {victim: node03, via: tftp}\n", ":5: rogue_dhcp.via: unknown"),
+        (
+            GOOD + "firmware: bios\nrogue_dhcp: {victim: node03}\n",
+            ":5: firmware: 'bios': one of bios, secure-boot (a rogue_dhcp: lab is secure-boot)",
+        ),
         (
             GOOD + "firmware: bios\nsecure_boot: {tampered: node03, secure_boot_off: node04}\n",
             ":5: firmware: 'bios': one of bios, secure-boot (a secure_boot: lab is secure-boot)",
@@ -146,6 +152,8 @@ def test_the_lab_firmware_is_read_and_a_secure_boot_lab_is_secure_boot(tmp_path)
     assert load_scenario(ROOT / "tests/scenarios/iso-secureboot/scenario.yaml").firmware == (
         "secure-boot"
     )
+    rogue_dhcp = load_scenario(scenario(tmp_path, GOOD + "rogue_dhcp: {victim: node03}\n"))
+    assert rogue_dhcp.firmware == "secure-boot" and rogue_dhcp.rogue_dhcp.victim == "node03"
 
 
 def test_wire_command_and_checks_after_the_power_off_are_read(tmp_path):
@@ -197,6 +205,9 @@ def test_scenario_that_boots_a_node_the_cluster_lacks_is_refused_before_any_buil
             "secure_boot: {tampered: node03, secure_boot_off: node02}",
             "secure_boot.secure_boot_off: node02 must",
         ),
+        # the rogue DHCP server's victim is a registered machine that is no booted member
+        ("rogue_dhcp: {victim: node02}", "rogue_dhcp.victim: node02 must be a node of"),
+        ("rogue_dhcp: {victim: node09}", "rogue_dhcp.victim: node09 must be a node of"),
     ],
 )
 def test_rogues_and_negatives_must_be_unbooted_nodes_of_the_cluster(tmp_path, extra, message):
@@ -233,10 +244,15 @@ def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
 
 def test_ci_runs_come_from_the_scenario_folders():
     """CI's smoke runs (tests/smoke/test_smoke.py RUNS) are the folders whose scenario says
-    `ci: {boot: ...}`; each names a shipped folder; today's three (the iso lab also runs
-    workload-mpi's checks, day-and-night the night lab's)."""
+    `ci: {boot: ...}`; each names a shipped folder; today's four (the iso lab also runs
+    workload-mpi's checks, day-and-night the night lab's; rogue-dhcp is Secure Boot PXE)."""
     runs = ci_runs(ROOT / "tests/scenarios")
-    assert runs == (("day-and-night", "pxe"), ("iso", "iso"), ("migration", "pxe"))
+    assert runs == (
+        ("day-and-night", "pxe"),
+        ("iso", "iso"),
+        ("migration", "pxe"),
+        ("rogue-dhcp", "pxe"),
+    )
     for name, _ in runs:
         assert name in SHIPPED
     for name in SHIPPED:  # every folder parses (ci_runs loaded each), and only these run in CI

@@ -506,6 +506,51 @@ def test_200_concurrent_downloads_arrive_intact(tmp_path):
     assert sum(1 for line in lines if "GET /initrd.img" in line and '" 200 ' in line) == 200
 
 
+TFTP_READ = """
+import asyncio, hashlib, sys
+sys.path.insert(0, sys.argv[1])
+from bench.pxe_clients import _TftpRead
+
+async def read(blksize):
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    _, proto = await loop.create_datagram_endpoint(
+        lambda: _TftpRead("10.99.0.1", "vmlinuz", done, blksize), family=2)
+    data = await done
+    return proto.block, data  # the block size dnsmasq agreed to (its OACK)
+
+for blksize in (512, 1024, 1468):
+    block, data = asyncio.run(read(blksize))
+    print(block, len(data), hashlib.sha256(data).hexdigest())
+"""
+
+
+@pytest.mark.integration
+def test_the_storm_clients_tftp_negotiates_the_loaders_block_sizes(tmp_path):
+    """bench/pxe_clients.py asks dnsmasq for the block size a loader asks (signed GRUB 1024,
+    OVMF 1468; a PXE ROM none) and gets the whole file at each."""
+    need_root_and_tools()
+    cluster = cluster_with_pki(tmp_path)
+    pxe = tmp_path / "pxe"
+    kernel = pxe_tree(cluster, pxe)["files"]["vmlinuz"]
+    with lab_namespace() as ns:
+        proc = start_serve(ns, tmp_path, pxe)
+        try:
+            wait_for_http(ns, proc)
+            r = subprocess.run(
+                ["ip", "netns", "exec", ns, sys.executable, "-c", TFTP_READ, str(ROOT)],
+                capture_output=True,
+                timeout=120,
+            )
+            stop_serve(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert r.returncode == 0, r.stderr.decode()
+    want = f"{kernel['size']} {kernel['sha256']}"
+    assert r.stdout.decode().splitlines() == [f"{b} {want}" for b in (512, 1024, 1468)]
+
+
 STALLERS = """
 import socket, sys, time
 held = []

@@ -37,7 +37,7 @@ from builder.pki import ensure_ca, pki_for
 from builder.reference import plain
 from builder.render import render_cluster
 from builder.run import process_failure, run
-from builder.smoke import admin_checks, dayandnight, secureboot, tpms
+from builder.smoke import admin_checks, dayandnight, roguedhcp, secureboot, tpms
 from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
 from builder.smoke.dhcplog import last_answer
 from builder.smoke.firmware import Firmware
@@ -807,6 +807,9 @@ class Smoke:
             secureboot.check_members(self)  # builder/smoke/secureboot.py
         if self.scenario.secure_boot is not None:
             secureboot.check_negatives(self)
+        if self.scenario.rogue_dhcp is not None:  # builder/smoke/roguedhcp.py
+            taken = {str(self.rogue_node.address)} if self.scenario.rogue else set()
+            roguedhcp.run_lab(self, self.segment.ns, taken)
         if self.scenario.rogue is not None:
             self.boot_rogue()
         for check in self.scenario.checks:

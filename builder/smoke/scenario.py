@@ -103,6 +103,15 @@ class SecureBootLab:
 
 
 @dataclass(frozen=True)
+class RogueDhcpLab:
+    """A laptop on the lab segment (builder/smoke/roguedhcp.py) runs its own DHCP/TFTP
+    server, copies the build's signed boot chain from serve over TFTP and answers `victim`
+    (a registered node the scenario does not boot as a member) with the attacker's initrd."""
+
+    victim: str
+
+
+@dataclass(frozen=True)
 class Night:
     """One night of a day-and-night lab: it starts `starts_after` seconds after the build (at
     the next whole minute) and lasts `minutes`."""
@@ -144,6 +153,7 @@ class Scenario:
     after: tuple[Check, ...] = ()  # checks run after the power-off of `remove`
     admin: tuple[AdminCheck, ...] = ()
     secure_boot: SecureBootLab | None = None
+    rogue_dhcp: RogueDhcpLab | None = None
     # how CI's smoke tier boots this lab (`ci: {boot: pxe}`); None: CI does not run it
     ci_boot: str | None = None
     day_and_night: DayAndNight | None = None
@@ -398,6 +408,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             "night",
             "admin",
             "secure_boot",
+            "rogue_dhcp",
             "ci",
             "day_and_night",
             "firmware",
@@ -424,6 +435,10 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
             r.text(sb, ("secure_boot",), "tampered", required=True),
             r.text(sb, ("secure_boot",), "secure_boot_off", required=True),
         )
+    rogue_dhcp = None
+    if "rogue_dhcp" in raw:
+        rd = r.mapping(raw["rogue_dhcp"] or {}, ("rogue_dhcp",), {"victim"})
+        rogue_dhcp = RogueDhcpLab(r.text(rd, ("rogue_dhcp",), "victim", required=True))
     ci_boot = None
     if "ci" in raw:
         ci = r.mapping(raw["ci"] or {}, ("ci",), {"boot"})
@@ -433,12 +448,14 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
     day_and_night = _day_and_night(r, raw["day_and_night"]) if "day_and_night" in raw else None
     if day_and_night is not None and night is not None:
         r.problem(("night",), "a day-and-night lab sets its nights in day_and_night.nights")
-    firmware = r.text(raw, (), "firmware", default="secure-boot" if secure_boot else "bios")
-    if firmware not in FIRMWARES or (secure_boot and firmware != "secure-boot"):
+    # the measured-boot labs (secure_boot:, rogue_dhcp:) boot the Secure Boot chain
+    measured = "secure_boot" if secure_boot else "rogue_dhcp" if rogue_dhcp else ""
+    firmware = r.text(raw, (), "firmware", default="secure-boot" if measured else "bios")
+    if firmware not in FIRMWARES or (measured and firmware != "secure-boot"):
         r.problem(
             ("firmware",),
             f"{firmware!r}: one of {', '.join(FIRMWARES)}"
-            + (" (a secure_boot: lab is secure-boot)" if secure_boot else ""),
+            + (f" (a {measured}: lab is secure-boot)" if measured else ""),
         )
     scenario = Scenario(
         name=path.parent.name,
@@ -454,6 +471,7 @@ def load_scenario(path: Path, _seen: tuple[Path, ...] = ()) -> Scenario:
         after=tuple(_check(r, c, i, "after") for i, c in enumerate(r.items(raw, "after"))),
         admin=tuple(_admin(r, a, i) for i, a in enumerate(r.items(raw, "admin"))),
         secure_boot=secure_boot,
+        rogue_dhcp=rogue_dhcp,
         ci_boot=ci_boot,
         day_and_night=day_and_night,
         firmware=firmware,
@@ -554,6 +572,14 @@ def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
                     f"{name} must be a node of {config} that the "
                     "scenario does not boot as a member",
                 )
+    if scenario.rogue_dhcp is not None:
+        name = scenario.rogue_dhcp.victim
+        if name not in names or name in scenario.boot or name == spare_node(scenario, cluster):
+            problem(
+                ("rogue_dhcp", "victim"),
+                f"{name} must be a node of {config} that the scenario does not boot as a "
+                "member (and no rogue impersonates)",
+            )
     if scenario.day_and_night is not None:
         problems.extend(_fit_day_and_night(scenario, scenario.day_and_night, cluster, config))
     if problems:

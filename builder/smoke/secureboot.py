@@ -105,7 +105,11 @@ def register(smoke: Smoke, names: list[str]) -> None:
 def tamper(smoke: Smoke, name: str) -> None:
     """An attacker with write access to the TFTP tree appends an overlay of its own to the
     node's initrd (root autologin on tty1): same signed shim, GRUB and kernel."""
-    node_cpio = smoke.out / "pxe" / "nodes" / f"{name}.cpio"
+    append_attacker_overlay(smoke.out / "pxe" / "nodes" / f"{name}.cpio")
+
+
+def append_attacker_overlay(node_cpio: Path) -> None:
+    """The attacker's bytes after a node initrd (the kernel unpacks both, the later wins)."""
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / ATTACKER_FILE
         path.parent.mkdir(parents=True)
