@@ -8,7 +8,8 @@ Builds the repo's chaos.yaml (fresh PKI, real renderer) with the shared cache
 rebuilds the base from the cached rootfs, a second one is the warm build (base reused).
 --cold also builds once with an empty cache (downloads every package from the host's mirror).
 The first compression is booted once per path (direct kernel + appended overlay, BIOS ISO,
-UEFI ISO, iPXE PXE, UEFI GRUB PXE; `sb-iso`: the ISO under OVMF with Secure Boot enforced),
+UEFI ISO, iPXE PXE, UEFI GRUB PXE; `sb-iso` and `sb-pxe`: the ISO, and PXE through signed
+shim and GRUB, under OVMF with Secure Boot enforced),
 the others by direct kernel boot only, each to the CHAOS-READY/FAILED line.
 """
 
@@ -68,6 +69,16 @@ def machine(path: str, out: Path, work: Path, mac: str) -> Machine:
     if path == "uefi-pxe":
         return Machine(
             accel=TCG, mac=mac, tftp=pxe, bootfile="grubx64.efi", uefi=True, workdir=work
+        )
+    if path == "sb-pxe":  # the lab PC's path: Microsoft-signed shim, then signed net GRUB
+        return Machine(
+            accel=TCG,
+            mac=mac,
+            tftp=pxe,
+            bootfile="shimx64.efi",
+            uefi=True,
+            secure_boot=True,
+            workdir=work,
         )
     return Machine(
         accel=TCG,
