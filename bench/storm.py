@@ -92,8 +92,7 @@ SECURE_BOOT_TFTP = (
 
 
 def secure_boot_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    tftp = [list(entry) for entry in SECURE_BOOT_TFTP]
-    return {"tftp": tftp, "http": [[]], "files": manifest["files"]}
+    return {"tftp": list(SECURE_BOOT_TFTP), "http": [[]], "files": manifest["files"]}
 
 
 def ceiling_conf(pxe: Path, run: Path) -> str:

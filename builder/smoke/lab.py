@@ -10,12 +10,14 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from builder.errors import ChaosError
 from builder.image.qemu import QEMU, RESULT
+from builder.model import Cluster
 from builder.run import run, spawn, stop_processes
 from builder.smoke import tpms
 from builder.smoke.firmware import Firmware, nic_options, qemu_args
@@ -30,13 +32,29 @@ def ip(*args: str, check: bool = True) -> None:
 
 
 @dataclass
-class Segment:
-    """netns + bridge br0 with the server address; taps are added per VM."""
+class Namespace:
+    """A network namespace the lab made, and the processes it started inside it."""
 
     ns: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)
+
+    def spawn(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        proc = spawn(["ip", "netns", "exec", self.ns, *argv], log_file=log)
+        self.procs.append(proc)
+        return proc
+
+    def down(self) -> None:
+        stop_processes(self.procs)
+        self.procs.clear()
+        ip("netns", "del", self.ns, check=False)
+
+
+@dataclass
+class Segment(Namespace):
+    """netns + bridge br0 with the server address; taps are added per VM."""
+
     server: str  # address/prefix of br0 (the serve host)
     taps: list[str] = field(default_factory=list)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def up(self) -> None:
         ip("netns", "add", self.ns)
@@ -52,14 +70,16 @@ class Segment:
         self.taps.append(tap)
         return tap
 
-    def spawn(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        proc = spawn(["ip", "netns", "exec", self.ns, *argv], log_file=log)
-        self.procs.append(proc)
-        return proc
 
-    def down(self) -> None:
-        stop_processes(self.procs)
-        ip("netns", "del", self.ns, check=False)
+def free_address(
+    cluster: Cluster, taken: Iterable[IPv4Address] = (), highest: bool = True
+) -> IPv4Address:
+    """An address of the lab's subnet that no node, the gateway, serve or `taken` has: the
+    highest such (the rogue's) or the lowest (the rogue DHCP laptop's)."""
+    used = {n.address for n in cluster.nodes} | {cluster.network.gateway, cluster.serve.address}
+    used |= set(taken)
+    hosts = list(cluster.network.subnet.hosts())
+    return next(a for a in (reversed(hosts) if highest else hosts) if a not in used)
 
 
 @dataclass

@@ -25,35 +25,34 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import subprocess
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from builder.image.pxe import GRUB_NET_CFG_PATH, GRUB_NET_EFI, SHIM_EFI, answer_paths
 from builder.model import Cluster, Node
-from builder.run import run, spawn, stop_processes
+from builder.run import run
 from builder.smoke import secureboot
 from builder.smoke.firmware import Firmware
-from builder.smoke.lab import ip
+from builder.smoke.lab import Namespace, free_address, ip
 from builder.smoke.secureboot import Smoke
 
 # what the firmware prints when it takes an offer (OVMF's UefiPxeBcDxe)
 SERVER_LINE = re.compile(r"Server IP address is (\d+\.\d+\.\d+\.\d+)")
 # GRUB's config names the files it loads as (tftp)/PATH
 TFTP_FILE = re.compile(r"\(tftp\)/(\S+)")
-TFTP_BLKSIZE = "1468"  # what signed GRUB asks for too
+TFTP_BLKSIZE = "1468"  # what OVMF asks for (signed GRUB asks 1024): the copy is not timed
 
 
 @dataclass
-class Laptop:
+class Laptop(Namespace):
     """The attacker's machine: namespace `ns`, eth0 with `address`, a veth into the lab's
     bridge; its dnsmasq serves `root` over TFTP."""
 
-    ns: str
     address: ipaddress.IPv4Interface
     root: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def up(self, segment_ns: str) -> None:
         ip("netns", "add", self.ns)
@@ -67,22 +66,11 @@ class Laptop:
     def exec(self, argv: list[str]) -> None:
         run(["ip", "netns", "exec", self.ns, *argv], timeout=120)
 
-    def spawn(self, argv: list[str], log: Path) -> None:
-        self.procs.append(spawn(["ip", "netns", "exec", self.ns, *argv], log_file=log))
 
-    def down(self) -> None:
-        stop_processes(self.procs)
-        self.procs.clear()
-        ip("netns", "del", self.ns, check=False)
-
-
-def laptop_address(cluster: Cluster, taken: set[str]) -> ipaddress.IPv4Interface:
-    """The lowest address of the lab's subnet that no node, gateway, serve or rogue has."""
-    net = cluster.network.subnet
-    used = {str(n.address) for n in cluster.nodes} | {str(cluster.serve.address)} | taken
-    used.add(str(cluster.network.gateway))
-    free = next(a for a in net.hosts() if str(a) not in used)
-    return ipaddress.IPv4Interface(f"{free}/{net.prefixlen}")
+def laptop_address(cluster: Cluster, taken: Sequence[IPv4Address]) -> ipaddress.IPv4Interface:
+    """The lowest free address of the lab's subnet (the rogue, if any, has the highest)."""
+    free = free_address(cluster, taken, highest=False)
+    return ipaddress.IPv4Interface(f"{free}/{cluster.network.subnet.prefixlen}")
 
 
 def copy_chain(laptop: Laptop, server: str, victim: Node) -> list[str]:
@@ -169,7 +157,7 @@ def release(segment_ns: str) -> str:
     return found.group(1) if found else "0"
 
 
-def start(smoke: Smoke, segment_ns: str, victim: Node, taken: set[str]) -> Laptop:
+def start(smoke: Smoke, segment_ns: str, victim: Node, taken: Sequence[IPv4Address]) -> Laptop:
     work = smoke.results / "rogue-dhcp"
     laptop = Laptop(f"{segment_ns}-laptop", laptop_address(smoke.cluster, taken), work / "tftp")
     laptop.root.mkdir(parents=True, exist_ok=True)
@@ -189,7 +177,7 @@ def start(smoke: Smoke, segment_ns: str, victim: Node, taken: set[str]) -> Lapto
     return laptop
 
 
-def run_lab(smoke: Smoke, segment_ns: str, taken: set[str]) -> None:
+def run_lab(smoke: Smoke, segment_ns: str, taken: Sequence[IPv4Address]) -> None:
     """The rogue answers the victim; the victim boots the attacker's initrd on its registered
     TPM, is refused, and holds nothing; then the laptop leaves the segment."""
     lab = smoke.scenario.rogue_dhcp

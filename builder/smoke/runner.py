@@ -41,7 +41,7 @@ from builder.smoke import admin_checks, dayandnight, roguedhcp, secureboot, tpms
 from builder.smoke.dayos import DAY_OS_MARKER, boot_sector
 from builder.smoke.dhcplog import last_answer
 from builder.smoke.firmware import Firmware
-from builder.smoke.lab import Guest, Segment, make_disk, need_root, sha256
+from builder.smoke.lab import Guest, Segment, free_address, make_disk, need_root, sha256
 from builder.smoke.scenario import ROGUE_KINDS, Check, Scenario, WireCheck, fit, spare_node
 
 from ..security.model import SecurityModel
@@ -128,9 +128,7 @@ def rogue_cluster(cluster: Cluster, impersonates: str | None) -> tuple[Cluster, 
     stranger at an address no member has."""
     if impersonates:
         return cluster, cluster.node(impersonates)
-    used = {n.address for n in cluster.nodes} | {cluster.network.gateway, cluster.serve.address}
-    free = next(a for a in reversed(list(cluster.network.subnet.hosts())) if a not in used)
-    rogue = Node(name="rogue", mac=ROGUE_MAC, address=free)
+    rogue = Node(name="rogue", mac=ROGUE_MAC, address=free_address(cluster))
     return dataclasses.replace(cluster, nodes=(*cluster.nodes, rogue)), rogue
 
 
@@ -808,7 +806,7 @@ class Smoke:
         if self.scenario.secure_boot is not None:
             secureboot.check_negatives(self)
         if self.scenario.rogue_dhcp is not None:  # builder/smoke/roguedhcp.py
-            taken = {str(self.rogue_node.address)} if self.scenario.rogue else set()
+            taken = [self.rogue_node.address] if self.scenario.rogue else []
             roguedhcp.run_lab(self, self.segment.ns, taken)
         if self.scenario.rogue is not None:
             self.boot_rogue()

@@ -563,20 +563,19 @@ def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
                 f"{name} is booted by this scenario; the rogue "
                 "must impersonate a node that is not (a spare lab machine)",
             )
+    # the measured-boot negatives are registered machines that are no member and no rogue
+    negatives: list[tuple[Path_, str]] = []
     if scenario.secure_boot is not None:
-        for key in ("tampered", "secure_boot_off"):
-            name = getattr(scenario.secure_boot, key)
-            if name not in names or name in scenario.boot:
-                problem(
-                    ("secure_boot", key),
-                    f"{name} must be a node of {config} that the "
-                    "scenario does not boot as a member",
-                )
+        negatives += [
+            (("secure_boot", key), getattr(scenario.secure_boot, key))
+            for key in ("tampered", "secure_boot_off")
+        ]
     if scenario.rogue_dhcp is not None:
-        name = scenario.rogue_dhcp.victim
+        negatives.append((("rogue_dhcp", "victim"), scenario.rogue_dhcp.victim))
+    for path, name in negatives:
         if name not in names or name in scenario.boot or name == spare_node(scenario, cluster):
             problem(
-                ("rogue_dhcp", "victim"),
+                path,
                 f"{name} must be a node of {config} that the scenario does not boot as a "
                 "member (and no rogue impersonates)",
             )
