@@ -73,7 +73,7 @@ build: setup ## check chaos.yaml, keep the PKI, render and build images into out
 	$(VENV)/bin/chaos-build build -c $(CONFIG)
 
 test: setup ## every test tier (unit, integration, image, smoke), the linters, the wheel
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) tests/tiers.py $(PYTEST_ARGS)
 	$(MAKE) test-wheel
 
 test-unit: setup ## fast tests without root (the wheel test among them)

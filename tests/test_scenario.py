@@ -205,8 +205,9 @@ def test_scenario_that_boots_a_node_the_cluster_lacks_is_refused_before_any_buil
             "secure_boot: {tampered: node03, secure_boot_off: node02}",
             "secure_boot.secure_boot_off: node02 must",
         ),
-        # the rogue DHCP server's victim is a registered machine that is no booted member
-        ("rogue_dhcp: {victim: node02}", "rogue_dhcp.victim: node02 must be a node of"),
+        # the rogue DHCP server's victim is a registered machine; a booted one is watched
+        # by the members booted before it (so it is not the first) and is no head
+        ("rogue_dhcp: {victim: node01}", "rogue_dhcp.victim: node01 is booted first or is a"),
         ("rogue_dhcp: {victim: node09}", "rogue_dhcp.victim: node09 must be a node of"),
     ],
 )
@@ -214,6 +215,16 @@ def test_rogues_and_negatives_must_be_unbooted_nodes_of_the_cluster(tmp_path, ex
     s = load_scenario(scenario(tmp_path, GOOD + extra + "\n"))
     with pytest.raises(ConfigError, match=message):
         fit(s, load_cluster(ROOT / "chaos.yaml")[0], ROOT / "chaos.yaml")
+
+
+def test_a_rogue_dhcp_victim_is_a_spare_machine_or_a_member_booted_after_the_first(tmp_path):
+    cluster = load_cluster(ROOT / "chaos.yaml")[0]
+    for victim in ("node02", "node03"):  # node02 is booted second, node03 is never booted
+        s = load_scenario(scenario(tmp_path, GOOD + f"rogue_dhcp: {{victim: {victim}}}\n"))
+        fit(s, cluster, ROOT / "chaos.yaml")
+    default = load_scenario(ROOT / "tests/scenarios/default/scenario.yaml")
+    assert default.rogue_dhcp is not None and default.rogue_dhcp.victim == default.boot[-1]
+    fit(default, cluster, ROOT / "chaos.yaml")  # the README's lab, on the shipped cluster
 
 
 def test_scenario_aliases_and_oversized_files_are_refused(tmp_path):
@@ -244,15 +255,11 @@ def test_the_night_lab_sets_its_schedule_relative_to_now(default_cluster):
 
 def test_ci_runs_come_from_the_scenario_folders():
     """CI's smoke runs (tests/smoke/test_smoke.py RUNS) are the folders whose scenario says
-    `ci: {boot: ...}`; each names a shipped folder; today's four (the iso lab also runs
-    workload-mpi's checks, day-and-night the night lab's; rogue-dhcp is Secure Boot PXE)."""
+    `ci: {boot: ...}`; each names a shipped folder; today's three (the iso lab also runs
+    workload-mpi's checks, day-and-night the night lab's; the README test's default lab
+    runs rogue-dhcp's attack on node03's first boot)."""
     runs = ci_runs(ROOT / "tests/scenarios")
-    assert runs == (
-        ("day-and-night", "pxe"),
-        ("iso", "iso"),
-        ("migration", "pxe"),
-        ("rogue-dhcp", "pxe"),
-    )
+    assert runs == (("day-and-night", "pxe"), ("iso", "iso"), ("migration", "pxe"))
     for name, _ in runs:
         assert name in SHIPPED
     for name in SHIPPED:  # every folder parses (ci_runs loaded each), and only these run in CI
@@ -321,6 +328,30 @@ def test_day_and_night_must_fit_its_cluster(tmp_path, old, new, message):
     s = load_scenario(path)
     with pytest.raises(ConfigError, match=r"scenario.yaml:\d+: day_and_night\." + message):
         fit(s, load_cluster(s.config)[0], s.config)
+
+
+@pytest.mark.parametrize(
+    ("now", "first"),
+    [
+        ("10:40:00.000000", "10:45"),  # on the minute: exactly starts_after
+        ("10:40:00.365867", "10:46"),  # stop 30's CI: 10:45 would have been 299.6 s away
+        ("10:40:59.999999", "10:46"),
+    ],
+)
+def test_a_night_starts_at_the_first_whole_minute_at_least_starts_after_from_now(now, first):
+    """The lab's build and the head's boot fit in starts_after: a night never starts sooner."""
+    import datetime as dt  # noqa: PLC0415
+
+    from builder.smoke.dayandnight import night_windows  # noqa: PLC0415
+
+    dn = load_scenario(DAY_AND_NIGHT / "scenario.yaml").day_and_night
+    assert dn is not None
+    at = dt.datetime.fromisoformat(f"2026-12-03T{now}+00:00")
+    (start, end), (second, _) = night_windows(dn, at)
+    assert f"{start:%H:%M}" == first and start.second == start.microsecond == 0
+    assert dt.timedelta(seconds=300) <= start - at < dt.timedelta(seconds=360)
+    assert end - start == dt.timedelta(minutes=8)
+    assert dt.timedelta(seconds=1020) <= second - at < dt.timedelta(seconds=1080)
 
 
 def test_day_and_night_sets_two_nights_relative_to_now_and_adds_the_labs_key(tmp_path):

@@ -131,11 +131,14 @@ def with_user_key(cluster: Cluster, dn: DayAndNight, results: Path) -> Cluster:
 
 
 def night_windows(dn: DayAndNight, now: dt.datetime) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
-    """Each night's UTC start and end, starting at the whole minute after starts_after."""
+    """Each night's UTC start and end: the first whole minute at least starts_after seconds
+    from now (never less: 10:40:00.4 plus 300 s starts at 10:46, not 10:45)."""
     out = []
     for night in dn.nights:
-        at = now + dt.timedelta(seconds=night.starts_after + 59)
+        at = now + dt.timedelta(seconds=night.starts_after)
         start = at.replace(second=0, microsecond=0)
+        if start < at:
+            start += dt.timedelta(minutes=1)
         out.append((start, start + dt.timedelta(minutes=night.minutes)))
     return tuple(out)
 

@@ -177,9 +177,13 @@ def start(smoke: Smoke, segment_ns: str, victim: Node, taken: Sequence[IPv4Addre
     return laptop
 
 
-def run_lab(smoke: Smoke, segment_ns: str, taken: Sequence[IPv4Address]) -> None:
+def run_lab(
+    smoke: Smoke, segment_ns: str, taken: Sequence[IPv4Address], watchers: Sequence[str]
+) -> None:
     """The rogue answers the victim; the victim boots the attacker's initrd on its registered
-    TPM, is refused, and holds nothing; then the laptop leaves the segment."""
+    TPM, is refused, and holds nothing (`watchers`, members already up, never list it); then
+    the laptop leaves the segment. A victim that is a member of the lab is powered off after,
+    so that its next power-on is its genuine boot."""
     lab = smoke.scenario.rogue_dhcp
     assert lab is not None
     victim = smoke.cluster.node(lab.victim)
@@ -210,10 +214,12 @@ def run_lab(smoke: Smoke, segment_ns: str, taken: Sequence[IPv4Address]) -> None
             f"{victim.name}: booted the signed chain with Secure Boot on",
             secureboot.KERNEL_SECURE in secureboot.kernel_log(smoke, victim.name),
         )
-        never_a_member(smoke, victim.name)
+        never_a_member(smoke, victim.name, watchers)
     finally:
         held = release(segment_ns)
         laptop.down()
+        if victim.name in smoke.members:
+            smoke.guests[victim.name].stop()
     smoke.report.phase(f"serve's DHCP answers to {victim.name} held back on the segment: {held}")
 
 
@@ -225,14 +231,14 @@ WHERE = {
 NEVER_WITHIN = 30.0  # a node with a certificate is in both within seconds of READY
 
 
-def never_a_member(smoke: Smoke, victim: str) -> None:
+def never_a_member(smoke: Smoke, victim: str, watchers: Sequence[str]) -> None:
     """Watched for NEVER_WITHIN seconds after the refusal: the victim shows up in no map
-    (every member's tyd) and not in Slurm (the head's sinfo, when the head is booted)."""
+    (each watcher's tyd) and not in Slurm (the head's sinfo, when the head is a watcher)."""
     head = smoke.cluster.heads[0].name  # slurmctld's node
     seen: dict[str, str] = {}
     deadline = time.monotonic() + NEVER_WITHIN
     while time.monotonic() < deadline and not seen:
-        for member in smoke.members:
+        for member in watchers:
             for where, argv in WHERE.items():
                 if where == "Slurm" and member != head:
                     continue
@@ -242,7 +248,7 @@ def never_a_member(smoke: Smoke, victim: str) -> None:
         time.sleep(3)
     smoke.report.check(
         f"{victim}: in no tyd map and not in Slurm ({NEVER_WITHIN:.0f}s watched, "
-        f"{', '.join(smoke.members)})",
+        f"{', '.join(watchers)})",
         not seen,
         "; ".join(f"{k}: {v}" for k, v in seen.items()),
     )

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import yaml
@@ -43,6 +44,7 @@ from builder.smoke.dhcplog import last_answer
 from builder.smoke.firmware import Firmware
 from builder.smoke.lab import Guest, Segment, free_address, make_disk, need_root, sha256
 from builder.smoke.scenario import ROGUE_KINDS, Check, Scenario, WireCheck, fit, spare_node
+from tyd.exports import LIVE
 
 from ..security.model import SecurityModel
 
@@ -389,14 +391,28 @@ class Smoke:
         """One after another (the first is the seed Philip, the last joins through every
         member), or all powered on at once as a lab does at 5 pm (together=True)."""
         media = {"iso": self.out / "chaos.iso"}
-        started = []
+        started: list[Guest] = []
         for name in self.members:
             node = self.cluster.node(name)
+            if name == self.rogue_dhcp_member():  # its first power-on meets the rogue
+                self.wait_ready(started)
+                started = []
+                roguedhcp.run_lab(self, self.segment.ns, self.taken(), list(self.guests))
             started.append(self.start_guest(name, node.mac, self.boot_mode, media))
             if not together:
                 self.wait_ready(started)
                 started = []
         self.wait_ready(started)
+
+    def rogue_dhcp_member(self) -> str:
+        """The member whose first power-on a rogue DHCP server answers (roguedhcp.py), or ""
+        when the scenario's victim is no member (or there is no rogue DHCP server)."""
+        lab = self.scenario.rogue_dhcp
+        return lab.victim if lab is not None and lab.victim in self.members else ""
+
+    def taken(self) -> list[IPv4Address]:
+        """Addresses of the lab's segment that are not the members' (the rogue's)."""
+        return [self.rogue_node.address] if self.scenario.rogue else []
 
     def wait_ready(self, guests: list[Guest]) -> None:
         """Each guest's result line, timed from its own power-on as soon as it appears."""
@@ -663,8 +679,9 @@ class Smoke:
             for other in others:
                 if other not in gone:
                     _, out = self.guests[other].exec(["python3", "-m", "tyd", "status"])
-                    # removed = no longer alive (tyd keeps a "dead" tombstone for a while)
-                    if not re.search(rf"\b{re.escape(address)}\s+alive\b", out):
+                    # removed = neither alive nor suspect, the states Slurm's follower and
+                    # the exports count as in the cluster (tyd keeps a "dead" tombstone)
+                    if not re.search(rf"\b{re.escape(address)}\s+({'|'.join(LIVE)})\b", out):
                         gone.add(other)
             self.watch()
             time.sleep(2)
@@ -805,9 +822,8 @@ class Smoke:
             secureboot.check_members(self)  # builder/smoke/secureboot.py
         if self.scenario.secure_boot is not None:
             secureboot.check_negatives(self)
-        if self.scenario.rogue_dhcp is not None:  # builder/smoke/roguedhcp.py
-            taken = [self.rogue_node.address] if self.scenario.rogue else []
-            roguedhcp.run_lab(self, self.segment.ns, taken)
+        if self.scenario.rogue_dhcp is not None and not self.rogue_dhcp_member():
+            roguedhcp.run_lab(self, self.segment.ns, self.taken(), self.members)
         if self.scenario.rogue is not None:
             self.boot_rogue()
         for check in self.scenario.checks:

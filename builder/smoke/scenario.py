@@ -106,7 +106,9 @@ class SecureBootLab:
 class RogueDhcpLab:
     """A laptop on the lab segment (builder/smoke/roguedhcp.py) runs its own DHCP/TFTP
     server, copies the build's signed boot chain from serve over TFTP and answers `victim`
-    (a registered node the scenario does not boot as a member) with the attacker's initrd."""
+    (a registered node) with the attacker's initrd. A victim the scenario does not boot is
+    answered after the members are up; a booted one (not the first, not a head) at its first
+    power-on, and it boots again, genuinely, once the laptop has left."""
 
     victim: str
 
@@ -570,8 +572,17 @@ def fit(scenario: Scenario, cluster: Cluster, config: Path) -> None:
             (("secure_boot", key), getattr(scenario.secure_boot, key))
             for key in ("tampered", "secure_boot_off")
         ]
-    if scenario.rogue_dhcp is not None:
-        negatives.append((("rogue_dhcp", "victim"), scenario.rogue_dhcp.victim))
+    victim = scenario.rogue_dhcp.victim if scenario.rogue_dhcp is not None else ""
+    if victim in scenario.boot:  # a member whose first power-on meets the rogue
+        heads = [n.name for n in cluster.heads]
+        if victim == scenario.boot[0] or victim in heads:
+            problem(
+                ("rogue_dhcp", "victim"),
+                f"{victim} is booted first or is a head: a booted victim needs members up "
+                f"before it to watch it (boot it after {scenario.boot[0]}, not a head)",
+            )
+    elif victim:
+        negatives.append((("rogue_dhcp", "victim"), victim))
     for path, name in negatives:
         if name not in names or name in scenario.boot or name == spare_node(scenario, cluster):
             problem(

@@ -1,0 +1,99 @@
+"""`make test`: every tier, in two phases that use both of CI's cores.
+
+Phase 1 runs the image tier (QEMU boots under TCG: one core) beside the unit and integration
+tiers (pytest in one process: one core); they share nothing (the image cache is the image
+tier's alone, namespaces carry their test's pid or a random tag). Phase 2 runs the smoke
+tier alone: its labs boot several guests and want both cores.
+
+Each pytest prints its own tiers' wall time; the image tier's output is kept in a file and
+printed whole when it ends, so the two never interleave. The end prints each phase's wall
+time. The exit code is the first failing pytest's (no test selected counts as a pass, for
+PYTEST_ARGS that select a few tests); PYTEST_ARGS with a -m of their own run one pytest.
+
+    python tests/tiers.py [pytest args...]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+NO_TESTS = 5  # pytest's exit code when the selection is empty
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    marks: str  # pytest's -m expression
+
+
+BESIDE = Tier("unit + integration", "not image and not smoke")
+IMAGE = Tier("image", "image and not smoke")  # conftest.tier(): smoke wins
+SMOKE = Tier("smoke", "smoke")
+
+
+def pytest(tier: Tier, args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-m", tier.marks, *args]
+
+
+def ok(code: int) -> bool:
+    return code in (0, NO_TESTS)
+
+
+def phase_one(args: list[str]) -> int:
+    """The image tier in the background (output to a file), unit + integration in front."""
+    with tempfile.TemporaryFile("w+") as log:
+        image = subprocess.Popen(pytest(IMAGE, args), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            print(
+                f"== phase 1: {BESIDE.name} here, {IMAGE.name} beside it (printed when it ends)",
+                flush=True,
+            )
+            beside = subprocess.call(pytest(BESIDE, args))
+            print(
+                f"== {BESIDE.name} done (exit {beside}); waiting for the {IMAGE.name} tier",
+                flush=True,
+            )
+            imaged = image.wait()
+        finally:
+            if image.poll() is None:
+                image.kill()
+                image.wait()
+        log.seek(0)
+        print(f"== the {IMAGE.name} tier's output (exit {imaged})", flush=True)
+        sys.stdout.write(log.read())
+        sys.stdout.flush()
+    return next((c for c in (beside, imaged) if not ok(c)), 0)
+
+
+def phase_two(args: list[str]) -> int:
+    print(f"== phase 2: {SMOKE.name}", flush=True)
+    code = subprocess.call(pytest(SMOKE, args))
+    return 0 if ok(code) else code
+
+
+def own_selection(args: list[str]) -> bool:
+    """PYTEST_ARGS with a -m of their own: one pytest, as asked (no phases)."""
+    return any(a == "-m" or (a.startswith("-m") and not a.startswith("--")) for a in args)
+
+
+def main(args: list[str]) -> int:
+    if own_selection(args):
+        return subprocess.call([sys.executable, "-m", "pytest", *args])
+    began = time.monotonic()
+    first = phase_one(args)
+    one = time.monotonic() - began
+    second = phase_two(args)
+    two = time.monotonic() - began - one
+    print("== wall time per phase", flush=True)
+    print(f"phase 1 ({BESIDE.name} beside {IMAGE.name})  {one:8.1f} s  exit {first}")
+    print(f"phase 2 ({SMOKE.name})  {two:8.1f} s  exit {second}")
+    print(f"total  {one + two:8.1f} s")
+    return first or second
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
