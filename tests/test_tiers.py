@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 from _pytest.mark.expression import Expression
-from tiers import BESIDE, IMAGE, SMOKE, ok, own_selection
+from tiers import BESIDE, EARLY_LAB, IMAGE, SMOKE, ok, own_selection
 
 MARKERS = ("integration", "image", "smoke")
 
@@ -32,3 +32,17 @@ def test_an_empty_selection_passes_and_a_failure_does_not():
 def test_a_selection_of_ones_own_runs_one_pytest():
     assert own_selection(["-m", "image"]) and own_selection(["-mimage"])
     assert not own_selection(["-k", "night", "--maxfail=1", "-x"])
+
+
+def test_the_early_lab_is_one_of_cis_labs():
+    """Phase 1 runs it by its pytest id and phase 2 deselects it: a renamed lab must fail
+    here, not run twice or never."""
+    from chaostest import ROOT  # noqa: PLC0415
+
+    from builder.smoke.scenario import ci_runs  # noqa: PLC0415
+
+    ids = [
+        f"tests/smoke/test_smoke.py::test_scenario[{s}-{b}]"
+        for s, b in ci_runs(ROOT / "tests/scenarios")
+    ]
+    assert EARLY_LAB in ids

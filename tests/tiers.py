@@ -33,6 +33,8 @@ class Tier:
 BESIDE = Tier("unit + integration", "not image and not smoke")
 IMAGE = Tier("image", "image and not smoke")  # conftest.tier(): smoke wins
 SMOKE = Tier("smoke", "smoke")
+# the lab that runs in phase 1 after unit + integration (one of tests/smoke/test_smoke.py's)
+EARLY_LAB = "tests/smoke/test_smoke.py::test_scenario[migration-pxe]"
 
 
 def pytest(tier: Tier, args: list[str]) -> list[str]:
@@ -44,7 +46,8 @@ def ok(code: int) -> bool:
 
 
 def phase_one(args: list[str]) -> int:
-    """The image tier in the background (output to a file), unit + integration in front."""
+    """The image tier in the background (output to a file); unit + integration, then the
+    early lab, in front."""
     with tempfile.TemporaryFile("w+") as log:
         image = subprocess.Popen(pytest(IMAGE, args), stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -53,10 +56,9 @@ def phase_one(args: list[str]) -> int:
                 flush=True,
             )
             beside = subprocess.call(pytest(BESIDE, args))
-            print(
-                f"== {BESIDE.name} done (exit {beside}); waiting for the {IMAGE.name} tier",
-                flush=True,
-            )
+            print(f"== {BESIDE.name} done (exit {beside}); then {EARLY_LAB}", flush=True)
+            early = subprocess.call(pytest(SMOKE, [*args, EARLY_LAB]))
+            print(f"== the early lab done (exit {early}); waiting for {IMAGE.name}", flush=True)
             imaged = image.wait()
         finally:
             if image.poll() is None:
@@ -66,12 +68,12 @@ def phase_one(args: list[str]) -> int:
         print(f"== the {IMAGE.name} tier's output (exit {imaged})", flush=True)
         sys.stdout.write(log.read())
         sys.stdout.flush()
-    return next((c for c in (beside, imaged) if not ok(c)), 0)
+    return next((c for c in (beside, early, imaged) if not ok(c)), 0)
 
 
 def phase_two(args: list[str]) -> int:
     print(f"== phase 2: {SMOKE.name}", flush=True)
-    code = subprocess.call(pytest(SMOKE, args))
+    code = subprocess.call(pytest(SMOKE, [*args, "--deselect", EARLY_LAB]))
     return 0 if ok(code) else code
 
 
@@ -89,7 +91,7 @@ def main(args: list[str]) -> int:
     second = phase_two(args)
     two = time.monotonic() - began - one
     print("== wall time per phase", flush=True)
-    print(f"phase 1 ({BESIDE.name} beside {IMAGE.name})  {one:8.1f} s  exit {first}")
+    print(f"phase 1 ({BESIDE.name}, the early lab; {IMAGE.name})  {one:8.1f} s  exit {first}")
     print(f"phase 2 ({SMOKE.name})  {two:8.1f} s  exit {second}")
     print(f"total  {one + two:8.1f} s")
     return first or second

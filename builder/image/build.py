@@ -5,12 +5,14 @@ Entry point for `chaos-build build`: build_image(cluster, nodes_dir, out_dir, ca
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from builder.errors import BuildError
@@ -176,6 +178,24 @@ def run_steps(ctx: BuildContext, steps: list[Step]) -> None:
         )
 
 
+LOCK_FILE = ".lock"  # in the cache directory
+
+
+@contextlib.contextmanager
+def cache_lock(cache_dir: Path) -> Iterator[None]:
+    """One build at a time per cache: a second build (another admin's, a test tier beside
+    another) waits, and says so, instead of bootstrapping over the first one's half-made
+    rootfs. flock: released by the kernel when the holder exits, however it exits."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / LOCK_FILE).open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another build that uses the cache %s", cache_dir)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def build_image(
     cluster: Cluster,
     nodes_dir: Path,
@@ -197,7 +217,8 @@ def build_image(
         node=node,
         repo_dir=repo_dir,
     )
-    run_steps(ctx, recipe(ctx))
+    with cache_lock(cache_dir):
+        run_steps(ctx, recipe(ctx))
     # the published summary also times the last steps (summary writing and publishing)
     ctx.staging = out_dir
     data = summary(ctx)

@@ -14,6 +14,7 @@ import pytest
 from head.slurmroot import SlurmRoot, rootfs_of
 
 from builder.config import load_cluster
+from builder.image.build import cache_lock
 from builder.image.context import BuildContext
 from builder.image.rootfs import install_rootfs
 from chaosnode import daytime
@@ -86,7 +87,8 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmRoot]:
     ctx = BuildContext(cluster=cluster, nodes_dir=work, out_dir=work / "out", cache_dir=CACHE_DIR)
     rootfs = rootfs_of(ctx)
     if rootfs is None:
-        install_rootfs(ctx)  # the image tier builds it anyway (~1 min with the apt cache)
+        with cache_lock(CACHE_DIR):  # the image tier builds it anyway (~1 min, apt cache)
+            install_rootfs(ctx)
         rootfs = ctx.rootfs_dir
     root = SlurmRoot(
         rootfs,

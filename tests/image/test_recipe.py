@@ -183,3 +183,41 @@ def test_lz4_is_refused_before_any_work(tmp_path: Path) -> None:
         build_image(lz4, tmp_path / "nodes", tmp_path / "out", tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_build_on_the_same_cache_waits_for_the_first(tmp_path: Path, caplog) -> None:
+    """Two builds on one cache (two admins, two test tiers side by side) take turns: the
+    second waits while the first holds the cache's flock, and says so."""
+    import logging  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from builder.image.build import LOCK_FILE, cache_lock  # noqa: PLC0415
+
+    probe = (
+        "import fcntl, sys\n"
+        f"f = open({str(tmp_path / LOCK_FILE)!r}, 'a')\n"
+        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n    sys.exit(3)\n"
+    )
+
+    def other_process() -> int:
+        return subprocess.run([sys.executable, "-c", probe], check=False).returncode
+
+    with cache_lock(tmp_path):
+        assert other_process() == 3, "another process took the cache while a build held it"
+    assert other_process() == 0, "the cache stayed locked after the build"
+
+    got = threading.Event()
+
+    def second_build() -> None:
+        with cache_lock(tmp_path):
+            got.set()
+
+    with caplog.at_level(logging.INFO, logger="chaos.image"), cache_lock(tmp_path):
+        waiter = threading.Thread(target=second_build)
+        waiter.start()
+        assert not got.wait(0.5), "a second build went on while the first held the cache"
+    waiter.join(5)
+    assert got.is_set() and "waiting for another build that uses the cache" in caplog.text
