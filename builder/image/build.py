@@ -160,24 +160,6 @@ def recipe(ctx: BuildContext) -> list[Step]:
     ]
 
 
-def run_steps(ctx: BuildContext, steps: list[Step]) -> None:
-    from builder.image.context import StepTime
-
-    for number, step in enumerate(steps, start=1):
-        start = time.monotonic()
-        done = step(ctx)
-        seconds = time.monotonic() - start
-        ctx.timings.append(StepTime(step.__name__, seconds, skipped=not done))
-        log.info(
-            "[%2d/%d] %-22s %7.1f s%s",
-            number,
-            len(steps),
-            step.__name__,
-            seconds,
-            "" if done else "  (up to date)",
-        )
-
-
 LOCK_FILE = ".lock"  # in the cache directory
 
 
@@ -194,6 +176,27 @@ def cache_lock(cache_dir: Path) -> Iterator[None]:
             log.info("waiting for another build that uses the cache %s", cache_dir)
             fcntl.flock(f, fcntl.LOCK_EX)
         yield
+
+
+def run_steps(ctx: BuildContext, steps: list[Step]) -> None:
+    from builder.image.context import StepTime
+
+    with contextlib.ExitStack() as held:
+        for number, step in enumerate(steps, start=1):
+            if step is install_rootfs:  # the first step that writes the cache: held from here
+                held.enter_context(cache_lock(ctx.cache_dir))
+            start = time.monotonic()
+            done = step(ctx)
+            seconds = time.monotonic() - start
+            ctx.timings.append(StepTime(step.__name__, seconds, skipped=not done))
+            log.info(
+                "[%2d/%d] %-22s %7.1f s%s",
+                number,
+                len(steps),
+                step.__name__,
+                seconds,
+                "" if done else "  (up to date)",
+            )
 
 
 def build_image(
@@ -217,8 +220,7 @@ def build_image(
         node=node,
         repo_dir=repo_dir,
     )
-    with cache_lock(cache_dir):
-        run_steps(ctx, recipe(ctx))
+    run_steps(ctx, recipe(ctx))
     # the published summary also times the last steps (summary writing and publishing)
     ctx.staging = out_dir
     data = summary(ctx)

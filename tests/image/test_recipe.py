@@ -221,3 +221,37 @@ def test_a_second_build_on_the_same_cache_waits_for_the_first(tmp_path: Path, ca
         assert not got.wait(0.5), "a second build went on while the first held the cache"
     waiter.join(5)
     assert got.is_set() and "waiting for another build that uses the cache" in caplog.text
+
+
+def test_the_build_holds_the_cache_from_its_first_cache_step_on(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The checks before it write nothing (not even the cache folder); from the rootfs step
+    on, another process cannot take the cache."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from builder.image import build  # noqa: PLC0415
+
+    cache = tmp_path / "cache"
+    probe = (
+        "import fcntl, sys\n"
+        f"f = open({str(cache / build.LOCK_FILE)!r}, 'a')\n"
+        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n    sys.exit(3)\n"
+    )
+    seen: dict[str, object] = {}
+
+    def check_host_tools(ctx: object) -> bool:
+        seen["cache before the checks"] = cache.exists()
+        return True
+
+    def install_rootfs(ctx: object) -> bool:
+        seen["other process"] = subprocess.run([sys.executable, "-c", probe]).returncode
+        return False
+
+    monkeypatch.setattr(build, "install_rootfs", install_rootfs)
+    ctx = SimpleNamespace(cache_dir=cache, timings=[])
+    build.run_steps(ctx, [check_host_tools, install_rootfs])  # type: ignore[arg-type]
+    assert seen == {"cache before the checks": False, "other process": 3}
