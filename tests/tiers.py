@@ -1,9 +1,10 @@
 """`make test`: every tier, in two phases that use both of CI's cores.
 
 Phase 1 runs the image tier (QEMU boots under TCG: one core) beside the unit and integration
-tiers (pytest in one process: one core); they share nothing (the image cache is the image
-tier's alone, namespaces carry their test's pid or a random tag). Phase 2 runs the smoke
-tier alone: its labs boot several guests and want both cores.
+tiers (pytest in one process: one core) and then, while the image tier still boots, the
+shortest lab (EARLY_LAB, two guests). They share only the image cache, which a build holds
+with a lock (builder/image/build.py cache_lock); namespaces carry their test's pid or a
+random tag. Phase 2 runs the other labs alone: they boot three or four guests each.
 
 Each pytest prints its own tiers' wall time; the image tier's output is kept in a file and
 printed whole when it ends, so the two never interleave. The end prints each phase's wall
@@ -45,6 +46,11 @@ def ok(code: int) -> bool:
     return code in (0, NO_TESTS)
 
 
+def first_failure(*codes: int) -> int:
+    """A phase's exit code: its first failing pytest's, else 0."""
+    return next((c for c in codes if not ok(c)), 0)
+
+
 def phase_one(args: list[str]) -> int:
     """The image tier in the background (output to a file); unit + integration, then the
     early lab, in front."""
@@ -68,13 +74,12 @@ def phase_one(args: list[str]) -> int:
         print(f"== the {IMAGE.name} tier's output (exit {imaged})", flush=True)
         sys.stdout.write(log.read())
         sys.stdout.flush()
-    return next((c for c in (beside, early, imaged) if not ok(c)), 0)
+    return first_failure(beside, early, imaged)
 
 
 def phase_two(args: list[str]) -> int:
     print(f"== phase 2: {SMOKE.name}", flush=True)
-    code = subprocess.call(pytest(SMOKE, [*args, "--deselect", EARLY_LAB]))
-    return 0 if ok(code) else code
+    return first_failure(subprocess.call(pytest(SMOKE, [*args, "--deselect", EARLY_LAB])))
 
 
 def own_selection(args: list[str]) -> bool:

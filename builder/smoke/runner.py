@@ -398,6 +398,7 @@ class Smoke:
                 self.wait_ready(started)
                 started = []
                 roguedhcp.run_lab(self, self.segment.ns, self.taken(), list(self.guests))
+                self.guests[name].stop()  # off: its next power-on is its genuine boot
             started.append(self.start_guest(name, node.mac, self.boot_mode, media))
             if not together:
                 self.wait_ready(started)

@@ -185,25 +185,31 @@ def test_lz4_is_refused_before_any_work(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def other_process_takes(lock_file: Path) -> int:
+    """Exit code of another process that tries the cache's flock without waiting: 0 when it
+    got it, 3 when a build holds it."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    probe = (
+        "import fcntl, sys\n"
+        f"f = open({str(lock_file)!r}, 'a')\n"
+        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n    sys.exit(3)\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe], check=False).returncode
+
+
 def test_a_second_build_on_the_same_cache_waits_for_the_first(tmp_path: Path, caplog) -> None:
     """Two builds on one cache (two admins, two test tiers side by side) take turns: the
     second waits while the first holds the cache's flock, and says so."""
     import logging  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
     from builder.image.build import LOCK_FILE, cache_lock  # noqa: PLC0415
 
-    probe = (
-        "import fcntl, sys\n"
-        f"f = open({str(tmp_path / LOCK_FILE)!r}, 'a')\n"
-        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-        "except BlockingIOError:\n    sys.exit(3)\n"
-    )
-
     def other_process() -> int:
-        return subprocess.run([sys.executable, "-c", probe], check=False).returncode
+        return other_process_takes(tmp_path / LOCK_FILE)
 
     with cache_lock(tmp_path):
         assert other_process() == 3, "another process took the cache while a build held it"
@@ -228,19 +234,11 @@ def test_the_build_holds_the_cache_from_its_first_cache_step_on(
 ) -> None:
     """The checks before it write nothing (not even the cache folder); from the rootfs step
     on, another process cannot take the cache."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
     from types import SimpleNamespace  # noqa: PLC0415
 
     from builder.image import build  # noqa: PLC0415
 
     cache = tmp_path / "cache"
-    probe = (
-        "import fcntl, sys\n"
-        f"f = open({str(cache / build.LOCK_FILE)!r}, 'a')\n"
-        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-        "except BlockingIOError:\n    sys.exit(3)\n"
-    )
     seen: dict[str, object] = {}
 
     def check_host_tools(ctx: object) -> bool:
@@ -248,7 +246,7 @@ def test_the_build_holds_the_cache_from_its_first_cache_step_on(
         return True
 
     def install_rootfs(ctx: object) -> bool:
-        seen["other process"] = subprocess.run([sys.executable, "-c", probe]).returncode
+        seen["other process"] = other_process_takes(cache / build.LOCK_FILE)
         return False
 
     monkeypatch.setattr(build, "install_rootfs", install_rootfs)
