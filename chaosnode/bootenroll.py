@@ -41,6 +41,8 @@ def enroll_argv(node: NodeSettings) -> list[str]:
         paths.CRL_PATH,
         "--munge-key-out",
         paths.MUNGE_KEY,
+        "--refusal-file",
+        paths.ENROLL_REFUSED,
     ]
 
 

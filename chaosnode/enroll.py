@@ -75,6 +75,11 @@ class EnrollError(Exception):
     """Enrollment failed for a reason retrying will not fix (or time ran out)."""
 
 
+class Refused(EnrollError):
+    """The service refused this machine for a reason that asking again in the same boot cannot
+    change (an unmeasured boot, a node chaos.yaml does not have, ...)."""
+
+
 class _Retry(Exception):
     def __init__(self, why: str, wait: float | None = None) -> None:
         super().__init__(why)
@@ -365,7 +370,7 @@ def _after_refusal(exc: ProtocolError, node: str, keys: Keys) -> float | None:
     if exc.code in RETRY_SOON:
         say(f"refused ({exc.code}: {exc.reason}); retrying")
         return None
-    raise EnrollError(f"refused: {exc.code}: {exc.reason}")
+    raise Refused(f"refused: {exc.code}: {exc.reason}")
 
 
 # -- a node without a TPM ---------------------------------------------------------
@@ -410,7 +415,7 @@ def by_approval(
             raise _Wait(None) from None
         if exc.code in RETRY_SOON:
             raise _Retry(f"refused ({exc.code}: {exc.reason})") from None
-        raise EnrollError(f"refused: {exc.code}: {exc.reason}") from None
+        raise Refused(f"refused: {exc.code}: {exc.reason}") from None
     try:
         reply = FinishResponse.from_json(body)
     except ProtocolError as exc:
@@ -498,7 +503,22 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="give up after this many seconds (default 0: keep trying)",
     )
+    p.add_argument(
+        "--refusal-file",
+        type=Path,
+        help="keep the service's refusal here (tmpfs) and, while it is there, ask no more: "
+        "units that want tyd start this one again in the same boot",
+    )
     return p
+
+
+def keep_refusal(path: Path, why: str) -> None:
+    """The refusal, for the rest of this boot; a node that cannot write it just asks again."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(why + "\n")
+    except OSError as exc:
+        say(f"cannot keep the refusal in {path}: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -508,6 +528,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         say(f"--address {args.address!r} is not an IPv4 address")
         return 2
+    if args.refusal_file is not None and args.refusal_file.exists():
+        said = args.refusal_file.read_text(errors="replace").strip()
+        say(f"not asking again in this boot (the next boot asks): {said}")
+        return 1
     try:
         key, enrolled = enroll(
             args.url,
@@ -523,6 +547,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         save(key, enrolled, args.key_out, args.cert_out, args.crl_out)
         if args.munge_key_out is not None and enrolled.munge_key:
             save_munge_key(enrolled.munge_key, args.munge_key_out, args.munge_key_owner)
+    except Refused as exc:
+        say(str(exc))
+        if args.refusal_file is not None:
+            keep_refusal(args.refusal_file, str(exc))
+        return 1
     except EnrollError as exc:
         say(str(exc))
         return 1

@@ -1,7 +1,8 @@
 """Tiny traffic helpers for the smoke tests (run through the agent): python3 -m chaosnode.probe
 
 probe listen tcp|udp PORT SECONDS   accept/receive for SECONDS, print what arrived
-probe send tcp|udp ADDR PORT TEXT   send TEXT once
+probe send tcp|udp ADDR PORT TEXT [SECONDS]
+                                    send TEXT once (a TCP connect waits SECONDS, 10 by default)
 probe sink PORT SECONDS             accept one TCP stream, print its rate
 probe blast ADDR PORT MEGABYTES     send MEGABYTES over TCP, print the rate
 probe connect ADDR PORT             a TCP connect: prints `open`, or `closed: why`
@@ -38,9 +39,9 @@ def listen(proto: str, port: int, seconds: float) -> None:
             print(f"from {peer[0]}: {data.decode(errors='replace')}", flush=True)
 
 
-def send(proto: str, addr: str, port: int, text: str) -> None:
+def send(proto: str, addr: str, port: int, text: str, wait: float = 10.0) -> None:
     if proto == "tcp":
-        with socket.create_connection((addr, port), timeout=10) as s:
+        with socket.create_connection((addr, port), timeout=wait) as s:
             s.sendall(text.encode())
     else:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -98,6 +99,8 @@ def main(argv: list[str]) -> int:
             listen(proto, int(port), float(seconds))
         case ["send", ("tcp" | "udp") as proto, addr, port, text]:
             send(proto, addr, int(port), text)
+        case ["send", ("tcp" | "udp") as proto, addr, port, text, seconds]:
+            send(proto, addr, int(port), text, float(seconds))
         case ["connect", addr, port]:
             print(f"{addr}:{port} {connect(addr, int(port))}", flush=True)
         case _:

@@ -1,9 +1,9 @@
 """`chaos-build smoke`: boot a QEMU lab from the built artifacts and check the cluster.
 
 Flow: build (cached base) -> private segment -> serve (dnsmasq + HTTP, isolated mode) ->
-capture on the bridge -> boot members one after another (the first is the seed Philip, the
-last joins through every member) -> rogue -> data checks -> wire checks -> power-off removal
--> evidence -> teardown (also on failure and Ctrl-C).
+capture on the bridge -> boot the members but the last together (the first is the seed
+Philip) -> the last (it joins through every member) with the rogue beside it -> data checks
+-> wire checks -> power-off removal -> evidence -> teardown (also on failure and Ctrl-C).
 """
 
 from __future__ import annotations
@@ -388,22 +388,26 @@ class Smoke:
         return guest
 
     def boot_members(self, together: bool = False) -> None:
-        """One after another (the first is the seed Philip, the last joins through every
-        member), or all powered on at once as a lab does at 5 pm (together=True)."""
+        """The members but the last power on together (the first is the seed Philip: only a
+        seed founds, the others knock until it answers), then the last, which joins through
+        every member, with the rogue beside it; or all at once as a lab does at 5 pm
+        (together=True)."""
         media = {"iso": self.out / "chaos.iso"}
-        started: list[Guest] = []
-        for name in self.members:
-            node = self.cluster.node(name)
-            if name == self.rogue_dhcp_member():  # its first power-on meets the rogue
-                self.wait_ready(started)
-                started = []
-                roguedhcp.run_lab(self, self.segment.ns, self.taken(), list(self.guests))
-                self.guests[name].stop()  # off: its next power-on is its genuine boot
-            started.append(self.start_guest(name, node.mac, self.boot_mode, media))
-            if not together:
-                self.wait_ready(started)
-                started = []
-        self.wait_ready(started)
+        *first, last = self.members
+        batches = [list(self.members)] if together else [first, [last]]
+        for batch in [b for b in batches if b]:
+            started: list[Guest] = []
+            for name in batch:
+                node = self.cluster.node(name)
+                if name == self.rogue_dhcp_member():  # its first power-on meets the rogue
+                    self.wait_ready(started)
+                    started = []
+                    roguedhcp.run_lab(self, self.segment.ns, self.taken(), list(self.guests))
+                    self.guests[name].stop()  # off: its next power-on is its genuine boot
+                started.append(self.start_guest(name, node.mac, self.boot_mode, media))
+            if last in batch and self.scenario.rogue is not None:
+                self.power_on_rogue()
+            self.wait_ready(started)
 
     def rogue_dhcp_member(self) -> str:
         """The member whose first power-on a rogue DHCP server answers (roguedhcp.py), or ""
@@ -452,7 +456,8 @@ class Smoke:
             + ", ".join(f"{n} {t}" for n, t in times.items())
         )
 
-    def boot_rogue(self) -> None:
+    def power_on_rogue(self) -> None:
+        """The rogue's VM on the segment (judged by boot_rogue once the members are checked)."""
         node = self.rogue_node
         media: dict[str, Path] = {}
         if self.rogue_boot == "kernel":
@@ -461,7 +466,12 @@ class Smoke:
                 "initrd": self.rogue_initrd,
                 "append": Path(kernel_cmdline_for(self)),
             }
-        guest = self.start_guest("rogue", node.mac, self.rogue_boot, media)
+        self.start_guest("rogue", node.mac, self.rogue_boot, media)
+
+    def judge_rogue(self) -> None:
+        """The rogue, powered on beside the last member, is refused and issued nothing."""
+        node = self.rogue_node
+        guest = self.guests["rogue"]
         stranger = self.rogue_kind() == "stranger"
         line = guest.wait_console(STRANGER_REFUSED if stranger else ROGUE_REFUSED, BOOT_TIMEOUT)
         self.report.phase(
@@ -826,7 +836,7 @@ class Smoke:
         if self.scenario.rogue_dhcp is not None and not self.rogue_dhcp_member():
             roguedhcp.run_lab(self, self.segment.ns, self.taken(), self.members)
         if self.scenario.rogue is not None:
-            self.boot_rogue()
+            self.judge_rogue()
         for check in self.scenario.checks:
             self.run_check(check)
         for wire in self.scenario.wire:

@@ -37,6 +37,8 @@ NODE_PYTHON: Final = "/usr/bin/python3"
 # Slurm (chaos.yaml workload). The cluster's munge key arrives with the certificate at
 # enrollment and lives only in RAM; slurm.json says what this node runs (rendered).
 MUNGE_KEY: Final = "/run/chaos/munge.key"
+# the service's refusal of this boot (tmpfs): a later start of chaos-enroll asks no more
+ENROLL_REFUSED: Final = "/run/chaos/enroll-refused"
 MUNGE_USER: Final = "munge"
 SLURM_JSON: Final = "/etc/chaos/slurm.json"
 SLURM_CONF: Final = "/etc/slurm/slurm.conf"

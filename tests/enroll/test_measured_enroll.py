@@ -135,6 +135,26 @@ def test_another_initrd_is_refused_under_enforce_with_its_reason(measured_lab, c
     assert "refused unmeasured_boot: measured boot: PCR 9" in caplog.text
 
 
+def test_a_refused_boot_asks_once_and_says_so_when_started_again(measured_lab):
+    """Units that want tyd start chaos-enroll again after it failed; the same boot must not
+    ask again (its measurements cannot change), and serve sees one refusal."""
+    m = measured_lab("enforce")
+    log = m.boot(m.lab.tpm_a, "node01", Boot(secure_boot=False))
+    kept = m.lab.root / "run" / "enroll-refused"
+    first = m.enroll(m.lab.tpm_a, log, "--max-time", "20", "--refusal-file", str(kept))
+    again = m.enroll(m.lab.tpm_a, log, "--max-time", "20", "--refusal-file", str(kept))
+    assert first.returncode == again.returncode == 1
+    assert "Secure Boot is off" in kept.read_text()
+    assert (
+        "not asking again in this boot (the next boot asks): refused: unmeasured_boot: "
+        "measured boot: Secure Boot is off" in again.stderr
+    )
+    assert m.counts == {"refused secure_boot_off": 1}
+    kept.unlink()  # the next boot (a fresh tmpfs) asks again
+    m.enroll(m.lab.tpm_a, log, "--max-time", "20", "--refusal-file", str(kept))
+    assert m.counts == {"refused secure_boot_off": 2}
+
+
 def test_secure_boot_off_is_refused_and_a_missing_log_too(measured_lab):
     m = measured_lab("enforce")
     log = m.boot(m.lab.tpm_a, "node01", Boot(secure_boot=False))

@@ -146,6 +146,28 @@ def test_probe_sends_tcp_to_a_listener_on_loopback(capsys):
     assert capsys.readouterr().out == "sent\n"
 
 
+def test_probe_send_gives_up_after_its_seconds_on_an_unanswered_connect(monkeypatch, capsys):
+    """A listener whose accept queue is full drops the next SYN, as a member's firewall does a
+    rogue's: send waits the seconds it was given (the rogue checks give 4), never says sent."""
+    waits: list[float] = []
+    real = socket.create_connection
+
+    def recorded(address: tuple[str, int], timeout: float) -> socket.socket:
+        waits.append(timeout)
+        return real(address, timeout=timeout)
+
+    monkeypatch.setattr(probe.socket, "create_connection", recorded)
+    with socket.socket() as server, socket.socket() as filler:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        filler.connect(server.getsockname())  # the queue's one place, never accepted
+        port = str(server.getsockname()[1])
+        with pytest.raises(TimeoutError):
+            probe.main(["send", "tcp", "127.0.0.1", port, "marker", "0.5"])
+    assert waits == [0.5]
+    assert "sent" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv", [[], ["send", "icmp", "1.2.3.4", "1", "x"], ["bogus"]])
 def test_probe_refuses_bad_arguments_with_usage(argv, capsys):
     assert probe.main(argv) == 2
