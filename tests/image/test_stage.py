@@ -116,3 +116,8 @@ def test_the_image_kernel_gives_a_loadable_nic_set() -> None:
     assert names.index("r8169.ko") > names.index("libphy.ko")
     size = sum((moddir / p).stat().st_size for p in order)
     assert size < 3 * 1024 * 1024, f"NIC modules are {size} bytes"
+
+
+def test_the_stage_is_compressed_for_the_kernel() -> None:
+    packed = stage.stage_archive(b"BUSYBOX", {}, ROOT_SHA, [], EPOCH)
+    assert stage.compress_stage(packed)[:4] == b"\x28\xb5\x2f\xfd"
