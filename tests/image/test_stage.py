@@ -105,6 +105,8 @@ def cached_moddir() -> Path:
     return moddirs[0].parent
 
 
+@pytest.mark.image
+@pytest.mark.usefixtures("built")  # the image tier's build fills the cache first (CI is cold)
 def test_the_image_kernel_gives_a_loadable_nic_set() -> None:
     moddir = cached_moddir()
 
