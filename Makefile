@@ -20,7 +20,7 @@ APT_PACKAGES := \
 	swtpm swtpm-tools tpm2-tools python3-tpm2-pytss libtss2-tcti-swtpm0 libtss2-dev pkg-config \
 	libjs-chart.js chromium \
 	shim-signed grub-efi-amd64-signed osslsigncode \
-	openssh-server gdisk
+	openssh-server gdisk busybox-static
 # nftables/iproute2: render checks and namespace tests; charon-systemd/swanctl: IKE tests and
 # the image; mmdebstrap..xz-utils: the live root; xorriso..ipxe: ISO and PXE artifacts;
 # qemu/ovmf: boot tests; tcpdump: wire checks; dnsmasq: PXE serving (DHCP, TFTP); nginx-light:
@@ -38,6 +38,7 @@ APT_PACKAGES := \
 # independent oracle for those digests.
 # openssh-server: `sshd -t` checks the always-on head's rendered sshd config (its service is
 # not started by the tests); gdisk: sgdisk writes the GPT the state-disk guard must refuse.
+# busybox-static: the Secure Boot PXE stage's userland (stage.img: udhcpc, wget, sha256sum).
 
 .PHONY: help setup build render check test test-unit test-integration test-image test-smoke \
 	test-wheel test-one golden lint format format-check bench clean

@@ -132,6 +132,11 @@ class ImageSection:
     )
     compression: Compression = setting(Compression.ZSTD, "initramfs compression")
     console: str = setting("ttyS0,115200", "kernel serial console", pattern="console")
+    pxe_stage: bool = setting(
+        False,
+        "Secure Boot PXE boots a small stage (stage.img) over TFTP that fetches the root "
+        "over HTTP and checks its sha256 (in progress; off: the whole root over TFTP)",
+    )
 
 
 class ServeMode(enum.Enum):

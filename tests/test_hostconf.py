@@ -3,6 +3,7 @@ made from the real code path. Update after an intended change: make golden."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 from pathlib import Path
@@ -13,7 +14,7 @@ from chaostest import ROOT
 from builder.config import load_cluster
 from builder.errors import RenderError
 from builder.hostconf import render_host
-from builder.image import iso, pxe
+from builder.image import iso, pxe, stage
 from builder.image.context import BuildContext
 from builder.model import ServeMode
 from builder.nginx import NginxSite, nginx_conf
@@ -73,6 +74,12 @@ def ipxe_local() -> str:
     return pxe.local_disk_answers(golden_cluster().nodes[0], "outside the night")[0]
 
 
+def stage_init() -> str:
+    # two modules, the dependency first (insmod_order: tests/image/test_stage.py)
+    modules = ["kernel/net/core/failover.ko", "kernel/drivers/net/virtio_net.ko"]
+    return stage.stage_init(modules, hashlib.sha256(b"the root").hexdigest())
+
+
 def serve_plan(mode: ServeMode) -> ServePlan:
     return ServePlan(
         "br0",
@@ -111,6 +118,8 @@ def hosts(mode: ServeMode):
         ("dnsmasq-proxy.conf", dnsmasq(ServeMode.PROXY)),
         ("dhcp-hosts-isolated", hosts(ServeMode.ISOLATED)),
         ("dhcp-hosts-proxy", hosts(ServeMode.PROXY)),
+        ("stage-init", stage_init),
+        ("stage-udhcpc.script", lambda: stage.UDHCPC),
     ],
 )
 def test_host_configs_match_golden_files(name, text):
@@ -134,6 +143,8 @@ def test_every_host_template_has_a_golden_file():
         "pxe/grub-node.cfg.j2",
         "pxe/grub-local-disk.cfg.j2",
         "iso/isolinux.cfg.j2",
+        "stage/init.j2",
+        "stage/udhcpc.script.j2",
         "iso/grub.cfg.j2",  # golden tests/golden/iso/grub.cfg (tests/measured/test_iso_tree.py)
     }
     found = {p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.rglob("*.j2")}
