@@ -17,7 +17,7 @@ from builder.errors import BuildError
 TRAILER = "TRAILER!!!"
 
 
-def _pad4(n: int) -> bytes:
+def pad4(n: int) -> bytes:
     return b"\0" * (-n % 4)
 
 
@@ -33,7 +33,7 @@ def entry(name: str, mode: int, data: bytes, mtime: int, ino: int) -> bytes:
     head = _header(
         ino=ino, mode=mode, nlink=nlink, mtime=mtime, size=len(data), namesize=len(encoded)
     )
-    return head + encoded + _pad4(len(head) + len(encoded)) + data + _pad4(len(data))
+    return head + encoded + pad4(len(head) + len(encoded)) + data + pad4(len(data))
 
 
 def _walk(root: Path) -> Iterator[Path]:
