@@ -134,7 +134,7 @@ class Node:
         self.map = ClusterMap(me, timing, clock, sign=signer)
         self.map.my_beat = signer.beat(self.map.me, 0)
         self._per_source: collections.Counter[str] = collections.Counter()
-        self._closed = 0  # connections served and closed since memory was last reclaimed
+        self._reclaimer = memory.Reclaimer()
         self._clock = clock
         self._rng = rng or random.Random()
         self._server_ctx = server_context(cfg.tls)
@@ -475,8 +475,7 @@ class Node:
     def _tick(self, ticks: int) -> None:
         reseed_every = max(1, round(self.cfg.remove_after_seconds / self.cfg.heartbeat_seconds))
         self.reload_trust()
-        if self._closed >= memory.RECLAIM_AFTER or (self._closed and not self._open):
-            self._closed = 0
+        if self._reclaimer.due():
             memory.reclaim()
         if not (self._digest or self._swim):
             self.map.beat()
@@ -859,7 +858,7 @@ class Node:
 
     def _release(self, source: str) -> None:
         self._open -= 1
-        self._closed += 1
+        self._reclaimer.closed()
         self._per_source[source] -= 1
         if self._per_source[source] <= 0:
             del self._per_source[source]
